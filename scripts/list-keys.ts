@@ -1,0 +1,21 @@
+import { call } from '../src/client/client.js';
+import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+
+const program = command('list-keys', 'List keys with versions, states and public keys (Signer.ListKeys)', 'security-admin').parse();
+const opts = program.opts();
+const clients = clientsFrom(opts);
+try {
+  const { keys } = await call<{ keys: Array<Record<string, any>> }>(clients.signer, 'ListKeys', {});
+  if (opts.json) console.log(toJson(keys));
+  else {
+    for (const k of keys) {
+      const created = new Date(Number(k.createdAt?.seconds ?? 0) * 1000).toISOString();
+      console.log(`${k.keyId}\tv${k.version}\t${k.algorithm}\t${k.state}\t${created}\t${k.evmAddress || Buffer.from(k.publicKey).toString('hex')}`);
+    }
+    if (!keys.length) console.log('(no keys)');
+  }
+} catch (e) {
+  fail(e, !!opts.json);
+} finally {
+  clients.close();
+}

@@ -1,0 +1,42 @@
+import { randomUUID } from 'node:crypto';
+import { call, nowTimestamp } from '../src/client/client.js';
+import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+
+const program = command('sign', 'Sign with a key (Signer.Sign): the dev client of the payment engine', 'payment-engine')
+  .argument('<key-id>', 'key to sign with')
+  .option('--digest <hex>', '32-byte digest (ECDSA keys)')
+  .option('--message <text>', 'UTF-8 message (Ed25519 keys)')
+  .option('--evm-tx <hex>', 'unsigned EVM transaction, EIP-1559 or legacy EIP-155 (secp256k1 keys)')
+  .option('--request-id <id>', 'idempotency id; a retry must reuse it', randomUUID())
+  .parse();
+const opts = program.opts();
+const hex = (s: string) => Buffer.from(s.replace(/^0x/, ''), 'hex');
+const payload = opts.digest
+  ? { digest: hex(opts.digest) }
+  : opts.message !== undefined
+    ? { message: Buffer.from(opts.message, 'utf8') }
+    : opts.evmTx
+      ? { evmTransaction: { unsignedTx: hex(opts.evmTx) } }
+      : program.error('one of --digest, --message or --evm-tx is required');
+const clients = clientsFrom(opts);
+try {
+  const res = await call<Record<string, any>>(clients.signer, 'Sign', {
+    keyId: program.args[0],
+    requestId: opts.requestId,
+    clientTime: nowTimestamp(),
+    ...payload,
+  });
+  if (opts.json) console.log(toJson(res));
+  else {
+    console.log(`signature ${Buffer.from(res.signature).toString('hex')}`);
+    if (res.recoveryId !== undefined && res.recoveryId !== null) console.log(`recovery_id ${res.recoveryId}`);
+    if (res.evm) {
+      console.log(`from ${res.evm.from}\nchain ${res.evm.chainId} nonce ${res.evm.nonce}`);
+      console.log(`tx_hash 0x${Buffer.from(res.evm.txHash).toString('hex')}\nsigned_tx 0x${Buffer.from(res.evm.signedTx).toString('hex')}`);
+    }
+  }
+} catch (e) {
+  fail(e, !!opts.json);
+} finally {
+  clients.close();
+}

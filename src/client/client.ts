@@ -1,0 +1,44 @@
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { signerV1 } from '../proto.js';
+
+export interface ClientTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export interface SignerClients {
+  signer: grpc.Client;
+  keyAdmin: grpc.Client;
+  close(): void;
+}
+
+export function readTls(files: { caFile: string; certFile: string; keyFile: string }): ClientTls {
+  return { ca: readFileSync(files.caFile), cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+}
+
+/** mTLS clients for the Signer and KeyAdmin services, sharing one channel. */
+export function connect(address: string, tls: ClientTls, serverName = 'localhost'): SignerClients {
+  const creds = grpc.credentials.createSsl(tls.ca, tls.key, tls.cert);
+  const options = { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName };
+  const signer = new signerV1.Signer(address, creds, options);
+  const keyAdmin = new signerV1.KeyAdmin(address, creds, { ...options, channelOverride: signer.getChannel() });
+  return { signer, keyAdmin, close: () => signer.close() };
+}
+
+/** Calls a unary method; rejects with the grpc ServiceError (decode it with decodeError). */
+export function call<Res = Record<string, unknown>>(client: grpc.Client, method: string, request: object, timeoutMs = 30_000): Promise<Res> {
+  const fn = (client as unknown as Record<string, Function>)[method];
+  if (typeof fn !== 'function') throw new Error(`no method ${method}`);
+  return new Promise((resolve, reject) =>
+    fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: Res) =>
+      err ? reject(err) : resolve(res),
+    ),
+  );
+}
+
+export function nowTimestamp() {
+  const ms = Date.now();
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
+}

@@ -1,0 +1,29 @@
+import type * as grpc from '@grpc/grpc-js';
+import { ErrorInfo, RpcStatus } from '../proto.js';
+
+export interface DecodedError {
+  code: number;
+  message: string;
+  reason?: string;
+  metadata: Record<string, string>;
+}
+
+/** Reads the google.rpc.ErrorInfo a signer refusal carries (AIP-193). */
+export function decodeError(e: grpc.ServiceError): DecodedError {
+  const out: DecodedError = { code: e.code, message: e.details, metadata: {} };
+  const bin = e.metadata?.get('grpc-status-details-bin')[0];
+  if (!(bin instanceof Buffer)) return out;
+  const st = RpcStatus.toObject(RpcStatus.decode(bin), { defaults: true }) as {
+    details: Array<{ type_url?: string; typeUrl?: string; value: Uint8Array }>;
+  };
+  for (const d of st.details) {
+    if ((d.type_url ?? d.typeUrl) !== 'type.googleapis.com/google.rpc.ErrorInfo') continue;
+    const info = ErrorInfo.toObject(ErrorInfo.decode(d.value), { defaults: true }) as {
+      reason: string;
+      metadata: Record<string, string>;
+    };
+    out.reason = info.reason;
+    out.metadata = info.metadata;
+  }
+  return out;
+}

@@ -1,0 +1,34 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { configSchema, type Config } from './schema.js';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads and validates a JSON config file. Every problem is reported with the path of the field
+ * that caused it; relative file paths are resolved against the config file's directory.
+ */
+export function loadConfig(file: string): Config {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`cannot read config ${file}: ${(e as Error).message}`);
+  }
+  return parseConfig(raw, dirname(resolve(file)));
+}
+
+export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`invalid config:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  const abs = (p: string) => resolve(baseDir, p);
+  c.tls = { caFile: abs(c.tls.caFile), certFile: abs(c.tls.certFile), keyFile: abs(c.tls.keyFile) };
+  c.store.sqlite.path = abs(c.store.sqlite.path);
+  return c;
+}

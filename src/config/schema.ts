@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+const role = z.enum(['signer', 'admin', 'auditor']);
+const algorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
+
+/**
+ * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
+ * misspelt option never silently falls back to a default.
+ */
+export const configSchema = z
+  .object({
+    listen: hostPort,
+    tls: z
+      .object({
+        caFile: z.string().min(1),
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+      })
+      .strict(),
+    hsm: z
+      .object({
+        /** RFC 7512 URI naming module, token (label or serial) and PIN source. */
+        uri: z.string().startsWith('pkcs11:'),
+        sessions: z.number().int().min(1).max(256).default(4),
+        /** Environment the PKCS#11 module reads at load (e.g. SOFTHSM2_CONF). */
+        moduleEnv: z.record(z.string(), z.string()).default({}),
+        /** How often a dead token is probed for recovery. */
+        recoveryIntervalMs: z.number().int().min(50).default(1000),
+      })
+      .strict(),
+    store: z
+      .object({ sqlite: z.object({ path: z.string().min(1) }).strict() })
+      .strict(),
+    /** Client identities are certificate subject CNs from the trusted CA. */
+    clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1) }).strict()),
+    /**
+     * Which clients may sign with which keys. Keys are exact ids or prefixes ending in `*`.
+     * A key matching no entry can be signed by nobody.
+     */
+    keyAccess: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+    metrics: z.object({ listen: hostPort }).strict().optional(),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type Role = z.infer<typeof role>;
+export type Algorithm = z.infer<typeof algorithm>;
+export const algorithms = algorithm.options;

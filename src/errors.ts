@@ -1,0 +1,47 @@
+import { status } from '@grpc/grpc-js';
+
+/**
+ * Stable machine reasons (google.rpc.ErrorInfo.reason). Clients branch on these, so a value
+ * once published never changes meaning.
+ */
+export type Reason =
+  | 'KEY_NOT_FOUND'
+  | 'KEY_VERSION_NOT_FOUND'
+  | 'PAYLOAD_INVALID'
+  | 'PAYLOAD_KIND_UNSUPPORTED'
+  | 'REQUEST_INVALID'
+  | 'NOT_AUTHENTICATED'
+  | 'NOT_AUTHORIZED'
+  | 'HSM_UNAVAILABLE'
+  | 'HSM_ERROR'
+  | 'SIGNATURE_SELF_CHECK_FAILED'
+  | 'KEY_EXISTS'
+  | 'INTERNAL';
+
+/**
+ * A refusal or failure that crosses the API boundary. The message is shown to callers and
+ * logged, so it MUST NOT contain a PIN, key material or anything read from the HSM's secrets.
+ */
+export class SignerError extends Error {
+  constructor(
+    readonly code: status,
+    readonly reason: Reason,
+    message: string,
+    readonly metadata: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = 'SignerError';
+  }
+}
+
+export const invalid = (reason: Reason, message: string, metadata?: Record<string, string>) =>
+  new SignerError(status.INVALID_ARGUMENT, reason, message, metadata);
+
+export const notFound = (reason: Reason, message: string, metadata?: Record<string, string>) =>
+  new SignerError(status.NOT_FOUND, reason, message, metadata);
+
+export const denied = (reason: Reason, message: string, metadata?: Record<string, string>) =>
+  new SignerError(status.PERMISSION_DENIED, reason, message, metadata);
+
+export const unavailable = (reason: Reason, message: string, metadata?: Record<string, string>) =>
+  new SignerError(status.UNAVAILABLE, reason, message, metadata);

@@ -1,0 +1,89 @@
+import { status } from '@grpc/grpc-js';
+import type { Algorithm } from '../config/schema.js';
+import { SignerError, invalid, notFound } from '../errors.js';
+import type { Hsm } from '../hsm/hsm.js';
+import { generateKeyPair, readPublicKey } from '../hsm/keypair.js';
+import type { Logger } from '../log.js';
+import { KeyExistsError, type KeyRecord, type Store } from '../store/store.js';
+
+const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/**
+ * Key ids, versions and where each lives in the token. The store is the source of truth; this
+ * holds a copy so the signing path never waits on the database to find a key.
+ */
+export class KeyRegistry {
+  private keys = new Map<string, KeyRecord>();
+
+  constructor(
+    private readonly hsm: Hsm,
+    private readonly store: Store,
+    private readonly log?: Logger,
+  ) {}
+
+  /**
+   * Loads keys from the store and checks each against the token: a key whose public key in the
+   * token differs from the stored one is not served (a swapped or restored token).
+   */
+  async load(): Promise<void> {
+    const next = new Map<string, KeyRecord>();
+    for (const k of await this.store.listKeys()) {
+      if (k.state === 'destroyed') continue;
+      let inToken: Uint8Array;
+      try {
+        inToken = await readPublicKey(this.hsm, k.algorithm, k.ckaId);
+      } catch {
+        this.log?.error({ keyId: k.keyId, version: k.version }, 'key missing from token; not served');
+        continue;
+      }
+      if (Buffer.compare(Buffer.from(inToken), Buffer.from(k.publicKey)) !== 0) {
+        this.log?.error({ keyId: k.keyId, version: k.version }, 'token public key differs from store; not served');
+        continue;
+      }
+      next.set(k.keyId, k);
+    }
+    this.keys = next;
+  }
+
+  /** The active version of a key; KEY_NOT_FOUND otherwise. */
+  get(keyId: string): KeyRecord {
+    const k = this.keys.get(keyId);
+    if (!k) throw notFound('KEY_NOT_FOUND', `no key "${keyId}"`, { keyId });
+    return k;
+  }
+
+  list(): KeyRecord[] {
+    return [...this.keys.values()];
+  }
+
+  /** Generates a new key inside the HSM and records it as version 1, active. */
+  async create(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+    if (!KEY_ID.test(keyId)) {
+      throw invalid('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit');
+    }
+    if (this.keys.has(keyId)) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
+    const generated = await generateKeyPair(this.hsm, algorithm, `${keyId}/v1`);
+    const record: KeyRecord = {
+      keyId,
+      version: 1,
+      algorithm,
+      ckaId: generated.ckaId,
+      publicKey: generated.publicKey,
+      state: 'active',
+      createdAt: new Date(),
+    };
+    try {
+      await this.store.insertKey(record);
+    } catch (e) {
+      // Another replica won the race; the orphan token object is harmless but logged.
+      if (e instanceof KeyExistsError) {
+        this.log?.warn({ keyId }, 'key created concurrently; new token object left unused');
+        throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
+      }
+      throw e;
+    }
+    this.keys.set(keyId, record);
+    this.log?.info({ keyId, algorithm, version: 1 }, 'key created');
+    return record;
+  }
+}

@@ -1,0 +1,56 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one signer instance; a registry each, so tests can run several. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly signs = new Counter({
+    name: 'signer_signs_total',
+    help: 'Sign requests by key, algorithm and outcome (ok or the refusal reason)',
+    labelNames: ['key', 'algorithm', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly signSeconds = new Histogram({
+    name: 'signer_sign_duration_seconds',
+    help: 'Sign request latency inside the service, by algorithm',
+    labelNames: ['algorithm'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly hsmSeconds = new Histogram({
+    name: 'signer_hsm_sign_duration_seconds',
+    help: 'Time a PKCS#11 sign call holds a session',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+  readonly hsmErrors = new Counter({
+    name: 'signer_hsm_errors_total',
+    help: 'PKCS#11 failures by CKR code name and class',
+    labelNames: ['ckr', 'class'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionsInUse = new Gauge({
+    name: 'signer_hsm_sessions_in_use',
+    help: 'HSM sessions currently running an operation',
+    registers: [this.registry],
+  });
+  readonly sessionsTotal = new Gauge({
+    name: 'signer_hsm_sessions',
+    help: 'HSM sessions open in the pool',
+    registers: [this.registry],
+  });
+  readonly sessionWaiters = new Gauge({
+    name: 'signer_hsm_session_waiters',
+    help: 'Operations queued for a free HSM session, by lane',
+    labelNames: ['lane'] as const,
+    registers: [this.registry],
+  });
+  readonly hsmUp = new Gauge({
+    name: 'signer_hsm_up',
+    help: '1 while the token is reachable and logged in',
+    registers: [this.registry],
+  });
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,38 @@
+import type { Algorithm } from '../config/schema.js';
+import { evmAddress } from '../payloads/evm.js';
+import type { KeyRecord, KeyState } from '../store/store.js';
+
+const ALG_TO_WIRE: Record<Algorithm, string> = {
+  'ecdsa-secp256k1': 'ECDSA_SECP256K1',
+  'ecdsa-p256': 'ECDSA_P256',
+  ed25519: 'ED25519',
+};
+const STATE_TO_WIRE: Record<KeyState, string> = {
+  active: 'ACTIVE',
+  'verify-only': 'VERIFY_ONLY',
+  disabled: 'DISABLED',
+  destroyed: 'DESTROYED',
+};
+
+export const algorithmToWire = (a: Algorithm) => ALG_TO_WIRE[a];
+
+export function algorithmFromWire(name: string): Algorithm | undefined {
+  return (Object.keys(ALG_TO_WIRE) as Algorithm[]).find((a) => ALG_TO_WIRE[a] === name);
+}
+
+export function timestamp(d: Date) {
+  const ms = d.getTime();
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1e6 };
+}
+
+export function keyToWire(k: KeyRecord) {
+  return {
+    keyId: k.keyId,
+    version: k.version,
+    algorithm: ALG_TO_WIRE[k.algorithm],
+    state: STATE_TO_WIRE[k.state],
+    publicKey: Buffer.from(k.publicKey),
+    evmAddress: k.algorithm === 'ecdsa-secp256k1' ? evmAddress(k.publicKey) : '',
+    createdAt: timestamp(k.createdAt),
+  };
+}

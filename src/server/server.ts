@@ -1,0 +1,96 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server as HttpServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Config } from '../config/schema.js';
+import { Hsm, type Pkcs11 } from '../hsm/hsm.js';
+import { KeyRegistry } from '../keys/registry.js';
+import type { Logger } from '../log.js';
+import { Metrics } from '../metrics.js';
+import { packageDefinition, signerV1 } from '../proto.js';
+import { SigningService } from '../signing/service.js';
+import { SqliteStore } from '../store/sqlite.js';
+import { Authorizer } from './auth.js';
+import { keyAdminHandlers } from './keyadmin-service.js';
+import { signerHandlers } from './signer-service.js';
+
+export interface RunningSigner {
+  /** The bound gRPC port (useful when config listens on port 0). */
+  port: number;
+  metricsPort?: number;
+  hsm: Hsm;
+  keys: KeyRegistry;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin'];
+
+/**
+ * Opens the HSM and the store, then serves Signer, KeyAdmin, health and reflection over mutual
+ * TLS. Health follows the HSM: NOT_SERVING while the token is unavailable.
+ */
+export async function startSigner(config: Config, log: Logger, opts: { pkcs11?: Pkcs11 } = {}): Promise<RunningSigner> {
+  Object.assign(process.env, config.hsm.moduleEnv);
+  const metrics = new Metrics({ processMetrics: true });
+  const tls = {
+    ca: readFileSync(config.tls.caFile),
+    cert: readFileSync(config.tls.certFile),
+    key: readFileSync(config.tls.keyFile),
+  };
+  const hsm = await Hsm.open({ ...config.hsm, metrics, log, pkcs11: opts.pkcs11 });
+  const store = new SqliteStore(config.store.sqlite.path);
+  const keys = new KeyRegistry(hsm, store, log);
+  await keys.load();
+  const auth = new Authorizer(config.clients, config.keyAccess);
+  const signing = new SigningService(hsm, keys);
+
+  const server = new grpc.Server();
+  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, signing, metrics, log }));
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, log }));
+  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
+  health.addToServer(server);
+  new ReflectionService(packageDefinition).addToServer(server);
+  hsm.onHealthChange((up) => SERVICES.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+
+  const creds = grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+
+  let http: HttpServer | undefined;
+  let metricsPort: number | undefined;
+  if (config.metrics) {
+    http = createServer(async (req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      res.setHeader('content-type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    });
+    const [host, p] = splitHostPort(config.metrics.listen);
+    await new Promise<void>((resolve) => http!.listen(p, host, resolve));
+    metricsPort = (http.address() as { port: number }).port;
+  }
+  log.info({ listen: config.listen, port, metricsPort, keys: keys.list().length, sessions: config.hsm.sessions }, 'signer started');
+
+  return {
+    port,
+    metricsPort,
+    hsm,
+    keys,
+    metrics,
+    async close() {
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      http?.close();
+      // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
+      await hsm.close();
+      await store.close();
+      log.info('signer stopped');
+    },
+  };
+}
+
+function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  return [s.slice(0, i), Number(s.slice(i + 1))];
+}
