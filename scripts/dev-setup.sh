@@ -49,7 +49,29 @@ fi
 # ---------------------------------------------------------------------------------------------
 # node_modules: (re)install when never installed or package.json / package-lock.json changed since.
 
+command -v node >/dev/null 2>&1 || die "node (>= 20) is not installed"
+
+# True when package.json's dependency fields equal those recorded in package-lock.json, i.e. an
+# edit of package.json (scripts, tap config, ...) did not touch dependencies and needs no install.
+deps_match_lock() {
+  [ -f package-lock.json ] || return 1
+  node -e '
+    const fs = require("fs");
+    const pj = JSON.parse(fs.readFileSync("package.json", "utf8"));
+    const root = (JSON.parse(fs.readFileSync("package-lock.json", "utf8")).packages || {})[""];
+    if (!root || pj.overrides || pj.workspaces || pj.bundleDependencies || pj.bundledDependencies) process.exit(1);
+    const norm = (o) => JSON.stringify(Object.entries(o || {}).sort(([a], [b]) => (a < b ? -1 : 1)));
+    for (const k of ["dependencies", "devDependencies", "optionalDependencies", "peerDependencies"])
+      if (norm(pj[k]) !== norm(root[k])) process.exit(1);
+  ' 2>/dev/null
+}
+
 STAMP=node_modules/.package-lock.json
+if [ -f "$STAMP" ] && [ package.json -nt "$STAMP" ] &&
+  ! { [ -f package-lock.json ] && [ package-lock.json -nt "$STAMP" ]; } && deps_match_lock; then
+  touch "$STAMP"
+  log "package.json changed, but not its dependencies: node_modules is up to date"
+fi
 if [ ! -f "$STAMP" ] || [ package.json -nt "$STAMP" ] ||
   { [ -f package-lock.json ] && [ package-lock.json -nt "$STAMP" ]; }; then
   if [ -f package-lock.json ]; then

@@ -74,7 +74,8 @@ export function pkcs11Uri(label: string, modulePath: string, pinFile: string): s
 export async function tempDir(prefix: string): Promise<{ path: string; cleanup(): Promise<void> }> {
   const base = join(repoRoot, '.test');
   await mkdir(base, { recursive: true });
-  const path = await mkdtemp(join(base, `${prefix.replace(/[^A-Za-z0-9._-]/g, '_')}-`));
+  const safe = prefix.replace(/[^A-Za-z0-9._-]/g, '_');
+  const path = await mkdtemp(join(base, /[-_.]$/.test(safe) ? safe : `${safe}-`));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 

@@ -1,0 +1,89 @@
+import { writeFile } from 'node:fs/promises';
+import type * as grpc from '@grpc/grpc-js';
+import { connect, type SignerClients } from '../../src/client/client.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Pkcs11 } from '../../src/hsm/hsm.js';
+import { createLogger } from '../../src/log.js';
+import { startSigner, type RunningSigner } from '../../src/server/server.js';
+import { DEFAULT_CLIENTS, makePki, type Pki } from './pki.js';
+import { makeToken, tempDir, type TestToken } from './token.js';
+
+export interface TestSigner {
+  signer: RunningSigner;
+  pki: Pki;
+  token: TestToken;
+  config: Config;
+  configFile: string;
+  dir: string;
+  address: string;
+  /** mTLS clients for a CN issued by the test CA. */
+  as(cn: string): SignerClients;
+  close(): Promise<void>;
+}
+
+/** The config a test signer runs with: every role, keys open to payment-engine. */
+export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partial<Record<string, unknown>> = {}) {
+  return {
+    listen: '127.0.0.1:0',
+    tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
+    hsm: { uri: token.uri, sessions: 4, moduleEnv: token.env, recoveryIntervalMs: 100 },
+    store: { sqlite: { path: `${dir}/signer.db` } },
+    clients: {
+      'payment-engine': { roles: ['signer'] },
+      'security-admin': { roles: ['admin'] },
+      auditor: { roles: ['auditor'] },
+      'other-engine': { roles: ['signer'] },
+    },
+    keyAccess: { '*': ['payment-engine'], 'shared-*': ['other-engine'] },
+    log: { level: 'fatal' },
+    ...over,
+  };
+}
+
+/**
+ * A real signer on a fresh SoftHSM token with a fresh PKI, listening on a random port.
+ * One per test file: SoftHSM reads its config once per process.
+ */
+export async function startTestSigner(opts: { pkcs11?: Pkcs11; config?: Partial<Record<string, unknown>> } = {}): Promise<TestSigner> {
+  const tmp = await tempDir('signer-');
+  const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine']), makeToken(tmp.path)]);
+  const raw = testConfig(tmp.path, pki, token, opts.config);
+  const configFile = `${tmp.path}/signer.json`;
+  await writeFile(configFile, JSON.stringify(raw, null, 2));
+  const config = parseConfig(raw);
+  const signer = await startSigner(config, createLogger('fatal'), { pkcs11: opts.pkcs11 });
+  const address = `127.0.0.1:${signer.port}`;
+  const open: SignerClients[] = [];
+  return {
+    signer,
+    pki,
+    token,
+    config,
+    configFile,
+    dir: tmp.path,
+    address,
+    as(cn) {
+      const c = pki.clients[cn];
+      if (!c) throw new Error(`no test certificate for ${cn}`);
+      const clients = connect(address, { ca: pki.caCert, cert: c.cert, key: c.key });
+      open.push(clients);
+      return clients;
+    },
+    async close() {
+      open.forEach((c) => c.close());
+      await signer.close();
+      await tmp.cleanup();
+    },
+  };
+}
+
+/** Resolves to the ServiceError a call failed with; fails the test if it succeeded. */
+export async function refusal(p: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as grpc.ServiceError;
+  }
+  throw new Error('expected the call to be refused, but it succeeded');
+}
