@@ -17,8 +17,8 @@ export interface HsmOptions {
   recoveryIntervalMs: number;
   metrics?: Metrics;
   log?: Logger;
-  /** Tests pass a wrapped module to inject failures; production loads `module-path`. */
-  pkcs11?: Pkcs11;
+  /** Tests wrap the loaded module to inject failures (a token cannot be pulled out of SoftHSM). */
+  wrapModule?: (p11: Pkcs11) => Pkcs11;
 }
 
 /** Why the HSM could not be opened at start; the message names the cause, never the PIN. */
@@ -67,7 +67,8 @@ export class Hsm {
     } catch (e) {
       throw new HsmStartError(`cannot read PIN file ${uri.pinFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     }
-    const p11 = opts.pkcs11 ?? loadModule(uri);
+    const loaded = loadModule(uri);
+    const p11 = opts.wrapModule ? opts.wrapModule(loaded) : loaded;
     const hsm = new Hsm(p11, uri, pin, opts);
     try {
       hsm.connect();

@@ -31,7 +31,7 @@ const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin'];
  * Opens the HSM and the store, then serves Signer, KeyAdmin, health and reflection over mutual
  * TLS. Health follows the HSM: NOT_SERVING while the token is unavailable.
  */
-export async function startSigner(config: Config, log: Logger, opts: { pkcs11?: Pkcs11 } = {}): Promise<RunningSigner> {
+export async function startSigner(config: Config, log: Logger, opts: { wrapModule?: (p11: Pkcs11) => Pkcs11 } = {}): Promise<RunningSigner> {
   Object.assign(process.env, config.hsm.moduleEnv);
   const metrics = new Metrics({ processMetrics: true });
   const tls = {
@@ -39,7 +39,7 @@ export async function startSigner(config: Config, log: Logger, opts: { pkcs11?: 
     cert: readFileSync(config.tls.certFile),
     key: readFileSync(config.tls.keyFile),
   };
-  const hsm = await Hsm.open({ ...config.hsm, metrics, log, pkcs11: opts.pkcs11 });
+  const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
   const store = new SqliteStore(config.store.sqlite.path);
   const keys = new KeyRegistry(hsm, store, log);
   await keys.load();

@@ -1,6 +1,8 @@
 import { writeFile } from 'node:fs/promises';
-import type * as grpc from '@grpc/grpc-js';
-import { connect, type SignerClients } from '../../src/client/client.js';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProto } from 'grpc-health-check';
+import { call, connect, type SignerClients } from '../../src/client/client.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Pkcs11 } from '../../src/hsm/hsm.js';
@@ -45,14 +47,14 @@ export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partia
  * A real signer on a fresh SoftHSM token with a fresh PKI, listening on a random port.
  * One per test file: SoftHSM reads its config once per process.
  */
-export async function startTestSigner(opts: { pkcs11?: Pkcs11; config?: Partial<Record<string, unknown>> } = {}): Promise<TestSigner> {
+export async function startTestSigner(opts: { wrapModule?: (p11: Pkcs11) => Pkcs11; config?: Partial<Record<string, unknown>> } = {}): Promise<TestSigner> {
   const tmp = await tempDir('signer-');
   const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine']), makeToken(tmp.path)]);
   const raw = testConfig(tmp.path, pki, token, opts.config);
   const configFile = `${tmp.path}/signer.json`;
   await writeFile(configFile, JSON.stringify(raw, null, 2));
   const config = parseConfig(raw);
-  const signer = await startSigner(config, createLogger('fatal'), { pkcs11: opts.pkcs11 });
+  const signer = await startSigner(config, createLogger('fatal'), { wrapModule: opts.wrapModule });
   const address = `127.0.0.1:${signer.port}`;
   const open: SignerClients[] = [];
   return {
@@ -76,6 +78,31 @@ export async function startTestSigner(opts: { pkcs11?: Pkcs11; config?: Partial<
       await tmp.cleanup();
     },
   };
+}
+
+/** grpc.health.v1 status of a service, asked over mTLS as payment-engine. */
+export async function healthOf(ts: TestSigner, service = ''): Promise<string> {
+  const def = protoLoader.loadSync(healthProto, { enums: String });
+  const Health = (grpc.loadPackageDefinition(def) as any).grpc.health.v1.Health as grpc.ServiceClientConstructor;
+  const c = ts.pki.clients['payment-engine']!;
+  const client = new Health(ts.address, grpc.credentials.createSsl(ts.pki.caCert, c.key, c.cert), {
+    'grpc.ssl_target_name_override': 'localhost',
+  });
+  try {
+    return (await call<{ status: string }>(client, 'check', { service })).status;
+  } finally {
+    client.close();
+  }
+}
+
+/** Polls `probe` until it returns true or `ms` pass. */
+export async function eventually(probe: () => Promise<boolean> | boolean, ms = 5000): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await probe()) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return probe();
 }
 
 /** Resolves to the ServiceError a call failed with; fails the test if it succeeded. */
