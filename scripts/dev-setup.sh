@@ -298,4 +298,17 @@ if [ -f scripts/dev-demo-keys.ts ]; then
   npx tsx scripts/dev-demo-keys.ts --config .dev/signer.json >&2
 fi
 
-log "dev environment ready: .dev/signer.json"
+cat >&2 <<EOF
+
+hsm-signer dev environment (all of it in .dev/, git-ignored; rm -rf .dev to start over)
+  config        .dev/signer.json
+  HSM token     'signer' in .dev/tokens (SoftHSM2, conf .dev/softhsm2.conf; PINs in .dev/pins/, mode 0600)
+  certificates  .dev/pki/: ca, server, payment-engine (signer), security-admin (admin), auditor
+  store         .dev/signer.db (SQLite)
+  gRPC (mTLS)   127.0.0.1:50051      metrics  http://127.0.0.1:9464/metrics
+  demo keys     hot-secp256k1, hot-p256, hot-ed25519
+
+Once it has started, sign something from another terminal:
+  npx tsx scripts/sign.ts hot-secp256k1 --digest \$(openssl rand -hex 32)
+
+EOF

@@ -1,0 +1,50 @@
+/**
+ * CPU time of a process and of its main (JavaScript) thread, from /proc on Linux. Elsewhere only
+ * the bench's own process total is known (process.cpuUsage).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export interface CpuSample {
+  /** Seconds of CPU, all threads. */
+  total?: number;
+  /** Seconds of CPU of the thread running JavaScript (its tid is the pid). */
+  main?: number;
+}
+
+let ticks: number | undefined;
+function clockTicks(): number {
+  if (ticks === undefined) {
+    try {
+      ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticks = 100;
+    }
+  }
+  return ticks;
+}
+
+/** utime + stime (seconds) from a /proc stat file, or undefined when there is none. */
+function statSeconds(file: string): number | undefined {
+  let s: string;
+  try {
+    s = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after "(comm)": state is field 3, utime 14, stime 15.
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / clockTicks();
+}
+
+export function sampleCpu(pid: number): CpuSample {
+  const own = pid === process.pid;
+  const total = own ? (({ user, system }) => (user + system) / 1e6)(process.cpuUsage()) : statSeconds(`/proc/${pid}/stat`);
+  return { total, main: statSeconds(`/proc/${pid}/task/${pid}/stat`) };
+}
+
+/** CPU used between two samples, in seconds (undefined when either side is unknown). */
+export function cpuDelta(a: CpuSample, b: CpuSample): CpuSample {
+  const d = (x?: number, y?: number) => (x === undefined || y === undefined ? undefined : y - x);
+  return { total: d(a.total, b.total), main: d(a.main, b.main) };
+}

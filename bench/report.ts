@@ -1,0 +1,104 @@
+/** The machine a run happened on, and the tables it prints. */
+import { execFileSync } from 'node:child_process';
+import { cpus, release, totalmem } from 'node:os';
+import type { LoadResult } from './load.js';
+import type { ServerWindow } from './scrape.js';
+
+export interface Machine {
+  nproc: number;
+  cpuModel: string;
+  memGiB: number;
+  kernel: string;
+  node: string;
+  softhsm: string;
+  uvThreadpoolSize: string;
+}
+
+function tryRun(cmd: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export function machine(): Machine {
+  return {
+    nproc: Number(tryRun('nproc', [])) || cpus().length,
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    kernel: release(),
+    node: process.version,
+    softhsm: tryRun('softhsm2-util', ['--version']) ?? 'unknown',
+    uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
+  };
+}
+
+/** CPU over a measurement window: per sign, and as a share of one core. */
+export interface CpuUse {
+  /** Whole process, µs of CPU per completed sign. */
+  usPerSign?: number;
+  /** Whole process, cores busy on average (1 = one core). */
+  cores?: number;
+  /** The JavaScript thread alone: share of the window it was on a CPU (1 = saturated). */
+  jsThread?: number;
+}
+
+export interface RawPoint extends LoadResult {
+  cpu: CpuUse;
+}
+
+export interface ServicePoint extends LoadResult {
+  channels: number;
+  server: ServerWindow & { cpu: CpuUse };
+  client: CpuUse;
+}
+
+export interface Row {
+  algorithm: string;
+  concurrency: number;
+  raw?: RawPoint;
+  service: ServicePoint;
+  /** service / raw throughput */
+  ratio?: number;
+  note?: string;
+}
+
+const f = (n: number | undefined, digits: number, width: number) =>
+  (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits)).padStart(width);
+const pct = (n: number | undefined, width: number) => (n === undefined ? '-' : `${Math.round(n * 100)}%`).padStart(width);
+
+export function throughputTable(rows: Row[]): string {
+  const head =
+    'algorithm        c  ch |  raw sign/s  p50 ms  p99 ms | svc sign/s  p50 ms  p99 ms | svc/raw';
+  const lines = rows.map((r) =>
+    [
+      `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
+      `${f(r.raw?.opsPerSec, 0, 11)} ${f(r.raw?.p50Ms, 2, 7)} ${f(r.raw?.p99Ms, 2, 7)} |`,
+      `${f(r.service.opsPerSec, 0, 10)} ${f(r.service.p50Ms, 2, 7)} ${f(r.service.p99Ms, 2, 7)} |`,
+      `${pct(r.ratio, 7)}${r.note ? `  ${r.note}` : ''}`,
+      errorsNote(r),
+    ].join(' '),
+  );
+  return [head, '-'.repeat(head.length), ...lines].join('\n');
+}
+
+function errorsNote(r: Row): string {
+  const e = [r.raw?.errors ? `raw errors ${r.raw.errors} (${r.raw.firstError})` : '', r.service.errors ? `svc errors ${r.service.errors} (${r.service.firstError})` : ''];
+  return e.filter(Boolean).join('; ');
+}
+
+export function cpuTable(rows: Row[]): string {
+  const head =
+    'algorithm        c  ch | raw µs/sign cores  JS | server µs/sign cores  JS | client µs/sign cores  JS | handler ms hsm-held ms';
+  const lines = rows.map((r) =>
+    [
+      `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
+      `${f(r.raw?.cpu.usPerSign, 0, 11)} ${f(r.raw?.cpu.cores, 2, 5)} ${pct(r.raw?.cpu.jsThread, 4)} |`,
+      `${f(r.service.server.cpu.usPerSign, 0, 14)} ${f(r.service.server.cpu.cores, 2, 5)} ${pct(r.service.server.cpu.jsThread, 4)} |`,
+      `${f(r.service.client.usPerSign, 0, 14)} ${f(r.service.client.cores, 2, 5)} ${pct(r.service.client.jsThread, 4)} |`,
+      `${f(r.service.server.handler?.meanMs, 2, 10)} ${f(r.service.server.hsm?.meanMs, 2, 11)}`,
+    ].join(' '),
+  );
+  return [head, '-'.repeat(head.length), ...lines].join('\n');
+}
