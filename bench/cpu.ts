@@ -48,3 +48,22 @@ export function cpuDelta(a: CpuSample, b: CpuSample): CpuSample {
   const d = (x?: number, y?: number) => (x === undefined || y === undefined ? undefined : y - x);
   return { total: d(a.total, b.total), main: d(a.main, b.main) };
 }
+
+/** Whole-machine CPU from /proc/stat: busy (user+nice+system+irq+softirq) and steal, in seconds. */
+export interface SystemSample {
+  busy?: number;
+  steal?: number;
+}
+
+export function sampleSystem(): SystemSample {
+  let line: string | undefined;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  } catch {
+    return {};
+  }
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice
+  const v = line!.trim().split(/\s+/).slice(1).map(Number);
+  const t = clockTicks();
+  return { busy: (v[0]! + v[1]! + v[2]! + v[5]! + v[6]!) / t, steal: v[7]! / t };
+}

@@ -44,14 +44,22 @@ export interface CpuUse {
   jsThread?: number;
 }
 
+/** What the rest of the machine did during the window, in cores (noise if other work ran). */
+export interface Elsewhere {
+  otherCores?: number;
+  stealCores?: number;
+}
+
 export interface RawPoint extends LoadResult {
   cpu: CpuUse;
+  machine: Elsewhere;
 }
 
 export interface ServicePoint extends LoadResult {
   channels: number;
   server: ServerWindow & { cpu: CpuUse };
   client: CpuUse;
+  machine: Elsewhere;
 }
 
 export interface Row {
@@ -66,6 +74,10 @@ export interface Row {
 
 const f = (n: number | undefined, digits: number, width: number) =>
   (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits)).padStart(width);
+/** Above this many cores used by other processes during a point, the point is flagged as noisy. */
+export const NOISY_CORES = 0.15;
+const noisy = (r: Row) => [r.raw?.machine.otherCores, r.service.machine.otherCores].some((x) => (x ?? 0) > NOISY_CORES);
+
 const pct = (n: number | undefined, width: number) => (n === undefined ? '-' : `${Math.round(n * 100)}%`).padStart(width);
 
 export function throughputTable(rows: Row[]): string {
@@ -76,11 +88,14 @@ export function throughputTable(rows: Row[]): string {
       `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
       `${f(r.raw?.opsPerSec, 0, 11)} ${f(r.raw?.p50Ms, 2, 7)} ${f(r.raw?.p99Ms, 2, 7)} |`,
       `${f(r.service.opsPerSec, 0, 10)} ${f(r.service.p50Ms, 2, 7)} ${f(r.service.p99Ms, 2, 7)} |`,
-      `${pct(r.ratio, 7)}${r.note ? `  ${r.note}` : ''}`,
+      `${pct(r.ratio, 7)}${noisy(r) ? ' !' : '  '}${r.note ? ` ${r.note}` : ''}`,
       errorsNote(r),
     ].join(' '),
   );
-  return [head, '-'.repeat(head.length), ...lines].join('\n');
+  const legend = rows.some(noisy)
+    ? [`! other processes used more than ${NOISY_CORES} cores during this row (see "other cores" below): its figures are disturbed`]
+    : [];
+  return [head, '-'.repeat(head.length), ...lines, ...legend].join('\n');
 }
 
 function errorsNote(r: Row): string {
@@ -88,16 +103,20 @@ function errorsNote(r: Row): string {
   return e.filter(Boolean).join('; ');
 }
 
+/** Sampling jitter can make a near-zero difference slightly negative. */
+const clamp = (n: number | undefined) => (n === undefined ? undefined : Math.max(0, n));
+
 export function cpuTable(rows: Row[]): string {
   const head =
-    'algorithm        c  ch | raw µs/sign cores  JS | server µs/sign cores  JS | client µs/sign cores  JS | handler ms hsm-held ms';
+    'algorithm        c  ch | raw µs/sign cores  JS | server µs/sign cores  JS | client µs/sign cores  JS | handler ms hsm-held ms | other cores raw/svc';
   const lines = rows.map((r) =>
     [
       `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
       `${f(r.raw?.cpu.usPerSign, 0, 11)} ${f(r.raw?.cpu.cores, 2, 5)} ${pct(r.raw?.cpu.jsThread, 4)} |`,
       `${f(r.service.server.cpu.usPerSign, 0, 14)} ${f(r.service.server.cpu.cores, 2, 5)} ${pct(r.service.server.cpu.jsThread, 4)} |`,
       `${f(r.service.client.usPerSign, 0, 14)} ${f(r.service.client.cores, 2, 5)} ${pct(r.service.client.jsThread, 4)} |`,
-      `${f(r.service.server.handler?.meanMs, 2, 10)} ${f(r.service.server.hsm?.meanMs, 2, 11)}`,
+      `${f(r.service.server.handler?.meanMs, 2, 10)} ${f(r.service.server.hsm?.meanMs, 2, 11)} |`,
+      `${f(clamp(r.raw?.machine.otherCores), 2, 11)} / ${f(clamp(r.service.machine.otherCores), 2, 4)}`,
     ].join(' '),
   );
   return [head, '-'.repeat(head.length), ...lines].join('\n');

@@ -24,10 +24,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The test signer's config, on fixed ports, with metrics on and quiet logs. */
-export async function writeServiceConfig(dir: string, pki: Pki, token: TestToken, port: number, metricsPort: number): Promise<string> {
+/** The test signer's config (test/helpers/signer.ts) on fixed ports, with metrics on, quiet logs and `sessions`. */
+export async function writeServiceConfig(dir: string, pki: Pki, token: TestToken, port: number, metricsPort: number, sessions: number): Promise<string> {
   const file = `${dir}/bench-signer.json`;
+  const base = testConfig(dir, pki, token);
   const config = testConfig(dir, pki, token, {
+    hsm: { ...base.hsm, sessions },
     listen: `127.0.0.1:${port}`,
     metrics: { listen: `127.0.0.1:${metricsPort}` },
     log: { level: 'warn' },

@@ -4,7 +4,7 @@ import type { Algorithm } from '../src/config/schema.js';
 import { loadConfig } from '../src/config/load.js';
 import { Hsm } from '../src/hsm/hsm.js';
 import { KeyRegistry } from '../src/keys/registry.js';
-import { SqliteStore } from '../src/store/sqlite.js';
+import { openStore } from '../src/store/open.js';
 
 const DEMO: Array<[string, Algorithm]> = [
   ['hot-secp256k1', 'ecdsa-secp256k1'],
@@ -21,7 +21,7 @@ const { config: file } = new Command()
 const config = loadConfig(file);
 Object.assign(process.env, config.hsm.moduleEnv);
 const hsm = await Hsm.open({ ...config.hsm, sessions: 1 });
-const store = new SqliteStore(config.store.sqlite.path);
+const store = await openStore(config.store);
 try {
   const keys = new KeyRegistry(hsm, store);
   await keys.load();

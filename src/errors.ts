@@ -16,7 +16,33 @@ export type Reason =
   | 'HSM_ERROR'
   | 'SIGNATURE_SELF_CHECK_FAILED'
   | 'KEY_EXISTS'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  // Signing policy (src/policy): freshness, then the policy's rules in evaluation order.
+  | 'STALE_REQUEST'
+  | 'FUTURE_REQUEST'
+  | 'TRAFFIC_CLASS_NOT_ALLOWED'
+  | 'CLIENT_NOT_ALLOWED'
+  | 'RAW_SIGNING_DISABLED'
+  | 'PAYLOAD_KIND_NOT_ALLOWED'
+  | 'CHAIN_NOT_ALLOWED'
+  | 'CONTRACT_NOT_ALLOWED'
+  | 'FEE_LIMIT'
+  | 'VALUE_LIMIT'
+  | 'DESTINATION_NOT_ALLOWED'
+  | 'VELOCITY_LIMIT'
+  | 'BATCH_LIMIT'
+  | 'REQUEST_ID_REUSED'
+  | 'REQUEST_IN_FLIGHT'
+  | 'NONCE_ALREADY_SIGNED'
+  | 'NONCE_IN_FLIGHT'
+  | 'NONCE_GAP'
+  | 'BATCH_ID_REUSED'
+  | 'BATCH_IN_FLIGHT'
+  | 'BATCH_NONCES_NOT_UNIQUE'
+  | 'BATCH_EXPIRED'
+  | 'NO_POLICY'
+  | 'POLICY_INVALID'
+  | 'POLICY_NOT_FOUND';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and
@@ -28,6 +54,8 @@ export class SignerError extends Error {
     readonly reason: Reason,
     message: string,
     readonly metadata: Record<string, string> = {},
+    /** For retryable refusals (ABORTED, UNAVAILABLE): when a retry makes sense. */
+    readonly retryDelayMs?: number,
   ) {
     super(message);
     this.name = 'SignerError';

@@ -29,6 +29,6 @@ export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
   const c = parsed.data;
   const abs = (p: string) => resolve(baseDir, p);
   c.tls = { caFile: abs(c.tls.caFile), certFile: abs(c.tls.certFile), keyFile: abs(c.tls.keyFile) };
-  c.store.sqlite.path = abs(c.store.sqlite.path);
+  if ('sqlite' in c.store) c.store.sqlite.path = abs(c.store.sqlite.path);
   return c;
 }

@@ -29,9 +29,24 @@ export const configSchema = z
         recoveryIntervalMs: z.number().int().min(50).default(1000),
       })
       .strict(),
-    store: z
-      .object({ sqlite: z.object({ path: z.string().min(1) }).strict() })
-      .strict(),
+    /** Exactly one backend: embedded SQLite, or PostgreSQL shared by replicas. */
+    store: z.union([
+      z.object({ sqlite: z.object({ path: z.string().min(1) }).strict() }).strict(),
+      z
+        .object({
+          postgres: z
+            .object({ url: z.string().startsWith('postgres'), poolSize: z.number().int().min(1).max(100).default(10) })
+            .strict(),
+        })
+        .strict(),
+    ]),
+    /**
+     * Named signing policies (schema: src/policy/schema.ts). Recorded in the store at start when
+     * their text changed since config last set them; KeyAdmin.SetPolicy adds later versions.
+     */
+    policies: z.record(z.string(), z.unknown()).default({}),
+    /** How often a replica reloads policies that other replicas changed. */
+    policyRefreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */
     clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1) }).strict()),
     /**

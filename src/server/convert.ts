@@ -1,12 +1,8 @@
 import type { Algorithm } from '../config/schema.js';
 import { evmAddress } from '../payloads/evm.js';
+import { ALG_TO_WIRE, algorithmToWire } from '../signing/response.js';
 import type { KeyRecord, KeyState } from '../store/store.js';
 
-const ALG_TO_WIRE: Record<Algorithm, string> = {
-  'ecdsa-secp256k1': 'ECDSA_SECP256K1',
-  'ecdsa-p256': 'ECDSA_P256',
-  ed25519: 'ED25519',
-};
 const STATE_TO_WIRE: Record<KeyState, string> = {
   active: 'ACTIVE',
   'verify-only': 'VERIFY_ONLY',
@@ -14,7 +10,7 @@ const STATE_TO_WIRE: Record<KeyState, string> = {
   destroyed: 'DESTROYED',
 };
 
-export const algorithmToWire = (a: Algorithm) => ALG_TO_WIRE[a];
+export { algorithmToWire };
 
 export function algorithmFromWire(name: string): Algorithm | undefined {
   return (Object.keys(ALG_TO_WIRE) as Algorithm[]).find((a) => ALG_TO_WIRE[a] === name);
@@ -36,3 +32,4 @@ export function keyToWire(k: KeyRecord) {
     createdAt: timestamp(k.createdAt),
   };
 }
+

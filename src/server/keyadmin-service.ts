@@ -2,12 +2,22 @@ import type * as grpc from '@grpc/grpc-js';
 import { invalid } from '../errors.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../log.js';
+import type { PolicyRegistry } from '../policy/registry.js';
+import type { PolicyRecord } from '../store/store.js';
 import type { Authorizer } from './auth.js';
-import { algorithmFromWire, keyToWire } from './convert.js';
+import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { unary } from './unary.js';
 
-export function keyAdminHandlers(deps: { auth: Authorizer; keys: KeyRegistry; log: Logger }): grpc.UntypedServiceImplementation {
-  const { auth, keys, log } = deps;
+const policyToWire = (p: PolicyRecord) => ({
+  name: p.name,
+  document: p.document,
+  version: p.version,
+  updatedAt: timestamp(p.updatedAt),
+  updatedBy: p.updatedBy,
+});
+
+export function keyAdminHandlers(deps: { auth: Authorizer; keys: KeyRegistry; policies: PolicyRegistry; log: Logger }): grpc.UntypedServiceImplementation {
+  const { auth, keys, policies, log } = deps;
   return {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
@@ -16,6 +26,21 @@ export function keyAdminHandlers(deps: { auth: Authorizer; keys: KeyRegistry; lo
       const key = await keys.create(call.request.keyId, algorithm);
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
       return keyToWire(key);
+    }),
+
+    SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      return policyToWire(await policies.set(call.request.name, call.request.document, id.client, new Date()));
+    }),
+
+    GetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {
+      // Auditors read policies too: what was allowed is part of what they check.
+      const id = auth.identify(call);
+      if (!id.roles.has('auditor')) auth.require(call, 'admin');
+      const r = call.request;
+      if (r.selector === 'name') return policyToWire(policies.get(r.name!));
+      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(r.keyId!));
+      throw invalid('REQUEST_INVALID', 'name or key_id is required');
     }),
   };
 }

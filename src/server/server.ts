@@ -10,7 +10,9 @@ import type { Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { packageDefinition, signerV1 } from '../proto.js';
 import { SigningService } from '../signing/service.js';
-import { SqliteStore } from '../store/sqlite.js';
+import { PolicyRegistry } from '../policy/registry.js';
+import { SignFlow } from '../signing/flow.js';
+import { openStore } from '../store/open.js';
 import { Authorizer } from './auth.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { signerHandlers } from './signer-service.js';
@@ -28,10 +30,16 @@ export interface RunningSigner {
 const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin'];
 
 /**
+ * Idempotency records are kept past the longest freshness window a policy may set (an hour)
+ * on both sides of the clock, so a request still fresh enough to pass can never miss its record.
+ */
+const REPLAY_RETENTION_MS = 2 * 3600_000 + 60_000;
+
+/**
  * Opens the HSM and the store, then serves Signer, KeyAdmin, health and reflection over mutual
  * TLS. Health follows the HSM: NOT_SERVING while the token is unavailable.
  */
-export async function startSigner(config: Config, log: Logger, opts: { wrapModule?: (p11: Pkcs11) => Pkcs11 } = {}): Promise<RunningSigner> {
+export async function startSigner(config: Config, log: Logger, opts: { wrapModule?: (p11: Pkcs11) => Pkcs11; clock?: () => Date } = {}): Promise<RunningSigner> {
   Object.assign(process.env, config.hsm.moduleEnv);
   const metrics = new Metrics({ processMetrics: true });
   const tls = {
@@ -40,15 +48,23 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     key: readFileSync(config.tls.keyFile),
   };
   const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
-  const store = new SqliteStore(config.store.sqlite.path);
+  const store = await openStore(config.store);
   const keys = new KeyRegistry(hsm, store, log);
   await keys.load();
+  const policies = new PolicyRegistry(store, log);
+  await policies.seed(config.policies, new Date());
+  policies.startRefresh(config.policyRefreshMs);
   const auth = new Authorizer(config.clients, config.keyAccess);
   const signing = new SigningService(hsm, keys);
+  const flow = new SignFlow({ signing, store, policies, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const pruner = setInterval(() => {
+    store.pruneRequests(new Date(Date.now() - REPLAY_RETENTION_MS)).catch((e) => log.error({ err: e }, 'pruning replay records failed'));
+  }, 60_000);
+  pruner.unref();
 
   const server = new grpc.Server();
-  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, signing, metrics, log }));
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, log }));
+  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, metrics, log }));
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
@@ -82,6 +98,8 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       http?.close();
+      clearInterval(pruner);
+      policies.stop();
       // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
       await hsm.close();
       await store.close();

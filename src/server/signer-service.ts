@@ -1,27 +1,43 @@
 import type * as grpc from '@grpc/grpc-js';
 import { invalid, notFound, type SignerError } from '../errors.js';
+import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { KeyRegistry } from '../keys/registry.js';
-import type { Payload, SigningService } from '../signing/service.js';
-import type { Authorizer } from './auth.js';
-import { algorithmToWire, keyToWire } from './convert.js';
+import type { SignFlow } from '../signing/flow.js';
+import type { Payload } from '../signing/service.js';
+import type { Authorizer, Identity } from './auth.js';
+import { keyToWire } from './convert.js';
 import { unary } from './unary.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
-interface WireSignRequest {
-  keyId: string;
-  requestId: string;
-  clientTime: { seconds: string; nanos: number } | null;
-  keyVersion: number;
+interface WireTimestamp {
+  seconds: string;
+  nanos: number;
+}
+
+interface WirePayload {
   payload?: 'digest' | 'message' | 'evmTransaction';
   digest?: Buffer;
   message?: Buffer;
   evmTransaction?: { unsignedTx: Buffer };
 }
 
-function payloadOf(req: WireSignRequest): Payload {
+interface WireSignRequest extends WirePayload {
+  keyId: string;
+  requestId: string;
+  clientTime: WireTimestamp | null;
+  keyVersion: number;
+}
+
+interface WireBatchRequest {
+  batchId: string;
+  keyId: string;
+  clientTime: WireTimestamp | null;
+  items: WirePayload[];
+}
+
+function payloadOf(req: WirePayload): Payload {
   switch (req.payload) {
     case 'digest':
       return { kind: 'digest', digest: req.digest! };
@@ -34,63 +50,71 @@ function payloadOf(req: WireSignRequest): Payload {
   }
 }
 
-function validate(req: WireSignRequest): void {
-  if (!req.keyId) throw invalid('REQUEST_INVALID', 'key_id is required');
-  if (!REQUEST_ID.test(req.requestId)) throw invalid('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
-  if (!req.clientTime) throw invalid('REQUEST_INVALID', 'client_time is required');
+function timeOf(t: WireTimestamp | null): Date {
+  if (!t) throw invalid('REQUEST_INVALID', 'client_time is required');
+  return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6));
 }
 
 export function signerHandlers(deps: {
   auth: Authorizer;
   keys: KeyRegistry;
-  signing: SigningService;
+  flow: SignFlow;
   metrics: Metrics;
   log: Logger;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, signing, metrics, log } = deps;
+  const { auth, keys, flow, metrics, log } = deps;
+
+  /** Authorises a sign on a key and counts and logs the outcome. */
+  async function observed<T>(id: Identity, keyId: string, what: Record<string, unknown>, fn: (algorithm: string) => Promise<T>): Promise<T> {
+    const started = process.hrtime.bigint();
+    let algorithm = 'unknown';
+    try {
+      if (!keyId) throw invalid('REQUEST_INVALID', 'key_id is required');
+      auth.requireKey(id, keyId);
+      algorithm = keys.get(keyId).algorithm;
+      const out = await fn(algorithm);
+      metrics.signs.inc({ key: keyId, algorithm, outcome: 'ok' });
+      metrics.signSeconds.observe({ algorithm }, Number(process.hrtime.bigint() - started) / 1e9);
+      log.debug({ client: id.client, keyId, ...what }, 'signed');
+      return out;
+    } catch (e) {
+      const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
+      metrics.signs.inc({ key: keyId, algorithm, outcome: reason });
+      log.info({ client: id.client, keyId, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
+      throw e;
+    }
+  }
+
   return {
     Sign: unary(log, async (call: grpc.ServerUnaryCall<WireSignRequest, unknown>) => {
-      const started = process.hrtime.bigint();
       const req = call.request;
       const id = auth.require(call, 'signer');
-      let algorithm = 'unknown';
-      try {
-        validate(req);
-        auth.requireKey(id, req.keyId);
+      return observed(id, req.keyId, { requestId: req.requestId }, async () => {
+        if (!REQUEST_ID.test(req.requestId)) throw invalid('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
+        const clientTime = timeOf(req.clientTime);
         const key = keys.get(req.keyId);
-        algorithm = key.algorithm;
         if (req.keyVersion !== 0 && req.keyVersion !== key.version) {
           throw notFound('KEY_VERSION_NOT_FOUND', `key "${req.keyId}" has no version ${req.keyVersion}`);
         }
-        const out = await signing.sign(req.keyId, payloadOf(req), 'hot');
-        metrics.signs.inc({ key: req.keyId, algorithm, outcome: 'ok' });
-        metrics.signSeconds.observe({ algorithm }, Number(process.hrtime.bigint() - started) / 1e9);
-        log.debug({ client: id.client, keyId: req.keyId, requestId: req.requestId }, 'signed');
-        return {
-          keyId: out.key.keyId,
-          keyVersion: out.key.version,
-          algorithm: algorithmToWire(out.key.algorithm),
-          signature: Buffer.from(out.signature.bytes),
-          recoveryId: out.signature.recoveryId,
-          requestId: req.requestId,
-          evm: out.evm && {
-            r: Buffer.from(out.evm.r),
-            s: Buffer.from(out.evm.s),
-            v: out.evm.v.toString(),
-            yParity: out.evm.yParity,
-            signedTx: Buffer.from(out.evm.signedRlp),
-            txHash: Buffer.from(out.evm.txHash),
-            chainId: out.evm.chainId.toString(),
-            nonce: out.evm.nonce.toString(),
-            from: out.evm.from,
-          },
-        };
-      } catch (e) {
-        const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
-        metrics.signs.inc({ key: req.keyId, algorithm, outcome: reason });
-        log.info({ client: id.client, keyId: req.keyId, requestId: req.requestId, reason }, 'sign refused');
-        throw e;
-      }
+        return flow.sign({ client: id.client, keyId: req.keyId, requestId: req.requestId, clientTime, payload: payloadOf(req) });
+      });
+    }),
+
+    SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest, unknown>) => {
+      const req = call.request;
+      const id = auth.require(call, 'signer');
+      return observed(id, req.keyId, { batchId: req.batchId, items: req.items.length }, async () => {
+        const clientTime = timeOf(req.clientTime);
+        const payloads = req.items.map((item, i) => {
+          try {
+            return payloadOf(item);
+          } catch (e) {
+            throw invalid('PAYLOAD_INVALID', `item ${i}: ${(e as Error).message}`, { index: String(i) });
+          }
+        });
+        const results = await flow.signBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads });
+        return { batchId: req.batchId, results };
+      });
     }),
 
     GetPublicKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {

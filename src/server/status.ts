@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { SignerError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { ErrorInfo, RpcStatus } from '../proto.js';
+import { ErrorInfo, RetryInfo, RpcStatus } from '../proto.js';
 
 export const ERROR_DOMAIN = 'signer.v1';
 
@@ -17,14 +17,13 @@ export function toServiceError(e: unknown, log?: Logger): Partial<grpc.ServiceEr
   const info = ErrorInfo.encode(
     ErrorInfo.create({ reason: err.reason, domain: ERROR_DOMAIN, metadata: err.metadata }),
   ).finish();
-  const details = RpcStatus.encode(
-    RpcStatus.create({
-      code: err.code,
-      message: err.message,
-      details: [{ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: info }],
-    }),
-  ).finish();
+  const details = [{ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: info }];
+  if (err.retryDelayMs !== undefined) {
+    const delay = { seconds: Math.floor(err.retryDelayMs / 1000), nanos: (err.retryDelayMs % 1000) * 1e6 };
+    details.push({ type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: RetryInfo.encode(RetryInfo.create({ retryDelay: delay })).finish() });
+  }
+  const encoded = RpcStatus.encode(RpcStatus.create({ code: err.code, message: err.message, details })).finish();
   const metadata = new grpc.Metadata();
-  metadata.set('grpc-status-details-bin', Buffer.from(details));
+  metadata.set('grpc-status-details-bin', Buffer.from(encoded));
   return { code: err.code, details: err.message, metadata };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Algorithm } from '../config/schema.js';
 import { invalid } from '../errors.js';
 import { ALGORITHMS } from '../hsm/algorithms.js';
@@ -5,7 +6,7 @@ import type { Hsm } from '../hsm/hsm.js';
 import type { Lane } from '../hsm/pool.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import { parseDigest } from '../payloads/digest.js';
-import { assembleSignedEvm, decodeEvmTransaction, evmAddress, type SignedEvmTx } from '../payloads/evm.js';
+import { assembleSignedEvm, decodeEvmTransaction, evmAddress, type DecodedEvmTx, type SignedEvmTx } from '../payloads/evm.js';
 import { parseMessage } from '../payloads/message.js';
 import type { KeyRecord } from '../store/store.js';
 import { signatureCheck, type Signature, type SignatureCheck } from './selfcheck.js';
@@ -14,6 +15,17 @@ export type Payload =
   | { kind: 'digest'; digest: Uint8Array }
   | { kind: 'message'; message: Uint8Array }
   | { kind: 'evm'; unsignedTx: Uint8Array };
+
+/** A decoded, validated payload bound to a key version, ready for policy and signing. */
+export interface Prepared {
+  key: KeyRecord;
+  kind: Payload['kind'];
+  /** What the HSM signs: the digest, the message, or the transaction's signing hash. */
+  data: Uint8Array;
+  evm?: DecodedEvmTx;
+  /** sha256 over key id, version, kind and payload bytes: "the same request" for replays. */
+  payloadHash: Uint8Array;
+}
 
 export interface SignResult {
   key: KeyRecord;
@@ -29,8 +41,8 @@ const ACCEPTS: Record<Algorithm, ReadonlySet<Payload['kind']>> = {
 };
 
 /**
- * Decodes a payload, signs it in the HSM and verifies the result before returning it. Callers
- * MUST have authorised the client for the key; this layer only checks that the payload fits it.
+ * Decodes payloads, signs them in the HSM and verifies each result before returning it.
+ * Callers MUST have authorised the client, applied policy and reserved the request first.
  */
 export class SigningService {
   private readonly checks = new Map<string, SignatureCheck>();
@@ -40,7 +52,8 @@ export class SigningService {
     private readonly keys: KeyRegistry,
   ) {}
 
-  async sign(keyId: string, payload: Payload, lane: Lane = 'hot'): Promise<SignResult> {
+  /** Validates the payload against the key and decodes it; throws INVALID_ARGUMENT refusals. */
+  prepare(keyId: string, payload: Payload): Prepared {
     const key = this.keys.get(keyId);
     if (!ACCEPTS[key.algorithm].has(payload.kind)) {
       throw invalid('PAYLOAD_KIND_UNSUPPORTED', `key "${keyId}" (${key.algorithm}) does not sign ${payload.kind} payloads`, {
@@ -48,23 +61,29 @@ export class SigningService {
         algorithm: key.algorithm,
       });
     }
-    const mechanism = { mechanism: ALGORITHMS[key.algorithm].sign };
+    const raw = payload.kind === 'digest' ? payload.digest : payload.kind === 'message' ? payload.message : payload.unsignedTx;
+    const payloadHash = createHash('sha256')
+      .update(`${key.keyId}\0${key.version}\0${payload.kind}\0`)
+      .update(raw)
+      .digest();
     if (payload.kind === 'evm') {
-      const tx = decodeEvmTransaction(payload.unsignedTx);
-      const raw = await this.hsm.sign(key.ckaId, mechanism, tx.signingHash, lane);
-      const signature = this.check(key)(tx.signingHash, raw);
-      const r = signature.bytes.subarray(0, 32);
-      const s = signature.bytes.subarray(32);
-      const signed = assembleSignedEvm(tx, r, s, signature.recoveryId!);
-      return {
-        key,
-        signature,
-        evm: { ...signed, chainId: tx.intent.chainId, nonce: tx.intent.nonce, from: evmAddress(key.publicKey) },
-      };
+      const evm = decodeEvmTransaction(payload.unsignedTx);
+      return { key, kind: 'evm', data: evm.signingHash, evm, payloadHash };
     }
     const data = payload.kind === 'digest' ? parseDigest(payload.digest) : parseMessage(payload.message);
-    const raw = await this.hsm.sign(key.ckaId, mechanism, data, lane);
-    return { key, signature: this.check(key)(data, raw) };
+    return { key, kind: payload.kind, data, payloadHash };
+  }
+
+  async sign(p: Prepared, lane: Lane = 'hot'): Promise<SignResult> {
+    const raw = await this.hsm.sign(p.key.ckaId, { mechanism: ALGORITHMS[p.key.algorithm].sign }, p.data, lane);
+    const signature = this.check(p.key)(p.data, raw);
+    if (!p.evm) return { key: p.key, signature };
+    const signed = assembleSignedEvm(p.evm, signature.bytes.subarray(0, 32), signature.bytes.subarray(32), signature.recoveryId!);
+    return {
+      key: p.key,
+      signature,
+      evm: { ...signed, chainId: p.evm.intent.chainId, nonce: p.evm.intent.nonce, from: evmAddress(p.key.publicKey) },
+    };
   }
 
   private check(key: KeyRecord): SignatureCheck {

@@ -2,7 +2,19 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Algorithm } from '../config/schema.js';
-import { KeyExistsError, type KeyRecord, type KeyState, type Store } from './store.js';
+import { GroupCommit } from './group-commit.js';
+import type {
+  Completion,
+  ItemView,
+  NonceRecord,
+  ReplayStore,
+  RequestRecord,
+  ReservePlan,
+  ReserveRequest,
+  ReserveView,
+} from './replay.js';
+import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store } from './store.js';
+import { velocityBucket } from './velocity.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -14,6 +26,65 @@ CREATE TABLE IF NOT EXISTS keys (
   state      TEXT    NOT NULL,
   created_at INTEGER NOT NULL,
   PRIMARY KEY (key_id, version)
+);
+CREATE TABLE IF NOT EXISTS requests (
+  client       TEXT    NOT NULL,
+  request_id   TEXT    NOT NULL,
+  key_id       TEXT    NOT NULL,
+  payload_hash BLOB    NOT NULL,
+  state        TEXT    NOT NULL,
+  result       BLOB,
+  lease_until  INTEGER NOT NULL,
+  created_at   INTEGER NOT NULL,
+  PRIMARY KEY (client, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
+CREATE TABLE IF NOT EXISTS nonces (
+  key_id           TEXT    NOT NULL,
+  chain_id         INTEGER NOT NULL,
+  nonce            INTEGER NOT NULL,
+  payload_hash     BLOB    NOT NULL,
+  intent_hash      BLOB    NOT NULL,
+  max_fee          TEXT    NOT NULL,
+  max_priority_fee TEXT    NOT NULL,
+  client           TEXT    NOT NULL,
+  request_id       TEXT    NOT NULL,
+  state            TEXT    NOT NULL,
+  result           BLOB,
+  lease_until      INTEGER NOT NULL,
+  PRIMARY KEY (key_id, chain_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS nonces_holder ON nonces (client, request_id);
+CREATE TABLE IF NOT EXISTS nonce_replacements (
+  key_id       TEXT    NOT NULL,
+  chain_id     INTEGER NOT NULL,
+  nonce        INTEGER NOT NULL,
+  payload_hash BLOB    NOT NULL,
+  result       BLOB,
+  replaced_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS velocity (
+  scope   TEXT    NOT NULL,
+  subject TEXT    NOT NULL,
+  bucket  INTEGER NOT NULL,
+  count   INTEGER NOT NULL,
+  value   TEXT    NOT NULL,
+  PRIMARY KEY (scope, subject, bucket)
+);
+CREATE TABLE IF NOT EXISTS policies (
+  name       TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  document   TEXT    NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT    NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS batches (
+  client     TEXT    NOT NULL,
+  batch_id   TEXT    NOT NULL,
+  items_hash BLOB    NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (client, batch_id)
 );`;
 
 interface KeyRow {
@@ -28,10 +99,13 @@ interface KeyRow {
 
 /**
  * The embedded store. WAL with synchronous=FULL: a transaction is on stable storage when
- * commit returns, which is what "durable before the signature leaves" requires.
+ * commit returns, which is what "durable before the signature leaves" requires. SQLite has one
+ * writer at a time, so a reservation's read-decide-write cannot interleave with another's.
  */
-export class SqliteStore implements Store {
+export class SqliteStore implements Store, ReplayStore {
   private readonly db: Database.Database;
+  private readonly group: GroupCommit;
+  private readonly q;
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true });
@@ -40,6 +114,40 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    this.group = new GroupCommit(this.db);
+    const db = this.db;
+    this.q = {
+      request: db.prepare('SELECT payload_hash, state, result, lease_until FROM requests WHERE client = ? AND request_id = ?'),
+      nonce: db
+        .prepare(
+          'SELECT payload_hash, intent_hash, max_fee, max_priority_fee, state, result, client, request_id, lease_until FROM nonces WHERE key_id = ? AND chain_id = ? AND nonce = ?',
+        )
+        .safeIntegers(true),
+      maxNonce: db.prepare('SELECT max(nonce) AS n FROM nonces WHERE key_id = ? AND chain_id = ?').safeIntegers(true),
+      velocity: db.prepare('SELECT count, value FROM velocity WHERE scope = ? AND subject = ? AND bucket >= ?'),
+      batch: db.prepare('SELECT items_hash FROM batches WHERE client = ? AND batch_id = ?'),
+      insertRequest: db.prepare(
+        "INSERT INTO requests (client, request_id, key_id, payload_hash, state, lease_until, created_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+      ),
+      insertNonce: db.prepare(
+        "INSERT INTO nonces (key_id, chain_id, nonce, payload_hash, intent_hash, max_fee, max_priority_fee, client, request_id, state, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+      ),
+      archiveNonce: db.prepare(
+        'INSERT INTO nonce_replacements (key_id, chain_id, nonce, payload_hash, result, replaced_at) SELECT key_id, chain_id, nonce, payload_hash, result, ? FROM nonces WHERE key_id = ? AND chain_id = ? AND nonce = ?',
+      ),
+      replaceNonce: db.prepare(
+        "UPDATE nonces SET payload_hash = ?, intent_hash = ?, max_fee = ?, max_priority_fee = ?, client = ?, request_id = ?, state = 'pending', result = NULL, lease_until = ? WHERE key_id = ? AND chain_id = ? AND nonce = ?",
+      ),
+      bucket: db.prepare('SELECT count, value FROM velocity WHERE scope = ? AND subject = ? AND bucket = ?'),
+      upsertBucket: db.prepare(
+        'INSERT INTO velocity (scope, subject, bucket, count, value) VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, subject, bucket) DO UPDATE SET count = excluded.count, value = excluded.value',
+      ),
+      renewRequest: db.prepare("UPDATE requests SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
+      renewNonce: db.prepare("UPDATE nonces SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
+      insertBatch: db.prepare('INSERT INTO batches (client, batch_id, items_hash, created_at) VALUES (?, ?, ?, ?)'),
+      completeRequest: db.prepare("UPDATE requests SET state = 'done', result = ? WHERE client = ? AND request_id = ?"),
+      completeNonce: db.prepare("UPDATE nonces SET state = 'done', result = ? WHERE client = ? AND request_id = ?"),
+    };
   }
 
   async insertKey(k: KeyRecord): Promise<void> {
@@ -66,7 +174,168 @@ export class SqliteStore implements Store {
     }));
   }
 
+  putPolicy(name: string, document: string, updatedBy: string, at: Date): Promise<PolicyRecord> {
+    return this.group.submit(() => {
+      const { v } = this.db.prepare('SELECT coalesce(max(version), 0) + 1 AS v FROM policies WHERE name = ?').get(name) as { v: number };
+      this.db.prepare('INSERT INTO policies (name, version, document, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)').run(name, v, document, at.getTime(), updatedBy);
+      return { name, version: v, document, updatedAt: at, updatedBy };
+    });
+  }
+
+  async listPolicies(): Promise<PolicyRecord[]> {
+    const rows = this.db
+      .prepare('SELECT p.* FROM policies p JOIN (SELECT name, max(version) AS v FROM policies GROUP BY name) m ON p.name = m.name AND p.version = m.v ORDER BY p.name')
+      .all() as PolicyRow[];
+    return rows.map(policyRecord);
+  }
+
+  async policyHistory(name: string): Promise<PolicyRecord[]> {
+    return (this.db.prepare('SELECT * FROM policies WHERE name = ? ORDER BY version').all(name) as PolicyRow[]).map(policyRecord);
+  }
+
+  reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {
+    return this.group.submit(() => {
+      const now = req.now.getTime();
+      const plan = decide(this.view(req, now));
+      const lease = now + req.leaseMs;
+      for (const w of plan.writes) {
+        const it = req.items[w.index]!;
+        if (w.action === 'resume') {
+          this.q.renewRequest.run(lease, it.client, it.requestId);
+          this.q.renewNonce.run(lease, it.client, it.requestId);
+          continue;
+        }
+        this.q.insertRequest.run(it.client, it.requestId, it.keyId, Buffer.from(it.payloadHash), lease, now);
+        if (it.nonce) {
+          const n = it.nonce;
+          const claim = [Buffer.from(it.payloadHash), Buffer.from(n.intentHash), n.maxFeePerGas.toString(), n.maxPriorityFeePerGas.toString()];
+          if (w.action === 'replaceNonce') {
+            this.q.archiveNonce.run(now, it.keyId, n.chainId, n.nonce);
+            this.q.replaceNonce.run(...claim, it.client, it.requestId, lease, it.keyId, n.chainId, n.nonce);
+          } else {
+            this.q.insertNonce.run(it.keyId, n.chainId, n.nonce, ...claim, it.client, it.requestId, lease);
+          }
+        }
+        this.addVelocity('key', it.keyId, now, it.value);
+        this.addVelocity('client', it.client, now, it.value);
+      }
+      if (plan.batch && req.batch) {
+        this.q.insertBatch.run(req.batch.client, plan.batch.batchId, Buffer.from(plan.batch.itemsHash), now);
+      }
+      return plan.outcome;
+    });
+  }
+
+  complete(done: Completion[]): Promise<void> {
+    return this.group.submit(() => {
+      for (const d of done) {
+        const result = Buffer.from(d.result);
+        this.q.completeRequest.run(result, d.client, d.requestId);
+        this.q.completeNonce.run(result, d.client, d.requestId);
+      }
+    });
+  }
+
+  abandon(items: Array<{ client: string; requestId: string }>): Promise<void> {
+    return this.group.submit(() => {
+      for (const it of items) {
+        this.q.renewRequest.run(0, it.client, it.requestId);
+        this.q.renewNonce.run(0, it.client, it.requestId);
+      }
+    });
+  }
+
+  pruneRequests(before: Date): Promise<number> {
+    return this.group.submit(() => {
+      const t = before.getTime();
+      this.db.prepare('DELETE FROM velocity WHERE bucket < ?').run(velocityBucket(t) - 1);
+      this.db.prepare('DELETE FROM batches WHERE created_at < ?').run(t);
+      return this.db.prepare('DELETE FROM requests WHERE created_at < ?').run(t).changes;
+    });
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }
+
+  private view(req: ReserveRequest, now: number): ReserveView {
+    const items: ItemView[] = req.items.map((it) => {
+      const view: ItemView = {};
+      const r = this.q.request.get(it.client, it.requestId) as
+        | { payload_hash: Buffer; state: 'pending' | 'done'; result: Buffer | null; lease_until: number }
+        | undefined;
+      if (r) view.request = requestRecord(r, now);
+      if (it.nonce) {
+        const n = this.q.nonce.get(it.keyId, it.nonce.chainId, it.nonce.nonce) as NonceRow | undefined;
+        if (n) view.nonce = nonceRecord(n, now);
+        const max = (this.q.maxNonce.get(it.keyId, it.nonce.chainId) as { n: bigint | null }).n;
+        if (max !== null) view.nextNonce = max + 1n;
+      }
+      return view;
+    });
+    const velocity = req.velocity.map((v) => {
+      const rows = this.q.velocity.all(v.scope, v.subject, velocityBucket(now - v.windowSeconds * 1000)) as Array<{ count: number; value: string }>;
+      return rows.reduce((a, r) => ({ count: a.count + r.count, value: a.value + BigInt(r.value) }), { count: 0, value: 0n });
+    });
+    const view: ReserveView = { items, velocity };
+    if (req.batch) {
+      const b = this.q.batch.get(req.batch.client, req.batch.batchId) as { items_hash: Buffer } | undefined;
+      if (b) view.batch = { itemsHash: b.items_hash };
+    }
+    return view;
+  }
+
+  private addVelocity(scope: 'key' | 'client', subject: string, now: number, value: bigint): void {
+    const bucket = velocityBucket(now);
+    const cur = this.q.bucket.get(scope, subject, bucket) as { count: number; value: string } | undefined;
+    this.q.upsertBucket.run(scope, subject, bucket, (cur?.count ?? 0) + 1, ((cur ? BigInt(cur.value) : 0n) + value).toString());
+  }
 }
+
+interface PolicyRow {
+  name: string;
+  version: number;
+  document: string;
+  updated_at: number;
+  updated_by: string;
+}
+
+function policyRecord(r: PolicyRow): PolicyRecord {
+  return { name: r.name, version: r.version, document: r.document, updatedAt: new Date(r.updated_at), updatedBy: r.updated_by };
+}
+
+interface NonceRow {
+  payload_hash: Buffer;
+  intent_hash: Buffer;
+  max_fee: string;
+  max_priority_fee: string;
+  state: 'pending' | 'done';
+  result: Buffer | null;
+  client: string;
+  request_id: string;
+  lease_until: bigint;
+}
+
+function requestRecord(r: { payload_hash: Buffer; state: 'pending' | 'done'; result: Buffer | null; lease_until: number }, now: number): RequestRecord {
+  return {
+    payloadHash: r.payload_hash,
+    state: r.state,
+    ...(r.result ? { result: r.result } : {}),
+    leaseExpired: r.state === 'pending' && r.lease_until <= now,
+  };
+}
+
+function nonceRecord(n: NonceRow, now: number): NonceRecord {
+  return {
+    payloadHash: n.payload_hash,
+    intentHash: n.intent_hash,
+    maxFeePerGas: BigInt(n.max_fee),
+    maxPriorityFeePerGas: BigInt(n.max_priority_fee),
+    state: n.state,
+    ...(n.result ? { result: n.result } : {}),
+    client: n.client,
+    requestId: n.request_id,
+    leaseExpired: n.state === 'pending' && Number(n.lease_until) <= now,
+  };
+}
+

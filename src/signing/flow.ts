@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { SignerError, invalid, type Reason } from '../errors.js';
+import type { Lane } from '../hsm/pool.js';
+import type { Logger } from '../log.js';
+import { checkFreshness, nativeValue, type SignIntent } from '../policy/evaluate.js';
+import { decideBatch, decideSign, velocityQueries, type ItemOutcome } from '../policy/guard.js';
+import type { PolicyRegistry } from '../policy/registry.js';
+import type { NonceClaim, ReplayStore, ReserveItem } from '../store/replay.js';
+import { signResultToWire } from './response.js';
+import { decodeResult, encodeResult } from './result-codec.js';
+import type { Payload, Prepared, SigningService } from './service.js';
+
+export type WireSignResponse = ReturnType<typeof signResultToWire>;
+export type BatchResult = { signed: WireSignResponse } | { error: { code: number; reason: string; message: string } };
+
+export interface SignFlowOptions {
+  signing: SigningService;
+  store: ReplayStore;
+  policies: PolicyRegistry;
+  log?: Logger;
+  /** Injected so tests can move time; production uses the system clock. */
+  clock?: () => Date;
+  /** How long a reservation stays owned by the signer that made it. */
+  leaseMs?: number;
+}
+
+export interface SignCall {
+  client: string;
+  keyId: string;
+  requestId: string;
+  clientTime: Date;
+  payload: Payload;
+}
+
+export interface BatchCall {
+  client: string;
+  keyId: string;
+  batchId: string;
+  clientTime: Date;
+  payloads: Payload[];
+}
+
+/** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
+export const MAX_BATCH_ITEMS = 10_000;
+
+/**
+ * The data flow of DESIGN.md: decode -> policy -> durable reservation -> HSM -> durable result
+ * -> response. No signature leaves before its reservation and its result are committed, and a
+ * retry after any crash either replays the stored result or signs the same payload again.
+ */
+export class SignFlow {
+  private readonly clock: () => Date;
+  private readonly leaseMs: number;
+
+  constructor(private readonly o: SignFlowOptions) {
+    this.clock = o.clock ?? (() => new Date());
+    this.leaseMs = o.leaseMs ?? 30_000;
+  }
+
+  async sign(c: SignCall): Promise<WireSignResponse> {
+    const prepared = this.o.signing.prepare(c.keyId, c.payload);
+    const policy = this.o.policies.forKey(c.keyId);
+    const now = this.clock();
+    const fresh = checkFreshness(policy, c.clientTime, now);
+    if (!fresh.allow) throw new SignerError(fresh.code, fresh.reason, fresh.message, fresh.metadata);
+    const intent: SignIntent = { client: c.client, keyId: c.keyId, traffic: 'hot', kind: prepared.kind, ...(prepared.evm ? { evm: prepared.evm.intent } : {}) };
+    const item = reserveItem(c.client, c.requestId, prepared, intent);
+    const outcome = await this.o.store.reserve(
+      { items: [item], velocity: velocityQueries(policy, c.keyId, c.client), leaseMs: this.leaseMs, now },
+      (view) => decideSign(policy, item, intent, view),
+    );
+    if (!outcome.ok) throw outcome.error;
+    const [first] = outcome.items as [ItemOutcome];
+    if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
+    const [result] = (await this.signAll([{ prepared, item }], 'hot')) as [Signed];
+    if ('error' in result) throw result.cause;
+    return result.wire;
+  }
+
+  async signBatch(c: BatchCall): Promise<BatchResult[]> {
+    if (!/^[\x21-\x7e]{1,100}$/.test(c.batchId)) throw invalid('REQUEST_INVALID', 'batch_id must be 1..100 printable ASCII characters');
+    if (c.payloads.length === 0 || c.payloads.length > MAX_BATCH_ITEMS) {
+      throw invalid('REQUEST_INVALID', `a batch has 1..${MAX_BATCH_ITEMS} items, got ${c.payloads.length}`);
+    }
+    const prepared = c.payloads.map((p, i) => {
+      try {
+        return this.o.signing.prepare(c.keyId, p);
+      } catch (e) {
+        if (e instanceof SignerError) throw new SignerError(e.code, e.reason, `item ${i}: ${e.message}`, { ...e.metadata, index: String(i) });
+        throw e;
+      }
+    });
+    const policy = this.o.policies.forKey(c.keyId);
+    const now = this.clock();
+    const fresh = checkFreshness(policy, c.clientTime, now);
+    if (!fresh.allow) throw new SignerError(fresh.code, fresh.reason, fresh.message, fresh.metadata);
+    const intents: SignIntent[] = prepared.map((p) => ({ client: c.client, keyId: c.keyId, traffic: 'batch', kind: p.kind, ...(p.evm ? { evm: p.evm.intent } : {}) }));
+    const items = prepared.map((p, i) => reserveItem(c.client, `${c.batchId}#${i}`, p, intents[i]!));
+    const itemsHash = createHash('sha256');
+    for (const it of items) itemsHash.update(it.payloadHash);
+    const batch = { batchId: c.batchId, itemsHash: itemsHash.digest() };
+    const outcome = await this.o.store.reserve(
+      { items, velocity: velocityQueries(policy, c.keyId, c.client), batch: { client: c.client, batchId: c.batchId }, leaseMs: this.leaseMs, now },
+      (view) => decideBatch(policy, items, intents, view, batch),
+    );
+    if (!outcome.ok) throw outcome.error;
+    const toSign = outcome.items.flatMap((o, i) => (o.kind === 'sign' ? [{ prepared: prepared[i]!, item: items[i]!, index: i }] : []));
+    const signed = await this.signAll(toSign, 'batch');
+    const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
+    toSign.forEach(({ index }, k) => {
+      const r = signed[k]!;
+      results[index] = 'error' in r ? { error: r.error } : { signed: r.wire };
+    });
+    return results;
+  }
+
+  /**
+   * Signs reserved items in parallel, then commits all their results in one store call before
+   * any of them is returned. Items whose signing failed give up their lease for a retry.
+   */
+  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem }>, lane: Lane): Promise<Signed[]> {
+    const settled = await Promise.allSettled(list.map(({ prepared }) => this.o.signing.sign(prepared, lane)));
+    const out = settled.map((s, k): Signed => {
+      const { item } = list[k]!;
+      if (s.status === 'rejected') {
+        const e = s.reason instanceof SignerError ? s.reason : new SignerError(status.INTERNAL, 'INTERNAL', 'internal error; see the signer log');
+        if (!(s.reason instanceof SignerError)) this.o.log?.error({ err: s.reason }, 'signing failed');
+        return { error: { code: e.code, reason: e.reason as Reason, message: e.message }, cause: e, item };
+      }
+      const wire = signResultToWire(s.value, item.requestId);
+      return { wire, result: encodeResult(wire), item };
+    });
+    const failed = out.flatMap((r) => ('error' in r ? [{ client: r.item.client, requestId: r.item.requestId }] : []));
+    const done = out.flatMap((r) => ('error' in r ? [] : [{ client: r.item.client, requestId: r.item.requestId, result: r.result }]));
+    await Promise.all([
+      done.length ? this.o.store.complete(done) : undefined,
+      failed.length ? this.o.store.abandon(failed).catch((e) => this.o.log?.error({ err: e }, 'could not release failed reservations')) : undefined,
+    ]);
+    return out;
+  }
+}
+
+type Signed =
+  | { error: { code: number; reason: Reason; message: string }; cause: SignerError; item: ReserveItem }
+  | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem };
+
+function reserveItem(client: string, requestId: string, p: Prepared, intent: SignIntent): ReserveItem {
+  return {
+    client,
+    requestId,
+    keyId: p.key.keyId,
+    payloadHash: p.payloadHash,
+    value: nativeValue(intent),
+    ...(p.evm ? { nonce: nonceClaim(p) } : {}),
+  };
+}
+
+/** What a fee bump must keep (recipient, value, data) and what it must raise (fees). */
+function nonceClaim(p: Prepared): NonceClaim {
+  const t = p.evm!.intent;
+  return {
+    chainId: t.chainId,
+    nonce: t.nonce,
+    intentHash: createHash('sha256').update(`${t.to ?? 'create'}\0${t.value}\0${t.data}`).digest(),
+    maxFeePerGas: t.maxFeePerGas,
+    maxPriorityFeePerGas: t.maxPriorityFeePerGas ?? t.maxFeePerGas,
+  };
+}

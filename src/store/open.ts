@@ -1,0 +1,15 @@
+import type { Config } from '../config/schema.js';
+import type { ReplayStore } from './replay.js';
+import type { Store } from './store.js';
+
+export type FullStore = Store & ReplayStore;
+
+/** Opens the configured backend; PostgreSQL is loaded only when configured. */
+export async function openStore(cfg: Config['store']): Promise<FullStore> {
+  if ('sqlite' in cfg) {
+    const { SqliteStore } = await import('./sqlite.js');
+    return new SqliteStore(cfg.sqlite.path);
+  }
+  const { PostgresStore } = await import('./postgres.js');
+  return PostgresStore.open(cfg.postgres.url, { poolSize: cfg.postgres.poolSize });
+}
