@@ -9,7 +9,7 @@ import pkcs11js from 'pkcs11js';
 import t, { type Test } from 'tap';
 import { call, connect, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { healthOf, refusal, startTestSigner } from './helpers/signer.js';
+import { TEST_TOKEN, healthOf, refusal, startTestSigner } from './helpers/signer.js';
 
 const ts = await startTestSigner();
 t.teardown(() => ts.close());
@@ -77,7 +77,7 @@ t.test('EVM transactions round-trip through ethers', async (t) => {
   const to = Wallet.createRandom().address;
   const txs = [
     Transaction.from({ type: 2, chainId: 1, nonce: 7, to, value: 10n ** 18n, gasLimit: 21000, maxFeePerGas: 30_000_000_000n, maxPriorityFeePerGas: 1_000_000_000n }),
-    Transaction.from({ type: 2, chainId: 8453, nonce: 0, to, value: 0, data: '0xa9059cbb' + '00'.repeat(64), gasLimit: 60000, maxFeePerGas: 1n, maxPriorityFeePerGas: 1n }),
+    Transaction.from({ type: 2, chainId: 8453, nonce: 0, to: TEST_TOKEN, value: 0, data: '0xa9059cbb' + '00'.repeat(64), gasLimit: 60000, maxFeePerGas: 1n, maxPriorityFeePerGas: 1n }),
     Transaction.from({ type: 0, chainId: 137, nonce: 42, to, value: 5n, gasLimit: 21000, gasPrice: 50_000_000_000n }),
   ];
   for (const tx of txs) {

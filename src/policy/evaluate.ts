@@ -408,31 +408,9 @@ export function evaluate(
   );
 }
 
-function checkNonces(p: CompiledPolicy, intents: readonly SignIntent[]): Deny | null {
-  const last = new Map<string, bigint>();
-  for (const [i, intent] of intents.entries()) {
-    if (intent.kind !== 'evm') continue;
-    const tx = evmOf(intent);
-    // Nonces are per account and chain; the account is the key.
-    const account = `${intent.keyId}\u0000${tx.chainId}`;
-    const prev = last.get(account);
-    if (prev !== undefined && tx.nonce !== prev + 1n) {
-      return refuse(
-        p,
-        'BATCH_LIMIT',
-        'batch.contiguousNonces',
-        `batch item ${i}: nonce ${tx.nonce}, expected ${prev + 1n} (nonces must be contiguous)`,
-        { index: String(i) },
-      );
-    }
-    last.set(account, tx.nonce);
-  }
-  return null;
-}
-
 /**
  * Decides a batch as a whole: all items are allowed or none is. Batch limits (item count, total
- * native value, contiguous nonces) come first; then each item is evaluated in order with
+ * native value) come first (contiguous nonces need the store's view: src/policy/guard.ts); then each item is evaluated in order with
  * `usage` grown by the items before it, so a batch can never exceed a velocity rule that its
  * items would each pass alone. A refusal of an item names it in `metadata.index` (0-based).
  *
@@ -480,9 +458,6 @@ export function evaluateBatch(
       { limit: String(limits.maxTotalValue) },
     );
   }
-  const nonces = limits.contiguousNonces ? checkNonces(p, intents) : null;
-  if (nonces) return nonces;
-
   const running = usage.map((u) => ({ count: u.count, value: u.value }));
   for (const [i, intent] of intents.entries()) {
     const d = evaluate(p, intent, running);

@@ -24,6 +24,26 @@ export interface TestSigner {
   close(): Promise<void>;
 }
 
+/** A token contract the test policy lets hot keys call. */
+export const TEST_TOKEN = '0x00000000000000000000000000000000000a11ce';
+
+/** A wide policy for tests that are not about policy: every kind, both traffic classes. */
+export const OPEN_POLICY = {
+  keys: ['*'],
+  traffic: 'both',
+  payloadKinds: ['evm', 'digest', 'message'],
+  freshness: { maxSkewSeconds: 300 },
+  evm: {
+    chains: ['1', '10', '137', '8453', '11155111'],
+    maxValue: (10n ** 24n).toString(),
+    destinations: { any: true },
+    tokens: { [TEST_TOKEN]: { maxAmount: (10n ** 30n).toString() } },
+    maxFeePerGas: (10n ** 13n).toString(),
+    maxGas: '30000000',
+  },
+  batch: { maxItems: 5000, maxTotalValue: (10n ** 27n).toString() },
+};
+
 /** The config a test signer runs with: every role, keys open to payment-engine. */
 export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partial<Record<string, unknown>> = {}) {
   return {
@@ -38,6 +58,7 @@ export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partia
       'other-engine': { roles: ['signer'] },
     },
     keyAccess: { '*': ['payment-engine'], 'shared-*': ['other-engine'] },
+    policies: { open: OPEN_POLICY },
     log: { level: 'fatal' },
     ...over,
   };

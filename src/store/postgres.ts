@@ -1,0 +1,639 @@
+import pg, { type PoolClient, type QueryConfig, type QueryResult } from 'pg';
+import type { Algorithm } from '../config/schema.js';
+import type {
+  Completion,
+  ItemView,
+  NonceRecord,
+  ReplayStore,
+  RequestRecord,
+  ReserveItem,
+  ReservePlan,
+  ReserveRequest,
+  ReserveView,
+} from './replay.js';
+import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store } from './store.js';
+import { velocityBucket } from './velocity.js';
+
+const { DatabaseError, Pool } = pg;
+
+/**
+ * Same tables and meaning as sqlite.ts. Identifiers are `COLLATE "C"` (byte order, like SQLite),
+ * times are ms since the epoch, fees and velocity values NUMERIC(78,0) so that sums are exact.
+ */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS keys (
+  key_id     TEXT COLLATE "C" NOT NULL,
+  version    INTEGER NOT NULL,
+  algorithm  TEXT    NOT NULL,
+  cka_id     BYTEA   NOT NULL UNIQUE,
+  public_key BYTEA   NOT NULL,
+  state      TEXT    NOT NULL,
+  created_at BIGINT  NOT NULL,
+  PRIMARY KEY (key_id, version)
+);
+CREATE TABLE IF NOT EXISTS requests (
+  client       TEXT COLLATE "C" NOT NULL,
+  request_id   TEXT COLLATE "C" NOT NULL,
+  key_id       TEXT COLLATE "C" NOT NULL,
+  payload_hash BYTEA   NOT NULL,
+  state        TEXT    NOT NULL,
+  result       BYTEA,
+  lease_until  BIGINT  NOT NULL,
+  created_at   BIGINT  NOT NULL,
+  PRIMARY KEY (client, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
+CREATE TABLE IF NOT EXISTS nonces (
+  key_id           TEXT COLLATE "C" NOT NULL,
+  chain_id         BIGINT  NOT NULL,
+  nonce            BIGINT  NOT NULL,
+  payload_hash     BYTEA   NOT NULL,
+  intent_hash      BYTEA   NOT NULL,
+  max_fee          NUMERIC(78,0) NOT NULL,
+  max_priority_fee NUMERIC(78,0) NOT NULL,
+  client           TEXT COLLATE "C" NOT NULL,
+  request_id       TEXT COLLATE "C" NOT NULL,
+  state            TEXT    NOT NULL,
+  result           BYTEA,
+  lease_until      BIGINT  NOT NULL,
+  PRIMARY KEY (key_id, chain_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS nonces_holder ON nonces (client, request_id);
+CREATE TABLE IF NOT EXISTS nonce_replacements (
+  key_id       TEXT COLLATE "C" NOT NULL,
+  chain_id     BIGINT  NOT NULL,
+  nonce        BIGINT  NOT NULL,
+  payload_hash BYTEA   NOT NULL,
+  result       BYTEA,
+  replaced_at  BIGINT  NOT NULL
+);
+CREATE TABLE IF NOT EXISTS velocity (
+  scope   TEXT COLLATE "C" NOT NULL,
+  subject TEXT COLLATE "C" NOT NULL,
+  bucket  BIGINT  NOT NULL,
+  count   BIGINT  NOT NULL,
+  value   NUMERIC(78,0) NOT NULL,
+  PRIMARY KEY (scope, subject, bucket)
+);
+CREATE TABLE IF NOT EXISTS policies (
+  name       TEXT COLLATE "C" NOT NULL,
+  version    INTEGER NOT NULL,
+  document   TEXT    NOT NULL,
+  updated_at BIGINT  NOT NULL,
+  updated_by TEXT    NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS batches (
+  client     TEXT COLLATE "C" NOT NULL,
+  batch_id   TEXT COLLATE "C" NOT NULL,
+  items_hash BYTEA   NOT NULL,
+  created_at BIGINT  NOT NULL,
+  PRIMARY KEY (client, batch_id)
+);`;
+
+/** pg_advisory_xact_lock key that serialises schema creation of replicas starting together. */
+const SCHEMA_LOCK = '7526231390315488613'; // "hsmsigsc"
+
+/**
+ * Statements. Named, so each connection parses and plans them once. Each works on arrays
+ * (`unnest`) so that a batch of any size costs the same number of statements.
+ */
+const SQL = {
+  /**
+   * The reservation's locks: one advisory lock per subject, taken in hash order so that two
+   * reservations can never wait for each other in a cycle. Sorted in a subquery that the
+   * planner cannot flatten (ORDER BY + DISTINCT), so the locks are taken in that order.
+   */
+  lock: `SELECT pg_advisory_xact_lock(h) FROM (
+      SELECT DISTINCT hashtextextended(s, 0) AS h FROM unnest($1::text[]) AS s ORDER BY h
+    ) AS l`,
+  // The view. Existing request and nonce rows are also row-locked (in key order), so that a
+  // concurrent complete/abandon of the same rows is ordered before or after the whole
+  // reservation, exactly as with SQLite's single writer.
+  requests: `SELECT q.i, r.payload_hash, r.state, r.result, r.lease_until
+    FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(client, request_id, i)
+    JOIN requests r ON r.client = q.client AND r.request_id = q.request_id
+    ORDER BY r.client, r.request_id
+    FOR NO KEY UPDATE OF r`,
+  nonces: `SELECT q.i, n.payload_hash, n.intent_hash, n.max_fee::text AS max_fee,
+      n.max_priority_fee::text AS max_priority_fee, n.state, n.result, n.client, n.request_id, n.lease_until
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS q(key_id, chain_id, nonce, i)
+    JOIN nonces n ON n.key_id = q.key_id AND n.chain_id = q.chain_id AND n.nonce = q.nonce
+    ORDER BY n.key_id, n.chain_id, n.nonce
+    FOR NO KEY UPDATE OF n`,
+  maxNonces: `SELECT q.i, (SELECT max(n.nonce) FROM nonces n WHERE n.key_id = q.key_id AND n.chain_id = q.chain_id) AS n
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(key_id, chain_id, i)`,
+  velocity: `SELECT q.i, coalesce(sum(v.count), 0)::text AS count, coalesce(sum(v.value), 0)::text AS value
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS q(scope, subject, since, i)
+    LEFT JOIN velocity v ON v.scope = q.scope AND v.subject = q.subject AND v.bucket >= q.since
+    GROUP BY q.i`,
+  batch: 'SELECT items_hash FROM batches WHERE client = $1 AND batch_id = $2',
+  // The writes, in the order sqlite.ts makes them for one item.
+  renewRequests: `UPDATE requests r SET lease_until = $3::bigint
+    FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
+    WHERE r.client = q.client AND r.request_id = q.request_id AND r.state = 'pending'`,
+  renewNonces: `UPDATE nonces n SET lease_until = $3::bigint
+    FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
+    WHERE n.client = q.client AND n.request_id = q.request_id AND n.state = 'pending'`,
+  insertRequests: `INSERT INTO requests (client, request_id, key_id, payload_hash, state, lease_until, created_at)
+    SELECT client, request_id, key_id, payload_hash, 'pending', $5::bigint, $6::bigint
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS q(client, request_id, key_id, payload_hash)`,
+  archiveNonces: `INSERT INTO nonce_replacements (key_id, chain_id, nonce, payload_hash, result, replaced_at)
+    SELECT n.key_id, n.chain_id, n.nonce, n.payload_hash, n.result, $4::bigint
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(key_id, chain_id, nonce)
+    JOIN nonces n ON n.key_id = q.key_id AND n.chain_id = q.chain_id AND n.nonce = q.nonce`,
+  replaceNonces: `UPDATE nonces n SET payload_hash = q.payload_hash, intent_hash = q.intent_hash, max_fee = q.max_fee,
+      max_priority_fee = q.max_priority_fee, client = q.client, request_id = q.request_id, state = 'pending',
+      result = NULL, lease_until = $10::bigint
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::numeric[], $7::numeric[],
+      $8::text[], $9::text[]) AS q(key_id, chain_id, nonce, payload_hash, intent_hash, max_fee, max_priority_fee, client, request_id)
+    WHERE n.key_id = q.key_id AND n.chain_id = q.chain_id AND n.nonce = q.nonce`,
+  insertNonces: `INSERT INTO nonces (key_id, chain_id, nonce, payload_hash, intent_hash, max_fee, max_priority_fee,
+      client, request_id, state, lease_until)
+    SELECT key_id, chain_id, nonce, payload_hash, intent_hash, max_fee, max_priority_fee, client, request_id, 'pending', $10::bigint
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::numeric[], $7::numeric[],
+      $8::text[], $9::text[]) AS q(key_id, chain_id, nonce, payload_hash, intent_hash, max_fee, max_priority_fee, client, request_id)`,
+  addVelocity: `INSERT INTO velocity (scope, subject, bucket, count, value)
+    SELECT scope, subject, $5::bigint, count, value FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[]) AS q(scope, subject, count, value)
+    ON CONFLICT (scope, subject, bucket) DO UPDATE SET count = velocity.count + excluded.count, value = velocity.value + excluded.value`,
+  insertBatch: 'INSERT INTO batches (client, batch_id, items_hash, created_at) VALUES ($1, $2, $3, $4)',
+  // complete/abandon: rows are locked in key order first (the MATERIALIZED CTE; an UPDATE only
+  // touches rows the CTE has already returned, i.e. locked), the order a reservation uses too,
+  // so the two can never deadlock.
+  completeRequests: `WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS q(client, request_id, result)),
+    l AS MATERIALIZED (SELECT r.client, r.request_id, d.result FROM requests r JOIN d ON r.client = d.client AND r.request_id = d.request_id
+      ORDER BY r.client, r.request_id FOR NO KEY UPDATE OF r)
+    UPDATE requests r SET state = 'done', result = l.result FROM l WHERE r.client = l.client AND r.request_id = l.request_id`,
+  completeNonces: `WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS q(client, request_id, result)),
+    l AS MATERIALIZED (SELECT n.key_id, n.chain_id, n.nonce, d.result FROM nonces n JOIN d ON n.client = d.client AND n.request_id = d.request_id
+      ORDER BY n.key_id, n.chain_id, n.nonce FOR NO KEY UPDATE OF n)
+    UPDATE nonces n SET state = 'done', result = l.result FROM l WHERE n.key_id = l.key_id AND n.chain_id = l.chain_id AND n.nonce = l.nonce`,
+  abandonRequests: `WITH l AS MATERIALIZED (SELECT r.client, r.request_id FROM requests r
+      JOIN unnest($1::text[], $2::text[]) AS q(client, request_id) ON r.client = q.client AND r.request_id = q.request_id
+      WHERE r.state = 'pending' ORDER BY r.client, r.request_id FOR NO KEY UPDATE OF r)
+    UPDATE requests r SET lease_until = 0 FROM l WHERE r.client = l.client AND r.request_id = l.request_id AND r.state = 'pending'`,
+  abandonNonces: `WITH l AS MATERIALIZED (SELECT n.key_id, n.chain_id, n.nonce FROM nonces n
+      JOIN unnest($1::text[], $2::text[]) AS q(client, request_id) ON n.client = q.client AND n.request_id = q.request_id
+      WHERE n.state = 'pending' ORDER BY n.key_id, n.chain_id, n.nonce FOR NO KEY UPDATE OF n)
+    UPDATE nonces n SET lease_until = 0 FROM l
+    WHERE n.key_id = l.key_id AND n.chain_id = l.chain_id AND n.nonce = l.nonce AND n.state = 'pending'`,
+} as const;
+
+type Sql = keyof typeof SQL;
+const q = (name: Sql, values: unknown[]): QueryConfig => ({ name: `signer_${name}`, text: SQL[name], values });
+
+/** Errors after which the whole transaction is retried: the database resolved a race. */
+const RETRY_CODES = new Set(['23505', '40001', '40P01']);
+const MAX_ATTEMPTS = 10;
+
+const isRetryable = (e: unknown) => e instanceof DatabaseError && e.code !== undefined && RETRY_CODES.has(e.code);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Small jittered exponential backoff: 1-4 ms, 2-8 ms, ... capped at 50 ms. */
+const backoff = (attempt: number) => sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random() * 1.5));
+
+interface KeyRow {
+  key_id: string;
+  version: number;
+  algorithm: string;
+  cka_id: Buffer;
+  public_key: Buffer;
+  state: string;
+  created_at: string;
+}
+
+interface RequestRow {
+  i: string;
+  payload_hash: Buffer;
+  state: 'pending' | 'done';
+  result: Buffer | null;
+  lease_until: string;
+}
+
+interface NonceRow {
+  i: string;
+  payload_hash: Buffer;
+  intent_hash: Buffer;
+  max_fee: string;
+  max_priority_fee: string;
+  state: 'pending' | 'done';
+  result: Buffer | null;
+  client: string;
+  request_id: string;
+  lease_until: string;
+}
+
+/**
+ * The shared store for replicas. Every reservation is one READ COMMITTED transaction that
+ * first takes transaction-scoped advisory locks on every subject it reads or writes (each
+ * item's key and client, each velocity subject, the batch), then reads, decides and writes.
+ * Two reservations that share a subject therefore run one after the other, whichever replica
+ * or process they come from; the primary keys back this up. Nothing is locked in-process.
+ *
+ * Statements of one step are pipelined (sent together, answered in order), so a reservation
+ * costs two round trips: [BEGIN, lock, reads] and [writes, COMMIT]. READ COMMITTED takes a new
+ * snapshot per statement, so the reads see everything committed before the locks were granted.
+ */
+export class PostgresStore implements Store, ReplayStore {
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /**
+   * Connects and creates the schema if it is missing. `url` is a libpq-style connection URI
+   * (`postgres://user:pass@host:port/db?sslmode=...`).
+   */
+  static async open(url: string, opts: { poolSize?: number } = {}): Promise<PostgresStore> {
+    const pool = new Pool({
+      connectionString: url,
+      max: opts.poolSize ?? 10,
+      pipeline: true,
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+      application_name: 'hsm-signer',
+      // A session that dies mid-transaction must not hold its locks for long.
+      idle_in_transaction_session_timeout: 30_000,
+      // "Durable before the signature leaves": a commit must be flushed before it returns.
+      // Raise synchronous_commit if the server or role turned it off; never lower it.
+      onConnect: async (client) => {
+        await client.query("SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'");
+      },
+    });
+    // An idle connection that breaks (server restart, network) is dropped by the pool; without
+    // a listener the 'error' event would crash the process. The next query reconnects.
+    pool.on('error', () => {});
+    const store = new PostgresStore(pool);
+    try {
+      await store.transaction(async (c) => {
+        await c.query({ text: 'SELECT pg_advisory_xact_lock($1::bigint)', values: [SCHEMA_LOCK] });
+        await c.query(SCHEMA);
+      });
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw e;
+    }
+    return store;
+  }
+
+  async insertKey(k: KeyRecord): Promise<void> {
+    try {
+      await this.pool.query({
+        text: 'INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        values: [k.keyId, k.version, k.algorithm, Buffer.from(k.ckaId), Buffer.from(k.publicKey), k.state, k.createdAt.getTime()],
+      });
+    } catch (e) {
+      if (e instanceof DatabaseError && e.code === '23505') throw new KeyExistsError(`key ${k.keyId} v${k.version} exists`);
+      throw e;
+    }
+  }
+
+  async listKeys(): Promise<KeyRecord[]> {
+    const { rows } = await this.pool.query<KeyRow>(
+      'SELECT key_id, version, algorithm, cka_id, public_key, state, created_at FROM keys ORDER BY key_id, version',
+    );
+    return rows.map((r) => ({
+      keyId: r.key_id,
+      version: r.version,
+      algorithm: r.algorithm as Algorithm,
+      ckaId: r.cka_id,
+      publicKey: r.public_key,
+      state: r.state as KeyState,
+      createdAt: new Date(Number(r.created_at)),
+    }));
+  }
+
+  async putPolicy(name: string, document: string, updatedBy: string, at: Date): Promise<PolicyRecord> {
+    // Two replicas setting the same policy at once compute the same version: the primary key
+    // refuses the second, which retries and gets the next one.
+    const { rows } = await this.retrying((c) =>
+      c.query<{ version: number }>({
+        text: `INSERT INTO policies (name, version, document, updated_at, updated_by)
+          SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM policies WHERE name = $1
+          RETURNING version`,
+        values: [name, document, at.getTime(), updatedBy],
+      }),
+    );
+    return { name, version: rows[0]!.version, document, updatedAt: at, updatedBy };
+  }
+
+  async listPolicies(): Promise<PolicyRecord[]> {
+    const { rows } = await this.pool.query<PolicyRow>(
+      'SELECT DISTINCT ON (name) name, version, document, updated_at, updated_by FROM policies ORDER BY name, version DESC',
+    );
+    return rows.map(policyRecord);
+  }
+
+  async policyHistory(name: string): Promise<PolicyRecord[]> {
+    const { rows } = await this.pool.query<PolicyRow>({
+      text: 'SELECT name, version, document, updated_at, updated_by FROM policies WHERE name = $1 ORDER BY version',
+      values: [name],
+    });
+    return rows.map(policyRecord);
+  }
+
+  async reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {
+    const now = req.now.getTime();
+    const lease = now + req.leaseMs;
+    const locks = lockSubjects(req);
+    const reads = viewQueries(req, now);
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const [, , ...results] = await pipeline(client, ['BEGIN', q('lock', [locks]), ...reads.queries]);
+          const plan = decide(reads.view(results));
+          const done = await pipeline(client, [...writeQueries(req, plan, now, lease), 'COMMIT']);
+          // A COMMIT of a transaction that failed is answered with ROLLBACK, not an error; the
+          // failed statement has already thrown above, this is belt and braces.
+          if (done.at(-1)!.command !== 'COMMIT') throw new Error('reservation transaction was rolled back');
+          return plan.outcome;
+        } catch (e) {
+          try {
+            await client.query('ROLLBACK');
+          } catch (rollbackError) {
+            broken = rollbackError as Error;
+            throw e;
+          }
+          if (attempt < MAX_ATTEMPTS && isRetryable(e)) {
+            await backoff(attempt);
+            continue;
+          }
+          throw e;
+        }
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async complete(done: Completion[]): Promise<void> {
+    if (done.length === 0) return;
+    // The same request twice: the last result wins, as with sqlite.ts's sequential updates.
+    const last = new Map(done.map((d) => [JSON.stringify([d.client, d.requestId]), d]));
+    const rows = [...last.values()];
+    const values = [rows.map((d) => d.client), rows.map((d) => d.requestId), rows.map((d) => Buffer.from(d.result))];
+    await this.retrying((c) => inTransaction(c, [q('completeRequests', values), q('completeNonces', values)]));
+  }
+
+  async abandon(items: Array<{ client: string; requestId: string }>): Promise<void> {
+    if (items.length === 0) return;
+    const values = [items.map((d) => d.client), items.map((d) => d.requestId)];
+    await this.retrying((c) => inTransaction(c, [q('abandonRequests', values), q('abandonNonces', values)]));
+  }
+
+  async pruneRequests(before: Date): Promise<number> {
+    const t = before.getTime();
+    const results = await this.retrying((c) =>
+      inTransaction(c, [
+        { text: 'DELETE FROM velocity WHERE bucket < $1', values: [velocityBucket(t) - 1] },
+        { text: 'DELETE FROM batches WHERE created_at < $1', values: [t] },
+        { text: 'DELETE FROM requests WHERE created_at < $1', values: [t] },
+      ]),
+    );
+    return results[2]!.rowCount ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  /** Runs `f` in a transaction (commit on success, rollback on error). */
+  private async transaction<R>(f: (c: PoolClient) => Promise<R>): Promise<R> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const r = await f(client);
+      await client.query('COMMIT');
+      return r;
+    } catch (e) {
+      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Runs `f` (one statement, or one whole transaction), again when the database says so. */
+  private async retrying<R>(f: (c: PoolClient) => Promise<R>): Promise<R> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await f(client);
+        } catch (e) {
+          try {
+            await client.query('ROLLBACK');
+          } catch (rollbackError) {
+            broken = rollbackError as Error;
+            throw e;
+          }
+          if (attempt < MAX_ATTEMPTS && isRetryable(e)) {
+            await backoff(attempt);
+            continue;
+          }
+          throw e;
+        }
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/**
+ * Sends all statements at once and waits for all answers. Throws the first failure in
+ * statement order: the cause, not the "current transaction is aborted" errors that follow it.
+ */
+async function pipeline(client: PoolClient, queries: Array<QueryConfig | string>): Promise<QueryResult[]> {
+  const settled = await Promise.allSettled(queries.map((x) => client.query(x)));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<QueryResult>).value);
+}
+
+/** One transaction in one round trip; resolves to the results of `queries` once committed. */
+async function inTransaction(client: PoolClient, queries: QueryConfig[]): Promise<QueryResult[]> {
+  const results = await pipeline(client, ['BEGIN', ...queries, 'COMMIT']);
+  // A COMMIT of a failed transaction is answered with ROLLBACK, not an error; the failed
+  // statement has thrown already, this is belt and braces.
+  if (results.at(-1)!.command !== 'COMMIT') throw new Error('transaction was rolled back');
+  return results.slice(1, -1);
+}
+
+/** Advisory-lock subjects: the same strings name the same subject in every replica. */
+function lockSubjects(req: ReserveRequest): string[] {
+  const subjects = new Set<string>();
+  for (const it of req.items) {
+    subjects.add(JSON.stringify(['key', it.keyId]));
+    subjects.add(JSON.stringify(['client', it.client]));
+  }
+  for (const v of req.velocity) subjects.add(JSON.stringify([v.scope, v.subject]));
+  if (req.batch) subjects.add(JSON.stringify(['batch', req.batch.client, req.batch.batchId]));
+  return [...subjects];
+}
+
+/** The view's statements and how to assemble their answers. */
+function viewQueries(req: ReserveRequest, now: number) {
+  const { items } = req;
+  const withNonce = items.flatMap((it, i) => (it.nonce ? [{ it, i, n: it.nonce }] : []));
+  const queries: QueryConfig[] = [q('requests', [items.map((it) => it.client), items.map((it) => it.requestId)])];
+  if (withNonce.length > 0) {
+    const keys = withNonce.map((x) => x.it.keyId);
+    const chains = withNonce.map((x) => x.n.chainId.toString());
+    queries.push(q('nonces', [keys, chains, withNonce.map((x) => x.n.nonce.toString())]));
+    queries.push(q('maxNonces', [keys, chains]));
+  }
+  if (req.velocity.length > 0) {
+    queries.push(
+      q('velocity', [
+        req.velocity.map((v) => v.scope),
+        req.velocity.map((v) => v.subject),
+        req.velocity.map((v) => velocityBucket(now - v.windowSeconds * 1000)),
+      ]),
+    );
+  }
+  if (req.batch) queries.push(q('batch', [req.batch.client, req.batch.batchId]));
+
+  const view = (results: QueryResult[]): ReserveView => {
+    let next = 0;
+    const take = () => results[next++]!.rows;
+    const itemViews: ItemView[] = items.map(() => ({}));
+    for (const r of take() as RequestRow[]) itemViews[Number(r.i) - 1]!.request = requestRecord(r, now);
+    if (withNonce.length > 0) {
+      const nonceRows = take() as NonceRow[];
+      const maxRows = take() as Array<{ i: string; n: string | null }>;
+      // Fields in the order sqlite.ts sets them (request, nonce, nextNonce).
+      for (const r of nonceRows) itemViews[withNonce[Number(r.i) - 1]!.i]!.nonce = nonceRecord(r, now);
+      for (const r of maxRows) if (r.n !== null) itemViews[withNonce[Number(r.i) - 1]!.i]!.nextNonce = BigInt(r.n) + 1n;
+    }
+    const velocity = req.velocity.map(() => ({ count: 0, value: 0n }));
+    if (req.velocity.length > 0) {
+      for (const r of take() as Array<{ i: string; count: string; value: string }>) {
+        velocity[Number(r.i) - 1] = { count: Number(r.count), value: BigInt(r.value) };
+      }
+    }
+    const out: ReserveView = { items: itemViews, velocity };
+    if (req.batch) {
+      const b = take()[0] as { items_hash: Buffer } | undefined;
+      if (b) out.batch = { itemsHash: b.items_hash };
+    }
+    return out;
+  };
+  return { queries, view };
+}
+
+/**
+ * The plan's writes as set statements. sqlite.ts applies them item by item; here consecutive
+ * writes are grouped into segments that never touch the same nonce twice (for a sane plan:
+ * one segment), and each segment runs as renew, insert requests, archive + replace nonces,
+ * insert nonces, velocity. Within a segment that order gives the same end state as item by
+ * item (a renewal that a replacement then overwrites ends the same either way).
+ */
+function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: number, lease: number): QueryConfig[] {
+  const segments: Array<Array<{ it: ReserveItem; action: 'insert' | 'replaceNonce' | 'resume' }>> = [[]];
+  let claimed = new Set<string>();
+  for (const w of plan.writes) {
+    const it = req.items[w.index];
+    if (!it) throw new RangeError(`reserve plan writes item ${w.index}, but the request has ${req.items.length} items`);
+    if (w.action !== 'resume' && it.nonce) {
+      const key = JSON.stringify([it.keyId, it.nonce.chainId.toString(), it.nonce.nonce.toString()]);
+      if (claimed.has(key)) {
+        segments.push([]);
+        claimed = new Set();
+      }
+      claimed.add(key);
+    }
+    segments.at(-1)!.push({ it, action: w.action });
+  }
+
+  const queries: QueryConfig[] = [];
+  for (const seg of segments) {
+    const resume = seg.filter((w) => w.action === 'resume').map((w) => w.it);
+    const fresh = seg.filter((w) => w.action !== 'resume');
+    const claims = (action: 'insert' | 'replaceNonce') =>
+      fresh.filter((w) => w.action === action && w.it.nonce).map((w) => ({ it: w.it, n: w.it.nonce! }));
+    const claimValues = (cs: ReturnType<typeof claims>) => [
+      cs.map((c) => c.it.keyId),
+      cs.map((c) => c.n.chainId.toString()),
+      cs.map((c) => c.n.nonce.toString()),
+      cs.map((c) => Buffer.from(c.it.payloadHash)),
+      cs.map((c) => Buffer.from(c.n.intentHash)),
+      cs.map((c) => c.n.maxFeePerGas.toString()),
+      cs.map((c) => c.n.maxPriorityFeePerGas.toString()),
+      cs.map((c) => c.it.client),
+      cs.map((c) => c.it.requestId),
+      lease,
+    ];
+
+    if (resume.length > 0) {
+      const v = [resume.map((it) => it.client), resume.map((it) => it.requestId), lease];
+      queries.push(q('renewRequests', v), q('renewNonces', v));
+    }
+    if (fresh.length === 0) continue;
+    const its = fresh.map((w) => w.it);
+    queries.push(
+      q('insertRequests', [its.map((it) => it.client), its.map((it) => it.requestId), its.map((it) => it.keyId), its.map((it) => Buffer.from(it.payloadHash)), lease, now]),
+    );
+    const replaced = claims('replaceNonce');
+    if (replaced.length > 0) {
+      const v = claimValues(replaced);
+      queries.push(q('archiveNonces', [v[0], v[1], v[2], now]), q('replaceNonces', v));
+    }
+    const inserted = claims('insert');
+    if (inserted.length > 0) queries.push(q('insertNonces', claimValues(inserted)));
+    // One row per (scope, subject) and statement: ON CONFLICT cannot update a row twice.
+    const usage = new Map<string, { scope: string; subject: string; count: number; value: bigint }>();
+    const add = (scope: string, subject: string, value: bigint) => {
+      const k = JSON.stringify([scope, subject]);
+      const u = usage.get(k) ?? { scope, subject, count: 0, value: 0n };
+      u.count += 1;
+      u.value += value;
+      usage.set(k, u);
+    };
+    for (const it of its) {
+      add('key', it.keyId, it.value);
+      add('client', it.client, it.value);
+    }
+    const u = [...usage.values()];
+    queries.push(q('addVelocity', [u.map((x) => x.scope), u.map((x) => x.subject), u.map((x) => x.count), u.map((x) => x.value.toString()), velocityBucket(now)]));
+  }
+  if (plan.batch && req.batch) {
+    queries.push(q('insertBatch', [req.batch.client, plan.batch.batchId, Buffer.from(plan.batch.itemsHash), now]));
+  }
+  return queries;
+}
+
+interface PolicyRow {
+  name: string;
+  version: number;
+  document: string;
+  updated_at: string;
+  updated_by: string;
+}
+
+function policyRecord(r: PolicyRow): PolicyRecord {
+  return { name: r.name, version: r.version, document: r.document, updatedAt: new Date(Number(r.updated_at)), updatedBy: r.updated_by };
+}
+
+function requestRecord(r: RequestRow, now: number): RequestRecord {
+  return {
+    payloadHash: r.payload_hash,
+    state: r.state,
+    ...(r.result ? { result: r.result } : {}),
+    leaseExpired: r.state === 'pending' && Number(r.lease_until) <= now,
+  };
+}
+
+function nonceRecord(n: NonceRow, now: number): NonceRecord {
+  return {
+    payloadHash: n.payload_hash,
+    intentHash: n.intent_hash,
+    maxFeePerGas: BigInt(n.max_fee),
+    maxPriorityFeePerGas: BigInt(n.max_priority_fee),
+    state: n.state,
+    ...(n.result ? { result: n.result } : {}),
+    client: n.client,
+    requestId: n.request_id,
+    leaseExpired: n.state === 'pending' && Number(n.lease_until) <= now,
+  };
+}
