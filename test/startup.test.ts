@@ -1,5 +1,4 @@
-import { spawn, execFile } from 'node:child_process';
-import { createServer } from 'node:net';
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
@@ -7,21 +6,13 @@ import t from 'tap';
 import { makePki } from './helpers/pki.js';
 import { testConfig } from './helpers/signer.js';
 import { makeToken, repoRoot, tempDir } from './helpers/token.js';
+import { freePort, startSignerProcess, tsx } from './helpers/process.js';
 
 const run = promisify(execFile);
-const tsx = `${repoRoot}/node_modules/.bin/tsx`;
 const tmp = await tempDir('startup-');
 t.teardown(() => tmp.cleanup());
 const [pki, token] = await Promise.all([makePki(tmp.path), makeToken(tmp.path)]);
 const good = testConfig(tmp.path, pki, token, { log: { level: 'info' } });
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Runs the signer with a config and waits for it to exit (a start that fails must exit). */
 async function startWith(name: string, config: object) {
@@ -66,14 +57,9 @@ t.test('the signer runs as a process and the security-team scripts drive it', as
   const port = await freePort();
   const file = `${tmp.path}/run.json`;
   await writeFile(file, JSON.stringify({ ...good, listen: `127.0.0.1:${port}` }));
-  const child = spawn(tsx, ['src/main.ts', '--config', file], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-  let logs = '';
-  child.stdout.on('data', (d) => (logs += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.teardown(() => void child.kill('SIGKILL'));
-  const started = Date.now();
-  while (!logs.includes('signer started') && Date.now() - started < 30_000) await new Promise((r) => setTimeout(r, 50));
-  t.match(logs, /"msg":"signer started"/, 'logs a structured start line');
+  const proc = await startSignerProcess(file);
+  t.teardown(() => void proc.stop('SIGKILL'));
+  t.match(proc.logs(), /"msg":"signer started"/, 'logs a structured start line');
 
   const tls = (cn: string) => ['--address', `127.0.0.1:${port}`, '--ca', pki.files.caCert, '--cert', pki.files.clients[cn]!.cert, '--key', pki.files.clients[cn]!.key];
   const script = (name: string, args: string[]) => run(tsx, [`scripts/${name}.ts`, ...args], { cwd: repoRoot, timeout: 30_000 });
@@ -95,8 +81,7 @@ t.test('the signer runs as a process and the security-team scripts drive it', as
   t.equal(refused.code, 1, 'a refusal exits 1');
   t.match(refused.stderr, /status 3 reason PAYLOAD_INVALID/);
 
-  t.notMatch(logs, new RegExp(token.userPin), 'the PIN never reaches the logs');
-  child.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM stops it cleanly');
-  t.match(logs, /"msg":"signer stopped"/);
+  t.equal(await proc.stop('SIGTERM'), 0, 'SIGTERM stops it cleanly');
+  t.notMatch(proc.logs(), new RegExp(token.userPin), 'the PIN never reaches the logs');
+  t.match(proc.logs(), /"msg":"signer stopped"/);
 });

@@ -45,6 +45,16 @@ export const configSchema = z
      * their text changed since config last set them; KeyAdmin.SetPolicy adds later versions.
      */
     policies: z.record(z.string(), z.unknown()).default({}),
+    replay: z
+      .object({
+        /**
+         * How long a reservation stays owned by the replica signing it; after a crash, retries of
+         * the same request get ABORTED until then, and sign it afterwards.
+         */
+        leaseMs: z.number().int().min(100).max(600_000).default(30_000),
+      })
+      .strict()
+      .default({ leaseMs: 30_000 }),
     /** How often a replica reloads policies that other replicas changed. */
     policyRefreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */

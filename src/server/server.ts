@@ -56,7 +56,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   policies.startRefresh(config.policyRefreshMs);
   const auth = new Authorizer(config.clients, config.keyAccess);
   const signing = new SigningService(hsm, keys);
-  const flow = new SignFlow({ signing, store, policies, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
   const pruner = setInterval(() => {
     store.pruneRequests(new Date(Date.now() - REPLAY_RETENTION_MS)).catch((e) => log.error({ err: e }, 'pruning replay records failed'));
   }, 60_000);

@@ -1,0 +1,49 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { repoRoot } from './token.js';
+
+export const tsx = `${repoRoot}/node_modules/.bin/tsx`;
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+export interface SignerProcess {
+  child: ChildProcess;
+  /** Everything the process wrote to stdout (its JSON log). */
+  logs(): string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `src/main.ts` as a real child process and waits for its "signer started" log line. */
+export async function startSignerProcess(configFile: string, timeoutMs = 30_000): Promise<SignerProcess> {
+  // node itself, not the tsx CLI: tsx runs the program in a grandchild that a SIGKILL would miss.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configFile], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const until = Date.now() + timeoutMs;
+  while (!out.includes('"signer started"')) {
+    if (child.exitCode !== null || Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`signer did not start: ${err || out}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    child,
+    logs: () => out,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

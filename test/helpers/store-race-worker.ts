@@ -1,0 +1,36 @@
+/**
+ * One participant of the cross-process store race (see store-race.ts).
+ *
+ *   tsx test/helpers/store-race-worker.ts <postgres://... | sqlite:/path/to.db> <tag>
+ *
+ * Opens its own store, prints "ready", waits for a line on stdin, races, prints the
+ * RaceResult as one JSON line and exits.
+ */
+import { createInterface } from 'node:readline';
+import type { ReplayStore } from '../../src/store/replay.js';
+import type { Store } from '../../src/store/store.js';
+import { runRace } from './store-race.js';
+
+const [target, tag] = process.argv.slice(2);
+if (!target || !tag) {
+  process.stderr.write('usage: store-race-worker.ts <postgres://... | sqlite:/path> <tag>\n');
+  process.exit(2);
+}
+
+let store: Store & ReplayStore;
+if (target.startsWith('sqlite:')) {
+  const { SqliteStore } = await import('../../src/store/sqlite.js');
+  store = new SqliteStore(target.slice('sqlite:'.length));
+} else {
+  const { PostgresStore } = await import('../../src/store/postgres.js');
+  store = await PostgresStore.open(target);
+}
+
+const lines = createInterface({ input: process.stdin });
+const go = new Promise<void>((resolve) => lines.once('line', () => resolve()));
+process.stdout.write('ready\n');
+await go;
+lines.close();
+const result = await runRace(store, tag);
+await store.close();
+process.stdout.write(`${JSON.stringify(result)}\n`);

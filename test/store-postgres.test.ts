@@ -1,0 +1,70 @@
+import pg from 'pg';
+import t from 'tap';
+import { PostgresStore } from '../src/store/postgres.js';
+import { startPostgres } from './helpers/postgres.js';
+import { checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
+
+const server = await startPostgres();
+t.teardown(() => server.stop());
+
+// Each fresh store gets a schema of its own in the test database (cheaper than a database).
+const admin = new pg.Client({ connectionString: server.url });
+await admin.connect();
+t.teardown(() => admin.end());
+let n = 0;
+const schemas = new WeakMap<TestStore, string>();
+async function freshUrl(): Promise<{ url: string; schema: string }> {
+  const schema = `store_${n++}`;
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const url = new URL(server.url);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return { url: url.toString(), schema };
+}
+async function open(url: string, schema: string, poolSize?: number) {
+  const s = await PostgresStore.open(url, poolSize ? { poolSize } : {});
+  schemas.set(s, schema);
+  return s;
+}
+
+storeSuite(
+  t,
+  'postgres',
+  async () => {
+    const { url, schema } = await freshUrl();
+    return open(url, schema);
+  },
+  {
+    // Two stores, two pools: nothing in-process is shared.
+    twins: async () => {
+      const { url, schema } = await freshUrl();
+      return Promise.all([open(url, schema), open(url, schema)]);
+    },
+    replacements: async (s, keyId, chainId, nonce) => {
+      const { rows } = await admin.query<{ payload_hash: Buffer; result: Buffer | null }>(
+        `SELECT payload_hash, result FROM ${schemas.get(s)}.nonce_replacements WHERE key_id = $1 AND chain_id = $2 AND nonce = $3 ORDER BY replaced_at, ctid`,
+        [keyId, chainId.toString(), nonce.toString()],
+      );
+      return rows.map((r) => ({ payloadHash: r.payload_hash, result: r.result }));
+    },
+  },
+);
+
+t.test('postgres: two server processes on one database race on the same nonces and request ids', async (t) => {
+  const { url, schema } = await freshUrl();
+  await (await open(url, schema)).close(); // schema first, so the race is about reservations only
+  const results = await raceProcesses(url, 2);
+  const s = await open(url, schema);
+  t.teardown(() => s.close());
+  await checkRace(t, s, results);
+});
+
+t.test('postgres: replicas starting together create the schema once', async (t) => {
+  const { url, schema } = await freshUrl();
+  const stores = await Promise.all(Array.from({ length: 6 }, () => open(url, schema, 2)));
+  t.teardown(() => Promise.all(stores.map((s) => s.close())));
+  const { rows } = await admin.query(
+    `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1`,
+    [schema],
+  );
+  t.equal(rows[0].n, 7, 'all seven tables');
+});

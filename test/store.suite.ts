@@ -1,0 +1,615 @@
+/**
+ * The store contract (src/store/store.ts, src/store/replay.ts), run against every backend by
+ * test/store-<backend>.test.ts. `decide` functions here are minimal stand-ins for the replay
+ * guard: the suite checks what the store reads, writes and makes atomic, not the policy.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import type { Test } from 'tap';
+import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan, ReserveRequest, ReserveView } from '../src/store/replay.js';
+import { KeyExistsError, type KeyRecord, type Store } from '../src/store/store.js';
+import { VELOCITY_BUCKET_MS } from '../src/store/velocity.js';
+import { RACE, RACE_NOW, runRace, type RaceResult } from './helpers/store-race.js';
+import { repoRoot } from './helpers/token.js';
+
+export type TestStore = Store & ReplayStore;
+
+export interface SuiteOptions {
+  /** Two independent instances (own connections) on one fresh, empty database. */
+  twins?: () => Promise<[TestStore, TestStore]>;
+  /** The archived claims (nonce_replacements) of one nonce, oldest first. */
+  replacements?: (store: TestStore, keyId: string, chainId: bigint, nonce: bigint) => Promise<Array<{ payloadHash: Buffer; result: Buffer | null }>>;
+}
+
+type Action = 'insert' | 'replaceNonce' | 'resume';
+
+/** A time on a velocity bucket boundary, so that window arithmetic in the tests is exact. */
+const T0 = Math.ceil(Date.UTC(2030, 5, 1) / VELOCITY_BUCKET_MS) * VELOCITY_BUCKET_MS;
+const at = (ms: number) => new Date(T0 + ms);
+const LEASE = 30_000;
+const h = (s: string) => createHash('sha256').update(s).digest();
+const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString('hex') : undefined);
+
+function claim(nonce: bigint, over: Partial<NonceClaim> = {}): NonceClaim {
+  return { chainId: 1n, nonce, intentHash: h(`intent ${nonce}`), maxFeePerGas: 100n, maxPriorityFeePerGas: 2n, ...over };
+}
+
+function item(requestId: string, over: Partial<ReserveItem> = {}): ReserveItem {
+  return { client: 'engine', requestId, keyId: 'k1', payloadHash: h(`payload ${requestId}`), value: 1n, ...over };
+}
+
+function request(items: ReserveItem[], now: Date, over: Partial<ReserveRequest> = {}): ReserveRequest {
+  return { items, velocity: [], leaseMs: LEASE, now, ...over };
+}
+
+/** Reads the view without writing anything. */
+async function peek(store: ReplayStore, req: ReserveRequest): Promise<ReserveView> {
+  return store.reserve(req, (view) => ({ outcome: view, writes: [] }));
+}
+
+/** Writes `actions` (one per item, in order; undefined = no write) whatever the view says. */
+async function write(store: ReplayStore, req: ReserveRequest, actions: Array<Action | undefined>, batch?: ReservePlan<unknown>['batch']) {
+  const writes = actions.flatMap((action, index) => (action ? [{ index, action }] : []));
+  return store.reserve(req, (view) => ({ outcome: view, writes, ...(batch ? { batch } : {}) }));
+}
+
+/** The guard stand-in of the races: take it only if nobody holds the request id or nonce. */
+const takeIfFree = (view: ReserveView): ReservePlan<boolean> =>
+  view.items.every((v) => !v.request && !v.nonce)
+    ? { outcome: true, writes: view.items.map((_, index) => ({ index, action: 'insert' as const })) }
+    : { outcome: false, writes: [] };
+
+export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>, opts: SuiteOptions = {}) {
+  const fresh = async (t: Test) => {
+    const s = await open();
+    t.teardown(() => s.close());
+    return s;
+  };
+
+  t.test(`${name}: an empty store shows nothing`, async (t) => {
+    const s = await fresh(t);
+    const view = await peek(
+      s,
+      request([item('a', { nonce: claim(1n) }), item('b')], at(0), {
+        velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 60 }],
+        batch: { client: 'engine', batchId: 'b1' },
+      }),
+    );
+    t.same(view, { items: [{}, {}], velocity: [{ count: 0, value: 0n }] });
+    t.equal(view.batch, undefined);
+  });
+
+  t.test(`${name}: insert writes a pending request, its nonce claim and velocity`, async (t) => {
+    const s = await fresh(t);
+    const fee = 2n ** 255n + 1n;
+    const a = item('a', { nonce: claim(7n, { maxFeePerGas: fee, maxPriorityFeePerGas: fee - 1n }), value: 5n });
+    t.equal(await s.reserve(request([a], at(0)), () => ({ outcome: 'ok', writes: [{ index: 0, action: 'insert' }] })), 'ok', 'resolves to the outcome');
+
+    const v = (await peek(s, request([a], at(1000)))).items[0]!;
+    t.same(hex(v.request?.payloadHash), hex(a.payloadHash));
+    t.equal(v.request?.state, 'pending');
+    t.equal(v.request?.result, undefined);
+    t.equal(v.request?.leaseExpired, false);
+    t.ok(v.nonce, 'nonce claim');
+    t.same(
+      { ...v.nonce!, payloadHash: hex(v.nonce!.payloadHash), intentHash: hex(v.nonce!.intentHash) },
+      {
+        payloadHash: hex(a.payloadHash),
+        intentHash: hex(a.nonce!.intentHash),
+        maxFeePerGas: fee,
+        maxPriorityFeePerGas: fee - 1n,
+        state: 'pending',
+        client: 'engine',
+        requestId: 'a',
+        leaseExpired: false,
+      },
+      'the claim, fees exact',
+    );
+    t.equal(typeof v.nonce!.maxFeePerGas, 'bigint');
+    t.equal(v.nextNonce, 8n, 'next nonce is max + 1');
+
+    const others = await peek(
+      s,
+      request(
+        [
+          item('other', { nonce: claim(3n) }),
+          item('other-chain', { nonce: claim(7n, { chainId: 5n }) }),
+          item('other-key', { keyId: 'k2', nonce: claim(7n) }),
+          item('a', { client: 'another-client' }),
+        ],
+        at(1000),
+      ),
+    );
+    t.same(others.items, [{ nextNonce: 8n }, {}, {}, {}], 'records are per (client, request id) and per (key, chain, nonce)');
+
+    const later = (await peek(s, request([a], at(LEASE)))).items[0]!;
+    t.equal(later.request?.leaseExpired, true, 'the lease ends at now + leaseMs');
+    t.equal(later.nonce?.leaseExpired, true);
+    t.equal((await peek(s, request([a], at(LEASE - 1)))).items[0]!.request?.leaseExpired, false, 'and not a millisecond earlier');
+  });
+
+  t.test(`${name}: nextNonce follows the highest claim of the key and chain`, async (t) => {
+    const s = await fresh(t);
+    await write(s, request([item('x', { nonce: claim(2n ** 40n) }), item('y', { nonce: claim(3n) })], at(0)), ['insert', 'insert']);
+    const v = await peek(s, request([item('z', { nonce: claim(0n) })], at(0)));
+    t.equal(v.items[0]!.nextNonce, 2n ** 40n + 1n);
+  });
+
+  t.test(`${name}: complete stores the result on the request and its nonce claim`, async (t) => {
+    const s = await fresh(t);
+    const a = item('a', { nonce: claim(1n) });
+    const b = item('b');
+    await write(s, request([a, b], at(0)), ['insert', 'insert']);
+    await s.complete([
+      { client: 'engine', requestId: 'a', result: Buffer.from('result a') },
+      { client: 'engine', requestId: 'b', result: Buffer.from('result b') },
+      { client: 'engine', requestId: 'unknown', result: Buffer.from('nothing') },
+    ]);
+    await s.complete([]);
+    const v = await peek(s, request([a, b], at(10 * LEASE)));
+    t.equal(v.items[0]!.request?.state, 'done');
+    t.equal(Buffer.from(v.items[0]!.request!.result!).toString(), 'result a');
+    t.equal(v.items[0]!.request?.leaseExpired, false, 'a done record never has an expired lease');
+    t.equal(v.items[0]!.nonce?.state, 'done');
+    t.equal(Buffer.from(v.items[0]!.nonce!.result!).toString(), 'result a');
+    t.equal(v.items[0]!.nonce?.leaseExpired, false);
+    t.equal(Buffer.from(v.items[1]!.request!.result!).toString(), 'result b');
+    t.ok(Buffer.isBuffer(v.items[0]!.request!.result) || v.items[0]!.request!.result instanceof Uint8Array);
+  });
+
+  t.test(`${name}: abandon ends the lease at once; done records keep theirs`, async (t) => {
+    const s = await fresh(t);
+    const a = item('a', { nonce: claim(1n) });
+    const b = item('b', { nonce: claim(2n) });
+    await write(s, request([a, b], at(0)), ['insert', 'insert']);
+    await s.complete([{ client: 'engine', requestId: 'b', result: Buffer.from('rb') }]);
+    await s.abandon([
+      { client: 'engine', requestId: 'a' },
+      { client: 'engine', requestId: 'b' },
+      { client: 'engine', requestId: 'unknown' },
+    ]);
+    await s.abandon([]);
+    const v = await peek(s, request([a, b], at(1)));
+    t.equal(v.items[0]!.request?.state, 'pending');
+    t.equal(v.items[0]!.request?.leaseExpired, true, 'request lease ended');
+    t.equal(v.items[0]!.nonce?.leaseExpired, true, 'nonce lease ended');
+    t.equal(v.items[1]!.request?.state, 'done', 'done stays done');
+    t.equal(v.items[1]!.request?.leaseExpired, false);
+    t.equal(v.items[1]!.nonce?.state, 'done');
+  });
+
+  t.test(`${name}: resume renews the lease of request and nonce claim, without velocity`, async (t) => {
+    const s = await fresh(t);
+    const a = item('a', { nonce: claim(1n), value: 9n });
+    const vel = [{ scope: 'key' as const, subject: 'k1', windowSeconds: 3600 }];
+    await write(s, request([a], at(0)), ['insert']);
+    const expired = await peek(s, request([a], at(LEASE + 5000), { velocity: vel }));
+    t.equal(expired.items[0]!.request?.leaseExpired, true);
+    await write(s, request([a], at(LEASE + 5000)), ['resume']);
+    const renewed = await peek(s, request([a], at(2 * LEASE + 4999), { velocity: vel }));
+    t.equal(renewed.items[0]!.request?.leaseExpired, false, 'request lease renewed to now + leaseMs');
+    t.equal(renewed.items[0]!.nonce?.leaseExpired, false, 'nonce lease renewed');
+    t.equal(renewed.items[0]!.request?.state, 'pending');
+    t.same(renewed.velocity, [{ count: 1, value: 9n }], 'a resumed item is not counted again');
+    const again = await peek(s, request([a], at(2 * LEASE + 5000)));
+    t.equal(again.items[0]!.request?.leaseExpired, true);
+    t.equal(again.items[0]!.nonce?.leaseExpired, true);
+
+    // Resuming a done record changes nothing.
+    await s.complete([{ client: 'engine', requestId: 'a', result: Buffer.from('r') }]);
+    await write(s, request([a], at(3 * LEASE)), ['resume']);
+    const done = await peek(s, request([a], at(3 * LEASE)));
+    t.equal(done.items[0]!.request?.state, 'done');
+    t.equal(Buffer.from(done.items[0]!.request!.result!).toString(), 'r');
+  });
+
+  t.test(`${name}: replaceNonce hands the nonce to a new request and archives the old claim`, async (t) => {
+    const s = await fresh(t);
+    const old = item('old', { nonce: claim(4n, { maxFeePerGas: 100n }), value: 3n });
+    const bump = item('bump', { nonce: claim(4n, { maxFeePerGas: 150n, maxPriorityFeePerGas: 3n }), value: 3n });
+    await write(s, request([old], at(0)), ['insert']);
+    await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('old signature') }]);
+    const before = await peek(s, request([bump], at(1000)));
+    t.equal(before.items[0]!.nonce?.requestId, 'old', 'the bump sees the current holder');
+    await write(s, request([bump], at(1000)), ['replaceNonce']);
+
+    const v = await peek(s, request([bump, old], at(2000), { velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }));
+    const n = v.items[0]!.nonce!;
+    t.equal(n.requestId, 'bump');
+    t.equal(n.client, 'engine');
+    t.equal(hex(n.payloadHash), hex(bump.payloadHash));
+    t.equal(n.maxFeePerGas, 150n);
+    t.equal(n.maxPriorityFeePerGas, 3n);
+    t.equal(n.state, 'pending');
+    t.equal(n.result, undefined, 'the old result is not carried over');
+    t.equal(n.leaseExpired, false);
+    t.equal(v.items[0]!.request?.state, 'pending', 'the bump has a request record of its own');
+    t.equal(v.items[1]!.request?.state, 'done', 'the old request keeps its record');
+    t.equal(v.items[1]!.nonce?.requestId, 'bump', 'and sees the new holder');
+    t.same(v.velocity, [{ count: 2, value: 6n }], 'a replacement counts for velocity');
+    t.equal(v.items[0]!.nextNonce, 5n);
+
+    if (opts.replacements) {
+      const archived = await opts.replacements(s, 'k1', 1n, 4n);
+      t.equal(archived.length, 1, 'one archived claim');
+      t.equal(hex(archived[0]!.payloadHash), hex(old.payloadHash));
+      t.equal(archived[0]!.result?.toString(), 'old signature', 'with the result that was signed');
+    }
+
+    await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('late') }]);
+    const after = await peek(s, request([bump], at(3000)));
+    t.equal(after.items[0]!.nonce?.requestId, 'bump', "a late completion of the old holder doesn't touch the new claim");
+    t.equal(after.items[0]!.nonce?.state, 'pending');
+  });
+
+  t.test(`${name}: two bumps of one nonce in one plan apply in order`, async (t) => {
+    const s = await fresh(t);
+    const a = item('a', { nonce: claim(1n, { maxFeePerGas: 10n }) });
+    const b = item('b', { nonce: claim(1n, { maxFeePerGas: 20n }) });
+    const c = item('c', { nonce: claim(1n, { maxFeePerGas: 30n }) });
+    await write(s, request([a], at(0)), ['insert']);
+    await write(s, request([b, c], at(1)), ['replaceNonce', 'replaceNonce']);
+    const n = (await peek(s, request([c], at(2)))).items[0]!.nonce!;
+    t.equal(n.requestId, 'c');
+    t.equal(n.maxFeePerGas, 30n);
+    if (opts.replacements) {
+      t.same((await opts.replacements(s, 'k1', 1n, 1n)).map((r) => hex(r.payloadHash)), [hex(a.payloadHash), hex(b.payloadHash)]);
+    }
+  });
+
+  t.test(`${name}: velocity sums per scope and subject within each window`, async (t) => {
+    const s = await fresh(t);
+    const big = 2n ** 200n + 1n;
+    await write(s, request([item('a', { value: big })], at(0)), ['insert']);
+    await write(s, request([item('b', { value: 7n })], at(60_000)), ['insert']);
+    await write(s, request([item('c', { keyId: 'k2', value: 1n }), item('d', { keyId: 'k2', value: 2n })], at(60_000)), ['insert', 'insert']);
+    await write(s, request([item('e', { client: 'other', keyId: 'k3', value: 100n })], at(61_000)), ['insert']);
+    await write(s, request([item('f', { value: 1000n })], at(60_000)), [undefined]); // no write: not counted
+
+    const v = await peek(
+      s,
+      request([], at(65_000), {
+        velocity: [
+          { scope: 'key', subject: 'k1', windowSeconds: 30 },
+          { scope: 'key', subject: 'k1', windowSeconds: 3600 },
+          { scope: 'client', subject: 'engine', windowSeconds: 3600 },
+          { scope: 'key', subject: 'k2', windowSeconds: 3600 },
+          { scope: 'client', subject: 'other', windowSeconds: 3600 },
+          { scope: 'key', subject: 'engine', windowSeconds: 3600 },
+          { scope: 'key', subject: 'k1', windowSeconds: 61 },
+          { scope: 'key', subject: 'k1', windowSeconds: 0 },
+        ],
+      }),
+    );
+    t.same(v.velocity, [
+      { count: 1, value: 7n }, // window 30 s: from the bucket of 35 s on, only b (60 s)
+      { count: 2, value: big + 7n },
+      { count: 4, value: big + 10n }, // client: a, b, c, d (not e: another client)
+      { count: 2, value: 3n },
+      { count: 1, value: 100n },
+      { count: 0, value: 0n }, // scopes do not mix
+      { count: 2, value: big + 7n }, // 61 s reaches back to 4 s: the whole oldest bucket (0..10 s) counts
+      { count: 1, value: 7n }, // 0 s: the current bucket
+    ]);
+    t.equal(typeof v.velocity[1]!.value, 'bigint');
+    t.equal(typeof v.velocity[1]!.count, 'number');
+  });
+
+  t.test(`${name}: a batch is recorded with its items, all or nothing`, async (t) => {
+    const s = await fresh(t);
+    const items = [item('b-0', { nonce: claim(10n) }), item('b-1', { nonce: claim(11n) }), item('b-2')];
+    const batch = { client: 'engine', batchId: 'batch-1' };
+    const itemsHash = h('items of batch-1');
+    await write(s, request(items, at(0), { batch }), ['insert', 'insert', 'insert'], { batchId: 'batch-1', itemsHash });
+    const v = await peek(s, request(items, at(1), { batch }));
+    t.equal(hex(v.batch?.itemsHash), hex(itemsHash), 'batch record');
+    t.same(
+      v.items.map((x) => [x.request?.state, x.nonce?.requestId]),
+      [
+        ['pending', 'b-0'],
+        ['pending', 'b-1'],
+        ['pending', undefined],
+      ],
+    );
+    t.equal((await peek(s, request([], at(1), { batch: { client: 'engine', batchId: 'batch-2' } }))).batch, undefined);
+    t.equal((await peek(s, request([], at(1), { batch: { client: 'other', batchId: 'batch-1' } }))).batch, undefined, 'batch ids are per client');
+
+    // A plan that cannot be applied (nonce 11 is taken) leaves no trace of any of its writes.
+    const clash = [item('c-0', { nonce: claim(12n), value: 50n }), item('c-1', { nonce: claim(11n) })];
+    const batch2 = { client: 'engine', batchId: 'batch-2' };
+    await t.rejects(write(s, request(clash, at(2), { batch: batch2 }), ['insert', 'insert'], { batchId: 'batch-2', itemsHash }));
+    const after = await peek(s, request(clash, at(3), { batch: batch2, velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }));
+    t.same(after.items[0], { nextNonce: 12n }, 'first item not written');
+    t.equal(after.items[1]!.nonce?.requestId, 'b-1', 'the holder is unchanged');
+    t.equal(after.batch, undefined, 'batch not recorded');
+    t.same(after.velocity, [{ count: 3, value: 3n }], 'velocity not counted');
+  });
+
+  t.test(`${name}: a throwing decide rejects the reservation and writes nothing`, async (t) => {
+    const s = await fresh(t);
+    const boom = new Error('policy exploded');
+    await t.rejects(
+      s.reserve(request([item('a')], at(0)), () => {
+        throw boom;
+      }),
+      boom,
+    );
+    t.same((await peek(s, request([item('a')], at(0)))).items, [{}]);
+  });
+
+  t.test(`${name}: prune deletes old idempotency records, never nonce claims`, async (t) => {
+    const s = await fresh(t);
+    const old = item('old', { nonce: claim(1n) });
+    const oldDone = item('old-done', { nonce: claim(2n) });
+    const recent = item('recent', { nonce: claim(3n) });
+    await write(s, request([old, oldDone], at(0), { batch: { client: 'engine', batchId: 'old-batch' } }), ['insert', 'insert'], {
+      batchId: 'old-batch',
+      itemsHash: h('x'),
+    });
+    await s.complete([{ client: 'engine', requestId: 'old-done', result: Buffer.from('sig') }]);
+    await write(s, request([recent], at(120_000)), ['insert']);
+
+    t.equal(await s.pruneRequests(at(60_000)), 2, 'two requests were created before');
+    const v = await peek(
+      s,
+      request([old, oldDone, recent], at(120_001), {
+        batch: { client: 'engine', batchId: 'old-batch' },
+        velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }],
+      }),
+    );
+    t.equal(v.items[0]!.request, undefined, 'old request pruned');
+    t.equal(v.items[1]!.request, undefined, 'old done request pruned');
+    t.equal(v.items[2]!.request?.state, 'pending', 'recent request kept');
+    t.equal(v.items[0]!.nonce?.requestId, 'old', 'nonce claims are kept forever');
+    t.equal(v.items[1]!.nonce?.state, 'done');
+    t.equal(Buffer.from(v.items[1]!.nonce!.result!).toString(), 'sig');
+    t.equal(v.batch, undefined, 'old batch record pruned');
+    t.same(v.velocity, [{ count: 1, value: 1n }], 'velocity buckets older than the cut-off pruned');
+    t.equal(await s.pruneRequests(at(60_000)), 0, 'nothing left to prune');
+  });
+
+  t.test(`${name}: keys`, async (t) => {
+    const s = await fresh(t);
+    const key = (keyId: string, version: number, over: Partial<KeyRecord> = {}): KeyRecord => ({
+      keyId,
+      version,
+      algorithm: 'ecdsa-secp256k1',
+      ckaId: h(`cka ${keyId} ${version}`).subarray(0, 16),
+      publicKey: randomBytes(65),
+      state: 'active',
+      createdAt: new Date(T0 + version),
+      ...over,
+    });
+    const keys = [key('b-key', 1), key('a-key', 2, { state: 'verify-only', algorithm: 'ed25519' }), key('a-key', 1), key('B-key', 1, { state: 'disabled' })];
+    for (const k of keys) await s.insertKey(k);
+    const listed = await s.listKeys();
+    t.same(
+      listed.map((k) => [k.keyId, k.version]),
+      [
+        ['B-key', 1],
+        ['a-key', 1],
+        ['a-key', 2],
+        ['b-key', 1],
+      ],
+      'ordered by key id (byte order) and version',
+    );
+    const a2 = listed.find((k) => k.keyId === 'a-key' && k.version === 2)!;
+    t.equal(a2.algorithm, 'ed25519');
+    t.equal(a2.state, 'verify-only');
+    t.equal(hex(a2.ckaId), hex(keys[1]!.ckaId));
+    t.equal(hex(a2.publicKey), hex(keys[1]!.publicKey));
+    t.equal(a2.createdAt.getTime(), T0 + 2);
+    t.ok(a2.createdAt instanceof Date);
+    await t.rejects(s.insertKey(key('a-key', 1)), KeyExistsError, 'same key id and version');
+    await t.rejects(s.insertKey(key('c-key', 1, { ckaId: keys[0]!.ckaId })), KeyExistsError, 'same CKA_ID');
+    t.equal((await s.listKeys()).length, 4);
+  });
+
+  t.test(`${name}: policies keep every version`, async (t) => {
+    const s = await fresh(t);
+    const p1 = await s.putPolicy('hot', '{"v":1}', 'config', at(0));
+    const p2 = await s.putPolicy('hot', '{"v":2}', 'alice', at(1000));
+    await s.putPolicy('Cold', '{"c":1}', 'config', at(2000));
+    t.same([p1.version, p2.version], [1, 2]);
+    t.same(p2, { name: 'hot', version: 2, document: '{"v":2}', updatedAt: at(1000), updatedBy: 'alice' });
+    t.same(
+      (await s.listPolicies()).map((p) => [p.name, p.version, p.document]),
+      [
+        ['Cold', 1, '{"c":1}'],
+        ['hot', 2, '{"v":2}'],
+      ],
+    );
+    t.same(
+      (await s.policyHistory('hot')).map((p) => [p.version, p.updatedBy, p.updatedAt.getTime()]),
+      [
+        [1, 'config', T0],
+        [2, 'alice', T0 + 1000],
+      ],
+    );
+    t.same(await s.policyHistory('none'), []);
+  });
+
+  t.test(`${name}: concurrent reservations on one instance`, async (t) => {
+    const s = await fresh(t);
+    const results = await Promise.all([runRace(s, 'one'), runRace(s, 'two')]);
+    await checkRace(t, s, results);
+  });
+
+  if (opts.twins) {
+    const twins = opts.twins;
+    t.test(`${name}: two instances on one database race: one winner per nonce, request id and velocity slot`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      const results = await Promise.all([runRace(a, 'a'), runRace(b, 'b')]);
+      await checkRace(t, a, results);
+      await checkRace(t, b, results, { quiet: true });
+    });
+
+    t.test(`${name}: two instances setting one policy get distinct versions`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      const puts = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).putPolicy('p', `{"i":${i}}`, `admin-${i}`, at(i))));
+      t.same(
+        puts.map((p) => p.version).sort((x, y) => x - y),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      const history = await a.policyHistory('p');
+      t.equal(history.length, 20);
+      for (const p of puts) t.equal(history[p.version - 1]!.document, p.document, `version ${p.version} is what its put returned`);
+    });
+
+    t.test(`${name}: two instances racing batches: all or nothing, disjoint winners`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      // 40 batches of 4 nonces out of 0..19, overlapping at random.
+      const batches = Array.from({ length: 40 }, (_, i) => {
+        const nonces = new Set<bigint>();
+        while (nonces.size < 4) nonces.add(BigInt(Math.floor(Math.random() * 20)));
+        return { i, nonces: [...nonces] };
+      });
+      const won = await Promise.all(
+        batches.map(({ i, nonces }) =>
+          (i % 2 ? a : b).reserve(
+            request(
+              nonces.map((n, j) => item(`batch${i}-${j}`, { nonce: claim(n), payloadHash: h(`batch ${i} item ${j}`) })),
+              RACE_NOW,
+              { batch: { client: 'engine', batchId: `batch${i}` } },
+            ),
+            (view) => {
+              const plan = takeIfFree(view);
+              return plan.outcome ? { ...plan, batch: { batchId: `batch${i}`, itemsHash: h(`batch ${i}`) } } : plan;
+            },
+          ),
+        ),
+      );
+      const winners = batches.filter((_, i) => won[i]);
+      const claimed = winners.flatMap((w) => w.nonces.map(String));
+      t.ok(winners.length >= 1, `${winners.length} of 40 batches won`);
+      t.equal(new Set(claimed).size, claimed.length, 'no nonce is claimed by two winning batches');
+      for (const { i, nonces } of batches) {
+        const v = await peek(
+          a,
+          request(
+            nonces.map((n, j) => item(`batch${i}-${j}`, { nonce: claim(n) })),
+            RACE_NOW,
+            { batch: { client: 'engine', batchId: `batch${i}` } },
+          ),
+        );
+        if (won[i]) {
+          t.ok(
+            v.items.every((x, j) => x.request && x.nonce?.requestId === `batch${i}-${j}`),
+            `batch ${i}: every item holds its nonce`,
+          );
+          t.equal(hex(v.batch?.itemsHash), hex(h(`batch ${i}`)));
+        } else {
+          t.ok(v.items.every((x) => !x.request) && !v.batch, `batch ${i}: nothing of it was written`);
+        }
+      }
+    });
+  }
+}
+
+/**
+ * Checks the outcome of {@link runRace} by several participants: exactly one winner per nonce
+ * and per request id, exactly `velocityLimit` velocity winners, and the store holds exactly the
+ * winners' payloads.
+ */
+export async function checkRace(t: Test, store: ReplayStore, results: RaceResult[], { quiet = false } = {}) {
+  const wins = results.flatMap((r) => r.wins);
+  const byNonce = new Map<string, string[]>();
+  const byRequest = new Map<string, string[]>();
+  for (const w of wins) {
+    if (w.nonce !== undefined) byNonce.set(w.nonce, [...(byNonce.get(w.nonce) ?? []), w.payloadHash]);
+    else byRequest.set(w.requestId, [...(byRequest.get(w.requestId) ?? []), w.payloadHash]);
+  }
+  const attempts = results.reduce((n, r) => n + r.attempts, 0);
+  const decides = results.reduce((n, r) => n + r.decideCalls, 0);
+  if (!quiet) {
+    t.comment(`${attempts} reservations by ${results.length} participants, decide ran ${decides} times`);
+    t.equal(byNonce.size, 50, 'every nonce 0..49 was won');
+    t.ok([...byNonce.values()].every((w) => w.length === 1), 'exactly one winner per nonce');
+    t.equal(byRequest.size, 50, 'every request id r0..r49 was won');
+    t.ok([...byRequest.values()].every((w) => w.length === 1), 'exactly one winner per request id');
+    t.equal(
+      results.reduce((n, r) => n + r.velocityWins, 0),
+      RACE.velocityLimit,
+      `exactly ${RACE.velocityLimit} reservations within the velocity limit`,
+    );
+    t.ok(decides >= attempts, 'decide ran at least once per reservation');
+  }
+
+  // What the store holds agrees with the winners.
+  const nonceView = await peek(
+    store,
+    request(
+      Array.from({ length: 50 }, (_, n) => item(`check-${n}`, { client: RACE.client, keyId: RACE.key, nonce: claim(BigInt(n), { chainId: RACE.chainId }) })),
+      RACE_NOW,
+    ),
+  );
+  t.ok(
+    nonceView.items.every((v, n) => v.nonce && hex(v.nonce.payloadHash) === byNonce.get(String(n))?.[0]),
+    'each nonce is held by its winner',
+  );
+  t.equal(nonceView.items[0]!.nextNonce, 50n);
+  const requestView = await peek(
+    store,
+    request(
+      Array.from({ length: 50 }, (_, n) => item(`r${n}`, { client: RACE.client, keyId: RACE.key })),
+      RACE_NOW,
+      { velocity: [{ scope: 'key', subject: RACE.velocityKey, windowSeconds: 3600 }] },
+    ),
+  );
+  t.ok(
+    requestView.items.every((v, n) => v.request && hex(v.request.payloadHash) === byRequest.get(`r${n}`)?.[0]),
+    'each request id holds its winner',
+  );
+  t.same(requestView.velocity, [{ count: RACE.velocityLimit, value: BigInt(RACE.velocityLimit) }], 'velocity counted the winners only');
+}
+
+/**
+ * Races `participants` separate processes (test/helpers/store-race-worker.ts), each with a
+ * store of its own on `target` (`postgres://...` or `sqlite:/path`). Resolves to their results.
+ */
+export async function raceProcesses(target: string, participants: number): Promise<RaceResult[]> {
+  const tsx = `${repoRoot}/node_modules/.bin/tsx`;
+  const workers = Array.from({ length: participants }, (_, i) => {
+    const child = spawn(tsx, ['test/helpers/store-race-worker.ts', target, `p${i}`], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const lines = createInterface({ input: child.stdout });
+    const next: Array<(line: string) => void> = [];
+    const queued: string[] = [];
+    lines.on('line', (l) => (next.length ? next.shift()!(l) : queued.push(l)));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const line = () =>
+      Promise.race([
+        new Promise<string>((resolve) => (queued.length ? resolve(queued.shift()!) : next.push(resolve))),
+        exited.then((code) => {
+          throw new Error(`race worker p${i} exited with ${code}: ${stderr}`);
+        }),
+      ]);
+    return { child, line, exited };
+  });
+  try {
+    for (const w of workers) {
+      const l = await w.line();
+      if (l !== 'ready') throw new Error(`race worker said ${l}`);
+    }
+    for (const w of workers) w.child.stdin.write('go\n');
+    const results = await Promise.all(workers.map(async (w) => JSON.parse(await w.line()) as RaceResult));
+    await Promise.all(workers.map((w) => w.exited));
+    return results;
+  } finally {
+    for (const w of workers) if (w.child.exitCode === null) w.child.kill();
+  }
+}
