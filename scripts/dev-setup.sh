@@ -2,8 +2,9 @@
 # Prepares a machine for running hsm-signer locally. Idempotent: a second run reuses everything.
 #
 #   scripts/dev-setup.sh          system packages + node_modules + .dev/ (SoftHSM token, PKI, config)
-#   scripts/dev-setup.sh --test   system packages + node_modules only (tests make their own tokens
-#                                 and certificates in temp dirs under .test/)
+#   scripts/dev-setup.sh --test   system packages (and PostgreSQL) + node_modules only (tests make
+#                                 their own tokens, certificates and database clusters in temp dirs
+#                                 under .test/)
 #
 # Everything it creates lives in git-ignored .dev/. To start over: rm -rf .dev (destroys dev keys).
 set -euo pipefail
@@ -24,15 +25,17 @@ for arg in "$@"; do
 done
 
 # ---------------------------------------------------------------------------------------------
-# System packages: softhsm2 (PKCS#11 module + softhsm2-util) and openssl.
+# System packages: softhsm2 (PKCS#11 module + softhsm2-util) and openssl; for tests also the
+# PostgreSQL server.
 
+PACKAGES="softhsm2 and openssl"
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
     "$@"
   elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@" || die "'sudo -n $*' failed (passwordless sudo needed); install softhsm2 and openssl yourself"
+    sudo -n "$@" || die "'sudo -n $*' failed (passwordless sudo needed); install $PACKAGES yourself"
   else
-    die "not root and no sudo: install softhsm2 and openssl yourself, then rerun"
+    die "not root and no sudo: install $PACKAGES yourself, then rerun"
   fi
 }
 
@@ -44,6 +47,27 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v openssl >/dev/null
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 openssl >&2
   command -v softhsm2-util >/dev/null 2>&1 || die "softhsm2-util still not found after installing softhsm2"
   command -v openssl >/dev/null 2>&1 || die "openssl still not found after installing openssl"
+fi
+
+# The store tests start throwaway PostgreSQL clusters (test/helpers/postgres.ts) with the server
+# binaries in /usr/lib/postgresql/<version>/bin. Installed here, once, before test files run in
+# parallel (the helper can install it too, as a fallback). Not needed when the tests are pointed
+# at an existing server with SIGNER_TEST_PG_URL.
+have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+if [ "$MODE" = test ] && [ -z "${SIGNER_TEST_PG_URL:-}" ] && ! have_postgres; then
+  command -v apt-get >/dev/null 2>&1 ||
+    die "PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb) are missing and apt-get is not available; install PostgreSQL or set SIGNER_TEST_PG_URL"
+  PACKAGES="postgresql"
+  log "installing postgresql (apt-get)"
+  mkdir -p .test
+  if command -v flock >/dev/null 2>&1; then
+    # The same lock as the test helper's fallback install.
+    as_root flock .test/apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql' >&2
+  else
+    as_root apt-get update -qq >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  fi
+  have_postgres || die "/usr/lib/postgresql/*/bin/initdb still not found after installing postgresql"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -283,6 +307,24 @@ else
         auditor: { roles: ["auditor"] },
       },
       keyAccess: { "*": ["payment-engine"] },
+      // The demo keys sign everything a demo needs; real policies are narrower (README "Policies").
+      policies: {
+        "dev-hot": {
+          keys: ["hot-*"],
+          traffic: "both",
+          payloadKinds: ["evm", "digest", "message"],
+          freshness: { maxSkewSeconds: 120 },
+          evm: {
+            chains: ["1", "8453", "11155111"],
+            maxValue: "1000000000000000000",
+            destinations: { any: true },
+            maxFeePerGas: "500000000000",
+            maxGas: "1000000",
+          },
+          velocity: [{ scope: "key", windowSeconds: 3600, maxCount: 100000 }],
+          batch: { maxItems: 1000, maxTotalValue: "100000000000000000000" },
+        },
+      },
       metrics: { listen: "127.0.0.1:9464" },
     };
     process.stdout.write(JSON.stringify(config, null, 2) + "\n");

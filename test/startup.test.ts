@@ -77,6 +77,14 @@ t.test('the signer runs as a process and the security-team scripts drive it', as
   const signed = JSON.parse((await script('sign', ['cli-k1', '--digest', digest, '--json', ...tls('payment-engine')])).stdout);
   t.ok(secp256k1.verify(Buffer.from(signed.signature, 'hex'), Buffer.from(digest, 'hex'), Buffer.from(created.publicKey, 'hex'), { prehash: false }), 'the dev client gets a valid signature');
 
+  const shown = JSON.parse((await script('show-policy', ['--for-key', 'cli-k1', '--json', ...tls('security-admin')])).stdout);
+  t.equal(shown.name, 'open', 'show-policy finds the policy governing a key');
+  const narrowed = `${tmp.path}/narrow.json`;
+  await writeFile(narrowed, JSON.stringify({ ...shown.document, payloadKinds: ['evm'] }));
+  t.match((await script('set-policy', ['open', '--file', narrowed, ...tls('security-admin')])).stdout, /policy open is now version 2/);
+  const raw = await script('sign', ['cli-k1', '--digest', digest, ...tls('payment-engine')]).catch((e) => e);
+  t.match(raw.stderr, /status 7 reason RAW_SIGNING_DISABLED/, 'the new policy applies at once');
+
   const refused = await script('sign', ['cli-k1', '--digest', 'abcd', ...tls('payment-engine')]).catch((e) => e);
   t.equal(refused.code, 1, 'a refusal exits 1');
   t.match(refused.stderr, /status 3 reason PAYLOAD_INVALID/);

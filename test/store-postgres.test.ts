@@ -5,12 +5,13 @@ import { startPostgres } from './helpers/postgres.js';
 import { checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
 
 const server = await startPostgres();
-t.teardown(() => server.stop());
-
 // Each fresh store gets a schema of its own in the test database (cheaper than a database).
 const admin = new pg.Client({ connectionString: server.url });
 await admin.connect();
-t.teardown(() => admin.end());
+t.teardown(async () => {
+  await admin.end();
+  await server.stop();
+});
 let n = 0;
 const schemas = new WeakMap<TestStore, string>();
 async function freshUrl(): Promise<{ url: string; schema: string }> {

@@ -5,7 +5,8 @@
  * - otherwise: a private cluster (initdb + pg_ctl) in a temp dir, listening on 127.0.0.1 on a
  *   free port, removed on stop. PostgreSQL's binaries come from /usr/lib/postgresql/<version>/bin
  *   (highest version); when there are none they are installed with apt-get (CI runs as root;
- *   `scripts/dev-setup.sh --test` normally does it once before the tests start).
+ *   `scripts/dev-setup.sh --test` normally does it once before the tests start;
+ *   SIGNER_TEST_PG_BIN=<dir> picks another bin dir).
  *
  * The cluster keeps fsync and synchronous_commit on: a commit is durable when it returns, like
  * in production. Only initdb's final sync of the freshly created files is skipped (--no-sync),
@@ -167,15 +168,18 @@ async function traversable(dir: string, uid: number, gid: number): Promise<boole
 async function clusterDir(owner: RunAs): Promise<{ path: string; cleanup(): Promise<void> }> {
   // The socket path (dir + "/.s.PGSQL.NNNNN") must fit in sockaddr_un (107 bytes).
   const base = join(repoRoot, '.test');
-  await mkdir(base, { recursive: true });
-  const repoOk = base.length < 80 && (await traversable(base, owner.uid, owner.gid));
-  const dir = repoOk
-    ? await tempDir('pg-')
-    : await (async () => {
-        const path = await mkdtemp(join(tmpdir(), 'hsm-signer-pg-'));
-        return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
-      })();
-  await chown(dir.path, owner.uid, owner.gid);
+  let dir: { path: string; cleanup(): Promise<void> } | undefined;
+  try {
+    await mkdir(base, { recursive: true });
+    if (base.length < 80 && (await traversable(base, owner.uid, owner.gid))) dir = await tempDir('pg-');
+  } catch {
+    // .test/ not writable (someone else's checkout): fall back to /tmp
+  }
+  if (!dir) {
+    const path = await mkdtemp(join(tmpdir(), 'hsm-signer-pg-'));
+    dir = { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+  }
+  if (owner.uid !== process.getuid?.()) await chown(dir.path, owner.uid, owner.gid);
   return dir;
 }
 
