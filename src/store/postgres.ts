@@ -191,6 +191,71 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Small jittered exponential backoff: 1-4 ms, 2-8 ms, ... capped at 50 ms. */
 const backoff = (attempt: number) => sleep(Math.min(50, 2 ** attempt) * (0.5 + Math.random() * 1.5));
 
+/** Reservations per group transaction: bounds how long one group holds its locks. */
+const MAX_GROUP_SIZE = 64;
+
+interface ReserveOp {
+  req: ReserveRequest;
+  decide: (view: ReserveView) => ReservePlan<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  now: number;
+  locks: string[];
+  reads: ReturnType<typeof viewQueries>;
+  /** Tries that failed on a resolved race (unique violation, deadlock, serialisation). */
+  attempts: number;
+  settled: boolean;
+}
+
+function settle(op: ReserveOp, result: { value: unknown } | { error: unknown }): void {
+  if (op.settled) return;
+  op.settled = true;
+  if ('error' in result) op.reject(result.error);
+  else op.resolve(result.value);
+}
+
+const INT8_MIN = -(2n ** 63n);
+const INT8_MAX = 2n ** 63n - 1n;
+const NUMERIC78_MAX = 10n ** 78n - 1n;
+
+/**
+ * Values the columns cannot hold are refused before they reach a transaction shared with
+ * other reservations (SQLite refuses the same nonces and chain ids: its integers are 64-bit).
+ */
+function checkRequest(req: ReserveRequest): void {
+  const text = (what: string, s: string) => {
+    if (s.includes('\0')) throw new RangeError(`${what} contains a NUL character`);
+  };
+  const int8 = (what: string, v: bigint) => {
+    if (v < INT8_MIN || v > INT8_MAX) throw new RangeError(`${what} ${v} does not fit in a 64-bit integer`);
+  };
+  const numeric = (what: string, v: bigint) => {
+    if (v < -NUMERIC78_MAX || v > NUMERIC78_MAX) throw new RangeError(`${what} ${v} has more than 78 digits`);
+  };
+  if (Number.isNaN(req.now.getTime())) throw new RangeError('reservation time is not a valid date');
+  if (!Number.isSafeInteger(req.leaseMs)) throw new RangeError(`lease ${req.leaseMs} ms is not an integer`);
+  for (const it of req.items) {
+    text('client', it.client);
+    text('request id', it.requestId);
+    text('key id', it.keyId);
+    numeric('value', it.value);
+    if (it.nonce) {
+      int8('chain id', it.nonce.chainId);
+      int8('nonce', it.nonce.nonce);
+      numeric('max fee per gas', it.nonce.maxFeePerGas);
+      numeric('max priority fee per gas', it.nonce.maxPriorityFeePerGas);
+    }
+  }
+  for (const v of req.velocity) {
+    text('velocity subject', v.subject);
+    if (!Number.isFinite(v.windowSeconds)) throw new RangeError(`velocity window ${v.windowSeconds} s is not finite`);
+  }
+  if (req.batch) {
+    text('client', req.batch.client);
+    text('batch id', req.batch.batchId);
+  }
+}
+
 interface KeyRow {
   key_id: string;
   version: number;
@@ -234,16 +299,30 @@ interface NonceRow {
  * snapshot per statement, so the reads see everything committed before the locks were granted.
  */
 export class PostgresStore implements Store, ReplayStore {
-  private constructor(private readonly pool: pg.Pool) {}
+  /** Reservations waiting for a group transaction. */
+  private queue: ReserveOp[] = [];
+  private scheduled = false;
+  private groups = 0;
+  private readonly maxGroups: number;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    poolSize: number,
+  ) {
+    // Group transactions in flight at once: one holding its locks, one queued behind it. More
+    // would mostly wait for the same locks and take connections from complete() and others.
+    this.maxGroups = Math.max(1, Math.min(2, poolSize - 1));
+  }
 
   /**
    * Connects and creates the schema if it is missing. `url` is a libpq-style connection URI
    * (`postgres://user:pass@host:port/db?sslmode=...`).
    */
   static async open(url: string, opts: { poolSize?: number } = {}): Promise<PostgresStore> {
+    const poolSize = opts.poolSize ?? 10;
     const pool = new Pool({
       connectionString: url,
-      max: opts.poolSize ?? 10,
+      max: poolSize,
       pipeline: true,
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
@@ -259,7 +338,7 @@ export class PostgresStore implements Store, ReplayStore {
     // An idle connection that breaks (server restart, network) is dropped by the pool; without
     // a listener the 'error' event would crash the process. The next query reconnects.
     pool.on('error', () => {});
-    const store = new PostgresStore(pool);
+    const store = new PostgresStore(pool, poolSize);
     try {
       await store.transaction(async (c) => {
         await c.query({ text: 'SELECT pg_advisory_xact_lock($1::bigint)', values: [SCHEMA_LOCK] });
@@ -328,40 +407,34 @@ export class PostgresStore implements Store, ReplayStore {
     return rows.map(policyRecord);
   }
 
-  async reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {
-    const now = req.now.getTime();
-    const lease = now + req.leaseMs;
-    const locks = lockSubjects(req);
-    const reads = viewQueries(req, now);
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const [, , ...results] = await pipeline(client, ['BEGIN', q('lock', [locks]), ...reads.queries]);
-          const plan = decide(reads.view(results));
-          const done = await pipeline(client, [...writeQueries(req, plan, now, lease), 'COMMIT']);
-          // A COMMIT of a transaction that failed is answered with ROLLBACK, not an error; the
-          // failed statement has already thrown above, this is belt and braces.
-          if (done.at(-1)!.command !== 'COMMIT') throw new Error('reservation transaction was rolled back');
-          return plan.outcome;
-        } catch (e) {
-          try {
-            await client.query('ROLLBACK');
-          } catch (rollbackError) {
-            broken = rollbackError as Error;
-            throw e;
-          }
-          if (attempt < MAX_ATTEMPTS && isRetryable(e)) {
-            await backoff(attempt);
-            continue;
-          }
-          throw e;
-        }
+  reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      try {
+        checkRequest(req);
+      } catch (e) {
+        reject(e);
+        return;
       }
-    } finally {
-      client.release(broken);
-    }
+      const now = req.now.getTime();
+      this.queue.push({
+        req,
+        decide,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        now,
+        locks: lockSubjects(req),
+        reads: viewQueries(req, now),
+        attempts: 0,
+        settled: false,
+      });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.startGroups();
+        });
+      }
+    });
   }
 
   async complete(done: Completion[]): Promise<void> {
@@ -393,6 +466,106 @@ export class PostgresStore implements Store, ReplayStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+
+  private startGroups(): void {
+    while (this.groups < this.maxGroups && this.queue.length > 0) {
+      const ops = this.queue.splice(0, MAX_GROUP_SIZE);
+      this.groups++;
+      void this.runGroup(ops).finally(() => {
+        this.groups--;
+        this.startGroups();
+      });
+    }
+  }
+
+  /**
+   * Runs reservations in one transaction, one after the other, like sqlite.ts's group commit:
+   *
+   *   [BEGIN, lock(all subjects), reads 1] -> decide 1 -> [writes 1, reads 2] -> decide 2 -> ...
+   *   -> [writes n, COMMIT]
+   *
+   * n reservations cost n + 1 round trips and one commit, instead of 2n round trips and n
+   * commits, each holding the locks (a hot client's reservations all share its lock). Each
+   * reservation reads what the previous ones wrote, as with one transaction each. Outcomes are
+   * delivered only after COMMIT. A statement that fails aborts the transaction: the
+   * reservation it belongs to is rejected, or retried if the error is a resolved race, and the
+   * group starts over (every `decide` runs again; the contract allows that).
+   */
+  private async runGroup(ops: ReserveOp[]): Promise<void> {
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      for (const op of ops) op.reject(e);
+      return;
+    }
+    let broken: Error | undefined;
+    let groupAttempts = 0;
+    try {
+      for (;;) {
+        const live = ops.filter((op) => !op.settled);
+        if (live.length === 0) return;
+        const failure = await this.groupOnce(client, live);
+        if (!failure) return;
+        const { error, op } = failure;
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackError) {
+          broken = rollbackError as Error;
+          for (const o of live) settle(o, { error });
+          return;
+        }
+        if (op) {
+          op.attempts++;
+          if (!isRetryable(error) || op.attempts >= MAX_ATTEMPTS) settle(op, { error });
+          else await backoff(op.attempts);
+        } else {
+          groupAttempts++;
+          if (!isRetryable(error) || groupAttempts >= MAX_ATTEMPTS) {
+            for (const o of live) settle(o, { error });
+            return;
+          }
+          await backoff(groupAttempts);
+        }
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** One try of a group; undefined when committed, else the error and whose statement failed. */
+  private async groupOnce(client: PoolClient, live: ReserveOp[]): Promise<{ error: unknown; op?: ReserveOp } | undefined> {
+    const locks = [...new Set(live.flatMap((op) => op.locks))];
+    let pending: Array<{ query: QueryConfig | string; op?: ReserveOp }> = [{ query: 'BEGIN' }, { query: q('lock', [locks]) }];
+    const decided: Array<{ op: ReserveOp; result: { value: unknown } | { error: unknown } }> = [];
+    for (let i = 0; ; i++) {
+      const op = live[i];
+      const batch = [...pending, ...(op ? op.reads.queries.map((query) => ({ query, op })) : [{ query: 'COMMIT' }])];
+      const settled = await Promise.allSettled(batch.map((b) => client.query(b.query)));
+      const failed = settled.findIndex((r) => r.status === 'rejected');
+      if (failed >= 0) return { error: (settled[failed] as PromiseRejectedResult).reason, op: batch[failed]!.op };
+      const results = settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value);
+      if (!op) {
+        // COMMIT of a failed transaction answers ROLLBACK; a failed statement would have
+        // thrown above, so this is belt and braces.
+        if (results.at(-1)!.command !== 'COMMIT') return { error: new Error('reservation transaction was rolled back') };
+        for (const d of decided) settle(d.op, d.result);
+        return undefined;
+      }
+      pending = [];
+      let plan: ReservePlan<unknown>;
+      try {
+        plan = op.decide(op.reads.view(results.slice(results.length - op.reads.queries.length)));
+        const lease = op.now + op.req.leaseMs;
+        pending = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
+      } catch (error) {
+        // decide (or a plan naming items that do not exist) failed: nothing of it is written.
+        decided.push({ op, result: { error } });
+        continue;
+      }
+      decided.push({ op, result: { value: plan.outcome } });
+    }
   }
 
   /** Runs `f` in a transaction (commit on success, rollback on error). */
