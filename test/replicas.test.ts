@@ -33,6 +33,7 @@ async function replica(name: string) {
       store: { postgres: { url: pg.url } },
       metrics: { listen: `127.0.0.1:${metricsPort}` },
       log: { level: 'info' },
+      refreshMs: 500,
     }),
   );
   const proc = await startSignerProcess(file);
@@ -59,10 +60,10 @@ const requests = Array.from({ length: NONCES * 2 }, (_, i) => ({
   payload: transfer({ nonce: i % NONCES, value: BigInt(1 + Math.floor(i / NONCES)) }).payload,
 }));
 
-async function send(client: SignerClients, r: (typeof requests)[number]) {
+async function send(client: SignerClients, r: { requestId: string; payload: object }, keyId = 'hot-shared') {
   for (;;) {
     try {
-      const res = await call<{ evm: { signedTx: Buffer } }>(client.signer, 'Sign', { keyId: 'hot-shared', requestId: r.requestId, clientTime: nowTimestamp(), ...r.payload });
+      const res = await call<{ evm: { signedTx: Buffer } }>(client.signer, 'Sign', { keyId, requestId: r.requestId, clientTime: nowTimestamp(), ...r.payload });
       return { signed: hexlify(res.evm.signedTx) };
     } catch (e) {
       const d = decodeError(e as never);
@@ -101,4 +102,19 @@ t.test('each account nonce is signed for exactly one payload', async (t) => {
 t.test('the HSM signed each winning payload exactly once across both replicas', async (t) => {
   const total = (await a.hsmSigns()) + (await b.hsmSigns());
   t.equal(total, NONCES, `${total} HSM signatures for ${NONCES} nonces`);
+});
+
+t.test('a key created on one replica is served by the other', async (t) => {
+  const admin = connect(`127.0.0.1:${a.port}`, { ca: pki.caCert, cert: pki.clients['security-admin']!.cert, key: pki.clients['security-admin']!.key });
+  const key = await call<{ evmAddress: string }>(admin.keyAdmin, 'CreateKey', { keyId: 'hot-late', algorithm: 'ECDSA_SECP256K1' });
+  admin.close();
+  let signed: string | undefined;
+  const until = Date.now() + 10_000;
+  while (!signed && Date.now() < until) {
+    const out = await send(b.client, { requestId: 'late-1', payload: transfer({ nonce: 0 }).payload }, 'hot-late');
+    if ('signed' in out) signed = out.signed;
+    else await new Promise((r) => setTimeout(r, 200));
+  }
+  t.ok(signed, 'replica B signs with it after its refresh');
+  t.equal(Transaction.from(signed!).from, key.evmAddress);
 });

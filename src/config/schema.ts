@@ -55,8 +55,8 @@ export const configSchema = z
       })
       .strict()
       .default({ leaseMs: 30_000 }),
-    /** How often a replica reloads policies that other replicas changed. */
-    policyRefreshMs: z.number().int().min(100).default(5000),
+    /** How often a replica reloads keys and policies that other replicas changed. */
+    refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */
     clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1) }).strict()),
     /**

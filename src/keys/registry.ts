@@ -14,6 +14,9 @@ const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
  */
 export class KeyRegistry {
   private keys = new Map<string, KeyRecord>();
+  private timer: NodeJS.Timeout | undefined;
+  /** load and create run one at a time, so a refresh never drops a key created meanwhile. */
+  private serial: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly hsm: Hsm,
@@ -22,13 +25,28 @@ export class KeyRegistry {
   ) {}
 
   /**
-   * Loads keys from the store and checks each against the token: a key whose public key in the
-   * token differs from the stored one is not served (a swapped or restored token).
+   * Loads keys from the store and checks each new one against the token: a key whose public key
+   * in the token differs from the stored one is not served (a swapped or restored token).
    */
-  async load(): Promise<void> {
+  load(): Promise<void> {
+    return this.exclusive(() => this.reload());
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reload(): Promise<void> {
     const next = new Map<string, KeyRecord>();
     for (const k of await this.store.listKeys()) {
       if (k.state === 'destroyed') continue;
+      const known = this.keys.get(k.keyId);
+      if (known && known.version === k.version && Buffer.compare(Buffer.from(known.ckaId), Buffer.from(k.ckaId)) === 0) {
+        next.set(k.keyId, k);
+        continue;
+      }
       let inToken: Uint8Array;
       try {
         inToken = await readPublicKey(this.hsm, k.algorithm, k.ckaId);
@@ -45,6 +63,16 @@ export class KeyRegistry {
     this.keys = next;
   }
 
+  /** Reloads periodically, so keys created on another replica are served here too. */
+  startRefresh(ms: number): void {
+    this.timer = setInterval(() => this.load().catch((e) => this.log?.error({ err: e }, 'key refresh failed')), ms);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
   /** The active version of a key; KEY_NOT_FOUND otherwise. */
   get(keyId: string): KeyRecord {
     const k = this.keys.get(keyId);
@@ -57,7 +85,11 @@ export class KeyRegistry {
   }
 
   /** Generates a new key inside the HSM and records it as version 1, active. */
-  async create(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+  create(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+    return this.exclusive(() => this.generate(keyId, algorithm));
+  }
+
+  private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
     if (!KEY_ID.test(keyId)) {
       throw invalid('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit');
     }

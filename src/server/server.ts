@@ -51,9 +51,10 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const store = await openStore(config.store);
   const keys = new KeyRegistry(hsm, store, log);
   await keys.load();
+  keys.startRefresh(config.refreshMs);
   const policies = new PolicyRegistry(store, log);
   await policies.seed(config.policies, new Date());
-  policies.startRefresh(config.policyRefreshMs);
+  policies.startRefresh(config.refreshMs);
   const auth = new Authorizer(config.clients, config.keyAccess);
   const signing = new SigningService(hsm, keys);
   const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
@@ -100,6 +101,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       http?.close();
       clearInterval(pruner);
       policies.stop();
+      keys.stop();
       // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
       await hsm.close();
       await store.close();
