@@ -1,7 +1,8 @@
 /**
  * Closed-loop load: `concurrency` workers each keep one operation in flight. After a warm-up,
  * operations that complete inside the measurement window are counted and their latency (from
- * issue to completion, queueing included) recorded.
+ * issue to completion, queueing included) recorded. An operation resolves to the number of
+ * signatures it produced (1, or a batch's size).
  */
 import { performance } from 'node:perf_hooks';
 
@@ -20,6 +21,9 @@ export interface LoadResult {
   seconds: number;
   ops: number;
   opsPerSec: number;
+  /** Signatures produced by the operations counted in `ops`. */
+  units: number;
+  unitsPerSec: number;
   errors: number;
   firstError?: string;
   p50Ms: number;
@@ -31,11 +35,12 @@ export interface LoadResult {
 /** Errors beyond this many abort the point: a bench that mostly fails measures nothing. */
 const MAX_ERRORS = 100;
 
-export async function closedLoop(op: (seq: number) => Promise<unknown>, o: LoadOptions): Promise<LoadResult> {
+export async function closedLoop(op: (seq: number) => Promise<number>, o: LoadOptions): Promise<LoadResult> {
   let phase: 'warmup' | 'measure' | 'done' = 'warmup';
   let windowStart = 0;
   let windowEnd = 0;
   const latencies: number[] = [];
+  let units = 0;
   let errors = 0;
   let firstError: unknown;
   let seq = 0;
@@ -54,14 +59,18 @@ export async function closedLoop(op: (seq: number) => Promise<unknown>, o: LoadO
   const worker = async () => {
     while (phase !== 'done') {
       const t0 = performance.now();
+      let n: number;
       try {
-        await op(seq++);
+        n = await op(seq++);
       } catch (e) {
         firstError ??= e;
         if (++errors > MAX_ERRORS) throw new Error(`more than ${MAX_ERRORS} errors; first: ${describe(firstError)}`);
         continue;
       }
-      if (phase === 'measure') latencies.push(performance.now() - t0);
+      if (phase === 'measure') {
+        latencies.push(performance.now() - t0);
+        units += n;
+      }
     }
   };
   try {
@@ -78,6 +87,8 @@ export async function closedLoop(op: (seq: number) => Promise<unknown>, o: LoadO
     seconds,
     ops: sorted.length,
     opsPerSec: sorted.length / seconds,
+    units,
+    unitsPerSec: units / seconds,
     errors,
     firstError: firstError === undefined ? undefined : describe(firstError),
     p50Ms: percentile(sorted, 0.5),

@@ -57,6 +57,8 @@ export interface RawPoint extends LoadResult {
 
 export interface ServicePoint extends LoadResult {
   channels: number;
+  /** Items per SignBatch call; absent for Sign. */
+  batch?: number;
   server: ServerWindow & { cpu: CpuUse };
   client: CpuUse;
   machine: Elsewhere;
@@ -72,12 +74,12 @@ export interface Row {
   note?: string;
 }
 
-const f = (n: number | undefined, digits: number, width: number) =>
-  (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits)).padStart(width);
 /** Above this many cores used by other processes during a point, the point is flagged as noisy. */
 export const NOISY_CORES = 0.15;
 const noisy = (r: Row) => [r.raw?.machine.otherCores, r.service.machine.otherCores].some((x) => (x ?? 0) > NOISY_CORES);
 
+const f = (n: number | undefined, digits: number, width: number) =>
+  (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits)).padStart(width);
 const pct = (n: number | undefined, width: number) => (n === undefined ? '-' : `${Math.round(n * 100)}%`).padStart(width);
 
 export function throughputTable(rows: Row[]): string {
@@ -86,11 +88,13 @@ export function throughputTable(rows: Row[]): string {
   const lines = rows.map((r) =>
     [
       `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
-      `${f(r.raw?.opsPerSec, 0, 11)} ${f(r.raw?.p50Ms, 2, 7)} ${f(r.raw?.p99Ms, 2, 7)} |`,
-      `${f(r.service.opsPerSec, 0, 10)} ${f(r.service.p50Ms, 2, 7)} ${f(r.service.p99Ms, 2, 7)} |`,
+      `${f(r.raw?.unitsPerSec, 0, 11)} ${f(r.raw?.p50Ms, 2, 7)} ${f(r.raw?.p99Ms, 2, 7)} |`,
+      `${f(r.service.unitsPerSec, 0, 10)} ${f(r.service.p50Ms, 2, 7)} ${f(r.service.p99Ms, 2, 7)} |`,
       `${pct(r.ratio, 7)}${noisy(r) ? ' !' : '  '}${r.note ? ` ${r.note}` : ''}`,
       errorsNote(r),
-    ].join(' '),
+    ]
+      .join(' ')
+      .trimEnd(),
   );
   const legend = rows.some(noisy)
     ? [`! other processes used more than ${NOISY_CORES} cores during this row (see "other cores" below): its figures are disturbed`]

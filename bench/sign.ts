@@ -3,13 +3,15 @@
  * on one fresh SoftHSM token.
  *
  *   npx tsx bench/sign.ts [--seconds 5] [--warmup 1] [--extra-seconds 3] [--concurrency 1,16,64]
- *                         [--extra ecdsa-p256,ed25519] [--channels 1] [--compare-channels 4]
- *                         [--retries 3] [--cpu-prof <dir>] [--child-node-arg <flag>]... [--out <file>] [--keep]
+ *                         [--extra ecdsa-p256,ed25519] [--channels 1] [--compare-channels 4] [--batch 16]
+ *                         [--retries 2] [--cpu-prof <dir>] [--child-node-arg <flag>]... [--out <file>] [--keep]
  *
  * For each concurrency c: `raw` keeps c sign loops going straight on pkcs11js (same token, same
  * session count as the service); then `service` keeps c Signer.Sign calls going against the real
- * signer running as a child process. The two never run at once. Results: a table on stdout and
- * JSON in .test/bench-results.json.
+ * signer running as a child process. The two never run at once. At the top concurrency it also
+ * runs Sign over several channels, SignBatch, and the other algorithms. Each point waits for the
+ * machine to be quiet and is measured again if other processes used CPU during it (flagged "!"
+ * if that never happened). Results: tables on stdout, JSON in .test/bench-results.json.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -72,7 +74,8 @@ const opts = new Command()
   .option('--extra <list>', 'algorithms also measured at the top concurrency ("" for none)', algorithms, ['ecdsa-p256', 'ed25519'])
   .option('--channels <n>', 'gRPC channels the service points use', atLeastOne, 1)
   .option('--compare-channels <n>', 'also run secp256k1 at the top concurrency over this many channels (0: skip)', count, 4)
-  .option('--retries <n>', 'measure a point again (this many times at most) while other processes disturb it', count, 3)
+  .option('--retries <n>', 'measure a point again (this many times at most) while other processes disturb it', count, 2)
+  .option('--batch <n>', 'also run secp256k1 through SignBatch, batches of n, top-concurrency signatures in flight (0: skip)', count, 16)
   .option('--cpu-prof <dir>', 'run the signer child with --cpu-prof, writing the profile into <dir>')
   .option('--child-node-arg <flag>', 'extra node flag for the signer child (repeatable), e.g. --perf-basic-prof', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
@@ -87,6 +90,7 @@ const opts = new Command()
     extra: Algorithm[];
     channels: number;
     compareChannels: number;
+    batch: number;
     retries: number;
     cpuProf?: string;
     childNodeArg: string[];
@@ -125,11 +129,11 @@ async function measureRaw(raw: RawToken, key: RawKey, concurrency: number, secon
   let a: ReturnType<typeof snap> | undefined;
   let b: ReturnType<typeof snap> | undefined;
   const load = await closedLoop(
-    (seq) => raw.sign(key, payload(seq)),
+    (seq) => raw.sign(key, payload(seq)).then(() => 1),
     loadOptions(seconds, concurrency, { onWindowStart: () => (a = snap()), onWindowEnd: () => (b = snap()) }),
   );
   const own = cpuDelta(a!.own, b!.own);
-  return { ...load, cpu: cpuUse(own, load.seconds, load.ops), machine: elsewhere(a!.sys, b!.sys, [own.total], load.seconds) };
+  return { ...load, cpu: cpuUse(own, load.seconds, load.units), machine: elsewhere(a!.sys, b!.sys, [own.total], load.seconds) };
 }
 
 interface Service {
@@ -137,37 +141,62 @@ interface Service {
   metricsUrl: string;
 }
 
-async function measureService(svc: Service, ch: Channels, algorithm: Algorithm, concurrency: number, seconds: number): Promise<ServicePoint> {
+/**
+ * Signer.Sign calls, `concurrency` in flight; or with `batch`, Signer.SignBatch calls of `batch`
+ * payloads each, `concurrency` batches in flight.
+ */
+async function measureService(
+  svc: Service,
+  ch: Channels,
+  algorithm: Algorithm,
+  concurrency: number,
+  seconds: number,
+  batch?: number,
+): Promise<ServicePoint> {
   const keyId = KEY_ID[algorithm];
   const kind = algorithm === 'ed25519' ? 'message' : 'digest';
   const run = randomBytes(4).toString('hex');
   const n = ch.signers.length;
+  const sign = (seq: number) =>
+    call(ch.signers[seq % n]!, 'Sign', { keyId, requestId: `bench-${run}-${seq}`, clientTime: nowTimestamp(), [kind]: payload(seq) }).then(() => 1);
+  const signBatch = async (seq: number) => {
+    const items = Array.from({ length: batch! }, (_, i) => ({ [kind]: payload(seq * batch! + i) }));
+    const res = await call<{ results: Array<{ error?: { reason: string; message: string } | null }> }>(ch.signers[seq % n]!, 'SignBatch', {
+      batchId: `bench-${run}-${seq}`,
+      keyId,
+      clientTime: nowTimestamp(),
+      items,
+    });
+    const failed = res.results.find((r) => r.error);
+    if (failed || res.results.length !== batch) throw new Error(`batch item failed: ${failed?.error?.reason ?? 'missing results'}`);
+    return batch!;
+  };
   const snap = () => ({ own: sampleCpu(process.pid), child: sampleCpu(svc.pid), sys: sampleSystem(), metrics: scrape(svc.metricsUrl) });
   let a: ReturnType<typeof snap> | undefined;
   let b: ReturnType<typeof snap> | undefined;
   const load = await closedLoop(
-    (seq) =>
-      call(ch.signers[seq % n]!, 'Sign', { keyId, requestId: `bench-${run}-${seq}`, clientTime: nowTimestamp(), [kind]: payload(seq) }),
+    batch ? signBatch : sign,
     loadOptions(seconds, concurrency, { onWindowStart: () => (a = snap()), onWindowEnd: () => (b = snap()) }),
   );
   const [ma, mb] = await Promise.all([a!.metrics, b!.metrics]);
   const win = serverWindow(ma, mb, algorithm);
   const child = cpuDelta(a!.child, b!.child);
   // /proc when there is one; otherwise the service's own process_cpu_seconds_total.
-  const serverCpu = cpuUse({ total: child.total ?? win.cpuSeconds, main: child.main }, load.seconds, load.ops);
+  const serverCpu = cpuUse({ total: child.total ?? win.cpuSeconds, main: child.main }, load.seconds, load.units);
   const own = cpuDelta(a!.own, b!.own);
   return {
     machine: elsewhere(a!.sys, b!.sys, [own.total, child.total], load.seconds),
     ...load,
     channels: n,
+    batch,
     server: { ...win, cpu: serverCpu },
-    client: cpuUse(own, load.seconds, load.ops),
+    client: cpuUse(own, load.seconds, load.units),
   };
 }
 
-/** Waits (up to 30 s) for half a second in which other processes use at most NOISY_CORES. */
+/** Waits (up to 15 s) for half a second in which other processes use at most NOISY_CORES. */
 async function calm(pids: number[]): Promise<void> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 15_000;
   for (;;) {
     const a = { sys: sampleSystem(), ours: pids.map(sampleCpu) };
     await pause(500);
@@ -241,23 +270,30 @@ async function main() {
     };
     const primary = await channels(opts.channels);
 
-    const point = async (algorithm: Algorithm, c: number, seconds: number, ch: Channels, withRaw = true, note?: string) => {
+    const point = async (algorithm: Algorithm, c: number, seconds: number, ch: Channels, o: { withRaw?: boolean; note?: string; batch?: number } = {}) => {
+      const { withRaw = true, note, batch } = o;
       const label = `${algorithm} c=${c}`;
       let r: RawPoint | undefined;
       const pids = [process.pid, svc.pid];
       if (withRaw) r = await quiet(`${label} raw (${seconds}s)`, pids, () => measureRaw(raw!, rawKeys[algorithm], c, seconds));
-      const s = await quiet(`${label} service, ${ch.signers.length} channel(s) (${seconds}s)`, pids, () =>
-        measureService(svc, ch, algorithm, c, seconds),
+      const how = batch ? `SignBatch of ${batch}, ${Math.ceil(c / batch)} in flight` : `${ch.signers.length} channel(s)`;
+      const s = await quiet(`${label} service, ${how} (${seconds}s)`, pids, () =>
+        batch ? measureService(svc, ch, algorithm, Math.ceil(c / batch), seconds, batch) : measureService(svc, ch, algorithm, c, seconds),
       );
       const ref = r ?? rows.find((x) => x.algorithm === algorithm && x.concurrency === c && x.raw)?.raw;
-      rows.push({ algorithm, concurrency: c, raw: r, service: s, ratio: ref ? s.opsPerSec / ref.opsPerSec : undefined, note });
+      rows.push({ algorithm, concurrency: c, raw: r, service: s, ratio: ref ? s.unitsPerSec / ref.unitsPerSec : undefined, note });
     };
 
     for (const c of opts.concurrency) await point('ecdsa-secp256k1', c, opts.seconds, primary);
     if (opts.compareChannels > 0 && opts.compareChannels !== opts.channels) {
       const other = await channels(opts.compareChannels);
-      await point('ecdsa-secp256k1', top, opts.seconds, other, false, `(channel comparison; raw from the c=${top} row)`);
+      await point('ecdsa-secp256k1', top, opts.seconds, other, { withRaw: false, note: `${opts.compareChannels} channels; raw from the c=${top} row` });
       other.close();
+    }
+    if (opts.batch > 0) {
+      const inFlight = Math.ceil(top / opts.batch);
+      const note = `SignBatch: ${inFlight} batch(es) of ${opts.batch} in flight, latency per batch; raw from the c=${top} row`;
+      await point('ecdsa-secp256k1', top, opts.seconds, primary, { withRaw: false, note, batch: opts.batch });
     }
     for (const alg of opts.extra) await point(alg, top, opts.extraSeconds, primary);
   } finally {
@@ -280,7 +316,9 @@ async function main() {
       ? [`note: ${opts.sessions} sessions but a libuv threadpool of ${threadpool}: at most ${threadpool} C_SignAsync run at once (set UV_THREADPOOL_SIZE)`]
       : []),
   ].join('\n');
-  const target = rows.find((r) => r.algorithm === 'ecdsa-secp256k1' && r.concurrency === top && r.service.channels === opts.channels);
+  const target = rows.find(
+    (r) => r.algorithm === 'ecdsa-secp256k1' && r.concurrency === top && r.service.channels === opts.channels && !r.service.batch,
+  );
   const verdict =
     target?.ratio === undefined
       ? ''

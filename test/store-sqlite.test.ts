@@ -22,7 +22,9 @@ storeSuite(
   {
     twins: async () => {
       const path = newPath();
-      return [new SqliteStore(path), new SqliteStore(path)];
+      const twins: [TestStore, TestStore] = [new SqliteStore(path), new SqliteStore(path)];
+      for (const s of twins) paths.set(s, path);
+      return twins;
     },
     replacements: async (s, keyId, chainId, nonce) => {
       const db = new Database(paths.get(s)!, { readonly: true });

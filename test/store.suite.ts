@@ -338,6 +338,37 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.same((await peek(s, request([item('a')], at(0)))).items, [{}]);
   });
 
+  t.test(`${name}: a failing reservation does not take others with it`, async (t) => {
+    const s = await fresh(t);
+    await write(s, request([item('taken', { nonce: claim(1n) })], at(0)), ['insert']);
+    const insert = (it: ReserveItem) => s.reserve(request([it], at(1)), () => ({ outcome: it.requestId, writes: [{ index: 0, action: 'insert' as const }] }));
+    // All submitted in one turn: a store that groups reservations must isolate their failures.
+    const results = await Promise.allSettled([
+      insert(item('good-1', { nonce: claim(2n) })),
+      s.reserve(request([item('throws')], at(1)), () => {
+        throw new Error('decide failed');
+      }),
+      insert(item('good-2')),
+      insert(item('clash', { nonce: claim(1n) })), // nonce 1 is taken: the insert must fail
+      insert(item('too-big', { nonce: claim(2n ** 64n) })), // no 64-bit column holds it
+      insert(item('good-3', { nonce: claim(3n) })),
+    ]);
+    t.same(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'rejected', 'fulfilled'],
+    );
+    t.same(
+      results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
+      ['good-1', 'good-2', 'good-3'],
+    );
+    const v = await peek(s, request(['good-1', 'throws', 'good-2', 'clash', 'good-3'].map((id) => item(id)), at(2)));
+    t.same(
+      v.items.map((x) => x.request?.state),
+      ['pending', undefined, 'pending', undefined, 'pending'],
+      'the good ones are written, the failed ones not at all',
+    );
+  });
+
   t.test(`${name}: prune deletes old idempotency records, never nonce claims`, async (t) => {
     const s = await fresh(t);
     const old = item('old', { nonce: claim(1n) });
@@ -447,6 +478,85 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       const results = await Promise.all([runRace(a, 'a'), runRace(b, 'b')]);
       await checkRace(t, a, results);
       await checkRace(t, b, results, { quiet: true });
+    });
+
+    t.test(`${name}: two instances racing to take over expired leases and bump fees: one winner each`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      // 10 expired pending reservations (without a nonce: nothing but the request record
+      // orders the retries), each retried 10 times at once; 10 signed nonces, each bumped 10
+      // times at once by requests that only replace the original holder.
+      const stale = Array.from({ length: 10 }, (_, i) => item(`stale-${i}`));
+      const held = Array.from({ length: 10 }, (_, i) => item(`held-${i}`, { nonce: claim(BigInt(100 + i)) }));
+      await write(a, request([...stale, ...held], at(0)), [...stale, ...held].map(() => 'insert' as const));
+      await a.complete(held.map((it) => ({ client: it.client, requestId: it.requestId, result: Buffer.from('signed') })));
+      const later = at(2 * LEASE);
+      const takeovers = stale.flatMap((it, i) =>
+        Array.from({ length: 10 }, (_, k) =>
+          (k % 2 ? a : b).reserve(request([it], later), (view): ReservePlan<string | undefined> => {
+            const r = view.items[0]!.request;
+            return r?.state === 'pending' && r.leaseExpired ? { outcome: `${i}`, writes: [{ index: 0, action: 'resume' }] } : { outcome: undefined, writes: [] };
+          }),
+        ),
+      );
+      // Apart from the bumps: in a store that groups reservations into one transaction, the
+      // bumps' key lock would cover the takeovers too and hide a missing row lock.
+      const took = (await Promise.all(takeovers)).filter((x) => x !== undefined);
+      const bumps = held.flatMap((it, i) =>
+        Array.from({ length: 10 }, (_, k) =>
+          (k % 2 ? a : b).reserve(
+            request([item(`bump-${i}-${k}`, { nonce: claim(BigInt(100 + i), { maxFeePerGas: 200n + BigInt(k) }) })], later),
+            (view): ReservePlan<string | undefined> =>
+              view.items[0]!.nonce?.requestId === it.requestId
+                ? { outcome: `${i}/${k}`, writes: [{ index: 0, action: 'replaceNonce' }] }
+                : { outcome: undefined, writes: [] },
+          ),
+        ),
+      );
+      const bumped = (await Promise.all(bumps)).filter((x) => x !== undefined);
+      t.same(took.sort(), Array.from({ length: 10 }, (_, i) => `${i}`).sort(), 'each expired reservation is taken over exactly once');
+      t.same(
+        bumped.map((x) => x!.split('/')[0]).sort(),
+        Array.from({ length: 10 }, (_, i) => `${i}`).sort(),
+        'each nonce is bumped exactly once',
+      );
+      const v = await peek(b, request(held.map((it) => item('check', { nonce: it.nonce! })), later));
+      t.ok(
+        v.items.every((x, i) => x.nonce?.requestId === `bump-${bumped.find((w) => w!.startsWith(`${i}/`))!.replace('/', '-')}`),
+        'the nonce is held by the winning bump',
+      );
+      if (opts.replacements) {
+        const archived = await Promise.all(held.map((it) => opts.replacements!(a, it.keyId, 1n, it.nonce!.nonce)));
+        t.ok(archived.every((rows) => rows.length === 1), 'one archived claim per nonce');
+      }
+    });
+
+    t.test(`${name}: retries in opposite orders on two instances: no lock cycle, one takeover each`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      const ids = Array.from({ length: 20 }, (_, i) => `retry-${i}`);
+      await write(a, request(ids.map((id) => item(id)), at(0)), ids.map(() => 'insert' as const));
+      const later = at(2 * LEASE);
+      const retry = (s: TestStore, id: string) =>
+        s.reserve(request([item(id)], later), (view): ReservePlan<number> =>
+          view.items[0]!.request?.leaseExpired ? { outcome: 1, writes: [{ index: 0, action: 'resume' }] } : { outcome: 0, writes: [] },
+        );
+      const started = Date.now();
+      const took = await Promise.all([...ids.map((id) => retry(a, id)), ...[...ids].reverse().map((id) => retry(b, id))]);
+      const ms = Date.now() - started;
+      t.equal(
+        took.reduce((x, y) => x + y, 0),
+        20,
+        'each expired reservation taken over once',
+      );
+      // A lock cycle is only broken by PostgreSQL's deadlock detector (deadlock_timeout, 1 s).
+      t.ok(ms < 1000, `done in ${ms} ms, without waiting for a deadlock to be detected`);
     });
 
     t.test(`${name}: two instances setting one policy get distinct versions`, async (t) => {

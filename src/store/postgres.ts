@@ -128,6 +128,16 @@ const SQL = {
     LEFT JOIN velocity v ON v.scope = q.scope AND v.subject = q.subject AND v.bucket >= q.since
     GROUP BY q.i`,
   batch: 'SELECT items_hash FROM batches WHERE client = $1 AND batch_id = $2',
+  // A group of reservations (see runGroup) locks all the existing rows its reservations will
+  // read up front, in the order complete() uses, rather than reservation by reservation.
+  prelockRequests: `SELECT 1 FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
+    JOIN requests r ON r.client = q.client AND r.request_id = q.request_id
+    ORDER BY r.client, r.request_id
+    FOR NO KEY UPDATE OF r`,
+  prelockNonces: `SELECT 1 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(key_id, chain_id, nonce)
+    JOIN nonces n ON n.key_id = q.key_id AND n.chain_id = q.chain_id AND n.nonce = q.nonce
+    ORDER BY n.key_id, n.chain_id, n.nonce
+    FOR NO KEY UPDATE OF n`,
   // The writes, in the order sqlite.ts makes them for one item.
   renewRequests: `UPDATE requests r SET lease_until = $3::bigint
     FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
@@ -214,6 +224,59 @@ function settle(op: ReserveOp, result: { value: unknown } | { error: unknown }):
   else op.resolve(result.value);
 }
 
+/** PostgreSQL text cannot hold NUL; refused up front, not by a statement in a shared transaction. */
+function checkText(what: string, s: string): void {
+  if (s.includes('\0')) throw new RangeError(`${what} contains a NUL character`);
+}
+
+/**
+ * Gathers the calls of one event-loop turn into one call of `run` (at most `maxInFlight` at a
+ * time; calls made meanwhile wait for the next one). Completions are on the signing hot path:
+ * one transaction, one commit and one connection for many responses. The calls of a run share
+ * its outcome.
+ */
+class Coalescer<I> {
+  private queue: Array<{ items: I[]; resolve: () => void; reject: (e: unknown) => void }> = [];
+  private scheduled = false;
+  private inFlight = 0;
+
+  constructor(
+    private readonly run: (items: I[]) => Promise<void>,
+    private readonly maxInFlight = 2,
+    private readonly maxItems = 1000,
+  ) {}
+
+  submit(items: I[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ items, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.flush();
+        });
+      }
+    });
+  }
+
+  private flush(): void {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      let n = 0;
+      let count = 0;
+      while (n < this.queue.length && (n === 0 || count + this.queue[n]!.items.length <= this.maxItems)) count += this.queue[n++]!.items.length;
+      const calls = this.queue.splice(0, n);
+      this.inFlight++;
+      this.run(calls.flatMap((c) => c.items)).then(
+        () => calls.forEach((c) => c.resolve()),
+        (e: unknown) => calls.forEach((c) => c.reject(e)),
+      ).finally(() => {
+        this.inFlight--;
+        this.flush();
+      });
+    }
+  }
+}
+
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
 const NUMERIC78_MAX = 10n ** 78n - 1n;
@@ -223,9 +286,7 @@ const NUMERIC78_MAX = 10n ** 78n - 1n;
  * other reservations (SQLite refuses the same nonces and chain ids: its integers are 64-bit).
  */
 function checkRequest(req: ReserveRequest): void {
-  const text = (what: string, s: string) => {
-    if (s.includes('\0')) throw new RangeError(`${what} contains a NUL character`);
-  };
+  const text = checkText;
   const int8 = (what: string, v: bigint) => {
     if (v < INT8_MIN || v > INT8_MAX) throw new RangeError(`${what} ${v} does not fit in a 64-bit integer`);
   };
@@ -288,15 +349,17 @@ interface NonceRow {
 }
 
 /**
- * The shared store for replicas. Every reservation is one READ COMMITTED transaction that
- * first takes transaction-scoped advisory locks on every subject it reads or writes (each
- * item's key and client, each velocity subject, the batch), then reads, decides and writes.
- * Two reservations that share a subject therefore run one after the other, whichever replica
- * or process they come from; the primary keys back this up. Nothing is locked in-process.
+ * The shared store for replicas. A reservation runs in a READ COMMITTED transaction that first
+ * takes transaction-scoped advisory locks on the subjects whose reads no row lock can protect
+ * (see lockSubjects), then reads the view (row-locking the request and nonce rows it finds),
+ * decides and writes. Two reservations that depend on the same data therefore run one after
+ * the other, whichever replica or process they come from; primary keys refuse the rest (the
+ * loser retries and sees the winner). Nothing is locked in-process: the in-process queue only
+ * gathers reservations into group transactions (see runGroup).
  *
- * Statements of one step are pipelined (sent together, answered in order), so a reservation
- * costs two round trips: [BEGIN, lock, reads] and [writes, COMMIT]. READ COMMITTED takes a new
- * snapshot per statement, so the reads see everything committed before the locks were granted.
+ * Statements are pipelined (sent together, answered in order). READ COMMITTED takes a new
+ * snapshot per statement, so reads sent right behind the lock statement see everything
+ * committed before the locks were granted.
  */
 export class PostgresStore implements Store, ReplayStore {
   /** Reservations waiting for a group transaction. */
@@ -304,6 +367,7 @@ export class PostgresStore implements Store, ReplayStore {
   private scheduled = false;
   private groups = 0;
   private readonly maxGroups: number;
+  private readonly completions = new Coalescer<Completion>((done) => this.completeNow(done));
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -332,6 +396,9 @@ export class PostgresStore implements Store, ReplayStore {
       // "Durable before the signature leaves": a commit must be flushed before it returns.
       // Raise synchronous_commit if the server or role turned it off; never lower it.
       onConnect: async (client) => {
+        // A connection that breaks while checked out fails its queries; without a listener its
+        // 'error' event would also crash the process.
+        client.on('error', () => {});
         await client.query("SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'");
       },
     });
@@ -438,7 +505,15 @@ export class PostgresStore implements Store, ReplayStore {
   }
 
   async complete(done: Completion[]): Promise<void> {
-    if (done.length === 0) return;
+    for (const d of done) {
+      checkText('client', d.client);
+      checkText('request id', d.requestId);
+    }
+    if (done.length > 0) await this.completions.submit(done);
+  }
+
+  /** One transaction for every completion submitted in the same turn (see Coalescer). */
+  private async completeNow(done: Completion[]): Promise<void> {
     // The same request twice: the last result wins, as with sqlite.ts's sequential updates.
     const last = new Map(done.map((d) => [JSON.stringify([d.client, d.requestId]), d]));
     const rows = [...last.values()];
@@ -448,6 +523,10 @@ export class PostgresStore implements Store, ReplayStore {
 
   async abandon(items: Array<{ client: string; requestId: string }>): Promise<void> {
     if (items.length === 0) return;
+    for (const it of items) {
+      checkText('client', it.client);
+      checkText('request id', it.requestId);
+    }
     const values = [items.map((d) => d.client), items.map((d) => d.requestId)];
     await this.retrying((c) => inTransaction(c, [q('abandonRequests', values), q('abandonNonces', values)]));
   }
@@ -458,7 +537,12 @@ export class PostgresStore implements Store, ReplayStore {
       inTransaction(c, [
         { text: 'DELETE FROM velocity WHERE bucket < $1', values: [velocityBucket(t) - 1] },
         { text: 'DELETE FROM batches WHERE created_at < $1', values: [t] },
-        { text: 'DELETE FROM requests WHERE created_at < $1', values: [t] },
+        // Rows locked in the order reservations and complete() lock them: no lock cycle.
+        {
+          text: `DELETE FROM requests WHERE (client, request_id) IN (
+              SELECT client, request_id FROM requests WHERE created_at < $1 ORDER BY client, request_id FOR UPDATE)`,
+          values: [t],
+        },
       ]),
     );
     return results[2]!.rowCount ?? 0;
@@ -538,6 +622,19 @@ export class PostgresStore implements Store, ReplayStore {
   private async groupOnce(client: PoolClient, live: ReserveOp[]): Promise<{ error: unknown; op?: ReserveOp } | undefined> {
     const locks = [...new Set(live.flatMap((op) => op.locks))];
     let pending: Array<{ query: QueryConfig | string; op?: ReserveOp }> = [{ query: 'BEGIN' }, { query: q('lock', [locks]) }];
+    if (live.length > 1) {
+      // Row locks in one global order (requests, then nonces, each sorted), not reservation by
+      // reservation: two groups, or a group and complete(), can then never wait for each other
+      // in a cycle (which PostgreSQL would break only after deadlock_timeout, 1 s by default).
+      const items = live.flatMap((op) => op.req.items);
+      const claims = items.flatMap((it) => (it.nonce ? [{ keyId: it.keyId, n: it.nonce }] : []));
+      pending.push({ query: q('prelockRequests', [items.map((it) => it.client), items.map((it) => it.requestId)]) });
+      if (claims.length > 0) {
+        pending.push({
+          query: q('prelockNonces', [claims.map((c) => c.keyId), claims.map((c) => c.n.chainId.toString()), claims.map((c) => c.n.nonce.toString())]),
+        });
+      }
+    }
     const decided: Array<{ op: ReserveOp; result: { value: unknown } | { error: unknown } }> = [];
     for (let i = 0; ; i++) {
       const op = live[i];
@@ -633,13 +730,26 @@ async function inTransaction(client: PoolClient, queries: QueryConfig[]): Promis
   return results.slice(1, -1);
 }
 
-/** Advisory-lock subjects: the same strings name the same subject in every replica. */
+/**
+ * Advisory-lock subjects (the same strings name the same subject in every replica): whatever
+ * part of the view cannot be protected by row locks and primary keys alone.
+ *
+ * - ["key", id] for an item with a nonce claim: nextNonce (max over the key's claims) and a
+ *   nonce not claimed yet are reads of rows that may not exist, so no row lock covers them.
+ * - [scope, subject] for each velocity query: its sum must not change until the decision is
+ *   written.
+ * - ["batch", client, id] for the batch record.
+ *
+ * Existing request and nonce rows are row-locked by the reads; a request id or nonce inserted
+ * by two reservations at once is refused to the second by the primary key, which then retries
+ * and sees the first. Velocity increments are additive and commute, so only readers of a sum
+ * lock it. A client's reservations therefore do not all queue behind one lock unless their
+ * policy reads the client's velocity; those of one key do when they claim nonces or read the
+ * key's velocity.
+ */
 function lockSubjects(req: ReserveRequest): string[] {
   const subjects = new Set<string>();
-  for (const it of req.items) {
-    subjects.add(JSON.stringify(['key', it.keyId]));
-    subjects.add(JSON.stringify(['client', it.client]));
-  }
+  for (const it of req.items) if (it.nonce) subjects.add(JSON.stringify(['key', it.keyId]));
   for (const v of req.velocity) subjects.add(JSON.stringify([v.scope, v.subject]));
   if (req.batch) subjects.add(JSON.stringify(['batch', req.batch.client, req.batch.batchId]));
   return [...subjects];

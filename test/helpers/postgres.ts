@@ -249,7 +249,8 @@ async function startCluster(): Promise<TestPostgres> {
     if (stopped) return;
     const [c, a] = owner.wrap(join(bin, 'pg_ctl'), ['stop', '-D', data, '-m', 'immediate', '-w']);
     spawnSync(c, a, { stdio: 'ignore', timeout: 10_000 });
-    spawnSync('rm', ['-rf', dir.path], { stdio: 'ignore' });
+    // A server process still exiting may write a last file while rm runs: try again.
+    for (let i = 0; i < 3 && spawnSync('rm', ['-rf', dir.path], { stdio: 'ignore' }).status !== 0; i++) spawnSync('sleep', ['0.2']);
   };
   process.once('exit', stopSync);
 
