@@ -301,7 +301,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const items = [item('b-0', { nonce: claim(10n) }), item('b-1', { nonce: claim(11n) }), item('b-2')];
     const batch = { client: 'engine', batchId: 'batch-1' };
     const itemsHash = h('items of batch-1');
-    await write(s, request(items, at(0), { batch }), ['insert', 'insert', 'insert'], { batchId: 'batch-1', itemsHash });
+    await write(s, request(items, at(0), { batch }), ['insert', 'insert', 'insert'], { itemsHash });
     const v = await peek(s, request(items, at(1), { batch }));
     t.equal(hex(v.batch?.itemsHash), hex(itemsHash), 'batch record');
     t.same(
@@ -318,7 +318,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     // A plan that cannot be applied (nonce 11 is taken) leaves no trace of any of its writes.
     const clash = [item('c-0', { nonce: claim(12n), value: 50n }), item('c-1', { nonce: claim(11n) })];
     const batch2 = { client: 'engine', batchId: 'batch-2' };
-    await t.rejects(write(s, request(clash, at(2), { batch: batch2 }), ['insert', 'insert'], { batchId: 'batch-2', itemsHash }));
+    await t.rejects(write(s, request(clash, at(2), { batch: batch2 }), ['insert', 'insert'], { itemsHash }));
     const after = await peek(s, request(clash, at(3), { batch: batch2, velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }));
     t.same(after.items[0], { nextNonce: 12n }, 'first item not written');
     t.equal(after.items[1]!.nonce?.requestId, 'b-1', 'the holder is unchanged');
@@ -374,14 +374,12 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const old = item('old', { nonce: claim(1n) });
     const oldDone = item('old-done', { nonce: claim(2n) });
     const recent = item('recent', { nonce: claim(3n) });
-    await write(s, request([old, oldDone], at(0), { batch: { client: 'engine', batchId: 'old-batch' } }), ['insert', 'insert'], {
-      batchId: 'old-batch',
-      itemsHash: h('x'),
+    await write(s, request([old, oldDone], at(0), { batch: { client: 'engine', batchId: 'old-batch' } }), ['insert', 'insert'], { itemsHash: h('x'),
     });
     await s.complete([{ client: 'engine', requestId: 'old-done', result: Buffer.from('sig') }]);
     await write(s, request([recent], at(120_000)), ['insert']);
 
-    t.equal(await s.pruneRequests(at(60_000)), 2, 'two requests were created before');
+    t.equal(await s.prune({ requests: at(60_000), velocity: at(60_000) }), 2, 'two requests were created before');
     const v = await peek(
       s,
       request([old, oldDone, recent], at(120_001), {
@@ -397,7 +395,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(Buffer.from(v.items[1]!.nonce!.result!).toString(), 'sig');
     t.equal(v.batch, undefined, 'old batch record pruned');
     t.same(v.velocity, [{ count: 1, value: 1n }], 'velocity buckets older than the cut-off pruned');
-    t.equal(await s.pruneRequests(at(60_000)), 0, 'nothing left to prune');
+    t.equal(await s.prune({ requests: at(60_000), velocity: at(60_000) }), 0, 'nothing left to prune');
   });
 
   t.test(`${name}: keys`, async (t) => {

@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { SignerError, type Reason } from '../errors.js';
-import type { ReserveItem, ReservePlan, ReserveView, VelocityQuery } from '../store/replay.js';
+import type { ItemView, ReserveItem, ReservePlan, ReserveView, VelocityQuery } from '../store/replay.js';
 import { evaluate, evaluateBatch, type Decision, type SignIntent } from './evaluate.js';
 import type { CompiledPolicy } from './schema.js';
 
@@ -54,6 +54,7 @@ export function decideSign(p: CompiledPolicy, item: ReserveItem, intent: SignInt
     if (!v.request.leaseExpired) {
       return refuse(status.ABORTED, 'REQUEST_IN_FLIGHT', `request_id "${item.requestId}" is being signed; retry shortly`, {}, IN_FLIGHT_RETRY_MS);
     }
+    if (lostNonce(item, v.nonce)) return nonceTaken(item);
     return { outcome: { ok: true, items: [{ kind: 'sign' }] }, writes: [{ index: 0, action: 'resume' }] };
   }
   let action: 'insert' | 'replaceNonce' = 'insert';
@@ -140,7 +141,7 @@ export function decideBatch(
     const at = d.metadata.index === undefined ? undefined : fresh[Number(d.metadata.index)];
     return refuse(d.code, d.reason, d.message, { ...d.metadata, ...(at === undefined ? {} : { index: String(at) }) });
   }
-  return { outcome: { ok: true, items: outcomes }, writes: fresh.map((index) => ({ index, action: 'insert' as const })), batch };
+  return { outcome: { ok: true, items: outcomes }, writes: fresh.map((index) => ({ index, action: 'insert' as const })), batch: { itemsHash: batch.itemsHash } };
 }
 
 function retriedBatch(items: ReserveItem[], view: ReserveView, batch: { batchId: string; itemsHash: Uint8Array }): Plan {
@@ -153,6 +154,7 @@ function retriedBatch(items: ReserveItem[], view: ReserveView, batch: { batchId:
     const r = view.items[i]!.request;
     if (r?.state === 'done') outcomes.push({ kind: 'replay', result: r.result! });
     else if (r && r.leaseExpired) {
+      if (lostNonce(items[i]!, view.items[i]!.nonce)) return nonceTaken(items[i]!, i);
       outcomes.push({ kind: 'sign' });
       writes.push({ index: i, action: 'resume' });
     } else if (r) {
@@ -167,6 +169,23 @@ function retriedBatch(items: ReserveItem[], view: ReserveView, batch: { batchId:
     }
   }
   return { outcome: { ok: true, items: outcomes }, writes };
+}
+
+/**
+ * A pending request whose lease expired may have lost its nonce to a fee bump meanwhile;
+ * resuming it then would sign a second payload for that nonce.
+ */
+function lostNonce(item: ReserveItem, holder: ItemView['nonce']): boolean {
+  return item.nonce !== undefined && (holder?.client !== item.client || holder.requestId !== item.requestId);
+}
+
+function nonceTaken(item: ReserveItem, index?: number): Plan {
+  const n = item.nonce!;
+  return refuse(status.ALREADY_EXISTS, 'NONCE_ALREADY_SIGNED', `nonce ${n.nonce} on chain ${n.chainId} was taken over by another payload`, {
+    chainId: n.chainId.toString(),
+    nonce: n.nonce.toString(),
+    ...(index === undefined ? {} : { index: String(index) }),
+  });
 }
 
 /** Nonces of the new items must run on, per chain, from the account's next expected nonce. */

@@ -42,6 +42,9 @@ const positiveInt = (max?: number) => {
   return max === undefined ? n : n.max(max, `expected at most ${max}`);
 };
 
+/** Velocity usage is kept this long (src/server/server.ts prunes by it), so no window may be longer. */
+export const MAX_VELOCITY_WINDOW_SECONDS = 7 * 24 * 3600;
+
 export const payloadKinds = ['evm', 'digest', 'message'] as const;
 export type PayloadKind = (typeof payloadKinds)[number];
 
@@ -99,7 +102,7 @@ const evm = z
 const velocityRule = z
   .object({
     scope: z.enum(['key', 'client']),
-    windowSeconds: positiveInt(),
+    windowSeconds: positiveInt(MAX_VELOCITY_WINDOW_SECONDS),
     maxCount: positiveInt().optional(),
     /** Native value, wei, summed over the window. */
     maxValue: decimal.optional(),

@@ -11,6 +11,7 @@ import { Metrics } from '../metrics.js';
 import { packageDefinition, signerV1 } from '../proto.js';
 import { SigningService } from '../signing/service.js';
 import { PolicyRegistry } from '../policy/registry.js';
+import { MAX_VELOCITY_WINDOW_SECONDS } from '../policy/schema.js';
 import { SignFlow } from '../signing/flow.js';
 import { openStore } from '../store/open.js';
 import { Authorizer } from './auth.js';
@@ -59,7 +60,10 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const signing = new SigningService(hsm, keys);
   const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
   const pruner = setInterval(() => {
-    store.pruneRequests(new Date(Date.now() - REPLAY_RETENTION_MS)).catch((e) => log.error({ err: e }, 'pruning replay records failed'));
+    const now = Date.now();
+    store
+      .prune({ requests: new Date(now - REPLAY_RETENTION_MS), velocity: new Date(now - MAX_VELOCITY_WINDOW_SECONDS * 1000) })
+      .catch((e) => log.error({ err: e }, 'pruning replay records failed'));
   }, 60_000);
   pruner.unref();
 

@@ -531,11 +531,11 @@ export class PostgresStore implements Store, ReplayStore {
     await this.retrying((c) => inTransaction(c, [q('abandonRequests', values), q('abandonNonces', values)]));
   }
 
-  async pruneRequests(before: Date): Promise<number> {
-    const t = before.getTime();
+  async prune(before: { requests: Date; velocity: Date }): Promise<number> {
+    const t = before.requests.getTime();
     const results = await this.retrying((c) =>
       inTransaction(c, [
-        { text: 'DELETE FROM velocity WHERE bucket < $1', values: [velocityBucket(t) - 1] },
+        { text: 'DELETE FROM velocity WHERE bucket < $1', values: [velocityBucket(before.velocity.getTime()) - 1] },
         { text: 'DELETE FROM batches WHERE created_at < $1', values: [t] },
         // Rows locked in the order reservations and complete() lock them: no lock cycle.
         {
@@ -881,7 +881,7 @@ function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: number,
     queries.push(q('addVelocity', [u.map((x) => x.scope), u.map((x) => x.subject), u.map((x) => x.count), u.map((x) => x.value.toString()), velocityBucket(now)]));
   }
   if (plan.batch && req.batch) {
-    queries.push(q('insertBatch', [req.batch.client, plan.batch.batchId, Buffer.from(plan.batch.itemsHash), now]));
+    queries.push(q('insertBatch', [req.batch.client, req.batch.batchId, Buffer.from(plan.batch.itemsHash), now]));
   }
   return queries;
 }

@@ -87,8 +87,8 @@ export interface ReserveView {
 export interface ReservePlan<T> {
   outcome: T;
   writes: Array<{ index: number; action: 'insert' | 'replaceNonce' | 'resume' }>;
-  /** Records the batch (client, batch id, items hash) with the writes. */
-  batch?: { batchId: string; itemsHash: Uint8Array };
+  /** Records the request's batch (client, batch id) with this items hash, with the writes. */
+  batch?: { itemsHash: Uint8Array };
 }
 
 export interface ReserveRequest {
@@ -117,6 +117,10 @@ export interface ReplayStore {
   complete(done: Completion[]): Promise<void>;
   /** Ends the lease of pending items whose signing failed, so a retry can take over at once. */
   abandon(items: Array<{ client: string; requestId: string }>): Promise<void>;
-  /** Deletes idempotency records created before `before` (nonce claims are kept forever). */
-  pruneRequests(before: Date): Promise<number>;
+  /**
+   * Deletes idempotency records and batches created before `requests`, and velocity usage older
+   * than `velocity` (which MUST be older than the longest velocity window). Nonce claims are
+   * kept forever.
+   */
+  prune(before: { requests: Date; velocity: Date }): Promise<number>;
 }

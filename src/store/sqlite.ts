@@ -211,7 +211,8 @@ export class SqliteStore implements Store, ReplayStore {
           const claim = [Buffer.from(it.payloadHash), Buffer.from(n.intentHash), n.maxFeePerGas.toString(), n.maxPriorityFeePerGas.toString()];
           if (w.action === 'replaceNonce') {
             this.q.archiveNonce.run(now, it.keyId, n.chainId, n.nonce);
-            this.q.replaceNonce.run(...claim, it.client, it.requestId, lease, it.keyId, n.chainId, n.nonce);
+            const replaced = this.q.replaceNonce.run(...claim, it.client, it.requestId, lease, it.keyId, n.chainId, n.nonce);
+            if (replaced.changes !== 1) throw new Error('replaceNonce: the nonce has no holder to replace');
           } else {
             this.q.insertNonce.run(it.keyId, n.chainId, n.nonce, ...claim, it.client, it.requestId, lease);
           }
@@ -220,7 +221,7 @@ export class SqliteStore implements Store, ReplayStore {
         this.addVelocity('client', it.client, now, it.value);
       }
       if (plan.batch && req.batch) {
-        this.q.insertBatch.run(req.batch.client, plan.batch.batchId, Buffer.from(plan.batch.itemsHash), now);
+        this.q.insertBatch.run(req.batch.client, req.batch.batchId, Buffer.from(plan.batch.itemsHash), now);
       }
       return plan.outcome;
     });
@@ -245,10 +246,10 @@ export class SqliteStore implements Store, ReplayStore {
     });
   }
 
-  pruneRequests(before: Date): Promise<number> {
+  prune(before: { requests: Date; velocity: Date }): Promise<number> {
     return this.group.submit(() => {
-      const t = before.getTime();
-      this.db.prepare('DELETE FROM velocity WHERE bucket < ?').run(velocityBucket(t) - 1);
+      const t = before.requests.getTime();
+      this.db.prepare('DELETE FROM velocity WHERE bucket < ?').run(velocityBucket(before.velocity.getTime()) - 1);
       this.db.prepare('DELETE FROM batches WHERE created_at < ?').run(t);
       return this.db.prepare('DELETE FROM requests WHERE created_at < ?').run(t).changes;
     });
