@@ -297,7 +297,7 @@ else
       tls: { caFile: `${DEV}/pki/ca.crt`, certFile: `${DEV}/pki/server.crt`, keyFile: `${DEV}/pki/server.key` },
       hsm: {
         uri: `pkcs11:token=signer?module-path=${pct(MODULE)}&pin-source=file:${pct(`${DEV}/pins/user.pin`)}`,
-        sessions: 4,
+        sessions: 8,
         moduleEnv: { SOFTHSM2_CONF: CONF },
       },
       store: { sqlite: { path: `${DEV}/signer.db` } },

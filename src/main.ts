@@ -2,7 +2,6 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './config/load.js';
 import { HsmStartError } from './hsm/hsm.js';
 import { createLogger } from './log.js';
-import { startSigner } from './server/server.js';
 
 const program = new Command()
   .name('hsm-signer')
@@ -14,7 +13,11 @@ const { config: file } = program.opts<{ config: string }>();
 
 try {
   const config = loadConfig(file);
+  // Every HSM session runs its C_SignAsync on a libuv thread; with fewer threads than sessions
+  // the extra sessions sit idle. The pool is created on first use, so this must come first.
+  process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, config.hsm.sessions + 2));
   const log = createLogger(config.log.level);
+  const { startSigner } = await import('./server/server.js');
   const signer = await startSigner(config, log);
   let stopping = false;
   const stop = (signal: string) => {

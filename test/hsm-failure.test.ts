@@ -9,7 +9,7 @@ import { eventually, healthOf, refusal, startTestSigner } from './helpers/signer
 
 // A real SoftHSM module behind a switch that makes it fail like a removed token or a dead
 // session: the only way to pull a software token out from under a running signer.
-const faults = { token: false, sessionOnce: false };
+const faults = { token: false, sessionOnce: false, corrupt: false };
 const removed = (method: string) => new pkcs11js.Pkcs11Error('CKR_DEVICE_REMOVED', pkcs11js.CKR_DEVICE_REMOVED, method);
 function withFaults(real: pkcs11js.PKCS11): pkcs11js.PKCS11 {
   return new Proxy(real, {
@@ -19,7 +19,15 @@ function withFaults(real: pkcs11js.PKCS11): pkcs11js.PKCS11 {
       if (prop === 'C_SignAsync') {
         return (...args: unknown[]) => {
           if (faults.token) return Promise.reject(removed('C_Sign'));
-          if (faults.sessionOnce) {
+          if (faults.corrupt) {
+          // A glitching HSM: a well-formed but wrong signature.
+          return (v.apply(target, args) as Promise<Buffer>).then((sig) => {
+            const bad = Buffer.from(sig);
+            bad[40] = bad[40]! ^ 0x01;
+            return bad;
+          });
+        }
+        if (faults.sessionOnce) {
             faults.sessionOnce = false;
             return Promise.reject(new pkcs11js.Pkcs11Error('CKR_SESSION_HANDLE_INVALID', pkcs11js.CKR_SESSION_HANDLE_INVALID, 'C_Sign'));
           }
@@ -51,6 +59,31 @@ async function expectUnavailable(t: Test, p: Promise<unknown>) {
   t.match(d.message, /unavailable|failed/, 'says what happened');
   return d;
 }
+
+t.test('a faulty signature from the HSM is never returned', async (t) => {
+  const admin = ts.as('security-admin').keyAdmin;
+  await call(admin, 'CreateKey', { keyId: 'hot-r1', algorithm: 'ECDSA_P256' });
+  await call(admin, 'CreateKey', { keyId: 'hot-ed', algorithm: 'ED25519' });
+  const payloads: Array<[string, object]> = [
+    ['hot', { digest: randomBytes(32) }],
+    ['hot-r1', { digest: randomBytes(32) }],
+    ['hot-ed', { message: randomBytes(40) }],
+  ];
+  faults.corrupt = true;
+  try {
+    for (const [keyId, payload] of payloads) {
+      const d = decodeError(await refusal(call(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload })));
+      t.equal(d.code, status.INTERNAL, `${keyId}: INTERNAL`);
+      t.equal(d.reason, 'SIGNATURE_SELF_CHECK_FAILED', `${keyId}: the self-check caught it`);
+    }
+  } finally {
+    faults.corrupt = false;
+  }
+  for (const [keyId, payload] of payloads) {
+    const ok = await call<{ signature: Buffer }>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload });
+    t.equal(ok.signature.length, 64, `${keyId}: signs again once the HSM is healthy`);
+  }
+});
 
 t.test('a dead session is replaced and the service stays up', async (t) => {
   faults.sessionOnce = true;

@@ -70,7 +70,7 @@ t.test('config: every problem names its field', async (t) => {
     clients: { a: { roles: ['signer'] } },
   };
   const c = parseConfig(base, '/etc/signer');
-  t.equal(c.hsm.sessions, 4, 'defaults apply');
+  t.equal(c.hsm.sessions, 8, 'defaults apply');
   t.equal(c.tls.caFile, '/etc/signer/ca', 'relative paths resolve against the config directory');
   const bad: Array<[object, RegExp]> = [
     [{ ...base, listen: 'x' }, /listen: expected host:port/],

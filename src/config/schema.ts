@@ -22,7 +22,7 @@ export const configSchema = z
       .object({
         /** RFC 7512 URI naming module, token (label or serial) and PIN source. */
         uri: z.string().startsWith('pkcs11:'),
-        sessions: z.number().int().min(1).max(256).default(4),
+        sessions: z.number().int().min(1).max(256).default(8),
         /** Environment the PKCS#11 module reads at load (e.g. SOFTHSM2_CONF). */
         moduleEnv: z.record(z.string(), z.string()).default({}),
         /** How often a dead token is probed for recovery. */

@@ -69,6 +69,10 @@ export class Hsm {
     }
     const loaded = loadModule(uri);
     const p11 = opts.wrapModule ? opts.wrapModule(loaded) : loaded;
+    const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    if (opts.sessions > threads) {
+      opts.log?.warn({ sessions: opts.sessions, threads }, 'more HSM sessions than libuv threads: the extra sessions stay idle');
+    }
     const hsm = new Hsm(p11, uri, pin, opts);
     try {
       hsm.connect();
@@ -101,13 +105,32 @@ export class Hsm {
     const session = await this.acquire(lane);
     const started = process.hrtime.bigint();
     try {
-      const key = this.privateKey(session, keyId);
-      this.p11.C_SignInit(session, mechanism, key);
+      this.p11.C_SignInit(session, mechanism, this.object(session, keyId, pkcs11js.CKO_PRIVATE_KEY));
       const sig = await this.p11.C_SignAsync(session, Buffer.from(data), Buffer.alloc(SIG_BUF));
       this.pool.release(session);
       this.opts.metrics?.hsmSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       return sig;
     } catch (e) {
+      throw this.fail(session, e);
+    }
+  }
+
+  /**
+   * Verifies a signature with the public key object whose CKA_ID is `keyId`, off the event loop.
+   * Used where no native verifier is at hand in-process (P-256 over a raw digest).
+   */
+  async verify(keyId: Uint8Array, mechanism: pkcs11js.Mechanism, data: Uint8Array, signature: Uint8Array, lane: Lane = 'hot'): Promise<boolean> {
+    const session = await this.acquire(lane);
+    try {
+      this.p11.C_VerifyInit(session, mechanism, this.object(session, keyId, pkcs11js.CKO_PUBLIC_KEY));
+      const ok = await this.p11.C_VerifyAsync(session, Buffer.from(data), Buffer.from(signature));
+      this.pool.release(session);
+      return ok;
+    } catch (e) {
+      if (ckrCode(e) === pkcs11js.CKR_SIGNATURE_INVALID || ckrCode(e) === pkcs11js.CKR_SIGNATURE_LEN_RANGE) {
+        this.pool.release(session);
+        return false;
+      }
       throw this.fail(session, e);
     }
   }
@@ -148,15 +171,16 @@ export class Hsm {
     return this.pool.acquire(lane);
   }
 
-  private privateKey(session: Handle, keyId: Uint8Array): Handle {
-    const k = Buffer.from(keyId).toString('hex');
+  /** The token object of a class with this CKA_ID; handles are cached until the token resets. */
+  private object(session: Handle, keyId: Uint8Array, cls: number): Handle {
+    const k = `${cls}:${Buffer.from(keyId).toString('hex')}`;
     let h = this.handles.get(k);
     if (!h) {
       const found = this.find(session, [
-        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+        { type: pkcs11js.CKA_CLASS, value: cls },
         { type: pkcs11js.CKA_ID, value: Buffer.from(keyId) },
       ]);
-      if (found.length !== 1) throw new Error(`expected one private key with that CKA_ID, found ${found.length}`);
+      if (found.length !== 1) throw new Error(`expected one key object with that CKA_ID, found ${found.length}`);
       h = found[0]!;
       this.handles.set(k, h);
     }

@@ -75,8 +75,9 @@ export class SigningService {
   }
 
   async sign(p: Prepared, lane: Lane = 'hot'): Promise<SignResult> {
-    const raw = await this.hsm.sign(p.key.ckaId, { mechanism: ALGORITHMS[p.key.algorithm].sign }, p.data, lane);
-    const signature = this.check(p.key)(p.data, raw);
+    const mechanism = { mechanism: ALGORITHMS[p.key.algorithm].sign };
+    const raw = await this.hsm.sign(p.key.ckaId, mechanism, p.data, lane);
+    const signature = await this.check(p.key, lane)(p.data, raw);
     if (!p.evm) return { key: p.key, signature };
     const signed = assembleSignedEvm(p.evm, signature.bytes.subarray(0, 32), signature.bytes.subarray(32), signature.recoveryId!);
     return {
@@ -86,10 +87,14 @@ export class SigningService {
     };
   }
 
-  private check(key: KeyRecord): SignatureCheck {
-    const id = Buffer.from(key.ckaId).toString('hex');
+  private check(key: KeyRecord, lane: Lane): SignatureCheck {
+    const id = `${lane}:${Buffer.from(key.ckaId).toString('hex')}`;
     let c = this.checks.get(id);
-    if (!c) this.checks.set(id, (c = signatureCheck(key.algorithm, key.publicKey)));
+    if (!c) {
+      const mechanism = { mechanism: ALGORITHMS[key.algorithm].sign };
+      c = signatureCheck(key.algorithm, key.publicKey, (data, sig) => this.hsm.verify(key.ckaId, mechanism, data, sig, lane));
+      this.checks.set(id, c);
+    }
     return c;
   }
 }
