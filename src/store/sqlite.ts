@@ -138,10 +138,11 @@ export class SqliteStore implements Store, ReplayStore {
       replaceNonce: db.prepare(
         "UPDATE nonces SET payload_hash = ?, intent_hash = ?, max_fee = ?, max_priority_fee = ?, client = ?, request_id = ?, state = 'pending', result = NULL, lease_until = ? WHERE key_id = ? AND chain_id = ? AND nonce = ?",
       ),
-      bucket: db.prepare('SELECT count, value FROM velocity WHERE scope = ? AND subject = ? AND bucket = ?'),
-      upsertBucket: db.prepare(
-        'INSERT INTO velocity (scope, subject, bucket, count, value) VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, subject, bucket) DO UPDATE SET count = excluded.count, value = excluded.value',
+      bucket: db.prepare('SELECT value FROM velocity WHERE scope = ? AND subject = ? AND bucket = ?'),
+      countBucket: db.prepare(
+        "INSERT INTO velocity (scope, subject, bucket, count, value) VALUES (?, ?, ?, 1, '0') ON CONFLICT (scope, subject, bucket) DO UPDATE SET count = count + 1",
       ),
+      addBucketValue: db.prepare('UPDATE velocity SET value = ? WHERE scope = ? AND subject = ? AND bucket = ?'),
       renewRequest: db.prepare("UPDATE requests SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
       renewNonce: db.prepare("UPDATE nonces SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
       insertBatch: db.prepare('INSERT INTO batches (client, batch_id, items_hash, created_at) VALUES (?, ?, ?, ?)'),
@@ -288,8 +289,11 @@ export class SqliteStore implements Store, ReplayStore {
 
   private addVelocity(scope: 'key' | 'client', subject: string, now: number, value: bigint): void {
     const bucket = velocityBucket(now);
-    const cur = this.q.bucket.get(scope, subject, bucket) as { count: number; value: string } | undefined;
-    this.q.upsertBucket.run(scope, subject, bucket, (cur?.count ?? 0) + 1, ((cur ? BigInt(cur.value) : 0n) + value).toString());
+    this.q.countBucket.run(scope, subject, bucket);
+    // Values exceed SQLite's 64-bit integers (wei), so they are summed as decimal text here.
+    if (value === 0n) return;
+    const cur = this.q.bucket.get(scope, subject, bucket) as { value: string };
+    this.q.addBucketValue.run((BigInt(cur.value) + value).toString(), scope, subject, bucket);
   }
 }
 
