@@ -20,6 +20,7 @@ export const packageDefinition = protoLoader.loadSync(['signer/v1/signer.proto']
 interface SignerPackage {
   Signer: grpc.ServiceClientConstructor;
   KeyAdmin: grpc.ServiceClientConstructor;
+  Audit: grpc.ServiceClientConstructor;
 }
 
 export const signerV1 = (grpc.loadPackageDefinition(packageDefinition) as unknown as { signer: { v1: SignerPackage } }).signer.v1;

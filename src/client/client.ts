@@ -11,6 +11,7 @@ export interface ClientTls {
 export interface SignerClients {
   signer: grpc.Client;
   keyAdmin: grpc.Client;
+  audit: grpc.Client;
   close(): void;
 }
 
@@ -24,7 +25,8 @@ export function connect(address: string, tls: ClientTls, serverName = 'localhost
   const options = { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName };
   const signer = new signerV1.Signer(address, creds, options);
   const keyAdmin = new signerV1.KeyAdmin(address, creds, { ...options, channelOverride: signer.getChannel() });
-  return { signer, keyAdmin, close: () => signer.close() };
+  const audit = new signerV1.Audit(address, creds, { ...options, channelOverride: signer.getChannel() });
+  return { signer, keyAdmin, audit, close: () => signer.close() };
 }
 
 /** Calls a unary method; rejects with the grpc ServiceError (decode it with decodeError). */

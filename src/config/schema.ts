@@ -55,6 +55,15 @@ export const configSchema = z
       })
       .strict()
       .default({ leaseMs: 30_000 }),
+    audit: z
+      .object({
+        /** Sign the chain head with the HSM audit key after this many entries... */
+        checkpointEveryEntries: z.number().int().min(1).default(1000),
+        /** ...or this long after the last checkpoint. */
+        checkpointEveryMs: z.number().int().min(100).default(60_000),
+      })
+      .strict()
+      .default({ checkpointEveryEntries: 1000, checkpointEveryMs: 60_000 }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */

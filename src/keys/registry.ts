@@ -7,6 +7,8 @@ import type { Logger } from '../log.js';
 import { KeyExistsError, type KeyRecord, type Store } from '../store/store.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** Keys the service uses itself; clients can neither create nor sign with them. */
+const SERVICE_KEY_ID = /^_[a-z0-9][a-z0-9._-]{0,62}$/;
 
 /**
  * Key ids, versions and where each lives in the token. The store is the source of truth; this
@@ -73,24 +75,54 @@ export class KeyRegistry {
     clearInterval(this.timer);
   }
 
-  /** The active version of a key; KEY_NOT_FOUND otherwise. */
+  /**
+   * The active version of a key; KEY_NOT_FOUND otherwise. Service keys (ids starting with "_",
+   * which clients cannot create) are never returned here, so no client can sign with them.
+   */
   get(keyId: string): KeyRecord {
-    const k = this.keys.get(keyId);
+    const k = keyId.startsWith('_') ? undefined : this.keys.get(keyId);
     if (!k) throw notFound('KEY_NOT_FOUND', `no key "${keyId}"`, { keyId });
     return k;
   }
 
+  has(keyId: string): boolean {
+    return !keyId.startsWith('_') && this.keys.has(keyId);
+  }
+
   list(): KeyRecord[] {
-    return [...this.keys.values()];
+    return [...this.keys.values()].filter((k) => !k.keyId.startsWith('_'));
+  }
+
+  /**
+   * A key the service itself uses (the audit checkpoint key), created in the HSM on first use.
+   * With replicas, the first to create it wins; the others load the winner's.
+   */
+  serviceKey(keyId: `_${string}`, algorithm: Algorithm): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      const have = this.keys.get(keyId);
+      if (have) return have;
+      try {
+        return await this.generate(keyId, algorithm);
+      } catch (e) {
+        if ((e as SignerError).reason !== 'KEY_EXISTS') throw e;
+        await this.reload();
+        const k = this.keys.get(keyId);
+        if (!k) throw e;
+        return k;
+      }
+    });
   }
 
   /** Generates a new key inside the HSM and records it as version 1, active. */
   create(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+    if (!KEY_ID.test(keyId)) {
+      return Promise.reject(invalid('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit'));
+    }
     return this.exclusive(() => this.generate(keyId, algorithm));
   }
 
   private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
-    if (!KEY_ID.test(keyId)) {
+    if (!KEY_ID.test(keyId) && !SERVICE_KEY_ID.test(keyId)) {
       throw invalid('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit');
     }
     if (this.keys.has(keyId)) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });

@@ -24,9 +24,9 @@ export class PolicyRegistry {
   /**
    * Records config policies that changed since config last set them (a policy an admin changed
    * later stays as the admin left it until the config's own text changes). Invalid or ambiguous
-   * config policies throw PolicyError naming `policies.<name>`.
+   * config policies throw PolicyError naming `policies.<name>`. Returns the versions recorded.
    */
-  async seed(config: Record<string, unknown>, now: Date): Promise<void> {
+  async seed(config: Record<string, unknown>, now: Date): Promise<PolicyRecord[]> {
     const compiled = Object.entries(config).map(([name, doc]) => {
       if (!NAME.test(name)) throw new PolicyError(`policies.${name}: a policy name is 1..64 of [a-z0-9._-]`);
       try {
@@ -38,12 +38,14 @@ export class PolicyRegistry {
     });
     const clash = findAmbiguities(compiled);
     if (clash.length) throw new PolicyError(`policies: key pattern "${clash[0]!.pattern}" is claimed by ${clash[0]!.policies.join(' and ')}`);
+    const recorded: PolicyRecord[] = [];
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
       const lastByConfig = (await this.store.policyHistory(name)).filter((r) => r.updatedBy === 'config').pop();
-      if (lastByConfig?.document !== text) await this.store.putPolicy(name, text, 'config', now);
+      if (lastByConfig?.document !== text) recorded.push(await this.store.putPolicy(name, text, 'config', now));
     }
     await this.refresh();
+    return recorded;
   }
 
   /** Reloads the latest versions from the store and swaps them in at once. */

@@ -7,6 +7,9 @@ import type { PolicyRecord } from '../store/store.js';
 import type { Authorizer } from './auth.js';
 import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { unary } from './unary.js';
+import { createHash } from 'node:crypto';
+import { eventDraft } from '../audit/drafts.js';
+import type { AuditStore } from '../store/audit.js';
 
 const policyToWire = (p: PolicyRecord) => ({
   name: p.name,
@@ -16,8 +19,14 @@ const policyToWire = (p: PolicyRecord) => ({
   updatedBy: p.updatedBy,
 });
 
-export function keyAdminHandlers(deps: { auth: Authorizer; keys: KeyRegistry; policies: PolicyRegistry; log: Logger }): grpc.UntypedServiceImplementation {
-  const { auth, keys, policies, log } = deps;
+export function keyAdminHandlers(deps: {
+  auth: Authorizer;
+  keys: KeyRegistry;
+  policies: PolicyRegistry;
+  audit: AuditStore;
+  log: Logger;
+}): grpc.UntypedServiceImplementation {
+  const { auth, keys, policies, audit, log } = deps;
   return {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
@@ -25,12 +34,16 @@ export function keyAdminHandlers(deps: { auth: Authorizer; keys: KeyRegistry; po
       if (!algorithm) throw invalid('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256 or ED25519');
       const key = await keys.create(call.request.keyId, algorithm);
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
+      await audit.appendAudit([eventDraft('key.create', new Date(), id.client, { keyId: key.keyId, keyVersion: key.version, intent: { algorithm } })]);
       return keyToWire(key);
     }),
 
     SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      return policyToWire(await policies.set(call.request.name, call.request.document, id.client, new Date()));
+      const record = await policies.set(call.request.name, call.request.document, id.client, new Date());
+      const documentHash = createHash('sha256').update(record.document).digest();
+      await audit.appendAudit([eventDraft('policy.set', record.updatedAt, id.client, { payloadHash: documentHash, intent: { policy: record.name, version: String(record.version) } })]);
+      return policyToWire(record);
     }),
 
     GetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {

@@ -16,6 +16,11 @@ import { SignFlow } from '../signing/flow.js';
 import { openStore } from '../store/open.js';
 import { Authorizer } from './auth.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
+import { auditHandlers } from './audit-service.js';
+import { createHash } from 'node:crypto';
+import { Checkpointer } from '../audit/checkpointer.js';
+import { checkpointSigner } from '../audit/audit-key.js';
+import { eventDraft } from '../audit/drafts.js';
 import { signerHandlers } from './signer-service.js';
 
 export interface RunningSigner {
@@ -28,7 +33,7 @@ export interface RunningSigner {
   close(): Promise<void>;
 }
 
-const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin'];
+const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin', 'signer.v1.Audit'];
 
 /**
  * Idempotency records are kept past the longest freshness window a policy may set (an hour)
@@ -53,8 +58,22 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const keys = new KeyRegistry(hsm, store, log);
   await keys.load();
   keys.startRefresh(config.refreshMs);
+  const auditKey = await keys.serviceKey('_audit', 'ed25519');
+  const checkpointer = new Checkpointer(
+    store,
+    { keyId: auditKey.keyId, version: auditKey.version, publicKey: auditKey.publicKey },
+    checkpointSigner(hsm, auditKey),
+    { everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs, log },
+  );
+  await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const policies = new PolicyRegistry(store, log);
-  await policies.seed(config.policies, new Date());
+  const seeded = await policies.seed(config.policies, new Date());
+  if (seeded.length) {
+    await store.appendAudit(
+      seeded.map((r) => eventDraft('policy.set', r.updatedAt, 'config', { payloadHash: createHash('sha256').update(r.document).digest(), intent: { policy: r.name, version: String(r.version) } })),
+    );
+  }
+  checkpointer.start();
   policies.startRefresh(config.refreshMs);
   const auth = new Authorizer(config.clients, config.keyAccess);
   const signing = new SigningService(hsm, keys);
@@ -68,8 +87,9 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   pruner.unref();
 
   const server = new grpc.Server();
-  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, metrics, log }));
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, log }));
+  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, log }));
+  server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
@@ -106,6 +126,9 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       clearInterval(pruner);
       policies.stop();
       keys.stop();
+      await checkpointer.stop();
+      await store.appendAudit([eventDraft('service.stop', new Date(), null)]);
+      await checkpointer.checkpointHead().catch((e) => log.error({ err: e }, 'final audit checkpoint failed'));
       // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
       await hsm.close();
       await store.close();

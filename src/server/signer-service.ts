@@ -8,6 +8,8 @@ import type { Payload } from '../signing/service.js';
 import type { Authorizer, Identity } from './auth.js';
 import { keyToWire } from './convert.js';
 import { unary } from './unary.js';
+import { refusalDraft, wasAudited } from '../audit/drafts.js';
+import type { AuditStore } from '../store/audit.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
@@ -59,13 +61,22 @@ export function signerHandlers(deps: {
   auth: Authorizer;
   keys: KeyRegistry;
   flow: SignFlow;
+  audit: AuditStore;
   metrics: Metrics;
   log: Logger;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, metrics, log } = deps;
+  const { auth, keys, flow, audit, metrics, log } = deps;
 
-  /** Authorises a sign on a key and counts and logs the outcome. */
-  async function observed<T>(id: Identity, keyId: string, what: Record<string, unknown>, fn: (algorithm: string) => Promise<T>): Promise<T> {
+  /**
+   * Authorises a sign on a key, counts and logs the outcome, and audits refusals that were
+   * decided before the sign flow could audit them (authorisation, unknown key, bad payload).
+   */
+  async function observed<T>(
+    id: Identity,
+    keyId: string,
+    what: { kind: 'sign' | 'batch'; requestId: string; [k: string]: unknown },
+    fn: (algorithm: string) => Promise<T>,
+  ): Promise<T> {
     const started = process.hrtime.bigint();
     let algorithm = 'unknown';
     try {
@@ -81,6 +92,10 @@ export function signerHandlers(deps: {
       const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
       metrics.signs.inc({ key: keyId, algorithm, outcome: reason });
       log.info({ client: id.client, keyId, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
+      if (!wasAudited(e)) {
+        const version = keys.has(keyId) ? keys.get(keyId).version : null;
+        await audit.appendAudit([refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: keyId || null, keyVersion: version, requestId: what.requestId || null }, reason)]);
+      }
       throw e;
     }
   }
@@ -89,7 +104,7 @@ export function signerHandlers(deps: {
     Sign: unary(log, async (call: grpc.ServerUnaryCall<WireSignRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      return observed(id, req.keyId, { requestId: req.requestId }, async () => {
+      return observed(id, req.keyId, { kind: 'sign', requestId: req.requestId }, async () => {
         if (!REQUEST_ID.test(req.requestId)) throw invalid('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
         const clientTime = timeOf(req.clientTime);
         const key = keys.get(req.keyId);
@@ -103,7 +118,7 @@ export function signerHandlers(deps: {
     SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      return observed(id, req.keyId, { batchId: req.batchId, items: req.items.length }, async () => {
+      return observed(id, req.keyId, { kind: 'batch', requestId: req.batchId, items: req.items.length }, async () => {
         const clientTime = timeOf(req.clientTime);
         const payloads = req.items.map((item, i) => {
           try {

@@ -4,9 +4,11 @@ import { SignerError, invalid, type Reason } from '../errors.js';
 import type { Lane } from '../hsm/pool.js';
 import type { Logger } from '../log.js';
 import { checkFreshness, nativeValue, type SignIntent } from '../policy/evaluate.js';
-import { decideBatch, decideSign, velocityQueries, type ItemOutcome } from '../policy/guard.js';
+import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemOutcome } from '../policy/guard.js';
+import { markAudited, signDraft, type DraftBase } from '../audit/drafts.js';
+import type { AuditDraft, AuditStore } from '../store/audit.js';
 import type { PolicyRegistry } from '../policy/registry.js';
-import type { NonceClaim, ReplayStore, ReserveItem } from '../store/replay.js';
+import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../store/replay.js';
 import { signResultToWire } from './response.js';
 import { decodeResult, encodeResult } from './result-codec.js';
 import type { Payload, Prepared, SigningService } from './service.js';
@@ -16,7 +18,7 @@ export type BatchResult = { signed: WireSignResponse } | { error: { code: number
 
 export interface SignFlowOptions {
   signing: SigningService;
-  store: ReplayStore;
+  store: ReplayStore & AuditStore;
   policies: PolicyRegistry;
   log?: Logger;
   /** Injected so tests can move time; production uses the system clock. */
@@ -60,6 +62,7 @@ export class SignFlow {
 
   async sign(c: SignCall): Promise<WireSignResponse> {
     const prepared = this.o.signing.prepare(c.keyId, c.payload);
+    const base: DraftBase = { at: this.clock(), client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
     const fresh = checkFreshness(policy, c.clientTime, now);
@@ -68,12 +71,12 @@ export class SignFlow {
     const item = reserveItem(c.client, c.requestId, prepared, intent);
     const outcome = await this.o.store.reserve(
       { items: [item], velocity: velocityQueries(policy, c.keyId, c.client), leaseMs: this.leaseMs, now },
-      (view) => decideSign(policy, item, intent, view),
+      (view) => audited(decideSign(policy, item, intent, view), (o) => signDraft(base, prepared, o)),
     );
-    if (!outcome.ok) throw outcome.error;
+    if (!outcome.ok) throw markAudited(outcome.error);
     const [first] = outcome.items as [ItemOutcome];
     if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
-    const [result] = (await this.signAll([{ prepared, item }], 'hot')) as [Signed];
+    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', now)) as [Signed];
     if ('error' in result) throw result.cause;
     return result.wire;
   }
@@ -102,11 +105,32 @@ export class SignFlow {
     const batch = { batchId: c.batchId, itemsHash: itemsHash.digest() };
     const outcome = await this.o.store.reserve(
       { items, velocity: velocityQueries(policy, c.keyId, c.client), batch: { client: c.client, batchId: c.batchId }, leaseMs: this.leaseMs, now },
-      (view) => decideBatch(policy, items, intents, view, batch),
+      (view) => {
+        const plan = decideBatch(policy, items, intents, view, batch);
+        const value = intents.reduce((sum, i) => sum + nativeValue(i), 0n);
+        const draft: AuditDraft = {
+          kind: 'batch',
+          at: now,
+          client: c.client,
+          keyId: c.keyId,
+          keyVersion: prepared[0]!.key.version,
+          requestId: c.batchId,
+          payloadHash: batch.itemsHash,
+          intent: { items: String(items.length), totalValue: value.toString() },
+          decision: plan.outcome.ok ? 'allowed' : 'refused',
+          reason: plan.outcome.ok ? (plan.writes.length === 0 ? 'REPLAY' : null) : plan.outcome.error.reason,
+          signatureHash: null,
+        };
+        return { ...plan, audit: [draft] };
+      },
     );
-    if (!outcome.ok) throw outcome.error;
-    const toSign = outcome.items.flatMap((o, i) => (o.kind === 'sign' ? [{ prepared: prepared[i]!, item: items[i]!, index: i }] : []));
-    const signed = await this.signAll(toSign, 'batch');
+    if (!outcome.ok) throw markAudited(outcome.error);
+    const toSign = outcome.items.flatMap((o, i) =>
+      o.kind === 'sign'
+        ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
+        : [],
+    );
+    const signed = await this.signAll(toSign, 'batch', now);
     const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
     toSign.forEach(({ index }, k) => {
       const r = signed[k]!;
@@ -119,7 +143,7 @@ export class SignFlow {
    * Signs reserved items in parallel, then commits all their results in one store call before
    * any of them is returned. Items whose signing failed give up their lease for a retry.
    */
-  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem }>, lane: Lane): Promise<Signed[]> {
+  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane, now: Date): Promise<Signed[]> {
     const settled = await Promise.allSettled(list.map(({ prepared }) => this.o.signing.sign(prepared, lane)));
     const out = settled.map((s, k): Signed => {
       const { item } = list[k]!;
@@ -133,10 +157,25 @@ export class SignFlow {
     });
     const failed = out.flatMap((r) => ('error' in r ? [{ client: r.item.client, requestId: r.item.requestId }] : []));
     const done = out.flatMap((r) => ('error' in r ? [] : [{ client: r.item.client, requestId: r.item.requestId, result: r.result }]));
+    const drafts = out.map((r, k) => {
+      const { prepared, base } = list[k]!;
+      const at = { ...base, at: now };
+      return 'error' in r
+        ? signDraft(at, prepared, { decision: 'refused', reason: r.error.reason })
+        : signDraft(at, prepared, { decision: 'allowed', signature: r.wire.signature });
+    });
+    // The entries of signed items commit with their results: no signature leaves without one.
+    const signedDrafts = drafts.filter((_, k) => !('error' in out[k]!));
+    const failedDrafts = drafts.filter((_, k) => 'error' in out[k]!);
     await Promise.all([
-      done.length ? this.o.store.complete(done) : undefined,
-      failed.length ? this.o.store.abandon(failed).catch((e) => this.o.log?.error({ err: e }, 'could not release failed reservations')) : undefined,
+      done.length ? this.o.store.complete(done, signedDrafts) : undefined,
+      failed.length
+        ? Promise.all([this.o.store.abandon(failed), this.o.store.appendAudit(failedDrafts)]).catch((e) =>
+            this.o.log?.error({ err: e }, 'could not release or audit failed reservations'),
+          )
+        : undefined,
     ]);
+    for (const r of out) if ('error' in r) markAudited(r.cause);
     return out;
   }
 }
@@ -144,6 +183,13 @@ export class SignFlow {
 type Signed =
   | { error: { code: number; reason: Reason; message: string }; cause: SignerError; item: ReserveItem }
   | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem };
+
+/** Adds the audit entry of a decision made in the reservation: a refusal or a replay. */
+function audited(plan: ReservePlan<GuardOutcome>, draft: (o: { decision: AuditDraft['decision']; reason?: string }) => AuditDraft): ReservePlan<GuardOutcome> {
+  if (!plan.outcome.ok) return { ...plan, audit: [draft({ decision: 'refused', reason: plan.outcome.error.reason })] };
+  if (plan.outcome.items[0]!.kind === 'replay') return { ...plan, audit: [draft({ decision: 'allowed', reason: 'REPLAY' })] };
+  return plan;
+}
 
 function reserveItem(client: string, requestId: string, p: Prepared, intent: SignIntent): ReserveItem {
   return {

@@ -1,8 +1,9 @@
 import type { Config } from '../config/schema.js';
+import type { AuditStore } from './audit.js';
 import type { ReplayStore } from './replay.js';
 import type { Store } from './store.js';
 
-export type FullStore = Store & ReplayStore;
+export type FullStore = Store & ReplayStore & AuditStore;
 
 /** Opens the configured backend; PostgreSQL is loaded only when configured. */
 export async function openStore(cfg: Config['store']): Promise<FullStore> {

@@ -1,3 +1,5 @@
+import type { AuditDraft } from './audit.js';
+
 /**
  * The replay guard's view of the store: what a reservation reads and writes. The decision
  * itself (src/policy/guard.ts) is a pure function of this view; the store only makes the read,
@@ -86,6 +88,8 @@ export interface ReserveView {
  */
 export interface ReservePlan<T> {
   outcome: T;
+  /** Audit entries appended in the same transaction (refusals and replays decided here). */
+  audit?: AuditDraft[];
   writes: Array<{ index: number; action: 'insert' | 'replaceNonce' | 'resume' }>;
   /** Records the request's batch (client, batch id) with this items hash, with the writes. */
   batch?: { itemsHash: Uint8Array };
@@ -113,8 +117,11 @@ export interface ReplayStore {
    * transaction. `decide` may run more than once when a concurrent writer forces a retry.
    */
   reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T>;
-  /** Stores the results of signed items; marks their requests and nonce claims done. */
-  complete(done: Completion[]): Promise<void>;
+  /**
+   * Stores the results of signed items, marks their requests and nonce claims done, and appends
+   * their audit entries, in one transaction.
+   */
+  complete(done: Completion[], audit: AuditDraft[]): Promise<void>;
   /** Ends the lease of pending items whose signing failed, so a retry can take over at once. */
   abandon(items: Array<{ client: string; requestId: string }>): Promise<void>;
   /**

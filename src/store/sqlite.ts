@@ -15,6 +15,9 @@ import type {
 } from './replay.js';
 import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store } from './store.js';
 import { velocityBucket } from './velocity.js';
+import { GENESIS, entryHash, type AuditEntry } from '../audit/chain.js';
+import type { AuditDraft, AuditStore, StoredCheckpoint } from './audit.js';
+import { draftToEntry } from './audit-draft.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -79,6 +82,32 @@ CREATE TABLE IF NOT EXISTS policies (
   updated_by TEXT    NOT NULL,
   PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS audit (
+  seq            INTEGER PRIMARY KEY,
+  at             TEXT    NOT NULL,
+  at_ms          INTEGER NOT NULL,
+  kind           TEXT    NOT NULL,
+  client         TEXT,
+  key_id         TEXT,
+  key_version    INTEGER,
+  request_id     TEXT,
+  payload_hash   TEXT,
+  intent         TEXT,
+  decision       TEXT    NOT NULL,
+  reason         TEXT,
+  signature_hash TEXT,
+  prev_hash      TEXT    NOT NULL,
+  hash           TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  seq         INTEGER PRIMARY KEY,
+  head_hash   TEXT    NOT NULL,
+  at          TEXT    NOT NULL,
+  key_id      TEXT    NOT NULL,
+  key_version INTEGER NOT NULL,
+  signature   TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS batches (
   client     TEXT    NOT NULL,
   batch_id   TEXT    NOT NULL,
@@ -102,7 +131,7 @@ interface KeyRow {
  * commit returns, which is what "durable before the signature leaves" requires. SQLite has one
  * writer at a time, so a reservation's read-decide-write cannot interleave with another's.
  */
-export class SqliteStore implements Store, ReplayStore {
+export class SqliteStore implements Store, ReplayStore, AuditStore {
   private readonly db: Database.Database;
   private readonly group: GroupCommit;
   private readonly q;
@@ -148,6 +177,11 @@ export class SqliteStore implements Store, ReplayStore {
       insertBatch: db.prepare('INSERT INTO batches (client, batch_id, items_hash, created_at) VALUES (?, ?, ?, ?)'),
       completeRequest: db.prepare("UPDATE requests SET state = 'done', result = ? WHERE client = ? AND request_id = ?"),
       completeNonce: db.prepare("UPDATE nonces SET state = 'done', result = ? WHERE client = ? AND request_id = ?"),
+      auditHead: db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
+      insertAudit: db.prepare(
+        'INSERT INTO audit (seq, at, at_ms, kind, client, key_id, key_version, request_id, payload_hash, intent, decision, reason, signature_hash, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      readAudit: db.prepare('SELECT * FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?'),
     };
   }
 
@@ -221,6 +255,7 @@ export class SqliteStore implements Store, ReplayStore {
         this.addVelocity('key', it.keyId, now, it.value);
         this.addVelocity('client', it.client, now, it.value);
       }
+      if (plan.audit) this.appendInTransaction(plan.audit);
       if (plan.batch && req.batch) {
         this.q.insertBatch.run(req.batch.client, req.batch.batchId, Buffer.from(plan.batch.itemsHash), now);
       }
@@ -228,14 +263,90 @@ export class SqliteStore implements Store, ReplayStore {
     });
   }
 
-  complete(done: Completion[]): Promise<void> {
+  complete(done: Completion[], audit: AuditDraft[]): Promise<void> {
     return this.group.submit(() => {
       for (const d of done) {
         const result = Buffer.from(d.result);
         this.q.completeRequest.run(result, d.client, d.requestId);
         this.q.completeNonce.run(result, d.client, d.requestId);
       }
+      this.appendInTransaction(audit);
     });
+  }
+
+  appendAudit(drafts: AuditDraft[]): Promise<void> {
+    return this.group.submit(() => this.appendInTransaction(drafts));
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    return this.q.auditHead.get() as { seq: number; hash: string } | undefined;
+  }
+
+  async *readAudit(fromSeq: number, toSeq: number): AsyncIterable<AuditEntry> {
+    for (let next = fromSeq; next <= toSeq; ) {
+      const rows = this.q.readAudit.all(next, toSeq, 1000) as AuditRow[];
+      if (rows.length === 0) return;
+      for (const r of rows) yield auditEntry(r);
+      next = rows[rows.length - 1]!.seq + 1;
+    }
+  }
+
+  async auditRange(from: Date | null, to: Date | null): Promise<{ first: number; last: number } | undefined> {
+    const r = this.db
+      .prepare('SELECT min(seq) AS first, max(seq) AS last FROM audit WHERE at_ms >= ? AND at_ms < ?')
+      .get(from?.getTime() ?? 0, to?.getTime() ?? Number.MAX_SAFE_INTEGER) as { first: number | null; last: number | null };
+    return r.first === null || r.last === null ? undefined : { first: r.first, last: r.last };
+  }
+
+  putCheckpoint(c: StoredCheckpoint): Promise<void> {
+    return this.group.submit(() => {
+      this.db
+        .prepare('INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, key_version, signature) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING')
+        .run(c.seq, c.headHash, c.at, c.auditKey.keyId, c.auditKey.version, c.signature);
+    });
+  }
+
+  async checkpoints(fromSeq: number, toSeq: number): Promise<StoredCheckpoint[]> {
+    const rows = this.db.prepare('SELECT * FROM audit_checkpoints WHERE seq >= ? AND seq <= ? ORDER BY seq').all(fromSeq, toSeq) as Array<{
+      seq: number;
+      head_hash: string;
+      at: string;
+      key_id: string;
+      key_version: number;
+      signature: string;
+    }>;
+    return rows.map((r) => ({ seq: r.seq, headHash: r.head_hash, at: r.at, auditKey: { keyId: r.key_id, version: r.key_version }, signature: r.signature }));
+  }
+
+  /** Numbers and chains entries after the current head; runs inside the caller's transaction. */
+  private appendInTransaction(drafts: AuditDraft[]): void {
+    if (drafts.length === 0) return;
+    const head = this.q.auditHead.get() as { seq: number; hash: string } | undefined;
+    let seq = head?.seq ?? 0;
+    let prevHash = head?.hash ?? GENESIS;
+    for (const d of drafts) {
+      seq++;
+      const entry = draftToEntry(d, seq, prevHash);
+      const hash = entryHash(entry);
+      this.q.insertAudit.run(
+        seq,
+        entry.at,
+        d.at.getTime(),
+        entry.kind,
+        entry.client,
+        entry.keyId,
+        entry.keyVersion,
+        entry.requestId,
+        entry.payloadHash,
+        entry.intent === null ? null : JSON.stringify(entry.intent),
+        entry.decision,
+        entry.reason,
+        entry.signatureHash,
+        prevHash,
+        hash,
+      );
+      prevHash = hash;
+    }
   }
 
   abandon(items: Array<{ client: string; requestId: string }>): Promise<void> {
@@ -295,6 +406,42 @@ export class SqliteStore implements Store, ReplayStore {
     const cur = this.q.bucket.get(scope, subject, bucket) as { value: string };
     this.q.addBucketValue.run((BigInt(cur.value) + value).toString(), scope, subject, bucket);
   }
+}
+
+interface AuditRow {
+  seq: number;
+  at: string;
+  kind: string;
+  client: string | null;
+  key_id: string | null;
+  key_version: number | null;
+  request_id: string | null;
+  payload_hash: string | null;
+  intent: string | null;
+  decision: AuditEntry['decision'];
+  reason: string | null;
+  signature_hash: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+function auditEntry(r: AuditRow): AuditEntry {
+  return {
+    seq: r.seq,
+    at: r.at,
+    kind: r.kind,
+    client: r.client,
+    keyId: r.key_id,
+    keyVersion: r.key_version,
+    requestId: r.request_id,
+    payloadHash: r.payload_hash,
+    intent: r.intent === null ? null : (JSON.parse(r.intent) as Record<string, string>),
+    decision: r.decision,
+    reason: r.reason,
+    signatureHash: r.signature_hash,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
 }
 
 interface PolicyRow {
