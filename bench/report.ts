@@ -1,7 +1,9 @@
 /** The machine a run happened on, and the tables it prints. */
 import { execFileSync } from 'node:child_process';
 import { cpus, release, totalmem } from 'node:os';
+import type { BatchPoint } from './batch.js';
 import type { LoadResult } from './load.js';
+import type { PriorityPoint } from './priority.js';
 import type { ServerWindow } from './scrape.js';
 
 export interface Machine {
@@ -61,11 +63,15 @@ export interface ServicePoint extends LoadResult {
   batch?: number;
   server: ServerWindow & { cpu: CpuUse };
   client: CpuUse;
+  /** The store's own processes (PostgreSQL), when separate from the signer. */
+  store?: CpuUse;
   machine: Elsewhere;
 }
 
 export interface Row {
   algorithm: string;
+  /** Shown instead of the algorithm (e.g. EVM payloads, another store). */
+  label?: string;
   concurrency: number;
   raw?: RawPoint;
   service: ServicePoint;
@@ -76,6 +82,7 @@ export interface Row {
 
 /** Above this many cores used by other processes during a point, the point is flagged as noisy. */
 export const NOISY_CORES = 0.15;
+const name = (r: Row) => (r.label ?? r.algorithm).padEnd(15);
 const noisy = (r: Row) => [r.raw?.machine.otherCores, r.service.machine.otherCores].some((x) => (x ?? 0) > NOISY_CORES);
 
 const f = (n: number | undefined, digits: number, width: number) =>
@@ -87,7 +94,7 @@ export function throughputTable(rows: Row[]): string {
     'algorithm        c  ch |  raw sign/s  p50 ms  p99 ms | svc sign/s  p50 ms  p99 ms | svc/raw';
   const lines = rows.map((r) =>
     [
-      `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
+      `${name(r)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
       `${f(r.raw?.unitsPerSec, 0, 11)} ${f(r.raw?.p50Ms, 2, 7)} ${f(r.raw?.p99Ms, 2, 7)} |`,
       `${f(r.service.unitsPerSec, 0, 10)} ${f(r.service.p50Ms, 2, 7)} ${f(r.service.p99Ms, 2, 7)} |`,
       `${pct(r.ratio, 7)}${noisy(r) ? ' !' : '  '}${r.note ? ` ${r.note}` : ''}`,
@@ -115,12 +122,44 @@ export function cpuTable(rows: Row[]): string {
     'algorithm        c  ch | raw µs/sign cores  JS | server µs/sign cores  JS | client µs/sign cores  JS | handler ms hsm-held ms | other cores raw/svc';
   const lines = rows.map((r) =>
     [
-      `${r.algorithm.padEnd(15)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
+      `${name(r)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
       `${f(r.raw?.cpu.usPerSign, 0, 11)} ${f(r.raw?.cpu.cores, 2, 5)} ${pct(r.raw?.cpu.jsThread, 4)} |`,
       `${f(r.service.server.cpu.usPerSign, 0, 14)} ${f(r.service.server.cpu.cores, 2, 5)} ${pct(r.service.server.cpu.jsThread, 4)} |`,
       `${f(r.service.client.usPerSign, 0, 14)} ${f(r.service.client.cores, 2, 5)} ${pct(r.service.client.jsThread, 4)} |`,
       `${f(r.service.server.handler?.meanMs, 2, 10)} ${f(r.service.server.hsm?.meanMs, 2, 11)} |`,
       `${f(clamp(r.raw?.machine.otherCores), 2, 11)} / ${f(clamp(r.service.machine.otherCores), 2, 4)}`,
+    ].join(' '),
+  );
+  return [head, '-'.repeat(head.length), ...lines].join('\n');
+}
+
+const isNoisy = (e: Elsewhere) => (e.otherCores ?? 0) > NOISY_CORES;
+
+/** Large SignBatch calls against the same number of raw signs issued at once (medians). */
+export function batchTable(points: BatchPoint[]): string {
+  const head = 'SignBatch          items runs | raw items/s wall ms | svc items/s wall ms  min ms  max ms server µs/item | svc/raw';
+  const lines = points.map((p) => {
+    const walls = p.service.runs.map((r) => r.wallMs);
+    return [
+      `${`evm, ${p.keyId}`.padEnd(18)} ${String(p.items).padStart(5)} ${String(p.service.runs.length).padStart(4)} |`,
+      `${f(p.raw.itemsPerSec, 0, 11)} ${f(p.raw.wallMs, 0, 7)} |`,
+      `${f(p.service.itemsPerSec, 0, 11)} ${f(p.service.wallMs, 0, 7)} ${f(Math.min(...walls), 0, 7)} ${f(Math.max(...walls), 0, 7)} ${f(p.service.serverUsPerItem, 0, 14)} |`,
+      `${pct(p.ratio, 7)}${p.noisy ? ' !' : ''}`,
+    ].join(' ');
+  });
+  return [head, '-'.repeat(head.length), ...lines].join('\n');
+}
+
+/** Hot Sign latency on an idle signer and while batches are signed on another key. */
+export function priorityTable(points: PriorityPoint[]): string {
+  const head = 'hot Sign (evm)   c | idle sign/s p50 ms p99 ms | busy sign/s p50 ms p99 ms | p99 busy/idle | batches: n items/s in-flight';
+  const lines = points.map((p) =>
+    [
+      `${p.hotKey.padEnd(15)} ${String(p.concurrency).padStart(2)} |`,
+      `${f(p.idle.unitsPerSec, 0, 11)} ${f(p.idle.p50Ms, 2, 6)} ${f(p.idle.p99Ms, 2, 6)}${isNoisy(p.idle.machine) ? '!' : ' '}|`,
+      `${f(p.busy.unitsPerSec, 0, 11)} ${f(p.busy.p50Ms, 2, 6)} ${f(p.busy.p99Ms, 2, 6)}${isNoisy(p.busy.machine) ? '!' : ' '}|`,
+      `${f(p.ratio, 2, 12)}x |`,
+      `${String(p.batches.count).padStart(11)} ${f(p.batches.itemsPerSec, 0, 7)} ${pct(p.batches.coverage, 9)}`,
     ].join(' '),
   );
   return [head, '-'.repeat(head.length), ...lines].join('\n');

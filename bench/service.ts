@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { connect, type ClientTls } from '../src/client/client.js';
 import { signerV1 } from '../src/proto.js';
 import type { Pki } from '../test/helpers/pki.js';
-import { testConfig } from '../test/helpers/signer.js';
+import { OPEN_POLICY, testConfig } from '../test/helpers/signer.js';
 import type { TestToken } from '../test/helpers/token.js';
 
 /** A port that was free a moment ago (the child binds it; a race is possible but unlikely). */
@@ -24,15 +24,43 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The test signer's config (test/helpers/signer.ts) on fixed ports, with metrics on, quiet logs and `sessions`. */
-export async function writeServiceConfig(dir: string, pki: Pki, token: TestToken, port: number, metricsPort: number, sessions: number): Promise<string> {
-  const file = `${dir}/bench-signer.json`;
+/**
+ * Besides the test config's open policy (every key, both traffic classes): `hot-*` keys take hot
+ * traffic only (EVM and digests), `payout-*` keys batches only, EVM only, contiguous nonces.
+ */
+export function benchPolicies(batchItems: number): Record<string, unknown> {
+  const { batch, ...rules } = OPEN_POLICY;
+  return {
+    hot: { ...rules, keys: ['hot-*'], traffic: 'hot', payloadKinds: ['evm', 'digest'] },
+    payout: {
+      ...rules,
+      keys: ['payout-*'],
+      traffic: 'batch',
+      payloadKinds: ['evm'],
+      batch: { maxItems: Math.max(1000, batchItems), maxTotalValue: batch.maxTotalValue, contiguousNonces: true },
+    },
+  };
+}
+
+/**
+ * The test signer's config (test/helpers/signer.ts) on fixed ports, with metrics on, quiet logs,
+ * `sessions`, the bench policies and optionally another store; written to `<dir>/<name>.json`.
+ */
+export async function writeServiceConfig(
+  dir: string,
+  pki: Pki,
+  token: TestToken,
+  o: { port: number; metricsPort: number; sessions: number; batchItems: number; name?: string; store?: unknown },
+): Promise<string> {
+  const file = `${dir}/${o.name ?? 'bench-signer'}.json`;
   const base = testConfig(dir, pki, token);
   const config = testConfig(dir, pki, token, {
-    hsm: { ...base.hsm, sessions },
-    listen: `127.0.0.1:${port}`,
-    metrics: { listen: `127.0.0.1:${metricsPort}` },
+    hsm: { ...base.hsm, sessions: o.sessions },
+    listen: `127.0.0.1:${o.port}`,
+    metrics: { listen: `127.0.0.1:${o.metricsPort}` },
     log: { level: 'warn' },
+    policies: { ...base.policies, ...benchPolicies(o.batchItems) },
+    ...(o.store ? { store: o.store } : {}),
   });
   await writeFile(file, JSON.stringify(config, null, 2));
   return file;

@@ -1,231 +1,56 @@
 /**
- * Signing throughput: raw pkcs11js against the whole service (gRPC + mTLS + checks), in one run
- * on one fresh SoftHSM token.
+ * Signing throughput and latency: raw pkcs11js against the whole service (gRPC + mTLS + policy +
+ * replay guard + store), in one run on one fresh SoftHSM token.
  *
- *   npx tsx bench/sign.ts [--seconds 5] [--warmup 1] [--extra-seconds 3] [--concurrency 1,16,64]
+ *   npx tsx bench/sign.ts [--quick] [--seconds 5] [--warmup 1] [--extra-seconds 3] [--concurrency 1,16,64]
  *                         [--extra ecdsa-p256,ed25519] [--channels 1] [--compare-channels 4] [--batch 16]
- *                         [--retries 2] [--cpu-prof <dir>] [--child-node-arg <flag>]... [--out <file>] [--keep]
+ *                         [--evm-concurrency 64] [--no-postgres] [--batch-items 1000] [--batch-runs 5]
+ *                         [--priority-concurrency 8] [--priority-seconds 5] [--retries 2] [--noise-budget 60]
+ *                         [--cpu-prof <dir>] [--child-node-arg <flag>]... [--out <file>] [--keep]
  *
- * For each concurrency c: `raw` keeps c sign loops going straight on pkcs11js (same token, same
- * session count as the service); then `service` keeps c Signer.Sign calls going against the real
- * signer running as a child process. The two never run at once. At the top concurrency it also
- * runs Sign over several channels, SignBatch, and the other algorithms. Each point waits for the
- * machine to be quiet and is measured again if other processes used CPU during it (flagged "!"
- * if that never happened). Results: tables on stdout, JSON in .test/bench-results.json.
+ * `raw` keeps c sign loops going straight on pkcs11js (same token, same session count as the
+ * service); `service` keeps c calls going against the real signer running as a child process,
+ * which always runs the policy and the replay guard. The two never run at once. Scenarios:
+ *   1. Sign of secp256k1 digests at each --concurrency (and channels, small batches, other algorithms);
+ *   2. hot-wallet Sign of EVM transfers (unique nonces) at --evm-concurrency, SQLite store, then
+ *      PostgreSQL (a throwaway cluster and a second signer child);
+ *   3. SignBatch of --batch-items EVM payouts (contiguous nonces) against as many raw signs at once;
+ *   4. hot Sign p50/p99 at --priority-concurrency, idle and while batches are signed back to back.
+ * Each point waits for the machine to be quiet and is measured again if other processes used CPU
+ * during it (flagged "!" if that never happened), within --noise-budget seconds per run.
+ * Results: tables on stdout, JSON in .test/bench-results.json.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import { Command, InvalidArgumentError } from 'commander';
-import { call, connect, nowTimestamp } from '../src/client/client.js';
+import { call, connect } from '../src/client/client.js';
 import { makePki } from '../test/helpers/pki.js';
 import { makeToken, repoRoot, tempDir } from '../test/helpers/token.js';
-import { cpuDelta, sampleCpu, sampleSystem, type CpuSample, type SystemSample } from './cpu.js';
-import { closedLoop, type LoadOptions } from './load.js';
+import { measureBatches, type BatchPoint } from './batch.js';
+import { sampleCpu } from './cpu.js';
+import { measureRaw, measureService, type Service } from './measure.js';
+import { Noise } from './noise.js';
+import { parseOptions } from './options.js';
+import { Nonces, payload, signBatchOp, signEvmOp, signOp } from './ops.js';
+import { startBenchPostgres, type BenchPostgres } from './postgres.js';
+import { measurePriority, startBatchDriver, type BatchDriver, type PriorityPoint } from './priority.js';
 import { RawToken, type Algorithm, type RawKey } from './raw.js';
-import {
-  cpuTable,
-  machine,
-  NOISY_CORES,
-  throughputTable,
-  type CpuUse,
-  type Elsewhere,
-  type RawPoint,
-  type Row,
-  type ServicePoint,
-} from './report.js';
-import { scrape, serverWindow } from './scrape.js';
-import { freePort, signerChannels, startServiceChild, waitForReady, writeServiceConfig, type Channels } from './service.js';
+import { batchTable, cpuTable, machine, priorityTable, throughputTable, type RawPoint, type Row } from './report.js';
+import { freePort, signerChannels, startServiceChild, waitForReady, writeServiceConfig, type Channels, type ServiceChild } from './service.js';
+import { checkTargets } from './targets.js';
 
 const WIRE: Record<Algorithm, string> = { 'ecdsa-secp256k1': 'ECDSA_SECP256K1', 'ecdsa-p256': 'ECDSA_P256', ed25519: 'ED25519' };
 const KEY_ID: Record<Algorithm, string> = { 'ecdsa-secp256k1': 'bench-k1', 'ecdsa-p256': 'bench-r1', ed25519: 'bench-ed' };
+/** Keys of the EVM scenarios: policy `hot` governs hot-*, policy `payout` governs payout-* (bench/service.ts). */
+const EVM_KEYS = { hotSqlite: 'hot-evm', hotPostgres: 'hot-evm-pg', payout: 'payout-bench', prioHot: 'hot-prio', prioPayout: 'payout-prio' };
 
-const positive = (v: string) => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError('expected a positive number');
-  return n;
-};
-const count = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-};
-const atLeastOne = (v: string) => {
-  const n = count(v);
-  if (n < 1) throw new InvalidArgumentError('expected at least 1');
-  return n;
-};
-const algorithms = (v: string) =>
-  v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
-    if (!(x in WIRE)) throw new InvalidArgumentError(`unknown algorithm ${x} (${Object.keys(WIRE).join(', ')})`);
-    return x as Algorithm;
-  });
-const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);
-
-const opts = new Command()
-  .name('bench/sign')
-  .description('Signing throughput: raw pkcs11js vs the gRPC service, same SoftHSM token')
-  .option('--seconds <s>', 'measured seconds per point (secp256k1)', positive, 5)
-  .option('--warmup <s>', 'warm-up seconds before each point', positive, 1)
-  .option('--extra-seconds <s>', 'measured seconds for the P-256 and Ed25519 points', positive, 3)
-  .option('--concurrency <list>', 'concurrencies for secp256k1', list, [1, 16, 64])
-  .option('--sessions <n>', 'PKCS#11 sessions, raw pool and service hsm.sessions alike (test config: 4)', atLeastOne, 4)
-  .option('--extra <list>', 'algorithms also measured at the top concurrency ("" for none)', algorithms, ['ecdsa-p256', 'ed25519'])
-  .option('--channels <n>', 'gRPC channels the service points use', atLeastOne, 1)
-  .option('--compare-channels <n>', 'also run secp256k1 at the top concurrency over this many channels (0: skip)', count, 4)
-  .option('--retries <n>', 'measure a point again (this many times at most) while other processes disturb it', count, 2)
-  .option('--batch <n>', 'also run secp256k1 through SignBatch, batches of n, top-concurrency signatures in flight (0: skip)', count, 16)
-  .option('--cpu-prof <dir>', 'run the signer child with --cpu-prof, writing the profile into <dir>')
-  .option('--child-node-arg <flag>', 'extra node flag for the signer child (repeatable), e.g. --perf-basic-prof', (v: string, all: string[]) => [...all, v], [] as string[])
-  .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
-  .option('--keep', 'keep the temp dir (token, PKI, config) for inspection')
-  .parse()
-  .opts<{
-    seconds: number;
-    warmup: number;
-    extraSeconds: number;
-    concurrency: number[];
-    sessions: number;
-    extra: Algorithm[];
-    channels: number;
-    compareChannels: number;
-    batch: number;
-    retries: number;
-    cpuProf?: string;
-    childNodeArg: string[];
-    out: string;
-    keep?: boolean;
-  }>();
-
-if (opts.concurrency.length === 0) throw new Error('--concurrency: at least one value');
+const opts = parseOptions();
 const top = Math.max(...opts.concurrency);
+// As src/main.ts does for the signer: one libuv thread per session (and two spare), or the raw
+// pool could not keep every session busy. The pool starts on first use, which is still to come.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, opts.sessions + 2));
 const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
-
-/** Random 32-byte digests / messages, none all-zero, reused round-robin. */
-const PAYLOADS = Array.from({ length: 4096 }, () => randomBytes(32));
-const payload = (seq: number) => PAYLOADS[seq & 4095]!;
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** CPU the rest of the machine used in the window (other processes, cores) and hypervisor steal. */
-function elsewhere(a: SystemSample, b: SystemSample, ours: Array<number | undefined>, seconds: number) {
-  if (a.busy === undefined || b.busy === undefined || ours.some((x) => x === undefined)) return {};
-  const mine = ours.reduce<number>((x, y) => x + y!, 0);
-  return { otherCores: (b.busy - a.busy - mine) / seconds, stealCores: (b.steal! - a.steal!) / seconds };
-}
-
-const cpuUse = (d: CpuSample, seconds: number, ops: number): CpuUse => ({
-  usPerSign: d.total === undefined ? undefined : (d.total / ops) * 1e6,
-  cores: d.total === undefined ? undefined : d.total / seconds,
-  jsThread: d.main === undefined ? undefined : d.main / seconds,
-});
-
-function loadOptions(seconds: number, concurrency: number, hooks: Pick<LoadOptions, 'onWindowStart' | 'onWindowEnd'>): LoadOptions {
-  return { concurrency, warmupMs: opts.warmup * 1000, durationMs: seconds * 1000, ...hooks };
-}
-
-async function measureRaw(raw: RawToken, key: RawKey, concurrency: number, seconds: number): Promise<RawPoint> {
-  const snap = () => ({ own: sampleCpu(process.pid), sys: sampleSystem() });
-  let a: ReturnType<typeof snap> | undefined;
-  let b: ReturnType<typeof snap> | undefined;
-  const load = await closedLoop(
-    (seq) => raw.sign(key, payload(seq)).then(() => 1),
-    loadOptions(seconds, concurrency, { onWindowStart: () => (a = snap()), onWindowEnd: () => (b = snap()) }),
-  );
-  const own = cpuDelta(a!.own, b!.own);
-  return { ...load, cpu: cpuUse(own, load.seconds, load.units), machine: elsewhere(a!.sys, b!.sys, [own.total], load.seconds) };
-}
-
-interface Service {
-  pid: number;
-  metricsUrl: string;
-}
-
-/**
- * Signer.Sign calls, `concurrency` in flight; or with `batch`, Signer.SignBatch calls of `batch`
- * payloads each, `concurrency` batches in flight.
- */
-async function measureService(
-  svc: Service,
-  ch: Channels,
-  algorithm: Algorithm,
-  concurrency: number,
-  seconds: number,
-  batch?: number,
-): Promise<ServicePoint> {
-  const keyId = KEY_ID[algorithm];
-  const kind = algorithm === 'ed25519' ? 'message' : 'digest';
-  const run = randomBytes(4).toString('hex');
-  const n = ch.signers.length;
-  const sign = (seq: number) =>
-    call(ch.signers[seq % n]!, 'Sign', { keyId, requestId: `bench-${run}-${seq}`, clientTime: nowTimestamp(), [kind]: payload(seq) }).then(() => 1);
-  const signBatch = async (seq: number) => {
-    const items = Array.from({ length: batch! }, (_, i) => ({ [kind]: payload(seq * batch! + i) }));
-    const res = await call<{ results: Array<{ error?: { reason: string; message: string } | null }> }>(ch.signers[seq % n]!, 'SignBatch', {
-      batchId: `bench-${run}-${seq}`,
-      keyId,
-      clientTime: nowTimestamp(),
-      items,
-    });
-    const failed = res.results.find((r) => r.error);
-    if (failed || res.results.length !== batch) throw new Error(`batch item failed: ${failed?.error?.reason ?? 'missing results'}`);
-    return batch!;
-  };
-  const snap = () => ({ own: sampleCpu(process.pid), child: sampleCpu(svc.pid), sys: sampleSystem(), metrics: scrape(svc.metricsUrl) });
-  let a: ReturnType<typeof snap> | undefined;
-  let b: ReturnType<typeof snap> | undefined;
-  const load = await closedLoop(
-    batch ? signBatch : sign,
-    loadOptions(seconds, concurrency, { onWindowStart: () => (a = snap()), onWindowEnd: () => (b = snap()) }),
-  );
-  const [ma, mb] = await Promise.all([a!.metrics, b!.metrics]);
-  const win = serverWindow(ma, mb, algorithm);
-  const child = cpuDelta(a!.child, b!.child);
-  // /proc when there is one; otherwise the service's own process_cpu_seconds_total.
-  const serverCpu = cpuUse({ total: child.total ?? win.cpuSeconds, main: child.main }, load.seconds, load.units);
-  const own = cpuDelta(a!.own, b!.own);
-  return {
-    machine: elsewhere(a!.sys, b!.sys, [own.total, child.total], load.seconds),
-    ...load,
-    channels: n,
-    batch,
-    server: { ...win, cpu: serverCpu },
-    client: cpuUse(own, load.seconds, load.units),
-  };
-}
-
-/** Waits (up to 15 s) for half a second in which other processes use at most NOISY_CORES. */
-async function calm(pids: number[]): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const a = { sys: sampleSystem(), ours: pids.map(sampleCpu) };
-    await pause(500);
-    const b = { sys: sampleSystem(), ours: pids.map(sampleCpu) };
-    const other = elsewhere(a.sys, b.sys, pids.map((_, i) => cpuDelta(a.ours[i]!, b.ours[i]!).total), 0.5).otherCores;
-    if (other === undefined || other <= NOISY_CORES) return;
-    if (Date.now() > deadline) {
-      log(`machine still busy (other processes ${other.toFixed(2)} cores); measuring anyway`);
-      return;
-    }
-  }
-}
-
-/**
- * Measures until a window passes in which other processes stayed under NOISY_CORES, at most
- * 1 + --retries times; keeps the least disturbed attempt.
- */
-async function quiet<P extends { machine: Elsewhere }>(label: string, pids: number[], measure: () => Promise<P>): Promise<P> {
-  let best: P | undefined;
-  for (let attempt = 0; attempt <= opts.retries; attempt++) {
-    log(attempt ? `${label}, again: other processes used ${best!.machine.otherCores!.toFixed(2)} cores` : label);
-    await calm(pids);
-    const p = await measure();
-    await pause(200);
-    if (!best || (p.machine.otherCores ?? 0) < (best.machine.otherCores ?? 0)) best = p;
-    if ((best.machine.otherCores ?? 0) <= NOISY_CORES) break;
-  }
-  return best!;
-}
+const noise = new Noise({ budgetSeconds: opts.noiseBudget, retries: opts.retries, log });
 
 async function main() {
   const started = new Date();
@@ -233,101 +58,199 @@ async function main() {
   const tmp = await tempDir('bench-');
   log(`token and PKI in ${tmp.path}`);
   let raw: RawToken | undefined;
-  let child: Awaited<ReturnType<typeof startServiceChild>> | undefined;
+  const children: ServiceChild[] = [];
+  let pg: BenchPostgres | undefined;
+  let driver: BatchDriver | undefined;
   const open: Array<{ close(): void }> = [];
   const rows: Row[] = [];
+  const batches: BatchPoint[] = [];
+  const priority: PriorityPoint[] = [];
+  const notes: string[] = [];
   try {
-    const [pki, token] = await Promise.all([makePki(tmp.path, ['payment-engine', 'security-admin']), makeToken(tmp.path, 'bench')]);
-    // SoftHSM reads SOFTHSM2_CONF in C_Initialize; the child gets the same file via hsm.moduleEnv.
+    const wantPg = opts.postgres && opts.evmConcurrency > 0;
+    const [pki, token, pgOrError] = await Promise.all([
+      makePki(tmp.path, ['payment-engine', 'security-admin']),
+      makeToken(tmp.path, 'bench'),
+      wantPg ? startBenchPostgres(log).catch((e: Error) => e) : undefined,
+    ]);
+    if (pgOrError instanceof Error) notes.push(`PostgreSQL skipped: ${pgOrError.message.split('\n')[0]}`);
+    else pg = pgOrError;
+    // SoftHSM reads SOFTHSM2_CONF in C_Initialize; the children get the same file via hsm.moduleEnv.
     process.env.SOFTHSM2_CONF = token.conf;
 
     raw = RawToken.open(token.modulePath, token.label, token.userPin, opts.sessions);
     const rawKeys = {} as Record<Algorithm, RawKey>;
     for (const alg of Object.keys(WIRE) as Algorithm[]) rawKeys[alg] = await raw.generateKey(alg);
 
-    const [port, metricsPort] = [await freePort(), await freePort()];
-    const configFile = await writeServiceConfig(tmp.path, pki, token, port, metricsPort, opts.sessions);
     const nodeArgs = [...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', resolve(opts.cpuProf)] : []), ...opts.childNodeArg];
     if (opts.cpuProf) await mkdir(resolve(opts.cpuProf), { recursive: true });
-    child = await startServiceChild({ repoRoot, configFile, port, nodeArgs });
-    const svc: Service = { pid: child.pid, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
-    const address = `127.0.0.1:${port}`;
-    log(`signer child pid ${child.pid} on ${address}, metrics :${metricsPort}`);
-
-    const admin = connect(address, { ca: pki.caCert, ...pki.clients['security-admin']! });
-    open.push(admin);
-    for (const alg of Object.keys(WIRE) as Algorithm[]) {
-      await call(admin.keyAdmin, 'CreateKey', { keyId: KEY_ID[alg], algorithm: WIRE[alg] });
-    }
-    admin.close();
+    /** A signer child on this token, with its admin-created keys; watched as the bench's own CPU. */
+    const startSigner = async (name: string, keys: Array<[string, string]>, store?: unknown, storeCpu?: Service['storeCpu']) => {
+      const [port, metricsPort] = [await freePort(), await freePort()];
+      const configFile = await writeServiceConfig(tmp.path, pki, token, { port, metricsPort, sessions: opts.sessions, batchItems: opts.batchItems, name, store });
+      const child = await startServiceChild({ repoRoot, configFile, port, nodeArgs });
+      children.push(child);
+      noise.watch(name, () => sampleCpu(child.pid).total);
+      const address = `127.0.0.1:${port}`;
+      log(`${name} child pid ${child.pid} on ${address}, metrics :${metricsPort}`);
+      const admin = connect(address, { ca: pki.caCert, ...pki.clients['security-admin']! });
+      try {
+        for (const [keyId, algorithm] of keys) await call(admin.keyAdmin, 'CreateKey', { keyId, algorithm });
+      } finally {
+        admin.close();
+      }
+      const svc: Service = { pid: child.pid, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, ...(storeCpu ? { storeCpu } : {}) };
+      return { svc, address };
+    };
+    if (pg) noise.watch('postgres', pg.cpu);
+    const k1 = WIRE['ecdsa-secp256k1'];
+    const [sqlite, postgres] = await Promise.all([
+      startSigner('signer-sqlite', [
+        ...(Object.keys(WIRE) as Algorithm[]).map((alg): [string, string] => [KEY_ID[alg], WIRE[alg]]),
+        ...[EVM_KEYS.hotSqlite, EVM_KEYS.payout, EVM_KEYS.prioHot, EVM_KEYS.prioPayout].map((k): [string, string] => [k, k1]),
+      ]),
+      pg ? startSigner('signer-postgres', [[EVM_KEYS.hotPostgres, k1]], { postgres: { url: pg.url } }, pg.cpu) : undefined,
+    ]);
 
     const engineTls = { ca: pki.caCert, ...pki.clients['payment-engine']! };
-    const channels = async (n: number) => {
+    const channels = async (address: string, n: number) => {
       const ch = signerChannels(address, engineTls, n);
       open.push(ch);
       await waitForReady(ch.signers as grpc.Client[]);
       return ch;
     };
-    const primary = await channels(opts.channels);
+    const primary = await channels(sqlite.address, opts.channels);
 
-    const point = async (algorithm: Algorithm, c: number, seconds: number, ch: Channels, o: { withRaw?: boolean; note?: string; batch?: number } = {}) => {
-      const { withRaw = true, note, batch } = o;
-      const label = `${algorithm} c=${c}`;
-      let r: RawPoint | undefined;
-      const pids = [process.pid, svc.pid];
-      if (withRaw) r = await quiet(`${label} raw (${seconds}s)`, pids, () => measureRaw(raw!, rawKeys[algorithm], c, seconds));
-      const how = batch ? `SignBatch of ${batch}, ${Math.ceil(c / batch)} in flight` : `${ch.signers.length} channel(s)`;
-      const s = await quiet(`${label} service, ${how} (${seconds}s)`, pids, () =>
-        batch ? measureService(svc, ch, algorithm, Math.ceil(c / batch), seconds, batch) : measureService(svc, ch, algorithm, c, seconds),
+    const measure = { warmup: opts.warmup };
+    const rawPoint = (algorithm: Algorithm, c: number, seconds: number) =>
+      noise.quiet(`${algorithm} c=${c} raw (${seconds}s)`, () => measureRaw(noise, raw!, rawKeys[algorithm], payload, { ...measure, concurrency: c, seconds }));
+    const rawAt = (algorithm: Algorithm, c: number) => rows.find((x) => x.algorithm === algorithm && x.concurrency === c && x.raw)?.raw;
+
+    /** A service row; raw measured alongside, or taken from an earlier row at the same concurrency. */
+    const point = async (
+      algorithm: Algorithm,
+      c: number,
+      seconds: number,
+      o: { svc?: Service; ch?: Channels; op?: () => (seq: number) => Promise<number>; what?: string; withRaw?: boolean; label?: string; note?: string; batch?: number } = {},
+    ) => {
+      const { svc = sqlite.svc, ch = primary, withRaw = true, batch } = o;
+      const kind = algorithm === 'ed25519' ? 'message' : 'digest';
+      const r: RawPoint | undefined = withRaw ? await rawPoint(algorithm, c, seconds) : undefined;
+      const inFlight = batch ? Math.ceil(c / batch) : c;
+      // A new op per attempt: a re-measured point must not replay the request ids of the first.
+      const op = o.op ?? (() => (batch ? signBatchOp(ch.signers, KEY_ID[algorithm], kind, batch) : signOp(ch.signers, KEY_ID[algorithm], kind)));
+      const what = o.what ?? (batch ? `SignBatch of ${batch}, ${inFlight} in flight` : `${ch.signers.length} channel(s)`);
+      const s = await noise.quiet(`${o.label ?? algorithm} c=${c} service, ${what} (${seconds}s)`, () =>
+        measureService(noise, svc, op(), { ...measure, concurrency: inFlight, seconds, algorithm, channels: ch.signers.length, batch }),
       );
-      const ref = r ?? rows.find((x) => x.algorithm === algorithm && x.concurrency === c && x.raw)?.raw;
-      rows.push({ algorithm, concurrency: c, raw: r, service: s, ratio: ref ? s.unitsPerSec / ref.unitsPerSec : undefined, note });
+      const ref = r ?? rawAt(algorithm, c);
+      const row: Row = { algorithm, ...(o.label ? { label: o.label } : {}), concurrency: c, raw: r, service: s, ratio: ref ? s.unitsPerSec / ref.unitsPerSec : undefined, note: o.note };
+      rows.push(row);
+      return row;
     };
 
-    for (const c of opts.concurrency) await point('ecdsa-secp256k1', c, opts.seconds, primary);
+    // 1. secp256k1 digests (the policy and replay guard run on every call)
+    for (const c of opts.concurrency) await point('ecdsa-secp256k1', c, opts.seconds);
     if (opts.compareChannels > 0 && opts.compareChannels !== opts.channels) {
-      const other = await channels(opts.compareChannels);
-      await point('ecdsa-secp256k1', top, opts.seconds, other, { withRaw: false, note: `${opts.compareChannels} channels; raw from the c=${top} row` });
+      const other = await channels(sqlite.address, opts.compareChannels);
+      await point('ecdsa-secp256k1', top, opts.seconds, { ch: other, withRaw: false, note: `${opts.compareChannels} channels; raw from the c=${top} row` });
       other.close();
     }
     if (opts.batch > 0) {
-      const inFlight = Math.ceil(top / opts.batch);
-      const note = `SignBatch: ${inFlight} batch(es) of ${opts.batch} in flight, latency per batch; raw from the c=${top} row`;
-      await point('ecdsa-secp256k1', top, opts.seconds, primary, { withRaw: false, note, batch: opts.batch });
+      const note = `SignBatch: ${Math.ceil(top / opts.batch)} batch(es) of ${opts.batch} in flight, latency per batch; raw from the c=${top} row`;
+      await point('ecdsa-secp256k1', top, opts.seconds, { withRaw: false, note, batch: opts.batch });
     }
-    for (const alg of opts.extra) await point(alg, top, opts.extraSeconds, primary);
+    for (const alg of opts.extra) await point(alg, top, opts.extraSeconds);
+
+    // 2. hot wallet: EVM transfers with unique nonces, SQLite then PostgreSQL
+    if (opts.evmConcurrency > 0) {
+      const c = opts.evmConcurrency;
+      const nonces = { hotSqlite: new Nonces(), hotPostgres: new Nonces() };
+      const withRaw = !rawAt('ecdsa-secp256k1', c);
+      const rawNote = withRaw ? '' : `; raw from the c=${c} row`;
+      await point('ecdsa-secp256k1', c, opts.seconds, {
+        withRaw,
+        label: 'evm-tx sqlite',
+        what: 'EVM transfers',
+        op: () => signEvmOp(primary.signers, EVM_KEYS.hotSqlite, nonces.hotSqlite),
+        note: `hot Sign of EIP-1559 transfers, SQLite store${rawNote}`,
+      });
+      if (postgres) {
+        const ch = await channels(postgres.address, opts.channels);
+        const row = await point('ecdsa-secp256k1', c, opts.seconds, {
+          svc: postgres.svc,
+          ch,
+          withRaw: false,
+          label: 'evm-tx postgres',
+          what: 'EVM transfers',
+          op: () => signEvmOp(ch.signers, EVM_KEYS.hotPostgres, nonces.hotPostgres),
+        });
+        const store = row.service.store;
+        row.note = `hot Sign of EIP-1559 transfers, PostgreSQL store (postgres: ${fmt(store?.cores, 2)} cores, ${fmt(store?.usPerSign, 0)} µs/sign); raw from the c=${c} row`;
+        ch.close();
+      }
+    }
+
+    // 3. large batches of EVM payouts
+    if (opts.batchItems > 0) {
+      batches.push(
+        await measureBatches(noise, {
+          raw,
+          rawKey: rawKeys['ecdsa-secp256k1'],
+          signer: primary.signers[0]!,
+          svcPid: sqlite.svc.pid,
+          keyId: EVM_KEYS.payout,
+          nonces: new Nonces(),
+          items: opts.batchItems,
+          runs: opts.batchRuns,
+        }),
+      );
+    }
+
+    // 4. hot p99 idle vs while batches are signed on another key of the same signer
+    if (opts.batchItems > 0 && opts.priorityConcurrency > 0) {
+      const tls = pki.clients['payment-engine']!;
+      driver = await startBatchDriver(repoRoot, {
+        address: sqlite.address,
+        tls: { ca: pki.caCert.toString(), cert: tls.cert.toString(), key: tls.key.toString() },
+        keyId: EVM_KEYS.prioPayout,
+        items: opts.batchItems,
+      });
+      priority.push(
+        await measurePriority(noise, {
+          signers: primary.signers,
+          hotKey: EVM_KEYS.prioHot,
+          hotNonces: new Nonces(),
+          driver,
+          batchKey: EVM_KEYS.prioPayout,
+          batchItems: opts.batchItems,
+          concurrency: opts.priorityConcurrency,
+          seconds: opts.prioritySeconds,
+          warmup: opts.warmup,
+        }),
+      );
+    }
   } finally {
     open.forEach((c) => c.close());
-    if (child) log(`signer child stopped (${await child.stop()})`);
+    await driver?.close();
+    for (const [i, child] of children.entries()) log(`signer child ${i + 1} stopped (${await child.stop()})`);
+    await pg?.stop().then(() => log('PostgreSQL stopped'));
     raw?.close();
     if (opts.keep) log(`kept ${tmp.path}`);
     else await tmp.cleanup();
   }
 
-  const threadpool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-  const header = [
-    `hsm-signer sign bench, ${started.toISOString()}`,
-    `machine: ${mach.cpuModel}, nproc ${mach.nproc}, ${mach.memGiB} GiB, Linux ${mach.kernel}, node ${mach.node}, SoftHSM ${mach.softhsm}`,
-    `setup: one fresh SoftHSM token; raw pool and service both ${opts.sessions} sessions; UV_THREADPOOL_SIZE ${mach.uvThreadpoolSize};` +
-      ` ${opts.warmup}s warm-up, ${opts.seconds}s per point (P-256/Ed25519 ${opts.extraSeconds}s)`,
-    `service: signer child process, Signer.Sign over mTLS with 32-byte digest (Ed25519: 32-byte message) payloads,` +
-      ` driven from this process over ${opts.channels} gRPC channel(s) (ch column); the client shares the machine's CPUs with the signer and SoftHSM`,
-    ...(opts.sessions > threadpool
-      ? [`note: ${opts.sessions} sessions but a libuv threadpool of ${threadpool}: at most ${threadpool} C_SignAsync run at once (set UV_THREADPOOL_SIZE)`]
-      : []),
-  ].join('\n');
-  const target = rows.find(
-    (r) => r.algorithm === 'ecdsa-secp256k1' && r.concurrency === top && r.service.channels === opts.channels && !r.service.batch,
-  );
-  const verdict =
-    target?.ratio === undefined
-      ? ''
-      : `target (service >= 60% of raw, secp256k1 c=${top}): ${target.ratio >= 0.6 ? 'met' : 'NOT met'} (${Math.round(target.ratio * 100)}%)`;
+  const targets = checkTargets(rows, batches, priority, { top, channels: opts.channels, evmConcurrency: opts.evmConcurrency });
   const out = [
-    header,
+    header(started, mach),
     '',
     throughputTable(rows),
-    verdict,
+    ...(batches.length ? ['', `SignBatch of ${opts.batchItems} EVM payouts vs ${opts.batchItems} raw signs issued at once (medians of ${opts.batchRuns} runs each, alternating):`, batchTable(batches)] : []),
+    ...(priority.length ? ['', `Hot Sign latency, signer idle vs ${opts.batchItems}-item batches signed back to back on another key (in-flight: share of the window with a batch running):`, priorityTable(priority)] : []),
+    '',
+    ...targets.map((t) => t.text),
+    ...notes,
+    `noise: waiting for quiet and re-measuring took ${noise.budget.spentSeconds}s of the ${opts.noiseBudget}s budget`,
     '',
     'CPU per sign (µs, whole process), cores busy, JS thread busy; server-side handler and HSM-session-held means (ms):',
     cpuTable(rows),
@@ -335,8 +258,27 @@ async function main() {
   console.log(out);
 
   await mkdir(resolve(opts.out, '..'), { recursive: true });
-  await writeFile(opts.out, `${JSON.stringify({ date: started.toISOString(), machine: mach, argv: process.argv.slice(2), options: opts, rows }, null, 2)}\n`);
+  const json = { date: started.toISOString(), machine: mach, argv: process.argv.slice(2), options: opts, rows, batches, priority, targets, noise: noise.budget };
+  await writeFile(opts.out, `${JSON.stringify(json, null, 2)}\n`);
   log(`results written to ${opts.out}`);
+}
+
+const fmt = (n: number | undefined, digits: number) => (n === undefined ? '-' : n.toFixed(digits));
+
+function header(started: Date, mach: ReturnType<typeof machine>): string {
+  const threadpool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return [
+    `hsm-signer sign bench, ${started.toISOString()}`,
+    `machine: ${mach.cpuModel}, nproc ${mach.nproc}, ${mach.memGiB} GiB, Linux ${mach.kernel}, node ${mach.node}, SoftHSM ${mach.softhsm}`,
+    `setup: one fresh SoftHSM token; raw pool and every signer ${opts.sessions} sessions; UV_THREADPOOL_SIZE ${mach.uvThreadpoolSize};` +
+      ` ${opts.warmup}s warm-up, ${opts.seconds}s per point (P-256/Ed25519 ${opts.extraSeconds}s)`,
+    `service: signer child process (policy + replay guard on every call; SQLite store unless noted), Signer.Sign over mTLS with 32-byte digest` +
+      ` (Ed25519: 32-byte message) or EIP-1559 transfer payloads, driven from this process over ${opts.channels} gRPC channel(s) (ch column);` +
+      ` the client shares the machine's CPUs with the signer and SoftHSM`,
+    ...(opts.sessions > threadpool
+      ? [`note: ${opts.sessions} sessions but a libuv threadpool of ${threadpool}: at most ${threadpool} C_SignAsync run at once (set UV_THREADPOOL_SIZE)`]
+      : []),
+  ].join('\n');
 }
 
 await main();

@@ -2,7 +2,7 @@ import pg from 'pg';
 import t from 'tap';
 import { PostgresStore } from '../src/store/postgres.js';
 import { startPostgres } from './helpers/postgres.js';
-import { checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
+import { checkAuditRace, checkRace, raceProcesses, readChain, storeSuite, type TestStore } from './store.suite.js';
 
 const server = await startPostgres();
 // Each fresh store gets a schema of its own in the test database (cheaper than a database).
@@ -59,6 +59,21 @@ t.test('postgres: two server processes on one database race on the same nonces a
   await checkRace(t, s, results);
 });
 
+t.test('postgres: two server processes appending to the audit log at once make one chain', async (t) => {
+  const { url, schema } = await freshUrl();
+  await (await open(url, schema)).close();
+  const results = await raceProcesses(url, 2, 'audit');
+  const s = await open(url, schema);
+  t.teardown(() => s.close());
+  await checkAuditRace(t, s, results);
+  // What the database holds, read without the store: one row per seq, each linked to the one before.
+  const { rows } = await admin.query<{ n: number; forks: number }>(
+    `SELECT count(*)::int AS n, count(*) FILTER (WHERE p.hash IS DISTINCT FROM a.prev_hash AND a.seq > 1)::int AS forks
+     FROM ${schema}.audit a LEFT JOIN ${schema}.audit p ON p.seq = a.seq - 1`,
+  );
+  t.same(rows[0], { n: (await readChain(s)).length, forks: 0 }, 'no entry links to anything but its predecessor');
+});
+
 t.test('postgres: replicas starting together create the schema once', async (t) => {
   const { url, schema } = await freshUrl();
   const stores = await Promise.all(Array.from({ length: 6 }, () => open(url, schema, 2)));
@@ -67,5 +82,5 @@ t.test('postgres: replicas starting together create the schema once', async (t) 
     `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1`,
     [schema],
   );
-  t.equal(rows[0].n, 7, 'all seven tables');
+  t.equal(rows[0].n, 9, 'all nine tables');
 });

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import t from 'tap';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { tempDir } from './helpers/token.js';
-import { checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
+import { checkAuditRace, checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
 
 const tmp = await tempDir('store-sqlite-');
 t.teardown(() => tmp.cleanup());
@@ -46,4 +46,13 @@ t.test('sqlite: two processes on one database file race', async (t) => {
   const s = new SqliteStore(path);
   t.teardown(() => s.close());
   await checkRace(t, s, results);
+});
+
+t.test('sqlite: two processes appending to the audit log of one database file make one chain', async (t) => {
+  const path = newPath();
+  new SqliteStore(path).close();
+  const results = await raceProcesses(`sqlite:${path}`, 2, 'audit');
+  const s = new SqliteStore(path);
+  t.teardown(() => s.close());
+  await checkAuditRace(t, s, results);
 });

@@ -7,13 +7,15 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
+import { GENESIS, entryHash, type AuditEntry } from '../src/audit/chain.js';
+import type { AuditDraft, AuditStore, StoredCheckpoint } from '../src/store/audit.js';
 import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan, ReserveRequest, ReserveView } from '../src/store/replay.js';
 import { KeyExistsError, type KeyRecord, type Store } from '../src/store/store.js';
 import { VELOCITY_BUCKET_MS } from '../src/store/velocity.js';
-import { RACE, RACE_NOW, runRace, type RaceResult } from './helpers/store-race.js';
+import { RACE, RACE_NOW, runAuditRace, runRace, type AuditRaceResult, type RaceResult } from './helpers/store-race.js';
 import { repoRoot } from './helpers/token.js';
 
-export type TestStore = Store & ReplayStore;
+export type TestStore = Store & ReplayStore & AuditStore;
 
 export interface SuiteOptions {
   /** Two independent instances (own connections) on one fresh, empty database. */
@@ -52,6 +54,44 @@ async function peek(store: ReplayStore, req: ReserveRequest): Promise<ReserveVie
 async function write(store: ReplayStore, req: ReserveRequest, actions: Array<Action | undefined>, batch?: ReservePlan<unknown>['batch']) {
   const writes = actions.flatMap((action, index) => (action ? [{ index, action }] : []));
   return store.reserve(req, (view) => ({ outcome: view, writes, ...(batch ? { batch } : {}) }));
+}
+
+function draft(requestId: string | null, over: Partial<AuditDraft> = {}): AuditDraft {
+  return {
+    kind: 'sign',
+    at: at(0),
+    client: 'engine',
+    keyId: 'k1',
+    keyVersion: 1,
+    requestId,
+    payloadHash: h(`payload ${requestId}`),
+    intent: { kind: 'evm', chainId: '1', nonce: '7', to: '0x00000000000000000000000000000000000000aa', value: '5' },
+    decision: 'allowed',
+    reason: null,
+    signatureHash: h(`signature ${requestId}`),
+    ...over,
+  };
+}
+
+/** Every entry of the log, read through readAudit. */
+export async function readChain(store: AuditStore): Promise<AuditEntry[]> {
+  const out: AuditEntry[] = [];
+  for await (const e of store.readAudit(1, Number.MAX_SAFE_INTEGER)) out.push(e);
+  return out;
+}
+
+/**
+ * The chain invariant: seq 1..N without gaps, each prevHash the previous entry's hash (GENESIS
+ * for the first), each hash entryHash of its entry. One assertion per property, naming the
+ * first entry that breaks it.
+ */
+export function checkChain(t: Test, entries: AuditEntry[], what = 'the chain'): void {
+  const gap = entries.findIndex((e, i) => e.seq !== i + 1);
+  t.equal(gap, -1, `${what}: seq 1..${entries.length} without gaps${gap >= 0 ? ` (seq ${entries[gap]!.seq} at position ${gap + 1})` : ''}`);
+  const link = entries.findIndex((e, i) => e.prevHash !== (i === 0 ? GENESIS : entries[i - 1]!.hash));
+  t.equal(link, -1, `${what}: each prevHash is the previous entry's hash${link >= 0 ? ` (not at seq ${entries[link]!.seq})` : ''}`);
+  const bad = entries.findIndex(({ hash, ...rest }) => entryHash(rest) !== hash);
+  t.equal(bad, -1, `${what}: each hash is entryHash of its entry${bad >= 0 ? ` (not at seq ${entries[bad]!.seq})` : ''}`);
 }
 
 /** The guard stand-in of the races: take it only if nobody holds the request id or nonce. */
@@ -141,12 +181,15 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const a = item('a', { nonce: claim(1n) });
     const b = item('b');
     await write(s, request([a, b], at(0)), ['insert', 'insert']);
-    await s.complete([
-      { client: 'engine', requestId: 'a', result: Buffer.from('result a') },
-      { client: 'engine', requestId: 'b', result: Buffer.from('result b') },
-      { client: 'engine', requestId: 'unknown', result: Buffer.from('nothing') },
-    ]);
-    await s.complete([]);
+    await s.complete(
+      [
+        { client: 'engine', requestId: 'a', result: Buffer.from('result a') },
+        { client: 'engine', requestId: 'b', result: Buffer.from('result b') },
+        { client: 'engine', requestId: 'unknown', result: Buffer.from('nothing') },
+      ],
+      [],
+    );
+    await s.complete([], []);
     const v = await peek(s, request([a, b], at(10 * LEASE)));
     t.equal(v.items[0]!.request?.state, 'done');
     t.equal(Buffer.from(v.items[0]!.request!.result!).toString(), 'result a');
@@ -163,7 +206,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const a = item('a', { nonce: claim(1n) });
     const b = item('b', { nonce: claim(2n) });
     await write(s, request([a, b], at(0)), ['insert', 'insert']);
-    await s.complete([{ client: 'engine', requestId: 'b', result: Buffer.from('rb') }]);
+    await s.complete([{ client: 'engine', requestId: 'b', result: Buffer.from('rb') }], []);
     await s.abandon([
       { client: 'engine', requestId: 'a' },
       { client: 'engine', requestId: 'b' },
@@ -197,7 +240,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(again.items[0]!.nonce?.leaseExpired, true);
 
     // Resuming a done record changes nothing.
-    await s.complete([{ client: 'engine', requestId: 'a', result: Buffer.from('r') }]);
+    await s.complete([{ client: 'engine', requestId: 'a', result: Buffer.from('r') }], []);
     await write(s, request([a], at(3 * LEASE)), ['resume']);
     const done = await peek(s, request([a], at(3 * LEASE)));
     t.equal(done.items[0]!.request?.state, 'done');
@@ -209,7 +252,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const old = item('old', { nonce: claim(4n, { maxFeePerGas: 100n }), value: 3n });
     const bump = item('bump', { nonce: claim(4n, { maxFeePerGas: 150n, maxPriorityFeePerGas: 3n }), value: 3n });
     await write(s, request([old], at(0)), ['insert']);
-    await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('old signature') }]);
+    await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('old signature') }], []);
     const before = await peek(s, request([bump], at(1000)));
     t.equal(before.items[0]!.nonce?.requestId, 'old', 'the bump sees the current holder');
     await write(s, request([bump], at(1000)), ['replaceNonce']);
@@ -237,7 +280,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       t.equal(archived[0]!.result?.toString(), 'old signature', 'with the result that was signed');
     }
 
-    await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('late') }]);
+    await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('late') }], []);
     const after = await peek(s, request([bump], at(3000)));
     t.equal(after.items[0]!.nonce?.requestId, 'bump', "a late completion of the old holder doesn't touch the new claim");
     t.equal(after.items[0]!.nonce?.state, 'pending');
@@ -376,7 +419,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const recent = item('recent', { nonce: claim(3n) });
     await write(s, request([old, oldDone], at(0), { batch: { client: 'engine', batchId: 'old-batch' } }), ['insert', 'insert'], { itemsHash: h('x'),
     });
-    await s.complete([{ client: 'engine', requestId: 'old-done', result: Buffer.from('sig') }]);
+    await s.complete([{ client: 'engine', requestId: 'old-done', result: Buffer.from('sig') }], []);
     await write(s, request([recent], at(120_000)), ['insert']);
 
     t.equal(await s.prune({ requests: at(60_000), velocity: at(60_000) }), 2, 'two requests were created before');
@@ -459,6 +502,231 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.same(await s.policyHistory('none'), []);
   });
 
+  t.test(`${name}: audit entries of reserve, complete and appendAudit form one chain 1..N`, async (t) => {
+    const s = await fresh(t);
+    t.equal(await s.auditHead(), undefined, 'an empty log has no head');
+    t.same(await readChain(s), [], 'and no entries');
+
+    const a = item('a', { nonce: claim(1n) });
+    const batchDraft = draft('batch-1', { kind: 'batch', intent: { items: '1', totalValue: '1' }, signatureHash: null });
+    t.equal(
+      await s.reserve(request([a], at(0)), () => ({ outcome: 'reserved', writes: [{ index: 0, action: 'insert' }], audit: [batchDraft] })),
+      'reserved',
+    );
+    // A refusal: entries and no writes.
+    await s.reserve(request([item('r')], at(1)), () => ({
+      outcome: 'refused',
+      writes: [],
+      audit: [
+        draft('r', { at: at(1), decision: 'refused', reason: 'VELOCITY', signatureHash: null }),
+        draft('r2', { at: at(1), decision: 'refused', reason: 'NONCE', signatureHash: null }),
+      ],
+    }));
+    await s.reserve(request([item('quiet')], at(1)), () => ({ outcome: 0, writes: [], audit: [] }));
+    await s.complete([{ client: 'engine', requestId: 'a', result: Buffer.from('signed a') }], [draft('a', { at: at(2) })]);
+    await s.complete([], [draft('failed', { at: at(2), decision: 'refused', reason: 'HSM', signatureHash: null })]);
+    await s.complete([], []);
+    const event: AuditDraft = {
+      kind: 'key.create',
+      at: new Date(T0 + 3_123),
+      client: null,
+      keyId: 'k2',
+      keyVersion: 3,
+      requestId: null,
+      payloadHash: null,
+      intent: null,
+      decision: 'done',
+      reason: null,
+      signatureHash: null,
+    };
+    await s.appendAudit([event, { ...event, kind: 'policy.set', keyId: null, keyVersion: null, client: 'admin', intent: { name: 'hot', version: '2' } }]);
+    await s.appendAudit([]);
+
+    const entries = await readChain(s);
+    t.same(
+      entries.map((e) => [e.seq, e.kind, e.requestId, e.decision, e.reason]),
+      [
+        [1, 'batch', 'batch-1', 'allowed', null],
+        [2, 'sign', 'r', 'refused', 'VELOCITY'],
+        [3, 'sign', 'r2', 'refused', 'NONCE'],
+        [4, 'sign', 'a', 'allowed', null],
+        [5, 'sign', 'failed', 'refused', 'HSM'],
+        [6, 'key.create', null, 'done', null],
+        [7, 'policy.set', null, 'done', null],
+      ],
+      'every draft, in the order of the calls and within each call',
+    );
+    checkChain(t, entries);
+    t.same(
+      entries[3],
+      {
+        seq: 4,
+        at: at(2).toISOString(),
+        kind: 'sign',
+        client: 'engine',
+        keyId: 'k1',
+        keyVersion: 1,
+        requestId: 'a',
+        payloadHash: hex(h('payload a')),
+        intent: { kind: 'evm', chainId: '1', nonce: '7', to: '0x00000000000000000000000000000000000000aa', value: '5' },
+        decision: 'allowed',
+        reason: null,
+        signatureHash: hex(h('signature a')),
+        prevHash: entries[2]!.hash,
+        hash: entries[3]!.hash,
+      },
+      'a complete entry reads back as drafted',
+    );
+    t.strictSame(
+      { ...entries[5]!, hash: '' },
+      {
+        seq: 6,
+        at: new Date(T0 + 3_123).toISOString(),
+        kind: 'key.create',
+        client: null,
+        keyId: 'k2',
+        keyVersion: 3,
+        requestId: null,
+        payloadHash: null,
+        intent: null,
+        decision: 'done',
+        reason: null,
+        signatureHash: null,
+        prevHash: entries[4]!.hash,
+        hash: '',
+      },
+      'absent values read back as null',
+    );
+    t.equal(entries[0]!.prevHash, GENESIS);
+    t.same(await s.auditHead(), { seq: 7, hash: entries[6]!.hash }, 'the head is the last entry');
+    const v = await peek(s, request([a, item('r')], at(3)));
+    t.equal(v.items[0]!.request?.state, 'done', 'the completion committed with its entry');
+    t.equal(v.items[1]!.request, undefined, 'the refusal wrote no request');
+  });
+
+  t.test(`${name}: a refused or rolled back reservation leaves no audit entry`, async (t) => {
+    const s = await fresh(t);
+    await write(s, request([item('taken', { nonce: claim(1n) })], at(0)), ['insert']);
+    await t.rejects(
+      s.reserve(request([item('x')], at(1)), () => {
+        throw new Error('decide failed');
+      }),
+    );
+    // The writes fail (nonce 1 is taken): the plan's entry goes with them.
+    await t.rejects(
+      s.reserve(request([item('clash', { nonce: claim(1n) })], at(1)), () => ({
+        outcome: 1,
+        writes: [{ index: 0, action: 'insert' }],
+        audit: [draft('clash')],
+      })),
+    );
+    t.same(await readChain(s), [], 'nothing appended');
+    t.equal(await s.auditHead(), undefined);
+
+    // In one turn (one group transaction, where the store groups): failures take only their own
+    // entries with them, and a group retried because of one of them appends the others once.
+    const insert = (it: ReserveItem, audit: AuditDraft[]) =>
+      s.reserve(request([it], at(2)), () => ({ outcome: it.requestId, writes: [{ index: 0, action: 'insert' as const }], audit }));
+    const results = await Promise.allSettled([
+      insert(item('good-1', { nonce: claim(2n) }), [draft('good-1')]),
+      s.reserve(request([item('throws')], at(2)), () => {
+        throw new Error('decide failed');
+      }),
+      insert(item('good-2'), [draft('good-2'), draft('good-2b')]),
+      insert(item('clash-2', { nonce: claim(1n) }), [draft('clash-2')]),
+      insert(item('bad-draft'), [draft('bad-draft', { at: new Date(Number.NaN) })]),
+      s.reserve(request([item('refused')], at(2)), () => ({ outcome: 'refused', writes: [], audit: [draft('refused', { decision: 'refused' })] })),
+      insert(item('good-3', { nonce: claim(3n) }), [draft('good-3')]),
+    ]);
+    t.same(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled'],
+    );
+    const entries = await readChain(s);
+    t.same(
+      entries.map((e) => e.requestId),
+      ['good-1', 'good-2', 'good-2b', 'refused', 'good-3'],
+      'exactly the entries of the reservations that committed, once each, in order',
+    );
+    checkChain(t, entries);
+    const v = await peek(s, request([item('bad-draft')], at(3)));
+    t.equal(v.items[0]!.request, undefined, 'a reservation whose entry cannot be written writes nothing');
+
+    // A completion whose entry cannot be written stores no result either.
+    await t.rejects(s.complete([{ client: 'engine', requestId: 'good-2', result: Buffer.from('sig') }], [draft('good-2', { at: new Date(Number.NaN) })]));
+    t.equal((await peek(s, request([item('good-2')], at(3)))).items[0]!.request?.state, 'pending', 'no result without its entry');
+    await t.rejects(s.appendAudit([draft('ok'), draft('bad', { at: new Date(Number.NaN) })]));
+    t.equal((await readChain(s)).length, 5, 'appendAudit is all or nothing');
+  });
+
+  t.test(`${name}: readAudit reads long ranges in pages`, async (t) => {
+    const s = await fresh(t);
+    const N = 2500;
+    // Five calls in one turn (a store may append them in one transaction), 500 drafts each.
+    await Promise.all(
+      Array.from({ length: 5 }, (_, c) => s.appendAudit(Array.from({ length: 500 }, (_, k) => draft(`e${c * 500 + k}`, { at: at(c * 500 + k) })))),
+    );
+    const entries = await readChain(s);
+    t.equal(entries.length, N, `all ${N} entries`);
+    checkChain(t, entries);
+    t.same(
+      entries.slice(0, 3).map((e) => e.requestId),
+      ['e0', 'e1', 'e2'],
+    );
+    const within = (from: number, to: number) => readRange(s, from, to);
+    t.same((await within(999, 1001)).map((e) => e.seq), [999, 1000, 1001], 'across a page boundary');
+    t.same((await within(1000, 2001)).map((e) => e.seq), Array.from({ length: 1002 }, (_, i) => 1000 + i), 'more than a page from the middle');
+    t.equal((await within(1500, Number.MAX_SAFE_INTEGER)).length, 1001, 'to the end');
+    t.same(await within(N + 1, N + 100), [], 'past the head');
+    t.same(await within(10, 9), [], 'an empty range');
+    t.same((await within(N, N)).map((e) => e.seq), [N], 'one entry');
+    let taken = 0;
+    for await (const e of s.readAudit(1, N)) {
+      if (++taken === 3) {
+        t.equal(e.seq, 3);
+        break;
+      }
+    }
+    t.equal(taken, 3, 'a reader may stop early');
+  });
+
+  t.test(`${name}: auditRange finds the seq range of a time range`, async (t) => {
+    const s = await fresh(t);
+    t.equal(await s.auditRange(null, null), undefined, 'an empty log');
+    await s.appendAudit([at(0), at(0), at(1000), at(2000), at(3000)].map((time, i) => draft(`t${i}`, { at: time })));
+    t.same(await s.auditRange(null, null), { first: 1, last: 5 });
+    t.same(await s.auditRange(at(1000), at(3000)), { first: 3, last: 4 }, 'from inclusive, to exclusive');
+    t.same(await s.auditRange(at(999), at(1001)), { first: 3, last: 3 });
+    t.same(await s.auditRange(at(1000), null), { first: 3, last: 5 }, 'open end');
+    t.same(await s.auditRange(null, at(1000)), { first: 1, last: 2 }, 'open start');
+    t.equal(await s.auditRange(at(3001), null), undefined, 'nothing after');
+    t.equal(await s.auditRange(at(1), at(1000)), undefined, 'nothing between');
+  });
+
+  t.test(`${name}: checkpoints: the first one of a seq stays`, async (t) => {
+    const s = await fresh(t);
+    const cp = (seq: number, signature: string): StoredCheckpoint => ({
+      seq,
+      headHash: hex(h(`head ${seq}`))!,
+      at: at(seq).toISOString(),
+      auditKey: { keyId: 'audit', version: 2 },
+      signature,
+    });
+    t.same(await s.checkpoints(0, 100), []);
+    await s.putCheckpoint(cp(10, 'first'));
+    await s.putCheckpoint(cp(10, 'second'));
+    await Promise.all([s.putCheckpoint(cp(20, 'a')), s.putCheckpoint(cp(5, 'b')), s.putCheckpoint(cp(20, 'c'))]);
+    t.same(await s.checkpoints(0, 100), [cp(5, 'b'), cp(10, 'first'), cp(20, 'a')], 'in seq order, a repeated seq ignored');
+    t.same(await s.checkpoints(5, 10), [cp(5, 'b'), cp(10, 'first')], 'bounds inclusive');
+    t.same(await s.checkpoints(11, 19), []);
+  });
+
+  t.test(`${name}: concurrent audit appends on one instance make one chain`, async (t) => {
+    const s = await fresh(t);
+    const results = await Promise.all([runAuditRace(s, 'one', 150), runAuditRace(s, 'two', 150)]);
+    await checkAuditRace(t, s, results);
+  });
+
   t.test(`${name}: concurrent reservations on one instance`, async (t) => {
     const s = await fresh(t);
     const results = await Promise.all([runRace(s, 'one'), runRace(s, 'two')]);
@@ -490,7 +758,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       const stale = Array.from({ length: 10 }, (_, i) => item(`stale-${i}`));
       const held = Array.from({ length: 10 }, (_, i) => item(`held-${i}`, { nonce: claim(BigInt(100 + i)) }));
       await write(a, request([...stale, ...held], at(0)), [...stale, ...held].map(() => 'insert' as const));
-      await a.complete(held.map((it) => ({ client: it.client, requestId: it.requestId, result: Buffer.from('signed') })));
+      await a.complete(held.map((it) => ({ client: it.client, requestId: it.requestId, result: Buffer.from('signed') })), []);
       const later = at(2 * LEASE);
       const takeovers = stale.flatMap((it, i) =>
         Array.from({ length: 10 }, (_, k) =>
@@ -555,6 +823,26 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       );
       // A lock cycle is only broken by PostgreSQL's deadlock detector (deadlock_timeout, 1 s).
       t.ok(ms < 1000, `done in ${ms} ms, without waiting for a deadlock to be detected`);
+    });
+
+    t.test(`${name}: two instances appending to the audit log at once make one chain`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      const results = await Promise.all([runAuditRace(a, 'a'), runAuditRace(b, 'b')]);
+      await checkAuditRace(t, a, results);
+      t.same(await readChain(b), await readChain(a), 'both instances read the same chain');
+      const cps = Array.from({ length: 10 }, (_, i) => ({
+        seq: 1,
+        headHash: hex(h(`head ${i}`))!,
+        at: RACE_NOW.toISOString(),
+        auditKey: { keyId: 'audit', version: 1 },
+        signature: `sig-${i}`,
+      }));
+      await Promise.all(cps.map((c, i) => (i % 2 ? a : b).putCheckpoint(c)));
+      t.equal((await b.checkpoints(1, 1)).length, 1, 'one checkpoint per seq, whoever wrote first');
     });
 
     t.test(`${name}: two instances setting one policy get distinct versions`, async (t) => {
@@ -684,14 +972,57 @@ export async function checkRace(t: Test, store: ReplayStore, results: RaceResult
   t.same(requestView.velocity, [{ count: RACE.velocityLimit, value: BigInt(RACE.velocityLimit) }], 'velocity counted the winners only');
 }
 
+/** Entries [from, to] through readAudit. */
+async function readRange(store: AuditStore, from: number, to: number): Promise<AuditEntry[]> {
+  const out: AuditEntry[] = [];
+  for await (const e of store.readAudit(from, to)) out.push(e);
+  return out;
+}
+
+/**
+ * Checks the outcome of {@link runAuditRace} by several participants: the whole log is one
+ * chain (seq 1..N, links, hashes) of exactly the drafts of the calls that succeeded, each call's
+ * drafts consecutive and in order, each once; one winner per shared reservation.
+ */
+export async function checkAuditRace(t: Test, store: AuditStore, results: AuditRaceResult[]) {
+  const failures = results.flatMap((r) => r.failures);
+  t.same(failures, [], 'every call succeeded');
+  const calls = results.flatMap((r) => r.calls);
+  const submitted = calls.reduce((n, c) => n + c.length, 0);
+  const entries = await readChain(store);
+  const reservations = results.reduce((n, r) => n + r.reservations, 0);
+  const decides = results.reduce((n, r) => n + r.decideCalls, 0);
+  t.comment(
+    `${calls.length} calls by ${results.length} participants appended ${entries.length} entries; ${reservations} reservations, decide ran ${decides} times`,
+  );
+  t.equal(entries.length, submitted, `N = ${submitted}, the drafts of the calls that succeeded`);
+  checkChain(t, entries);
+  t.same(await store.auditHead(), entries.length ? { seq: entries.length, hash: entries.at(-1)!.hash } : undefined, 'the head is the last entry');
+  const position = new Map<string, number>();
+  const duplicates = entries.filter((e) => position.has(e.requestId!) || !position.set(e.requestId!, e.seq - 1));
+  t.same(duplicates.map((e) => e.requestId), [], 'no draft appended twice (a retried transaction appends once)');
+  const split = calls.filter((c) => c.some((label, k) => position.get(label) !== position.get(c[0]!)! + k));
+  t.same(split, [], "each call's drafts are consecutive and in order");
+  const won = results.flatMap((r) => r.won);
+  t.equal(new Set(won).size, won.length, 'each shared reservation won once');
+  t.equal(
+    entries.filter((e) => e.requestId!.endsWith('/won')).length,
+    won.length,
+    'one "won" entry per win',
+  );
+  t.equal(entries.filter((e) => e.requestId!.endsWith('/signed')).length, won.length, 'one completion entry per win');
+}
+
 /**
  * Races `participants` separate processes (test/helpers/store-race-worker.ts), each with a
  * store of its own on `target` (`postgres://...` or `sqlite:/path`). Resolves to their results.
  */
-export async function raceProcesses(target: string, participants: number): Promise<RaceResult[]> {
+export async function raceProcesses(target: string, participants: number): Promise<RaceResult[]>;
+export async function raceProcesses(target: string, participants: number, mode: 'audit'): Promise<AuditRaceResult[]>;
+export async function raceProcesses(target: string, participants: number, mode: 'replay' | 'audit' = 'replay'): Promise<unknown[]> {
   const tsx = `${repoRoot}/node_modules/.bin/tsx`;
   const workers = Array.from({ length: participants }, (_, i) => {
-    const child = spawn(tsx, ['test/helpers/store-race-worker.ts', target, `p${i}`], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(tsx, ['test/helpers/store-race-worker.ts', target, `p${i}`, mode], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const lines = createInterface({ input: child.stdout });
@@ -714,7 +1045,7 @@ export async function raceProcesses(target: string, participants: number): Promi
       if (l !== 'ready') throw new Error(`race worker said ${l}`);
     }
     for (const w of workers) w.child.stdin.write('go\n');
-    const results = await Promise.all(workers.map(async (w) => JSON.parse(await w.line()) as RaceResult));
+    const results = await Promise.all(workers.map(async (w) => JSON.parse(await w.line()) as unknown));
     await Promise.all(workers.map((w) => w.exited));
     return results;
   } finally {

@@ -29,7 +29,7 @@ export function auditHandlers(deps: {
         }
         call.end();
       } catch (e) {
-        call.destroy(toServiceError(e, log) as grpc.ServiceError);
+        call.emit('error', toServiceError(e, log));
       }
     },
   };

@@ -13,6 +13,9 @@ import type {
 } from './replay.js';
 import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store } from './store.js';
 import { velocityBucket } from './velocity.js';
+import { GENESIS, canonicalJson, entryHash, type AuditEntry } from '../audit/chain.js';
+import type { AuditDraft, AuditStore, StoredCheckpoint } from './audit.js';
+import { draftToEntry } from './audit-draft.js';
 
 const { DatabaseError, Pool } = pg;
 
@@ -89,10 +92,43 @@ CREATE TABLE IF NOT EXISTS batches (
   items_hash BYTEA   NOT NULL,
   created_at BIGINT  NOT NULL,
   PRIMARY KEY (client, batch_id)
+);
+CREATE TABLE IF NOT EXISTS audit (
+  seq            BIGINT  PRIMARY KEY,
+  at             TEXT    NOT NULL,
+  at_ms          BIGINT  NOT NULL,
+  kind           TEXT    NOT NULL,
+  client         TEXT,
+  key_id         TEXT,
+  key_version    INTEGER,
+  request_id     TEXT,
+  payload_hash   TEXT,
+  intent         TEXT,
+  decision       TEXT    NOT NULL,
+  reason         TEXT,
+  signature_hash TEXT,
+  prev_hash      TEXT    NOT NULL,
+  hash           TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  seq         BIGINT  PRIMARY KEY,
+  head_hash   TEXT    NOT NULL,
+  at          TEXT    NOT NULL,
+  key_id      TEXT    NOT NULL,
+  key_version INTEGER NOT NULL,
+  signature   TEXT    NOT NULL
 );`;
 
 /** pg_advisory_xact_lock key that serialises schema creation of replicas starting together. */
 const SCHEMA_LOCK = '7526231390315488613'; // "hsmsigsc"
+
+/**
+ * The audit chain's lock: pg_advisory_xact_lock(int4, int4). Two-key advisory locks live in
+ * another lock space than the one-bigint locks of SCHEMA_LOCK and of reservation subjects
+ * (hashtextextended values), so no subject can ever hash onto it.
+ */
+const AUDIT_LOCK = [1752395105, 1969514868] as const; // "hsma", "udit"
 
 /**
  * Statements. Named, so each connection parses and plans them once. Each works on arrays
@@ -182,6 +218,26 @@ const SQL = {
       JOIN unnest($1::text[], $2::text[]) AS q(client, request_id) ON r.client = q.client AND r.request_id = q.request_id
       WHERE r.state = 'pending' ORDER BY r.client, r.request_id FOR NO KEY UPDATE OF r)
     UPDATE requests r SET lease_until = 0 FROM l WHERE r.client = l.client AND r.request_id = l.request_id AND r.state = 'pending'`,
+  /**
+   * Appending to the audit chain. The lock is the LAST lock any transaction takes: a
+   * transaction that holds it only reads the head, inserts rows nobody else can insert (the
+   * lock serialises inserters) and commits, so it never waits for anything and no lock cycle
+   * can include it. The head is read by a statement of its own AFTER the lock statement: READ
+   * COMMITTED takes a new snapshot per statement, so it sees the previous holder's commit (a
+   * transaction is visible before its locks are released). In one statement with the lock its
+   * snapshot could predate the lock, and two replicas would chain onto the same head: a fork.
+   */
+  auditLock: 'SELECT pg_advisory_xact_lock($1::int4, $2::int4)',
+  // BIGINT columns come back as decimal strings (node-pg's default for int8). Never alias a
+  // cast as `seq`: ORDER BY seq would then sort text ("999" > "1000").
+  auditHead: 'SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1',
+  insertAudit: `INSERT INTO audit (seq, at, at_ms, kind, client, key_id, key_version, request_id, payload_hash, intent,
+      decision, reason, signature_hash, prev_hash, hash)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int4[], $8::text[],
+      $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])`,
+  readAudit: `SELECT seq, at, kind, client, key_id, key_version, request_id, payload_hash, intent, decision, reason,
+      signature_hash, prev_hash, hash
+    FROM audit WHERE seq >= $1::bigint AND seq <= $2::bigint ORDER BY seq LIMIT $3`,
   abandonNonces: `WITH l AS MATERIALIZED (SELECT n.key_id, n.chain_id, n.nonce FROM nonces n
       JOIN unnest($1::text[], $2::text[]) AS q(client, request_id) ON n.client = q.client AND n.request_id = q.request_id
       WHERE n.state = 'pending' ORDER BY n.key_id, n.chain_id, n.nonce FOR NO KEY UPDATE OF n)
@@ -203,6 +259,15 @@ const backoff = (attempt: number) => sleep(Math.min(50, 2 ** attempt) * (0.5 + M
 
 /** Reservations per group transaction: bounds how long one group holds its locks. */
 const MAX_GROUP_SIZE = 64;
+
+/** Audit entries per readAudit query. */
+const AUDIT_PAGE = 1000;
+
+/** A seq range bound as a bigint parameter (ranges may be given as ±Infinity or fractions). */
+function seqBound(x: number, round: 'ceil' | 'floor'): number {
+  if (Number.isNaN(x)) throw new RangeError('audit seq bound is not a number');
+  return Math.max(-Number.MAX_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Math[round](x)));
+}
 
 interface ReserveOp {
   req: ReserveRequest;
@@ -231,24 +296,25 @@ function checkText(what: string, s: string): void {
 
 /**
  * Gathers the calls of one event-loop turn into one call of `run` (at most `maxInFlight` at a
- * time; calls made meanwhile wait for the next one). Completions are on the signing hot path:
- * one transaction, one commit and one connection for many responses. The calls of a run share
+ * time; calls made meanwhile wait for the next one), up to `maxSize` in total `size`.
+ * Completions and audit appends are on the signing hot path: one transaction, one commit (and
+ * one turn of the audit lock) and one connection for many responses. The calls of a run share
  * its outcome.
  */
-class Coalescer<I> {
-  private queue: Array<{ items: I[]; resolve: () => void; reject: (e: unknown) => void }> = [];
+class Coalescer<C> {
+  private queue: Array<{ call: C; size: number; resolve: () => void; reject: (e: unknown) => void }> = [];
   private scheduled = false;
   private inFlight = 0;
 
   constructor(
-    private readonly run: (items: I[]) => Promise<void>,
+    private readonly run: (calls: C[]) => Promise<void>,
     private readonly maxInFlight = 2,
-    private readonly maxItems = 1000,
+    private readonly maxSize = 1000,
   ) {}
 
-  submit(items: I[]): Promise<void> {
+  submit(call: C, size: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ items, resolve, reject });
+      this.queue.push({ call, size, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -262,17 +328,19 @@ class Coalescer<I> {
   private flush(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
       let n = 0;
-      let count = 0;
-      while (n < this.queue.length && (n === 0 || count + this.queue[n]!.items.length <= this.maxItems)) count += this.queue[n++]!.items.length;
+      let size = 0;
+      while (n < this.queue.length && (n === 0 || size + this.queue[n]!.size <= this.maxSize)) size += this.queue[n++]!.size;
       const calls = this.queue.splice(0, n);
       this.inFlight++;
-      this.run(calls.flatMap((c) => c.items)).then(
-        () => calls.forEach((c) => c.resolve()),
-        (e: unknown) => calls.forEach((c) => c.reject(e)),
-      ).finally(() => {
-        this.inFlight--;
-        this.flush();
-      });
+      this.run(calls.map((c) => c.call))
+        .then(
+          () => calls.forEach((c) => c.resolve()),
+          (e: unknown) => calls.forEach((c) => c.reject(e)),
+        )
+        .finally(() => {
+          this.inFlight--;
+          this.flush();
+        });
     }
   }
 }
@@ -317,6 +385,63 @@ function checkRequest(req: ReserveRequest): void {
   }
 }
 
+const INT4_MAX = 2 ** 31 - 1;
+
+/**
+ * Audit drafts are checked before they join a transaction shared with other calls, like
+ * reservations (checkRequest): a draft the columns cannot hold fails its own call only.
+ */
+function checkDrafts(drafts: AuditDraft[]): void {
+  for (const d of drafts) {
+    if (!(d.at instanceof Date) || Number.isNaN(d.at.getTime())) throw new RangeError('audit entry time is not a valid date');
+    const texts = { kind: d.kind, decision: d.decision, client: d.client, 'key id': d.keyId, 'request id': d.requestId, reason: d.reason };
+    for (const [what, v] of Object.entries(texts)) if (v !== null) checkText(`audit ${what}`, v);
+    if (d.keyVersion !== null && !(Number.isInteger(d.keyVersion) && Math.abs(d.keyVersion) <= INT4_MAX)) {
+      throw new RangeError(`audit key version ${d.keyVersion} is not a 32-bit integer`);
+    }
+    // What entryHash would refuse, refused now rather than under the audit lock.
+    if (d.intent !== null) canonicalJson(d.intent);
+  }
+}
+
+/**
+ * Numbers and chains `drafts` after `head` exactly as sqlite.ts does (draftToEntry, entryHash),
+ * as one insert. Runs while the transaction holds the audit lock.
+ */
+function auditInsert(drafts: AuditDraft[], head: { seq: string; hash: string } | undefined): QueryConfig {
+  let seq = head ? Number(head.seq) : 0;
+  let prevHash = head?.hash ?? GENESIS;
+  const cols: unknown[][] = Array.from({ length: 15 }, () => []);
+  for (const d of drafts) {
+    seq++;
+    const entry = draftToEntry(d, seq, prevHash);
+    const hash = entryHash(entry);
+    const row = [
+      seq,
+      entry.at,
+      d.at.getTime(),
+      entry.kind,
+      entry.client,
+      entry.keyId,
+      entry.keyVersion,
+      entry.requestId,
+      entry.payloadHash,
+      entry.intent === null ? null : JSON.stringify(entry.intent),
+      entry.decision,
+      entry.reason,
+      entry.signatureHash,
+      prevHash,
+      hash,
+    ];
+    row.forEach((v, i) => cols[i]!.push(v));
+    prevHash = hash;
+  }
+  return q('insertAudit', cols);
+}
+
+/** The audit lock and the head read under it: the last statements before insertAudit and COMMIT. */
+const auditLockAndHead = (): QueryConfig[] => [q('auditLock', [...AUDIT_LOCK]), q('auditHead', [])];
+
 interface KeyRow {
   key_id: string;
   version: number;
@@ -333,6 +458,23 @@ interface RequestRow {
   state: 'pending' | 'done';
   result: Buffer | null;
   lease_until: string;
+}
+
+interface AuditRow {
+  seq: string;
+  at: string;
+  kind: string;
+  client: string | null;
+  key_id: string | null;
+  key_version: number | null;
+  request_id: string | null;
+  payload_hash: string | null;
+  intent: string | null;
+  decision: AuditEntry['decision'];
+  reason: string | null;
+  signature_hash: string | null;
+  prev_hash: string;
+  hash: string;
 }
 
 interface NonceRow {
@@ -360,14 +502,28 @@ interface NonceRow {
  * Statements are pipelined (sent together, answered in order). READ COMMITTED takes a new
  * snapshot per statement, so reads sent right behind the lock statement see everything
  * committed before the locks were granted.
+ *
+ * The audit log is one hash chain for all replicas. Its entries are appended in the
+ * transaction of the records they describe (reservation, completion), or in one of their own
+ * (appendAudit), under one advisory lock taken last, right before the head is read, the
+ * entries inserted and the transaction committed. Lock order in every transaction:
+ *
+ *   reservation subjects (advisory, hash order) -> request rows -> nonce rows (key order)
+ *   -> [writes] -> audit lock -> COMMIT
+ *
+ * complete() and abandon() take request then nonce rows, complete() then the audit lock. The
+ * holder of the audit lock waits for nothing, so it is never part of a cycle; appends of all
+ * replicas commit one after the other, each after the head the previous one committed: seq
+ * 1..N without gaps (a rolled-back transaction numbered nothing that anyone saw) or forks.
  */
-export class PostgresStore implements Store, ReplayStore {
+export class PostgresStore implements Store, ReplayStore, AuditStore {
   /** Reservations waiting for a group transaction. */
   private queue: ReserveOp[] = [];
   private scheduled = false;
   private groups = 0;
   private readonly maxGroups: number;
-  private readonly completions = new Coalescer<Completion>((done) => this.completeNow(done));
+  private readonly completions = new Coalescer<{ done: Completion[]; audit: AuditDraft[] }>((calls) => this.completeNow(calls));
+  private readonly appends = new Coalescer<AuditDraft[]>((calls) => this.appendNow(calls.flat()));
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -504,21 +660,88 @@ export class PostgresStore implements Store, ReplayStore {
     });
   }
 
-  async complete(done: Completion[]): Promise<void> {
+  async complete(done: Completion[], audit: AuditDraft[]): Promise<void> {
     for (const d of done) {
       checkText('client', d.client);
       checkText('request id', d.requestId);
     }
-    if (done.length > 0) await this.completions.submit(done);
+    checkDrafts(audit);
+    if (done.length > 0 || audit.length > 0) await this.completions.submit({ done, audit: [...audit] }, done.length + audit.length);
   }
 
-  /** One transaction for every completion submitted in the same turn (see Coalescer). */
-  private async completeNow(done: Completion[]): Promise<void> {
+  /**
+   * One transaction for every completion submitted in the same turn (see Coalescer): results,
+   * then the calls' audit entries in call order, then COMMIT.
+   */
+  private async completeNow(calls: Array<{ done: Completion[]; audit: AuditDraft[] }>): Promise<void> {
     // The same request twice: the last result wins, as with sqlite.ts's sequential updates.
-    const last = new Map(done.map((d) => [JSON.stringify([d.client, d.requestId]), d]));
+    const last = new Map(calls.flatMap((c) => c.done).map((d) => [JSON.stringify([d.client, d.requestId]), d]));
     const rows = [...last.values()];
     const values = [rows.map((d) => d.client), rows.map((d) => d.requestId), rows.map((d) => Buffer.from(d.result))];
-    await this.retrying((c) => inTransaction(c, [q('completeRequests', values), q('completeNonces', values)]));
+    const queries = rows.length > 0 ? [q('completeRequests', values), q('completeNonces', values)] : [];
+    const audit = calls.flatMap((c) => c.audit);
+    await this.retrying((c) => inTransaction(c, queries, audit));
+  }
+
+  async appendAudit(drafts: AuditDraft[]): Promise<void> {
+    checkDrafts(drafts);
+    if (drafts.length > 0) await this.appends.submit([...drafts], drafts.length);
+  }
+
+  /** The appendAudit calls of one turn: one transaction, one turn of the audit lock. */
+  private async appendNow(drafts: AuditDraft[]): Promise<void> {
+    await this.retrying((c) => inTransaction(c, [], drafts));
+  }
+
+  async auditHead(): Promise<{ seq: number; hash: string } | undefined> {
+    const { rows } = await this.pool.query<{ seq: string; hash: string }>(q('auditHead', []));
+    const r = rows[0];
+    return r ? { seq: Number(r.seq), hash: r.hash } : undefined;
+  }
+
+  async *readAudit(fromSeq: number, toSeq: number): AsyncIterable<AuditEntry> {
+    // Pages of 1000 by seq, each its own query: memory stays constant however long the range.
+    // Every snapshot sees a prefix of the chain (appends commit in seq order, see above).
+    const last = seqBound(toSeq, 'floor');
+    for (let next = seqBound(fromSeq, 'ceil'); next <= last; ) {
+      const { rows } = await this.pool.query<AuditRow>(q('readAudit', [next, last, AUDIT_PAGE]));
+      if (rows.length === 0) return;
+      for (const r of rows) yield auditEntry(r);
+      if (rows.length < AUDIT_PAGE) return;
+      next = Number(rows[rows.length - 1]!.seq) + 1;
+    }
+  }
+
+  async auditRange(from: Date | null, to: Date | null): Promise<{ first: number; last: number } | undefined> {
+    const { rows } = await this.pool.query<{ first: string | null; last: string | null }>({
+      text: 'SELECT min(seq) AS first, max(seq) AS last FROM audit WHERE at_ms >= $1 AND at_ms < $2',
+      values: [from?.getTime() ?? 0, to?.getTime() ?? Number.MAX_SAFE_INTEGER],
+    });
+    const r = rows[0]!;
+    return r.first === null || r.last === null ? undefined : { first: Number(r.first), last: Number(r.last) };
+  }
+
+  async putCheckpoint(c: StoredCheckpoint): Promise<void> {
+    for (const [what, v] of Object.entries({ 'head hash': c.headHash, time: c.at, 'key id': c.auditKey.keyId, signature: c.signature })) {
+      checkText(`checkpoint ${what}`, v);
+    }
+    // A second replica checkpointing the same seq is ignored: the first one stays.
+    await this.retrying((client) =>
+      client.query({
+        text: `INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, key_version, signature) VALUES ($1, $2, $3, $4, $5, $6)
+          ON CONFLICT (seq) DO NOTHING`,
+        values: [c.seq, c.headHash, c.at, c.auditKey.keyId, c.auditKey.version, c.signature],
+      }),
+    );
+  }
+
+  async checkpoints(fromSeq: number, toSeq: number): Promise<StoredCheckpoint[]> {
+    const { rows } = await this.pool.query<{ seq: string; head_hash: string; at: string; key_id: string; key_version: number; signature: string }>({
+      text: `SELECT seq, head_hash, at, key_id, key_version, signature FROM audit_checkpoints
+        WHERE seq >= $1::bigint AND seq <= $2::bigint ORDER BY seq`,
+      values: [seqBound(fromSeq, 'ceil'), seqBound(toSeq, 'floor')],
+    });
+    return rows.map((r) => ({ seq: Number(r.seq), headHash: r.head_hash, at: r.at, auditKey: { keyId: r.key_id, version: r.key_version }, signature: r.signature }));
   }
 
   async abandon(items: Array<{ client: string; requestId: string }>): Promise<void> {
@@ -569,12 +792,17 @@ export class PostgresStore implements Store, ReplayStore {
    *   [BEGIN, lock(all subjects), reads 1] -> decide 1 -> [writes 1, reads 2] -> decide 2 -> ...
    *   -> [writes n, COMMIT]
    *
+   * or, when plans carry audit drafts, with the audit lock last and held for one round trip:
+   *
+   *   -> [writes n, audit lock, audit head] -> chain the drafts of plans 1..n -> [insert, COMMIT]
+   *
    * n reservations cost n + 1 round trips and one commit, instead of 2n round trips and n
    * commits, each holding the locks (a hot client's reservations all share its lock). Each
    * reservation reads what the previous ones wrote, as with one transaction each. Outcomes are
    * delivered only after COMMIT. A statement that fails aborts the transaction: the
    * reservation it belongs to is rejected, or retried if the error is a resolved race, and the
-   * group starts over (every `decide` runs again; the contract allows that).
+   * group starts over (every `decide` runs again; the contract allows that), its audit drafts
+   * with it: they are decided again and appended only by the try that commits.
    */
   private async runGroup(ops: ReserveOp[]): Promise<void> {
     let client: PoolClient;
@@ -636,31 +864,62 @@ export class PostgresStore implements Store, ReplayStore {
       }
     }
     const decided: Array<{ op: ReserveOp; result: { value: unknown } | { error: unknown } }> = [];
-    for (let i = 0; ; i++) {
-      const op = live[i];
-      const batch = [...pending, ...(op ? op.reads.queries.map((query) => ({ query, op })) : [{ query: 'COMMIT' }])];
+    // The audit drafts of the plans decided so far, in group order: appended after the last
+    // reservation's writes, under the audit lock, in this transaction (and tried again with it).
+    const audit: AuditDraft[] = [];
+    const send = async (batch: typeof pending): Promise<{ error: unknown; op?: ReserveOp } | { results: QueryResult[] }> => {
       const settled = await Promise.allSettled(batch.map((b) => client.query(b.query)));
       const failed = settled.findIndex((r) => r.status === 'rejected');
-      if (failed >= 0) return { error: (settled[failed] as PromiseRejectedResult).reason, op: batch[failed]!.op };
-      const results = settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value);
+      if (failed >= 0) {
+        const { op } = batch[failed]!;
+        return { error: (settled[failed] as PromiseRejectedResult).reason, ...(op ? { op } : {}) };
+      }
+      return { results: settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value) };
+    };
+    for (let i = 0; ; i++) {
+      const op = live[i];
       if (!op) {
+        // [writes n, (audit lock, head) | COMMIT] -> [insert audit, COMMIT]
+        const tail = audit.length > 0 ? auditLockAndHead() : ['COMMIT'];
+        const sent = await send([...pending, ...tail.map((query) => ({ query }))]);
+        if ('error' in sent) return sent;
+        let last = sent.results.at(-1)!;
+        if (audit.length > 0) {
+          const head = last.rows[0] as { seq: string; hash: string } | undefined;
+          let insert: QueryConfig;
+          try {
+            insert = auditInsert(audit, head);
+          } catch (error) {
+            return { error }; // drafts are checked when decided; belt and braces
+          }
+          const commit = await send([{ query: insert }, { query: 'COMMIT' }]);
+          if ('error' in commit) return { error: commit.error };
+          last = commit.results.at(-1)!;
+        }
         // COMMIT of a failed transaction answers ROLLBACK; a failed statement would have
         // thrown above, so this is belt and braces.
-        if (results.at(-1)!.command !== 'COMMIT') return { error: new Error('reservation transaction was rolled back') };
+        if (last.command !== 'COMMIT') return { error: new Error('reservation transaction was rolled back') };
         for (const d of decided) settle(d.op, d.result);
         return undefined;
       }
+      const sent = await send([...pending, ...op.reads.queries.map((query) => ({ query, op }))]);
+      if ('error' in sent) return sent;
+      const { results } = sent;
       pending = [];
       let plan: ReservePlan<unknown>;
       try {
         plan = op.decide(op.reads.view(results.slice(results.length - op.reads.queries.length)));
         const lease = op.now + op.req.leaseMs;
         pending = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
+        if (plan.audit) checkDrafts(plan.audit);
       } catch (error) {
-        // decide (or a plan naming items that do not exist) failed: nothing of it is written.
+        // decide (or a plan naming items that do not exist, or an audit draft the columns
+        // cannot hold) failed: nothing of it is written.
+        pending = [];
         decided.push({ op, result: { error } });
         continue;
       }
+      if (plan.audit) audit.push(...plan.audit);
       decided.push({ op, result: { value: plan.outcome } });
     }
   }
@@ -721,13 +980,23 @@ async function pipeline(client: PoolClient, queries: Array<QueryConfig | string>
   return settled.map((s) => (s as PromiseFulfilledResult<QueryResult>).value);
 }
 
-/** One transaction in one round trip; resolves to the results of `queries` once committed. */
-async function inTransaction(client: PoolClient, queries: QueryConfig[]): Promise<QueryResult[]> {
-  const results = await pipeline(client, ['BEGIN', ...queries, 'COMMIT']);
-  // A COMMIT of a failed transaction is answered with ROLLBACK, not an error; the failed
-  // statement has thrown already, this is belt and braces.
-  if (results.at(-1)!.command !== 'COMMIT') throw new Error('transaction was rolled back');
-  return results.slice(1, -1);
+/**
+ * One transaction; resolves to the results of `queries` once committed. Without audit drafts
+ * one round trip; with them two: [BEGIN, queries, audit lock, head] -> chain -> [insert, COMMIT].
+ */
+async function inTransaction(client: PoolClient, queries: QueryConfig[], audit: AuditDraft[] = []): Promise<QueryResult[]> {
+  if (audit.length === 0) {
+    const results = await pipeline(client, ['BEGIN', ...queries, 'COMMIT']);
+    // A COMMIT of a failed transaction is answered with ROLLBACK, not an error; the failed
+    // statement has thrown already, this is belt and braces.
+    if (results.at(-1)!.command !== 'COMMIT') throw new Error('transaction was rolled back');
+    return results.slice(1, -1);
+  }
+  const results = await pipeline(client, ['BEGIN', ...queries, ...auditLockAndHead()]);
+  const head = results.at(-1)!.rows[0] as { seq: string; hash: string } | undefined;
+  const [, commit] = await pipeline(client, [auditInsert(audit, head), 'COMMIT']);
+  if (commit!.command !== 'COMMIT') throw new Error('transaction was rolled back');
+  return results.slice(1, 1 + queries.length);
 }
 
 /**
@@ -892,6 +1161,25 @@ interface PolicyRow {
   document: string;
   updated_at: string;
   updated_by: string;
+}
+
+function auditEntry(r: AuditRow): AuditEntry {
+  return {
+    seq: Number(r.seq),
+    at: r.at,
+    kind: r.kind,
+    client: r.client,
+    keyId: r.key_id,
+    keyVersion: r.key_version,
+    requestId: r.request_id,
+    payloadHash: r.payload_hash,
+    intent: r.intent === null ? null : (JSON.parse(r.intent) as Record<string, string>),
+    decision: r.decision,
+    reason: r.reason,
+    signatureHash: r.signature_hash,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
 }
 
 function policyRecord(r: PolicyRow): PolicyRecord {

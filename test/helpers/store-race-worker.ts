@@ -1,23 +1,24 @@
 /**
  * One participant of the cross-process store race (see store-race.ts).
  *
- *   tsx test/helpers/store-race-worker.ts <postgres://... | sqlite:/path/to.db> <tag>
+ *   tsx test/helpers/store-race-worker.ts <postgres://... | sqlite:/path/to.db> <tag> [replay | audit]
  *
- * Opens its own store, prints "ready", waits for a line on stdin, races, prints the
- * RaceResult as one JSON line and exits.
+ * Opens its own store, prints "ready", waits for a line on stdin, races (runRace, or
+ * runAuditRace for "audit"), prints the result as one JSON line and exits.
  */
 import { createInterface } from 'node:readline';
+import type { AuditStore } from '../../src/store/audit.js';
 import type { ReplayStore } from '../../src/store/replay.js';
 import type { Store } from '../../src/store/store.js';
-import { runRace } from './store-race.js';
+import { runAuditRace, runRace } from './store-race.js';
 
-const [target, tag] = process.argv.slice(2);
-if (!target || !tag) {
-  process.stderr.write('usage: store-race-worker.ts <postgres://... | sqlite:/path> <tag>\n');
+const [target, tag, mode = 'replay'] = process.argv.slice(2);
+if (!target || !tag || (mode !== 'replay' && mode !== 'audit')) {
+  process.stderr.write('usage: store-race-worker.ts <postgres://... | sqlite:/path> <tag> [replay | audit]\n');
   process.exit(2);
 }
 
-let store: Store & ReplayStore;
+let store: Store & ReplayStore & AuditStore;
 if (target.startsWith('sqlite:')) {
   const { SqliteStore } = await import('../../src/store/sqlite.js');
   store = new SqliteStore(target.slice('sqlite:'.length));
@@ -31,6 +32,6 @@ const go = new Promise<void>((resolve) => lines.once('line', () => resolve()));
 process.stdout.write('ready\n');
 await go;
 lines.close();
-const result = await runRace(store, tag);
+const result = mode === 'audit' ? await runAuditRace(store, tag) : await runRace(store, tag);
 await store.close();
 process.stdout.write(`${JSON.stringify(result)}\n`);

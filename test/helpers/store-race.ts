@@ -14,6 +14,7 @@
  * across connections and processes lets two participants both see "free" and both win.
  */
 import { createHash } from 'node:crypto';
+import type { AuditDraft, AuditStore } from '../../src/store/audit.js';
 import type { ReplayStore, ReserveItem, ReservePlan, ReserveView } from '../../src/store/replay.js';
 
 export const RACE_NOW = new Date(Date.UTC(2030, 0, 1));
@@ -74,5 +75,128 @@ export async function runRace(store: ReplayStore, tag: string): Promise<RaceResu
     }
   }
   await Promise.all(jobs);
+  return result;
+}
+
+/**
+ * The audit race: every participant makes `operations` calls at once, each appending audit
+ * drafts in the transaction of its replay records (or of its own), all on one chain:
+ *
+ * - reservations of shared request ids, half of them with a shared nonce (the same for every
+ *   participant, so that they collide, retry and lose: without a nonce no advisory lock orders
+ *   them, the primary key refuses the second insert and its group is retried): one draft each,
+ *   "won" or "lost", and for a win a completion with one draft of its own;
+ * - refusals: reservations reading a shared velocity sum (an advisory lock) that write nothing
+ *   but two drafts;
+ * - appendAudit calls of three drafts.
+ *
+ * Each draft's request id is a label unique over all participants ("tag/op/what"). The result
+ * lists the labels of every call that succeeded, in call order: the chain must hold exactly
+ * these, each call's drafts consecutive and in order.
+ */
+export interface AuditRaceResult {
+  tag: string;
+  /** Draft labels of each successful call, in the order of the call's drafts. */
+  calls: string[][];
+  /** Labels of the shared reservations this participant won. */
+  won: string[];
+  failures: string[];
+  /** Reservations made, and how often their `decide` ran (more: retried transactions). */
+  reservations: number;
+  decideCalls: number;
+}
+
+export const AUDIT_RACE = { client: 'audit-race', key: 'audit-race-key', chainId: 7n } as const;
+
+export function raceDraft(label: string, decision: AuditDraft['decision'] = 'allowed'): AuditDraft {
+  return {
+    kind: 'sign',
+    at: RACE_NOW,
+    client: AUDIT_RACE.client,
+    keyId: AUDIT_RACE.key,
+    keyVersion: 1,
+    requestId: label,
+    payloadHash: hash(`payload ${label}`),
+    intent: { chainId: AUDIT_RACE.chainId.toString(), label },
+    decision,
+    reason: decision === 'refused' ? 'RACE' : null,
+    signatureHash: decision === 'allowed' ? hash(`signature ${label}`) : null,
+  };
+}
+
+export async function runAuditRace(store: ReplayStore & AuditStore, tag: string, operations = 300): Promise<AuditRaceResult> {
+  const result: AuditRaceResult = { tag, calls: [], won: [], failures: [], reservations: 0, decideCalls: 0 };
+  const call = async (f: () => Promise<string[]>) => {
+    try {
+      result.calls.push(await f());
+    } catch (e) {
+      result.failures.push(String(e));
+    }
+  };
+  const base = { client: AUDIT_RACE.client, keyId: AUDIT_RACE.key, value: 1n };
+  const jobs: Array<Promise<void>> = [];
+  // The reservations that take no advisory lock first, in a turn of their own: a store that
+  // groups the reservations of a turn would otherwise put them in a transaction behind the
+  // locks of the others, and the participants would never collide on them.
+  const order = Array.from({ length: operations }, (_, j) => j);
+  const lockFree = (j: number) => j % 6 === 3;
+  for (const j of [...order.filter(lockFree), -1, ...order.filter((j) => !lockFree(j))]) {
+    if (j < 0) {
+      await new Promise((resolve) => setImmediate(resolve));
+      continue;
+    }
+    const label = `${tag}/${j}`;
+    if (j % 3 === 0) {
+      const requestId = `audit-${j}`;
+      const item: ReserveItem = {
+        ...base,
+        requestId,
+        payloadHash: hash(`audit payload ${label}`),
+        ...(j % 6 === 0
+          ? { nonce: { chainId: AUDIT_RACE.chainId, nonce: BigInt(j), intentHash: hash(`audit intent ${label}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n } }
+          : {}),
+      };
+      jobs.push(
+        call(async () => {
+          result.reservations++;
+          const labels = await store.reserve({ items: [item], velocity: [], leaseMs: 60_000, now: RACE_NOW }, (view): ReservePlan<string[]> => {
+            result.decideCalls++;
+            const free = !view.items[0]!.request && !view.items[0]!.nonce;
+            const l = `${label}/${free ? 'won' : 'lost'}`;
+            return { outcome: [l], writes: free ? [{ index: 0, action: 'insert' }] : [], audit: [raceDraft(l, free ? 'allowed' : 'refused')] };
+          });
+          if (labels[0]!.endsWith('/won')) {
+            result.won.push(requestId);
+            const signed = `${label}/signed`;
+            jobs.push(call(async () => (await store.complete([{ client: item.client, requestId, result: hash(signed) }], [raceDraft(signed)]), [signed])));
+          }
+          return labels;
+        }),
+      );
+    } else if (j % 3 === 1) {
+      jobs.push(
+        call(() => {
+          result.reservations++;
+          return store.reserve(
+            { items: [], velocity: [{ scope: 'key', subject: AUDIT_RACE.key, windowSeconds: 3600 }], leaseMs: 60_000, now: RACE_NOW },
+            (): ReservePlan<string[]> => {
+              result.decideCalls++;
+              const labels = [`${label}/refused-1`, `${label}/refused-2`];
+              return { outcome: labels, writes: [], audit: labels.map((l) => raceDraft(l, 'refused')) };
+            },
+          );
+        }),
+      );
+    } else {
+      const labels = [1, 2, 3].map((k) => `${label}/event-${k}`);
+      jobs.push(call(async () => (await store.appendAudit(labels.map((l) => raceDraft(l, 'done'))), labels)));
+    }
+  }
+  // Completions are pushed while the reservations settle.
+  for (let settled = 0; settled < jobs.length; ) {
+    const n = jobs.length;
+    await Promise.all(jobs.slice(settled, n));
+    settled = n;
+  }
   return result;
 }

@@ -1,0 +1,139 @@
+/**
+ * The audit hash chain: what an entry is, how it is hashed, and what a checkpoint signs.
+ * Pure functions over data, shared by the server (which appends and checkpoints) and the
+ * offline verifier (which recomputes). Changing anything here changes every hash: it needs a
+ * new export format version.
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+
+/** The prevHash of entry seq 1: 32 zero bytes, hex. */
+export const GENESIS = '00'.repeat(32);
+
+/**
+ * One audit entry as the server records and exports it.
+ *
+ * Every field is hashed and handed to auditors, and the chain cannot be redacted later without
+ * breaking it: fields MUST NOT contain secrets (PINs, key material, share plaintext, raw
+ * payloads or calldata). Record hashes of payloads and signatures instead. Absent values are
+ * `null`, never `undefined` or `''`, and string fields hold no control characters (see
+ * format.ts), so the JSONL and CSV forms of an entry are the same entry.
+ */
+export interface AuditEntry {
+  /** 1, 2, 3, ... gapless, in chain order. */
+  seq: number;
+  /** ISO 8601 UTC, e.g. `2026-01-31T12:00:00.000Z`. */
+  at: string;
+  /** 'sign' | 'batch' | 'key.create' | 'key.rotate' | 'key.disable' | 'key.destroy' | 'policy.set' | 'service.start' | 'service.stop' | ... */
+  kind: string;
+  /** Client certificate CN. */
+  client: string | null;
+  keyId: string | null;
+  keyVersion: number | null;
+  /** Request id, or batch id for a batch entry. */
+  requestId: string | null;
+  /** Hex. */
+  payloadHash: string | null;
+  /** Decoded intent as the policy saw it, e.g. { chainId, nonce, to, value }. */
+  intent: Record<string, string> | null;
+  decision: 'allowed' | 'refused' | 'done';
+  /** Refusal reason code. */
+  reason: string | null;
+  /** Hex sha256 of the signature bytes returned. */
+  signatureHash: string | null;
+  /** Hex hash of entry seq-1 ({@link GENESIS} for seq 1). */
+  prevHash: string;
+  /** Hex {@link entryHash} of this entry. */
+  hash: string;
+}
+
+/** The fields an entry's JSON body holds, i.e. every field but the two chain links. */
+export const HASHED_FIELDS = [
+  'seq', 'at', 'kind', 'client', 'keyId', 'keyVersion', 'requestId',
+  'payloadHash', 'intent', 'decision', 'reason', 'signatureHash',
+] as const;
+
+const HEX32 = /^[0-9a-f]{64}$/;
+
+/**
+ * Canonical JSON: object keys sorted by UTF-16 code units, no whitespace, strings and numbers
+ * serialised as JSON.stringify does (the RFC 8785 rules for the values an entry holds).
+ * Accepts null, booleans, strings, finite numbers, arrays and plain objects; throws on
+ * anything else (bigint, undefined, functions, symbols, NaN/Infinity, Dates, byte arrays),
+ * including an object property whose value is undefined: a value that JSON would drop or
+ * coerce would make two different entries hash alike.
+ */
+export function canonicalJson(v: unknown): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return JSON.stringify(v);
+    case 'number':
+      if (!Number.isFinite(v)) throw new TypeError(`canonicalJson: ${v} is not a JSON number`);
+      return JSON.stringify(v);
+    case 'object': {
+      if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) throw new TypeError('canonicalJson: only plain objects');
+      const o = v as Record<string, unknown>;
+      const body = Object.keys(o)
+        .sort()
+        .map((k) => {
+          if (o[k] === undefined) throw new TypeError(`canonicalJson: field ${JSON.stringify(k)} is undefined`);
+          return `${JSON.stringify(k)}:${canonicalJson(o[k])}`;
+        });
+      return `{${body.join(',')}}`;
+    }
+    default:
+      throw new TypeError(`canonicalJson: a ${typeof v} is not JSON`);
+  }
+}
+
+/**
+ * The hash of an entry: hex sha256( 32 bytes of prevHash || utf8(canonicalJson(body)) ), where
+ * body is the entry's {@link HASHED_FIELDS}, i.e. the entry without prevHash and hash.
+ *
+ * prevHash stays outside the JSON on purpose: the link is a fixed-length binary prefix that no
+ * field value can imitate or shift and no canonicalisation rule touches, and the JSON hashed is
+ * exactly what the export shows minus the two chain fields.
+ *
+ * `e` MUST hold exactly the AuditEntry fields (`hash`, if present, is ignored); an unknown
+ * field throws rather than going unhashed, and so does a missing one.
+ */
+export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
+  const o = e as unknown as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (k !== 'prevHash' && k !== 'hash' && !(HASHED_FIELDS as readonly string[]).includes(k)) {
+      throw new TypeError(`entryHash: unknown field ${JSON.stringify(k)}`);
+    }
+  }
+  if (typeof e.prevHash !== 'string' || !HEX32.test(e.prevHash)) throw new TypeError('entryHash: prevHash must be 64 lowercase hex digits');
+  const body: Record<string, unknown> = {};
+  for (const k of HASHED_FIELDS) body[k] = o[k];
+  return bytesToHex(sha256(concatBytes(hexToBytes(e.prevHash), utf8ToBytes(canonicalJson(body)))));
+}
+
+/**
+ * The bytes an audit-key checkpoint signs (Ed25519): utf8 of
+ * `hsm-signer-audit-checkpoint/1\n<seq>\n<headHash>`. The prefix keeps the audit key's
+ * signatures from meaning anything in another protocol; the signature vouches that the chain
+ * ending at entry `seq` has hash `headHash`, which in turn vouches for every entry before it.
+ */
+export function checkpointMessage(seq: number, headHash: string): Uint8Array {
+  if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError('checkpointMessage: seq must be a positive integer');
+  if (!HEX32.test(headHash)) throw new TypeError('checkpointMessage: headHash must be 64 lowercase hex digits');
+  return utf8ToBytes(`hsm-signer-audit-checkpoint/1\n${seq}\n${headHash}`);
+}
+
+/** A signed statement by the audit key that entry `seq` of the chain has hash `headHash`. */
+export interface AuditCheckpoint {
+  seq: number;
+  headHash: string;
+  /** ISO 8601 UTC time of signing. */
+  at: string;
+  /** Which audit key signed; the export header lists its public key. */
+  auditKey: { keyId: string; version: number };
+  /** Hex Ed25519 signature (64 bytes) over {@link checkpointMessage}(seq, headHash). */
+  signature: string;
+}

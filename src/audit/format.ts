@@ -1,0 +1,164 @@
+/**
+ * Export format `hsm-signer-audit/1`, JSONL form: one JSON object per line.
+ *
+ *   line 1   {"type":"header","format":"hsm-signer-audit/1","exportedAt":ISO,"from":ISO|null,
+ *             "to":ISO|null,"auditKeys":[{"keyId","version","algorithm":"ed25519","publicKey":hex32}]}
+ *   then     {"type":"entry",...AuditEntry} in seq order, each {"type":"checkpoint",...AuditCheckpoint}
+ *            right after the entry whose seq it covers; the export ends with a checkpoint over
+ *            its last entry.
+ *
+ * The header is not signed: it only names the audit public keys, which the auditor MUST
+ * compare with the ones they hold. Records are validated strictly (no unknown or missing
+ * fields, lowercase hex, ISO UTC times, no control characters in string fields) so one record
+ * has exactly one reading in both JSONL and CSV (csv.ts).
+ */
+import type { AuditCheckpoint, AuditEntry } from './chain.js';
+
+export const EXPORT_FORMAT = 'hsm-signer-audit/1';
+
+/** An Ed25519 audit public key, raw 32 bytes as hex. */
+export interface AuditKeyInfo {
+  keyId: string;
+  version: number;
+  algorithm: 'ed25519';
+  publicKey: string;
+}
+
+export interface ExportHeader {
+  type: 'header';
+  format: typeof EXPORT_FORMAT;
+  exportedAt: string;
+  /** The period asked for (not authenticated). */
+  from: string | null;
+  to: string | null;
+  auditKeys: AuditKeyInfo[];
+}
+
+export type EntryRecord = { type: 'entry' } & AuditEntry;
+export type CheckpointRecord = { type: 'checkpoint' } & AuditCheckpoint;
+export type ExportRecord = ExportHeader | EntryRecord | CheckpointRecord;
+
+/** A line that is not a valid record; `line` is 1-based. The message names fields, never values. */
+export class MalformedRecord extends Error {
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'MalformedRecord';
+  }
+}
+
+/** One JSONL line for a record (no newline). */
+export function toJsonLine(record: ExportRecord): string {
+  return JSON.stringify(record);
+}
+
+/** Parses and validates one JSONL line; throws {@link MalformedRecord}. */
+export function parseJsonLine(text: string, line: number): ExportRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // JSON.parse's own message quotes the input; a report must not echo arbitrary bytes.
+    throw new MalformedRecord(line, 'not a JSON record');
+  }
+  return validateRecord(value, line);
+}
+
+type Rule = readonly [test: (v: unknown) => boolean, expected: string];
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+// C0 controls and DEL: they would split a CSV or log line or drive an auditor's terminal.
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+const positive: Rule = [(v) => Number.isSafeInteger(v) && (v as number) >= 1, 'a positive integer'];
+const text: Rule = [(v) => typeof v === 'string' && v.length > 0 && !CONTROL.test(v), 'a non-empty string without control characters'];
+const time: Rule = [(v) => typeof v === 'string' && ISO_UTC.test(v) && !Number.isNaN(Date.parse(v)), 'an ISO 8601 UTC time'];
+const hex32: Rule = [(v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v), '64 lowercase hex digits'];
+const hex64: Rule = [(v) => typeof v === 'string' && /^[0-9a-f]{128}$/.test(v), '128 lowercase hex digits'];
+const hex: Rule = [(v) => typeof v === 'string' && /^(?:[0-9a-f]{2})+$/.test(v), 'lowercase hex bytes'];
+const kind: Rule = [(v) => typeof v === 'string' && /^[a-z][a-z0-9._-]{0,63}$/.test(v), 'a lowercase event name like "key.create"'];
+const intent: Rule = [
+  (v) => isPlainObject(v) && Object.values(v).every((x) => typeof x === 'string'),
+  'an object of strings',
+];
+const oneOf = (...values: string[]): Rule => [(v) => values.includes(v as string), values.map((x) => JSON.stringify(x)).join(' or ')];
+const orNull = ([test, expected]: Rule): Rule => [(v) => v === null || test(v), `${expected} or null`];
+
+const ENTRY: Record<keyof EntryRecord, Rule> = {
+  type: oneOf('entry'),
+  seq: positive,
+  at: time,
+  kind,
+  client: orNull(text),
+  keyId: orNull(text),
+  keyVersion: orNull(positive),
+  requestId: orNull(text),
+  payloadHash: orNull(hex),
+  intent: orNull(intent),
+  decision: oneOf('allowed', 'refused', 'done'),
+  reason: orNull(text),
+  signatureHash: orNull(hex32),
+  prevHash: hex32,
+  hash: hex32,
+};
+
+const CHECKPOINT: Record<keyof CheckpointRecord, Rule> = {
+  type: oneOf('checkpoint'),
+  seq: positive,
+  headHash: hex32,
+  at: time,
+  auditKey: [(v) => isPlainObject(v), 'an object'],
+  signature: hex64,
+};
+const KEY_REF: Record<keyof AuditCheckpoint['auditKey'], Rule> = { keyId: text, version: positive };
+
+const HEADER: Record<keyof ExportHeader, Rule> = {
+  type: oneOf('header'),
+  format: oneOf(EXPORT_FORMAT),
+  exportedAt: time,
+  from: orNull(time),
+  to: orNull(time),
+  auditKeys: [Array.isArray, 'an array'],
+};
+const AUDIT_KEY: Record<keyof AuditKeyInfo, Rule> = { keyId: text, version: positive, algorithm: oneOf('ed25519'), publicKey: hex32 };
+
+/**
+ * Checks that a parsed value is a record of this format: exactly the fields of its type, each
+ * of the right shape. Returns it typed; throws {@link MalformedRecord} naming the first bad field.
+ */
+export function validateRecord(value: unknown, line: number): ExportRecord {
+  if (!isPlainObject(value)) throw new MalformedRecord(line, 'a record must be a JSON object');
+  switch (value.type) {
+    case 'entry':
+      return check(value, ENTRY, 'entry', line) as unknown as EntryRecord;
+    case 'checkpoint':
+      check(value, CHECKPOINT, 'checkpoint', line);
+      check(value.auditKey, KEY_REF, 'checkpoint.auditKey', line);
+      return value as unknown as CheckpointRecord;
+    case 'header':
+      if (value.format !== EXPORT_FORMAT) throw new MalformedRecord(line, `unknown format: this verifier reads ${EXPORT_FORMAT} only`);
+      check(value, HEADER, 'header', line);
+      (value.auditKeys as unknown[]).forEach((k, i) => check(k, AUDIT_KEY, `header.auditKeys[${i}]`, line));
+      return value as unknown as ExportHeader;
+    default:
+      throw new MalformedRecord(line, 'unknown record type: expected "header", "entry" or "checkpoint"');
+  }
+}
+
+function check(value: unknown, rules: Record<string, Rule>, what: string, line: number): Record<string, unknown> {
+  if (!isPlainObject(value)) throw new MalformedRecord(line, `${what} must be an object`);
+  for (const k of Object.keys(value)) {
+    if (!Object.hasOwn(rules, k)) throw new MalformedRecord(line, `${what} has an unknown field ${JSON.stringify(k.slice(0, 40))}`);
+  }
+  for (const [k, [test, expected]] of Object.entries(rules)) {
+    if (!Object.hasOwn(value, k)) throw new MalformedRecord(line, `${what} lacks the field "${k}"`);
+    if (!test(value[k])) throw new MalformedRecord(line, `${what}.${k} must be ${expected}`);
+  }
+  return value;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
