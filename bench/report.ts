@@ -83,7 +83,9 @@ export interface Row {
 /** Above this many cores used by other processes during a point, the point is flagged as noisy. */
 export const NOISY_CORES = 0.15;
 const name = (r: Row) => (r.label ?? r.algorithm).padEnd(15);
-const noisy = (r: Row) => [r.raw?.machine.otherCores, r.service.machine.otherCores].some((x) => (x ?? 0) > NOISY_CORES);
+/** True when other processes used more than NOISY_CORES during a window. */
+export const isNoisy = (e: Elsewhere | undefined) => (e?.otherCores ?? 0) > NOISY_CORES;
+export const noisy = (r: Row) => isNoisy(r.raw?.machine) || isNoisy(r.service.machine);
 
 const f = (n: number | undefined, digits: number, width: number) =>
   (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits)).padStart(width);
@@ -103,11 +105,11 @@ export function throughputTable(rows: Row[]): string {
       .join(' ')
       .trimEnd(),
   );
-  const legend = rows.some(noisy)
-    ? [`! other processes used more than ${NOISY_CORES} cores during this row (see "other cores" below): its figures are disturbed`]
-    : [];
-  return [head, '-'.repeat(head.length), ...lines, ...legend].join('\n');
+  return [head, '-'.repeat(head.length), ...lines, ...legend(rows.some(noisy), ' (see "other cores" below)')].join('\n');
 }
+
+const legend = (any: boolean, where = '') =>
+  any ? [`! other processes used more than ${NOISY_CORES} cores during this row${where}: its figures are disturbed`] : [];
 
 function errorsNote(r: Row): string {
   const e = [r.raw?.errors ? `raw errors ${r.raw.errors} (${r.raw.firstError})` : '', r.service.errors ? `svc errors ${r.service.errors} (${r.service.firstError})` : ''];
@@ -133,8 +135,6 @@ export function cpuTable(rows: Row[]): string {
   return [head, '-'.repeat(head.length), ...lines].join('\n');
 }
 
-const isNoisy = (e: Elsewhere) => (e.otherCores ?? 0) > NOISY_CORES;
-
 /** Large SignBatch calls against the same number of raw signs issued at once (medians). */
 export function batchTable(points: BatchPoint[]): string {
   const head = 'SignBatch          items runs | raw items/s wall ms | svc items/s wall ms  min ms  max ms server µs/item | svc/raw';
@@ -147,7 +147,7 @@ export function batchTable(points: BatchPoint[]): string {
       `${pct(p.ratio, 7)}${p.noisy ? ' !' : ''}`,
     ].join(' ');
   });
-  return [head, '-'.repeat(head.length), ...lines].join('\n');
+  return [head, '-'.repeat(head.length), ...lines, ...legend(points.some((p) => p.noisy))].join('\n');
 }
 
 /** Hot Sign latency on an idle signer and while batches are signed on another key. */
@@ -156,11 +156,12 @@ export function priorityTable(points: PriorityPoint[]): string {
   const lines = points.map((p) =>
     [
       `${p.hotKey.padEnd(15)} ${String(p.concurrency).padStart(2)} |`,
-      `${f(p.idle.unitsPerSec, 0, 11)} ${f(p.idle.p50Ms, 2, 6)} ${f(p.idle.p99Ms, 2, 6)}${isNoisy(p.idle.machine) ? '!' : ' '}|`,
-      `${f(p.busy.unitsPerSec, 0, 11)} ${f(p.busy.p50Ms, 2, 6)} ${f(p.busy.p99Ms, 2, 6)}${isNoisy(p.busy.machine) ? '!' : ' '}|`,
+      `${f(p.idle.unitsPerSec, 0, 11)} ${f(p.idle.p50Ms, 2, 6)} ${f(p.idle.p99Ms, 2, 6)} |`,
+      `${f(p.busy.unitsPerSec, 0, 11)} ${f(p.busy.p50Ms, 2, 6)} ${f(p.busy.p99Ms, 2, 6)} |`,
       `${f(p.ratio, 2, 12)}x |`,
       `${String(p.batches.count).padStart(11)} ${f(p.batches.itemsPerSec, 0, 7)} ${pct(p.batches.coverage, 9)}`,
-    ].join(' '),
+      isNoisy(p.idle.machine) || isNoisy(p.busy.machine) ? '!' : '',
+    ].join(' ').trimEnd(),
   );
-  return [head, '-'.repeat(head.length), ...lines].join('\n');
+  return [head, '-'.repeat(head.length), ...lines, ...legend(points.some((p) => isNoisy(p.idle.machine) || isNoisy(p.busy.machine)))].join('\n');
 }

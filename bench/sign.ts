@@ -104,13 +104,17 @@ async function main() {
     };
     if (pg) noise.watch('postgres', pg.cpu);
     const k1 = WIRE['ecdsa-secp256k1'];
-    const [sqlite, postgres] = await Promise.all([
-      startSigner('signer-sqlite', [
-        ...(Object.keys(WIRE) as Algorithm[]).map((alg): [string, string] => [KEY_ID[alg], WIRE[alg]]),
-        ...[EVM_KEYS.hotSqlite, EVM_KEYS.payout, EVM_KEYS.prioHot, EVM_KEYS.prioPayout].map((k): [string, string] => [k, k1]),
-      ]),
-      pg ? startSigner('signer-postgres', [[EVM_KEYS.hotPostgres, k1]], { postgres: { url: pg.url } }, pg.cpu) : undefined,
+    // One after the other: SoftHSM 2.6 fails on concurrent key generation, across processes too.
+    const sqlite = await startSigner('signer-sqlite', [
+      ...(Object.keys(WIRE) as Algorithm[]).map((alg): [string, string] => [KEY_ID[alg], WIRE[alg]]),
+      ...[EVM_KEYS.hotSqlite, EVM_KEYS.payout, EVM_KEYS.prioHot, EVM_KEYS.prioPayout].map((k): [string, string] => [k, k1]),
     ]);
+    const postgres = pg
+      ? await startSigner('signer-postgres', [[EVM_KEYS.hotPostgres, k1]], { postgres: { url: pg.url } }, pg.cpu).catch((e: Error) => {
+          notes.push(`PostgreSQL row skipped: the signer on PostgreSQL did not start: ${e.message.split('\n')[0]}`);
+          return undefined;
+        })
+      : undefined;
 
     const engineTls = { ca: pki.caCert, ...pki.clients['payment-engine']! };
     const channels = async (address: string, n: number) => {

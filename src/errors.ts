@@ -42,7 +42,11 @@ export type Reason =
   | 'BATCH_EXPIRED'
   | 'NO_POLICY'
   | 'POLICY_INVALID'
-  | 'POLICY_NOT_FOUND';
+  | 'POLICY_NOT_FOUND'
+  | 'KEY_VERSION_RETIRED'
+  | 'KEY_ROTATION_CONFLICT'
+  | 'CONFIRMATION_REQUIRED'
+  | 'KEY_STATE_INVALID';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

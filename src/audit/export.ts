@@ -1,7 +1,7 @@
 import type { AuditStore } from '../store/audit.js';
 import type { AuditKeyRef, Checkpointer } from './checkpointer.js';
+import { EXPORT_FORMAT } from './format.js';
 
-export const EXPORT_FORMAT = 'hsm-signer-audit/1';
 
 /**
  * The records of an export, in order: a header with the audit public keys, then the entries of

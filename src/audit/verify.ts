@@ -10,29 +10,36 @@
  * for, and `firstSeq`'s prevHash with the last hash of the previous export.
  *
  * Streaming, constant memory: only the previous entry's seq and hashes are kept, plus one record
- * of look-ahead after the first anomaly, to tell which way it goes. Rules, for the FIRST problem:
+ * of look-ahead after the first anomaly, to tell which way it goes. Rules, for the FIRST problem
+ * (a checkpoint's signature is checked before its head hash, so an edited checkpoint is
+ * `bad-checkpoint` and an entry rewritten under a genuine checkpoint is `changed`):
  *
- *   changed         entry N does not hash to its `hash` (a field or the hash was edited), or it
- *                   does but a signed checkpoint over N records another head hash (N rewritten
- *                   with a recomputed hash), or N's recomputed hash breaks the link to N+1:
- *                   when N+1.prevHash != N.hash, N+1 is blamed unless the next record vouches
- *                   for N+1's hash (entry N+2 links to it, or a valid checkpoint over N+1 signs
- *                   it), in which case N is. seq 1, and only seq 1, must link to GENESIS.
- *   inserted        an entry whose seq was already present (a duplicate, or a forged entry
- *                   carrying a used seq; of two adjacent entries with the same seq, the one the
- *                   next record does not vouch for is reported), or an entry that does not link
- *                   while the next record is an entry with the same seq that does; or a
- *                   checkpoint that comes after entries beyond its seq.
- *   missing         a seq gap: N followed by N+k (k > 1) with no entry in between appearing
- *                   next; or a checkpoint over a seq beyond the last entry, followed by more.
- *   reordered       a gap whose missing seq comes right after (a swap), or an entry before the
- *                   export's first seq.
- *   truncated       the export ends after an entry no checkpoint covers, or ends with a
- *                   checkpoint over a seq beyond its last entry, or holds no entries at all (an
- *                   empty export cannot be told apart from one whose entries were all removed).
- *   bad-checkpoint  a checkpoint under an audit key the header does not list (keyId+version),
- *                   or whose signature does not verify.
- *   malformed       an unparsable or invalid record, a missing or repeated header, an unknown format.
+ *   changed         - entry N does not hash to its own `hash` (a field, its prevHash or its hash
+ *                     was edited);
+ *                   - N hashes right but the valid checkpoint over N signs another hash (N was
+ *                     rewritten and its hash recomputed);
+ *                   - N+1 does not link to N: N is blamed if the next record vouches for N+1
+ *                     (entry N+2 links to it, or a valid checkpoint over N+1 signs its hash), as
+ *                     N+1 is then genuine and N's hash is the one that moved; otherwise N+1 is;
+ *                   - seq 1 does not link to GENESIS, or another seq does.
+ *   inserted        - a seq already present: adjacent twins (identical: the second; different:
+ *                     the one the next record does not vouch for), or an earlier seq repeated;
+ *                   - N+1 that does not link, followed by another N+1 that does (the first);
+ *                   - a checkpoint over M after entry M+1 or later (reported at M+1: entries were
+ *                     pushed in before it, or it was moved).
+ *   missing         - N followed by N+k (k > 1) when the next entry is not a skipped seq
+ *                     (reported at N+1);
+ *                   - a checkpoint over a seq beyond the last entry, with more records after it.
+ *   reordered       - N followed by N+k when the next entry is a skipped seq (a swap, reported at
+ *                     that entry); an entry whose seq is below the export's first.
+ *   truncated       - the export ends after an entry no checkpoint covers (reported at that
+ *                     entry), or with a checkpoint over a seq beyond its last entry;
+ *                   - it holds no entries at all: an empty export cannot be told apart from one
+ *                     whose entries were all removed.
+ *   bad-checkpoint  a checkpoint under an audit key the header does not list (keyId+version), or
+ *                   whose Ed25519 signature (RFC 8032, strict) does not verify.
+ *   malformed       an unparsable or invalid record, a missing or repeated header, an unknown
+ *                   format, an audit public key that is not a curve point.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { hexToBytes } from '@noble/hashes/utils.js';
@@ -75,7 +82,6 @@ interface Item {
 interface Seen {
   seq: number;
   hash: string;
-  prevHash: string;
   line: number;
   at: string;
 }
@@ -100,6 +106,8 @@ export async function verifyExport(lines: AsyncIterable<string>): Promise<Verify
   } catch (e) {
     if (e instanceof MalformedRecord) return { ok: false, problem: { kind: 'malformed', seq: null, line: e.line, message: e.message } };
     throw e;
+  } finally {
+    await source.close(); // stopping at the first problem: release the file behind the lines
   }
 }
 
@@ -125,6 +133,10 @@ class Source {
 
   constructor(lines: AsyncIterable<string>) {
     this.it = lines[Symbol.asyncIterator]();
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
   }
 
   async next(): Promise<Item | undefined> {
@@ -220,7 +232,7 @@ class Verifier {
     if (entryHash(body) !== hash) return fail('changed', n, line, `entry ${n} does not hash to its recorded hash: a field or the hash itself was edited`);
     if ((n === 1) !== (e.prevHash === GENESIS)) return fail('changed', n, line, `entry ${n}: seq 1, and only seq 1, links to GENESIS`);
     const p = this.prev;
-    const seen: Seen = { seq: n, hash, prevHash: e.prevHash, line, at: e.at };
+    const seen: Seen = { seq: n, hash, line, at: e.at };
     if (!p || (n === p.seq + 1 && e.prevHash === p.hash)) {
       this.first ??= seen;
       this.prev = seen;
@@ -327,11 +339,11 @@ function fail(kind: ProblemKind, seq: number | null, line: number, message: stri
   return { kind, seq, line, message };
 }
 
-/** One line for people: `OK: ...` or `FAILED at seq N (line L): kind: message`. */
+/** One line for people: `OK: ...`, or `FAILED at seq N (line L): kind: message` (`FAILED (line L): ...` when no entry is concerned). */
 export function formatReport(report: VerifyReport): string {
   if (report.ok) {
     return `OK: ${report.entries} entries (seq ${report.firstSeq}..${report.lastSeq}), ${report.checkpoints} checkpoints, covering ${report.from} .. ${report.to}`;
   }
   const { kind, seq, line, message } = report.problem;
-  return `FAILED at ${seq === null ? '' : `seq ${seq} `}(line ${line}): ${kind}: ${message}`;
+  return `FAILED ${seq === null ? '' : `at seq ${seq} `}(line ${line}): ${kind}: ${message}`;
 }

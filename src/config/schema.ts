@@ -64,6 +64,13 @@ export const configSchema = z
       })
       .strict()
       .default({ checkpointEveryEntries: 1000, checkpointEveryMs: 60_000 }),
+    rotation: z
+      .object({
+        /** How long a rotated-out version stays verify-only before it is disabled. */
+        overlapSeconds: z.number().int().min(0).max(90 * 24 * 3600).default(24 * 3600),
+      })
+      .strict()
+      .default({ overlapSeconds: 24 * 3600 }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */

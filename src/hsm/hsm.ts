@@ -187,6 +187,12 @@ export class Hsm {
     return h;
   }
 
+  /** Drops cached handles of a key whose objects were destroyed. */
+  forget(keyId: Uint8Array): void {
+    const hex = Buffer.from(keyId).toString('hex');
+    for (const k of [...this.handles.keys()]) if (k.endsWith(`:${hex}`)) this.handles.delete(k);
+  }
+
   /** Finds objects matching a template (call inside `manage` or with a held session). */
   find(session: Handle, template: pkcs11js.Template): Handle[] {
     this.p11.C_FindObjectsInit(session, template);

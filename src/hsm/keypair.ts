@@ -71,3 +71,23 @@ export function unwrapEcPoint(v: Buffer, algorithm: Algorithm): Buffer {
   if (v.length === size + 2 && v[0] === 0x04 && v[1] === size) return v.subarray(2);
   throw new Error(`unexpected CKA_EC_POINT encoding (${v.length} bytes)`);
 }
+
+/**
+ * Destroys the private key object with this CKA_ID (C_DestroyObject), and the public one too
+ * when `withPublic` (an unused pair). The public key of a destroyed version stays in the store,
+ * so signatures it made can still be verified.
+ */
+export function destroyPrivateKey(hsm: Hsm, ckaId: Uint8Array, withPublic = false): Promise<void> {
+  return hsm.manage((session) => {
+    const classes = withPublic ? [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY] : [pkcs11js.CKO_PRIVATE_KEY];
+    for (const cls of classes) {
+      for (const obj of hsm.find(session, [
+        { type: pkcs11js.CKA_CLASS, value: cls },
+        { type: pkcs11js.CKA_ID, value: Buffer.from(ckaId) },
+      ])) {
+        hsm.p11.C_DestroyObject(session, obj);
+      }
+    }
+    hsm.forget(ckaId);
+  });
+}

@@ -1,71 +1,51 @@
+import { EventEmitter } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import type { Algorithm } from '../config/schema.js';
 import { SignerError, invalid, notFound } from '../errors.js';
 import type { Hsm } from '../hsm/hsm.js';
-import { generateKeyPair, readPublicKey } from '../hsm/keypair.js';
+import { destroyPrivateKey, generateKeyPair, readPublicKey } from '../hsm/keypair.js';
 import type { Logger } from '../log.js';
-import { KeyExistsError, type KeyRecord, type Store } from '../store/store.js';
+import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../store/store.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Keys the service uses itself; clients can neither create nor sign with them. */
 const SERVICE_KEY_ID = /^_[a-z0-9][a-z0-9._-]{0,62}$/;
 
+const sameKey = (a: KeyRecord, b: KeyRecord) =>
+  a.version === b.version && Buffer.compare(Buffer.from(a.ckaId), Buffer.from(b.ckaId)) === 0;
+
 /**
- * Key ids, versions and where each lives in the token. The store is the source of truth; this
- * holds a copy so the signing path never waits on the database to find a key.
+ * Key ids, their versions and states, and where each version lives in the token. The store is
+ * the source of truth (shared by replicas); this holds a copy so the signing path never waits on
+ * the database. Emits `change` with the key id whenever a key's versions or states change.
+ *
+ * Version states: active (signs; one per key), verify-only (public key served, signing refused
+ * with KEY_VERSION_RETIRED), disabled (likewise, after the overlap), destroyed (the private key
+ * object is gone from the token).
  */
-export class KeyRegistry {
-  private keys = new Map<string, KeyRecord>();
+export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
+  private versions = new Map<string, KeyRecord[]>();
   private timer: NodeJS.Timeout | undefined;
-  /** load and create run one at a time, so a refresh never drops a key created meanwhile. */
+  /** Loads and changes run one at a time, so a refresh never drops a change made meanwhile. */
   private serial: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly hsm: Hsm,
     private readonly store: Store,
     private readonly log?: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   /**
-   * Loads keys from the store and checks each new one against the token: a key whose public key
-   * in the token differs from the stored one is not served (a swapped or restored token).
+   * Loads keys from the store and checks each new version against the token: a version whose
+   * public key in the token differs from the stored one is not served (a swapped token).
    */
   load(): Promise<void> {
     return this.exclusive(() => this.reload());
   }
 
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.serial.then(fn, fn);
-    this.serial = run.catch(() => undefined);
-    return run;
-  }
-
-  private async reload(): Promise<void> {
-    const next = new Map<string, KeyRecord>();
-    for (const k of await this.store.listKeys()) {
-      if (k.state === 'destroyed') continue;
-      const known = this.keys.get(k.keyId);
-      if (known && known.version === k.version && Buffer.compare(Buffer.from(known.ckaId), Buffer.from(k.ckaId)) === 0) {
-        next.set(k.keyId, k);
-        continue;
-      }
-      let inToken: Uint8Array;
-      try {
-        inToken = await readPublicKey(this.hsm, k.algorithm, k.ckaId);
-      } catch {
-        this.log?.error({ keyId: k.keyId, version: k.version }, 'key missing from token; not served');
-        continue;
-      }
-      if (Buffer.compare(Buffer.from(inToken), Buffer.from(k.publicKey)) !== 0) {
-        this.log?.error({ keyId: k.keyId, version: k.version }, 'token public key differs from store; not served');
-        continue;
-      }
-      next.set(k.keyId, k);
-    }
-    this.keys = next;
-  }
-
-  /** Reloads periodically, so keys created on another replica are served here too. */
+  /** Reloads periodically, so changes made on another replica are served here too. */
   startRefresh(ms: number): void {
     this.timer = setInterval(() => this.load().catch((e) => this.log?.error({ err: e }, 'key refresh failed')), ms);
     this.timer.unref();
@@ -80,37 +60,40 @@ export class KeyRegistry {
    * which clients cannot create) are never returned here, so no client can sign with them.
    */
   get(keyId: string): KeyRecord {
-    const k = keyId.startsWith('_') ? undefined : this.keys.get(keyId);
-    if (!k) throw notFound('KEY_NOT_FOUND', `no key "${keyId}"`, { keyId });
+    const k = this.clientVersions(keyId).find((v) => v.state === 'active');
+    if (!k) throw notFound('KEY_NOT_FOUND', `no key "${keyId}" with an active version`, { keyId });
+    return k;
+  }
+
+  /** A version to sign with: `0` means the active one; retired versions are refused. */
+  forSigning(keyId: string, version: number): KeyRecord {
+    if (version === 0) return this.get(keyId);
+    const k = this.clientVersions(keyId).find((v) => v.version === version);
+    if (!k || k.state === 'destroyed') throw notFound('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+    if (k.state !== 'active') {
+      throw new SignerError(status.FAILED_PRECONDITION, 'KEY_VERSION_RETIRED', `key "${keyId}" version ${version} is ${k.state}; sign with the active version`, {
+        keyId,
+        version: String(version),
+        state: k.state,
+      });
+    }
     return k;
   }
 
   has(keyId: string): boolean {
-    return !keyId.startsWith('_') && this.keys.has(keyId);
+    return this.clientVersions(keyId).length > 0;
   }
 
+  /** Every version of every client key. */
   list(): KeyRecord[] {
-    return [...this.keys.values()].filter((k) => !k.keyId.startsWith('_'));
+    return [...this.versions.values()].flat().filter((k) => !k.keyId.startsWith('_'));
   }
 
-  /**
-   * A key the service itself uses (the audit checkpoint key), created in the HSM on first use.
-   * With replicas, the first to create it wins; the others load the winner's.
-   */
-  serviceKey(keyId: `_${string}`, algorithm: Algorithm): Promise<KeyRecord> {
-    return this.exclusive(async () => {
-      const have = this.keys.get(keyId);
-      if (have) return have;
-      try {
-        return await this.generate(keyId, algorithm);
-      } catch (e) {
-        if ((e as SignerError).reason !== 'KEY_EXISTS') throw e;
-        await this.reload();
-        const k = this.keys.get(keyId);
-        if (!k) throw e;
-        return k;
-      }
-    });
+  /** All versions of one client key, oldest first; KEY_NOT_FOUND when there are none. */
+  history(keyId: string): KeyRecord[] {
+    const list = this.clientVersions(keyId);
+    if (!list.length) throw notFound('KEY_NOT_FOUND', `no key "${keyId}"`, { keyId });
+    return list;
   }
 
   /** Generates a new key inside the HSM and records it as version 1, active. */
@@ -121,12 +104,164 @@ export class KeyRegistry {
     return this.exclusive(() => this.generate(keyId, algorithm));
   }
 
-  private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
-    if (!KEY_ID.test(keyId) && !SERVICE_KEY_ID.test(keyId)) {
-      throw invalid('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit');
+  /**
+   * A key the service itself uses (the audit checkpoint key), created in the HSM on first use.
+   * With replicas, the first to create it wins; the others load the winner's.
+   */
+  serviceKey(keyId: `_${string}`, algorithm: Algorithm): Promise<KeyRecord> {
+    if (!SERVICE_KEY_ID.test(keyId)) return Promise.reject(new Error(`bad service key id ${keyId}`));
+    return this.exclusive(async () => {
+      const have = this.versions.get(keyId)?.find((v) => v.state === 'active');
+      if (have) return have;
+      try {
+        return await this.generate(keyId, algorithm);
+      } catch (e) {
+        if ((e as SignerError).reason !== 'KEY_EXISTS') throw e;
+        await this.reload();
+        const k = this.versions.get(keyId)?.find((v) => v.state === 'active');
+        if (!k) throw e;
+        return k;
+      }
+    });
+  }
+
+  /**
+   * Rotates a key: generates the next version inside the HSM, then in one store transaction
+   * makes it active and the previous one verify-only until `overlapMs` from now. Requests signed
+   * before the switch keep their (old) version in their response; requests after it get the new.
+   */
+  rotate(keyId: string, overlapMs: number, now = new Date()): Promise<{ next: KeyRecord; previous: KeyRecord }> {
+    return this.exclusive(async () => {
+      await this.reload();
+      const previous = this.get(keyId);
+      const latest = Math.max(...this.history(keyId).map((v) => v.version));
+      const generated = await generateKeyPair(this.hsm, previous.algorithm, `${keyId}/v${latest + 1}`);
+      const next: KeyRecord = {
+        keyId,
+        version: latest + 1,
+        algorithm: previous.algorithm,
+        ckaId: generated.ckaId,
+        publicKey: generated.publicKey,
+        state: 'active',
+        createdAt: now,
+        stateChangedAt: now,
+        retireAt: null,
+      };
+      try {
+        await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs));
+      } catch (e) {
+        await this.discard(generated.ckaId);
+        if (e instanceof KeyExistsError) throw new SignerError(status.ABORTED, 'KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
+        throw e;
+      }
+      await this.reload();
+      this.log?.info({ keyId, from: previous.version, to: next.version }, 'key rotated');
+      return { next, previous };
+    });
+  }
+
+  /** Disables a version: it stays listed with its public key, and nothing signs with it. */
+  disable(keyId: string, version: number, now = new Date()): Promise<KeyRecord> {
+    return this.transition(keyId, version, ['active', 'verify-only'], 'disabled', now);
+  }
+
+  /**
+   * Destroys a disabled version's private key in the token (C_DestroyObject). Irreversible, so
+   * the caller MUST confirm by naming the key id again.
+   */
+  destroy(keyId: string, version: number, confirmKeyId: string, now = new Date()): Promise<KeyRecord> {
+    if (confirmKeyId !== keyId) {
+      return Promise.reject(invalid('CONFIRMATION_REQUIRED', `destroying a key version needs confirm_key_id = "${keyId}"`, { keyId }));
     }
-    if (this.keys.has(keyId)) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
+    return this.exclusive(async () => {
+      const k = this.history(keyId).find((v) => v.version === version);
+      if (!k) throw notFound('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+      if (k.state !== 'disabled') {
+        throw new SignerError(status.FAILED_PRECONDITION, 'KEY_STATE_INVALID', `only a disabled version can be destroyed; v${version} is ${k.state}`, { keyId });
+      }
+      await destroyPrivateKey(this.hsm, k.ckaId);
+      return this.markState(k, ['disabled'], 'destroyed', now);
+    });
+  }
+
+  /** Disables verify-only versions whose overlap has ended; idempotent across replicas. */
+  retireDue(now = new Date()): Promise<KeyRecord[]> {
+    const due = this.list().filter((k) => k.state === 'verify-only' && k.retireAt !== null && k.retireAt <= now);
+    // Another replica may retire the same version first; only this replica's changes count.
+    return Promise.all(due.map((k) => this.transition(k.keyId, k.version, ['verify-only'], 'disabled', now).catch(() => undefined))).then((done) =>
+      done.filter((k): k is KeyRecord => k !== undefined),
+    );
+  }
+
+  private transition(keyId: string, version: number, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      const k = this.history(keyId).find((v) => v.version === version);
+      if (!k) throw notFound('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+      return this.markState(k, from, to, now);
+    });
+  }
+
+  private async markState(k: KeyRecord, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
+    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now))) {
+      await this.reload();
+      throw new SignerError(status.FAILED_PRECONDITION, 'KEY_STATE_INVALID', `key "${k.keyId}" v${k.version} cannot go from ${k.state} to ${to}`, {
+        keyId: k.keyId,
+      });
+    }
+    await this.reload();
+    this.log?.info({ keyId: k.keyId, version: k.version, from: k.state, to }, 'key version state changed');
+    return { ...k, state: to, stateChangedAt: now, retireAt: null };
+  }
+
+  private clientVersions(keyId: string): KeyRecord[] {
+    return keyId.startsWith('_') ? [] : (this.versions.get(keyId) ?? []);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reload(): Promise<void> {
+    const known = new Map([...this.versions.values()].flat().map((k) => [`${k.keyId}/${k.version}`, k]));
+    const next = new Map<string, KeyRecord[]>();
+    for (const k of await this.store.listKeys()) {
+      const before = known.get(`${k.keyId}/${k.version}`);
+      if (!before || !sameKey(before, k)) {
+        if (k.state !== 'destroyed' && !(await this.matchesToken(k))) continue;
+      }
+      next.set(k.keyId, [...(next.get(k.keyId) ?? []), k]);
+    }
+    const changed = new Set<string>();
+    for (const id of new Set([...next.keys(), ...this.versions.keys()])) {
+      const a = JSON.stringify((this.versions.get(id) ?? []).map((k) => [k.version, k.state]));
+      const b = JSON.stringify((next.get(id) ?? []).map((k) => [k.version, k.state]));
+      if (a !== b) changed.add(id);
+    }
+    this.versions = next;
+    for (const id of changed) if (!id.startsWith('_')) this.emit('change', id);
+  }
+
+  private async matchesToken(k: KeyRecord): Promise<boolean> {
+    let inToken: Uint8Array;
+    try {
+      inToken = await readPublicKey(this.hsm, k.algorithm, k.ckaId);
+    } catch {
+      this.log?.error({ keyId: k.keyId, version: k.version }, 'key missing from token; not served');
+      return false;
+    }
+    if (Buffer.compare(Buffer.from(inToken), Buffer.from(k.publicKey)) !== 0) {
+      this.log?.error({ keyId: k.keyId, version: k.version }, 'token public key differs from store; not served');
+      return false;
+    }
+    return true;
+  }
+
+  private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+    if (this.versions.has(keyId)) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
     const generated = await generateKeyPair(this.hsm, algorithm, `${keyId}/v1`);
+    const now = new Date();
     const record: KeyRecord = {
       keyId,
       version: 1,
@@ -134,20 +269,24 @@ export class KeyRegistry {
       ckaId: generated.ckaId,
       publicKey: generated.publicKey,
       state: 'active',
-      createdAt: new Date(),
+      createdAt: now,
+      stateChangedAt: now,
+      retireAt: null,
     };
     try {
       await this.store.insertKey(record);
     } catch (e) {
-      // Another replica won the race; the orphan token object is harmless but logged.
-      if (e instanceof KeyExistsError) {
-        this.log?.warn({ keyId }, 'key created concurrently; new token object left unused');
-        throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
-      }
+      await this.discard(generated.ckaId);
+      if (e instanceof KeyExistsError) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
       throw e;
     }
-    this.keys.set(keyId, record);
+    await this.reload();
     this.log?.info({ keyId, algorithm, version: 1 }, 'key created');
     return record;
+  }
+
+  /** Removes a generated key pair that lost a race to another replica. */
+  private async discard(ckaId: Uint8Array): Promise<void> {
+    await destroyPrivateKey(this.hsm, ckaId, true).catch((e) => this.log?.warn({ err: (e as Error).message }, 'could not remove an unused key pair'));
   }
 }

@@ -30,6 +30,8 @@ export function keyToWire(k: KeyRecord) {
     publicKey: Buffer.from(k.publicKey),
     evmAddress: k.algorithm === 'ecdsa-secp256k1' ? evmAddress(k.publicKey) : '',
     createdAt: timestamp(k.createdAt),
+    stateChangedAt: timestamp(k.stateChangedAt),
+    retireAt: k.retireAt ? timestamp(k.retireAt) : null,
   };
 }
 

@@ -24,9 +24,13 @@ export function keyAdminHandlers(deps: {
   keys: KeyRegistry;
   policies: PolicyRegistry;
   audit: AuditStore;
+  /** Default overlap of a rotation: how long the previous version stays verify-only. */
+  overlapMs: number;
   log: Logger;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, policies, audit, log } = deps;
+  const { auth, keys, policies, audit, overlapMs, log } = deps;
+  const record = (kind: string, client: string, k: { keyId: string; version: number }, intent?: Record<string, string>) =>
+    audit.appendAudit([eventDraft(kind, new Date(), client, { keyId: k.keyId, keyVersion: k.version, ...(intent ? { intent } : {}) })]);
   return {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
@@ -34,8 +38,31 @@ export function keyAdminHandlers(deps: {
       if (!algorithm) throw invalid('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256 or ED25519');
       const key = await keys.create(call.request.keyId, algorithm);
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
-      await audit.appendAudit([eventDraft('key.create', new Date(), id.client, { keyId: key.keyId, keyVersion: key.version, intent: { algorithm } })]);
+      await record('key.create', id.client, key, { algorithm });
       return keyToWire(key);
+    }),
+
+    RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
+      const { next, previous } = await keys.rotate(call.request.keyId, overlap);
+      await record('key.rotate', id.client, next, { previousVersion: String(previous.version), overlapSeconds: String(Math.round(overlap / 1000)) });
+      const after = keys.history(next.keyId);
+      return { active: keyToWire(after.find((k) => k.version === next.version)!), previous: keyToWire(after.find((k) => k.version === previous.version)!) };
+    }),
+
+    DisableKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const k = await keys.disable(call.request.keyId, call.request.version);
+      await record('key.disable', id.client, k);
+      return keyToWire(k);
+    }),
+
+    DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const k = await keys.destroy(call.request.keyId, call.request.version, call.request.confirmKeyId);
+      await record('key.destroy', id.client, k);
+      return keyToWire(k);
     }),
 
     SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {

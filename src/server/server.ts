@@ -78,6 +78,14 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const auth = new Authorizer(config.clients, config.keyAccess);
   const signing = new SigningService(hsm, keys);
   const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
+  // Versions whose overlap ended are disabled by whichever replica sees it first (idempotent).
+  const retirer = setInterval(() => {
+    keys
+      .retireDue()
+      .then((done) => store.appendAudit(done.map((k) => eventDraft('key.disable', new Date(), 'rotation', { keyId: k.keyId, keyVersion: k.version, intent: { why: 'overlap ended' } }))))
+      .catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
+  }, config.refreshMs);
+  retirer.unref();
   const pruner = setInterval(() => {
     const now = Date.now();
     store
@@ -88,7 +96,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
 
   const server = new grpc.Server();
   server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, log }));
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
   server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
@@ -124,6 +132,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       http?.close();
       clearInterval(pruner);
+      clearInterval(retirer);
       policies.stop();
       keys.stop();
       await checkpointer.stop();

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { invalid, notFound, type SignerError } from '../errors.js';
+import { invalid, type SignerError } from '../errors.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -8,6 +8,7 @@ import type { Payload } from '../signing/service.js';
 import type { Authorizer, Identity } from './auth.js';
 import { keyToWire } from './convert.js';
 import { unary } from './unary.js';
+import { toServiceError } from './status.js';
 import { refusalDraft, wasAudited } from '../audit/drafts.js';
 import type { AuditStore } from '../store/audit.js';
 
@@ -93,8 +94,12 @@ export function signerHandlers(deps: {
       metrics.signs.inc({ key: keyId, algorithm, outcome: reason });
       log.info({ client: id.client, keyId, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
       if (!wasAudited(e)) {
-        const version = keys.has(keyId) ? keys.get(keyId).version : null;
-        await audit.appendAudit([refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: keyId || null, keyVersion: version, requestId: what.requestId || null }, reason)]);
+        // Ids that fail their grammar are not copied into the log: they are the client's bytes.
+        const known = keys.has(keyId);
+        const requestId = REQUEST_ID.test(what.requestId) ? what.requestId : null;
+        await audit.appendAudit([
+          refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion: known ? keys.get(keyId).version : null, requestId }, reason),
+        ]);
       }
       throw e;
     }
@@ -107,11 +112,7 @@ export function signerHandlers(deps: {
       return observed(id, req.keyId, { kind: 'sign', requestId: req.requestId }, async () => {
         if (!REQUEST_ID.test(req.requestId)) throw invalid('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
         const clientTime = timeOf(req.clientTime);
-        const key = keys.get(req.keyId);
-        if (req.keyVersion !== 0 && req.keyVersion !== key.version) {
-          throw notFound('KEY_VERSION_NOT_FOUND', `key "${req.keyId}" has no version ${req.keyVersion}`);
-        }
-        return flow.sign({ client: id.client, keyId: req.keyId, requestId: req.requestId, clientTime, payload: payloadOf(req) });
+        return flow.sign({ client: id.client, keyId: req.keyId, keyVersion: req.keyVersion, requestId: req.requestId, clientTime, payload: payloadOf(req) });
       });
     }),
 
@@ -137,6 +138,28 @@ export function signerHandlers(deps: {
       if (!id.roles.has('admin') && !id.roles.has('auditor')) auth.requireKey(auth.require(call, 'signer'), call.request.keyId);
       return keyToWire(keys.get(call.request.keyId));
     }),
+
+    WatchKeys: (call: grpc.ServerWritableStream<{ keyId: string }, unknown>) => {
+      let visible: (keyId: string) => boolean;
+      try {
+        const id = auth.identify(call);
+        const all = id.roles.has('admin') || id.roles.has('auditor');
+        if (!all) auth.require(call, 'signer');
+        const only = call.request.keyId;
+        visible = (keyId) => (!only || keyId === only) && (all || auth.maySign(id.client, keyId));
+      } catch (e) {
+        call.emit('error', toServiceError(e, log));
+        return;
+      }
+      const send = (keyId: string) => {
+        if (!visible(keyId) || !keys.has(keyId)) return;
+        for (const k of keys.history(keyId)) call.write(keyToWire(k));
+      };
+      for (const keyId of new Set(keys.list().map((k) => k.keyId))) send(keyId);
+      keys.on('change', send);
+      call.on('cancelled', () => keys.off('change', send));
+      call.on('close', () => keys.off('change', send));
+    },
 
     ListKeys: unary(log, async (call: grpc.ServerUnaryCall<unknown, unknown>) => {
       const id = auth.identify(call);

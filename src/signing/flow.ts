@@ -30,6 +30,8 @@ export interface SignFlowOptions {
 export interface SignCall {
   client: string;
   keyId: string;
+  /** 0: the active version. */
+  keyVersion: number;
   requestId: string;
   clientTime: Date;
   payload: Payload;
@@ -61,7 +63,7 @@ export class SignFlow {
   }
 
   async sign(c: SignCall): Promise<WireSignResponse> {
-    const prepared = this.o.signing.prepare(c.keyId, c.payload);
+    const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
     const base: DraftBase = { at: this.clock(), client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();

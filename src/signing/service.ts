@@ -23,7 +23,10 @@ export interface Prepared {
   /** What the HSM signs: the digest, the message, or the transaction's signing hash. */
   data: Uint8Array;
   evm?: DecodedEvmTx;
-  /** sha256 over key id, version, kind and payload bytes: "the same request" for replays. */
+  /**
+   * sha256 over key id, kind and payload bytes: "the same request" for replays. Not the version:
+   * a retry that spans a rotation must find the original result, not look like another payload.
+   */
   payloadHash: Uint8Array;
 }
 
@@ -52,9 +55,12 @@ export class SigningService {
     private readonly keys: KeyRegistry,
   ) {}
 
-  /** Validates the payload against the key and decodes it; throws INVALID_ARGUMENT refusals. */
-  prepare(keyId: string, payload: Payload): Prepared {
-    const key = this.keys.get(keyId);
+  /**
+   * Validates the payload against the key version (0: the active one) and decodes it; throws
+   * INVALID_ARGUMENT refusals, or KEY_VERSION_RETIRED for a pinned version that no longer signs.
+   */
+  prepare(keyId: string, payload: Payload, version = 0): Prepared {
+    const key = this.keys.forSigning(keyId, version);
     if (!ACCEPTS[key.algorithm].has(payload.kind)) {
       throw invalid('PAYLOAD_KIND_UNSUPPORTED', `key "${keyId}" (${key.algorithm}) does not sign ${payload.kind} payloads`, {
         keyId,
@@ -63,7 +69,7 @@ export class SigningService {
     }
     const raw = payload.kind === 'digest' ? payload.digest : payload.kind === 'message' ? payload.message : payload.unsignedTx;
     const payloadHash = createHash('sha256')
-      .update(`${key.keyId}\0${key.version}\0${payload.kind}\0`)
+      .update(`${key.keyId}\0${payload.kind}\0`)
       .update(raw)
       .digest();
     if (payload.kind === 'evm') {

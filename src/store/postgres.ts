@@ -523,7 +523,9 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
   private groups = 0;
   private readonly maxGroups: number;
   private readonly completions = new Coalescer<{ done: Completion[]; audit: AuditDraft[] }>((calls) => this.completeNow(calls));
-  private readonly appends = new Coalescer<AuditDraft[]>((calls) => this.appendNow(calls.flat()));
+  // One append transaction at a time: they queue for the audit lock anyway, and calls made
+  // meanwhile go together into the next one, in call order.
+  private readonly appends = new Coalescer<AuditDraft[]>((calls) => this.appendNow(calls.flat()), 1);
 
   private constructor(
     private readonly pool: pg.Pool,

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS keys (
   public_key BLOB    NOT NULL,
   state      TEXT    NOT NULL,
   created_at INTEGER NOT NULL,
+  state_changed_at INTEGER,
+  retire_at  INTEGER,
   PRIMARY KEY (key_id, version)
 );
 CREATE TABLE IF NOT EXISTS requests (
@@ -124,6 +126,15 @@ interface KeyRow {
   public_key: Buffer;
   state: string;
   created_at: number;
+  state_changed_at: number | null;
+  retire_at: number | null;
+}
+
+/** Columns added after the first release, for databases created before them. */
+function migrate(db: Database.Database): void {
+  const cols = new Set((db.prepare('PRAGMA table_info(keys)').all() as Array<{ name: string }>).map((c) => c.name));
+  if (!cols.has('state_changed_at')) db.exec('ALTER TABLE keys ADD COLUMN state_changed_at INTEGER');
+  if (!cols.has('retire_at')) db.exec('ALTER TABLE keys ADD COLUMN retire_at INTEGER');
 }
 
 /**
@@ -143,6 +154,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    migrate(this.db);
     this.group = new GroupCommit(this.db);
     const db = this.db;
     this.q = {
@@ -187,13 +199,41 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
 
   async insertKey(k: KeyRecord): Promise<void> {
     try {
-      this.db
-        .prepare('INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(k.keyId, k.version, k.algorithm, Buffer.from(k.ckaId), Buffer.from(k.publicKey), k.state, k.createdAt.getTime());
+      this.insertKeyRow(k);
     } catch (e) {
       if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new KeyExistsError(`key ${k.keyId} v${k.version} exists`);
       throw e;
     }
+  }
+
+  private insertKeyRow(k: KeyRecord): void {
+    this.db
+      .prepare('INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(k.keyId, k.version, k.algorithm, Buffer.from(k.ckaId), Buffer.from(k.publicKey), k.state, k.createdAt.getTime(), k.stateChangedAt.getTime(), k.retireAt?.getTime() ?? null);
+  }
+
+  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void> {
+    return this.group.submit(() => {
+      const moved = this.db
+        .prepare("UPDATE keys SET state = 'verify-only', state_changed_at = ?, retire_at = ? WHERE key_id = ? AND version = ? AND state = 'active'")
+        .run(next.createdAt.getTime(), retireAt.getTime(), next.keyId, previousVersion);
+      if (moved.changes !== 1) throw new KeyExistsError(`key ${next.keyId} v${previousVersion} is no longer active`);
+      try {
+        this.insertKeyRow(next);
+      } catch (e) {
+        if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new KeyExistsError(`key ${next.keyId} v${next.version} exists`);
+        throw e;
+      }
+    });
+  }
+
+  setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean> {
+    return this.group.submit(() => {
+      const r = this.db
+        .prepare(`UPDATE keys SET state = ?, state_changed_at = ?, retire_at = NULL WHERE key_id = ? AND version = ? AND state IN (${from.map(() => '?').join(', ')})`)
+        .run(to, at.getTime(), keyId, version, ...from);
+      return r.changes === 1;
+    });
   }
 
   async listKeys(): Promise<KeyRecord[]> {
@@ -206,6 +246,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
       publicKey: r.public_key,
       state: r.state as KeyState,
       createdAt: new Date(r.created_at),
+      stateChangedAt: new Date(r.state_changed_at ?? r.created_at),
+      retireAt: r.retire_at === null ? null : new Date(r.retire_at),
     }));
   }
 

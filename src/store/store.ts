@@ -12,6 +12,10 @@ export interface KeyRecord {
   publicKey: Uint8Array;
   state: KeyState;
   createdAt: Date;
+  /** When the state last changed (creation, rotation, disable, destroy). */
+  stateChangedAt: Date;
+  /** For a verify-only version: when it is due to be disabled (end of the rotation overlap). */
+  retireAt: Date | null;
 }
 
 /** One version of a named policy; every version is kept, so changes are on record. */
@@ -32,7 +36,16 @@ export interface PolicyRecord {
 export interface Store {
   /** Inserts a key version; fails with `KeyExistsError` if (keyId, version) exists. */
   insertKey(k: KeyRecord): Promise<void>;
+  /** Every version of every key, by key id then version. */
   listKeys(): Promise<KeyRecord[]>;
+  /**
+   * Makes `next` the active version and the current active one verify-only until `retireAt`, in
+   * one transaction. Fails with KeyExistsError when another replica rotated first (the
+   * version exists or `previousVersion` is no longer active).
+   */
+  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void>;
+  /** Moves a version to `to` if its state is one of `from`; false when it was not. */
+  setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean>;
   /** Appends the next version of a policy (version = latest + 1, decided in the database). */
   putPolicy(name: string, document: string, updatedBy: string, at: Date): Promise<PolicyRecord>;
   /** The latest version of every policy. */
