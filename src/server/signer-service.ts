@@ -83,7 +83,7 @@ export function signerHandlers(deps: {
     try {
       if (!keyId) throw invalid('REQUEST_INVALID', 'key_id is required');
       auth.requireKey(id, keyId);
-      algorithm = keys.get(keyId).algorithm;
+      algorithm = keys.has(keyId) ? keys.history(keyId)[0]!.algorithm : 'unknown';
       const out = await fn(algorithm);
       metrics.signs.inc({ key: keyId, algorithm, outcome: 'ok' });
       metrics.signSeconds.observe({ algorithm }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -98,7 +98,7 @@ export function signerHandlers(deps: {
         const known = keys.has(keyId);
         const requestId = REQUEST_ID.test(what.requestId) ? what.requestId : null;
         await audit.appendAudit([
-          refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion: known ? keys.get(keyId).version : null, requestId }, reason),
+          refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion: known ? (keys.history(keyId).find((v) => v.state === 'active')?.version ?? null) : null, requestId }, reason),
         ]);
       }
       throw e;
