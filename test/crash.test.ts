@@ -126,7 +126,7 @@ t.test('replays after the crashes return the stored results', async (t) => {
 t.test('the store agrees: one claim per nonce, holding the payload clients saw', async (t) => {
   await proc.stop('SIGTERM');
   const db = new Database(`${tmp.path}/signer.db`, { readonly: true });
-  const rows = db.prepare("SELECT nonce, state, result FROM nonces WHERE key_id = 'hot-crash'").all() as Array<{ nonce: number; state: string; result: Buffer }>;
+  const rows = db.prepare("SELECT nonce, state, result FROM nonces WHERE key_id = 'hot-crash@v1'").all() as Array<{ nonce: number; state: string; result: Buffer }>;
   db.close();
   t.equal(rows.length, NONCES);
   t.ok(rows.every((r) => r.state === 'done'), 'every claim completed');

@@ -12,7 +12,7 @@ const bump = compilePolicy({ ...OPEN_POLICY, evm: { ...OPEN_POLICY.evm, allowFee
 const h = (s: string) => Buffer.from(s.padEnd(32, '.'));
 const intent: SignIntent = { client: 'engine', keyId: 'k', traffic: 'hot', kind: 'digest' };
 const item = (over: Partial<ReserveItem> = {}): ReserveItem => ({ client: 'engine', requestId: 'r1', keyId: 'k', payloadHash: h('A'), value: 0n, ...over });
-const claim = (fee = 10n) => ({ chainId: 1n, nonce: 7n, intentHash: h('to+value+data'), maxFeePerGas: fee, maxPriorityFeePerGas: 1n });
+const claim = (fee = 10n) => ({ account: 'k@v1', chainId: 1n, nonce: 7n, intentHash: h('to+value+data'), maxFeePerGas: fee, maxPriorityFeePerGas: 1n });
 const req = (over: Partial<RequestRecord> = {}): RequestRecord => ({ payloadHash: h('A'), state: 'done', result: Buffer.from('stored'), leaseExpired: false, ...over });
 const held = (over: Partial<NonceRecord> = {}): NonceRecord => ({
   payloadHash: h('A'),

@@ -208,6 +208,7 @@ function reserveItem(client: string, requestId: string, p: Prepared, intent: Sig
 function nonceClaim(p: Prepared): NonceClaim {
   const t = p.evm!.intent;
   return {
+    account: `${p.key.keyId}@v${p.key.version}`,
     chainId: t.chainId,
     nonce: t.nonce,
     intentHash: createHash('sha256').update(`${t.to ?? 'create'}\0${t.value}\0${t.data}`).digest(),

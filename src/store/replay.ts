@@ -8,6 +8,11 @@ import type { AuditDraft } from './audit.js';
 
 /** A claim on an account nonce: what makes two EVM payloads "the same transfer". */
 export interface NonceClaim {
+  /**
+   * The account whose nonce this is: the key version that signs (each version is its own
+   * address), written "<key id>@v<version>". Claims, next nonces and locks are per account.
+   */
+  account: string;
   chainId: bigint;
   nonce: bigint;
   /** Hash of (to, value, data): a fee bump must keep it. */

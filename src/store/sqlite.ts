@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS requests (
   PRIMARY KEY (client, request_id)
 );
 CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
+-- key_id holds the nonce's account: "<key id>@v<version>" (each key version is an address).
 CREATE TABLE IF NOT EXISTS nonces (
   key_id           TEXT    NOT NULL,
   chain_id         INTEGER NOT NULL,
@@ -287,11 +288,11 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
           const n = it.nonce;
           const claim = [Buffer.from(it.payloadHash), Buffer.from(n.intentHash), n.maxFeePerGas.toString(), n.maxPriorityFeePerGas.toString()];
           if (w.action === 'replaceNonce') {
-            this.q.archiveNonce.run(now, it.keyId, n.chainId, n.nonce);
-            const replaced = this.q.replaceNonce.run(...claim, it.client, it.requestId, lease, it.keyId, n.chainId, n.nonce);
+            this.q.archiveNonce.run(now, n.account, n.chainId, n.nonce);
+            const replaced = this.q.replaceNonce.run(...claim, it.client, it.requestId, lease, n.account, n.chainId, n.nonce);
             if (replaced.changes !== 1) throw new Error('replaceNonce: the nonce has no holder to replace');
           } else {
-            this.q.insertNonce.run(it.keyId, n.chainId, n.nonce, ...claim, it.client, it.requestId, lease);
+            this.q.insertNonce.run(n.account, n.chainId, n.nonce, ...claim, it.client, it.requestId, lease);
           }
         }
         this.addVelocity('key', it.keyId, now, it.value);
@@ -421,9 +422,9 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
         | undefined;
       if (r) view.request = requestRecord(r, now);
       if (it.nonce) {
-        const n = this.q.nonce.get(it.keyId, it.nonce.chainId, it.nonce.nonce) as NonceRow | undefined;
+        const n = this.q.nonce.get(it.nonce.account, it.nonce.chainId, it.nonce.nonce) as NonceRow | undefined;
         if (n) view.nonce = nonceRecord(n, now);
-        const max = (this.q.maxNonce.get(it.keyId, it.nonce.chainId) as { n: bigint | null }).n;
+        const max = (this.q.maxNonce.get(it.nonce.account, it.nonce.chainId) as { n: bigint | null }).n;
         if (max !== null) view.nextNonce = max + 1n;
       }
       return view;
