@@ -1,0 +1,22 @@
+import { call } from '../src/client/client.js';
+import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+
+const program = command('destroy-key', 'Destroy a disabled key version in the HSM (C_DestroyObject); irreversible (KeyAdmin.DestroyKeyVersion)', 'security-admin')
+  .argument('<key-id>', 'key')
+  .requiredOption('--version <n>', 'version to destroy (must be disabled)')
+  .requiredOption('--confirm <key-id>', 'repeat the key id to confirm')
+  .parse();
+const opts = program.opts();
+const clients = clientsFrom(opts);
+try {
+  const k = await call<Record<string, unknown>>(clients.keyAdmin, 'DestroyKeyVersion', {
+    keyId: program.args[0],
+    version: Number(opts.version),
+    confirmKeyId: String(opts.confirm),
+  });
+  console.log(opts.json ? toJson(k) : `${k.keyId} v${k.version} is ${k.state}`);
+} catch (e) {
+  fail(e, !!opts.json);
+} finally {
+  clients.close();
+}
