@@ -40,10 +40,10 @@ storeSuite(
       const { url, schema } = await freshUrl();
       return Promise.all([open(url, schema), open(url, schema)]);
     },
-    replacements: async (s, keyId, chainId, nonce) => {
+    replacements: async (s, account, chainId, nonce) => {
       const { rows } = await admin.query<{ payload_hash: Buffer; result: Buffer | null }>(
         `SELECT payload_hash, result FROM ${schemas.get(s)}.nonce_replacements WHERE key_id = $1 AND chain_id = $2 AND nonce = $3 ORDER BY replaced_at, ctid`,
-        [keyId, chainId.toString(), nonce.toString()],
+        [account, chainId.toString(), nonce.toString()],
       );
       return rows.map((r) => ({ payloadHash: r.payload_hash, result: r.result }));
     },

@@ -26,12 +26,12 @@ storeSuite(
       for (const s of twins) paths.set(s, path);
       return twins;
     },
-    replacements: async (s, keyId, chainId, nonce) => {
+    replacements: async (s, account, chainId, nonce) => {
       const db = new Database(paths.get(s)!, { readonly: true });
       try {
         return db
           .prepare('SELECT payload_hash AS payloadHash, result FROM nonce_replacements WHERE key_id = ? AND chain_id = ? AND nonce = ? ORDER BY rowid')
-          .all(keyId, chainId, nonce) as Array<{ payloadHash: Buffer; result: Buffer | null }>;
+          .all(account, chainId, nonce) as Array<{ payloadHash: Buffer; result: Buffer | null }>;
       } finally {
         db.close();
       }

@@ -20,8 +20,8 @@ export type TestStore = Store & ReplayStore & AuditStore;
 export interface SuiteOptions {
   /** Two independent instances (own connections) on one fresh, empty database. */
   twins?: () => Promise<[TestStore, TestStore]>;
-  /** The archived claims (nonce_replacements) of one nonce, oldest first. */
-  replacements?: (store: TestStore, keyId: string, chainId: bigint, nonce: bigint) => Promise<Array<{ payloadHash: Buffer; result: Buffer | null }>>;
+  /** The archived claims (nonce_replacements) of one account's nonce, oldest first. */
+  replacements?: (store: TestStore, account: string, chainId: bigint, nonce: bigint) => Promise<Array<{ payloadHash: Buffer; result: Buffer | null }>>;
 }
 
 type Action = 'insert' | 'replaceNonce' | 'resume';
@@ -33,12 +33,15 @@ const LEASE = 30_000;
 const h = (s: string) => createHash('sha256').update(s).digest();
 const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString('hex') : undefined);
 
+/** A claim; without an account, item() puts it on the account of its key's version 1. */
 function claim(nonce: bigint, over: Partial<NonceClaim> = {}): NonceClaim {
-  return { chainId: 1n, nonce, intentHash: h(`intent ${nonce}`), maxFeePerGas: 100n, maxPriorityFeePerGas: 2n, ...over };
+  return { account: '', chainId: 1n, nonce, intentHash: h(`intent ${nonce}`), maxFeePerGas: 100n, maxPriorityFeePerGas: 2n, ...over };
 }
 
 function item(requestId: string, over: Partial<ReserveItem> = {}): ReserveItem {
-  return { client: 'engine', requestId, keyId: 'k1', payloadHash: h(`payload ${requestId}`), value: 1n, ...over };
+  const it: ReserveItem = { client: 'engine', requestId, keyId: 'k1', payloadHash: h(`payload ${requestId}`), value: 1n, ...over };
+  if (it.nonce && it.nonce.account === '') it.nonce = { ...it.nonce, account: `${it.keyId}@v1` };
+  return it;
 }
 
 function request(items: ReserveItem[], now: Date, over: Partial<ReserveRequest> = {}): ReserveRequest {
@@ -176,6 +179,24 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(v.items[0]!.nextNonce, 2n ** 40n + 1n);
   });
 
+  t.test(`${name}: nonce claims are per account (key version), not per key`, async (t) => {
+    const s = await fresh(t);
+    const v1 = item('v1', { nonce: claim(7n, { account: 'k1@v1' }) });
+    const v2 = item('v2', { nonce: claim(7n, { account: 'k1@v2' }) });
+    await write(s, request([v1], at(0)), ['insert']);
+    const v = await peek(s, request([v2, item('v1-9', { nonce: claim(9n, { account: 'k1@v1' }) })], at(1)));
+    t.same(v.items, [{}, { nextNonce: 8n }], "another version's nonce 7 is free; its next nonce is its own");
+    await write(s, request([v2], at(1)), ['insert']);
+    const after = await peek(s, request([v1, v2], at(2)));
+    t.same(
+      after.items.map((x) => [x.nonce?.requestId, x.nextNonce]),
+      [
+        ['v1', 8n],
+        ['v2', 8n],
+      ],
+    );
+  });
+
   t.test(`${name}: complete stores the result on the request and its nonce claim`, async (t) => {
     const s = await fresh(t);
     const a = item('a', { nonce: claim(1n) });
@@ -274,7 +295,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(v.items[0]!.nextNonce, 5n);
 
     if (opts.replacements) {
-      const archived = await opts.replacements(s, 'k1', 1n, 4n);
+      const archived = await opts.replacements(s, 'k1@v1', 1n, 4n);
       t.equal(archived.length, 1, 'one archived claim');
       t.equal(hex(archived[0]!.payloadHash), hex(old.payloadHash));
       t.equal(archived[0]!.result?.toString(), 'old signature', 'with the result that was signed');
@@ -297,7 +318,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(n.requestId, 'c');
     t.equal(n.maxFeePerGas, 30n);
     if (opts.replacements) {
-      t.same((await opts.replacements(s, 'k1', 1n, 1n)).map((r) => hex(r.payloadHash)), [hex(a.payloadHash), hex(b.payloadHash)]);
+      t.same((await opts.replacements(s, 'k1@v1', 1n, 1n)).map((r) => hex(r.payloadHash)), [hex(a.payloadHash), hex(b.payloadHash)]);
     }
   });
 
@@ -478,6 +499,41 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     await t.rejects(s.insertKey(key('a-key', 1)), KeyExistsError, 'same key id and version');
     await t.rejects(s.insertKey(key('c-key', 1, { ckaId: keys[0]!.ckaId })), KeyExistsError, 'same CKA_ID');
     t.equal((await s.listKeys()).length, 4);
+  });
+
+  t.test(`${name}: key rotation and state changes`, async (t) => {
+    const s = await fresh(t);
+    const v1: KeyRecord = {
+      keyId: 'rot',
+      version: 1,
+      algorithm: 'ecdsa-secp256k1',
+      ckaId: h('cka rot 1').subarray(0, 16),
+      publicKey: randomBytes(65),
+      state: 'active',
+      createdAt: at(0),
+      stateChangedAt: at(0),
+      retireAt: null,
+    };
+    const v2: KeyRecord = { ...v1, version: 2, ckaId: h('cka rot 2').subarray(0, 16), publicKey: randomBytes(65), createdAt: at(1000), stateChangedAt: at(1000) };
+    await s.insertKey(v1);
+    await s.rotateKey(v2, 1, at(61_000));
+    const [r1, r2] = await s.listKeys();
+    t.same(
+      [r1!.state, r1!.stateChangedAt.getTime(), r1!.retireAt?.getTime()],
+      ['verify-only', T0 + 1000, T0 + 61_000],
+      'the old version is verify-only until retireAt',
+    );
+    t.same([r2!.version, r2!.state, r2!.stateChangedAt.getTime(), r2!.retireAt], [2, 'active', T0 + 1000, null], 'the new one active');
+    const v3 = { ...v2, version: 3, ckaId: h('cka rot 3').subarray(0, 16) };
+    await t.rejects(s.rotateKey(v3, 1, at(70_000)), KeyExistsError, 'rotating from a version that is no longer active');
+    await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000)), KeyExistsError, 'a version that exists');
+    t.same((await s.listKeys()).map((k) => [k.version, k.state]), [[1, 'verify-only'], [2, 'active']], 'a failed rotation changes nothing');
+
+    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000)), true);
+    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000)), false, 'not from a state it is not in');
+    t.equal(await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000)), false, 'not a version that does not exist');
+    const [d1] = await s.listKeys();
+    t.same([d1!.state, d1!.stateChangedAt.getTime(), d1!.retireAt], ['disabled', T0 + 61_000, null]);
   });
 
   t.test(`${name}: policies keep every version`, async (t) => {
@@ -800,7 +856,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         'the nonce is held by the winning bump',
       );
       if (opts.replacements) {
-        const archived = await Promise.all(held.map((it) => opts.replacements!(a, it.keyId, 1n, it.nonce!.nonce)));
+        const archived = await Promise.all(held.map((it) => opts.replacements!(a, it.nonce!.account, 1n, it.nonce!.nonce)));
         t.ok(archived.every((rows) => rows.length === 1), 'one archived claim per nonce');
       }
     });
@@ -848,6 +904,41 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       }));
       await Promise.all(cps.map((c, i) => (i % 2 ? a : b).putCheckpoint(c)));
       t.equal((await b.checkpoints(1, 1)).length, 1, 'one checkpoint per seq, whoever wrote first');
+    });
+
+    t.test(`${name}: two instances rotating one key at once: one rotation wins`, async (t) => {
+      const [a, b] = await twins();
+      t.teardown(async () => {
+        await a.close();
+        await b.close();
+      });
+      const version = (v: number, state: KeyRecord['state'] = 'active'): KeyRecord => ({
+        keyId: 'rot',
+        version: v,
+        algorithm: 'ed25519',
+        ckaId: h(`cka rot ${v}`).subarray(0, 16),
+        publicKey: randomBytes(32),
+        state,
+        createdAt: at(v),
+        stateChangedAt: at(v),
+        retireAt: null,
+      });
+      await a.insertKey(version(1));
+      const tries = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).rotateKey(version(2 + i), 1, at(60_000))));
+      t.equal(tries.filter((r) => r.status === 'fulfilled').length, 1, 'one rotation');
+      t.ok(
+        tries.every((r) => r.status === 'fulfilled' || r.reason instanceof KeyExistsError),
+        'the others are told another replica rotated first',
+      );
+      const winner = 2 + tries.findIndex((r) => r.status === 'fulfilled');
+      t.same(
+        (await b.listKeys()).map((k) => [k.version, k.state]),
+        [
+          [1, 'verify-only'],
+          [winner, 'active'],
+        ],
+        'the old version verify-only, only the winner inserted',
+      );
     });
 
     t.test(`${name}: two instances setting one policy get distinct versions`, async (t) => {

@@ -32,8 +32,13 @@ CREATE TABLE IF NOT EXISTS keys (
   public_key BYTEA   NOT NULL,
   state      TEXT    NOT NULL,
   created_at BIGINT  NOT NULL,
+  state_changed_at BIGINT,
+  retire_at  BIGINT,
   PRIMARY KEY (key_id, version)
 );
+-- Columns added after the first release, for databases created before them.
+ALTER TABLE keys ADD COLUMN IF NOT EXISTS state_changed_at BIGINT;
+ALTER TABLE keys ADD COLUMN IF NOT EXISTS retire_at BIGINT;
 CREATE TABLE IF NOT EXISTS requests (
   client       TEXT COLLATE "C" NOT NULL,
   request_id   TEXT COLLATE "C" NOT NULL,
@@ -46,6 +51,7 @@ CREATE TABLE IF NOT EXISTS requests (
   PRIMARY KEY (client, request_id)
 );
 CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
+-- key_id holds the nonce's account: "<key id>@v<version>" (each key version is an address).
 CREATE TABLE IF NOT EXISTS nonces (
   key_id           TEXT COLLATE "C" NOT NULL,
   chain_id         BIGINT  NOT NULL,
@@ -369,6 +375,7 @@ function checkRequest(req: ReserveRequest): void {
     text('key id', it.keyId);
     numeric('value', it.value);
     if (it.nonce) {
+      text('nonce account', it.nonce.account);
       int8('chain id', it.nonce.chainId);
       int8('nonce', it.nonce.nonce);
       numeric('max fee per gas', it.nonce.maxFeePerGas);
@@ -450,6 +457,8 @@ interface KeyRow {
   public_key: Buffer;
   state: string;
   created_at: string;
+  state_changed_at: string | null;
+  retire_at: string | null;
 }
 
 interface RequestRow {
@@ -579,8 +588,9 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
   async insertKey(k: KeyRecord): Promise<void> {
     try {
       await this.pool.query({
-        text: 'INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-        values: [k.keyId, k.version, k.algorithm, Buffer.from(k.ckaId), Buffer.from(k.publicKey), k.state, k.createdAt.getTime()],
+        text: `INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        values: keyValues(k),
       });
     } catch (e) {
       if (e instanceof DatabaseError && e.code === '23505') throw new KeyExistsError(`key ${k.keyId} v${k.version} exists`);
@@ -588,9 +598,40 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
     }
   }
 
+  async rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void> {
+    // One statement: the insert happens only if this call moved the active version. A replica
+    // rotating at the same time waits for the row; once the first commits, the row is no longer
+    // active and this one moves nothing (READ COMMITTED re-checks the WHERE on the new row).
+    let moved: number;
+    try {
+      const r = await this.pool.query({
+        text: `WITH moved AS (
+            UPDATE keys SET state = 'verify-only', state_changed_at = $10, retire_at = $11
+            WHERE key_id = $1 AND version = $12 AND state = 'active' RETURNING 1)
+          INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at)
+          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM moved)`,
+        values: [...keyValues(next), next.createdAt.getTime(), retireAt.getTime(), previousVersion],
+      });
+      moved = r.rowCount ?? 0;
+    } catch (e) {
+      if (e instanceof DatabaseError && e.code === '23505') throw new KeyExistsError(`key ${next.keyId} v${next.version} exists`);
+      throw e;
+    }
+    if (moved !== 1) throw new KeyExistsError(`key ${next.keyId} v${previousVersion} is no longer active`);
+  }
+
+  async setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean> {
+    const r = await this.pool.query({
+      text: `UPDATE keys SET state = $1, state_changed_at = $2, retire_at = NULL
+        WHERE key_id = $3 AND version = $4 AND state = ANY($5::text[])`,
+      values: [to, at.getTime(), keyId, version, from],
+    });
+    return r.rowCount === 1;
+  }
+
   async listKeys(): Promise<KeyRecord[]> {
     const { rows } = await this.pool.query<KeyRow>(
-      'SELECT key_id, version, algorithm, cka_id, public_key, state, created_at FROM keys ORDER BY key_id, version',
+      'SELECT key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at FROM keys ORDER BY key_id, version',
     );
     return rows.map((r) => ({
       keyId: r.key_id,
@@ -600,6 +641,8 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
       publicKey: r.public_key,
       state: r.state as KeyState,
       createdAt: new Date(Number(r.created_at)),
+      stateChangedAt: new Date(Number(r.state_changed_at ?? r.created_at)),
+      retireAt: r.retire_at === null ? null : new Date(Number(r.retire_at)),
     }));
   }
 
@@ -857,11 +900,11 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
       // reservation: two groups, or a group and complete(), can then never wait for each other
       // in a cycle (which PostgreSQL would break only after deadlock_timeout, 1 s by default).
       const items = live.flatMap((op) => op.req.items);
-      const claims = items.flatMap((it) => (it.nonce ? [{ keyId: it.keyId, n: it.nonce }] : []));
+      const claims = items.flatMap((it) => (it.nonce ? [{ account: it.nonce.account, n: it.nonce }] : []));
       pending.push({ query: q('prelockRequests', [items.map((it) => it.client), items.map((it) => it.requestId)]) });
       if (claims.length > 0) {
         pending.push({
-          query: q('prelockNonces', [claims.map((c) => c.keyId), claims.map((c) => c.n.chainId.toString()), claims.map((c) => c.n.nonce.toString())]),
+          query: q('prelockNonces', [claims.map((c) => c.account), claims.map((c) => c.n.chainId.toString()), claims.map((c) => c.n.nonce.toString())]),
         });
       }
     }
@@ -1005,8 +1048,9 @@ async function inTransaction(client: PoolClient, queries: QueryConfig[], audit: 
  * Advisory-lock subjects (the same strings name the same subject in every replica): whatever
  * part of the view cannot be protected by row locks and primary keys alone.
  *
- * - ["key", id] for an item with a nonce claim: nextNonce (max over the key's claims) and a
- *   nonce not claimed yet are reads of rows that may not exist, so no row lock covers them.
+ * - ["account", account] for an item with a nonce claim: nextNonce (max over the account's
+ *   claims) and a nonce not claimed yet are reads of rows that may not exist, so no row lock
+ *   covers them.
  * - [scope, subject] for each velocity query: its sum must not change until the decision is
  *   written.
  * - ["batch", client, id] for the batch record.
@@ -1015,12 +1059,12 @@ async function inTransaction(client: PoolClient, queries: QueryConfig[], audit: 
  * by two reservations at once is refused to the second by the primary key, which then retries
  * and sees the first. Velocity increments are additive and commute, so only readers of a sum
  * lock it. A client's reservations therefore do not all queue behind one lock unless their
- * policy reads the client's velocity; those of one key do when they claim nonces or read the
- * key's velocity.
+ * policy reads the client's velocity; those of one account do when they claim nonces, those of
+ * one key when they read the key's velocity.
  */
 function lockSubjects(req: ReserveRequest): string[] {
   const subjects = new Set<string>();
-  for (const it of req.items) if (it.nonce) subjects.add(JSON.stringify(['key', it.keyId]));
+  for (const it of req.items) if (it.nonce) subjects.add(JSON.stringify(['account', it.nonce.account]));
   for (const v of req.velocity) subjects.add(JSON.stringify([v.scope, v.subject]));
   if (req.batch) subjects.add(JSON.stringify(['batch', req.batch.client, req.batch.batchId]));
   return [...subjects];
@@ -1032,7 +1076,7 @@ function viewQueries(req: ReserveRequest, now: number) {
   const withNonce = items.flatMap((it, i) => (it.nonce ? [{ it, i, n: it.nonce }] : []));
   const queries: QueryConfig[] = [q('requests', [items.map((it) => it.client), items.map((it) => it.requestId)])];
   if (withNonce.length > 0) {
-    const keys = withNonce.map((x) => x.it.keyId);
+    const keys = withNonce.map((x) => x.n.account);
     const chains = withNonce.map((x) => x.n.chainId.toString());
     queries.push(q('nonces', [keys, chains, withNonce.map((x) => x.n.nonce.toString())]));
     queries.push(q('maxNonces', [keys, chains]));
@@ -1090,7 +1134,7 @@ function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: number,
     const it = req.items[w.index];
     if (!it) throw new RangeError(`reserve plan writes item ${w.index}, but the request has ${req.items.length} items`);
     if (w.action !== 'resume' && it.nonce) {
-      const key = JSON.stringify([it.keyId, it.nonce.chainId.toString(), it.nonce.nonce.toString()]);
+      const key = JSON.stringify([it.nonce.account, it.nonce.chainId.toString(), it.nonce.nonce.toString()]);
       if (claimed.has(key)) {
         segments.push([]);
         claimed = new Set();
@@ -1107,7 +1151,7 @@ function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: number,
     const claims = (action: 'insert' | 'replaceNonce') =>
       fresh.filter((w) => w.action === action && w.it.nonce).map((w) => ({ it: w.it, n: w.it.nonce! }));
     const claimValues = (cs: ReturnType<typeof claims>) => [
-      cs.map((c) => c.it.keyId),
+      cs.map((c) => c.n.account),
       cs.map((c) => c.n.chainId.toString()),
       cs.map((c) => c.n.nonce.toString()),
       cs.map((c) => Buffer.from(c.it.payloadHash)),
@@ -1163,6 +1207,20 @@ interface PolicyRow {
   document: string;
   updated_at: string;
   updated_by: string;
+}
+
+function keyValues(k: KeyRecord): unknown[] {
+  return [
+    k.keyId,
+    k.version,
+    k.algorithm,
+    Buffer.from(k.ckaId),
+    Buffer.from(k.publicKey),
+    k.state,
+    k.createdAt.getTime(),
+    k.stateChangedAt.getTime(),
+    k.retireAt?.getTime() ?? null,
+  ];
 }
 
 function auditEntry(r: AuditRow): AuditEntry {

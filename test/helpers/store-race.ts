@@ -64,7 +64,7 @@ export async function runRace(store: ReplayStore, tag: string): Promise<RaceResu
           ...base,
           requestId: `n${j}-${tag}`,
           payloadHash: hash(`nonce ${j} ${tag}`),
-          nonce: { chainId: RACE.chainId, nonce, intentHash: hash(`intent ${j} ${tag}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n },
+          nonce: { account: `${RACE.key}@v1`, chainId: RACE.chainId, nonce, intentHash: hash(`intent ${j} ${tag}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n },
         },
         false,
       ),
@@ -79,8 +79,9 @@ export async function runRace(store: ReplayStore, tag: string): Promise<RaceResu
 }
 
 /**
- * The audit race: every participant makes `operations` calls at once, each appending audit
- * drafts in the transaction of its replay records (or of its own), all on one chain:
+ * The audit race: every participant makes `operations` calls (a burst, then `lanes` at a time),
+ * each appending audit drafts in the transaction of its replay records (or of its own), all on
+ * one chain:
  *
  * - reservations of shared request ids, half of them with a shared nonce (the same for every
  *   participant, so that they collide, retry and lose: without a nonce no advisory lock orders
@@ -124,7 +125,7 @@ export function raceDraft(label: string, decision: AuditDraft['decision'] = 'all
   };
 }
 
-export async function runAuditRace(store: ReplayStore & AuditStore, tag: string, operations = 300): Promise<AuditRaceResult> {
+export async function runAuditRace(store: ReplayStore & AuditStore, tag: string, operations = 300, lanes = 16): Promise<AuditRaceResult> {
   const result: AuditRaceResult = { tag, calls: [], won: [], failures: [], reservations: 0, decideCalls: 0 };
   const call = async (f: () => Promise<string[]>) => {
     try {
@@ -134,17 +135,7 @@ export async function runAuditRace(store: ReplayStore & AuditStore, tag: string,
     }
   };
   const base = { client: AUDIT_RACE.client, keyId: AUDIT_RACE.key, value: 1n };
-  const jobs: Array<Promise<void>> = [];
-  // The reservations that take no advisory lock first, in a turn of their own: a store that
-  // groups the reservations of a turn would otherwise put them in a transaction behind the
-  // locks of the others, and the participants would never collide on them.
-  const order = Array.from({ length: operations }, (_, j) => j);
-  const lockFree = (j: number) => j % 6 === 3;
-  for (const j of [...order.filter(lockFree), -1, ...order.filter((j) => !lockFree(j))]) {
-    if (j < 0) {
-      await new Promise((resolve) => setImmediate(resolve));
-      continue;
-    }
+  const operation = async (j: number) => {
     const label = `${tag}/${j}`;
     if (j % 3 === 0) {
       const requestId = `audit-${j}`;
@@ -153,50 +144,72 @@ export async function runAuditRace(store: ReplayStore & AuditStore, tag: string,
         requestId,
         payloadHash: hash(`audit payload ${label}`),
         ...(j % 6 === 0
-          ? { nonce: { chainId: AUDIT_RACE.chainId, nonce: BigInt(j), intentHash: hash(`audit intent ${label}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n } }
+          ? { nonce: { account: `${AUDIT_RACE.key}@v1`, chainId: AUDIT_RACE.chainId, nonce: BigInt(j), intentHash: hash(`audit intent ${label}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n } }
           : {}),
       };
-      jobs.push(
-        call(async () => {
-          result.reservations++;
-          const labels = await store.reserve({ items: [item], velocity: [], leaseMs: 60_000, now: RACE_NOW }, (view): ReservePlan<string[]> => {
-            result.decideCalls++;
-            const free = !view.items[0]!.request && !view.items[0]!.nonce;
-            const l = `${label}/${free ? 'won' : 'lost'}`;
-            return { outcome: [l], writes: free ? [{ index: 0, action: 'insert' }] : [], audit: [raceDraft(l, free ? 'allowed' : 'refused')] };
-          });
-          if (labels[0]!.endsWith('/won')) {
-            result.won.push(requestId);
-            const signed = `${label}/signed`;
-            jobs.push(call(async () => (await store.complete([{ client: item.client, requestId, result: hash(signed) }], [raceDraft(signed)]), [signed])));
-          }
-          return labels;
-        }),
-      );
+      let won = false;
+      await call(async () => {
+        result.reservations++;
+        const labels = await store.reserve({ items: [item], velocity: [], leaseMs: 60_000, now: RACE_NOW }, (view): ReservePlan<string[]> => {
+          result.decideCalls++;
+          const free = !view.items[0]!.request && !view.items[0]!.nonce;
+          const l = `${label}/${free ? 'won' : 'lost'}`;
+          return { outcome: [l], writes: free ? [{ index: 0, action: 'insert' }] : [], audit: [raceDraft(l, free ? 'allowed' : 'refused')] };
+        });
+        won = labels[0]!.endsWith('/won');
+        return labels;
+      });
+      if (won) {
+        // Signed: the result and its entry, as the signing flow commits them.
+        result.won.push(requestId);
+        const signed = `${label}/signed`;
+        await call(async () => (await store.complete([{ client: item.client, requestId, result: hash(signed) }], [raceDraft(signed)]), [signed]));
+      }
     } else if (j % 3 === 1) {
-      jobs.push(
-        call(() => {
-          result.reservations++;
-          return store.reserve(
-            { items: [], velocity: [{ scope: 'key', subject: AUDIT_RACE.key, windowSeconds: 3600 }], leaseMs: 60_000, now: RACE_NOW },
-            (): ReservePlan<string[]> => {
-              result.decideCalls++;
-              const labels = [`${label}/refused-1`, `${label}/refused-2`];
-              return { outcome: labels, writes: [], audit: labels.map((l) => raceDraft(l, 'refused')) };
-            },
-          );
-        }),
-      );
+      await call(() => {
+        result.reservations++;
+        return store.reserve(
+          { items: [], velocity: [{ scope: 'key', subject: AUDIT_RACE.key, windowSeconds: 3600 }], leaseMs: 60_000, now: RACE_NOW },
+          (): ReservePlan<string[]> => {
+            result.decideCalls++;
+            const labels = [`${label}/refused-1`, `${label}/refused-2`];
+            return { outcome: labels, writes: [], audit: labels.map((l) => raceDraft(l, 'refused')) };
+          },
+        );
+      });
     } else {
       const labels = [1, 2, 3].map((k) => `${label}/event-${k}`);
-      jobs.push(call(async () => (await store.appendAudit(labels.map((l) => raceDraft(l, 'done'))), labels)));
+      await call(async () => (await store.appendAudit(labels.map((l) => raceDraft(l, 'done'))), labels));
     }
-  }
-  // Completions are pushed while the reservations settle.
-  for (let settled = 0; settled < jobs.length; ) {
-    const n = jobs.length;
-    await Promise.all(jobs.slice(settled, n));
-    settled = n;
-  }
+  };
+  // First a burst, in one turn: refusals of request ids of this participant's own (entries, no
+  // writes, no locks), then the shared reservations that take no advisory lock (no nonce). A
+  // store that groups a turn's reservations puts them in one transaction; the participants'
+  // transactions collide on the first shared id (later ones queue behind the first one's
+  // velocity rows), and the one that loses is rolled back after its refusals were decided,
+  // and tried again with their entries.
+  const own = Array.from({ length: 10 }, (_, k) => async () => {
+    const label = `${tag}/own-${k}`;
+    const it: ReserveItem = { ...base, requestId: `own-${tag}-${k}`, payloadHash: hash(`own ${label}`) };
+    await call(() => {
+      result.reservations++;
+      return store.reserve({ items: [it], velocity: [], leaseMs: 60_000, now: RACE_NOW }, (): ReservePlan<string[]> => {
+        result.decideCalls++;
+        return { outcome: [label], writes: [], audit: [raceDraft(label, 'refused')] };
+      });
+    });
+  });
+  const all = Array.from({ length: operations }, (_, j) => j);
+  const lockFree = (j: number) => j % 6 === 3;
+  await Promise.all([...own.map((f) => f()), ...all.filter(lockFree).map(operation)]);
+  // Then `lanes` callers, each making its next call when the previous one returned (like
+  // requests in flight): many small transactions from every participant, interleaving.
+  const rest = all.filter((j) => !lockFree(j));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (next < rest.length) await operation(rest[next++]!);
+    }),
+  );
   return result;
 }
