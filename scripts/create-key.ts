@@ -1,18 +1,13 @@
 import { call } from '../src/client/client.js';
-import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+import { command, runWithClients, toJson } from './lib/cli.js';
 
 const program = command('create-key', 'Generate a key inside the HSM (KeyAdmin.CreateKey, admin role)', 'security-admin')
   .argument('<key-id>', 'new key id: 1..64 of [a-z0-9._-]')
   .requiredOption('--algorithm <alg>', 'ECDSA_SECP256K1, ECDSA_P256 or ED25519')
   .parse();
 const opts = program.opts();
-const clients = clientsFrom(opts);
-try {
+await runWithClients(opts, async (clients) => {
   const key = await call<Record<string, unknown>>(clients.keyAdmin, 'CreateKey', { keyId: program.args[0], algorithm: String(opts.algorithm).toUpperCase() });
   if (opts.json) console.log(toJson(key));
   else console.log(`created ${key.keyId} v${key.version} ${key.algorithm}${key.evmAddress ? ` address ${key.evmAddress}` : ''}`);
-} catch (e) {
-  fail(e, !!opts.json);
-} finally {
-  clients.close();
-}
+});

@@ -1,5 +1,5 @@
 import { call } from '../src/client/client.js';
-import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+import { command, runWithClients, toJson } from './lib/cli.js';
 
 const program = command('destroy-key', 'Destroy a disabled key version in the HSM (C_DestroyObject); irreversible (KeyAdmin.DestroyKeyVersion)', 'security-admin')
   .argument('<key-id>', 'key')
@@ -7,16 +7,11 @@ const program = command('destroy-key', 'Destroy a disabled key version in the HS
   .requiredOption('--confirm <key-id>', 'repeat the key id to confirm')
   .parse();
 const opts = program.opts();
-const clients = clientsFrom(opts);
-try {
+await runWithClients(opts, async (clients) => {
   const k = await call<Record<string, unknown>>(clients.keyAdmin, 'DestroyKeyVersion', {
     keyId: program.args[0],
     version: Number(opts.version),
     confirmKeyId: String(opts.confirm),
   });
   console.log(opts.json ? toJson(k) : `${k.keyId} v${k.version} is ${k.state}`);
-} catch (e) {
-  fail(e, !!opts.json);
-} finally {
-  clients.close();
-}
+});

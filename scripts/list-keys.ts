@@ -1,10 +1,9 @@
 import { call } from '../src/client/client.js';
-import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+import { command, runWithClients, toJson } from './lib/cli.js';
 
 const program = command('list-keys', 'List keys with versions, states and public keys (Signer.ListKeys)', 'security-admin').parse();
 const opts = program.opts();
-const clients = clientsFrom(opts);
-try {
+await runWithClients(opts, async (clients) => {
   const { keys } = await call<{ keys: Array<Record<string, any>> }>(clients.signer, 'ListKeys', {});
   if (opts.json) console.log(toJson(keys));
   else {
@@ -14,8 +13,4 @@ try {
     }
     if (!keys.length) console.log('(no keys)');
   }
-} catch (e) {
-  fail(e, !!opts.json);
-} finally {
-  clients.close();
-}
+});

@@ -1,5 +1,5 @@
 import { call } from '../src/client/client.js';
-import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+import { command, runWithClients, toJson } from './lib/cli.js';
 
 const program = command('show-policy', 'Show a policy by name, or the policy governing a key (KeyAdmin.GetPolicy)', 'security-admin')
   .argument('[name]', 'policy name')
@@ -8,8 +8,7 @@ const program = command('show-policy', 'Show a policy by name, or the policy gov
 const opts = program.opts();
 const name = program.args[0];
 if (!name === !opts.forKey) program.error('give a policy name or --for-key, not both');
-const clients = clientsFrom(opts);
-try {
+await runWithClients(opts, async (clients) => {
   const p = await call<Record<string, any>>(clients.keyAdmin, 'GetPolicy', name ? { name } : { keyId: opts.forKey });
   if (opts.json) console.log(toJson({ ...p, document: JSON.parse(p.document) }));
   else {
@@ -17,8 +16,4 @@ try {
     console.log(`policy ${p.name} version ${p.version}, set ${when} by ${p.updatedBy}`);
     console.log(JSON.stringify(JSON.parse(p.document), null, 2));
   }
-} catch (e) {
-  fail(e, !!opts.json);
-} finally {
-  clients.close();
-}
+});

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { clientsFrom, command, fail, toJson } from './lib/cli.js';
+import { command, runWithClients, toJson } from './lib/cli.js';
 
 const program = command('sign', 'Sign with a key (Signer.Sign): the dev client of the payment engine', 'payment-engine')
   .argument('<key-id>', 'key to sign with')
@@ -18,8 +18,7 @@ const payload = opts.digest
     : opts.evmTx
       ? { evmTransaction: { unsignedTx: hex(opts.evmTx) } }
       : program.error('one of --digest, --message or --evm-tx is required');
-const clients = clientsFrom(opts);
-try {
+await runWithClients(opts, async (clients) => {
   const res = await call<Record<string, any>>(clients.signer, 'Sign', {
     keyId: program.args[0],
     requestId: opts.requestId,
@@ -35,8 +34,4 @@ try {
       console.log(`tx_hash 0x${Buffer.from(res.evm.txHash).toString('hex')}\nsigned_tx 0x${Buffer.from(res.evm.signedTx).toString('hex')}`);
     }
   }
-} catch (e) {
-  fail(e, !!opts.json);
-} finally {
-  clients.close();
-}
+});

@@ -38,3 +38,18 @@ export function fail(e: unknown, json: boolean): never {
   } else process.stderr.write(`error: ${(e as Error)?.message ?? e}\n`);
   process.exit(1);
 }
+
+/**
+ * Runs one script body with connected clients: prints refusals with their status and reason,
+ * exits non-zero on failure, and always closes the channel.
+ */
+export async function runWithClients(opts: Record<string, unknown>, body: (clients: SignerClients) => Promise<void>): Promise<void> {
+  const clients = clientsFrom(opts);
+  try {
+    await body(clients);
+  } catch (e) {
+    fail(e, !!opts.json);
+  } finally {
+    clients.close();
+  }
+}

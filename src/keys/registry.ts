@@ -135,22 +135,11 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       await this.reload();
       const previous = this.get(keyId);
       const latest = Math.max(...this.history(keyId).map((v) => v.version));
-      const generated = await generateKeyPair(this.hsm, previous.algorithm, `${keyId}/v${latest + 1}`);
-      const next: KeyRecord = {
-        keyId,
-        version: latest + 1,
-        algorithm: previous.algorithm,
-        ckaId: generated.ckaId,
-        publicKey: generated.publicKey,
-        state: 'active',
-        createdAt: now,
-        stateChangedAt: now,
-        retireAt: null,
-      };
+      const next = await this.newVersion(keyId, latest + 1, previous.algorithm, now);
       try {
         await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs));
       } catch (e) {
-        await this.discard(generated.ckaId);
+        await this.discard(next.ckaId);
         if (e instanceof KeyExistsError) throw new SignerError(status.ABORTED, 'KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
         throw e;
       }
@@ -260,29 +249,23 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
 
   private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
     if (this.versions.has(keyId)) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
-    const generated = await generateKeyPair(this.hsm, algorithm, `${keyId}/v1`);
-    const now = new Date();
-    const record: KeyRecord = {
-      keyId,
-      version: 1,
-      algorithm,
-      ckaId: generated.ckaId,
-      publicKey: generated.publicKey,
-      state: 'active',
-      createdAt: now,
-      stateChangedAt: now,
-      retireAt: null,
-    };
+    const record = await this.newVersion(keyId, 1, algorithm, new Date());
     try {
       await this.store.insertKey(record);
     } catch (e) {
-      await this.discard(generated.ckaId);
+      await this.discard(record.ckaId);
       if (e instanceof KeyExistsError) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
       throw e;
     }
     await this.reload();
     this.log?.info({ keyId, algorithm, version: 1 }, 'key created');
     return record;
+  }
+
+  /** Generates a version's key pair inside the HSM; the record is not stored yet. */
+  private async newVersion(keyId: string, version: number, algorithm: Algorithm, now: Date): Promise<KeyRecord> {
+    const { ckaId, publicKey } = await generateKeyPair(this.hsm, algorithm, `${keyId}/v${version}`);
+    return { keyId, version, algorithm, ckaId, publicKey, state: 'active', createdAt: now, stateChangedAt: now, retireAt: null };
   }
 
   /** Removes a generated key pair that lost a race to another replica. */
