@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { cronProblem, timezoneProblem } from '../rotation/due.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 const role = z.enum(['signer', 'admin', 'auditor']);
@@ -68,9 +69,35 @@ export const configSchema = z
       .object({
         /** How long a rotated-out version stays verify-only before it is disabled. */
         overlapSeconds: z.number().int().min(0).max(90 * 24 * 3600).default(24 * 3600),
+        /**
+         * Scheduled rotation per key id: node-cron expressions (5 fields, or 6 with seconds
+         * first), read in `timezone` (default UTC). A fire rotates the key only when its active
+         * version is at least `minAgeSeconds` old; a fire missed while down runs once at start.
+         */
+        schedules: z
+          .record(
+            z.string().min(1),
+            z
+              .object({
+                cron: z.string().superRefine((v, ctx) => {
+                  const problem = cronProblem(v);
+                  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+                }),
+                minAgeSeconds: z.number().int().min(0).default(0),
+                timezone: z
+                  .string()
+                  .superRefine((v, ctx) => {
+                    const problem = timezoneProblem(v);
+                    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+                  })
+                  .optional(),
+              })
+              .strict(),
+          )
+          .default({}),
       })
       .strict()
-      .default({ overlapSeconds: 24 * 3600 }),
+      .default({ overlapSeconds: 24 * 3600, schedules: {} }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */

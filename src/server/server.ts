@@ -22,6 +22,7 @@ import { Checkpointer } from '../audit/checkpointer.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../audit/drafts.js';
 import { signerHandlers } from './signer-service.js';
+import { RotationScheduler } from '../rotation/scheduler.js';
 
 export interface RunningSigner {
   /** The bound gRPC port (useful when config listens on port 0). */
@@ -93,6 +94,9 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       .catch((e) => log.error({ err: e }, 'pruning replay records failed'));
   }, 60_000);
   pruner.unref();
+  // Scheduled rotation; a fire missed while down is caught up here, before serving.
+  const scheduler = new RotationScheduler({ keys, store, schedules: config.rotation.schedules, overlapMs: config.rotation.overlapSeconds * 1000, log });
+  await scheduler.start();
 
   const server = new grpc.Server();
   server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
@@ -133,6 +137,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       http?.close();
       clearInterval(pruner);
       clearInterval(retirer);
+      await scheduler.stop();
       policies.stop();
       keys.stop();
       await checkpointer.stop();

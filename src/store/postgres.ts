@@ -816,6 +816,33 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
     return results[2]!.rowCount ?? 0;
   }
 
+  /**
+   * A session-level advisory lock on its own connection, held while `fn` runs. The connection is
+   * not taken from the pool: `fn` uses the pool itself, and with a small pool holding one of
+   * its clients for the lock could starve it. If the connection dies, PostgreSQL drops the lock.
+   */
+  async withJobLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {
+    const client = new pg.Client({
+      connectionString: this.pool.options.connectionString,
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+      application_name: 'hsm-signer job lock',
+    });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ ok: boolean }>({ text: "SELECT pg_try_advisory_lock(hashtextextended('job:' || $1, 0)) AS ok", values: [name] });
+      if (!rows[0]?.ok) return undefined;
+      try {
+        return await fn();
+      } finally {
+        await client.query({ text: "SELECT pg_advisory_unlock(hashtextextended('job:' || $1, 0))", values: [name] }).catch(() => undefined);
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }

@@ -410,6 +410,11 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
     });
   }
 
+  /** One process owns the database file, so no other replica can be running the job. */
+  withJobLock<T>(_name: string, fn: () => Promise<T>): Promise<T | undefined> {
+    return fn();
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }

@@ -52,6 +52,11 @@ export interface Store {
   listPolicies(): Promise<PolicyRecord[]>;
   /** Every version of one policy, oldest first. */
   policyHistory(name: string): Promise<PolicyRecord[]>;
+  /**
+   * Runs `fn` only if no other replica is running the job `name` right now; undefined (and `fn`
+   * not run) when another holds it. Not a queue: a caller that loses simply skips this turn.
+   */
+  withJobLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined>;
   close(): Promise<void>;
 }
 
