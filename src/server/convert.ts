@@ -1,6 +1,6 @@
 import type { Algorithm } from '../config/schema.js';
 import { evmAddress } from '../payloads/evm.js';
-import { ALG_TO_WIRE, algorithmToWire } from '../signing/response.js';
+import { ALG_TO_WIRE } from '../signing/response.js';
 import type { KeyRecord, KeyState } from '../store/store.js';
 
 const STATE_TO_WIRE: Record<KeyState, string> = {
@@ -10,7 +10,6 @@ const STATE_TO_WIRE: Record<KeyState, string> = {
   destroyed: 'DESTROYED',
 };
 
-export { algorithmToWire };
 
 export function algorithmFromWire(name: string): Algorithm | undefined {
   return (Object.keys(ALG_TO_WIRE) as Algorithm[]).find((a) => ALG_TO_WIRE[a] === name);

@@ -64,9 +64,9 @@ export class SignFlow {
 
   async sign(c: SignCall): Promise<WireSignResponse> {
     const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
-    const base: DraftBase = { at: this.clock(), client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
+    const base: DraftBase = { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
     const fresh = checkFreshness(policy, c.clientTime, now);
     if (!fresh.allow) throw new SignerError(fresh.code, fresh.reason, fresh.message, fresh.metadata);
     const intent: SignIntent = { client: c.client, keyId: c.keyId, traffic: 'hot', kind: prepared.kind, ...(prepared.evm ? { evm: prepared.evm.intent } : {}) };
@@ -78,7 +78,7 @@ export class SignFlow {
     if (!outcome.ok) throw markAudited(outcome.error);
     const [first] = outcome.items as [ItemOutcome];
     if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
-    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', now)) as [Signed];
+    const [result] = (await this.signAll([{ prepared, item, base }], 'hot')) as [Signed];
     if ('error' in result) throw result.cause;
     return result.wire;
   }
@@ -132,7 +132,7 @@ export class SignFlow {
         ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
         : [],
     );
-    const signed = await this.signAll(toSign, 'batch', now);
+    const signed = await this.signAll(toSign, 'batch');
     const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
     toSign.forEach(({ index }, k) => {
       const r = signed[k]!;
@@ -145,7 +145,7 @@ export class SignFlow {
    * Signs reserved items in parallel, then commits all their results in one store call before
    * any of them is returned. Items whose signing failed give up their lease for a retry.
    */
-  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane, now: Date): Promise<Signed[]> {
+  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane): Promise<Signed[]> {
     const settled = await Promise.allSettled(list.map(({ prepared }) => this.o.signing.sign(prepared, lane)));
     const out = settled.map((s, k): Signed => {
       const { item } = list[k]!;
@@ -161,10 +161,9 @@ export class SignFlow {
     const done = out.flatMap((r) => ('error' in r ? [] : [{ client: r.item.client, requestId: r.item.requestId, result: r.result }]));
     const drafts = out.map((r, k) => {
       const { prepared, base } = list[k]!;
-      const at = { ...base, at: now };
       return 'error' in r
-        ? signDraft(at, prepared, { decision: 'refused', reason: r.error.reason })
-        : signDraft(at, prepared, { decision: 'allowed', signature: r.wire.signature });
+        ? signDraft(base, prepared, { decision: 'refused', reason: r.error.reason })
+        : signDraft(base, prepared, { decision: 'allowed', signature: r.wire.signature });
     });
     // The entries of signed items commit with their results: no signature leaves without one.
     const signedDrafts = drafts.filter((_, k) => !('error' in out[k]!));

@@ -7,8 +7,6 @@ export const ALG_TO_WIRE: Record<Algorithm, string> = {
   ed25519: 'ED25519',
 };
 
-export const algorithmToWire = (a: Algorithm) => ALG_TO_WIRE[a];
-
 /** The SignResponse for a signed payload; also what the replay store keeps. */
 export function signResultToWire(out: SignResult, requestId: string) {
   return {
