@@ -13,9 +13,12 @@ import { closedLoop, type LoadResult } from './load.js';
 import { Noise } from './noise.js';
 import { signEvmOp, type Nonces } from './ops.js';
 import type { Elsewhere } from './report.js';
+import { eventLoopDelay, scrape, type Scrape } from './scrape.js';
 
 export interface HotWindow extends LoadResult {
   machine: Elsewhere;
+  /** The signer's event-loop delay during the window. */
+  eventLoop: { p99Ms?: number; maxMs?: number };
 }
 
 export interface PriorityPoint {
@@ -94,6 +97,7 @@ export async function measurePriority(
   noise: Noise,
   o: {
     signers: grpc.Client[];
+    metricsUrl: string;
     hotKey: string;
     hotNonces: Nonces;
     driver: BatchDriver;
@@ -107,15 +111,25 @@ export async function measurePriority(
   const hot = async () => {
     let a: ReturnType<typeof noise.snapshot> | undefined;
     let b: typeof a;
+    let loop: Promise<Scrape> | undefined;
     const win = { start: 0, end: 0 };
     const load = await closedLoop(signEvmOp(o.signers, o.hotKey, o.hotNonces), {
       concurrency: o.concurrency,
       warmupMs: o.warmup * 1000,
       durationMs: o.seconds * 1000,
-      onWindowStart: () => ((a = noise.snapshot()), (win.start = epochMs())),
-      onWindowEnd: () => ((b = noise.snapshot()), (win.end = epochMs())),
+      onWindowStart: () => {
+        a = noise.snapshot();
+        win.start = epochMs();
+        void scrape(o.metricsUrl).catch(() => undefined); // resets the event-loop histogram
+      },
+      onWindowEnd: () => {
+        b = noise.snapshot();
+        win.end = epochMs();
+        loop = scrape(o.metricsUrl);
+      },
     });
-    return { load: { ...load, machine: Noise.elsewhere(a!, b!, load.seconds) }, win };
+    const eventLoop = eventLoopDelay(await loop!);
+    return { load: { ...load, machine: Noise.elsewhere(a!, b!, load.seconds), eventLoop }, win };
   };
   noise.watch('batch-driver', () => sampleCpu(o.driver.pid).total);
   try {

@@ -152,12 +152,14 @@ export function batchTable(points: BatchPoint[]): string {
 
 /** Hot Sign latency on an idle signer and while batches are signed on another key. */
 export function priorityTable(points: PriorityPoint[]): string {
-  const head = 'hot Sign (evm)   c | idle sign/s p50 ms p99 ms | busy sign/s p50 ms p99 ms | p99 busy/idle | batches: n items/s in-flight';
+  const head =
+    'hot Sign (evm)   c | idle sign/s p50 ms p99 ms loop p99/max ms | busy sign/s p50 ms p99 ms loop p99/max ms | p99 busy/idle | batches: n items/s in-flight';
+  const loop = (w: PriorityPoint['idle']) => `${f(w.eventLoop.p99Ms, 0, 0)}/${f(w.eventLoop.maxMs, 0, 0)}`.padStart(15);
   const lines = points.map((p) =>
     [
       `${p.hotKey.padEnd(15)} ${String(p.concurrency).padStart(2)} |`,
-      `${f(p.idle.unitsPerSec, 0, 11)} ${f(p.idle.p50Ms, 2, 6)} ${f(p.idle.p99Ms, 2, 6)} |`,
-      `${f(p.busy.unitsPerSec, 0, 11)} ${f(p.busy.p50Ms, 2, 6)} ${f(p.busy.p99Ms, 2, 6)} |`,
+      `${f(p.idle.unitsPerSec, 0, 11)} ${f(p.idle.p50Ms, 2, 6)} ${f(p.idle.p99Ms, 2, 6)} ${loop(p.idle)} |`,
+      `${f(p.busy.unitsPerSec, 0, 11)} ${f(p.busy.p50Ms, 2, 6)} ${f(p.busy.p99Ms, 2, 6)} ${loop(p.busy)} |`,
       `${f(p.ratio, 2, 12)}x |`,
       `${String(p.batches.count).padStart(11)} ${f(p.batches.itemsPerSec, 0, 7)} ${pct(p.batches.coverage, 9)}`,
       isNoisy(p.idle.machine) || isNoisy(p.busy.machine) ? '!' : '',

@@ -67,3 +67,12 @@ export function serverWindow(a: Scrape, b: Scrape, algorithm: string): ServerWin
     hsm: histogram(a, b, 'signer_hsm_sign_duration_seconds', ''),
   };
 }
+
+/**
+ * The signer's event-loop delay since the previous scrape (prom-client resets its
+ * monitorEventLoopDelay histogram on every collect): scrape at a window's start, then at its end.
+ */
+export function eventLoopDelay(end: Scrape): { p99Ms?: number; maxMs?: number } {
+  const ms = (k: string) => (end.has(k) ? end.get(k)! * 1000 : undefined);
+  return { p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') };
+}

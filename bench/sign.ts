@@ -223,6 +223,7 @@ async function main() {
       priority.push(
         await measurePriority(noise, {
           signers: primary.signers,
+          metricsUrl: sqlite.svc.metricsUrl,
           hotKey: EVM_KEYS.prioHot,
           hotNonces: new Nonces(),
           driver,
@@ -250,7 +251,7 @@ async function main() {
     '',
     throughputTable(rows),
     ...(batches.length ? ['', `SignBatch of ${opts.batchItems} EVM payouts vs ${opts.batchItems} raw signs issued at once (medians of ${opts.batchRuns} runs each, alternating):`, batchTable(batches)] : []),
-    ...(priority.length ? ['', `Hot Sign latency, signer idle vs ${opts.batchItems}-item batches signed back to back on another key (in-flight: share of the window with a batch running):`, priorityTable(priority)] : []),
+    ...(priority.length ? ['', `Hot Sign latency, signer idle vs ${opts.batchItems}-item batches signed back to back on another key (loop: interval of the signer's 10 ms event-loop delay timer, 10 = no delay; in-flight: share of the window with a batch running):`, priorityTable(priority)] : []),
     '',
     ...targets.map((t) => t.text),
     ...notes,
