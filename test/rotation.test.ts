@@ -53,6 +53,9 @@ t.test('rotation under load: every request answered, each signature valid under 
   t.equal(rotated.previous.state, 'VERIFY_ONLY');
   t.ok(rotated.previous.retireAt, 'the overlap end is shown');
   t.same(await versions('hot-rot'), ['v1:VERIFY_ONLY', 'v2:ACTIVE']);
+  const got = await call<Key & { versions: Key[] }>(engine.signer, 'GetPublicKey', { keyId: 'hot-rot' });
+  t.equal(got.version, 2, 'GetPublicKey names the active version');
+  t.same(got.versions.map((k) => `v${k.version}:${k.state}`), ['v1:VERIFY_ONLY', 'v2:ACTIVE'], 'and lists every version');
 });
 
 t.test('a pinned retired version is refused; the active one signs', async (t) => {

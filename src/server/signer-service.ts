@@ -136,7 +136,7 @@ export function signerHandlers(deps: {
     GetPublicKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.identify(call);
       if (!id.roles.has('admin') && !id.roles.has('auditor')) auth.requireKey(auth.require(call, 'signer'), call.request.keyId);
-      return keyToWire(keys.get(call.request.keyId));
+      return { ...keyToWire(keys.get(call.request.keyId)), versions: keys.history(call.request.keyId).map(keyToWire) };
     }),
 
     WatchKeys: (call: grpc.ServerWritableStream<{ keyId: string }, unknown>) => {
