@@ -8,7 +8,7 @@ import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemO
 import { markAudited, signDraft, type DraftBase } from '../audit/drafts.js';
 import type { AuditDraft, AuditStore } from '../store/audit.js';
 import type { PolicyRegistry } from '../policy/registry.js';
-import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../store/replay.js';
+import type { Completion, NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../store/replay.js';
 import { signResultToWire } from './response.js';
 import { decodeResult, encodeResult } from './result-codec.js';
 import type { Payload, Prepared, SigningService } from './service.js';
@@ -144,6 +144,12 @@ export class SignFlow {
     return results;
   }
 
+  private async completeInSlices(done: Completion[], drafts: AuditDraft[]): Promise<void> {
+    for (let i = 0; i < done.length; i += COMPLETE_SLICE) {
+      await this.o.store.complete(done.slice(i, i + COMPLETE_SLICE), drafts.slice(i, i + COMPLETE_SLICE));
+    }
+  }
+
   /**
    * Signs reserved items in parallel, then commits all their results in one store call before
    * any of them is returned. Items whose signing failed give up their lease for a retry.
@@ -173,7 +179,7 @@ export class SignFlow {
     const signedDrafts = out.flatMap((r) => ('error' in r ? [] : [r.draft]));
     const failedDrafts = out.flatMap((r) => ('error' in r ? [r.draft] : []));
     await Promise.all([
-      done.length ? this.o.store.complete(done, signedDrafts) : undefined,
+      this.completeInSlices(done, signedDrafts),
       failed.length
         ? Promise.all([this.o.store.abandon(failed), this.o.store.appendAudit(failedDrafts)]).catch((e) =>
             this.o.log?.error({ err: e }, 'could not release or audit failed reservations'),
@@ -195,6 +201,13 @@ function audited(plan: ReservePlan<GuardOutcome>, draft: (o: { decision: AuditDr
   if (plan.outcome.items[0]!.kind === 'replay') return { ...plan, audit: [draft({ decision: 'allowed', reason: 'REPLAY' })] };
   return plan;
 }
+
+/**
+ * Results (and their audit entries) of a large batch are committed in slices: each slice is one
+ * store call and one event-loop turn, so hot requests commit between them instead of waiting
+ * behind a thousand rows. Every slice is durable before any result of the batch is returned.
+ */
+const COMPLETE_SLICE = 100;
 
 function reserveItem(client: string, requestId: string, p: Prepared, intent: SignIntent): ReserveItem {
   return {
