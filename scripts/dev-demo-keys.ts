@@ -5,6 +5,7 @@ import { loadConfig } from '../src/config/load.js';
 import { Hsm } from '../src/hsm/hsm.js';
 import { KeyRegistry } from '../src/keys/registry.js';
 import { openStore } from '../src/store/open.js';
+import { eventDraft } from '../src/audit/drafts.js';
 
 const DEMO: Array<[string, Algorithm]> = [
   ['hot-secp256k1', 'ecdsa-secp256k1'],
@@ -28,7 +29,8 @@ try {
   const have = new Set(keys.list().map((k) => k.keyId));
   for (const [id, alg] of DEMO) {
     if (have.has(id)) continue;
-    await keys.create(id, alg);
+    const key = await keys.create(id, alg);
+    await store.appendAudit([eventDraft('key.create', new Date(), 'dev-setup', { keyId: id, keyVersion: key.version, intent: { algorithm: alg } })]);
     process.stderr.write(`dev-setup: created demo key ${id} (${alg})\n`);
   }
 } finally {
