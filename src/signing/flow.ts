@@ -8,6 +8,7 @@ import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemO
 import { markAudited, signDraft, type DraftBase } from '../audit/drafts.js';
 import type { AuditDraft, AuditStore } from '../store/audit.js';
 import type { PolicyRegistry } from '../policy/registry.js';
+import type { CompiledPolicy } from '../policy/schema.js';
 import type { Completion, NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../store/replay.js';
 import { signResultToWire } from './response.js';
 import { decodeResult, encodeResult } from './result-codec.js';
@@ -67,9 +68,8 @@ export class SignFlow {
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
     const base: DraftBase = { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
-    const fresh = checkFreshness(policy, c.clientTime, now);
-    if (!fresh.allow) throw new SignerError(fresh.code, fresh.reason, fresh.message, fresh.metadata);
-    const intent: SignIntent = { client: c.client, keyId: c.keyId, traffic: 'hot', kind: prepared.kind, ...(prepared.evm ? { evm: prepared.evm.intent } : {}) };
+    requireFresh(policy, c.clientTime, now);
+    const intent = signIntent(c.client, 'hot', prepared);
     const item = reserveItem(c.client, c.requestId, prepared, intent);
     const outcome = await this.o.store.reserve(
       { items: [item], velocity: velocityQueries(policy, c.keyId, c.client), leaseMs: this.leaseMs, now },
@@ -101,9 +101,9 @@ export class SignFlow {
     }
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
-    const fresh = checkFreshness(policy, c.clientTime, now);
-    if (!fresh.allow) throw new SignerError(fresh.code, fresh.reason, fresh.message, fresh.metadata);
-    const intents: SignIntent[] = prepared.map((p) => ({ client: c.client, keyId: c.keyId, traffic: 'batch', kind: p.kind, ...(p.evm ? { evm: p.evm.intent } : {}) }));
+    requireFresh(policy, c.clientTime, now);
+    const intents = prepared.map((p) => signIntent(c.client, 'batch', p));
+    const totalValue = intents.reduce((sum, i) => sum + nativeValue(i), 0n);
     const items = prepared.map((p, i) => reserveItem(c.client, `${c.batchId}#${i}`, p, intents[i]!));
     const itemsHash = createHash('sha256');
     for (const it of items) itemsHash.update(it.payloadHash);
@@ -112,7 +112,6 @@ export class SignFlow {
       { items, velocity: velocityQueries(policy, c.keyId, c.client), batch: { client: c.client, batchId: c.batchId }, leaseMs: this.leaseMs, now },
       (view) => {
         const plan = decideBatch(policy, items, intents, view, batch);
-        const value = intents.reduce((sum, i) => sum + nativeValue(i), 0n);
         const draft: AuditDraft = {
           kind: 'batch',
           at: now,
@@ -121,7 +120,7 @@ export class SignFlow {
           keyVersion: prepared[0]!.key.version,
           requestId: c.batchId,
           payloadHash: batch.itemsHash,
-          intent: { items: String(items.length), totalValue: value.toString() },
+          intent: { items: String(items.length), totalValue: totalValue.toString() },
           decision: plan.outcome.ok ? 'allowed' : 'refused',
           reason: plan.outcome.ok ? (plan.writes.length === 0 ? 'REPLAY' : null) : plan.outcome.error.reason,
           signatureHash: null,
@@ -208,6 +207,16 @@ function audited(plan: ReservePlan<GuardOutcome>, draft: (o: { decision: AuditDr
  * behind a thousand rows. Every slice is durable before any result of the batch is returned.
  */
 const COMPLETE_SLICE = 100;
+
+function requireFresh(policy: CompiledPolicy, clientTime: Date, now: Date): void {
+  const fresh = checkFreshness(policy, clientTime, now);
+  if (!fresh.allow) throw new SignerError(fresh.code, fresh.reason, fresh.message, fresh.metadata);
+}
+
+/** What the policy sees of a prepared payload. */
+function signIntent(client: string, traffic: SignIntent['traffic'], p: Prepared): SignIntent {
+  return { client, keyId: p.key.keyId, traffic, kind: p.kind, ...(p.evm ? { evm: p.evm.intent } : {}) };
+}
 
 function reserveItem(client: string, requestId: string, p: Prepared, intent: SignIntent): ReserveItem {
   return {
