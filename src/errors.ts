@@ -46,7 +46,17 @@ export type Reason =
   | 'KEY_VERSION_RETIRED'
   | 'KEY_ROTATION_CONFLICT'
   | 'CONFIRMATION_REQUIRED'
-  | 'KEY_STATE_INVALID';
+  | 'KEY_STATE_INVALID'
+  // Threshold keys (src/threshold): cosigners, ceremonies and signing rounds.
+  | 'THRESHOLD_NOT_CONFIGURED'
+  | 'THRESHOLD_UNAVAILABLE'
+  | 'PARTICIPANT_FAULT'
+  | 'CEREMONY_NOT_FOUND'
+  | 'CEREMONY_FAILED'
+  | 'SHARE_NOT_FOUND'
+  | 'SHARE_EPOCH_MISMATCH'
+  | 'NONCE_UNKNOWN'
+  | 'COMMITMENT_MISMATCH';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

@@ -17,8 +17,10 @@ try {
   // the extra sessions sit idle. The pool is created on first use, so this must come first.
   process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, config.hsm.sessions + 2));
   const log = createLogger(config.log.level);
-  const { startSigner } = await import('./server/server.js');
-  const signer = await startSigner(config, log);
+  const signer =
+    config.role === 'cosigner'
+      ? await (await import('./threshold/cosigner-server.js')).startCosigner(config, log)
+      : await (await import('./server/server.js')).startSigner(config, log);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

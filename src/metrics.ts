@@ -22,6 +22,12 @@ export class Metrics {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
     registers: [this.registry],
   });
+  readonly cosignerFaults = new Counter({
+    name: 'signer_cosigner_faults_total',
+    help: 'Cosigners left out of a threshold signature, by cosigner id and why (deadline, unavailable, invalid share, refusal reason)',
+    labelNames: ['cosigner', 'why'] as const,
+    registers: [this.registry],
+  });
   readonly hsmErrors = new Counter({
     name: 'signer_hsm_errors_total',
     help: 'PKCS#11 failures by CKR code name and class',

@@ -16,7 +16,10 @@ export function wasAudited(e: unknown): boolean {
 
 /** What the policy saw, for the auditor: chain, nonce, recipient, value; never calldata or secrets. */
 export function intentOf(p: Prepared): Record<string, string> {
-  if (!p.evm) return { kind: p.kind, bytes: String(p.data.length) };
+  if (!p.evm) {
+    const scope: Record<string, string> = p.scope ? { chainId: p.scope.chainId.toString(), nonce: p.scope.nonce.toString() } : {};
+    return { kind: p.kind, bytes: String(p.data.length), ...scope };
+  }
   const t = p.evm.intent;
   return {
     kind: 'evm',

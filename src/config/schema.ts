@@ -3,7 +3,9 @@ import { cronProblem, timezoneProblem } from '../rotation/due.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 const role = z.enum(['signer', 'admin', 'auditor']);
-const algorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
+const hsmAlgorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
+const algorithm = z.enum([...hsmAlgorithm.options, 'frost-ed25519', 'frost-secp256k1-tr']);
+const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict();
 
 /**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
@@ -11,6 +13,11 @@ const algorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
  */
 export const configSchema = z
   .object({
+    /**
+     * `signer` serves Signer/KeyAdmin/Audit (and coordinates threshold keys); `cosigner` holds
+     * one share of each threshold key and serves only signer.v1.Cosigner.
+     */
+    role: z.enum(['signer', 'cosigner']).default('signer'),
     listen: hostPort,
     tls: z
       .object({
@@ -108,14 +115,55 @@ export const configSchema = z
      */
     keyAccess: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
     metrics: z.object({ listen: hostPort }).strict().optional(),
+    /** Signer role: the cosigners that hold threshold keys' shares (FROST, src/threshold). */
+    threshold: z
+      .object({
+        /** Shares needed to sign (t of n); n is the number of cosigners. */
+        minSigners: z.number().int().min(2),
+        cosigners: z
+          .array(
+            z
+              .object({
+                id: z.number().int().min(1).max(255),
+                address: hostPort,
+                /** Name the cosigner's certificate is checked against (default: its host). */
+                serverName: z.string().min(1).optional(),
+              })
+              .strict(),
+          )
+          .min(2),
+        /** Client certificate this signer presents to cosigners (clientAuth, from the same CA). */
+        tls: certPair,
+        /** A cosigner that has not answered a protocol step within this is skipped. */
+        deadlineMs: z.number().int().min(50).max(60_000).default(2000),
+        /** Nonce commitments fetched ahead per cosigner and key, so signing is one round trip. */
+        poolSize: z.number().int().min(1).max(1000).default(32),
+      })
+      .strict()
+      .refine((t) => t.minSigners <= t.cosigners.length, { message: 'minSigners must not exceed the number of cosigners' })
+      .refine((t) => new Set(t.cosigners.map((c) => c.id)).size === t.cosigners.length, { message: 'cosigner ids must be unique' })
+      .optional(),
+    /** Cosigner role: this node's id and the client certificate CNs allowed to call it. */
+    cosigner: z
+      .object({
+        id: z.number().int().min(1).max(255),
+        peers: z.array(z.string().min(1)).min(1),
+        /** Pooled nonces per key are capped; the oldest are discarded first. */
+        maxPooledNonces: z.number().int().min(1).max(100_000).default(10_000),
+      })
+      .strict()
+      .optional(),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
       .strict()
       .default({ level: 'info' }),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.role !== 'cosigner' || c.cosigner !== undefined, { message: 'role "cosigner" needs a cosigner section', path: ['cosigner'] })
+  .refine((c) => c.role !== 'cosigner' || 'sqlite' in c.store, { message: 'a cosigner keeps its shares in an sqlite store', path: ['store'] });
 
 export type Config = z.infer<typeof configSchema>;
 export type Role = z.infer<typeof role>;
 export type Algorithm = z.infer<typeof algorithm>;
+export type HsmAlgorithm = z.infer<typeof hsmAlgorithm>;
 export const algorithms = algorithm.options;

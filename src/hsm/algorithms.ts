@@ -1,5 +1,5 @@
 import pkcs11js from 'pkcs11js';
-import type { Algorithm } from '../config/schema.js';
+import type { HsmAlgorithm } from '../config/schema.js';
 
 // Not exported by pkcs11js 2.1; values from PKCS#11 v3.0.
 export const CKK_EC_EDWARDS = 0x40;
@@ -14,7 +14,7 @@ export interface AlgorithmSpec {
   ecParams: Buffer;
 }
 
-export const ALGORITHMS: Record<Algorithm, AlgorithmSpec> = {
+export const ALGORITHMS: Record<HsmAlgorithm, AlgorithmSpec> = {
   'ecdsa-secp256k1': {
     keyType: pkcs11js.CKK_EC,
     keyGen: pkcs11js.CKM_EC_KEY_PAIR_GEN,

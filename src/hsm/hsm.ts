@@ -155,6 +155,31 @@ export class Hsm {
     return result;
   }
 
+  /**
+   * Runs a short operation on a pooled session of `lane` (an encrypt, a decrypt), with the same
+   * failure handling as `sign`: the session is released on success or on a request error, and
+   * re-opened or the token marked down when the session or token failed. `fn` MUST finish its
+   * PKCS#11 operation before it returns: the session goes back to the pool straight after.
+   */
+  async withSession<T>(lane: Lane, fn: (session: Handle) => Promise<T> | T): Promise<T> {
+    const session = await this.acquire(lane);
+    try {
+      const out = await fn(session);
+      this.pool.release(session);
+      return out;
+    } catch (e) {
+      throw this.fail(session, e);
+    }
+  }
+
+  /**
+   * The token object of class `cls` (CKO_*) whose CKA_ID is `keyId`, through the handle cache;
+   * call with a session held by `withSession` or `manage`. Throws unless exactly one matches.
+   */
+  objectHandle(session: Handle, keyId: Uint8Array, cls: number): Handle {
+    return this.object(session, keyId, cls);
+  }
+
   /** Drains in-flight operations, closes sessions and finalises the module. */
   async close(): Promise<void> {
     this.closed = true;

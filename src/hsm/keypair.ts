@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import type { Algorithm } from '../config/schema.js';
+import type { HsmAlgorithm } from '../config/schema.js';
 import { ALGORITHMS } from './algorithms.js';
 import type { Hsm } from './hsm.js';
 
@@ -15,7 +15,7 @@ export interface GeneratedKey {
  * Generates a key pair inside the token. The private key is a token object that is sensitive
  * and never extractable, so its value cannot leave the HSM by any PKCS#11 call.
  */
-export function generateKeyPair(hsm: Hsm, algorithm: Algorithm, label: string): Promise<GeneratedKey> {
+export function generateKeyPair(hsm: Hsm, algorithm: HsmAlgorithm, label: string): Promise<GeneratedKey> {
   const spec = ALGORITHMS[algorithm];
   const ckaId = randomBytes(16);
   const common = [
@@ -49,7 +49,7 @@ export function generateKeyPair(hsm: Hsm, algorithm: Algorithm, label: string): 
 }
 
 /** Reads the public key of the pair with this CKA_ID from the token. */
-export function readPublicKey(hsm: Hsm, algorithm: Algorithm, ckaId: Uint8Array): Promise<Buffer> {
+export function readPublicKey(hsm: Hsm, algorithm: HsmAlgorithm, ckaId: Uint8Array): Promise<Buffer> {
   return hsm.manage((session) => {
     const [obj] = hsm.find(session, [
       { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
@@ -65,7 +65,7 @@ export function readPublicKey(hsm: Hsm, algorithm: Algorithm, ckaId: Uint8Array)
  * CKA_EC_POINT is a DER OCTET STRING around the point in PKCS#11 2.40; some modules return the
  * bare point. Accept both, judged by the curve's point size so a bare point is never misread.
  */
-export function unwrapEcPoint(v: Buffer, algorithm: Algorithm): Buffer {
+export function unwrapEcPoint(v: Buffer, algorithm: HsmAlgorithm): Buffer {
   const size = algorithm === 'ed25519' ? 32 : 65;
   if (v.length === size) return v;
   if (v.length === size + 2 && v[0] === 0x04 && v[1] === size) return v.subarray(2);

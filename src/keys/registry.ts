@@ -1,11 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { status } from '@grpc/grpc-js';
-import type { Algorithm } from '../config/schema.js';
+import type { Algorithm, HsmAlgorithm } from '../config/schema.js';
 import { SignerError, invalid, notFound } from '../errors.js';
 import type { Hsm } from '../hsm/hsm.js';
 import { destroyPrivateKey, generateKeyPair, readPublicKey } from '../hsm/keypair.js';
 import type { Logger } from '../log.js';
 import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../store/store.js';
+import type { Ceremonies } from '../threshold/ceremonies.js';
+import { isThresholdAlgorithm } from '../threshold/suites.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Keys the service uses itself; clients can neither create nor sign with them. */
@@ -33,6 +35,8 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     private readonly hsm: Hsm,
     private readonly store: Store,
     private readonly log?: Logger,
+    /** DKG, refresh and share destruction on the cosigners, when threshold keys are configured. */
+    private readonly ceremonies?: Ceremonies,
   ) {
     super();
   }
@@ -139,7 +143,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       try {
         await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs));
       } catch (e) {
-        await this.discard(next.ckaId);
+        await this.discard(next);
         if (e instanceof KeyExistsError) throw new SignerError(status.ABORTED, 'KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
         throw e;
       }
@@ -168,8 +172,24 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       if (k.state !== 'disabled') {
         throw new SignerError(status.FAILED_PRECONDITION, 'KEY_STATE_INVALID', `only a disabled version can be destroyed; v${version} is ${k.state}`, { keyId });
       }
-      await destroyPrivateKey(this.hsm, k.ckaId);
+      if (k.threshold) await this.requireCeremonies().destroy(k);
+      else await destroyPrivateKey(this.hsm, k.ckaId);
       return this.markState(k, ['disabled'], 'destroyed', now);
+    });
+  }
+
+  /**
+   * Re-randomises the cosigners' shares of a threshold key's active version; the public key and
+   * address stay. The new public package is stored before any cosigner drops its old share.
+   */
+  refreshShares(keyId: string): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      await this.reload();
+      const k = this.get(keyId);
+      if (!k.threshold) throw new SignerError(status.FAILED_PRECONDITION, 'KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, { keyId });
+      const info = await this.requireCeremonies().refresh(k, (next) => this.store.updateThreshold(k.keyId, k.version, next));
+      await this.reload();
+      return { ...k, threshold: info };
     });
   }
 
@@ -233,9 +253,11 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   }
 
   private async matchesToken(k: KeyRecord): Promise<boolean> {
+    // A threshold version lives on the cosigners; each checks its share against the public package.
+    if (k.threshold) return true;
     let inToken: Uint8Array;
     try {
-      inToken = await readPublicKey(this.hsm, k.algorithm, k.ckaId);
+      inToken = await readPublicKey(this.hsm, k.algorithm as HsmAlgorithm, k.ckaId);
     } catch {
       this.log?.error({ keyId: k.keyId, version: k.version }, 'key missing from token; not served');
       return false;
@@ -253,7 +275,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     try {
       await this.store.insertKey(record);
     } catch (e) {
-      await this.discard(record.ckaId);
+      await this.discard(record);
       if (e instanceof KeyExistsError) throw new SignerError(status.ALREADY_EXISTS, 'KEY_EXISTS', `key "${keyId}" exists`, { keyId });
       throw e;
     }
@@ -264,12 +286,22 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
 
   /** Generates a version's key pair inside the HSM; the record is not stored yet. */
   private async newVersion(keyId: string, version: number, algorithm: Algorithm, now: Date): Promise<KeyRecord> {
+    const base = { keyId, version, algorithm, state: 'active' as const, createdAt: now, stateChangedAt: now, retireAt: null };
+    if (isThresholdAlgorithm(algorithm)) return { ...base, ...(await this.requireCeremonies().generate(keyId, version, algorithm)) };
     const { ckaId, publicKey } = await generateKeyPair(this.hsm, algorithm, `${keyId}/v${version}`);
-    return { keyId, version, algorithm, ckaId, publicKey, state: 'active', createdAt: now, stateChangedAt: now, retireAt: null };
+    return { ...base, ckaId, publicKey };
   }
 
-  /** Removes a generated key pair that lost a race to another replica. */
-  private async discard(ckaId: Uint8Array): Promise<void> {
-    await destroyPrivateKey(this.hsm, ckaId, true).catch((e) => this.log?.warn({ err: (e as Error).message }, 'could not remove an unused key pair'));
+  /** Removes a generated key (pair or shares) that lost a race to another replica. */
+  private async discard(k: KeyRecord): Promise<void> {
+    const done = k.threshold ? this.requireCeremonies().destroy(k) : destroyPrivateKey(this.hsm, k.ckaId, true);
+    await done.catch((e) => this.log?.warn({ err: (e as Error).message }, 'could not remove an unused key'));
+  }
+
+  private requireCeremonies(): Ceremonies {
+    if (!this.ceremonies) {
+      throw new SignerError(status.FAILED_PRECONDITION, 'THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
+    }
+    return this.ceremonies;
   }
 }

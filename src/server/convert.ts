@@ -31,6 +31,7 @@ export function keyToWire(k: KeyRecord) {
     createdAt: timestamp(k.createdAt),
     stateChangedAt: timestamp(k.stateChangedAt),
     retireAt: k.retireAt ? timestamp(k.retireAt) : null,
+    threshold: k.threshold ? { minSigners: k.threshold.minSigners, cosigners: k.threshold.cosigners, epoch: k.threshold.epoch } : null,
   };
 }
 

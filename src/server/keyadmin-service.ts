@@ -35,7 +35,7 @@ export function keyAdminHandlers(deps: {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       const algorithm = algorithmFromWire(call.request.algorithm);
-      if (!algorithm) throw invalid('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256 or ED25519');
+      if (!algorithm) throw invalid('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR');
       const key = await keys.create(call.request.keyId, algorithm);
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
       await record('key.create', id.client, key, { algorithm });
@@ -62,6 +62,13 @@ export function keyAdminHandlers(deps: {
       const id = auth.require(call, 'admin');
       const k = await keys.destroy(call.request.keyId, call.request.version, call.request.confirmKeyId);
       await record('key.destroy', id.client, k);
+      return keyToWire(k);
+    }),
+
+    RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const k = await keys.refreshShares(call.request.keyId);
+      await record('key.refresh', id.client, k, { epoch: String(k.threshold!.epoch) });
       return keyToWire(k);
     }),
 

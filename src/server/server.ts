@@ -23,6 +23,9 @@ import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../audit/drafts.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
+import { Ceremonies } from '../threshold/ceremonies.js';
+import { CosignerClients } from '../threshold/cosigner-client.js';
+import { ThresholdSigner } from '../threshold/threshold-signer.js';
 
 export interface RunningSigner {
   /** The bound gRPC port (useful when config listens on port 0). */
@@ -56,7 +59,8 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   };
   const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
   const store = await openStore(config.store);
-  const keys = new KeyRegistry(hsm, store, log);
+  const cosigners = config.threshold ? new CosignerClients(config.threshold, config.tls.caFile) : undefined;
+  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
   await keys.load();
   keys.startRefresh(config.refreshMs);
   const auditKey = await keys.serviceKey('_audit', 'ed25519');
@@ -77,7 +81,21 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   checkpointer.start();
   policies.startRefresh(config.refreshMs);
   const auth = new Authorizer(config.clients, config.keyAccess);
-  const signing = new SigningService(hsm, keys);
+  // A cosigner left out of a signature is named in the audit log and the metrics.
+  const thresholdSigner =
+    cosigners &&
+    new ThresholdSigner(
+      cosigners,
+      config.threshold!,
+      (f) => {
+        metrics.cosignerFaults.inc({ cosigner: String(f.cosigner), why: f.why });
+        store
+          .appendAudit([eventDraft('threshold.fault', new Date(), null, { keyId: f.keyId, keyVersion: f.version, intent: { cosigner: String(f.cosigner), why: f.why, requestId: f.requestId } })])
+          .catch((e) => log.error({ err: e }, 'could not audit a cosigner fault'));
+      },
+      log,
+    );
+  const signing = new SigningService(hsm, keys, thresholdSigner);
   const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
   // Versions whose overlap ended are disabled by whichever replica sees it first (idempotent).
   const retirer = setInterval(() => {
@@ -145,6 +163,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       await checkpointer.checkpointHead().catch((e) => log.error({ err: e }, 'final audit checkpoint failed'));
       // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
       await hsm.close();
+      cosigners?.close();
       await store.close();
       log.info('signer stopped');
     },

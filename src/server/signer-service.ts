@@ -24,6 +24,7 @@ interface WirePayload {
   digest?: Buffer;
   message?: Buffer;
   evmTransaction?: { unsignedTx: Buffer };
+  replayScope?: { chainId: string; accountNonce: string } | null;
 }
 
 interface WireSignRequest extends WirePayload {
@@ -41,12 +42,14 @@ interface WireBatchRequest {
 }
 
 function payloadOf(req: WirePayload): Payload {
+  const scope = req.replayScope ? { scope: { chainId: BigInt(req.replayScope.chainId), nonce: BigInt(req.replayScope.accountNonce) } } : {};
   switch (req.payload) {
     case 'digest':
-      return { kind: 'digest', digest: req.digest! };
+      return { kind: 'digest', digest: req.digest!, ...scope };
     case 'message':
-      return { kind: 'message', message: req.message! };
+      return { kind: 'message', message: req.message!, ...scope };
     case 'evmTransaction':
+      if (req.replayScope) throw invalid('REQUEST_INVALID', 'replay_scope is for digests and messages; an EVM transaction carries its own chain id and nonce');
       return { kind: 'evm', unsignedTx: req.evmTransaction?.unsignedTx ?? Buffer.alloc(0) };
     default:
       throw invalid('PAYLOAD_INVALID', 'a payload (digest, message or evm_transaction) is required');

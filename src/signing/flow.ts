@@ -158,7 +158,7 @@ export class SignFlow {
     // this work between hot requests instead of doing it in one block at the end.
     const out = await Promise.all(
       list.map(({ prepared, item, base }) =>
-        this.o.signing.sign(prepared, lane).then(
+        this.o.signing.sign(prepared, lane, item.requestId).then(
           (signed): Signed => {
             const wire = signResultToWire(signed, item.requestId);
             return { wire, result: encodeResult(wire), item, draft: signDraft(base, prepared, { decision: 'allowed', signature: wire.signature }) };
@@ -225,8 +225,16 @@ function reserveItem(client: string, requestId: string, p: Prepared, intent: Sig
     keyId: p.key.keyId,
     payloadHash: p.payloadHash,
     value: nativeValue(intent),
-    ...(p.evm ? { nonce: nonceClaim(p) } : {}),
+    ...(p.evm ? { nonce: nonceClaim(p) } : p.scope ? { nonce: scopeClaim(p) } : {}),
   };
+}
+
+/**
+ * A declared (chain, nonce) of an undecoded payload: no fee bump exists for it (the service
+ * cannot tell what the payload keeps), so only the identical payload replays.
+ */
+function scopeClaim(p: Prepared): NonceClaim {
+  return { account: `${p.key.keyId}@v${p.key.version}`, chainId: p.scope!.chainId, nonce: p.scope!.nonce, intentHash: p.payloadHash, maxFeePerGas: 0n, maxPriorityFeePerGas: 0n };
 }
 
 /** What a fee bump must keep (recipient, value, data) and what it must raise (fees). */

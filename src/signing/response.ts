@@ -5,6 +5,8 @@ export const ALG_TO_WIRE: Record<Algorithm, string> = {
   'ecdsa-secp256k1': 'ECDSA_SECP256K1',
   'ecdsa-p256': 'ECDSA_P256',
   ed25519: 'ED25519',
+  'frost-ed25519': 'FROST_ED25519',
+  'frost-secp256k1-tr': 'FROST_SECP256K1_TR',
 };
 
 /** The SignResponse for a signed payload; also what the replay store keeps. */

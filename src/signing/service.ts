@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { Algorithm } from '../config/schema.js';
-import { invalid } from '../errors.js';
+import { status } from '@grpc/grpc-js';
+import type { Algorithm, HsmAlgorithm } from '../config/schema.js';
+import { SignerError, invalid } from '../errors.js';
 import { ALGORITHMS } from '../hsm/algorithms.js';
 import type { Hsm } from '../hsm/hsm.js';
 import type { Lane } from '../hsm/pool.js';
@@ -9,11 +10,22 @@ import { parseDigest } from '../payloads/digest.js';
 import { assembleSignedEvm, decodeEvmTransaction, evmAddress, type DecodedEvmTx, type SignedEvmTx } from '../payloads/evm.js';
 import { parseMessage } from '../payloads/message.js';
 import type { KeyRecord } from '../store/store.js';
+import type { ThresholdSigner } from '../threshold/threshold-signer.js';
+import { isThresholdAlgorithm } from '../threshold/suites.js';
 import { signatureCheck, type Signature, type SignatureCheck } from './selfcheck.js';
 
+/**
+ * The (chain, account nonce) a payload the service does not decode spends, declared by the
+ * client: one payload per (key version, chain, nonce), as for decoded EVM transactions.
+ */
+export interface ReplayScope {
+  chainId: bigint;
+  nonce: bigint;
+}
+
 export type Payload =
-  | { kind: 'digest'; digest: Uint8Array }
-  | { kind: 'message'; message: Uint8Array }
+  | { kind: 'digest'; digest: Uint8Array; scope?: ReplayScope }
+  | { kind: 'message'; message: Uint8Array; scope?: ReplayScope }
   | { kind: 'evm'; unsignedTx: Uint8Array };
 
 /** A decoded, validated payload bound to a key version, ready for policy and signing. */
@@ -23,6 +35,7 @@ export interface Prepared {
   /** What the HSM signs: the digest, the message, or the transaction's signing hash. */
   data: Uint8Array;
   evm?: DecodedEvmTx;
+  scope?: ReplayScope;
   /**
    * sha256 over key id, kind and payload bytes: "the same request" for replays. Not the version:
    * a retry that spans a rotation must find the original result, not look like another payload.
@@ -41,6 +54,9 @@ const ACCEPTS: Record<Algorithm, ReadonlySet<Payload['kind']>> = {
   'ecdsa-secp256k1': new Set(['digest', 'evm']),
   'ecdsa-p256': new Set(['digest']),
   ed25519: new Set(['message']),
+  'frost-ed25519': new Set(['message']),
+  // BIP340 signs 32-byte messages: a Taproot sighash, sent as a digest.
+  'frost-secp256k1-tr': new Set(['digest']),
 };
 
 /**
@@ -53,6 +69,7 @@ export class SigningService {
   constructor(
     private readonly hsm: Hsm,
     private readonly keys: KeyRegistry,
+    private readonly threshold?: ThresholdSigner,
   ) {}
 
   /**
@@ -77,11 +94,18 @@ export class SigningService {
       return { key, kind: 'evm', data: evm.signingHash, evm, payloadHash };
     }
     const data = payload.kind === 'digest' ? parseDigest(payload.digest) : parseMessage(payload.message);
-    return { key, kind: payload.kind, data, payloadHash };
+    return { key, kind: payload.kind, data, payloadHash, ...(payload.scope ? { scope: payload.scope } : {}) };
   }
 
-  async sign(p: Prepared, lane: Lane = 'hot'): Promise<SignResult> {
-    const mechanism = { mechanism: ALGORITHMS[p.key.algorithm].sign };
+  /** `requestId` is passed to threshold cosigners, which keep their own replay records. */
+  async sign(p: Prepared, lane: Lane = 'hot', requestId = ''): Promise<SignResult> {
+    if (isThresholdAlgorithm(p.key.algorithm)) {
+      if (!this.threshold) throw new SignerError(status.FAILED_PRECONDITION, 'THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
+      // The aggregate is checked with an independent verifier before it is returned.
+      const bytes = await this.threshold.sign(p.key, { requestId, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) });
+      return { key: p.key, signature: { bytes } };
+    }
+    const mechanism = { mechanism: ALGORITHMS[p.key.algorithm as HsmAlgorithm].sign };
     const raw = await this.hsm.sign(p.key.ckaId, mechanism, p.data, lane);
     const signature = await this.check(p.key, lane)(p.data, raw);
     if (!p.evm) return { key: p.key, signature };
@@ -97,8 +121,8 @@ export class SigningService {
     const id = `${lane}:${Buffer.from(key.ckaId).toString('hex')}`;
     let c = this.checks.get(id);
     if (!c) {
-      const mechanism = { mechanism: ALGORITHMS[key.algorithm].sign };
-      c = signatureCheck(key.algorithm, key.publicKey, (data, sig) => this.hsm.verify(key.ckaId, mechanism, data, sig, lane));
+      const mechanism = { mechanism: ALGORITHMS[key.algorithm as HsmAlgorithm].sign };
+      c = signatureCheck(key.algorithm as HsmAlgorithm, key.publicKey, (data, sig) => this.hsm.verify(key.ckaId, mechanism, data, sig, lane));
       this.checks.set(id, c);
     }
     return c;

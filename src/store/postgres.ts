@@ -11,7 +11,7 @@ import type {
   ReserveRequest,
   ReserveView,
 } from './replay.js';
-import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store } from './store.js';
+import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store, type ThresholdInfo } from './store.js';
 import { velocityBucket } from './velocity.js';
 import { GENESIS, canonicalJson, entryHash, type AuditEntry } from '../audit/chain.js';
 import type { AuditDraft, AuditStore, StoredCheckpoint } from './audit.js';
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS keys (
 -- Columns added after the first release, for databases created before them.
 ALTER TABLE keys ADD COLUMN IF NOT EXISTS state_changed_at BIGINT;
 ALTER TABLE keys ADD COLUMN IF NOT EXISTS retire_at BIGINT;
+ALTER TABLE keys ADD COLUMN IF NOT EXISTS threshold TEXT;
 CREATE TABLE IF NOT EXISTS requests (
   client       TEXT COLLATE "C" NOT NULL,
   request_id   TEXT COLLATE "C" NOT NULL,
@@ -459,6 +460,7 @@ interface KeyRow {
   created_at: string;
   state_changed_at: string | null;
   retire_at: string | null;
+  threshold: string | null;
 }
 
 interface RequestRow {
@@ -588,8 +590,8 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
   async insertKey(k: KeyRecord): Promise<void> {
     try {
       await this.pool.query({
-        text: `INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at)
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        text: `INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at, threshold)
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
         values: keyValues(k),
       });
     } catch (e) {
@@ -606,10 +608,10 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
     try {
       const r = await this.pool.query({
         text: `WITH moved AS (
-            UPDATE keys SET state = 'verify-only', state_changed_at = $10, retire_at = $11
-            WHERE key_id = $1 AND version = $12 AND state = 'active' RETURNING 1)
-          INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at)
-          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM moved)`,
+            UPDATE keys SET state = 'verify-only', state_changed_at = $11, retire_at = $12
+            WHERE key_id = $1 AND version = $13 AND state = 'active' RETURNING 1)
+          INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at, threshold)
+          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM moved)`,
         values: [...keyValues(next), next.createdAt.getTime(), retireAt.getTime(), previousVersion],
       });
       moved = r.rowCount ?? 0;
@@ -618,6 +620,10 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
       throw e;
     }
     if (moved !== 1) throw new KeyExistsError(`key ${next.keyId} v${previousVersion} is no longer active`);
+  }
+
+  async updateThreshold(keyId: string, version: number, info: ThresholdInfo): Promise<void> {
+    await this.pool.query({ text: 'UPDATE keys SET threshold = $1 WHERE key_id = $2 AND version = $3', values: [JSON.stringify(info), keyId, version] });
   }
 
   async setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean> {
@@ -631,7 +637,7 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
 
   async listKeys(): Promise<KeyRecord[]> {
     const { rows } = await this.pool.query<KeyRow>(
-      'SELECT key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at FROM keys ORDER BY key_id, version',
+      'SELECT key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at, threshold FROM keys ORDER BY key_id, version',
     );
     return rows.map((r) => ({
       keyId: r.key_id,
@@ -643,6 +649,7 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
       createdAt: new Date(Number(r.created_at)),
       stateChangedAt: new Date(Number(r.state_changed_at ?? r.created_at)),
       retireAt: r.retire_at === null ? null : new Date(Number(r.retire_at)),
+      threshold: r.threshold === null ? null : (JSON.parse(r.threshold) as ThresholdInfo),
     }));
   }
 
@@ -1247,6 +1254,7 @@ function keyValues(k: KeyRecord): unknown[] {
     k.createdAt.getTime(),
     k.stateChangedAt.getTime(),
     k.retireAt?.getTime() ?? null,
+    k.threshold ? JSON.stringify(k.threshold) : null,
   ];
 }
 

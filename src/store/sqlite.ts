@@ -13,7 +13,7 @@ import type {
   ReserveRequest,
   ReserveView,
 } from './replay.js';
-import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store } from './store.js';
+import { KeyExistsError, type KeyRecord, type KeyState, type PolicyRecord, type Store, type ThresholdInfo } from './store.js';
 import { velocityBucket } from './velocity.js';
 import { GENESIS, entryHash, type AuditEntry } from '../audit/chain.js';
 import type { AuditDraft, AuditStore, StoredCheckpoint } from './audit.js';
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS keys (
   created_at INTEGER NOT NULL,
   state_changed_at INTEGER,
   retire_at  INTEGER,
+  threshold  TEXT,
   PRIMARY KEY (key_id, version)
 );
 CREATE TABLE IF NOT EXISTS requests (
@@ -129,6 +130,7 @@ interface KeyRow {
   created_at: number;
   state_changed_at: number | null;
   retire_at: number | null;
+  threshold: string | null;
 }
 
 /** Columns added after the first release, for databases created before them. */
@@ -136,6 +138,7 @@ function migrate(db: Database.Database): void {
   const cols = new Set((db.prepare('PRAGMA table_info(keys)').all() as Array<{ name: string }>).map((c) => c.name));
   if (!cols.has('state_changed_at')) db.exec('ALTER TABLE keys ADD COLUMN state_changed_at INTEGER');
   if (!cols.has('retire_at')) db.exec('ALTER TABLE keys ADD COLUMN retire_at INTEGER');
+  if (!cols.has('threshold')) db.exec('ALTER TABLE keys ADD COLUMN threshold TEXT');
 }
 
 /**
@@ -209,8 +212,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
 
   private insertKeyRow(k: KeyRecord): void {
     this.db
-      .prepare('INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(k.keyId, k.version, k.algorithm, Buffer.from(k.ckaId), Buffer.from(k.publicKey), k.state, k.createdAt.getTime(), k.stateChangedAt.getTime(), k.retireAt?.getTime() ?? null);
+      .prepare('INSERT INTO keys (key_id, version, algorithm, cka_id, public_key, state, created_at, state_changed_at, retire_at, threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(k.keyId, k.version, k.algorithm, Buffer.from(k.ckaId), Buffer.from(k.publicKey), k.state, k.createdAt.getTime(), k.stateChangedAt.getTime(), k.retireAt?.getTime() ?? null, k.threshold ? JSON.stringify(k.threshold) : null);
   }
 
   rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void> {
@@ -225,6 +228,12 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
         if ((e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new KeyExistsError(`key ${next.keyId} v${next.version} exists`);
         throw e;
       }
+    });
+  }
+
+  updateThreshold(keyId: string, version: number, info: ThresholdInfo): Promise<void> {
+    return this.group.submit(() => {
+      this.db.prepare('UPDATE keys SET threshold = ? WHERE key_id = ? AND version = ?').run(JSON.stringify(info), keyId, version);
     });
   }
 
@@ -249,6 +258,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
       createdAt: new Date(r.created_at),
       stateChangedAt: new Date(r.state_changed_at ?? r.created_at),
       retireAt: r.retire_at === null ? null : new Date(r.retire_at),
+      threshold: r.threshold === null ? null : (JSON.parse(r.threshold) as ThresholdInfo),
     }));
   }
 

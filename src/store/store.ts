@@ -16,6 +16,22 @@ export interface KeyRecord {
   stateChangedAt: Date;
   /** For a verify-only version: when it is due to be disabled (end of the rotation overlap). */
   retireAt: Date | null;
+  /** Threshold keys only: where the shares are and how to check them. */
+  threshold?: ThresholdInfo | null;
+}
+
+/**
+ * A threshold key version: the cosigners holding its shares, the signers needed, and the public
+ * package (group key, commitments, verifying shares) the coordinator checks shares against.
+ * `ckaId` of such a version is a random group id, bound into every cosigner's sealed share.
+ */
+export interface ThresholdInfo {
+  minSigners: number;
+  cosigners: number[];
+  /** Incremented by every share refresh. */
+  epoch: number;
+  /** FrostPublic as JSON (src/threshold/participant.ts encodePublic). */
+  publicPackage: string;
 }
 
 /** One version of a named policy; every version is kept, so changes are on record. */
@@ -44,6 +60,8 @@ export interface Store {
    * version exists or `previousVersion` is no longer active).
    */
   rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void>;
+  /** Records a threshold version's refreshed shares (new epoch and public package). */
+  updateThreshold(keyId: string, version: number, info: ThresholdInfo): Promise<void>;
   /** Moves a version to `to` if its state is one of `from`; false when it was not. */
   setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean>;
   /** Appends the next version of a policy (version = latest + 1, decided in the database). */

@@ -1,0 +1,194 @@
+import { status } from '@grpc/grpc-js';
+import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
+import { SignerError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { KeyRecord } from '../store/store.js';
+import { CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
+import { ParticipantFault, aggregate, decodePublic, verifyShare } from './participant.js';
+import { SUITES, type Suite, type ThresholdAlgorithm } from './suites.js';
+
+export interface ThresholdRequest {
+  requestId: string;
+  kind: 'message' | 'digest';
+  /** What is signed: the message, or the 32-byte digest (BIP340 message). */
+  payload: Uint8Array;
+  scope?: { chainId: bigint; nonce: bigint };
+}
+
+interface Pooled {
+  id: string;
+  cosignerId: number;
+  hiding: Uint8Array;
+  binding: Uint8Array;
+}
+
+export type FaultListener = (f: { keyId: string; version: number; cosigner: number; why: string; requestId: string }) => void;
+
+/** Refusals that are the request's fate, not the cosigner's fault: passed on as they are. */
+const REPLAY_REASONS = new Set(['NONCE_ALREADY_SIGNED', 'REQUEST_ID_REUSED', 'PAYLOAD_INVALID']);
+
+/**
+ * Online threshold signing (RFC 9591 round two) for the coordinator. Nonce commitments are
+ * fetched ahead from every cosigner, so a signature costs one round trip: pick t cosigners with
+ * a pooled commitment, send each the payload and the commitment list, check and aggregate.
+ * A cosigner that misses the deadline, refuses, or returns a share that fails verification is
+ * named (fault listener: audit and metrics) and left out of the next attempt, so signing
+ * succeeds while t cosigners are up and honest.
+ */
+export class ThresholdSigner {
+  private readonly pools = new Map<string, Map<number, Pooled[]>>();
+  private readonly refilling = new Set<string>();
+  private readonly publics = new Map<string, FrostPublic>();
+  private next = 0;
+
+  constructor(
+    private readonly cosigners: CosignerClients,
+    private readonly cfg: ThresholdConfig,
+    private readonly onFault: FaultListener = () => undefined,
+    private readonly log?: Logger,
+  ) {}
+
+  async sign(key: KeyRecord, req: ThresholdRequest): Promise<Uint8Array> {
+    const info = key.threshold!;
+    const suite = SUITES[key.algorithm as ThresholdAlgorithm];
+    const pub = this.publicOf(key, suite);
+    const excluded = new Map<number, string>();
+    // Each attempt either signs or leaves out at least one cosigner; a stale pool may cost one more.
+    for (let attempt = 0; attempt <= info.cosigners.length + 1; attempt++) {
+      const candidates = this.order(info.cosigners.filter((id) => !excluded.has(id)));
+      if (candidates.length < info.minSigners) break;
+      const picked = await this.pick(key, candidates, info.minSigners, excluded, req.requestId);
+      if (picked.length < info.minSigners) break;
+      const list: NonceCommitments[] = picked
+        .map((p) => ({ identifier: suite.frost.Identifier.fromNumber(p.cosignerId), hiding: Uint8Array.from(p.hiding), binding: Uint8Array.from(p.binding) }))
+        .sort((a, b) => (a.identifier < b.identifier ? -1 : 1));
+      const wireList = picked.map((p) => ({ cosignerId: p.cosignerId, hiding: p.hiding, binding: p.binding }));
+      const answers = await Promise.allSettled(
+        picked.map((p) =>
+          this.cosigners.call<{ share: Buffer }>(p.cosignerId, 'SignShare', {
+            keyId: key.keyId,
+            keyVersion: key.version,
+            epoch: info.epoch,
+            requestId: req.requestId,
+            payloadKind: req.kind,
+            payload: Buffer.from(req.payload),
+            replayScope: req.scope ? { chainId: req.scope.chainId.toString(), accountNonce: req.scope.nonce.toString() } : null,
+            nonceId: p.id,
+            commitments: wireList,
+          }),
+        ),
+      );
+      const shares: Record<string, Uint8Array> = {};
+      let retry = false;
+      answers.forEach((a, i) => {
+        const id = picked[i]!.cosignerId;
+        if (a.status === 'fulfilled') return void (shares[suite.frost.Identifier.fromNumber(id)] = a.value.share);
+        const f = a.reason as CosignerFault;
+        if (f.refusal?.reason && REPLAY_REASONS.has(f.refusal.reason)) {
+          throw new SignerError(f.refusal.code, f.refusal.reason as never, `cosigner ${id} refused: ${f.refusal.message}`, { cosigner: String(id) });
+        }
+        if (f.why === 'NONCE_UNKNOWN') {
+          // The cosigner restarted and lost its nonces (by design): refetch, do not blame.
+          this.pools.get(this.poolKey(key))?.delete(id);
+          retry = true;
+          return;
+        }
+        this.fault(key, excluded, id, f.why, req.requestId);
+      });
+      if (Object.keys(shares).length < picked.length) {
+        if (retry || excluded.size) continue;
+        break;
+      }
+      try {
+        return aggregate(suite, pub, list, req.payload, shares);
+      } catch (e) {
+        if (!(e instanceof ParticipantFault)) throw e;
+        // Name every bad share, not just the first aggregate found.
+        for (const [ident, share] of Object.entries(shares)) {
+          if (!verifyShare(suite, pub, list, req.payload, ident, share)) {
+            this.fault(key, excluded, picked.find((p) => suite.frost.Identifier.fromNumber(p.cosignerId) === ident)!.cosignerId, 'invalid share', req.requestId);
+          }
+        }
+      }
+    }
+    const named = [...excluded].map(([id, why]) => `${id} (${why})`).join(', ');
+    throw new SignerError(status.UNAVAILABLE, 'THRESHOLD_UNAVAILABLE', `fewer than ${info.minSigners} cosigners could sign${named ? `; left out: ${named}` : ''}`, {
+      keyId: key.keyId,
+      faultyCosigners: [...excluded.keys()].join(','),
+    });
+  }
+
+  /** Drops cached state of a key version (after refresh or destroy). */
+  forget(key: Pick<KeyRecord, 'keyId' | 'version'>): void {
+    for (const k of [...this.pools.keys()]) if (k.startsWith(`${key.keyId}@v${key.version}#`)) this.pools.delete(k);
+  }
+
+  private fault(key: KeyRecord, excluded: Map<number, string>, cosigner: number, why: string, requestId: string): void {
+    excluded.set(cosigner, why);
+    this.pools.get(this.poolKey(key))?.delete(cosigner);
+    this.log?.warn({ keyId: key.keyId, version: key.version, cosigner, why, requestId }, 'cosigner fault; signing with another subset');
+    this.onFault({ keyId: key.keyId, version: key.version, cosigner, why, requestId });
+  }
+
+  /** Rotates the starting cosigner so load spreads over all of them. */
+  private order(ids: number[]): number[] {
+    const start = this.next++ % Math.max(1, ids.length);
+    return [...ids.slice(start), ...ids.slice(0, start)];
+  }
+
+  /** t cosigners with a commitment each: pooled ones first, then fetched within the deadline. */
+  private async pick(key: KeyRecord, candidates: number[], t: number, excluded: Map<number, string>, requestId: string): Promise<Pooled[]> {
+    const pools = this.poolsOf(key);
+    const picked: Pooled[] = [];
+    const withPool = candidates.filter((id) => (pools.get(id)?.length ?? 0) > 0);
+    for (const id of withPool.slice(0, t)) picked.push(pools.get(id)!.shift()!);
+    const missing = candidates.filter((id) => !withPool.includes(id));
+    while (picked.length < t && missing.length) {
+      const batch = missing.splice(0, t - picked.length);
+      const got = await Promise.allSettled(batch.map((id) => this.fetch(key, id)));
+      got.forEach((g, i) => {
+        const id = batch[i]!;
+        if (g.status === 'rejected') return this.fault(key, excluded, id, (g.reason as CosignerFault).why ?? 'unavailable', requestId);
+        const one = pools.get(id)?.shift();
+        if (one && picked.length < t) picked.push(one);
+      });
+    }
+    for (const id of candidates) if ((pools.get(id)?.length ?? 0) < this.cfg.poolSize / 2) this.refill(key, id);
+    return picked;
+  }
+
+  private async fetch(key: KeyRecord, id: number): Promise<void> {
+    const out = await this.cosigners.call<{ commitments: Pooled[]; epoch: number }>(id, 'Commit', { keyId: key.keyId, keyVersion: key.version, count: this.cfg.poolSize });
+    if (out.epoch !== key.threshold!.epoch) throw new CosignerFault(id, 'SHARE_EPOCH_MISMATCH');
+    const pools = this.poolsOf(key);
+    pools.set(id, [...(pools.get(id) ?? []), ...out.commitments.map((c) => ({ ...c, cosignerId: id }))]);
+  }
+
+  /** Tops a cosigner's pool up in the background; failures show up at the next signing. */
+  private refill(key: KeyRecord, id: number): void {
+    const k = `${this.poolKey(key)}/${id}`;
+    if (this.refilling.has(k)) return;
+    this.refilling.add(k);
+    this.fetch(key, id)
+      .catch(() => undefined)
+      .finally(() => this.refilling.delete(k));
+  }
+
+  private poolKey(key: KeyRecord): string {
+    return `${key.keyId}@v${key.version}#${key.threshold!.epoch}`;
+  }
+
+  private poolsOf(key: KeyRecord): Map<number, Pooled[]> {
+    const k = this.poolKey(key);
+    let p = this.pools.get(k);
+    if (!p) this.pools.set(k, (p = new Map()));
+    return p;
+  }
+
+  private publicOf(key: KeyRecord, suite: Suite): FrostPublic {
+    const k = this.poolKey(key);
+    let pub = this.publics.get(k);
+    if (!pub) this.publics.set(k, (pub = decodePublic(suite, JSON.parse(key.threshold!.publicPackage))));
+    return pub;
+  }
+}
