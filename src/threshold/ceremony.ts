@@ -161,5 +161,12 @@ export class Ceremony {
   }
 }
 
-/** The public package of a key as stored and compared: canonical JSON. */
-export const publicPackageText = (k: Key): string => JSON.stringify(encodePublic(k.public));
+/**
+ * The public package of a key as stored and compared: canonical JSON (verifying shares sorted by
+ * identifier, since each participant's DKG output lists them in its own order).
+ */
+export function publicPackageText(k: Key): string {
+  const p = encodePublic(k.public);
+  const sorted = Object.fromEntries(Object.entries(p.verifyingShares).sort(([a], [b]) => (a < b ? -1 : 1)));
+  return JSON.stringify({ ...p, verifyingShares: sorted });
+}

@@ -32,7 +32,16 @@ export class CosignerClients {
     const creds = grpc.credentials.createSsl(readFileSync(caFile), readFileSync(cfg.tls.keyFile), readFileSync(cfg.tls.certFile));
     for (const c of cfg.cosigners) {
       const name = c.serverName ?? c.address.slice(0, c.address.lastIndexOf(':'));
-      this.clients.set(c.id, new signerV1.Cosigner(c.address, creds, { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name }));
+      this.clients.set(
+        c.id,
+        new signerV1.Cosigner(c.address, creds, {
+          'grpc.ssl_target_name_override': name,
+          'grpc.default_authority': name,
+          // A restarted cosigner is back in the signing set within a second, not grpc's default 2 min.
+          'grpc.initial_reconnect_backoff_ms': 200,
+          'grpc.max_reconnect_backoff_ms': 1000,
+        }),
+      );
     }
   }
 

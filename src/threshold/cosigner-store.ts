@@ -95,7 +95,7 @@ export class CosignerStore {
    * committed share, or undefined when the session has no pending share.
    */
   finish(sessionId: string, commit: boolean): ShareRow | undefined {
-    return this.db.transaction(() => {
+    const out = this.db.transaction(() => {
       const row = this.db.prepare("SELECT * FROM shares WHERE session_id = ? AND state = 'pending'").get(sessionId) as Row | undefined;
       if (!row) return undefined;
       if (!commit) {
@@ -106,6 +106,17 @@ export class CosignerStore {
       this.db.prepare("UPDATE shares SET state = 'active' WHERE session_id = ?").run(sessionId);
       return fromRow({ ...row, state: 'active' });
     })();
+    this.scrub();
+    return out;
+  }
+
+  /**
+   * secure_delete zeroes deleted rows in the new page versions, but with WAL the old versions
+   * stay in the main file and the log until a checkpoint: force it, so a destroyed share's
+   * ciphertext is gone from disk when the call returns.
+   */
+  private scrub(): void {
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
   active(keyId: string, version: number): ShareRow | undefined {
@@ -119,7 +130,9 @@ export class CosignerStore {
   }
 
   destroy(keyId: string, version: number): number {
-    return this.db.prepare('DELETE FROM shares WHERE key_id = ? AND version = ?').run(keyId, version).changes;
+    const n = this.db.prepare('DELETE FROM shares WHERE key_id = ? AND version = ?').run(keyId, version).changes;
+    this.scrub();
+    return n;
   }
 
   /**

@@ -14,7 +14,7 @@ import type {
 } from '@noble/curves/abstract/frost.js';
 import { bytesToHex } from '@noble/curves/utils.js';
 import { ParticipantFault } from './participant.js';
-import { evaluateCommitment, identifierScalar, parseElement, parseScalar, type Suite } from './suites.js';
+import { evaluateCommitment, parseElement, parseScalar, type Suite } from './suites.js';
 
 /**
  * Round one: a random polynomial, its commitment and a proof of knowledge of its constant term.
@@ -43,7 +43,8 @@ export function dkgRound2(
   const own = bytesToHex(suite.frost.utils.Fn.toBytes(secret.identifier));
   for (const p of others) {
     if (p.identifier === own) throw new ParticipantFault(p.identifier, 'uses our identifier');
-    if (seen.has(p.identifier)) throw new ParticipantFault(p.identifier, 'sent two round1 packages');
+    if (seen.has(p.identifier))
+      throw new ParticipantFault(p.identifier, 'sent two round1 packages');
     seen.add(p.identifier);
   }
   try {
@@ -84,13 +85,15 @@ export function dkgRound3(
 }
 
 /** share * G == sum_k commitment[k] * x^k; false for anything malformed. */
-function shareMatches(suite: Suite, x: bigint, commitment: Uint8Array[], share: Uint8Array): boolean {
+function shareMatches(
+  suite: Suite,
+  x: bigint,
+  commitment: Uint8Array[],
+  share: Uint8Array,
+): boolean {
   try {
-    const expected = evaluateCommitment(
-      suite,
-      commitment.map((c) => parseElement(suite, c)),
-      x,
-    );
+    const points = commitment.map((c) => parseElement(suite, c));
+    const expected = evaluateCommitment(suite, points, x);
     return suite.Point.BASE.multiply(parseScalar(suite, share)).equals(expected);
   } catch {
     return false;
@@ -108,7 +111,6 @@ function round1Acceptable(suite: Suite, signers: Signers, p: DKG_Round1): boolea
   const probe = DKG.round1(freshId(), signers);
   const fillers = Array.from({ length: signers.max - 2 }, () => DKG.round1(freshId(), signers));
   try {
-    identifierScalar(suite, p.identifier);
     DKG.round2(probe.secret, [p, ...fillers.map((f) => f.public)]);
     return true;
   } catch {

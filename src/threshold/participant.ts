@@ -176,7 +176,8 @@ export function decodeSecret(suite: Suite, bytes: Uint8Array, pub: FrostPublic):
   if (bytes.length !== 2 * n) throw new Error('invalid sealed share length');
   const identifier = bytesToHex(bytes.subarray(0, n));
   identifierScalar(suite, identifier);
-  const signingShare = bytes.slice(n);
+  // A copy, not a view: callers erase the unsealed bytes (often a Buffer, whose slice is a view).
+  const signingShare = Uint8Array.from(bytes.subarray(n));
   parseScalar(suite, signingShare);
   const secret = { identifier, signingShare };
   suite.frost.validateSecret(secret, pub);

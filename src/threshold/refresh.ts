@@ -31,7 +31,7 @@ export interface RefreshRound1 {
 
 /**
  * A participant's private refresh state. It holds secret scalars: keep it in memory only, for
- * one refresh; `refreshRound2` and `refreshFinish` erase what they have consumed.
+ * one refresh; `refreshRound2` and a successful `refreshFinish` erase what they have consumed.
  */
 export interface RefreshSecret {
   identifier: Identifier;
@@ -42,7 +42,7 @@ export interface RefreshSecret {
   commitment: Uint8Array[];
   /** Coefficients 1..min-1 (scalar bytes); erased by `refreshRound2`. */
   coefficients?: Uint8Array[];
-  /** Own polynomial at own identifier, set by `refreshRound2`, erased by `refreshFinish`. */
+  /** Own polynomial at own identifier: set by round two, erased when `refreshFinish` succeeds. */
   ownEvaluation?: Uint8Array;
 }
 
@@ -122,6 +122,7 @@ export function refreshFinish(
   if (oldKey.secret.identifier !== me) throw new Error('refresh state belongs to another share');
   if (old.signers.min !== signers.min || old.signers.max !== signers.max)
     throw new Error('refresh threshold differs from the key threshold');
+  if (old.commitments.length !== signers.min) throw new Error('key has a malformed commitment');
   for (const id of participants)
     if (!(id in old.verifyingShares)) throw new ParticipantFault(id, 'holds no share of this key');
 
@@ -199,7 +200,8 @@ function collectRound1(
     if (polynomials.has(id)) throw new ParticipantFault(id, 'sent two refresh commitments');
     if (p.commitment.length !== secret.signers.min - 1)
       throw new ParticipantFault(id, `expected ${secret.signers.min - 1} refresh commitments`);
-    if (id === secret.identifier && !p.commitment.every((c, k) => equalBytes(c, secret.commitment[k]!)))
+    const own = id === secret.identifier;
+    if (own && !p.commitment.every((c, k) => equalBytes(c, secret.commitment[k]!)))
       throw new Error('own refresh commitment was altered');
     let points: GroupPoint[];
     try {

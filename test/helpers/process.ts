@@ -20,17 +20,22 @@ export interface SignerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `src/main.ts` as a real child process and waits for its "signer started" log line. */
-export async function startSignerProcess(configFile: string, timeoutMs = 30_000): Promise<SignerProcess> {
+/**
+ * Starts `src/main.ts` (or `entry`) as a real child process and waits for its "signer started"
+ * (or `ready`) log line.
+ */
+export async function startSignerProcess(configFile: string, timeoutMs = 30_000, opts: { entry?: string; ready?: string; args?: string[] } = {}): Promise<SignerProcess> {
   // node itself, not the tsx CLI: tsx runs the program in a grandchild that a SIGKILL would miss.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', '--config', configFile], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['--import', 'tsx', opts.entry ?? 'src/main.ts', '--config', configFile, ...(opts.args ?? [])];
+  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const ready = `"${opts.ready ?? 'signer started'}"`;
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const until = Date.now() + timeoutMs;
-  while (!out.includes('"signer started"')) {
+  while (!out.includes(ready)) {
     if (child.exitCode !== null || Date.now() > until) {
       child.kill('SIGKILL');
       throw new Error(`signer did not start: ${err || out}`);

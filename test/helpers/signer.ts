@@ -68,10 +68,20 @@ export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partia
  * A real signer on a fresh SoftHSM token with a fresh PKI, listening on a random port.
  * One per test file: SoftHSM reads its config once per process.
  */
-export async function startTestSigner(opts: { wrapModule?: (p11: Pkcs11) => Pkcs11; config?: Partial<Record<string, unknown>> } = {}): Promise<TestSigner> {
+export async function startTestSigner(
+  opts: {
+    wrapModule?: (p11: Pkcs11) => Pkcs11;
+    config?: Partial<Record<string, unknown>>;
+    /** More client certificates to issue (e.g. the coordinator's, for cosigners). */
+    clients?: string[];
+    /** Runs with the fresh PKI before the signer starts; returns more config (e.g. cosigners). */
+    prepare?: (dir: string, pki: Pki) => Promise<Partial<Record<string, unknown>>>;
+  } = {},
+): Promise<TestSigner> {
   const tmp = await tempDir('signer-');
-  const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine']), makeToken(tmp.path)]);
-  const raw = testConfig(tmp.path, pki, token, opts.config);
+  const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine', ...(opts.clients ?? [])]), makeToken(tmp.path)]);
+  const extra = opts.prepare ? await opts.prepare(tmp.path, pki) : {};
+  const raw = testConfig(tmp.path, pki, token, { ...opts.config, ...extra });
   const configFile = `${tmp.path}/signer.json`;
   await writeFile(configFile, JSON.stringify(raw, null, 2));
   const config = parseConfig(raw);

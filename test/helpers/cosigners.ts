@@ -1,0 +1,80 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Pki } from './pki.js';
+import { freePort, startSignerProcess, type SignerProcess } from './process.js';
+import { makeToken, type TestToken } from './token.js';
+
+/** Misbehaviour a test cosigner is started with (test/helpers/evil-cosigner.ts). */
+export type Fault = 'corrupt-sign-share' | 'bad-proof' | 'bad-share';
+
+export interface CosignerNode {
+  id: number;
+  dir: string;
+  dbPath: string;
+  token: TestToken;
+  address: string;
+  configFile: string;
+  proc: SignerProcess;
+  /** Stops the process (SIGTERM unless told) and starts it again, honest unless told. */
+  restart(fault?: Fault): Promise<void>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * n real cosigner processes on localhost, each with its own SoftHSM token and SQLite file,
+ * accepting the `coordinator` client certificate only.
+ */
+export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Record<number, Fault> = {}): Promise<CosignerNode[]> {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const id = i + 1;
+      const home = join(dir, `cosigner-${id}`);
+      const token = await makeToken(home, `cosigner-${id}`);
+      const port = await freePort();
+      const config = {
+        role: 'cosigner',
+        listen: `127.0.0.1:${port}`,
+        tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
+        hsm: { uri: token.uri, sessions: 2, moduleEnv: token.env },
+        store: { sqlite: { path: join(home, 'cosigner.db') } },
+        clients: {},
+        cosigner: { id, peers: ['coordinator'] },
+        log: { level: 'info' },
+      };
+      const configFile = join(home, 'cosigner.json');
+      await writeFile(configFile, JSON.stringify(config, null, 2));
+      const spawn = (fault?: Fault) =>
+        fault
+          ? startSignerProcess(configFile, 30_000, { entry: 'test/helpers/evil-cosigner.ts', ready: 'cosigner started', args: ['--fault', fault] })
+          : startSignerProcess(configFile, 30_000, { ready: 'cosigner started' });
+      const node: CosignerNode = {
+        id,
+        dir: home,
+        dbPath: config.store.sqlite.path,
+        token,
+        address: `127.0.0.1:${port}`,
+        configFile,
+        proc: await spawn(faults[id]),
+        async stop(signal = 'SIGTERM') {
+          await node.proc.stop(signal);
+        },
+        async restart(fault) {
+          await node.proc.stop();
+          node.proc = await spawn(fault);
+        },
+      };
+      return node;
+    }),
+  );
+}
+
+/** The signer's `threshold` config section for these cosigners. */
+export function thresholdConfig(nodes: CosignerNode[], pki: Pki, minSigners = 2, deadlineMs = 3000) {
+  return {
+    minSigners,
+    cosigners: nodes.map((c) => ({ id: c.id, address: c.address, serverName: 'localhost' })),
+    tls: { certFile: pki.files.clients['coordinator']!.cert, keyFile: pki.files.clients['coordinator']!.key },
+    deadlineMs,
+    poolSize: 8,
+  };
+}

@@ -1,0 +1,161 @@
+import { readFileSync } from 'node:fs';
+import type { RNG } from '@noble/curves/abstract/frost.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { schnorr } from '@noble/curves/secp256k1.js';
+import { bytesToHex, hexToBytes } from '@noble/curves/utils.js';
+import t from 'tap';
+import {
+  aggregate,
+  commit,
+  decodePublic,
+  decodeSecret,
+  encodeSecret,
+  signShare,
+  verifyShare,
+  type Key,
+} from '../src/threshold/participant.js';
+import { SUITES, type Suite, type SuiteName } from '../src/threshold/suites.js';
+
+// The RFC 9591 Appendix E vectors, run through our participant code with the vectors' nonce
+// randomness; they are not the frost-rs vectors noble tests itself against.
+interface RfcVector {
+  config: { MAX_PARTICIPANTS: string; MIN_PARTICIPANTS: string };
+  inputs: {
+    participant_list: number[];
+    group_secret_key: string;
+    group_public_key: string;
+    message: string;
+    share_polynomial_coefficients: string[];
+    participant_shares: { identifier: number; participant_share: string }[];
+  };
+  round_one_outputs: {
+    outputs: {
+      identifier: number;
+      hiding_nonce_randomness: string;
+      binding_nonce_randomness: string;
+      hiding_nonce: string;
+      binding_nonce: string;
+      hiding_nonce_commitment: string;
+      binding_nonce_commitment: string;
+    }[];
+  };
+  round_two_outputs: { outputs: { identifier: number; sig_share: string }[] };
+  final_output: { sig: string };
+}
+
+const vectorFile = (path: string) => new URL(`../../shared/vectors/${path}`, import.meta.url);
+
+/** Hands out the given 32-byte strings in order, as commit's nonce randomness. */
+function fixedRandomness(...chunks: string[]): RNG {
+  const queue = chunks.map((c) => hexToBytes(c));
+  return (n = 32) => {
+    const next = queue.shift();
+    if (!next || next.length !== n) throw new Error(`unexpected randomness request of ${n} bytes`);
+    return next;
+  };
+}
+
+const RFC: [SuiteName, string][] = [
+  ['frost-ed25519', 'rfc9591/frost-ed25519-sha512.json'],
+  ['frost-secp256k1', 'rfc9591/frost-secp256k1-sha256.json'],
+];
+
+for (const [name, file] of RFC) {
+  t.test(`RFC 9591 ${name}`, (t) => {
+    const suite: Suite = SUITES[name];
+    const v = JSON.parse(readFileSync(vectorFile(file), 'utf8')) as RfcVector;
+    const { frost } = suite;
+    const { Fn } = frost.utils;
+    const signers = { min: Number(v.config.MIN_PARTICIPANTS), max: Number(v.config.MAX_PARTICIPANTS) };
+    const id = (n: number) => frost.Identifier.fromNumber(n);
+    const message = hexToBytes(v.inputs.message);
+
+    // The dealer's polynomial, published the way a stored key package is: JSON, then decodePublic
+    // (which checks each verifying share against the commitments).
+    const dealt = frost.utils.generateSecretPolynomial(
+      signers,
+      hexToBytes(v.inputs.group_secret_key),
+      v.inputs.share_polynomial_coefficients.map((c) => Fn.fromBytes(hexToBytes(c))),
+    );
+    t.equal(bytesToHex(dealt.commitment[0]!), v.inputs.group_public_key, 'group public key');
+    const pub = decodePublic(suite, {
+      signers,
+      commitments: dealt.commitment.map((c) => bytesToHex(c)),
+      verifyingShares: Object.fromEntries(
+        v.inputs.participant_shares.map((s) => [
+          id(s.identifier),
+          bytesToHex(suite.Point.BASE.multiply(Fn.fromBytes(hexToBytes(s.participant_share))).toBytes()),
+        ]),
+      ),
+    });
+    const keys = new Map<number, Key>();
+    for (const s of v.inputs.participant_shares) {
+      const sealed = encodeSecret(suite, { identifier: id(s.identifier), signingShare: hexToBytes(s.participant_share) });
+      keys.set(s.identifier, { public: pub, secret: decodeSecret(suite, sealed, pub) });
+    }
+
+    const rounds = v.round_one_outputs.outputs.map((o) => {
+      const key = keys.get(o.identifier)!;
+      const r = commit(suite, key.secret, fixedRandomness(o.hiding_nonce_randomness, o.binding_nonce_randomness));
+      t.equal(bytesToHex(r.nonces.hiding), o.hiding_nonce, `hiding nonce ${o.identifier}`);
+      t.equal(bytesToHex(r.nonces.binding), o.binding_nonce, `binding nonce ${o.identifier}`);
+      t.equal(bytesToHex(r.commitments.hiding), o.hiding_nonce_commitment, `hiding commitment ${o.identifier}`);
+      t.equal(bytesToHex(r.commitments.binding), o.binding_nonce_commitment, `binding commitment ${o.identifier}`);
+      return { n: o.identifier, key, nonces: r.nonces, commitments: r.commitments };
+    });
+    t.same(
+      rounds.map((r) => r.n),
+      v.inputs.participant_list,
+      'signers are the participant list',
+    );
+    const commitmentList = rounds.map((r) => r.commitments);
+
+    const shares: Record<string, Uint8Array> = {};
+    for (const r of rounds) {
+      const share = signShare(suite, r.key, r.nonces, commitmentList, message);
+      const expected = v.round_two_outputs.outputs.find((o) => o.identifier === r.n)!;
+      t.equal(bytesToHex(share), expected.sig_share, `signature share ${r.n}`);
+      t.ok(verifyShare(suite, pub, commitmentList, message, id(r.n), share), `share ${r.n} verifies`);
+      shares[id(r.n)] = share;
+    }
+
+    const signature = aggregate(suite, pub, commitmentList, message, shares);
+    t.equal(bytesToHex(signature), v.final_output.sig, 'final signature');
+    t.ok(suite.verify(signature, message, suite.chainPublicKey(pub)), 'suite verifier accepts it');
+    if (name === 'frost-ed25519') {
+      const key = hexToBytes(v.inputs.group_public_key);
+      t.ok(ed25519.verify(signature, message, key, { zip215: false }), 'RFC 8032 verifier accepts it');
+    }
+    t.end();
+  });
+}
+
+// The shared CSV is NOT the final BIP340 file: its valid signatures verify only under a pre-final
+// draft (challenge tag "BIP340/challenge", R with a square y), while final BIP340 (what Bitcoin
+// and noble's schnorr.verify implement) uses "BIP0340/challenge" and an even y. Its invalid rows
+// stay invalid under the final rules and are asserted normally; its valid rows are asserted as
+// TODO until the file is replaced by bitcoin/bips bip-0340/test-vectors.csv at master, and rows
+// with a secret key are re-signed under the final rules as a positive control.
+t.test('BIP340 vectors through frost-secp256k1-tr verify', (t) => {
+  const suite = SUITES['frost-secp256k1-tr'];
+  const [header, ...rows] = readFileSync(vectorFile('bip340/test-vectors.csv'), 'utf8').trim().split(/\r?\n/);
+  const cols = header!.split(',');
+  t.equal(rows.length, 15, 'indices 0-14');
+  for (const row of rows) {
+    const f = Object.fromEntries(row.split(',').map((v, i) => [cols[i]!, v]));
+    const bytes = (name: string) => hexToBytes(f[name]!.toLowerCase());
+    const label = `vector ${f['index']} ${f['comment'] ?? ''}`.trim();
+    const ok = suite.verify(bytes('signature'), bytes('message'), bytes('public key'));
+    if (f['verification result'] === 'FALSE') {
+      t.equal(ok, false, label);
+      continue;
+    }
+    t.equal(ok, true, label, { todo: 'shared CSV holds pre-final BIP340 draft signatures' });
+    if (!f['secret key']) continue;
+    const sk = bytes('secret key');
+    t.equal(bytesToHex(schnorr.getPublicKey(sk)), f['public key']!.toLowerCase(), `${label}: x-only key`);
+    const resigned = schnorr.sign(bytes('message'), sk, bytes('aux_rand'));
+    t.ok(suite.verify(resigned, bytes('message'), bytes('public key')), `${label}: final BIP340 signature`);
+  }
+  t.end();
+});

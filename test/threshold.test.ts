@@ -1,0 +1,229 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { schnorr } from '@noble/curves/secp256k1.js';
+import Database from 'better-sqlite3';
+import t, { type Test } from 'tap';
+import { call, nowTimestamp } from '../src/client/client.js';
+import { decodeError } from '../src/client/errors.js';
+import { signerV1 } from '../src/proto.js';
+import { startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
+import { refusal, startTestSigner } from './helpers/signer.js';
+
+let nodes: CosignerNode[] = [];
+const ts = await startTestSigner({
+  clients: ['coordinator'],
+  prepare: async (dir, pki) => {
+    nodes = await startCosigners(dir, pki, 3);
+    return { threshold: thresholdConfig(nodes, pki) };
+  },
+});
+t.teardown(async () => {
+  await ts.close();
+  await Promise.all(nodes.map((n) => n.stop()));
+});
+const engine = ts.as('payment-engine');
+const admin = ts.as('security-admin');
+
+type Key = { keyId: string; version: number; algorithm: string; publicKey: Buffer; threshold: { minSigners: number; cosigners: number[]; epoch: number } | null };
+type SignRes = { signature: Buffer; keyVersion: number; algorithm: string };
+
+const create = (keyId: string, algorithm: string) => call<Key>(admin.keyAdmin, 'CreateKey', { keyId, algorithm }, 60_000);
+const sign = (keyId: string, payload: object, extra: object = {}) =>
+  call<SignRes>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload, ...extra }, 30_000);
+
+async function refused(t: Test, p: Promise<unknown>, code: status, reason: string) {
+  const d = decodeError(await refusal(p));
+  t.equal(d.code, code, `status ${status[code]}`);
+  t.equal(d.reason, reason, `reason ${reason}`);
+  t.ok(d.message.length > 0, 'has a human message');
+  return d;
+}
+
+/** Every audit entry of a kind, from the signer's SQLite store. */
+function auditEntries(kind: string): Array<{ intent: Record<string, string> }> {
+  const db = new Database(join(ts.dir, 'signer.db'), { readonly: true });
+  try {
+    return (db.prepare('SELECT intent FROM audit WHERE kind = ? ORDER BY seq').all(kind) as Array<{ intent: string }>).map((r) => ({ intent: JSON.parse(r.intent) }));
+  } finally {
+    db.close();
+  }
+}
+
+function sharesOf(node: CosignerNode): Array<{ key_id: string; epoch: number; state: string; sealed: Buffer; public_package: string }> {
+  const db = new Database(node.dbPath, { readonly: true });
+  try {
+    return db.prepare('SELECT key_id, epoch, state, sealed, public_package FROM shares ORDER BY key_id, epoch').all() as never;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * After cosigner restarts: every cosigner answers, and the signer's channels (reconnect backoff
+ * at most 1 s) have had time to reconnect.
+ */
+async function settle(): Promise<void> {
+  const coord = ts.pki.clients['coordinator']!;
+  const creds = grpc.credentials.createSsl(ts.pki.caCert, coord.key, coord.cert);
+  for (const n of nodes) {
+    const c = new signerV1.Cosigner(n.address, creds, { 'grpc.ssl_target_name_override': 'localhost' });
+    try {
+      await call(c, 'Info', {}, 10_000);
+    } finally {
+      c.close();
+    }
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+}
+
+const ed = await create('tss-ed', 'FROST_ED25519');
+const tr = await create('tss-btc', 'FROST_SECP256K1_TR');
+
+t.test('DKG across three cosigners gives one group key; each holds only a sealed share', async (t) => {
+  t.equal(ed.algorithm, 'FROST_ED25519');
+  t.equal(ed.publicKey.length, 32);
+  t.same(ed.threshold, { minSigners: 2, cosigners: [1, 2, 3], epoch: 1 });
+  t.equal(tr.publicKey.length, 32, 'x-only BIP340 key');
+  for (const node of nodes) {
+    const rows = sharesOf(node).filter((r) => r.key_id === 'tss-ed');
+    t.equal(rows.length, 1, `cosigner ${node.id} holds one share row`);
+    t.equal(rows[0]!.state, 'active');
+    t.equal(rows[0]!.sealed[0], 1, 'sealed format version');
+    t.equal(rows[0]!.sealed.length, 1 + 12 + 64 + 16, 'iv, ciphertext of identifier||share, tag: nothing else');
+    const pub = JSON.parse(rows[0]!.public_package) as { commitments: string[] };
+    t.equal(pub.commitments[0], Buffer.from(ed.publicKey).toString('hex'), 'same group key on every cosigner');
+  }
+  await refused(t, create('tss-ed', 'FROST_ED25519'), status.ALREADY_EXISTS, 'KEY_EXISTS');
+});
+
+t.test('2-of-3 signatures verify with independent verifiers, with every cosigner up', async (t) => {
+  for (let i = 0; i < 6; i++) {
+    const message = randomBytes(48 + i);
+    const a = await sign('tss-ed', { message });
+    t.equal(a.algorithm, 'FROST_ED25519');
+    t.ok(ed25519.verify(a.signature, message, ed.publicKey, { zip215: false }), 'ed25519 (RFC 8032 strict) verifies');
+    const digest = randomBytes(32);
+    const b = await sign('tss-btc', { digest });
+    t.ok(schnorr.verify(b.signature, digest, tr.publicKey), 'BIP340 verifies under the x-only key');
+  }
+  await refused(t, sign('tss-ed', { digest: randomBytes(32) }), status.INVALID_ARGUMENT, 'PAYLOAD_KIND_UNSUPPORTED');
+});
+
+t.test('a retry replays the stored signature; a second payload for a declared nonce is refused', async (t) => {
+  const requestId = randomUUID();
+  const message = randomBytes(40);
+  const scope = { replayScope: { chainId: '101', accountNonce: '7' } };
+  const first = await sign('tss-ed', { message }, { requestId, ...scope });
+  const again = await sign('tss-ed', { message }, { requestId, ...scope });
+  t.same(again.signature, first.signature, 'idempotent replay');
+  await refused(t, sign('tss-ed', { message: randomBytes(40) }, scope), status.ALREADY_EXISTS, 'NONCE_ALREADY_SIGNED');
+});
+
+t.test('signing goes on with one cosigner down', async (t) => {
+  const down = nodes[0]!;
+  await down.stop('SIGKILL');
+  for (let i = 0; i < 4; i++) {
+    const message = randomBytes(32);
+    const a = await sign('tss-ed', { message });
+    t.ok(ed25519.verify(a.signature, message, ed.publicKey), `signed with cosigner ${down.id} down`);
+  }
+  await down.restart();
+  await settle();
+  const message = randomBytes(32);
+  t.ok(ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey), 'and after it restarted (its nonces are gone, refetched)');
+});
+
+t.test('a cosigner returning corrupted shares is named, and the others sign', async (t) => {
+  const bad = nodes[1]!;
+  await bad.restart('corrupt-sign-share');
+  await settle();
+  t.teardown(async () => {
+    await bad.restart();
+    await settle();
+  });
+  const before = auditEntries('threshold.fault').length;
+  for (let i = 0; i < 3; i++) {
+    const message = randomBytes(32);
+    const a = await sign('tss-ed', { message });
+    t.ok(ed25519.verify(a.signature, message, ed.publicKey), 'valid signature despite the bad cosigner');
+  }
+  const faults = auditEntries('threshold.fault').slice(before);
+  t.ok(faults.length >= 1, 'the fault is in the audit log');
+  t.ok(faults.every((f) => f.intent.cosigner === String(bad.id) && f.intent.why === 'invalid share'), `cosigner ${bad.id} named for an invalid share`);
+  const metrics = await ts.signer.metrics.registry.getSingleMetricAsString('signer_cosigner_faults_total');
+  t.match(metrics, new RegExp(`cosigner="${bad.id}",why="invalid share"`), 'and in the metrics');
+});
+
+t.test('with two of three cosigners down, signing fails with the cosigners named', async (t) => {
+  await nodes[0]!.stop('SIGKILL');
+  await nodes[2]!.stop('SIGKILL');
+  t.teardown(async () => {
+    await nodes[0]!.restart();
+    await nodes[2]!.restart();
+    await settle();
+  });
+  const d = await refused(t, sign('tss-ed', { message: randomBytes(32) }), status.UNAVAILABLE, 'THRESHOLD_UNAVAILABLE');
+  t.match(d.message, /left out: /);
+  t.ok(d.metadata.faultyCosigners!.split(',').length >= 1, 'error details name the cosigners');
+});
+
+t.test('refresh keeps the public key, replaces every share and destroys the old ones', async (t) => {
+  const before = nodes.map((n) => sharesOf(n).find((r) => r.key_id === 'tss-btc')!);
+  const k = await call<Key>(admin.keyAdmin, 'RefreshShares', { keyId: 'tss-btc' }, 60_000);
+  t.same(k.publicKey, tr.publicKey, 'same public key (same address)');
+  t.equal(k.threshold!.epoch, 2);
+  for (const [i, node] of nodes.entries()) {
+    const rows = sharesOf(node).filter((r) => r.key_id === 'tss-btc');
+    t.same(rows.map((r) => [r.epoch, r.state]), [[2, 'active']], `cosigner ${node.id}: only the new share remains`);
+    t.not(rows[0]!.public_package, before[i]!.public_package, 'verifying shares moved');
+    for (const f of [node.dbPath, `${node.dbPath}-wal`]) {
+      const bytes = await readFile(f).catch(() => Buffer.alloc(0));
+      t.equal(bytes.indexOf(before[i]!.sealed.subarray(13, 45)), -1, `the old sealed share is gone from ${f.endsWith('-wal') ? 'the WAL' : 'the database file'}`);
+    }
+  }
+  const digest = randomBytes(32);
+  t.ok(schnorr.verify((await sign('tss-btc', { digest })).signature, digest, tr.publicKey), 'new shares sign under the same key');
+  const refreshed = auditEntries('key.refresh');
+  t.equal(refreshed.at(-1)!.intent.epoch, '2', 'the refresh is audited');
+  await refused(t, call(admin.keyAdmin, 'RefreshShares', { keyId: 'nope' }), status.NOT_FOUND, 'KEY_NOT_FOUND');
+});
+
+t.test('a compromised coordinator cannot get a share for a second payload on a nonce, or reuse a nonce', async (t) => {
+  const coord = ts.pki.clients['coordinator']!;
+  const creds = grpc.credentials.createSsl(ts.pki.caCert, coord.key, coord.cert);
+  const clients = nodes.map((n) => new signerV1.Cosigner(n.address, creds, { 'grpc.ssl_target_name_override': 'localhost' }));
+  t.teardown(() => clients.forEach((c) => c.close()));
+  const commits = await Promise.all(clients.slice(0, 2).map((c) => call<{ commitments: Array<{ id: string; cosignerId: number; hiding: Buffer; binding: Buffer }>; epoch: number }>(c, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 2 })));
+  const list = (j: number) => commits.map((c) => c.commitments[j]!);
+  const ask = (j: number, payload: Buffer, requestId: string) =>
+    call<{ share: Buffer }>(clients[0]!, 'SignShare', {
+      keyId: 'tss-ed', keyVersion: 1, epoch: commits[0]!.epoch, requestId, payloadKind: 'message', payload,
+      replayScope: { chainId: '5', accountNonce: '42' }, nonceId: list(j)[0]!.id, commitments: list(j),
+    });
+  const first = await ask(0, Buffer.from('pay alice 1'), 'r-1');
+  t.equal(first.share.length, 32, 'a share for the first payload');
+  await refused(t, ask(0, Buffer.from('pay alice 1'), 'r-1'), status.FAILED_PRECONDITION, 'NONCE_UNKNOWN');
+  await refused(t, ask(1, Buffer.from('pay mallory 9'), 'r-2'), status.ALREADY_EXISTS, 'NONCE_ALREADY_SIGNED');
+  const stranger = ts.pki.clients['payment-engine']!;
+  const foreign = new signerV1.Cosigner(nodes[0]!.address, grpc.credentials.createSsl(ts.pki.caCert, stranger.key, stranger.cert), { 'grpc.ssl_target_name_override': 'localhost' });
+  t.teardown(() => foreign.close());
+  await refused(t, call(foreign, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 1 }), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
+});
+
+t.test('a DKG with a cheating cosigner aborts and names it', async (t) => {
+  for (const [fault, who] of [['bad-proof', 3], ['bad-share', 2]] as const) {
+    const cheat = nodes[who - 1]!;
+    await cheat.restart(fault);
+    await settle();
+    const d = await refused(t, create(`tss-cheat-${who}`, 'FROST_ED25519'), status.FAILED_PRECONDITION, 'PARTICIPANT_FAULT');
+    t.equal(d.metadata.cosigner, String(who), `${fault}: cosigner ${who} named`);
+    await cheat.restart();
+    await settle();
+    for (const node of nodes) t.notOk(sharesOf(node).some((r) => r.key_id === `tss-cheat-${who}`), `cosigner ${node.id} kept no share of the aborted key`);
+    await refused(t, call(engine.signer, 'GetPublicKey', { keyId: `tss-cheat-${who}` }), status.NOT_FOUND, 'KEY_NOT_FOUND');
+  }
+});
