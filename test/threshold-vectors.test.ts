@@ -133,9 +133,12 @@ for (const [name, file] of RFC) {
 // The shared CSV is NOT the final BIP340 file: its valid signatures verify only under a pre-final
 // draft (challenge tag "BIP340/challenge", R with a square y), while final BIP340 (what Bitcoin
 // and noble's schnorr.verify implement) uses "BIP0340/challenge" and an even y. Its invalid rows
-// stay invalid under the final rules and are asserted normally; its valid rows are asserted as
-// TODO until the file is replaced by bitcoin/bips bip-0340/test-vectors.csv at master, and rows
-// with a secret key are re-signed under the final rules as a positive control.
+// stay invalid under the final rules and are asserted normally; its valid rows must be refused
+// under the final rules (until the file is replaced by bitcoin/bips bip-0340/test-vectors.csv at
+// master), and rows with a secret key are re-signed under the final rules as a positive control.
+const FINAL_BIP340_VECTOR_0 =
+  'e907831f80848d1069a5371b402410364bdf1c5f8307b0084c55f1ce2dca821525f66a4a85ea8b71e482a74f382d2ce5ebeee8fdb2172f477df4900d310536c0';
+
 t.test('BIP340 vectors through frost-secp256k1-tr verify', (t) => {
   const suite = SUITES['frost-secp256k1-tr'];
   const [header, ...rows] = readFileSync(vectorFile('bip340/test-vectors.csv'), 'utf8').trim().split(/\r?\n/);
@@ -150,12 +153,16 @@ t.test('BIP340 vectors through frost-secp256k1-tr verify', (t) => {
       t.equal(ok, false, label);
       continue;
     }
-    t.equal(ok, true, label, { todo: 'shared CSV holds pre-final BIP340 draft signatures' });
+    // Draft-era signature (see above): a final-BIP340 verifier, as every Taproot node runs, must
+    // refuse it. When the file is replaced by the final vectors this assertion fails on purpose.
+    t.equal(ok, false, `${label}: draft signature refused under final BIP340`);
     if (!f['secret key']) continue;
     const sk = bytes('secret key');
     t.equal(bytesToHex(schnorr.getPublicKey(sk)), f['public key']!.toLowerCase(), `${label}: x-only key`);
     const resigned = schnorr.sign(bytes('message'), sk, bytes('aux_rand'));
     t.ok(suite.verify(resigned, bytes('message'), bytes('public key')), `${label}: final BIP340 signature`);
+    // Row 0's inputs are those of final BIP340 vector 0 (bitcoin/bips bip-0340/test-vectors.csv).
+    if (f['index'] === '0') t.equal(bytesToHex(resigned), FINAL_BIP340_VECTOR_0, 'byte-exact with final BIP340 vector 0');
   }
   t.end();
 });

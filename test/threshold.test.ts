@@ -11,11 +11,13 @@ import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { signerV1 } from '../src/proto.js';
 import { startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
-import { refusal, startTestSigner } from './helpers/signer.js';
+import { eventually, refusal, startTestSigner } from './helpers/signer.js';
 
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({
   clients: ['coordinator'],
+  // tss-sched's shares are refreshed by schedule, every few seconds once they are 3 s old.
+  config: { rotation: { schedules: { 'tss-sched': { cron: '*/2 * * * * *', action: 'refresh', minAgeSeconds: 3 } } } },
   prepare: async (dir, pki) => {
     nodes = await startCosigners(dir, pki, 3);
     return { threshold: thresholdConfig(nodes, pki) };
@@ -190,6 +192,19 @@ t.test('refresh keeps the public key, replaces every share and destroys the old 
   const refreshed = auditEntries('key.refresh');
   t.equal(refreshed.at(-1)!.intent.epoch, '2', 'the refresh is audited');
   await refused(t, call(admin.keyAdmin, 'RefreshShares', { keyId: 'nope' }), status.NOT_FOUND, 'KEY_NOT_FOUND');
+});
+
+t.test('a refresh schedule refreshes the shares of its key and keeps its public key', async (t) => {
+  const k = await create('tss-sched', 'FROST_ED25519');
+  await settle();
+  const refreshed = await eventually(async () => ts.signer.keys.get('tss-sched').threshold!.epoch >= 2, 20_000);
+  t.ok(refreshed, 'the scheduler refreshed the shares');
+  const now = ts.signer.keys.get('tss-sched');
+  t.same(Buffer.from(now.publicKey), k.publicKey, 'same public key');
+  const entry = auditEntries('key.refresh').find((e) => e.intent.trigger === 'schedule');
+  t.ok(entry, 'audited as a scheduled refresh');
+  const message = randomBytes(32);
+  t.ok(ed25519.verify((await sign('tss-sched', { message })).signature, message, k.publicKey), 'the refreshed shares sign');
 });
 
 t.test('a compromised coordinator cannot get a share for a second payload on a nonce, or reuse a nonce', async (t) => {

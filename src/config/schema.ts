@@ -91,6 +91,12 @@ export const configSchema = z
                   if (problem) ctx.addIssue({ code: 'custom', message: problem });
                 }),
                 minAgeSeconds: z.number().int().min(0).default(0),
+                /**
+                 * rotate: a new key version (new address). refresh: threshold keys only, new
+                 * shares on the cosigners for the same key; minAgeSeconds then counts from the
+                 * last refresh.
+                 */
+                action: z.enum(['rotate', 'refresh']).default('rotate'),
                 timezone: z
                   .string()
                   .superRefine((v, ctx) => {

@@ -10,6 +10,8 @@ export interface RotationSchedule {
   cron: string;
   minAgeSeconds: number;
   timezone?: string | undefined;
+  /** rotate (default): a new key version. refresh: new threshold shares for the same key. */
+  action?: 'rotate' | 'refresh';
 }
 
 export interface SchedulerDeps {
@@ -44,7 +46,7 @@ export class RotationScheduler {
       // node-cron reads expressions in local time unless told; fire times are computed in UTC
       // (or the schedule's zone), so the runner must use the same zone.
       const task = cron.schedule(s.cron, (ctx) => this.check(keyId, 'schedule', ctx.date), {
-        name: `rotate:${keyId}`,
+        name: `${s.action ?? 'rotate'}:${keyId}`,
         timezone: s.timezone ?? 'UTC',
         noOverlap: true,
         // Like the other timers: the jobs alone never keep the process alive.
@@ -93,8 +95,16 @@ export class RotationScheduler {
       await keys.load();
       const at = this.now(firedAt);
       if (this.stopped || !this.due(keyId, schedule, at)) return false;
-      const { next, previous } = await keys.rotate(keyId, overlapMs, at);
       const scheduledAt = lastFireAtOrBefore(schedule.cron, at, schedule.timezone)!;
+      if (schedule.action === 'refresh') {
+        const k = await keys.refreshShares(keyId);
+        await store.appendAudit([
+          eventDraft('key.refresh', at, 'scheduler', { keyId, keyVersion: k.version, intent: { epoch: String(k.threshold!.epoch), cron: schedule.cron, scheduledAt: scheduledAt.toISOString(), trigger } }),
+        ]);
+        log.info({ keyId, version: k.version, epoch: k.threshold!.epoch, cron: schedule.cron, scheduledAt, trigger }, 'threshold shares refreshed by schedule');
+        return true;
+      }
+      const { next, previous } = await keys.rotate(keyId, overlapMs, at);
       await store.appendAudit([
         eventDraft('key.rotate', at, 'scheduler', {
           keyId,
@@ -122,7 +132,13 @@ export class RotationScheduler {
     }
     let activeCreatedAt: Date;
     try {
-      activeCreatedAt = this.deps.keys.get(keyId).createdAt;
+      const active = this.deps.keys.get(keyId);
+      if (s.action === 'refresh' && !active.threshold) {
+        this.deps.log.warn({ keyId }, 'refresh schedule names a key that is not a threshold key; nothing to refresh');
+        return false;
+      }
+      // A refresh schedule counts from the current shares; a rotation from the version's creation.
+      activeCreatedAt = s.action === 'refresh' && active.threshold ? new Date(active.threshold.sharesSince) : active.createdAt;
     } catch {
       this.deps.log.warn({ keyId }, 'rotation schedule names a key with no active version; nothing to rotate');
       return false;

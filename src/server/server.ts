@@ -94,6 +94,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
           .catch((e) => log.error({ err: e }, 'could not audit a cosigner fault'));
       },
       log,
+      (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
   const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });

@@ -30,6 +30,8 @@ export interface ThresholdInfo {
   cosigners: number[];
   /** Incremented by every share refresh. */
   epoch: number;
+  /** When the current shares were made (DKG or the last refresh), ISO 8601. */
+  sharesSince: string;
   /** FrostPublic as JSON (src/threshold/participant.ts encodePublic). */
   publicPackage: string;
 }

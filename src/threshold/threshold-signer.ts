@@ -24,6 +24,9 @@ interface Pooled {
 
 export type FaultListener = (f: { keyId: string; version: number; cosigner: number; why: string; requestId: string }) => void;
 
+/** How many times one signature waits (100 ms each) for a refresh to commit everywhere. */
+const MAX_REFRESH_WAITS = 20;
+
 /** Refusals that are the request's fate, not the cosigner's fault: passed on as they are. */
 const REPLAY_REASONS = new Set(['NONCE_ALREADY_SIGNED', 'REQUEST_ID_REUSED', 'PAYLOAD_INVALID']);
 
@@ -46,19 +49,33 @@ export class ThresholdSigner {
     private readonly cfg: ThresholdConfig,
     private readonly onFault: FaultListener = () => undefined,
     private readonly log?: Logger,
+    /** The key version as the registry has it now: a refresh changes its epoch and package. */
+    private readonly current: (k: KeyRecord) => KeyRecord = (k) => k,
   ) {}
 
-  async sign(key: KeyRecord, req: ThresholdRequest): Promise<Uint8Array> {
-    const info = key.threshold!;
+  async sign(signingKey: KeyRecord, req: ThresholdRequest): Promise<Uint8Array> {
+    let key = signingKey;
+    let info = key.threshold!;
     const suite = SUITES[key.algorithm as ThresholdAlgorithm];
-    const pub = this.publicOf(key, suite);
     const excluded = new Map<number, string>();
-    // Each attempt either signs or leaves out at least one cosigner; a stale pool may cost one more.
-    for (let attempt = 0; attempt <= info.cosigners.length + 1; attempt++) {
+    let refreshing = 0;
+    // Each attempt either signs or leaves out at least one cosigner; a stale pool may cost one
+    // more, a refresh running meanwhile a few more.
+    for (let attempt = 0; attempt <= info.cosigners.length + 1 + refreshing; attempt++) {
+      key = this.current(key);
+      info = key.threshold!;
+      const pub = this.publicOf(key, suite);
       const candidates = this.order(info.cosigners.filter((id) => !excluded.has(id)));
       if (candidates.length < info.minSigners) break;
-      const picked = await this.pick(key, candidates, info.minSigners, excluded, req.requestId);
-      if (picked.length < info.minSigners) break;
+      const { picked, stale } = await this.pick(key, candidates, info.minSigners, excluded, req.requestId);
+      if (picked.length < info.minSigners) {
+        // Unused commitments go back for the next attempt.
+        for (const p of picked) this.poolsOf(key).get(p.cosignerId)?.unshift(p);
+        if (!stale || refreshing >= MAX_REFRESH_WAITS) break;
+        refreshing++;
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
       const list: NonceCommitments[] = picked
         .map((p) => ({ identifier: suite.frost.Identifier.fromNumber(p.cosignerId), hiding: Uint8Array.from(p.hiding), binding: Uint8Array.from(p.binding) }))
         .sort((a, b) => (a.identifier < b.identifier ? -1 : 1));
@@ -93,9 +110,16 @@ export class ThresholdSigner {
           retry = true;
           return;
         }
+        if (f.why === 'SHARE_EPOCH_MISMATCH' && refreshing < MAX_REFRESH_WAITS) {
+          // A share refresh is committing on the cosigners: wait for it, then use the new epoch.
+          refreshing++;
+          retry = true;
+          return;
+        }
         this.fault(key, excluded, id, f.why, req.requestId);
       });
       if (Object.keys(shares).length < picked.length) {
+        if (refreshing) await new Promise((r) => setTimeout(r, 100));
         if (retry || excluded.size) continue;
         break;
       }
@@ -137,7 +161,8 @@ export class ThresholdSigner {
   }
 
   /** t cosigners with a commitment each: pooled ones first, then fetched within the deadline. */
-  private async pick(key: KeyRecord, candidates: number[], t: number, excluded: Map<number, string>, requestId: string): Promise<Pooled[]> {
+  private async pick(key: KeyRecord, candidates: number[], t: number, excluded: Map<number, string>, requestId: string): Promise<{ picked: Pooled[]; stale: boolean }> {
+    let stale = false;
     const pools = this.poolsOf(key);
     const picked: Pooled[] = [];
     const withPool = candidates.filter((id) => (pools.get(id)?.length ?? 0) > 0);
@@ -148,13 +173,18 @@ export class ThresholdSigner {
       const got = await Promise.allSettled(batch.map((id) => this.fetch(key, id)));
       got.forEach((g, i) => {
         const id = batch[i]!;
-        if (g.status === 'rejected') return this.fault(key, excluded, id, (g.reason as CosignerFault).why ?? 'unavailable', requestId);
+        if (g.status === 'rejected') {
+          const why = (g.reason as CosignerFault).why ?? 'unavailable';
+          // Its shares are a refresh ahead of (or behind) ours: not a fault, the epoch catches up.
+          if (why === 'SHARE_EPOCH_MISMATCH') return void (stale = true);
+          return this.fault(key, excluded, id, why, requestId);
+        }
         const one = pools.get(id)?.shift();
         if (one && picked.length < t) picked.push(one);
       });
     }
     for (const id of candidates) if ((pools.get(id)?.length ?? 0) < this.cfg.poolSize / 2) this.refill(key, id);
-    return picked;
+    return { picked, stale };
   }
 
   private async fetch(key: KeyRecord, id: number): Promise<void> {
