@@ -28,12 +28,15 @@ export interface Options {
   childNodeArg: string[];
   out: string;
   keep?: boolean;
+  /** Run bench/threshold.ts's measurement at the end (--no-threshold: skip). */
+  threshold: boolean;
+  thresholdSeconds: number;
 }
 
 const ALGORITHMS: readonly Algorithm[] = ['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519'];
 
 /** What --quick changes, unless the option is given explicitly. */
-const QUICK: Partial<Options> = { seconds: 2, warmup: 0.5, extraSeconds: 1.5, batchRuns: 3, prioritySeconds: 3, noiseBudget: 20 };
+const QUICK: Partial<Options> = { seconds: 2, warmup: 0.5, extraSeconds: 1.5, batchRuns: 3, prioritySeconds: 3, noiseBudget: 20, thresholdSeconds: 2 };
 
 const positive = (v: string) => {
   const n = Number(v);
@@ -93,6 +96,8 @@ export function parseOptions(argv = process.argv): Options {
     .option('--child-node-arg <flag>', 'extra node flag for the signer child (repeatable), e.g. --perf-basic-prof', repeatable, [] as string[])
     .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
     .option('--keep', 'keep the temp dir (token, PKI, config) for inspection')
+    .option('--no-threshold', 'skip threshold signing (bench/threshold.ts: 2-of-3 FROST over 3 cosigner processes)')
+    .option('--threshold-seconds <s>', 'measured seconds per threshold point', positive, 5)
     .parse(argv);
   const opts = program.opts<Options>();
   if (opts.quick) {

@@ -7,6 +7,7 @@
  *                         [--evm-concurrency 64] [--no-postgres] [--batch-items 1000] [--batch-runs 5]
  *                         [--priority-concurrency 8] [--priority-seconds 5] [--retries 2] [--noise-budget 60]
  *                         [--cpu-prof <dir>] [--child-node-arg <flag>]... [--out <file>] [--keep]
+ *                         [--no-threshold] [--threshold-seconds 5]
  *
  * `raw` keeps c sign loops going straight on pkcs11js (same token, same session count as the
  * service); `service` keeps c calls going against the real signer running as a child process,
@@ -15,7 +16,8 @@
  *   2. hot-wallet Sign of EVM transfers (unique nonces) at --evm-concurrency, SQLite store, then
  *      PostgreSQL (a throwaway cluster and a second signer child);
  *   3. SignBatch of --batch-items EVM payouts (contiguous nonces) against as many raw signs at once;
- *   4. hot Sign p50/p99 at --priority-concurrency, idle and while batches are signed back to back.
+ *   4. hot Sign p50/p99 at --priority-concurrency, idle and while batches are signed back to back;
+ *   5. threshold signing, 2-of-3 FROST over 3 cosigner processes vs in one process (bench/threshold.ts).
  * Each point waits for the machine to be quiet and is measured again if other processes used CPU
  * during it (flagged "!" if that never happened), within --noise-budget seconds per run.
  * Results: tables on stdout, JSON in .test/bench-results.json.
@@ -38,6 +40,7 @@ import { RawToken, type Algorithm, type RawKey } from './raw.js';
 import { batchTable, cpuTable, machine, priorityTable, throughputTable, type RawPoint, type Row } from './report.js';
 import { freePort, signerChannels, startServiceChild, waitForReady, writeServiceConfig, type Channels, type ServiceChild } from './service.js';
 import { checkTargets } from './targets.js';
+import { thresholdOptions, thresholdSection } from './threshold-run.js';
 
 const WIRE: Record<Algorithm, string> = { 'ecdsa-secp256k1': 'ECDSA_SECP256K1', 'ecdsa-p256': 'ECDSA_P256', ed25519: 'ED25519' };
 const KEY_ID: Record<Algorithm, string> = { 'ecdsa-secp256k1': 'bench-k1', 'ecdsa-p256': 'bench-r1', ed25519: 'bench-ed' };
@@ -262,8 +265,11 @@ async function main() {
   ].join('\n');
   console.log(out);
 
+  const threshold = opts.threshold
+    ? await thresholdSection(thresholdOptions({ seconds: opts.thresholdSeconds, warmup: opts.warmup, keep: opts.keep }), { budgetSeconds: opts.noiseBudget, retries: opts.retries }, log, resolve(opts.out, '..', 'bench-threshold.json'))
+    : undefined;
   await mkdir(resolve(opts.out, '..'), { recursive: true });
-  const json = { date: started.toISOString(), machine: mach, argv: process.argv.slice(2), options: opts, rows, batches, priority, targets, noise: noise.budget };
+  const json = { date: started.toISOString(), machine: mach, argv: process.argv.slice(2), options: opts, rows, batches, priority, targets, noise: noise.budget, ...(threshold ? { threshold } : {}) };
   await writeFile(opts.out, `${JSON.stringify(json, null, 2)}\n`);
   log(`results written to ${opts.out}`);
 }

@@ -123,6 +123,13 @@ t.test('a retry replays the stored signature; a second payload for a declared no
   const again = await sign('tss-ed', { message }, { requestId, ...scope });
   t.same(again.signature, first.signature, 'idempotent replay');
   await refused(t, sign('tss-ed', { message: randomBytes(40) }, scope), status.ALREADY_EXISTS, 'NONCE_ALREADY_SIGNED');
+  // Request ids are per client, at the signer and at every cosigner.
+  const shared = await create('shared-tss', 'FROST_ED25519');
+  const other = ts.as('other-engine');
+  const [a, b] = [randomBytes(24), randomBytes(24)];
+  const mine = await sign('shared-tss', { message: a }, { requestId: 'order-1' });
+  const theirs = await call<SignRes>(other.signer, 'Sign', { keyId: 'shared-tss', requestId: 'order-1', clientTime: nowTimestamp(), message: b }, 30_000);
+  t.ok(ed25519.verify(mine.signature, a, shared.publicKey) && ed25519.verify(theirs.signature, b, shared.publicKey), 'two clients, one request id, two payloads: both signed');
 });
 
 t.test('signing goes on with one cosigner down', async (t) => {

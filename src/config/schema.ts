@@ -143,7 +143,7 @@ export const configSchema = z
         /** A cosigner that has not answered a protocol step within this is skipped. */
         deadlineMs: z.number().int().min(50).max(60_000).default(2000),
         /** Nonce commitments fetched ahead per cosigner and key, so signing is one round trip. */
-        poolSize: z.number().int().min(1).max(1000).default(32),
+        poolSize: z.number().int().min(1).max(256).default(32),
       })
       .strict()
       .refine((t) => t.minSigners <= t.cosigners.length, { message: 'minSigners must not exceed the number of cosigners' })

@@ -158,7 +158,7 @@ export class SignFlow {
     // this work between hot requests instead of doing it in one block at the end.
     const out = await Promise.all(
       list.map(({ prepared, item, base }) =>
-        this.o.signing.sign(prepared, lane, item.requestId).then(
+        this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId }).then(
           (signed): Signed => {
             const wire = signResultToWire(signed, item.requestId);
             return { wire, result: encodeResult(wire), item, draft: signDraft(base, prepared, { decision: 'allowed', signature: wire.signature }) };

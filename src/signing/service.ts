@@ -97,12 +97,12 @@ export class SigningService {
     return { key, kind: payload.kind, data, payloadHash, ...(payload.scope ? { scope: payload.scope } : {}) };
   }
 
-  /** `requestId` is passed to threshold cosigners, which keep their own replay records. */
-  async sign(p: Prepared, lane: Lane = 'hot', requestId = ''): Promise<SignResult> {
+  /** `request` goes to threshold cosigners, which keep their own replay records. */
+  async sign(p: Prepared, lane: Lane = 'hot', request: { client: string; requestId: string } = { client: '', requestId: '' }): Promise<SignResult> {
     if (isThresholdAlgorithm(p.key.algorithm)) {
       if (!this.threshold) throw new SignerError(status.FAILED_PRECONDITION, 'THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
       // The aggregate is checked with an independent verifier before it is returned.
-      const bytes = await this.threshold.sign(p.key, { requestId, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) });
+      const bytes = await this.threshold.sign(p.key, { ...request, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) });
       return { key: p.key, signature: { bytes } };
     }
     const mechanism = { mechanism: ALGORITHMS[p.key.algorithm as HsmAlgorithm].sign };

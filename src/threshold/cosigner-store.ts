@@ -119,6 +119,11 @@ export class CosignerStore {
     this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
+  /** Drops pending shares of a key version whose ceremony never finished (a coordinator crash). */
+  discardPending(keyId: string, version: number): void {
+    if (this.db.prepare("DELETE FROM shares WHERE key_id = ? AND version = ? AND state = 'pending'").run(keyId, version).changes) this.scrub();
+  }
+
   active(keyId: string, version: number): ShareRow | undefined {
     const r = this.db.prepare("SELECT * FROM shares WHERE key_id = ? AND version = ? AND state = 'active'").get(keyId, version) as Row | undefined;
     return r && fromRow(r);

@@ -8,6 +8,7 @@ import { ParticipantFault, aggregate, decodePublic, verifyShare } from './partic
 import { SUITES, type Suite, type ThresholdAlgorithm } from './suites.js';
 
 export interface ThresholdRequest {
+  client: string;
   requestId: string;
   kind: 'message' | 'digest';
   /** What is signed: the message, or the 32-byte digest (BIP340 message). */
@@ -23,6 +24,9 @@ interface Pooled {
 }
 
 export type FaultListener = (f: { keyId: string; version: number; cosigner: number; why: string; requestId: string }) => void;
+
+/** How long a cosigner at fault is tried after the others. */
+const BENCH_MS = 5000;
 
 /** How many times one signature waits (100 ms each) for a refresh to commit everywhere. */
 const MAX_REFRESH_WAITS = 20;
@@ -40,8 +44,9 @@ const REPLAY_REASONS = new Set(['NONCE_ALREADY_SIGNED', 'REQUEST_ID_REUSED', 'PA
  */
 export class ThresholdSigner {
   private readonly pools = new Map<string, Map<number, Pooled[]>>();
-  private readonly refilling = new Set<string>();
+  private readonly inflight = new Map<string, Promise<void>>();
   private readonly publics = new Map<string, FrostPublic>();
+  private readonly benchedUntil = new Map<number, number>();
   private next = 0;
 
   constructor(
@@ -86,6 +91,7 @@ export class ThresholdSigner {
             keyId: key.keyId,
             keyVersion: key.version,
             epoch: info.epoch,
+            client: req.client,
             requestId: req.requestId,
             payloadKind: req.kind,
             payload: Buffer.from(req.payload),
@@ -142,22 +148,24 @@ export class ThresholdSigner {
     });
   }
 
-  /** Drops cached state of a key version (after refresh or destroy). */
-  forget(key: Pick<KeyRecord, 'keyId' | 'version'>): void {
-    for (const k of [...this.pools.keys()]) if (k.startsWith(`${key.keyId}@v${key.version}#`)) this.pools.delete(k);
-  }
-
   private fault(key: KeyRecord, excluded: Map<number, string>, cosigner: number, why: string, requestId: string): void {
     excluded.set(cosigner, why);
+    this.benchedUntil.set(cosigner, Date.now() + BENCH_MS);
     this.pools.get(this.poolKey(key))?.delete(cosigner);
     this.log?.warn({ keyId: key.keyId, version: key.version, cosigner, why, requestId }, 'cosigner fault; signing with another subset');
     this.onFault({ keyId: key.keyId, version: key.version, cosigner, why, requestId });
   }
 
-  /** Rotates the starting cosigner so load spreads over all of them. */
+  /**
+   * Rotates the starting cosigner so load spreads over all of them; cosigners at fault in the
+   * last few seconds go last, so one that hangs does not cost every request a deadline.
+   */
   private order(ids: number[]): number[] {
     const start = this.next++ % Math.max(1, ids.length);
-    return [...ids.slice(start), ...ids.slice(0, start)];
+    const rotated = [...ids.slice(start), ...ids.slice(0, start)];
+    const now = Date.now();
+    const benched = (id: number) => (this.benchedUntil.get(id) ?? 0) > now;
+    return [...rotated.filter((id) => !benched(id)), ...rotated.filter(benched)];
   }
 
   /** t cosigners with a commitment each: pooled ones first, then fetched within the deadline. */
@@ -187,21 +195,30 @@ export class ThresholdSigner {
     return { picked, stale };
   }
 
-  private async fetch(key: KeyRecord, id: number): Promise<void> {
-    const out = await this.cosigners.call<{ commitments: Pooled[]; epoch: number }>(id, 'Commit', { keyId: key.keyId, keyVersion: key.version, count: this.cfg.poolSize });
-    if (out.epoch !== key.threshold!.epoch) throw new CosignerFault(id, 'SHARE_EPOCH_MISMATCH');
-    const pools = this.poolsOf(key);
-    pools.set(id, [...(pools.get(id) ?? []), ...out.commitments.map((c) => ({ ...c, cosignerId: id }))]);
+  /**
+   * Fetches `poolSize` commitments from a cosigner. Concurrent callers share one fetch: the first
+   * signatures after a start must not each ask every cosigner for a full pool.
+   */
+  private fetch(key: KeyRecord, id: number): Promise<void> {
+    const k = `${this.poolKey(key)}/${id}`;
+    let running = this.inflight.get(k);
+    if (!running) {
+      running = this.cosigners
+        .call<{ commitments: Pooled[]; epoch: number }>(id, 'Commit', { keyId: key.keyId, keyVersion: key.version, count: this.cfg.poolSize })
+        .then((out) => {
+          if (out.epoch !== key.threshold!.epoch) throw new CosignerFault(id, 'SHARE_EPOCH_MISMATCH');
+          const pools = this.poolsOf(key);
+          pools.set(id, [...(pools.get(id) ?? []), ...out.commitments.map((c) => ({ ...c, cosignerId: id }))]);
+        })
+        .finally(() => this.inflight.delete(k));
+      this.inflight.set(k, running);
+    }
+    return running;
   }
 
   /** Tops a cosigner's pool up in the background; failures show up at the next signing. */
   private refill(key: KeyRecord, id: number): void {
-    const k = `${this.poolKey(key)}/${id}`;
-    if (this.refilling.has(k)) return;
-    this.refilling.add(k);
-    this.fetch(key, id)
-      .catch(() => undefined)
-      .finally(() => this.refilling.delete(k));
+    this.fetch(key, id).catch(() => undefined);
   }
 
   private poolKey(key: KeyRecord): string {
@@ -211,7 +228,12 @@ export class ThresholdSigner {
   private poolsOf(key: KeyRecord): Map<number, Pooled[]> {
     const k = this.poolKey(key);
     let p = this.pools.get(k);
-    if (!p) this.pools.set(k, (p = new Map()));
+    if (!p) {
+      // A new epoch: the commitments of earlier epochs were discarded by the cosigners.
+      const version = `${key.keyId}@v${key.version}#`;
+      for (const old of [...this.pools.keys()]) if (old.startsWith(version)) this.pools.delete(old);
+      this.pools.set(k, (p = new Map()));
+    }
     return p;
   }
 
