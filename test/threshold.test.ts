@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
@@ -55,10 +55,10 @@ function auditEntries(kind: string): Array<{ intent: Record<string, string> }> {
   }
 }
 
-function sharesOf(node: CosignerNode): Array<{ key_id: string; epoch: number; state: string; sealed: Buffer; public_package: string }> {
+function sharesOf(node: CosignerNode): Array<{ key_id: string; version: number; epoch: number; state: string; sealed: Buffer; public_package: string }> {
   const db = new Database(node.dbPath, { readonly: true });
   try {
-    return db.prepare('SELECT key_id, epoch, state, sealed, public_package FROM shares ORDER BY key_id, epoch').all() as never;
+    return db.prepare('SELECT key_id, version, epoch, state, sealed, public_package FROM shares ORDER BY key_id, version, epoch').all() as never;
   } finally {
     db.close();
   }
@@ -248,4 +248,61 @@ t.test('a DKG with a cheating cosigner aborts and names it', async (t) => {
     for (const node of nodes) t.notOk(sharesOf(node).some((r) => r.key_id === `tss-cheat-${who}`), `cosigner ${node.id} kept no share of the aborted key`);
     await refused(t, call(engine.signer, 'GetPublicKey', { keyId: `tss-cheat-${who}` }), status.NOT_FOUND, 'KEY_NOT_FOUND');
   }
+});
+
+/**
+ * Positions in `bytes` where an Ed25519 share of identifier `id` lies in the clear: the 32-byte
+ * little-endian identifier followed by a scalar s with s*G equal to the verifying share.
+ */
+function clearShares(bytes: Uint8Array, id: Buffer, verifying: string): { found: number[]; candidates: number } {
+  const buf = Buffer.from(bytes);
+  const found: number[] = [];
+  let candidates = 0;
+  for (let i = buf.indexOf(id); i !== -1 && i + 64 <= buf.length; i = buf.indexOf(id, i + 1)) {
+    const s = BigInt(`0x${Buffer.from(buf.subarray(i + 32, i + 64)).reverse().toString('hex')}`);
+    if (s === 0n || s >= ed25519.Point.Fn.ORDER) continue;
+    candidates++;
+    if (ed25519.Point.BASE.multiply(s).toHex() === verifying) found.push(i);
+  }
+  return { found, candidates };
+}
+
+t.test('no cosigner file holds a share in the clear', async (t) => {
+  // The search works: a share written in the clear among other bytes is found.
+  const s = BigInt(`0x${randomBytes(31).toString('hex')}`) + 1n; // below the group order
+  const planted = Buffer.concat([randomBytes(100), Buffer.from([1, ...Array(31).fill(0)]), Buffer.from(ed25519.Point.Fn.toBytes(s)), randomBytes(50)]);
+  const one = Buffer.alloc(32);
+  one[0] = 1;
+  t.same(clearShares(planted, one, ed25519.Point.BASE.multiply(s).toHex()).found, [100], 'control: a planted share is found');
+
+  const pub = JSON.parse(ts.signer.keys.get('tss-ed').threshold!.publicPackage) as { verifyingShares: Record<string, string> };
+  for (const node of nodes) {
+    const id = Buffer.alloc(32);
+    id[0] = node.id;
+    const verifying = pub.verifyingShares[id.toString('hex')]!;
+    const tokenFiles = (await readdir(join(node.dir, 'tokens'), { recursive: true, withFileTypes: true })).filter((f) => f.isFile()).map((f) => join(f.parentPath, f.name));
+    const files = [node.dbPath, `${node.dbPath}-wal`, ...tokenFiles];
+    let candidates = 0;
+    for (const file of files) {
+      const r = clearShares(await readFile(file).catch(() => Buffer.alloc(0)), id, verifying);
+      candidates += r.candidates;
+      t.same(r.found, [], `cosigner ${node.id}: ${file.slice(node.dir.length + 1)} holds no share in the clear`);
+    }
+    t.ok(tokenFiles.length > 0, `cosigner ${node.id}: database, WAL and ${tokenFiles.length} token files searched (${candidates} candidate positions)`);
+  }
+});
+
+t.test('rotating a threshold key runs a new DKG; destroying a version destroys its shares', async (t) => {
+  const r = await call<{ active: Key; previous: Key }>(admin.keyAdmin, 'RotateKey', { keyId: 'shared-tss', overlapSeconds: 60 }, 60_000);
+  t.equal(r.active.version, 2);
+  t.notSame(r.active.publicKey, r.previous.publicKey, 'a new group key (a new address)');
+  const message = randomBytes(32);
+  t.ok(ed25519.verify((await sign('shared-tss', { message })).signature, message, r.active.publicKey), 'the new version signs');
+  await call(admin.keyAdmin, 'DisableKeyVersion', { keyId: 'shared-tss', version: 1 });
+  await call(admin.keyAdmin, 'DestroyKeyVersion', { keyId: 'shared-tss', version: 1, confirmKeyId: 'shared-tss' }, 30_000);
+  for (const node of nodes) {
+    const rows = sharesOf(node).filter((x) => x.key_id === 'shared-tss');
+    t.same(rows.map((x) => x.version), [2], `cosigner ${node.id} keeps only the new version's share`);
+  }
+  await refused(t, sign('shared-tss', { message }, { keyVersion: 1 }), status.NOT_FOUND, 'KEY_VERSION_NOT_FOUND');
 });

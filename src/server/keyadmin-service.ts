@@ -1,9 +1,10 @@
+import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
-import { invalid } from '../errors.js';
+import { SignerError, invalid } from '../errors.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../log.js';
 import type { PolicyRegistry } from '../policy/registry.js';
-import type { PolicyRecord } from '../store/store.js';
+import type { PolicyRecord, Store } from '../store/store.js';
 import type { Authorizer } from './auth.js';
 import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { unary } from './unary.js';
@@ -24,11 +25,12 @@ export function keyAdminHandlers(deps: {
   keys: KeyRegistry;
   policies: PolicyRegistry;
   audit: AuditStore;
+  jobs: Pick<Store, 'withJobLock'>;
   /** Default overlap of a rotation: how long the previous version stays verify-only. */
   overlapMs: number;
   log: Logger;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, policies, audit, overlapMs, log } = deps;
+  const { auth, keys, policies, audit, jobs, overlapMs, log } = deps;
   const record = (kind: string, client: string, k: { keyId: string; version: number }, intent?: Record<string, string>) =>
     audit.appendAudit([eventDraft(kind, new Date(), client, { keyId: k.keyId, keyVersion: k.version, ...(intent ? { intent } : {}) })]);
   return {
@@ -67,7 +69,9 @@ export function keyAdminHandlers(deps: {
 
     RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.refreshShares(call.request.keyId);
+      // The same job lock as scheduled rotation and refresh: one ceremony per key across replicas.
+      const k = await jobs.withJobLock(`rotate:${call.request.keyId}`, () => keys.refreshShares(call.request.keyId));
+      if (!k) throw new SignerError(status.ABORTED, 'KEY_ROTATION_CONFLICT', `key "${call.request.keyId}" is being rotated or refreshed elsewhere; retry`, { keyId: call.request.keyId });
       await record('key.refresh', id.client, k, { epoch: String(k.threshold!.epoch) });
       return keyToWire(k);
     }),

@@ -119,7 +119,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
 
   const server = new grpc.Server();
   server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
   server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
