@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import { connect } from '../src/client/client.js';
 import { SUITES, type ThresholdAlgorithm } from '../src/threshold/suites.js';
-import type { CosignerNode } from '../test/helpers/cosigners.js';
+import { COSIGNER_CLIENTS, type CosignerNode } from '../test/helpers/cosigners.js';
 import { makePki } from '../test/helpers/pki.js';
 import { makeToken, tempDir } from '../test/helpers/token.js';
 import { sampleCpu } from './cpu.js';
@@ -96,7 +96,7 @@ export async function runThreshold(o: ThresholdOptions, noise: Noise, log: (s: s
   let engine: { close(): void } | undefined;
   const suites: SuiteResult[] = [];
   try {
-    const [pki, token] = await Promise.all([makePki(tmp.path, ['payment-engine', 'security-admin', 'coordinator']), makeToken(tmp.path, 'bench-threshold')]);
+    const [pki, token] = await Promise.all([makePki(tmp.path, ['payment-engine', 'security-admin', ...COSIGNER_CLIENTS]), makeToken(tmp.path, 'bench-threshold')]);
     const svc = await startThresholdService(tmp.path, pki, token, {
       poolSize: o.poolSize,
       started: (p) => {

@@ -10,12 +10,12 @@ import t, { type Test } from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { signerV1 } from '../src/proto.js';
-import { startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
+import { COSIGNER_CLIENTS, startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
 import { eventually, refusal, startTestSigner } from './helpers/signer.js';
 
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({
-  clients: ['coordinator'],
+  clients: COSIGNER_CLIENTS,
   // tss-sched's shares are refreshed by schedule, every few seconds once they are 3 s old.
   config: { rotation: { schedules: { 'tss-sched': { cron: '*/2 * * * * *', action: 'refresh', minAgeSeconds: 3 } } } },
   prepare: async (dir, pki) => {
@@ -230,6 +230,26 @@ t.test('a compromised coordinator cannot get a share for a second payload on a n
   t.equal(first.share.length, 32, 'a share for the first payload');
   await refused(t, ask(0, Buffer.from('pay alice 1'), 'r-1'), status.FAILED_PRECONDITION, 'NONCE_UNKNOWN');
   await refused(t, ask(1, Buffer.from('pay mallory 9'), 'r-2'), status.ALREADY_EXISTS, 'NONCE_ALREADY_SIGNED');
+  // In a DKG it cannot substitute a cosigner's transport key to read the shares meant for it:
+  // every round-1 output is signed by its cosigner's identity certificate.
+  const round1 = async () => {
+    const sessionId = randomBytes(18).toString('base64url');
+    const params = { sessionId, ceremony: 'DKG', keyId: 'evil-dkg', keyVersion: 1, algorithm: 'frost-ed25519', minSigners: 2, participants: [1, 2, 3], epoch: 0, groupId: randomBytes(16) };
+    const r1 = await Promise.all(clients.map((c) => call<{ package: string; transportKey: Buffer; identityCert: string; signature: Buffer }>(c, 'Round1', params)));
+    return { sessionId, honest: r1.map((o, i) => ({ cosignerId: i + 1, ...o })) };
+  };
+  const a = await round1();
+  const forged = a.honest.map((e) => (e.cosignerId === 2 ? { ...e, transportKey: randomBytes(32) } : e));
+  const d = await refused(t, call(clients[0]!, 'Round2', { sessionId: a.sessionId, round1: forged }), status.FAILED_PRECONDITION, 'CEREMONY_FAILED');
+  t.equal(d.metadata.faultyCosigner, '2', 'the substituted entry is refused, naming whose it claims to be');
+  t.match(d.message, /not signed by its identity/);
+  const ok = await call<{ shares: unknown[] }>(clients[1]!, 'Round2', { sessionId: a.sessionId, round1: a.honest });
+  t.equal(ok.shares.length, 2, 'control: the untouched entries pass');
+  const b = await round1();
+  const stolen = b.honest.map((e) => (e.cosignerId === 3 ? { ...e, identityCert: ts.pki.clients['cosigner-2']!.cert.toString() } : e));
+  const d2 = await refused(t, call(clients[0]!, 'Round2', { sessionId: b.sessionId, round1: stolen }), status.FAILED_PRECONDITION, 'CEREMONY_FAILED');
+  t.match(d2.message, /not for CN=cosigner-3/, "another cosigner's certificate does not pass for cosigner 3");
+  for (const sessionId of [a.sessionId, b.sessionId]) await Promise.all(clients.map((c) => call(c, 'Finish', { sessionId, commit: false })));
   const stranger = ts.pki.clients['payment-engine']!;
   const foreign = new signerV1.Cosigner(nodes[0]!.address, grpc.credentials.createSsl(ts.pki.caCert, stranger.key, stranger.cert), { 'grpc.ssl_target_name_override': 'localhost' });
   t.teardown(() => foreign.close());

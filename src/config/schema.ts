@@ -154,6 +154,12 @@ export const configSchema = z
       .object({
         id: z.number().int().min(1).max(255),
         peers: z.array(z.string().min(1)).min(1),
+        /**
+         * Certificate (CN=cosigner-<id>, from the tls CA) and key this cosigner signs its
+         * ceremony messages with; the other cosigners check them, so the coordinator cannot
+         * impersonate a cosigner in a DKG or refresh.
+         */
+        identity: certPair,
         /** Pooled nonces per key are capped; the oldest are discarded first. */
         maxPooledNonces: z.number().int().min(1).max(100_000).default(10_000),
       })

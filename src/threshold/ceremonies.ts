@@ -10,6 +10,8 @@ import { SUITES, type ThresholdAlgorithm } from './suites.js';
 interface Round1Out {
   package: string;
   transportKey: Buffer;
+  identityCert: string;
+  signature: Buffer;
 }
 interface SealedShare {
   from: number;
@@ -84,7 +86,7 @@ export class Ceremonies {
     const deadline = Math.max(this.cfg.deadlineMs, 10_000);
     try {
       const r1 = await this.cosigners.all<Round1Out>(participants, 'Round1', () => ({ ...r, sessionId, participants, minSigners }), deadline);
-      const round1 = r1.map((o, i) => ({ cosignerId: participants[i]!, package: o.package, transportKey: o.transportKey }));
+      const round1 = r1.map((o, i) => ({ cosignerId: participants[i]!, ...o }));
       const r2 = await this.cosigners.all<{ shares: SealedShare[] }>(participants, 'Round2', () => ({ sessionId, round1 }), deadline);
       // Each cosigner's shares must come from that cosigner: a relay cannot re-attribute them.
       const shares = r2.flatMap((o, i) => o.shares.filter((s) => s.from === participants[i]));

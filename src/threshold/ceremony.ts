@@ -3,6 +3,7 @@ import { bytesToHex } from '@noble/curves/utils.js';
 import { dkgRound1, dkgRound2, dkgRound3 } from './dkg.js';
 import { ParticipantFault, encodePublic } from './participant.js';
 import { refreshFinish, refreshRound1, refreshRound2, type RefreshRound1, type RefreshSecret } from './refresh.js';
+import type { CosignerIdentity } from './identity.js';
 import type { Suite, ThresholdAlgorithm } from './suites.js';
 import { openFrom, sealFor, TransportError, transportKey, type TransportKey } from './transport.js';
 import { decodeDkgRound1, decodeRefreshRound1, encodeDkgRound1, encodeRefreshRound1 } from './wire.js';
@@ -26,6 +27,9 @@ export interface Round1Entry {
   cosignerId: number;
   package: string;
   transportKey: Uint8Array;
+  /** The sender's identity certificate (PEM) and its signature over the entry in context. */
+  identityCert: string;
+  signature: Uint8Array;
 }
 
 export interface SealedShare {
@@ -43,7 +47,8 @@ export interface CeremonyFaults {
 /**
  * One cosigner's side of a three-round ceremony: DKG (noble's rounds) or proactive refresh
  * (src/threshold/refresh.ts). Round-2 shares leave encrypted to their receiver's transport key,
- * so the coordinator that relays them cannot read them. Faults of other participants surface as
+ * which each round-1 output carries signed by its cosigner's identity certificate, so the
+ * coordinator that relays the rounds can neither read the shares nor substitute a key. Faults of other participants surface as
  * `ParticipantFault` naming the cosigner by id.
  */
 export class Ceremony {
@@ -60,6 +65,7 @@ export class Ceremony {
     readonly params: CeremonyParams,
     readonly cosignerId: number,
     private readonly suite: Suite,
+    private readonly identity: CosignerIdentity,
     /** Refresh: the share being refreshed, unsealed for this ceremony only. */
     private readonly oldKey?: Key,
     private readonly faults: CeremonyFaults = {},
@@ -72,7 +78,7 @@ export class Ceremony {
     return { min: this.params.minSigners, max: this.params.participants.length };
   }
 
-  round1(): { package: string; transportKey: Uint8Array } {
+  round1(): Omit<Round1Entry, 'cosignerId'> {
     if (this.params.kind === 'dkg') {
       const r = dkgRound1(this.suite, this.me, this.signers);
       this.dkg = r.secret;
@@ -83,7 +89,9 @@ export class Ceremony {
       this.refresh = r.secret;
       this.ownRound1 = encodeRefreshRound1(r.public);
     }
-    return { package: this.ownRound1, transportKey: this.transport.publicKey };
+    const transportKey = this.transport.publicKey;
+    const signature = this.identity.sign(this.params, this.cosignerId, this.ownRound1, transportKey);
+    return { package: this.ownRound1, transportKey, identityCert: this.identity.certPem, signature };
   }
 
   round2(entries: Round1Entry[]): SealedShare[] {
@@ -153,6 +161,11 @@ export class Ceremony {
       byId.set(e.cosignerId, e);
     }
     for (const [id, ident] of this.ids) if (!byId.has(id)) throw new ParticipantFault(ident, 'no round1 entry');
+    for (const [id, e] of byId) {
+      if (id === this.cosignerId) continue;
+      const problem = this.identity.check(this.params, e);
+      if (problem) throw new ParticipantFault(this.ids.get(id)!, problem);
+    }
     const mine = byId.get(this.cosignerId)!;
     if (mine.package !== this.ownRound1 || bytesToHex(mine.transportKey) !== bytesToHex(this.transport.publicKey)) {
       throw new Error('our own round1 package was altered in transit');

@@ -9,6 +9,7 @@ import { signerV1 } from '../proto.js';
 import type { CeremonyFaults } from './ceremony.js';
 import { CosignerStore } from './cosigner-store.js';
 import { cosignerHandlers } from './cosigner-service.js';
+import { CosignerIdentity } from './identity.js';
 
 export interface RunningCosigner {
   port: number;
@@ -28,11 +29,12 @@ export async function startCosigner(config: Config, log: Logger, opts: { faults?
   Object.assign(process.env, config.hsm.moduleEnv);
   const hsm = await Hsm.open({ ...config.hsm, log });
   const sealKey = await ensureSealingKey(hsm, SEALING_KEY_LABEL);
+  const identity = new CosignerIdentity(me.identity, config.tls.caFile, me.id);
   const store = new CosignerStore(config.store.sqlite.path);
   const server = new grpc.Server();
   server.addService(
     signerV1.Cosigner.service,
-    cosignerHandlers({ id: me.id, hsm, sealKey, store, peers: new Set(me.peers), maxPooledNonces: me.maxPooledNonces, log, ...(opts.faults ? { faults: opts.faults } : {}) }),
+    cosignerHandlers({ id: me.id, hsm, sealKey, store, identity, peers: new Set(me.peers), maxPooledNonces: me.maxPooledNonces, log, ...(opts.faults ? { faults: opts.faults } : {}) }),
   );
   const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
   health.addToServer(server);

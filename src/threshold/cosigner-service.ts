@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { unary } from '../server/unary.js';
 import { Ceremony, publicPackageText, type CeremonyFaults, type Round1Entry, type SealedShare } from './ceremony.js';
 import type { CosignerStore, ShareRow } from './cosigner-store.js';
+import type { CosignerIdentity } from './identity.js';
 import { NoncePool } from './nonce-pool.js';
 import { ParticipantFault, commit, decodePublic, decodeSecret, encodeSecret, signShare } from './participant.js';
 import { SUITES, isThresholdAlgorithm } from './suites.js';
@@ -22,6 +23,8 @@ export interface CosignerOptions {
   peers: ReadonlySet<string>;
   maxPooledNonces: number;
   log: Logger;
+  /** Signs this cosigner's round-1 outputs and checks the others'. */
+  identity: CosignerIdentity;
   /** Test-only misbehaviour (a cheating or faulty cosigner); never set by main.ts. */
   faults?: CeremonyFaults & { corruptSignShare?: boolean };
 }
@@ -129,6 +132,7 @@ export function cosignerHandlers(o: CosignerOptions) {
         { sessionId: r.sessionId, kind, keyId: r.keyId, version: r.keyVersion, algorithm: r.algorithm, groupId: r.groupId, minSigners: r.minSigners, participants, epoch: r.epoch },
         o.id,
         suite,
+        o.identity,
         old,
         o.faults,
       );

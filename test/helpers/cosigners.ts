@@ -4,6 +4,9 @@ import type { Pki } from './pki.js';
 import { freePort, startSignerProcess, type SignerProcess } from './process.js';
 import { makeToken, type TestToken } from './token.js';
 
+/** Client certificates a test PKI needs for a signer with three cosigners. */
+export const COSIGNER_CLIENTS = ['coordinator', 'cosigner-1', 'cosigner-2', 'cosigner-3'];
+
 /** Misbehaviour a test cosigner is started with (test/helpers/evil-cosigner.ts). */
 export type Fault = 'corrupt-sign-share' | 'bad-proof' | 'bad-share';
 
@@ -22,7 +25,8 @@ export interface CosignerNode {
 
 /**
  * n real cosigner processes on localhost, each with its own SoftHSM token and SQLite file,
- * accepting the `coordinator` client certificate only.
+ * accepting the `coordinator` client certificate only. The PKI must hold client certificates
+ * `cosigner-1`..`cosigner-n` (their ceremony identities): see `COSIGNER_CLIENTS`.
  */
 export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Record<number, Fault> = {}): Promise<CosignerNode[]> {
   return Promise.all(
@@ -38,7 +42,7 @@ export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Recor
         hsm: { uri: token.uri, sessions: 2, moduleEnv: token.env },
         store: { sqlite: { path: join(home, 'cosigner.db') } },
         clients: {},
-        cosigner: { id, peers: ['coordinator'] },
+        cosigner: { id, peers: ['coordinator'], identity: { certFile: pki.files.clients[`cosigner-${id}`]!.cert, keyFile: pki.files.clients[`cosigner-${id}`]!.key } },
         log: { level: 'info' },
       };
       const configFile = join(home, 'cosigner.json');
