@@ -38,12 +38,12 @@ const ALGORITHMS: readonly Algorithm[] = ['ecdsa-secp256k1', 'ecdsa-p256', 'ed25
 /** What --quick changes, unless the option is given explicitly. */
 const QUICK: Partial<Options> = { seconds: 2, warmup: 0.5, extraSeconds: 1.5, batchRuns: 3, prioritySeconds: 3, noiseBudget: 20, thresholdSeconds: 2 };
 
-const positive = (v: string) => {
+export const positive = (v: string) => {
   const n = Number(v);
   if (!(n > 0)) throw new InvalidArgumentError('expected a positive number');
   return n;
 };
-const count = (v: string) => {
+export const count = (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
   return n;

@@ -2,7 +2,7 @@
  * The real signer as a child process (`node --import tsx src/main.ts --config <file>`) and the
  * gRPC channels the bench drives it through.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';

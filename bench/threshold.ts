@@ -22,24 +22,15 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
 import { repoRoot } from '../test/helpers/token.js';
 import { Noise } from './noise.js';
+import { count, positive } from './options.js';
 import { runThreshold, thresholdReport, writeThresholdJson } from './threshold-run.js';
 import { defaultPoolSize, WIRE_ALGORITHM } from './threshold-service.js';
 
 const SUITES = Object.keys(WIRE_ALGORITHM) as ThresholdAlgorithm[];
 
-const positive = (v: string) => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError('expected a positive number');
-  return n;
-};
-const count = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-};
 const poolSize = (v: string) => {
   const n = count(v);
-  if (n < 1 || n > 1000) throw new InvalidArgumentError('expected 1..1000 (threshold.poolSize in src/config/schema.ts)');
+  if (n < 1 || n > 256) throw new InvalidArgumentError('expected 1..256 (threshold.poolSize in src/config/schema.ts)');
   return n;
 };
 const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);

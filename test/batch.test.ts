@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { Transaction, hexlify } from 'ethers';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
 import { ALICE, ETH, transfer } from './helpers/evm.js';
-import { OPEN_POLICY, refusal, startTestSigner } from './helpers/signer.js';
+import { OPEN_POLICY, refused, startTestSigner } from './helpers/signer.js';
 
 const PAYOUT = {
   keys: ['payout-*'],
@@ -28,13 +27,6 @@ const batch = (keyId: string, items: object[], batchId = randomUUID()) =>
   call<{ batchId: string; results: Result[] }>(engine.signer, 'SignBatch', { batchId, keyId, clientTime: nowTimestamp(), items }, 120_000);
 const txs = (from: number, n: number, over: Parameters<typeof transfer>[0] = {}) =>
   Array.from({ length: n }, (_, i) => transfer({ nonce: from + i, value: BigInt(i + 1), ...over }).payload);
-
-async function refused(t: Test, p: Promise<unknown>, code: status, reason: string) {
-  const d = decodeError(await refusal(p));
-  t.equal(d.code, code, `status ${status[code]}`);
-  t.equal(d.reason, reason, `reason ${reason}`);
-  return d;
-}
 
 t.test('a batch of 1,000 EVM payouts: every result in order and recoverable by ethers', async (t) => {
   const items = txs(0, 1000);

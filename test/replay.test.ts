@@ -1,11 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { Transaction, hexlify } from 'ethers';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { ALICE, BOB, ETH, GWEI, transfer } from './helpers/evm.js';
-import { OPEN_POLICY, refusal, startTestSigner } from './helpers/signer.js';
+import { OPEN_POLICY, refused, startTestSigner } from './helpers/signer.js';
 
 const STRICT = {
   keys: ['strict-*'],
@@ -35,14 +35,6 @@ type Res = { signature: Buffer; requestId: string; evm?: { signedTx: Buffer } | 
 const sign = (keyId: string, payload: object, over: object = {}) =>
   call<Res>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload, ...over });
 const hsmSigns = async () => (await ts.signer.metrics.hsmSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
-
-async function refused(t: Test, p: Promise<unknown>, code: status, reason: string) {
-  const d = decodeError(await refusal(p));
-  t.equal(d.code, code, `status ${status[code]}`);
-  t.equal(d.reason, reason, `reason ${reason}`);
-  t.ok(d.message.length > 10, `message: ${d.message}`);
-  return d;
-}
 
 t.test('idempotency: a retry returns the stored result without signing again', async (t) => {
   const requestId = randomUUID();

@@ -3,10 +3,9 @@ import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import pkcs11js from 'pkcs11js';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
-import { refusal, startTestSigner } from './helpers/signer.js';
+import { refused, startTestSigner } from './helpers/signer.js';
 
 const ts = await startTestSigner({ config: { refreshMs: 200 } });
 t.teardown(() => ts.close());
@@ -19,12 +18,6 @@ const sign = (keyId: string, digest: Buffer, keyVersion = 0) =>
   call<Signed>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), digest, keyVersion });
 const versions = async (keyId: string) =>
   (await call<{ keys: Key[] }>(admin.signer, 'ListKeys', {})).keys.filter((k) => k.keyId === keyId).map((k) => `v${k.version}:${k.state}`);
-
-async function refused(t: Test, p: Promise<unknown>, code: status, reason: string) {
-  const d = decodeError(await refusal(p));
-  t.equal(d.code, code, `status ${status[code]}`);
-  t.equal(d.reason, reason, `reason ${reason}`);
-}
 
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-rot', algorithm: 'ECDSA_SECP256K1' });
 

@@ -6,10 +6,9 @@ import { p256 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { Transaction, Wallet, computeAddress, getBytes, hexlify } from 'ethers';
 import pkcs11js from 'pkcs11js';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { call, connect, nowTimestamp } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
-import { TEST_TOKEN, healthOf, refusal, startTestSigner } from './helpers/signer.js';
+import { healthOf, refusal, refused, startTestSigner, TEST_TOKEN } from './helpers/signer.js';
 
 const ts = await startTestSigner();
 t.teardown(() => ts.close());
@@ -28,14 +27,6 @@ const r1 = await create('hot-r1', 'ECDSA_P256');
 const ed = await create('hot-ed', 'ED25519');
 
 /** Asserts the exact status and ErrorInfo reason of a refusal. */
-async function refused(t: Test, p: Promise<unknown>, code: status, reason: string) {
-  const d = decodeError(await refusal(p));
-  t.equal(d.code, code, `status ${status[code]}`);
-  t.equal(d.reason, reason, `reason ${reason}`);
-  t.ok(d.message.length > 0, 'has a human message');
-  return d;
-}
-
 t.test('keys are created in the HSM and listed with their public keys', async (t) => {
   t.equal(k1.publicKey.length, 65);
   t.equal(r1.publicKey.length, 65);

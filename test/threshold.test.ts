@@ -6,12 +6,11 @@ import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
 import { signerV1 } from '../src/proto.js';
 import { COSIGNER_CLIENTS, startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
-import { eventually, refusal, startTestSigner } from './helpers/signer.js';
+import { eventually, refused, startTestSigner } from './helpers/signer.js';
 
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({
@@ -36,14 +35,6 @@ type SignRes = { signature: Buffer; keyVersion: number; algorithm: string };
 const create = (keyId: string, algorithm: string) => call<Key>(admin.keyAdmin, 'CreateKey', { keyId, algorithm }, 60_000);
 const sign = (keyId: string, payload: object, extra: object = {}) =>
   call<SignRes>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload, ...extra }, 30_000);
-
-async function refused(t: Test, p: Promise<unknown>, code: status, reason: string) {
-  const d = decodeError(await refusal(p));
-  t.equal(d.code, code, `status ${status[code]}`);
-  t.equal(d.reason, reason, `reason ${reason}`);
-  t.ok(d.message.length > 0, 'has a human message');
-  return d;
-}
 
 /** Every audit entry of a kind, from the signer's SQLite store. */
 function auditEntries(kind: string): Array<{ intent: Record<string, string> }> {

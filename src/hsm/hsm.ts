@@ -140,16 +140,7 @@ export class Hsm {
    * one step at a time across the process.
    */
   manage<T>(fn: (session: Handle) => T | Promise<T>): Promise<T> {
-    const run = async () => {
-      const session = await this.acquire('hot');
-      try {
-        const out = await fn(session);
-        this.pool.release(session);
-        return out;
-      } catch (e) {
-        throw this.fail(session, e);
-      }
-    };
+    const run = () => this.withSession('hot', fn);
     const result = this.mgmt.then(run, run);
     this.mgmt = result.catch(() => undefined);
     return result;

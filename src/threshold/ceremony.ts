@@ -141,6 +141,11 @@ export class Ceremony {
     }
   }
 
+  /** Erases the refreshed share held for this ceremony; round three is its last use. */
+  erase(): void {
+    this.oldKey?.secret.signingShare.fill(0);
+  }
+
   /** The cosigner id behind a FROST identifier of this ceremony. */
   cosignerOf(identifier: Identifier): number | undefined {
     for (const [id, ident] of this.ids) if (ident === identifier) return id;

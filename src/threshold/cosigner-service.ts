@@ -81,7 +81,11 @@ export function cosignerHandlers(o: CosignerOptions) {
   };
 
   const ceremony = (sessionId: string): Ceremony => {
-    for (const [id, c] of ceremonies) if (Date.now() - c.startedAt > CEREMONY_TTL_MS) ceremonies.delete(id);
+    for (const [id, c] of ceremonies) {
+      if (Date.now() - c.startedAt <= CEREMONY_TTL_MS) continue;
+      c.erase();
+      ceremonies.delete(id);
+    }
     const c = ceremonies.get(sessionId);
     if (!c) throw notFound('CEREMONY_NOT_FOUND', `no ceremony ${sessionId} on cosigner ${o.id} (expired or never started)`);
     return c;
@@ -89,6 +93,7 @@ export function cosignerHandlers(o: CosignerOptions) {
 
   /** Another participant's fault names that cosigner, so the coordinator can report it. */
   const blame = (c: Ceremony, e: unknown): never => {
+    c.erase();
     ceremonies.delete(c.params.sessionId);
     if (e instanceof ParticipantFault) {
       const culprit = c.cosignerOf(e.participant);
@@ -123,6 +128,10 @@ export function cosignerHandlers(o: CosignerOptions) {
       if (kind === 'refresh') {
         const opened = await openShare(r.keyId, r.keyVersion);
         if (opened.row.epoch !== r.epoch) throw failed(`share epoch is ${opened.row.epoch}, not ${r.epoch}`, 'SHARE_EPOCH_MISMATCH');
+        if (opened.row.algorithm !== r.algorithm || !same(opened.row.groupId, r.groupId)) {
+          opened.key.secret.signingShare.fill(0);
+          throw invalid('REQUEST_INVALID', `a refresh keeps the key's algorithm and group id`);
+        }
         old = opened.key;
       } else if (o.store.active(r.keyId, r.keyVersion)) {
         throw new SignerError(grpc.status.ALREADY_EXISTS, 'KEY_EXISTS', `cosigner ${o.id} already holds a share of ${r.keyId} v${r.keyVersion}`);
@@ -172,12 +181,14 @@ export function cosignerHandlers(o: CosignerOptions) {
       } finally {
         plain.fill(0);
         key.secret.signingShare.fill(0);
+        c.erase();
       }
     }),
 
     Finish: unary(o.log, async (call: grpc.ServerUnaryCall<{ sessionId: string; commit: boolean }, unknown>) => {
       authorize(call);
       const { sessionId, commit: keep } = call.request;
+      ceremonies.get(sessionId)?.erase();
       ceremonies.delete(sessionId);
       const row = o.store.finish(sessionId, keep);
       if (row) {

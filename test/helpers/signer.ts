@@ -2,7 +2,9 @@ import { writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
+import type { Test } from 'tap';
 import { call, connect, type SignerClients } from '../../src/client/client.js';
+import { decodeError, type DecodedError } from '../../src/client/errors.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Pkcs11 } from '../../src/hsm/hsm.js';
@@ -134,6 +136,15 @@ export async function eventually(probe: () => Promise<boolean> | boolean, ms = 5
     await new Promise((r) => setTimeout(r, 25));
   }
   return probe();
+}
+
+/** Asserts a refusal's exact gRPC status and ErrorInfo reason, and that it explains itself. */
+export async function refused(t: Test, p: Promise<unknown>, code: grpc.status, reason: string): Promise<DecodedError> {
+  const d = decodeError(await refusal(p));
+  t.equal(d.code, code, `status ${grpc.status[code]}`);
+  t.equal(d.reason, reason, `reason ${reason}`);
+  t.ok(d.message.length > 0, 'has a human message');
+  return d;
 }
 
 /** Resolves to the ServiceError a call failed with; fails the test if it succeeded. */
