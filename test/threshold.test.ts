@@ -106,6 +106,18 @@ t.test('2-of-3 signatures verify with independent verifiers, with every cosigner
   await refused(t, sign('tss-ed', { digest: randomBytes(32) }), status.INVALID_ARGUMENT, 'PAYLOAD_KIND_UNSUPPORTED');
 });
 
+t.test('a batch of threshold signatures queues at the signer and every item verifies', async (t) => {
+  const messages = Array.from({ length: 40 }, () => randomBytes(32));
+  const r = await call<{ results: Array<{ signed?: SignRes; error?: { reason: string } }> }>(
+    engine.signer,
+    'SignBatch',
+    { batchId: randomUUID(), keyId: 'tss-ed', clientTime: nowTimestamp(), items: messages.map((message) => ({ message })) },
+    120_000,
+  );
+  t.equal(r.results.length, 40);
+  t.ok(r.results.every((x, i) => x.signed && ed25519.verify(x.signed.signature, messages[i]!, ed.publicKey)), 'all 40 signed, in order, each verifies');
+});
+
 t.test('a retry replays the stored signature; a second payload for a declared nonce is refused', async (t) => {
   const requestId = randomUUID();
   const message = randomBytes(40);
@@ -146,7 +158,9 @@ t.test('a cosigner returning corrupted shares is named, and the others sign', as
     await settle();
   });
   const before = auditEntries('threshold.fault').length;
-  for (let i = 0; i < 3; i++) {
+  // Signers are picked round-robin among those with pooled nonces: sign until the bad one has
+  // been asked (every signature must verify meanwhile), at most 12 times.
+  for (let i = 0; i < 12 && auditEntries('threshold.fault').length === before; i++) {
     const message = randomBytes(32);
     const a = await sign('tss-ed', { message });
     t.ok(ed25519.verify(a.signature, message, ed.publicKey), 'valid signature despite the bad cosigner');

@@ -144,6 +144,8 @@ export const configSchema = z
         deadlineMs: z.number().int().min(50).max(60_000).default(2000),
         /** Nonce commitments fetched ahead per cosigner and key, so signing is one round trip. */
         poolSize: z.number().int().min(1).max(256).default(32),
+        /** Threshold signatures out to the cosigners at once; more wait here, hot ones first. */
+        maxInFlight: z.number().int().min(1).max(1024).default(16),
       })
       .strict()
       .refine((t) => t.minSigners <= t.cosigners.length, { message: 'minSigners must not exceed the number of cosigners' })

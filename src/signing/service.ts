@@ -102,7 +102,7 @@ export class SigningService {
     if (isThresholdAlgorithm(p.key.algorithm)) {
       if (!this.threshold) throw new SignerError(status.FAILED_PRECONDITION, 'THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
       // The aggregate is checked with an independent verifier before it is returned.
-      const bytes = await this.threshold.sign(p.key, { ...request, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) });
+      const bytes = await this.threshold.sign(p.key, { ...request, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) }, lane);
       return { key: p.key, signature: { bytes } };
     }
     const mechanism = { mechanism: ALGORITHMS[p.key.algorithm as HsmAlgorithm].sign };

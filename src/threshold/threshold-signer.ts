@@ -2,6 +2,7 @@ import { status } from '@grpc/grpc-js';
 import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
 import { SignerError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { SessionPool, type Lane } from '../hsm/pool.js';
 import type { KeyRecord } from '../store/store.js';
 import { CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
 import { ParticipantFault, aggregate, decodePublic, verifyShare } from './participant.js';
@@ -47,6 +48,7 @@ export class ThresholdSigner {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly publics = new Map<string, FrostPublic>();
   private readonly benchedUntil = new Map<number, number>();
+  private readonly slots = new SessionPool<number>();
   private next = 0;
 
   constructor(
@@ -56,9 +58,25 @@ export class ThresholdSigner {
     private readonly log?: Logger,
     /** The key version as the registry has it now: a refresh changes its epoch and package. */
     private readonly current: (k: KeyRecord) => KeyRecord = (k) => k,
-  ) {}
+  ) {
+    for (let i = 0; i < cfg.maxInFlight; i++) this.slots.add(i);
+  }
 
-  async sign(signingKey: KeyRecord, req: ThresholdRequest): Promise<Uint8Array> {
+  /**
+   * Signs with at most `maxInFlight` signatures out to the cosigners at once, hot requests
+   * first: a 1,000-item batch queues here instead of piling shares onto the cosigners past
+   * their deadline.
+   */
+  async sign(signingKey: KeyRecord, req: ThresholdRequest, lane: Lane = 'hot'): Promise<Uint8Array> {
+    const slot = await this.slots.acquire(lane);
+    try {
+      return await this.signNow(signingKey, req);
+    } finally {
+      this.slots.release(slot);
+    }
+  }
+
+  private async signNow(signingKey: KeyRecord, req: ThresholdRequest): Promise<Uint8Array> {
     let key = signingKey;
     let info = key.threshold!;
     const suite = SUITES[key.algorithm as ThresholdAlgorithm];
