@@ -9,7 +9,8 @@ await runWithClients(opts, async (clients) => {
   else {
     for (const k of keys) {
       const created = new Date(Number(k.createdAt?.seconds ?? 0) * 1000).toISOString();
-      console.log(`${k.keyId}\tv${k.version}\t${k.algorithm}\t${k.state}\t${created}\t${k.evmAddress || Buffer.from(k.publicKey).toString('hex')}`);
+      const shares = k.threshold ? `\t${k.threshold.minSigners}-of-${k.threshold.cosigners.length} on cosigners ${k.threshold.cosigners.join(',')}, epoch ${k.threshold.epoch}` : '';
+      console.log(`${k.keyId}\tv${k.version}\t${k.algorithm}\t${k.state}\t${created}\t${k.evmAddress || Buffer.from(k.publicKey).toString('hex')}${shares}`);
     }
     if (!keys.length) console.log('(no keys)');
   }

@@ -16,6 +16,8 @@ export interface RunningCosigner {
   close(): Promise<void>;
 }
 
+const REQUEST_RETENTION_MS = 3 * 3600_000;
+
 /** The token's AES key that seals this node's shares; created in the token on first start. */
 export const SEALING_KEY_LABEL = 'hsm-signer/share-sealing';
 
@@ -44,12 +46,22 @@ export async function startCosigner(config: Config, log: Logger, opts: { faults?
     [{ private_key: readFileSync(config.tls.keyFile), cert_chain: readFileSync(config.tls.certFile) }],
     true,
   );
+  // The signer keeps request records for two hours past freshness; the cosigner a little longer.
+  const pruner = setInterval(() => {
+    try {
+      store.pruneRequests(new Date(Date.now() - REQUEST_RETENTION_MS));
+    } catch (e) {
+      log.error({ err: e }, 'pruning cosigner request records failed');
+    }
+  }, 60_000);
+  pruner.unref();
   const port = await new Promise<number>((resolve, reject) => server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))));
   log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
   return {
     port,
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      clearInterval(pruner);
       await hsm.close();
       store.close();
       log.info('cosigner stopped');

@@ -158,6 +158,14 @@ export class CosignerStore {
     })();
   }
 
+  /**
+   * Forgets request-id records older than `before`; nonce records are kept for good (a nonce
+   * must never get a second payload, however late the request).
+   */
+  pruneRequests(before: Date): number {
+    return this.db.prepare("DELETE FROM claims WHERE scope LIKE 'req:%' AND at < ?").run(before.getTime()).changes;
+  }
+
   close(): void {
     this.db.close();
   }
