@@ -149,6 +149,23 @@ t.test('signing goes on with one cosigner down', async (t) => {
   t.ok(ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey), 'and after it restarted (its nonces are gone, refetched)');
 });
 
+t.test('a hung cosigner misses its deadline, is named, and the others sign', async (t) => {
+  const hung = nodes[2]!;
+  process.kill(hung.proc.child.pid!, 'SIGSTOP');
+  t.teardown(async () => {
+    process.kill(hung.proc.child.pid!, 'SIGCONT');
+    await settle();
+  });
+  const before = auditEntries('threshold.fault').length;
+  for (let i = 0; i < 4; i++) {
+    const message = randomBytes(32);
+    t.ok(ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey), `signed with cosigner ${hung.id} hung`);
+  }
+  const faults = auditEntries('threshold.fault').slice(before);
+  t.ok(faults.some((f) => f.intent.cosigner === String(hung.id) && f.intent.why === 'deadline'), `cosigner ${hung.id} named for missing the deadline`);
+  t.ok(faults.every((f) => f.intent.cosigner === String(hung.id)), 'and nobody else');
+});
+
 t.test('a cosigner returning corrupted shares is named, and the others sign', async (t) => {
   const bad = nodes[1]!;
   await bad.restart('corrupt-sign-share');
