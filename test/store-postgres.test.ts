@@ -6,7 +6,8 @@ import { checkAuditRace, checkRace, raceProcesses, readChain, storeSuite, type T
 
 const server = await startPostgres();
 // Each fresh store gets a schema of its own in the test database (cheaper than a database).
-const admin = new pg.Client({ connectionString: server.url });
+// Pipelined: the suite asks several questions at once, and pg 9 refuses to queue them otherwise.
+const admin = new pg.Client({ connectionString: server.url, pipeline: true });
 await admin.connect();
 t.teardown(async () => {
   await admin.end();
