@@ -33,7 +33,15 @@ export async function startSignerProcess(configFile: string, timeoutMs = 30_000,
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  // A test file that dies on an uncaught error must not leave its servers running.
+  const orphan = () => child.kill('SIGKILL');
+  process.once('exit', orphan);
+  const exited = new Promise<number | null>((r) =>
+    child.on('exit', (code) => {
+      process.off('exit', orphan);
+      r(code);
+    }),
+  );
   const until = Date.now() + timeoutMs;
   while (!out.includes(ready)) {
     if (child.exitCode !== null || Date.now() > until) {
