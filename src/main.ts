@@ -10,6 +10,7 @@ const program = new Command()
   .parse();
 
 const { config: file } = program.opts<{ config: string }>();
+const STOP_TIMEOUT_MS = 30_000;
 
 try {
   const config = loadConfig(file);
@@ -26,6 +27,12 @@ try {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    // Draining waits for HSM calls and clients; a stop that hangs (a token gone from under the
+    // module, a peer that never closes) must not keep a half-stopped process around.
+    setTimeout(() => {
+      log.error({ afterMs: STOP_TIMEOUT_MS }, 'stop did not finish in time; exiting');
+      process.exit(1);
+    }, STOP_TIMEOUT_MS).unref();
     signer.close().then(
       () => process.exit(0),
       (e) => {
