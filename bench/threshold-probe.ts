@@ -8,10 +8,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import * as grpc from '@grpc/grpc-js';
 import { call } from '../src/client/client.js';
-import { signerV1 } from '../src/proto.js';
 import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
+import { cosignerClient } from '../test/helpers/cosigners.js';
 import type { Pki } from '../test/helpers/pki.js';
 import { sampleCpu } from './cpu.js';
 import { percentile } from './load.js';
@@ -47,10 +46,7 @@ export async function probeCosigner(
   noise: Noise,
   o: { suite: ThresholdAlgorithm; keyId: string; pki: Pki; a: { id: number; address: string; pid: number }; b: { id: number; address: string }; payloads: Buffer[]; shares: number },
 ): Promise<CosignerProbe> {
-  const coord = o.pki.clients['coordinator']!;
-  const creds = grpc.credentials.createSsl(o.pki.caCert, coord.key, coord.cert);
-  const opts = { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' };
-  const [ca, cb] = [new signerV1.Cosigner(o.a.address, creds, opts), new signerV1.Cosigner(o.b.address, creds, opts)];
+  const [ca, cb] = [cosignerClient(o.pki, o.a.address), cosignerClient(o.pki, o.b.address)];
   try {
     type Commits = { commitments: Commitment[]; epoch: number };
     await call(ca, 'Info', {}, 10_000);

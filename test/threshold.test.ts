@@ -1,15 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { signerV1 } from '../src/proto.js';
-import { COSIGNER_CLIENTS, startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
+import { COSIGNER_CLIENTS, cosignerClient, startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
 import { eventually, refused, startTestSigner } from './helpers/signer.js';
 
 let nodes: CosignerNode[] = [];
@@ -60,10 +58,8 @@ function sharesOf(node: CosignerNode): Array<{ key_id: string; version: number; 
  * at most 1 s) have had time to reconnect.
  */
 async function settle(): Promise<void> {
-  const coord = ts.pki.clients['coordinator']!;
-  const creds = grpc.credentials.createSsl(ts.pki.caCert, coord.key, coord.cert);
   for (const n of nodes) {
-    const c = new signerV1.Cosigner(n.address, creds, { 'grpc.ssl_target_name_override': 'localhost' });
+    const c = cosignerClient(ts.pki, n.address);
     try {
       await call(c, 'Info', {}, 10_000);
     } finally {
@@ -237,9 +233,7 @@ t.test('a refresh schedule refreshes the shares of its key and keeps its public 
 });
 
 t.test('a compromised coordinator cannot get a share for a second payload on a nonce, or reuse a nonce', async (t) => {
-  const coord = ts.pki.clients['coordinator']!;
-  const creds = grpc.credentials.createSsl(ts.pki.caCert, coord.key, coord.cert);
-  const clients = nodes.map((n) => new signerV1.Cosigner(n.address, creds, { 'grpc.ssl_target_name_override': 'localhost' }));
+  const clients = nodes.map((n) => cosignerClient(ts.pki, n.address));
   t.teardown(() => clients.forEach((c) => c.close()));
   const commits = await Promise.all(clients.slice(0, 2).map((c) => call<{ commitments: Array<{ id: string; cosignerId: number; hiding: Buffer; binding: Buffer }>; epoch: number }>(c, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 2 })));
   const list = (j: number) => commits.map((c) => c.commitments[j]!);
@@ -272,8 +266,7 @@ t.test('a compromised coordinator cannot get a share for a second payload on a n
   const d2 = await refused(t, call(clients[0]!, 'Round2', { sessionId: b.sessionId, round1: stolen }), status.FAILED_PRECONDITION, 'CEREMONY_FAILED');
   t.match(d2.message, /not for CN=cosigner-3/, "another cosigner's certificate does not pass for cosigner 3");
   for (const sessionId of [a.sessionId, b.sessionId]) await Promise.all(clients.map((c) => call(c, 'Finish', { sessionId, commit: false })));
-  const stranger = ts.pki.clients['payment-engine']!;
-  const foreign = new signerV1.Cosigner(nodes[0]!.address, grpc.credentials.createSsl(ts.pki.caCert, stranger.key, stranger.cert), { 'grpc.ssl_target_name_override': 'localhost' });
+  const foreign = cosignerClient(ts.pki, nodes[0]!.address, 'payment-engine');
   t.teardown(() => foreign.close());
   await refused(t, call(foreign, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 1 }), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
 });

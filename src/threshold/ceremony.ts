@@ -1,7 +1,7 @@
 import type { DKG_Round1, DKG_Secret, Identifier, Key } from '@noble/curves/abstract/frost.js';
 import { bytesToHex } from '@noble/curves/utils.js';
 import { dkgRound1, dkgRound2, dkgRound3 } from './dkg.js';
-import { ParticipantFault, encodePublic } from './participant.js';
+import { ParticipantFault } from './participant.js';
 import { refreshFinish, refreshRound1, refreshRound2, type RefreshRound1, type RefreshSecret } from './refresh.js';
 import type { CosignerIdentity } from './identity.js';
 import type { Suite, ThresholdAlgorithm } from './suites.js';
@@ -177,14 +177,4 @@ export class Ceremony {
     }
     return [...byId.values()].sort((a, b) => a.cosignerId - b.cosignerId);
   }
-}
-
-/**
- * The public package of a key as stored and compared: canonical JSON (verifying shares sorted by
- * identifier, since each participant's DKG output lists them in its own order).
- */
-export function publicPackageText(k: Key): string {
-  const p = encodePublic(k.public);
-  const sorted = Object.fromEntries(Object.entries(p.verifyingShares).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return JSON.stringify({ ...p, verifyingShares: sorted });
 }

@@ -6,11 +6,11 @@ import type { Hsm } from '../hsm/hsm.js';
 import { SealError, seal, shareAad, unseal } from '../hsm/seal.js';
 import type { Logger } from '../log.js';
 import { unary } from '../server/unary.js';
-import { Ceremony, publicPackageText, type CeremonyFaults, type Round1Entry, type SealedShare } from './ceremony.js';
+import { Ceremony, type CeremonyFaults, type Round1Entry, type SealedShare } from './ceremony.js';
 import type { CosignerStore, ShareRow } from './cosigner-store.js';
 import type { CosignerIdentity } from './identity.js';
 import { NoncePool } from './nonce-pool.js';
-import { ParticipantFault, commit, decodePublic, decodeSecret, encodeSecret, signShare } from './participant.js';
+import { ParticipantFault, commit, decodePublic, decodeSecret, encodePublic, encodeSecret, signShare } from './participant.js';
 import { SUITES, isThresholdAlgorithm } from './suites.js';
 
 export interface CosignerOptions {
@@ -57,10 +57,16 @@ export function cosignerHandlers(o: CosignerOptions) {
     }
   };
 
-  /** The active share, unsealed; the caller MUST erase `secret.signingShare` when done. */
-  const openShare = async (keyId: string, version: number): Promise<{ row: ShareRow; key: Key }> => {
+  /** The share row that signs for a key version (still sealed). */
+  const activeShare = (keyId: string, version: number): ShareRow => {
     const row = o.store.active(keyId, version);
     if (!row) throw notFound('SHARE_NOT_FOUND', `this cosigner holds no share of ${keyId} v${version}`, { keyId, cosigner: String(o.id) });
+    return row;
+  };
+
+  /** A share row's share, unsealed; the caller MUST erase `secret.signingShare` when done. */
+  const unsealShare = async (row: ShareRow): Promise<Key> => {
+    const { keyId, version } = row;
     const suite = SUITES[row.algorithm];
     const known = checked.get(row.sessionId);
     const pub = known ?? decodePublic(suite, JSON.parse(row.publicPackage));
@@ -74,7 +80,7 @@ export function cosignerHandlers(o: CosignerOptions) {
     try {
       const secret = decodeSecret(suite, plain, pub, !known);
       checked.set(row.sessionId, pub);
-      return { row, key: { public: pub, secret } };
+      return { public: pub, secret };
     } finally {
       plain.fill(0);
     }
@@ -126,13 +132,11 @@ export function cosignerHandlers(o: CosignerOptions) {
       const suite = SUITES[r.algorithm];
       let old: Key | undefined;
       if (kind === 'refresh') {
-        const opened = await openShare(r.keyId, r.keyVersion);
-        if (opened.row.epoch !== r.epoch) throw failed(`share epoch is ${opened.row.epoch}, not ${r.epoch}`, 'SHARE_EPOCH_MISMATCH');
-        if (opened.row.algorithm !== r.algorithm || !same(opened.row.groupId, r.groupId)) {
-          opened.key.secret.signingShare.fill(0);
-          throw invalid('REQUEST_INVALID', `a refresh keeps the key's algorithm and group id`);
-        }
-        old = opened.key;
+        // Checked before unsealing: a refused refresh never has the share in memory.
+        const row = activeShare(r.keyId, r.keyVersion);
+        if (row.epoch !== r.epoch) throw failed(`share epoch is ${row.epoch}, not ${r.epoch}`, 'SHARE_EPOCH_MISMATCH');
+        if (row.algorithm !== r.algorithm || !same(row.groupId, r.groupId)) throw invalid('REQUEST_INVALID', `a refresh keeps the key's algorithm and group id`);
+        old = await unsealShare(row);
       } else if (o.store.active(r.keyId, r.keyVersion)) {
         throw new SignerError(grpc.status.ALREADY_EXISTS, 'KEY_EXISTS', `cosigner ${o.id} already holds a share of ${r.keyId} v${r.keyVersion}`);
       }
@@ -175,7 +179,7 @@ export function cosignerHandlers(o: CosignerOptions) {
       const plain = encodeSecret(suite, key.secret);
       try {
         const sealed = await seal(o.hsm, o.sealKey, plain, aad({ keyId: p.keyId, version: p.version, epoch, groupId: p.groupId }));
-        const publicPackage = publicPackageText(key);
+        const publicPackage = JSON.stringify(encodePublic(key.public));
         o.store.putPending({ keyId: p.keyId, version: p.version, epoch, sessionId: p.sessionId, algorithm: p.algorithm, groupId: p.groupId, publicPackage, sealed }, new Date());
         return { publicPackage, epoch };
       } finally {
@@ -202,7 +206,8 @@ export function cosignerHandlers(o: CosignerOptions) {
       authorize(call);
       const { keyId, keyVersion, count } = call.request;
       if (count < 1 || count > MAX_COMMIT_COUNT) throw invalid('REQUEST_INVALID', `count must be 1..${MAX_COMMIT_COUNT}`);
-      const { row, key } = await openShare(keyId, keyVersion);
+      const row = activeShare(keyId, keyVersion);
+      const key = await unsealShare(row);
       try {
         const suite = SUITES[row.algorithm];
         const commitments = Array.from({ length: count }, () => {
@@ -222,8 +227,7 @@ export function cosignerHandlers(o: CosignerOptions) {
       // The nonce is consumed first: whatever happens below, it never signs anything else.
       const pooled = pool.take(keyRef(r.keyId, r.keyVersion), r.nonceId);
       if (!pooled) throw failed(`nonce ${r.nonceId} is unknown to cosigner ${o.id} or already used`, 'NONCE_UNKNOWN', { cosigner: String(o.id) });
-      const row = o.store.active(r.keyId, r.keyVersion);
-      if (!row) throw notFound('SHARE_NOT_FOUND', `this cosigner holds no share of ${r.keyId} v${r.keyVersion}`, { keyId: r.keyId });
+      const row = activeShare(r.keyId, r.keyVersion);
       if (row.epoch !== r.epoch || pooled.epoch !== r.epoch) throw failed(`share epoch is ${row.epoch}, not ${r.epoch}`, 'SHARE_EPOCH_MISMATCH');
       const suite = SUITES[row.algorithm];
       const me = suite.frost.Identifier.fromNumber(o.id);
@@ -248,7 +252,7 @@ export function cosignerHandlers(o: CosignerOptions) {
           { cosigner: String(o.id) },
         );
       }
-      const { key } = await openShare(r.keyId, r.keyVersion);
+      const key = await unsealShare(row);
       try {
         const share = signShare(suite, key, pooled.nonce.nonces, list, message);
         if (o.faults?.corruptSignShare) share[3]! ^= 0x40;

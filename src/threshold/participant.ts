@@ -122,12 +122,18 @@ const publicJson = z
   })
   .strict();
 
+/**
+ * Canonical: verifying shares sorted by identifier, so every participant's package encodes to
+ * the same text (each DKG output lists them in its own order) and packages compare as text.
+ */
 export function encodePublic(pub: FrostPublic): PublicJson {
   return {
     signers: { min: pub.signers.min, max: pub.signers.max },
     commitments: pub.commitments.map((c) => bytesToHex(c)),
     verifyingShares: Object.fromEntries(
-      Object.entries(pub.verifyingShares).map(([id, p]) => [id, bytesToHex(p)]),
+      Object.entries(pub.verifyingShares)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([id, p]) => [id, bytesToHex(p)]),
     ),
   };
 }

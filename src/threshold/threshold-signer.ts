@@ -247,9 +247,9 @@ export class ThresholdSigner {
     const k = this.poolKey(key);
     let p = this.pools.get(k);
     if (!p) {
-      // A new epoch: the commitments of earlier epochs were discarded by the cosigners.
+      // A new epoch: the commitments (and public package) of earlier epochs are dead.
       const version = `${key.keyId}@v${key.version}#`;
-      for (const old of [...this.pools.keys()]) if (old.startsWith(version)) this.pools.delete(old);
+      for (const cache of [this.pools, this.publics]) for (const old of [...cache.keys()]) if (old.startsWith(version) && old !== k) cache.delete(old);
       this.pools.set(k, (p = new Map()));
     }
     return p;

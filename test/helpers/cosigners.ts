@@ -1,4 +1,6 @@
 import { writeFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { signerV1 } from '../../src/proto.js';
 import { join } from 'node:path';
 import type { Pki } from './pki.js';
 import { freePort, startSignerProcess, type SignerProcess } from './process.js';
@@ -81,4 +83,12 @@ export function thresholdConfig(nodes: CosignerNode[], pki: Pki, minSigners = 2,
     deadlineMs,
     poolSize: 8,
   };
+}
+
+/** A Cosigner API client at `address`, calling with the test PKI's certificate for `cn`. */
+export function cosignerClient(pki: Pki, address: string, cn = 'coordinator'): grpc.Client {
+  const c = pki.clients[cn];
+  if (!c) throw new Error(`no test certificate for ${cn}`);
+  const creds = grpc.credentials.createSsl(pki.caCert, c.key, c.cert);
+  return new signerV1.Cosigner(address, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
 }
