@@ -6,11 +6,11 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { Checkpointer } from '../src/audit/checkpointer.js';
-import { eventDraft } from '../src/audit/drafts.js';
-import { exportRecords } from '../src/audit/export.js';
-import { SqliteStore } from '../src/store/sqlite.js';
-import { repoRoot, tempDir } from '../test/helpers/token.js';
+import { Checkpointer } from '../src/signer/audit/checkpointer.js';
+import { eventDraft } from '../src/signer/audit/drafts.js';
+import { exportRecords } from '../src/signer/audit/export.js';
+import { SqliteStore } from '../src/infra/store/sqlite.js';
+import { repoRoot, tempDir } from '../harness/token.js';
 
 const ENTRIES = Number(process.env.AUDIT_ENTRIES ?? 100_000);
 const run = promisify(execFile);

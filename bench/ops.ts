@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { transfer } from '../test/helpers/evm.js';
+import { transfer } from '../harness/evm.js';
 
 /** Random 32-byte digests / messages, none all-zero, reused round-robin. */
 const PAYLOADS = Array.from({ length: 4096 }, () => randomBytes(32));

@@ -1,8 +1,8 @@
 /** Command-line options of bench/sign.ts. */
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { configSchema } from '../src/config/schema.js';
-import { repoRoot } from '../test/helpers/token.js';
+import { configSchema } from '../src/infra/config/schema.js';
+import { repoRoot } from '../harness/token.js';
 import type { Algorithm } from './raw.js';
 
 export interface Options {
@@ -61,7 +61,7 @@ const algorithms = (v: string) =>
 const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);
 const repeatable = (v: string, all: string[]) => [...all, v];
 
-/** hsm.sessions when a config leaves it out (src/config/schema.ts). */
+/** hsm.sessions when a config leaves it out (src/infra/config/schema.ts). */
 function serviceSessions(): number {
   try {
     return configSchema.shape.hsm.parse({ uri: 'pkcs11:token=x' }).sessions;

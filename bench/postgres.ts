@@ -1,5 +1,5 @@
-/** A throwaway PostgreSQL cluster (test/helpers/postgres.ts) and the CPU its processes use. */
-import { startPostgres } from '../test/helpers/postgres.js';
+/** A throwaway PostgreSQL cluster (harness/postgres.ts) and the CPU its processes use. */
+import { startPostgres } from '../harness/postgres.js';
 import { findPostmaster, sampleTree } from './cpu.js';
 import type { CpuSource } from './noise.js';
 

@@ -7,10 +7,10 @@ import { writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { connect, type ClientTls } from '../src/client/client.js';
-import { signerV1 } from '../src/proto.js';
-import type { Pki } from '../test/helpers/pki.js';
-import { OPEN_POLICY, testConfig } from '../test/helpers/signer.js';
-import type { TestToken } from '../test/helpers/token.js';
+import { signerV1 } from '../src/infra/grpc/proto.js';
+import type { Pki } from '../harness/pki.js';
+import { OPEN_POLICY, testConfig } from '../harness/signer.js';
+import type { TestToken } from '../harness/token.js';
 
 /** A port that was free a moment ago (the child binds it; a race is possible but unlikely). */
 export function freePort(): Promise<number> {
@@ -43,7 +43,7 @@ export function benchPolicies(batchItems: number): Record<string, unknown> {
 }
 
 /**
- * The test signer's config (test/helpers/signer.ts) on fixed ports, with metrics on, quiet logs,
+ * The test signer's config (harness/signer.ts) on fixed ports, with metrics on, quiet logs,
  * `sessions`, the bench policies and optionally another store; written to `<dir>/<name>.json`.
  */
 export async function writeServiceConfig(

@@ -2,15 +2,15 @@
  * The in-process baseline of the threshold bench: the FROST computation of one 2-of-3 signature,
  * every participant in this process on this one JavaScript thread, exactly the work the
  * distributed path does per signature (two `commit`s, two `signShare`s, `aggregate` with its
- * independent verification), through the same wrappers (src/threshold/participant.ts) and keys
- * made by the same DKG (src/threshold/dkg.ts). Nothing else: no gRPC, no HSM, no store.
+ * independent verification), through the same wrappers (src/core/frost/participant.ts) and keys
+ * made by the same DKG (src/core/frost/dkg.ts). Nothing else: no gRPC, no HSM, no store.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { NonceCommitments } from '@noble/curves/abstract/frost.js';
-import { dkgRound1, dkgRound2, dkgRound3 } from '../src/threshold/dkg.js';
-import { aggregate, commit, signShare, type Key } from '../src/threshold/participant.js';
-import { SUITES, type ThresholdAlgorithm } from '../src/threshold/suites.js';
+import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
+import { aggregate, commit, signShare, type Key } from '../src/core/frost/participant.js';
+import { SUITES, type ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { sampleCpu } from './cpu.js';
 import { percentile } from './load.js';
 import { Noise } from './noise.js';

@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { call, nowTimestamp } from '../src/client/client.js';
-import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
+import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { cpuDelta, sampleCpu, type CpuSample } from './cpu.js';
 import { closedLoop, type LoadResult } from './load.js';
 import { cpuUse } from './measure.js';

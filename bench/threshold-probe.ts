@@ -9,9 +9,9 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { call } from '../src/client/client.js';
-import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
-import { cosignerClient } from '../test/helpers/cosigners.js';
-import type { Pki } from '../test/helpers/pki.js';
+import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
+import { cosignerClient } from '../harness/cosigners.js';
+import type { Pki } from '../harness/pki.js';
 import { sampleCpu } from './cpu.js';
 import { percentile } from './load.js';
 import { Noise } from './noise.js';

@@ -1,5 +1,5 @@
 /** Tables and targets of the threshold bench. */
-import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
+import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { isNoisy, NOISY_CORES } from './report.js';
 import type { LocalPoint } from './threshold-local.js';
 import type { ThresholdServicePoint } from './threshold-point.js';

@@ -1,28 +1,28 @@
 /**
  * The distributed side of the threshold bench: three real cosigner processes (each its own
- * SoftHSM token and SQLite file, test/helpers/cosigners.ts) and the real signer as a child
+ * SoftHSM token and SQLite file, harness/cosigners.ts) and the real signer as a child
  * process (bench/service.ts) coordinating them, with one FROST key per suite made by DKG.
  *
- * The signer runs as a child, not in the bench process as test/helpers/signer.ts would run it,
+ * The signer runs as a child, not in the bench process as harness/signer.ts would run it,
  * so that the coordinator's JavaScript thread (share verification, aggregation, gRPC, store) is
  * not the thread that also drives the load and times the calls.
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { call, connect } from '../src/client/client.js';
-import { configSchema } from '../src/config/schema.js';
-import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
-import { startCosigners, thresholdConfig, type CosignerNode } from '../test/helpers/cosigners.js';
-import type { Pki } from '../test/helpers/pki.js';
-import { testConfig } from '../test/helpers/signer.js';
-import type { TestToken } from '../test/helpers/token.js';
-import { repoRoot } from '../test/helpers/token.js';
+import { configSchema } from '../src/infra/config/schema.js';
+import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
+import { startCosigners, thresholdConfig, type CosignerNode } from '../harness/cosigners.js';
+import type { Pki } from '../harness/pki.js';
+import { testConfig } from '../harness/signer.js';
+import type { TestToken } from '../harness/token.js';
+import { repoRoot } from '../harness/token.js';
 import { freePort, startServiceChild, type ServiceChild } from './service.js';
 
 /** Wire names of the suites (KeyAdmin.CreateKey). */
 export const WIRE_ALGORITHM: Record<ThresholdAlgorithm, string> = { 'frost-ed25519': 'FROST_ED25519', 'frost-secp256k1-tr': 'FROST_SECP256K1_TR' };
 
-/** threshold.poolSize when a config leaves it out (src/config/schema.ts). */
+/** threshold.poolSize when a config leaves it out (src/infra/config/schema.ts). */
 export function defaultPoolSize(): number {
   try {
     const t = configSchema.shape.threshold.parse({

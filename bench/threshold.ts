@@ -19,8 +19,8 @@
  */
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import type { ThresholdAlgorithm } from '../src/threshold/suites.js';
-import { repoRoot } from '../test/helpers/token.js';
+import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
+import { repoRoot } from '../harness/token.js';
 import { Noise } from './noise.js';
 import { count, positive } from './options.js';
 import { runThreshold, thresholdReport, writeThresholdJson } from './threshold-run.js';
@@ -30,7 +30,7 @@ const SUITES = Object.keys(WIRE_ALGORITHM) as ThresholdAlgorithm[];
 
 const poolSize = (v: string) => {
   const n = count(v);
-  if (n < 1 || n > 256) throw new InvalidArgumentError('expected 1..256 (threshold.poolSize in src/config/schema.ts)');
+  if (n < 1 || n > 256) throw new InvalidArgumentError('expected 1..256 (threshold.poolSize in src/infra/config/schema.ts)');
   return n;
 };
 const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);

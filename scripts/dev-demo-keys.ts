@@ -1,11 +1,11 @@
 // Creates the dev demo keys directly in the token and store, before the signer starts.
 import { Command } from 'commander';
-import type { Algorithm } from '../src/config/schema.js';
-import { loadConfig } from '../src/config/load.js';
-import { Hsm } from '../src/hsm/hsm.js';
-import { KeyRegistry } from '../src/keys/registry.js';
-import { openStore } from '../src/store/open.js';
-import { eventDraft } from '../src/audit/drafts.js';
+import type { Algorithm } from '../src/infra/config/schema.js';
+import { loadConfig } from '../src/infra/config/load.js';
+import { Hsm } from '../src/infra/hsm/hsm.js';
+import { KeyRegistry } from '../src/signer/keys/registry.js';
+import { openStore } from '../src/infra/store/open.js';
+import { eventDraft } from '../src/signer/audit/drafts.js';
 
 const DEMO: Array<[string, Algorithm]> = [
   ['hot-secp256k1', 'ecdsa-secp256k1'],

@@ -49,7 +49,7 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || ! command -v openssl >/dev/null
   command -v openssl >/dev/null 2>&1 || die "openssl still not found after installing openssl"
 fi
 
-# The store tests start throwaway PostgreSQL clusters (test/helpers/postgres.ts) with the server
+# The store tests start throwaway PostgreSQL clusters (harness/postgres.ts) with the server
 # binaries in /usr/lib/postgresql/<version>/bin. Installed here, once, before test files run in
 # parallel (the helper can install it too, as a fallback). Not needed when the tests are pointed
 # at an existing server with SIGNER_TEST_PG_URL.

@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { CSV_HEADER, toCsvRow } from '../src/audit/csv.js';
+import { CSV_HEADER, toCsvRow } from '../src/core/audit/csv.js';
 import { clientsFrom, command, fail } from './lib/cli.js';
 
 const program = command('export-audit', 'Export the signing log of a period (Audit.ExportLog, auditor role)', 'auditor')

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
-import { formatReport, verifyExport } from '../src/audit/verify.js';
+import { formatReport, verifyExport } from '../src/core/audit/verify.js';
 
 const program = new Command()
   .name('verify-audit')

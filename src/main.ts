@@ -1,7 +1,7 @@
 import { Command } from 'commander';
-import { ConfigError, loadConfig } from './config/load.js';
-import { HsmStartError } from './hsm/hsm.js';
-import { createLogger } from './log.js';
+import { ConfigError, loadConfig } from './infra/config/load.js';
+import { HsmStartError } from './infra/hsm/hsm.js';
+import { createLogger } from './infra/log.js';
 
 const program = new Command()
   .name('hsm-signer')
@@ -20,8 +20,8 @@ try {
   const log = createLogger(config.log.level);
   const signer =
     config.role === 'cosigner'
-      ? await (await import('./threshold/cosigner-server.js')).startCosigner(config, log)
-      : await (await import('./server/server.js')).startSigner(config, log);
+      ? await (await import('./cosigner/server.js')).startCosigner(config, log)
+      : await (await import('./signer/grpc/server.js')).startSigner(config, log);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -5,12 +5,12 @@ import { once } from 'node:events';
 import { stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { canonicalJson, checkpointMessage, entryHash, GENESIS, type AuditEntry } from '../src/audit/chain.js';
-import { parseCsvLine, toCsvRow } from '../src/audit/csv.js';
-import { parseJsonLine, type CheckpointRecord, type EntryRecord, type ExportRecord } from '../src/audit/format.js';
-import { formatReport, verifyExport, type ProblemKind } from '../src/audit/verify.js';
-import { auditKey, checkpoint, entry, exportRecords, header, hex32, iterate, toLines, type Line } from './helpers/audit-export.js';
-import { repoRoot, tempDir } from './helpers/token.js';
+import { canonicalJson, checkpointMessage, entryHash, GENESIS, type AuditEntry } from '../src/core/audit/chain.js';
+import { parseCsvLine, toCsvRow } from '../src/core/audit/csv.js';
+import { parseJsonLine, type CheckpointRecord, type EntryRecord, type ExportRecord } from '../src/core/audit/format.js';
+import { formatReport, verifyExport, type ProblemKind } from '../src/core/audit/verify.js';
+import { auditKey, checkpoint, entry, exportRecords, header, hex32, iterate, toLines, type Line } from '../harness/audit-export.js';
+import { repoRoot, tempDir } from '../harness/token.js';
 
 const run = promisify(execFile);
 const tsx = `${repoRoot}/node_modules/.bin/tsx`;

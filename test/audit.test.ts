@@ -7,10 +7,10 @@ import type * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { verifyExport } from '../src/audit/verify.js';
-import { transfer } from './helpers/evm.js';
-import { OPEN_POLICY, startTestSigner } from './helpers/signer.js';
-import { repoRoot } from './helpers/token.js';
+import { verifyExport } from '../src/core/audit/verify.js';
+import { transfer } from '../harness/evm.js';
+import { OPEN_POLICY, startTestSigner } from '../harness/signer.js';
+import { repoRoot } from '../harness/token.js';
 
 const run = promisify(execFile);
 const ts = await startTestSigner({ config: { audit: { checkpointEveryEntries: 5, checkpointEveryMs: 60_000 } } });

@@ -3,8 +3,8 @@ import { status } from '@grpc/grpc-js';
 import { Transaction, hexlify } from 'ethers';
 import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { ALICE, ETH, transfer } from './helpers/evm.js';
-import { OPEN_POLICY, refused, startTestSigner } from './helpers/signer.js';
+import { ALICE, ETH, transfer } from '../harness/evm.js';
+import { OPEN_POLICY, refused, startTestSigner } from '../harness/signer.js';
 
 const PAYOUT = {
   keys: ['payout-*'],

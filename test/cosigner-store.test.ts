@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
-import { CosignerStore } from '../src/threshold/cosigner-store.js';
-import { tempDir } from './helpers/token.js';
+import { CosignerStore } from '../src/cosigner/store.js';
+import { tempDir } from '../harness/token.js';
 
 const tmp = await tempDir('cosigner-store-');
 t.teardown(() => tmp.cleanup());

@@ -5,11 +5,11 @@ import { Transaction, hexlify } from 'ethers';
 import t from 'tap';
 import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { transfer } from './helpers/evm.js';
-import { makePki } from './helpers/pki.js';
-import { freePort, startSignerProcess, type SignerProcess } from './helpers/process.js';
-import { testConfig } from './helpers/signer.js';
-import { makeToken, tempDir } from './helpers/token.js';
+import { transfer } from '../harness/evm.js';
+import { makePki } from '../harness/pki.js';
+import { freePort, startSignerProcess, type SignerProcess } from '../harness/process.js';
+import { testConfig } from '../harness/signer.js';
+import { makeToken, tempDir } from '../harness/token.js';
 
 // Invariant 2 under crashes: SIGKILL the signer at random moments while it signs, restart it,
 // retry everything. Three payloads compete for each nonce, so a guard that lost a reservation

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { decideBatch, decideSign } from '../src/policy/guard.js';
-import type { SignIntent } from '../src/policy/evaluate.js';
-import { compilePolicy } from '../src/policy/schema.js';
-import type { ItemView, NonceRecord, RequestRecord, ReserveItem } from '../src/store/replay.js';
-import { OPEN_POLICY } from './helpers/signer.js';
+import { decideBatch, decideSign } from '../src/core/replay/guard.js';
+import type { SignIntent } from '../src/core/policy/evaluate.js';
+import { compilePolicy } from '../src/core/policy/schema.js';
+import type { ItemView, NonceRecord, RequestRecord, ReserveItem } from '../src/core/replay/records.js';
+import { OPEN_POLICY } from '../harness/signer.js';
 
 // The replay guard as a table: (what the store holds) x (what arrives) -> outcome, in the
 // style of tmkms's double-sign rule.

@@ -5,7 +5,7 @@ import pkcs11js from 'pkcs11js';
 import t, { type Test } from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { eventually, healthOf, refusal, startTestSigner } from './helpers/signer.js';
+import { eventually, healthOf, refusal, startTestSigner } from '../harness/signer.js';
 
 // A real SoftHSM module behind a switch that makes it fail like a removed token or a dead
 // session: the only way to pull a software token out from under a running signer.

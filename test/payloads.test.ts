@@ -10,15 +10,16 @@ import {
   hexlify,
   type TransactionLike,
 } from 'ethers';
-import { SignerError } from '../src/errors.js';
-import { DIGEST_BYTES, parseDigest } from '../src/payloads/digest.js';
-import { MAX_MESSAGE_BYTES, parseMessage } from '../src/payloads/message.js';
+import { SignerError } from '../src/core/errors.js';
+import { statusOf } from '../src/infra/grpc/status.js';
+import { DIGEST_BYTES, parseDigest } from '../src/core/payloads/digest.js';
+import { MAX_MESSAGE_BYTES, parseMessage } from '../src/core/payloads/message.js';
 import {
   assembleSignedEvm,
   decodeEvmTransaction,
   evmAddress,
   type DecodedEvmTx,
-} from '../src/payloads/evm.js';
+} from '../src/core/payloads/evm.js';
 
 const N = secp256k1.Point.CURVE().n;
 const TO = '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed';
@@ -29,7 +30,7 @@ function assertPayloadInvalid(t: Test, fn: () => unknown, message?: RegExp) {
   } catch (e) {
     t.type(e, SignerError, 'is a SignerError');
     const err = e as SignerError;
-    t.equal(err.code, status.INVALID_ARGUMENT);
+    t.equal(statusOf(err.reason), status.INVALID_ARGUMENT);
     t.equal(err.reason, 'PAYLOAD_INVALID');
     if (message) t.match(err.message, message);
     return;

@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap';
 import { status } from '@grpc/grpc-js';
 import { Interface, Transaction, getBytes, type TransactionLike } from 'ethers';
-import { SignerError, type Reason } from '../src/errors.js';
-import { decodeErc20Call } from '../src/payloads/erc20.js';
-import { decodeEvmTransaction, type EvmIntent } from '../src/payloads/evm.js';
+import { SignerError, type Reason } from '../src/core/errors.js';
+import { statusOf } from '../src/infra/grpc/status.js';
+import { decodeErc20Call } from '../src/core/payloads/erc20.js';
+import { decodeEvmTransaction, type EvmIntent } from '../src/core/payloads/evm.js';
 import {
   checkFreshness,
   evaluate,
@@ -12,14 +13,14 @@ import {
   type Decision,
   type SignIntent,
   type VelocityUsage,
-} from '../src/policy/evaluate.js';
+} from '../src/core/policy/evaluate.js';
 import {
   PolicyError,
   compilePolicy,
   findAmbiguities,
   policyMatches,
   selectPolicy,
-} from '../src/policy/schema.js';
+} from '../src/core/policy/schema.js';
 
 // ---------------------------------------------------------------------------------------------
 // The cast: addresses are EIP-55 in intents (as decoded); the policy writes some in lowercase.
@@ -138,7 +139,7 @@ function expectDecision(
     return;
   }
   t.equal(d.reason, expected, 'reason');
-  t.equal(d.code, CODE[expected] ?? status.PERMISSION_DENIED, 'gRPC status');
+  t.equal(statusOf(d.reason), CODE[expected] ?? status.PERMISSION_DENIED, 'gRPC status');
   t.equal(d.metadata.policy, policy, 'metadata names the policy');
   t.ok(d.metadata.rule, 'metadata names the rule');
   t.ok(d.message.includes(d.metadata.rule!), 'message names the rule');
@@ -457,7 +458,8 @@ t.test('decodeErc20Call', async (t) => {
         t.fail('expected PAYLOAD_INVALID');
       } catch (e) {
         t.type(e, SignerError);
-        t.match(e, { code: status.INVALID_ARGUMENT, reason: 'PAYLOAD_INVALID' });
+        t.match(e, { reason: 'PAYLOAD_INVALID' });
+          t.equal(statusOf((e as SignerError).reason), status.INVALID_ARGUMENT);
         const args = data.slice(10, 40);
         if (args) t.notOk((e as Error).message.includes(args), 'calldata not echoed');
       }

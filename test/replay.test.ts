@@ -4,8 +4,8 @@ import { Transaction, hexlify } from 'ethers';
 import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { ALICE, BOB, ETH, GWEI, transfer } from './helpers/evm.js';
-import { OPEN_POLICY, refused, startTestSigner } from './helpers/signer.js';
+import { ALICE, BOB, ETH, GWEI, transfer } from '../harness/evm.js';
+import { OPEN_POLICY, refused, startTestSigner } from '../harness/signer.js';
 
 const STRICT = {
   keys: ['strict-*'],

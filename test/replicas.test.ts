@@ -4,12 +4,12 @@ import { Transaction, hexlify } from 'ethers';
 import t from 'tap';
 import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { transfer } from './helpers/evm.js';
-import { makePki } from './helpers/pki.js';
-import { startPostgres } from './helpers/postgres.js';
-import { freePort, startSignerProcess } from './helpers/process.js';
-import { testConfig } from './helpers/signer.js';
-import { makeToken, tempDir } from './helpers/token.js';
+import { transfer } from '../harness/evm.js';
+import { makePki } from '../harness/pki.js';
+import { startPostgres } from '../harness/postgres.js';
+import { freePort, startSignerProcess } from '../harness/process.js';
+import { testConfig } from '../harness/signer.js';
+import { makeToken, tempDir } from '../harness/token.js';
 
 // Two signer processes share one PostgreSQL database (and one token, as replicas share an HSM
 // cluster). The same requests go to both at once: each request id and each account nonce must

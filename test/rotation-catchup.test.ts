@@ -2,10 +2,10 @@ import { writeFile } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { call, connect } from '../src/client/client.js';
-import { makePki } from './helpers/pki.js';
-import { freePort, startSignerProcess } from './helpers/process.js';
-import { testConfig } from './helpers/signer.js';
-import { makeToken, tempDir } from './helpers/token.js';
+import { makePki } from '../harness/pki.js';
+import { freePort, startSignerProcess } from '../harness/process.js';
+import { testConfig } from '../harness/signer.js';
+import { makeToken, tempDir } from '../harness/token.js';
 
 // A schedule that fired while the signer was down runs once at the next start, and not again at
 // the start after that. The signer runs as a process, stopped and started on one SQLite file.

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { cronProblem, lastFireAtOrBefore, rotationDue, timezoneProblem } from '../src/rotation/due.js';
+import { lastFireAtOrBefore, rotationDue, timezoneProblem } from '../src/core/rotation/due.js';
+import { cronProblem } from '../src/infra/config/cron.js';
 
 const at = (iso: string) => new Date(iso);
 const DAILY_3AM = '0 3 * * *';

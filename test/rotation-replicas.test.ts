@@ -2,11 +2,11 @@ import { writeFile } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { call, connect } from '../src/client/client.js';
-import { makePki } from './helpers/pki.js';
-import { startPostgres } from './helpers/postgres.js';
-import { freePort, startSignerProcess } from './helpers/process.js';
-import { testConfig } from './helpers/signer.js';
-import { makeToken, tempDir } from './helpers/token.js';
+import { makePki } from '../harness/pki.js';
+import { startPostgres } from '../harness/postgres.js';
+import { freePort, startSignerProcess } from '../harness/process.js';
+import { testConfig } from '../harness/signer.js';
+import { makeToken, tempDir } from '../harness/token.js';
 
 // Two signer processes on one PostgreSQL run the same schedule (every 2 seconds, minimum age
 // 1 second). Both fire each time; the job lock lets exactly one rotate per fire.

@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { call } from '../src/client/client.js';
-import { eventually, startTestSigner } from './helpers/signer.js';
+import { eventually, startTestSigner } from '../harness/signer.js';
 
 // Two scheduled keys on one signer, both every 2 seconds (node-cron's 6-field form): "fast"
 // rotates on each fire; "aged" only when its active version is at least 5 seconds old.

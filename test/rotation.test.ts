@@ -5,7 +5,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { refused, startTestSigner } from './helpers/signer.js';
+import { refused, startTestSigner } from '../harness/signer.js';
 
 const ts = await startTestSigner({ config: { refreshMs: 200 } });
 t.teardown(() => ts.close());

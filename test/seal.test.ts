@@ -3,9 +3,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
-import { Hsm } from '../src/hsm/hsm.js';
-import { SealError, ensureSealingKey, seal, shareAad, unseal } from '../src/hsm/seal.js';
-import { makeToken, tempDir } from './helpers/token.js';
+import { Hsm } from '../src/infra/hsm/hsm.js';
+import { SealError, ensureSealingKey, seal, shareAad, unseal } from '../src/infra/hsm/seal.js';
+import { makeToken, tempDir } from '../harness/token.js';
 
 // Invariant 1: a threshold share is stored only sealed under a non-extractable AES key of the
 // node's own token. A real SoftHSM token, so the key's attributes are the token's, not a mock's.

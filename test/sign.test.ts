@@ -8,7 +8,7 @@ import { Transaction, Wallet, computeAddress, getBytes, hexlify } from 'ethers';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
 import { call, connect, nowTimestamp } from '../src/client/client.js';
-import { healthOf, refusal, refused, startTestSigner, TEST_TOKEN } from './helpers/signer.js';
+import { healthOf, refusal, refused, startTestSigner, TEST_TOKEN } from '../harness/signer.js';
 
 const ts = await startTestSigner();
 t.teardown(() => ts.close());
@@ -155,7 +155,7 @@ t.test('mutual TLS and roles', async (t) => {
   const listed = await call<{ keys: Key[] }>(ts.as('other-engine').signer, 'ListKeys', {});
   t.same(listed.keys.map((k) => k.keyId), ['shared-ed'], 'a signer lists only the keys it may use');
 
-  const noCert = new (await import('../src/proto.js')).signerV1.Signer(ts.address, grpc.credentials.createSsl(ts.pki.caCert), {
+  const noCert = new (await import('../src/infra/grpc/proto.js')).signerV1.Signer(ts.address, grpc.credentials.createSsl(ts.pki.caCert), {
     'grpc.ssl_target_name_override': 'localhost',
   });
   const e1 = await refusal(call(noCert, 'ListKeys', {}, 5000));

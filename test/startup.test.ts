@@ -3,10 +3,10 @@ import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import t from 'tap';
-import { makePki } from './helpers/pki.js';
-import { testConfig } from './helpers/signer.js';
-import { makeToken, repoRoot, tempDir } from './helpers/token.js';
-import { freePort, startSignerProcess, tsx } from './helpers/process.js';
+import { makePki } from '../harness/pki.js';
+import { testConfig } from '../harness/signer.js';
+import { makeToken, repoRoot, tempDir } from '../harness/token.js';
+import { freePort, startSignerProcess, tsx } from '../harness/process.js';
 
 const run = promisify(execFile);
 const tmp = await tempDir('startup-');

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import t from 'tap';
-import { PostgresStore } from '../src/store/postgres.js';
-import { startPostgres } from './helpers/postgres.js';
+import { PostgresStore } from '../src/infra/store/postgres.js';
+import { startPostgres } from '../harness/postgres.js';
 import { checkAuditRace, checkRace, raceProcesses, readChain, storeSuite, type TestStore } from './store.suite.js';
 
 const server = await startPostgres();

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { SqliteStore } from '../src/store/sqlite.js';
-import { tempDir } from './helpers/token.js';
+import { SqliteStore } from '../src/infra/store/sqlite.js';
+import { tempDir } from '../harness/token.js';
 import { checkAuditRace, checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
 
 const tmp = await tempDir('store-sqlite-');

@@ -1,5 +1,5 @@
 /**
- * The store contract (src/store/store.ts, src/store/replay.ts), run against every backend by
+ * The store contract (src/infra/store/store.ts, src/core/replay/records.ts), run against every backend by
  * test/store-<backend>.test.ts. `decide` functions here are minimal stand-ins for the replay
  * guard: the suite checks what the store reads, writes and makes atomic, not the policy.
  */
@@ -7,13 +7,14 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
-import { GENESIS, entryHash, type AuditEntry } from '../src/audit/chain.js';
-import type { AuditDraft, AuditStore, StoredCheckpoint } from '../src/store/audit.js';
-import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan, ReserveRequest, ReserveView } from '../src/store/replay.js';
-import { KeyExistsError, type KeyRecord, type Store } from '../src/store/store.js';
-import { VELOCITY_BUCKET_MS } from '../src/store/velocity.js';
-import { RACE, RACE_NOW, runAuditRace, runRace, type AuditRaceResult, type RaceResult } from './helpers/store-race.js';
-import { repoRoot } from './helpers/token.js';
+import { GENESIS, entryHash, type AuditEntry } from '../src/core/audit/chain.js';
+import type { AuditDraft } from '../src/core/audit/draft.js';
+import type { AuditStore, StoredCheckpoint } from '../src/infra/store/audit.js';
+import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan, ReserveRequest, ReserveView } from '../src/core/replay/records.js';
+import { KeyExistsError, type KeyRecord, type Store } from '../src/infra/store/store.js';
+import { VELOCITY_BUCKET_MS } from '../src/core/replay/velocity.js';
+import { RACE, RACE_NOW, runAuditRace, runRace, type AuditRaceResult, type RaceResult } from '../harness/store-race.js';
+import { repoRoot } from '../harness/token.js';
 
 export type TestStore = Store & ReplayStore & AuditStore;
 
@@ -1114,7 +1115,7 @@ export async function checkAuditRace(t: Test, store: AuditStore, results: AuditR
 }
 
 /**
- * Races `participants` separate processes (test/helpers/store-race-worker.ts), each with a
+ * Races `participants` separate processes (harness/store-race-worker.ts), each with a
  * store of its own on `target` (`postgres://...` or `sqlite:/path`). Resolves to their results.
  */
 export async function raceProcesses(target: string, participants: number): Promise<RaceResult[]>;
@@ -1122,7 +1123,7 @@ export async function raceProcesses(target: string, participants: number, mode: 
 export async function raceProcesses(target: string, participants: number, mode: 'replay' | 'audit' = 'replay'): Promise<unknown[]> {
   const tsx = `${repoRoot}/node_modules/.bin/tsx`;
   const workers = Array.from({ length: participants }, (_, i) => {
-    const child = spawn(tsx, ['test/helpers/store-race-worker.ts', target, `p${i}`, mode], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(tsx, ['harness/store-race-worker.ts', target, `p${i}`, mode], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const lines = createInterface({ input: child.stdout });

@@ -3,7 +3,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { equalBytes } from '@noble/curves/utils.js';
 import t, { type Test } from 'tap';
-import { dkgRound1, dkgRound2, dkgRound3 } from '../src/threshold/dkg.js';
+import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
 import {
   aggregate,
   commit,
@@ -15,9 +15,9 @@ import {
   signShare,
   verifyShare,
   type Key,
-} from '../src/threshold/participant.js';
-import { refreshFinish, refreshRound1, refreshRound2 } from '../src/threshold/refresh.js';
-import { isThresholdAlgorithm, SUITES, type Suite, type ThresholdAlgorithm } from '../src/threshold/suites.js';
+} from '../src/core/frost/participant.js';
+import { refreshFinish, refreshRound1, refreshRound2 } from '../src/core/frost/refresh.js';
+import { isThresholdAlgorithm, SUITES, type Suite, type ThresholdAlgorithm } from '../src/core/frost/suites.js';
 
 type Verifier = (sig: Uint8Array, msg: Uint8Array, key: Uint8Array) => boolean;
 

@@ -13,8 +13,8 @@ import {
   signShare,
   verifyShare,
   type Key,
-} from '../src/threshold/participant.js';
-import { SUITES, type Suite, type SuiteName } from '../src/threshold/suites.js';
+} from '../src/core/frost/participant.js';
+import { SUITES, type Suite, type SuiteName } from '../src/core/frost/suites.js';
 
 // The RFC 9591 Appendix E vectors, run through our participant code with the vectors' nonce
 // randomness; they are not the frost-rs vectors noble tests itself against.

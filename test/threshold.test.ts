@@ -7,8 +7,8 @@ import { schnorr } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { call, nowTimestamp } from '../src/client/client.js';
-import { COSIGNER_CLIENTS, cosignerClient, startCosigners, thresholdConfig, type CosignerNode } from './helpers/cosigners.js';
-import { eventually, refused, startTestSigner } from './helpers/signer.js';
+import { COSIGNER_CLIENTS, cosignerClient, startCosigners, thresholdConfig, type CosignerNode } from '../harness/cosigners.js';
+import { eventually, refused, startTestSigner } from '../harness/signer.js';
 
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({

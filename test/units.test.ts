@@ -1,8 +1,8 @@
 import t from 'tap';
-import { parseConfig } from '../src/config/load.js';
-import { SessionPool } from '../src/hsm/pool.js';
-import { parsePkcs11Uri } from '../src/hsm/uri.js';
-import { Authorizer } from '../src/server/auth.js';
+import { parseConfig } from '../src/infra/config/load.js';
+import { SessionPool } from '../src/infra/hsm/pool.js';
+import { parsePkcs11Uri } from '../src/infra/hsm/uri.js';
+import { Authorizer } from '../src/infra/grpc/auth.js';
 
 t.test('PKCS#11 URIs (RFC 7512)', async (t) => {
   t.same(parsePkcs11Uri('pkcs11:token=signer;object=hot-1?module-path=/usr/lib/x.so&pin-source=file:/run/pin'), {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { signerV1 } from '../proto.js';
+import { signerV1 } from '../infra/grpc/proto.js';
 
 export interface ClientTls {
   ca: Buffer;

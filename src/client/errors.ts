@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import { ErrorInfo, RetryInfo, RpcStatus } from '../proto.js';
+import { ErrorInfo, RetryInfo, RpcStatus } from '../infra/grpc/proto.js';
 
 export interface DecodedError {
   code: number;

@@ -1,0 +1,94 @@
+import { writeFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { signerV1 } from '../src/infra/grpc/proto.js';
+import { join } from 'node:path';
+import type { Pki } from './pki.js';
+import { freePort, startSignerProcess, type SignerProcess } from './process.js';
+import { makeToken, type TestToken } from './token.js';
+
+/** Client certificates a test PKI needs for a signer with three cosigners. */
+export const COSIGNER_CLIENTS = ['coordinator', 'cosigner-1', 'cosigner-2', 'cosigner-3'];
+
+/** Misbehaviour a test cosigner is started with (harness/evil-cosigner.ts). */
+export type Fault = 'corrupt-sign-share' | 'bad-proof' | 'bad-share';
+
+export interface CosignerNode {
+  id: number;
+  dir: string;
+  dbPath: string;
+  token: TestToken;
+  address: string;
+  configFile: string;
+  proc: SignerProcess;
+  /** Stops the process (SIGTERM unless told) and starts it again, honest unless told. */
+  restart(fault?: Fault): Promise<void>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * n real cosigner processes on localhost, each with its own SoftHSM token and SQLite file,
+ * accepting the `coordinator` client certificate only. The PKI must hold client certificates
+ * `cosigner-1`..`cosigner-n` (their ceremony identities): see `COSIGNER_CLIENTS`.
+ */
+export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Record<number, Fault> = {}): Promise<CosignerNode[]> {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const id = i + 1;
+      const home = join(dir, `cosigner-${id}`);
+      const token = await makeToken(home, `cosigner-${id}`);
+      const port = await freePort();
+      const config = {
+        role: 'cosigner',
+        listen: `127.0.0.1:${port}`,
+        tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
+        hsm: { uri: token.uri, sessions: 2, moduleEnv: token.env },
+        store: { sqlite: { path: join(home, 'cosigner.db') } },
+        clients: {},
+        cosigner: { id, peers: ['coordinator'], identity: { certFile: pki.files.clients[`cosigner-${id}`]!.cert, keyFile: pki.files.clients[`cosigner-${id}`]!.key } },
+        log: { level: 'info' },
+      };
+      const configFile = join(home, 'cosigner.json');
+      await writeFile(configFile, JSON.stringify(config, null, 2));
+      const spawn = (fault?: Fault) =>
+        fault
+          ? startSignerProcess(configFile, 30_000, { entry: 'harness/evil-cosigner.ts', ready: 'cosigner started', args: ['--fault', fault] })
+          : startSignerProcess(configFile, 30_000, { ready: 'cosigner started' });
+      const node: CosignerNode = {
+        id,
+        dir: home,
+        dbPath: config.store.sqlite.path,
+        token,
+        address: `127.0.0.1:${port}`,
+        configFile,
+        proc: await spawn(faults[id]),
+        async stop(signal = 'SIGTERM') {
+          await node.proc.stop(signal);
+        },
+        async restart(fault) {
+          await node.proc.stop();
+          node.proc = await spawn(fault);
+        },
+      };
+      return node;
+    }),
+  );
+}
+
+/** The signer's `threshold` config section for these cosigners. */
+export function thresholdConfig(nodes: CosignerNode[], pki: Pki, minSigners = 2, deadlineMs = 3000) {
+  return {
+    minSigners,
+    cosigners: nodes.map((c) => ({ id: c.id, address: c.address, serverName: 'localhost' })),
+    tls: { certFile: pki.files.clients['coordinator']!.cert, keyFile: pki.files.clients['coordinator']!.key },
+    deadlineMs,
+    poolSize: 8,
+  };
+}
+
+/** A Cosigner API client at `address`, calling with the test PKI's certificate for `cn`. */
+export function cosignerClient(pki: Pki, address: string, cn = 'coordinator'): grpc.Client {
+  const c = pki.clients[cn];
+  if (!c) throw new Error(`no test certificate for ${cn}`);
+  const creds = grpc.credentials.createSsl(pki.caCert, c.key, c.cert);
+  return new signerV1.Cosigner(address, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+}

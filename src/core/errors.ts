@@ -1,0 +1,76 @@
+/**
+ * Stable machine reasons (google.rpc.ErrorInfo.reason). Clients branch on these, so a value
+ * once published never changes meaning.
+ */
+export type Reason =
+  | 'KEY_NOT_FOUND'
+  | 'KEY_VERSION_NOT_FOUND'
+  | 'PAYLOAD_INVALID'
+  | 'PAYLOAD_KIND_UNSUPPORTED'
+  | 'REQUEST_INVALID'
+  | 'NOT_AUTHENTICATED'
+  | 'NOT_AUTHORIZED'
+  | 'HSM_UNAVAILABLE'
+  | 'HSM_ERROR'
+  | 'SIGNATURE_SELF_CHECK_FAILED'
+  | 'KEY_EXISTS'
+  | 'INTERNAL'
+  // Signing policy (src/policy): freshness, then the policy's rules in evaluation order.
+  | 'STALE_REQUEST'
+  | 'FUTURE_REQUEST'
+  | 'TRAFFIC_CLASS_NOT_ALLOWED'
+  | 'CLIENT_NOT_ALLOWED'
+  | 'RAW_SIGNING_DISABLED'
+  | 'PAYLOAD_KIND_NOT_ALLOWED'
+  | 'CHAIN_NOT_ALLOWED'
+  | 'CONTRACT_NOT_ALLOWED'
+  | 'FEE_LIMIT'
+  | 'VALUE_LIMIT'
+  | 'DESTINATION_NOT_ALLOWED'
+  | 'VELOCITY_LIMIT'
+  | 'BATCH_LIMIT'
+  | 'REQUEST_ID_REUSED'
+  | 'REQUEST_IN_FLIGHT'
+  | 'NONCE_ALREADY_SIGNED'
+  | 'NONCE_IN_FLIGHT'
+  | 'NONCE_GAP'
+  | 'BATCH_ID_REUSED'
+  | 'BATCH_IN_FLIGHT'
+  | 'BATCH_NONCES_NOT_UNIQUE'
+  | 'BATCH_EXPIRED'
+  | 'NO_POLICY'
+  | 'POLICY_INVALID'
+  | 'POLICY_NOT_FOUND'
+  | 'KEY_VERSION_RETIRED'
+  | 'KEY_ROTATION_CONFLICT'
+  | 'CONFIRMATION_REQUIRED'
+  | 'KEY_STATE_INVALID'
+  // Threshold keys (src/threshold): cosigners, ceremonies and signing rounds.
+  | 'THRESHOLD_NOT_CONFIGURED'
+  | 'THRESHOLD_UNAVAILABLE'
+  | 'PARTICIPANT_FAULT'
+  | 'CEREMONY_NOT_FOUND'
+  | 'CEREMONY_FAILED'
+  | 'SHARE_NOT_FOUND'
+  | 'SHARE_EPOCH_MISMATCH'
+  | 'NONCE_UNKNOWN'
+  | 'COMMITMENT_MISMATCH';
+
+/**
+ * A refusal or failure that crosses the API boundary. The message is shown to callers and
+ * logged, so it MUST NOT contain a PIN, key material or anything read from the HSM's secrets.
+ * The transport status is not chosen here: each reason has exactly one, in the table at the
+ * gRPC edge (src/infra/grpc/status.ts), so a reason can never travel under two statuses.
+ */
+export class SignerError extends Error {
+  constructor(
+    readonly reason: Reason,
+    message: string,
+    readonly metadata: Record<string, string> = {},
+    /** For retryable refusals (in flight, unavailable): when a retry makes sense. */
+    readonly retryDelayMs?: number,
+  ) {
+    super(message);
+    this.name = 'SignerError';
+  }
+}

@@ -1,0 +1,138 @@
+import type { AuditDraft } from '../audit/draft.js';
+
+/**
+ * The replay guard's view of the store: what a reservation reads and writes. The decision
+ * itself (src/core/replay/guard.ts) is a pure function of this view; the store only makes the read,
+ * the decision and the writes one atomic, durable transaction.
+ */
+
+/** A claim on an account nonce: what makes two EVM payloads "the same transfer". */
+export interface NonceClaim {
+  /**
+   * The account whose nonce this is: the key version that signs (each version is its own
+   * address), written "<key id>@v<version>". Claims, next nonces and locks are per account.
+   */
+  account: string;
+  chainId: bigint;
+  nonce: bigint;
+  /** Hash of (to, value, data): a fee bump must keep it. */
+  intentHash: Uint8Array;
+  maxFeePerGas: bigint;
+  maxPriorityFeePerGas: bigint;
+}
+
+export interface ReserveItem {
+  client: string;
+  requestId: string;
+  keyId: string;
+  /** Hash of key id, payload kind and payload bytes: "the same request". */
+  payloadHash: Uint8Array;
+  nonce?: NonceClaim;
+  /** Native value moved, counted by velocity limits. */
+  value: bigint;
+}
+
+export type RecordState = 'pending' | 'done';
+
+export interface RequestRecord {
+  payloadHash: Uint8Array;
+  state: RecordState;
+  /** The stored response, once done. */
+  result?: Uint8Array;
+  /** A pending record whose signer died or failed: a retry of the same payload may take over. */
+  leaseExpired: boolean;
+}
+
+export interface NonceRecord {
+  payloadHash: Uint8Array;
+  intentHash: Uint8Array;
+  maxFeePerGas: bigint;
+  maxPriorityFeePerGas: bigint;
+  state: RecordState;
+  result?: Uint8Array;
+  client: string;
+  requestId: string;
+  leaseExpired: boolean;
+}
+
+export interface VelocityQuery {
+  scope: 'key' | 'client';
+  subject: string;
+  windowSeconds: number;
+}
+
+export interface VelocityUsage {
+  count: number;
+  value: bigint;
+}
+
+export interface ItemView {
+  /** The record of the same client and request id, if any. */
+  request?: RequestRecord;
+  /** The current holder of the item's (key, chain, nonce), if any. */
+  nonce?: NonceRecord;
+  /** Highest reserved nonce + 1 for the item's (key, chain); undefined when none. */
+  nextNonce?: bigint;
+}
+
+export interface BatchRecord {
+  itemsHash: Uint8Array;
+}
+
+export interface ReserveView {
+  items: ItemView[];
+  /** One per query, in query order, read under the reservation's locks. */
+  velocity: VelocityUsage[];
+  batch?: BatchRecord;
+}
+
+/**
+ * What the decision asks the store to write. `insert` items get a pending request, their nonce
+ * claim and a velocity event; `replaceNonce` items take over the nonce from its current holder
+ * (a fee bump); `resume` items renew the lease of their own pending record.
+ */
+export interface ReservePlan<T> {
+  outcome: T;
+  /** Audit entries appended in the same transaction (refusals and replays decided here). */
+  audit?: AuditDraft[];
+  writes: Array<{ index: number; action: 'insert' | 'replaceNonce' | 'resume' }>;
+  /** Records the request's batch (client, batch id) with this items hash, with the writes. */
+  batch?: { itemsHash: Uint8Array };
+}
+
+export interface ReserveRequest {
+  items: ReserveItem[];
+  velocity: VelocityQuery[];
+  batch?: { client: string; batchId: string };
+  /** Pending records stay owned by their signer this long (ms); afterwards a retry takes over. */
+  leaseMs: number;
+  now: Date;
+}
+
+export interface Completion {
+  client: string;
+  requestId: string;
+  result: Uint8Array;
+}
+
+/** Durable replay records; every method commits before it resolves. */
+export interface ReplayStore {
+  /**
+   * Reads the view, calls `decide` (pure, synchronous) and applies its writes in one
+   * transaction. `decide` may run more than once when a concurrent writer forces a retry.
+   */
+  reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T>;
+  /**
+   * Stores the results of signed items, marks their requests and nonce claims done, and appends
+   * their audit entries, in one transaction.
+   */
+  complete(done: Completion[], audit: AuditDraft[]): Promise<void>;
+  /** Ends the lease of pending items whose signing failed, so a retry can take over at once. */
+  abandon(items: Array<{ client: string; requestId: string }>): Promise<void>;
+  /**
+   * Deletes idempotency records and batches created before `requests`, and velocity usage older
+   * than `velocity` (which MUST be older than the longest velocity window). Nonce claims are
+   * kept forever.
+   */
+  prune(before: { requests: Date; velocity: Date }): Promise<number>;
+}

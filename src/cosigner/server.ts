@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Config } from '../infra/config/schema.js';
+import { Hsm } from '../infra/hsm/hsm.js';
+import { ensureSealingKey } from '../infra/hsm/seal.js';
+import type { Logger } from '../infra/log.js';
+import { signerV1 } from '../infra/grpc/proto.js';
+import type { CeremonyFaults } from './ceremony.js';
+import { CosignerStore } from './store.js';
+import { cosignerHandlers } from './service.js';
+import { CosignerIdentity } from './identity.js';
+
+export interface RunningCosigner {
+  port: number;
+  close(): Promise<void>;
+}
+
+const REQUEST_RETENTION_MS = 3 * 3600_000;
+
+/** The token's AES key that seals this node's shares; created in the token on first start. */
+export const SEALING_KEY_LABEL = 'hsm-signer/share-sealing';
+
+/**
+ * The cosigner role: one PKCS#11 token, one SQLite file of sealed shares and replay records, and
+ * signer.v1.Cosigner over mutual TLS for the peers named in config. Nothing else is served.
+ */
+export async function startCosigner(config: Config, log: Logger, opts: { faults?: CeremonyFaults & { corruptSignShare?: boolean } } = {}): Promise<RunningCosigner> {
+  const me = config.cosigner!;
+  if (!('sqlite' in config.store)) throw new Error('a cosigner keeps its shares in an sqlite store');
+  Object.assign(process.env, config.hsm.moduleEnv);
+  const hsm = await Hsm.open({ ...config.hsm, log });
+  const sealKey = await ensureSealingKey(hsm, SEALING_KEY_LABEL);
+  const identity = new CosignerIdentity(me.identity, config.tls.caFile, me.id);
+  const store = new CosignerStore(config.store.sqlite.path);
+  const server = new grpc.Server();
+  server.addService(
+    signerV1.Cosigner.service,
+    cosignerHandlers({ id: me.id, hsm, sealKey, store, identity, peers: new Set(me.peers), maxPooledNonces: me.maxPooledNonces, log, ...(opts.faults ? { faults: opts.faults } : {}) }),
+  );
+  const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
+  health.addToServer(server);
+  hsm.onHealthChange((up) => ['', 'signer.v1.Cosigner'].forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+  const creds = grpc.ServerCredentials.createSsl(
+    readFileSync(config.tls.caFile),
+    [{ private_key: readFileSync(config.tls.keyFile), cert_chain: readFileSync(config.tls.certFile) }],
+    true,
+  );
+  // The signer keeps request records for two hours past freshness; the cosigner a little longer.
+  const pruner = setInterval(() => {
+    try {
+      store.pruneRequests(new Date(Date.now() - REQUEST_RETENTION_MS));
+    } catch (e) {
+      log.error({ err: e }, 'pruning cosigner request records failed');
+    }
+  }, 60_000);
+  pruner.unref();
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))));
+  log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
+  return {
+    port,
+    async close() {
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      clearInterval(pruner);
+      await hsm.close();
+      store.close();
+      log.info('cosigner stopped');
+    },
+  };
+}

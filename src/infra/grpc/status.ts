@@ -1,0 +1,91 @@
+import * as grpc from '@grpc/grpc-js';
+import { type Reason, SignerError } from '../../core/errors.js';
+import type { Logger } from '../log.js';
+import { ErrorInfo, RetryInfo, RpcStatus } from './proto.js';
+
+export const ERROR_DOMAIN = 'signer.v1';
+
+const S = grpc.status;
+
+/**
+ * Each reason's one gRPC status. Clients branch on (status, reason), so a pair once published
+ * never changes; the record type makes a new reason without a status a compile error.
+ */
+export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
+  KEY_NOT_FOUND: S.NOT_FOUND,
+  KEY_VERSION_NOT_FOUND: S.NOT_FOUND,
+  POLICY_NOT_FOUND: S.NOT_FOUND,
+  CEREMONY_NOT_FOUND: S.NOT_FOUND,
+  SHARE_NOT_FOUND: S.NOT_FOUND,
+  PAYLOAD_INVALID: S.INVALID_ARGUMENT,
+  PAYLOAD_KIND_UNSUPPORTED: S.INVALID_ARGUMENT,
+  REQUEST_INVALID: S.INVALID_ARGUMENT,
+  POLICY_INVALID: S.INVALID_ARGUMENT,
+  CONFIRMATION_REQUIRED: S.INVALID_ARGUMENT,
+  BATCH_NONCES_NOT_UNIQUE: S.INVALID_ARGUMENT,
+  NOT_AUTHENTICATED: S.UNAUTHENTICATED,
+  NOT_AUTHORIZED: S.PERMISSION_DENIED,
+  NO_POLICY: S.PERMISSION_DENIED,
+  TRAFFIC_CLASS_NOT_ALLOWED: S.PERMISSION_DENIED,
+  CLIENT_NOT_ALLOWED: S.PERMISSION_DENIED,
+  RAW_SIGNING_DISABLED: S.PERMISSION_DENIED,
+  PAYLOAD_KIND_NOT_ALLOWED: S.PERMISSION_DENIED,
+  CHAIN_NOT_ALLOWED: S.PERMISSION_DENIED,
+  CONTRACT_NOT_ALLOWED: S.PERMISSION_DENIED,
+  FEE_LIMIT: S.PERMISSION_DENIED,
+  VALUE_LIMIT: S.PERMISSION_DENIED,
+  DESTINATION_NOT_ALLOWED: S.PERMISSION_DENIED,
+  BATCH_LIMIT: S.PERMISSION_DENIED,
+  VELOCITY_LIMIT: S.RESOURCE_EXHAUSTED,
+  STALE_REQUEST: S.FAILED_PRECONDITION,
+  FUTURE_REQUEST: S.FAILED_PRECONDITION,
+  NONCE_GAP: S.FAILED_PRECONDITION,
+  BATCH_EXPIRED: S.FAILED_PRECONDITION,
+  KEY_VERSION_RETIRED: S.FAILED_PRECONDITION,
+  KEY_STATE_INVALID: S.FAILED_PRECONDITION,
+  THRESHOLD_NOT_CONFIGURED: S.FAILED_PRECONDITION,
+  PARTICIPANT_FAULT: S.FAILED_PRECONDITION,
+  CEREMONY_FAILED: S.FAILED_PRECONDITION,
+  SHARE_EPOCH_MISMATCH: S.FAILED_PRECONDITION,
+  NONCE_UNKNOWN: S.FAILED_PRECONDITION,
+  COMMITMENT_MISMATCH: S.FAILED_PRECONDITION,
+  KEY_EXISTS: S.ALREADY_EXISTS,
+  REQUEST_ID_REUSED: S.ALREADY_EXISTS,
+  NONCE_ALREADY_SIGNED: S.ALREADY_EXISTS,
+  BATCH_ID_REUSED: S.ALREADY_EXISTS,
+  REQUEST_IN_FLIGHT: S.ABORTED,
+  NONCE_IN_FLIGHT: S.ABORTED,
+  BATCH_IN_FLIGHT: S.ABORTED,
+  KEY_ROTATION_CONFLICT: S.ABORTED,
+  HSM_UNAVAILABLE: S.UNAVAILABLE,
+  THRESHOLD_UNAVAILABLE: S.UNAVAILABLE,
+  HSM_ERROR: S.INTERNAL,
+  SIGNATURE_SELF_CHECK_FAILED: S.INTERNAL,
+  INTERNAL: S.INTERNAL,
+};
+
+export const statusOf = (reason: Reason): grpc.status => REASON_STATUS[reason];
+
+/**
+ * The one place where errors become gRPC statuses. A SignerError keeps its reason and
+ * message and gets its reason's status; anything else is logged and reported as INTERNAL without its text, which could
+ * carry data from a library or the HSM.
+ */
+export function toServiceError(e: unknown, log?: Logger): Partial<grpc.ServiceError> {
+  const err =
+    e instanceof SignerError ? e : new SignerError('INTERNAL', 'internal error; see the signer log');
+  if (!(e instanceof SignerError)) log?.error({ err: e }, 'unexpected error');
+  const info = ErrorInfo.encode(
+    ErrorInfo.create({ reason: err.reason, domain: ERROR_DOMAIN, metadata: err.metadata }),
+  ).finish();
+  const details = [{ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: info }];
+  if (err.retryDelayMs !== undefined) {
+    const delay = { seconds: Math.floor(err.retryDelayMs / 1000), nanos: (err.retryDelayMs % 1000) * 1e6 };
+    details.push({ type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: RetryInfo.encode(RetryInfo.create({ retryDelay: delay })).finish() });
+  }
+  const code = statusOf(err.reason);
+  const encoded = RpcStatus.encode(RpcStatus.create({ code, message: err.message, details })).finish();
+  const metadata = new grpc.Metadata();
+  metadata.set('grpc-status-details-bin', Buffer.from(encoded));
+  return { code, details: err.message, metadata };
+}

@@ -1,0 +1,16 @@
+import type { Config } from '../config/schema.js';
+import type { AuditStore } from './audit.js';
+import type { ReplayStore } from '../../core/replay/records.js';
+import type { Store } from './store.js';
+
+export type FullStore = Store & ReplayStore & AuditStore;
+
+/** Opens the configured backend; PostgreSQL is loaded only when configured. */
+export async function openStore(cfg: Config['store']): Promise<FullStore> {
+  if ('sqlite' in cfg) {
+    const { SqliteStore } = await import('./sqlite.js');
+    return new SqliteStore(cfg.sqlite.path);
+  }
+  const { PostgresStore } = await import('./postgres.js');
+  return PostgresStore.open(cfg.postgres.url, { poolSize: cfg.postgres.poolSize });
+}

@@ -1,0 +1,85 @@
+import type { Algorithm } from '../config/schema.js';
+
+export type KeyState = 'active' | 'verify-only' | 'disabled' | 'destroyed';
+
+/** One version of a key: where it lives in the token and what it verifies with. */
+export interface KeyRecord {
+  keyId: string;
+  version: number;
+  algorithm: Algorithm;
+  /** CKA_ID of the token objects. */
+  ckaId: Uint8Array;
+  publicKey: Uint8Array;
+  state: KeyState;
+  createdAt: Date;
+  /** When the state last changed (creation, rotation, disable, destroy). */
+  stateChangedAt: Date;
+  /** For a verify-only version: when it is due to be disabled (end of the rotation overlap). */
+  retireAt: Date | null;
+  /** Threshold keys only: where the shares are and how to check them. */
+  threshold?: ThresholdInfo | null;
+}
+
+/**
+ * A threshold key version: the cosigners holding its shares, the signers needed, and the public
+ * package (group key, commitments, verifying shares) the coordinator checks shares against.
+ * `ckaId` of such a version is a random group id, bound into every cosigner's sealed share.
+ */
+export interface ThresholdInfo {
+  minSigners: number;
+  cosigners: number[];
+  /** Incremented by every share refresh. */
+  epoch: number;
+  /** When the current shares were made (DKG or the last refresh), ISO 8601. */
+  sharesSince: string;
+  /** FrostPublic as JSON (src/core/frost/participant.ts encodePublic). */
+  publicPackage: string;
+}
+
+/** One version of a named policy; every version is kept, so changes are on record. */
+export interface PolicyRecord {
+  name: string;
+  version: number;
+  /** The policy as JSON, exactly as it was set. */
+  document: string;
+  updatedAt: Date;
+  /** Client CN of the admin who set it, or "config". */
+  updatedBy: string;
+}
+
+/**
+ * Durable state shared by all replicas. Implementations enforce uniqueness in the database
+ * (constraints, transactions), never with in-process locks.
+ */
+export interface Store {
+  /** Inserts a key version; fails with `KeyExistsError` if (keyId, version) exists. */
+  insertKey(k: KeyRecord): Promise<void>;
+  /** Every version of every key, by key id then version. */
+  listKeys(): Promise<KeyRecord[]>;
+  /**
+   * Makes `next` the active version and the current active one verify-only until `retireAt`, in
+   * one transaction. Fails with KeyExistsError when another replica rotated first (the
+   * version exists or `previousVersion` is no longer active).
+   */
+  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void>;
+  /** Records a threshold version's refreshed shares (new epoch and public package). */
+  updateThreshold(keyId: string, version: number, info: ThresholdInfo): Promise<void>;
+  /** Moves a version to `to` if its state is one of `from`; false when it was not. */
+  setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean>;
+  /** Appends the next version of a policy (version = latest + 1, decided in the database). */
+  putPolicy(name: string, document: string, updatedBy: string, at: Date): Promise<PolicyRecord>;
+  /** The latest version of every policy. */
+  listPolicies(): Promise<PolicyRecord[]>;
+  /** Every version of one policy, oldest first. */
+  policyHistory(name: string): Promise<PolicyRecord[]>;
+  /**
+   * Runs `fn` only if no other replica is running the job `name` right now; undefined (and `fn`
+   * not run) when another holds it. Not a queue: a caller that loses simply skips this turn.
+   */
+  withJobLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined>;
+  close(): Promise<void>;
+}
+
+export class KeyExistsError extends Error {
+  override name = 'KeyExistsError';
+}

@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import type { Prepared } from '../signing/service.js';
+import type { AuditDraft } from '../../core/audit/draft.js';
+
+/** Errors whose audit entry was already written in the transaction that decided them. */
+const audited = new WeakSet<object>();
+
+export function markAudited<E extends object>(e: E): E {
+  audited.add(e);
+  return e;
+}
+
+export function wasAudited(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && audited.has(e);
+}
+
+/** What the policy saw, for the auditor: chain, nonce, recipient, value; never calldata or secrets. */
+export function intentOf(p: Prepared): Record<string, string> {
+  if (!p.evm) {
+    const scope: Record<string, string> = p.scope ? { chainId: p.scope.chainId.toString(), nonce: p.scope.nonce.toString() } : {};
+    return { kind: p.kind, bytes: String(p.data.length), ...scope };
+  }
+  const t = p.evm.intent;
+  return {
+    kind: 'evm',
+    chainId: t.chainId.toString(),
+    nonce: t.nonce.toString(),
+    to: t.to ?? 'create',
+    value: t.value.toString(),
+    maxFeePerGas: t.maxFeePerGas.toString(),
+    ...(t.data !== '0x' ? { selector: t.data.slice(0, 10) } : {}),
+  };
+}
+
+export interface DraftBase {
+  at: Date;
+  client: string;
+  keyId: string | null;
+  keyVersion: number | null;
+  requestId: string | null;
+}
+
+export function signDraft(base: DraftBase, p: Prepared, outcome: { decision: AuditDraft['decision']; reason?: string; signature?: Uint8Array }): AuditDraft {
+  return {
+    kind: 'sign',
+    ...base,
+    payloadHash: p.payloadHash,
+    intent: intentOf(p),
+    decision: outcome.decision,
+    reason: outcome.reason ?? null,
+    signatureHash: outcome.signature ? createHash('sha256').update(outcome.signature).digest() : null,
+  };
+}
+
+/** A refusal decided before a payload could be decoded or bound to a key. */
+export function refusalDraft(kind: string, base: DraftBase, reason: string): AuditDraft {
+  return { kind, ...base, payloadHash: null, intent: null, decision: 'refused', reason, signatureHash: null };
+}
+
+/** Administrative and lifecycle events: key changes, policy changes, start and stop. */
+export function eventDraft(
+  kind: string,
+  at: Date,
+  client: string | null,
+  fields: Partial<Pick<AuditDraft, 'keyId' | 'keyVersion' | 'intent' | 'payloadHash'>> = {},
+): AuditDraft {
+  return {
+    kind,
+    at,
+    client,
+    keyId: fields.keyId ?? null,
+    keyVersion: fields.keyVersion ?? null,
+    requestId: null,
+    payloadHash: fields.payloadHash ?? null,
+    intent: fields.intent ?? null,
+    decision: 'done',
+    reason: null,
+    signatureHash: null,
+  };
+}

@@ -1,0 +1,96 @@
+import type * as grpc from '@grpc/grpc-js';
+import { SignerError } from '../../core/errors.js';
+import type { KeyRegistry } from '../keys/registry.js';
+import type { Logger } from '../../infra/log.js';
+import type { PolicyRegistry } from '../policy/registry.js';
+import type { PolicyRecord, Store } from '../../infra/store/store.js';
+import type { Authorizer } from '../../infra/grpc/auth.js';
+import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
+import { unary } from '../../infra/grpc/unary.js';
+import { createHash } from 'node:crypto';
+import { eventDraft } from '../audit/drafts.js';
+import type { AuditStore } from '../../infra/store/audit.js';
+
+const policyToWire = (p: PolicyRecord) => ({
+  name: p.name,
+  document: p.document,
+  version: p.version,
+  updatedAt: timestamp(p.updatedAt),
+  updatedBy: p.updatedBy,
+});
+
+export function keyAdminHandlers(deps: {
+  auth: Authorizer;
+  keys: KeyRegistry;
+  policies: PolicyRegistry;
+  audit: AuditStore;
+  jobs: Pick<Store, 'withJobLock'>;
+  /** Default overlap of a rotation: how long the previous version stays verify-only. */
+  overlapMs: number;
+  log: Logger;
+}): grpc.UntypedServiceImplementation {
+  const { auth, keys, policies, audit, jobs, overlapMs, log } = deps;
+  const record = (kind: string, client: string, k: { keyId: string; version: number }, intent?: Record<string, string>) =>
+    audit.appendAudit([eventDraft(kind, new Date(), client, { keyId: k.keyId, keyVersion: k.version, ...(intent ? { intent } : {}) })]);
+  return {
+    CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const algorithm = algorithmFromWire(call.request.algorithm);
+      if (!algorithm) throw new SignerError('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR');
+      const key = await keys.create(call.request.keyId, algorithm);
+      log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
+      await record('key.create', id.client, key, { algorithm });
+      return keyToWire(key);
+    }),
+
+    RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
+      const { next, previous } = await keys.rotate(call.request.keyId, overlap);
+      await record('key.rotate', id.client, next, { previousVersion: String(previous.version), overlapSeconds: String(Math.round(overlap / 1000)) });
+      const after = keys.history(next.keyId);
+      return { active: keyToWire(after.find((k) => k.version === next.version)!), previous: keyToWire(after.find((k) => k.version === previous.version)!) };
+    }),
+
+    DisableKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const k = await keys.disable(call.request.keyId, call.request.version);
+      await record('key.disable', id.client, k);
+      return keyToWire(k);
+    }),
+
+    DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const k = await keys.destroy(call.request.keyId, call.request.version, call.request.confirmKeyId);
+      await record('key.destroy', id.client, k);
+      return keyToWire(k);
+    }),
+
+    RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      // The same job lock as scheduled rotation and refresh: one ceremony per key across replicas.
+      const k = await jobs.withJobLock(`rotate:${call.request.keyId}`, () => keys.refreshShares(call.request.keyId));
+      if (!k) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${call.request.keyId}" is being rotated or refreshed elsewhere; retry`, { keyId: call.request.keyId });
+      await record('key.refresh', id.client, k, { epoch: String(k.threshold!.epoch) });
+      return keyToWire(k);
+    }),
+
+    SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      const record = await policies.set(call.request.name, call.request.document, id.client, new Date());
+      const documentHash = createHash('sha256').update(record.document).digest();
+      await audit.appendAudit([eventDraft('policy.set', record.updatedAt, id.client, { payloadHash: documentHash, intent: { policy: record.name, version: String(record.version) } })]);
+      return policyToWire(record);
+    }),
+
+    GetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {
+      // Auditors read policies too: what was allowed is part of what they check.
+      const id = auth.identify(call);
+      if (!id.roles.has('auditor')) auth.require(call, 'admin');
+      const r = call.request;
+      if (r.selector === 'name') return policyToWire(policies.get(r.name!));
+      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(r.keyId!));
+      throw new SignerError('REQUEST_INVALID', 'name or key_id is required');
+    }),
+  };
+}

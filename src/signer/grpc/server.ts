@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server as HttpServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Config } from '../../infra/config/schema.js';
+import { Hsm, type Pkcs11 } from '../../infra/hsm/hsm.js';
+import { KeyRegistry } from '../keys/registry.js';
+import type { Logger } from '../../infra/log.js';
+import { Metrics } from '../../infra/metrics.js';
+import { packageDefinition, signerV1 } from '../../infra/grpc/proto.js';
+import { SigningService } from '../signing/service.js';
+import { PolicyRegistry } from '../policy/registry.js';
+import { MAX_VELOCITY_WINDOW_SECONDS } from '../../core/policy/schema.js';
+import { SignFlow } from '../signing/flow.js';
+import { openStore } from '../../infra/store/open.js';
+import { Authorizer } from '../../infra/grpc/auth.js';
+import { keyAdminHandlers } from './keyadmin-service.js';
+import { auditHandlers } from './audit-service.js';
+import { createHash } from 'node:crypto';
+import { Checkpointer } from '../audit/checkpointer.js';
+import { checkpointSigner } from '../audit/audit-key.js';
+import { eventDraft } from '../audit/drafts.js';
+import { signerHandlers } from './signer-service.js';
+import { RotationScheduler } from '../rotation/scheduler.js';
+import { Ceremonies } from '../threshold/ceremonies.js';
+import { CosignerClients } from '../threshold/cosigner-client.js';
+import { ThresholdSigner } from '../threshold/threshold-signer.js';
+
+export interface RunningSigner {
+  /** The bound gRPC port (useful when config listens on port 0). */
+  port: number;
+  metricsPort?: number;
+  hsm: Hsm;
+  keys: KeyRegistry;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin', 'signer.v1.Audit'];
+
+/**
+ * Idempotency records are kept past the longest freshness window a policy may set (an hour)
+ * on both sides of the clock, so a request still fresh enough to pass can never miss its record.
+ */
+const REPLAY_RETENTION_MS = 2 * 3600_000 + 60_000;
+
+/**
+ * Opens the HSM and the store, then serves Signer, KeyAdmin, health and reflection over mutual
+ * TLS. Health follows the HSM: NOT_SERVING while the token is unavailable.
+ */
+export async function startSigner(config: Config, log: Logger, opts: { wrapModule?: (p11: Pkcs11) => Pkcs11; clock?: () => Date } = {}): Promise<RunningSigner> {
+  Object.assign(process.env, config.hsm.moduleEnv);
+  const metrics = new Metrics({ processMetrics: true });
+  const tls = {
+    ca: readFileSync(config.tls.caFile),
+    cert: readFileSync(config.tls.certFile),
+    key: readFileSync(config.tls.keyFile),
+  };
+  const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
+  const store = await openStore(config.store);
+  const cosigners = config.threshold ? new CosignerClients(config.threshold, config.tls.caFile) : undefined;
+  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
+  await keys.load();
+  keys.startRefresh(config.refreshMs);
+  const auditKey = await keys.serviceKey('_audit', 'ed25519');
+  const checkpointer = new Checkpointer(
+    store,
+    { keyId: auditKey.keyId, version: auditKey.version, publicKey: auditKey.publicKey },
+    checkpointSigner(hsm, auditKey),
+    { everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs, log },
+  );
+  await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
+  const policies = new PolicyRegistry(store, log);
+  const seeded = await policies.seed(config.policies, new Date());
+  if (seeded.length) {
+    await store.appendAudit(
+      seeded.map((r) => eventDraft('policy.set', r.updatedAt, 'config', { payloadHash: createHash('sha256').update(r.document).digest(), intent: { policy: r.name, version: String(r.version) } })),
+    );
+  }
+  checkpointer.start();
+  policies.startRefresh(config.refreshMs);
+  const auth = new Authorizer(config.clients, config.keyAccess);
+  // A cosigner left out of a signature is named in the audit log and the metrics.
+  const thresholdSigner =
+    cosigners &&
+    new ThresholdSigner(
+      cosigners,
+      config.threshold!,
+      (f) => {
+        metrics.cosignerFaults.inc({ cosigner: String(f.cosigner), why: f.why });
+        store
+          .appendAudit([eventDraft('threshold.fault', new Date(), null, { keyId: f.keyId, keyVersion: f.version, intent: { cosigner: String(f.cosigner), why: f.why, requestId: f.requestId } })])
+          .catch((e) => log.error({ err: e }, 'could not audit a cosigner fault'));
+      },
+      log,
+      (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
+    );
+  const signing = new SigningService(hsm, keys, thresholdSigner);
+  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
+  // Versions whose overlap ended are disabled by whichever replica sees it first (idempotent).
+  const retirer = setInterval(() => {
+    keys
+      .retireDue()
+      .then((done) => store.appendAudit(done.map((k) => eventDraft('key.disable', new Date(), 'rotation', { keyId: k.keyId, keyVersion: k.version, intent: { why: 'overlap ended' } }))))
+      .catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
+  }, config.refreshMs);
+  retirer.unref();
+  const pruner = setInterval(() => {
+    const now = Date.now();
+    store
+      .prune({ requests: new Date(now - REPLAY_RETENTION_MS), velocity: new Date(now - MAX_VELOCITY_WINDOW_SECONDS * 1000) })
+      .catch((e) => log.error({ err: e }, 'pruning replay records failed'));
+  }, 60_000);
+  pruner.unref();
+  // Scheduled rotation; a fire missed while down is caught up here, before serving.
+  const scheduler = new RotationScheduler({ keys, store, schedules: config.rotation.schedules, overlapMs: config.rotation.overlapSeconds * 1000, log });
+  await scheduler.start();
+
+  const server = new grpc.Server();
+  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
+  server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
+  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
+  health.addToServer(server);
+  new ReflectionService(packageDefinition).addToServer(server);
+  hsm.onHealthChange((up) => SERVICES.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+
+  const creds = grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+
+  let http: HttpServer | undefined;
+  let metricsPort: number | undefined;
+  if (config.metrics) {
+    http = createServer(async (req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      res.setHeader('content-type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    });
+    const [host, p] = splitHostPort(config.metrics.listen);
+    await new Promise<void>((resolve) => http!.listen(p, host, resolve));
+    metricsPort = (http.address() as { port: number }).port;
+  }
+  log.info({ listen: config.listen, port, metricsPort, keys: keys.list().length, sessions: config.hsm.sessions }, 'signer started');
+
+  return {
+    port,
+    metricsPort,
+    hsm,
+    keys,
+    metrics,
+    async close() {
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      http?.close();
+      clearInterval(pruner);
+      clearInterval(retirer);
+      await scheduler.stop();
+      policies.stop();
+      keys.stop();
+      await checkpointer.stop();
+      await store.appendAudit([eventDraft('service.stop', new Date(), null)]);
+      await checkpointer.checkpointHead().catch((e) => log.error({ err: e }, 'final audit checkpoint failed'));
+      // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
+      await hsm.close();
+      cosigners?.close();
+      await store.close();
+      log.info('signer stopped');
+    },
+  };
+}
+
+function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  return [s.slice(0, i), Number(s.slice(i + 1))];
+}

@@ -1,0 +1,306 @@
+import { EventEmitter } from 'node:events';
+import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
+import { SignerError } from '../../core/errors.js';
+import type { Hsm } from '../../infra/hsm/hsm.js';
+import { destroyPrivateKey, generateKeyPair, readPublicKey } from '../../infra/hsm/keypair.js';
+import type { Logger } from '../../infra/log.js';
+import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../../infra/store/store.js';
+import type { Ceremonies } from '../threshold/ceremonies.js';
+import { isThresholdAlgorithm } from '../../core/frost/suites.js';
+
+const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** Keys the service uses itself; clients can neither create nor sign with them. */
+const SERVICE_KEY_ID = /^_[a-z0-9][a-z0-9._-]{0,62}$/;
+
+const sameKey = (a: KeyRecord, b: KeyRecord) =>
+  a.version === b.version && Buffer.compare(Buffer.from(a.ckaId), Buffer.from(b.ckaId)) === 0;
+
+/**
+ * Key ids, their versions and states, and where each version lives in the token. The store is
+ * the source of truth (shared by replicas); this holds a copy so the signing path never waits on
+ * the database. Emits `change` with the key id whenever a key's versions or states change.
+ *
+ * Version states: active (signs; one per key), verify-only (public key served, signing refused
+ * with KEY_VERSION_RETIRED), disabled (likewise, after the overlap), destroyed (the private key
+ * object is gone from the token).
+ */
+export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
+  private versions = new Map<string, KeyRecord[]>();
+  private timer: NodeJS.Timeout | undefined;
+  /** Loads and changes run one at a time, so a refresh never drops a change made meanwhile. */
+  private serial: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly hsm: Hsm,
+    private readonly store: Store,
+    private readonly log?: Logger,
+    /** DKG, refresh and share destruction on the cosigners, when threshold keys are configured. */
+    private readonly ceremonies?: Ceremonies,
+  ) {
+    super();
+  }
+
+  /**
+   * Loads keys from the store and checks each new version against the token: a version whose
+   * public key in the token differs from the stored one is not served (a swapped token).
+   */
+  load(): Promise<void> {
+    return this.exclusive(() => this.reload());
+  }
+
+  /** Reloads periodically, so changes made on another replica are served here too. */
+  startRefresh(ms: number): void {
+    this.timer = setInterval(() => this.load().catch((e) => this.log?.error({ err: e }, 'key refresh failed')), ms);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /**
+   * The active version of a key; KEY_NOT_FOUND otherwise. Service keys (ids starting with "_",
+   * which clients cannot create) are never returned here, so no client can sign with them.
+   */
+  get(keyId: string): KeyRecord {
+    const k = this.clientVersions(keyId).find((v) => v.state === 'active');
+    if (!k) throw new SignerError('KEY_NOT_FOUND', `no key "${keyId}" with an active version`, { keyId });
+    return k;
+  }
+
+  /** A version to sign with: `0` means the active one; retired versions are refused. */
+  forSigning(keyId: string, version: number): KeyRecord {
+    if (version === 0) return this.get(keyId);
+    const k = this.clientVersions(keyId).find((v) => v.version === version);
+    if (!k || k.state === 'destroyed') throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+    if (k.state !== 'active') {
+      throw new SignerError('KEY_VERSION_RETIRED', `key "${keyId}" version ${version} is ${k.state}; sign with the active version`, {
+        keyId,
+        version: String(version),
+        state: k.state,
+      });
+    }
+    return k;
+  }
+
+  has(keyId: string): boolean {
+    return this.clientVersions(keyId).length > 0;
+  }
+
+  /** Every version of every client key. */
+  list(): KeyRecord[] {
+    return [...this.versions.values()].flat().filter((k) => !k.keyId.startsWith('_'));
+  }
+
+  /** All versions of one client key, oldest first; KEY_NOT_FOUND when there are none. */
+  history(keyId: string): KeyRecord[] {
+    const list = this.clientVersions(keyId);
+    if (!list.length) throw new SignerError('KEY_NOT_FOUND', `no key "${keyId}"`, { keyId });
+    return list;
+  }
+
+  /** Generates a new key inside the HSM and records it as version 1, active. */
+  create(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+    if (!KEY_ID.test(keyId)) {
+      return Promise.reject(new SignerError('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit'));
+    }
+    return this.exclusive(() => this.generate(keyId, algorithm));
+  }
+
+  /**
+   * A key the service itself uses (the audit checkpoint key), created in the HSM on first use.
+   * With replicas, the first to create it wins; the others load the winner's.
+   */
+  serviceKey(keyId: `_${string}`, algorithm: Algorithm): Promise<KeyRecord> {
+    if (!SERVICE_KEY_ID.test(keyId)) return Promise.reject(new Error(`bad service key id ${keyId}`));
+    return this.exclusive(async () => {
+      const have = this.versions.get(keyId)?.find((v) => v.state === 'active');
+      if (have) return have;
+      try {
+        return await this.generate(keyId, algorithm);
+      } catch (e) {
+        if ((e as SignerError).reason !== 'KEY_EXISTS') throw e;
+        await this.reload();
+        const k = this.versions.get(keyId)?.find((v) => v.state === 'active');
+        if (!k) throw e;
+        return k;
+      }
+    });
+  }
+
+  /**
+   * Rotates a key: generates the next version inside the HSM, then in one store transaction
+   * makes it active and the previous one verify-only until `overlapMs` from now. Requests signed
+   * before the switch keep their (old) version in their response; requests after it get the new.
+   */
+  rotate(keyId: string, overlapMs: number, now = new Date()): Promise<{ next: KeyRecord; previous: KeyRecord }> {
+    return this.exclusive(async () => {
+      await this.reload();
+      const previous = this.get(keyId);
+      const latest = Math.max(...this.history(keyId).map((v) => v.version));
+      const next = await this.newVersion(keyId, latest + 1, previous.algorithm, now);
+      try {
+        await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs));
+      } catch (e) {
+        await this.discard(next);
+        if (e instanceof KeyExistsError) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
+        throw e;
+      }
+      await this.reload();
+      this.log?.info({ keyId, from: previous.version, to: next.version }, 'key rotated');
+      return { next, previous };
+    });
+  }
+
+  /** Disables a version: it stays listed with its public key, and nothing signs with it. */
+  disable(keyId: string, version: number, now = new Date()): Promise<KeyRecord> {
+    return this.transition(keyId, version, ['active', 'verify-only'], 'disabled', now);
+  }
+
+  /**
+   * Destroys a disabled version's private key in the token (C_DestroyObject). Irreversible, so
+   * the caller MUST confirm by naming the key id again.
+   */
+  destroy(keyId: string, version: number, confirmKeyId: string, now = new Date()): Promise<KeyRecord> {
+    if (confirmKeyId !== keyId) {
+      return Promise.reject(new SignerError('CONFIRMATION_REQUIRED', `destroying a key version needs confirm_key_id = "${keyId}"`, { keyId }));
+    }
+    return this.exclusive(async () => {
+      const k = this.history(keyId).find((v) => v.version === version);
+      if (!k) throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+      if (k.state !== 'disabled') {
+        throw new SignerError('KEY_STATE_INVALID', `only a disabled version can be destroyed; v${version} is ${k.state}`, { keyId });
+      }
+      if (k.threshold) await this.requireCeremonies().destroy(k);
+      else await destroyPrivateKey(this.hsm, k.ckaId);
+      return this.markState(k, ['disabled'], 'destroyed', now);
+    });
+  }
+
+  /**
+   * Re-randomises the cosigners' shares of a threshold key's active version; the public key and
+   * address stay. The new public package is stored before any cosigner drops its old share.
+   */
+  refreshShares(keyId: string): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      await this.reload();
+      const k = this.get(keyId);
+      if (!k.threshold) throw new SignerError('KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, { keyId });
+      const info = await this.requireCeremonies().refresh(k, (next) => this.store.updateThreshold(k.keyId, k.version, next));
+      await this.reload();
+      return { ...k, threshold: info };
+    });
+  }
+
+  /** Disables verify-only versions whose overlap has ended; idempotent across replicas. */
+  retireDue(now = new Date()): Promise<KeyRecord[]> {
+    const due = this.list().filter((k) => k.state === 'verify-only' && k.retireAt !== null && k.retireAt <= now);
+    // Another replica may retire the same version first; only this replica's changes count.
+    return Promise.all(due.map((k) => this.transition(k.keyId, k.version, ['verify-only'], 'disabled', now).catch(() => undefined))).then((done) =>
+      done.filter((k): k is KeyRecord => k !== undefined),
+    );
+  }
+
+  private transition(keyId: string, version: number, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      const k = this.history(keyId).find((v) => v.version === version);
+      if (!k) throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+      return this.markState(k, from, to, now);
+    });
+  }
+
+  private async markState(k: KeyRecord, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
+    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now))) {
+      await this.reload();
+      throw new SignerError('KEY_STATE_INVALID', `key "${k.keyId}" v${k.version} cannot go from ${k.state} to ${to}`, {
+        keyId: k.keyId,
+      });
+    }
+    await this.reload();
+    this.log?.info({ keyId: k.keyId, version: k.version, from: k.state, to }, 'key version state changed');
+    return { ...k, state: to, stateChangedAt: now, retireAt: null };
+  }
+
+  private clientVersions(keyId: string): KeyRecord[] {
+    return keyId.startsWith('_') ? [] : (this.versions.get(keyId) ?? []);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reload(): Promise<void> {
+    const known = new Map([...this.versions.values()].flat().map((k) => [`${k.keyId}/${k.version}`, k]));
+    const next = new Map<string, KeyRecord[]>();
+    for (const k of await this.store.listKeys()) {
+      const before = known.get(`${k.keyId}/${k.version}`);
+      if (!before || !sameKey(before, k)) {
+        if (k.state !== 'destroyed' && !(await this.matchesToken(k))) continue;
+      }
+      next.set(k.keyId, [...(next.get(k.keyId) ?? []), k]);
+    }
+    const changed = new Set<string>();
+    for (const id of new Set([...next.keys(), ...this.versions.keys()])) {
+      const a = JSON.stringify((this.versions.get(id) ?? []).map((k) => [k.version, k.state]));
+      const b = JSON.stringify((next.get(id) ?? []).map((k) => [k.version, k.state]));
+      if (a !== b) changed.add(id);
+    }
+    this.versions = next;
+    for (const id of changed) if (!id.startsWith('_')) this.emit('change', id);
+  }
+
+  private async matchesToken(k: KeyRecord): Promise<boolean> {
+    // A threshold version lives on the cosigners; each checks its share against the public package.
+    if (k.threshold) return true;
+    let inToken: Uint8Array;
+    try {
+      inToken = await readPublicKey(this.hsm, k.algorithm as HsmAlgorithm, k.ckaId);
+    } catch {
+      this.log?.error({ keyId: k.keyId, version: k.version }, 'key missing from token; not served');
+      return false;
+    }
+    if (Buffer.compare(Buffer.from(inToken), Buffer.from(k.publicKey)) !== 0) {
+      this.log?.error({ keyId: k.keyId, version: k.version }, 'token public key differs from store; not served');
+      return false;
+    }
+    return true;
+  }
+
+  private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+    if (this.versions.has(keyId)) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });
+    const record = await this.newVersion(keyId, 1, algorithm, new Date());
+    try {
+      await this.store.insertKey(record);
+    } catch (e) {
+      await this.discard(record);
+      if (e instanceof KeyExistsError) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });
+      throw e;
+    }
+    await this.reload();
+    this.log?.info({ keyId, algorithm, version: 1 }, 'key created');
+    return record;
+  }
+
+  /** Generates a version's key pair inside the HSM; the record is not stored yet. */
+  private async newVersion(keyId: string, version: number, algorithm: Algorithm, now: Date): Promise<KeyRecord> {
+    const base = { keyId, version, algorithm, state: 'active' as const, createdAt: now, stateChangedAt: now, retireAt: null };
+    if (isThresholdAlgorithm(algorithm)) return { ...base, ...(await this.requireCeremonies().generate(keyId, version, algorithm)) };
+    const { ckaId, publicKey } = await generateKeyPair(this.hsm, algorithm, `${keyId}/v${version}`);
+    return { ...base, ckaId, publicKey };
+  }
+
+  /** Removes a generated key (pair or shares) that lost a race to another replica. */
+  private async discard(k: KeyRecord): Promise<void> {
+    const done = k.threshold ? this.requireCeremonies().destroy(k) : destroyPrivateKey(this.hsm, k.ckaId, true);
+    await done.catch((e) => this.log?.warn({ err: (e as Error).message }, 'could not remove an unused key'));
+  }
+
+  private requireCeremonies(): Ceremonies {
+    if (!this.ceremonies) {
+      throw new SignerError('THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
+    }
+    return this.ceremonies;
+  }
+}

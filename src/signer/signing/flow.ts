@@ -1,0 +1,251 @@
+import { createHash } from 'node:crypto';
+import { SignerError, type Reason } from '../../core/errors.js';
+import type { Lane } from '../../infra/hsm/pool.js';
+import type { Logger } from '../../infra/log.js';
+import { checkFreshness, nativeValue, type SignIntent } from '../../core/policy/evaluate.js';
+import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemOutcome } from '../../core/replay/guard.js';
+import { markAudited, signDraft, type DraftBase } from '../audit/drafts.js';
+import type { AuditDraft } from '../../core/audit/draft.js';
+import type { AuditStore } from '../../infra/store/audit.js';
+import type { PolicyRegistry } from '../policy/registry.js';
+import type { CompiledPolicy } from '../../core/policy/schema.js';
+import type { Completion, NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../../core/replay/records.js';
+import { signResultToWire } from './response.js';
+import { decodeResult, encodeResult } from './result-codec.js';
+import type { Payload, Prepared, SigningService } from './service.js';
+
+export type WireSignResponse = ReturnType<typeof signResultToWire>;
+export type BatchResult = { signed: WireSignResponse } | { error: { reason: Reason; message: string } };
+
+export interface SignFlowOptions {
+  signing: SigningService;
+  store: ReplayStore & AuditStore;
+  policies: PolicyRegistry;
+  log?: Logger;
+  /** Injected so tests can move time; production uses the system clock. */
+  clock?: () => Date;
+  /** How long a reservation stays owned by the signer that made it. */
+  leaseMs?: number;
+}
+
+export interface SignCall {
+  client: string;
+  keyId: string;
+  /** 0: the active version. */
+  keyVersion: number;
+  requestId: string;
+  clientTime: Date;
+  payload: Payload;
+}
+
+export interface BatchCall {
+  client: string;
+  keyId: string;
+  batchId: string;
+  clientTime: Date;
+  payloads: Payload[];
+}
+
+/** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
+export const MAX_BATCH_ITEMS = 10_000;
+
+/**
+ * The data flow of DESIGN.md: decode -> policy -> durable reservation -> HSM -> durable result
+ * -> response. No signature leaves before its reservation and its result are committed, and a
+ * retry after any crash either replays the stored result or signs the same payload again.
+ */
+export class SignFlow {
+  private readonly clock: () => Date;
+  private readonly leaseMs: number;
+
+  constructor(private readonly o: SignFlowOptions) {
+    this.clock = o.clock ?? (() => new Date());
+    this.leaseMs = o.leaseMs ?? 30_000;
+  }
+
+  async sign(c: SignCall): Promise<WireSignResponse> {
+    const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
+    const policy = this.o.policies.forKey(c.keyId);
+    const now = this.clock();
+    const base: DraftBase = { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
+    requireFresh(policy, c.clientTime, now);
+    const intent = signIntent(c.client, 'hot', prepared);
+    const item = reserveItem(c.client, c.requestId, prepared, intent);
+    const outcome = await this.o.store.reserve(
+      { items: [item], velocity: velocityQueries(policy, c.keyId, c.client), leaseMs: this.leaseMs, now },
+      (view) => audited(decideSign(policy, item, intent, view), (o) => signDraft(base, prepared, o)),
+    );
+    if (!outcome.ok) throw markAudited(outcome.error);
+    const [first] = outcome.items as [ItemOutcome];
+    if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
+    const [result] = (await this.signAll([{ prepared, item, base }], 'hot')) as [Signed];
+    if ('error' in result) throw result.cause;
+    return result.wire;
+  }
+
+  async signBatch(c: BatchCall): Promise<BatchResult[]> {
+    if (!/^[\x21-\x7e]{1,100}$/.test(c.batchId)) throw new SignerError('REQUEST_INVALID', 'batch_id must be 1..100 printable ASCII characters');
+    if (c.payloads.length === 0 || c.payloads.length > MAX_BATCH_ITEMS) {
+      throw new SignerError('REQUEST_INVALID', `a batch has 1..${MAX_BATCH_ITEMS} items, got ${c.payloads.length}`);
+    }
+    const prepared: Prepared[] = [];
+    for (const [i, p] of c.payloads.entries()) {
+      // Decoding a thousand transactions takes ~100 ms: let hot requests in between.
+      if (i > 0 && i % 64 === 0) await new Promise((r) => setImmediate(r));
+      try {
+        prepared.push(this.o.signing.prepare(c.keyId, p));
+      } catch (e) {
+        if (e instanceof SignerError) throw new SignerError(e.reason, `item ${i}: ${e.message}`, { ...e.metadata, index: String(i) });
+        throw e;
+      }
+    }
+    const policy = this.o.policies.forKey(c.keyId);
+    const now = this.clock();
+    requireFresh(policy, c.clientTime, now);
+    const intents = prepared.map((p) => signIntent(c.client, 'batch', p));
+    const totalValue = intents.reduce((sum, i) => sum + nativeValue(i), 0n);
+    const items = prepared.map((p, i) => reserveItem(c.client, `${c.batchId}#${i}`, p, intents[i]!));
+    const itemsHash = createHash('sha256');
+    for (const it of items) itemsHash.update(it.payloadHash);
+    const batch = { batchId: c.batchId, itemsHash: itemsHash.digest() };
+    const outcome = await this.o.store.reserve(
+      { items, velocity: velocityQueries(policy, c.keyId, c.client), batch: { client: c.client, batchId: c.batchId }, leaseMs: this.leaseMs, now },
+      (view) => {
+        const plan = decideBatch(policy, items, intents, view, batch);
+        const draft: AuditDraft = {
+          kind: 'batch',
+          at: now,
+          client: c.client,
+          keyId: c.keyId,
+          keyVersion: prepared[0]!.key.version,
+          requestId: c.batchId,
+          payloadHash: batch.itemsHash,
+          intent: { items: String(items.length), totalValue: totalValue.toString() },
+          decision: plan.outcome.ok ? 'allowed' : 'refused',
+          reason: plan.outcome.ok ? (plan.writes.length === 0 ? 'REPLAY' : null) : plan.outcome.error.reason,
+          signatureHash: null,
+        };
+        return { ...plan, audit: [draft] };
+      },
+    );
+    if (!outcome.ok) throw markAudited(outcome.error);
+    const toSign = outcome.items.flatMap((o, i) =>
+      o.kind === 'sign'
+        ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
+        : [],
+    );
+    const signed = await this.signAll(toSign, 'batch');
+    const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
+    toSign.forEach(({ index }, k) => {
+      const r = signed[k]!;
+      results[index] = 'error' in r ? { error: r.error } : { signed: r.wire };
+    });
+    return results;
+  }
+
+  private async completeInSlices(done: Completion[], drafts: AuditDraft[]): Promise<void> {
+    for (let i = 0; i < done.length; i += COMPLETE_SLICE) {
+      await this.o.store.complete(done.slice(i, i + COMPLETE_SLICE), drafts.slice(i, i + COMPLETE_SLICE));
+    }
+  }
+
+  /**
+   * Signs reserved items in parallel, then commits all their results in one store call before
+   * any of them is returned. Items whose signing failed give up their lease for a retry.
+   */
+  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane): Promise<Signed[]> {
+    // Each item's result is built as soon as its signature arrives, so a large batch spreads
+    // this work between hot requests instead of doing it in one block at the end.
+    const out = await Promise.all(
+      list.map(({ prepared, item, base }) =>
+        this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId }).then(
+          (signed): Signed => {
+            const wire = signResultToWire(signed, item.requestId);
+            return { wire, result: encodeResult(wire), item, draft: signDraft(base, prepared, { decision: 'allowed', signature: wire.signature }) };
+          },
+          (reason): Signed => {
+            const e = reason instanceof SignerError ? reason : new SignerError('INTERNAL', 'internal error; see the signer log');
+            if (!(reason instanceof SignerError)) this.o.log?.error({ err: reason }, 'signing failed');
+            const draft = signDraft(base, prepared, { decision: 'refused', reason: e.reason });
+            return { error: { reason: e.reason, message: e.message }, cause: e, item, draft };
+          },
+        ),
+      ),
+    );
+    const failed = out.flatMap((r) => ('error' in r ? [{ client: r.item.client, requestId: r.item.requestId }] : []));
+    const done = out.flatMap((r) => ('error' in r ? [] : [{ client: r.item.client, requestId: r.item.requestId, result: r.result }]));
+    // The entries of signed items commit with their results: no signature leaves without one.
+    const signedDrafts = out.flatMap((r) => ('error' in r ? [] : [r.draft]));
+    const failedDrafts = out.flatMap((r) => ('error' in r ? [r.draft] : []));
+    await Promise.all([
+      this.completeInSlices(done, signedDrafts),
+      failed.length
+        ? Promise.all([this.o.store.abandon(failed), this.o.store.appendAudit(failedDrafts)]).catch((e) =>
+            this.o.log?.error({ err: e }, 'could not release or audit failed reservations'),
+          )
+        : undefined,
+    ]);
+    for (const r of out) if ('error' in r) markAudited(r.cause);
+    return out;
+  }
+}
+
+type Signed =
+  | { error: { reason: Reason; message: string }; cause: SignerError; item: ReserveItem; draft: AuditDraft }
+  | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem; draft: AuditDraft };
+
+/** Adds the audit entry of a decision made in the reservation: a refusal or a replay. */
+function audited(plan: ReservePlan<GuardOutcome>, draft: (o: { decision: AuditDraft['decision']; reason?: string }) => AuditDraft): ReservePlan<GuardOutcome> {
+  if (!plan.outcome.ok) return { ...plan, audit: [draft({ decision: 'refused', reason: plan.outcome.error.reason })] };
+  if (plan.outcome.items[0]!.kind === 'replay') return { ...plan, audit: [draft({ decision: 'allowed', reason: 'REPLAY' })] };
+  return plan;
+}
+
+/**
+ * Results (and their audit entries) of a large batch are committed in slices: each slice is one
+ * store call and one event-loop turn, so hot requests commit between them instead of waiting
+ * behind a thousand rows. Every slice is durable before any result of the batch is returned.
+ */
+const COMPLETE_SLICE = 100;
+
+function requireFresh(policy: CompiledPolicy, clientTime: Date, now: Date): void {
+  const fresh = checkFreshness(policy, clientTime, now);
+  if (!fresh.allow) throw new SignerError(fresh.reason, fresh.message, fresh.metadata);
+}
+
+/** What the policy sees of a prepared payload. */
+function signIntent(client: string, traffic: SignIntent['traffic'], p: Prepared): SignIntent {
+  return { client, keyId: p.key.keyId, traffic, kind: p.kind, ...(p.evm ? { evm: p.evm.intent } : {}) };
+}
+
+function reserveItem(client: string, requestId: string, p: Prepared, intent: SignIntent): ReserveItem {
+  return {
+    client,
+    requestId,
+    keyId: p.key.keyId,
+    payloadHash: p.payloadHash,
+    value: nativeValue(intent),
+    ...(p.evm ? { nonce: nonceClaim(p) } : p.scope ? { nonce: scopeClaim(p) } : {}),
+  };
+}
+
+/**
+ * A declared (chain, nonce) of an undecoded payload: no fee bump exists for it (the service
+ * cannot tell what the payload keeps), so only the identical payload replays.
+ */
+function scopeClaim(p: Prepared): NonceClaim {
+  return { account: `${p.key.keyId}@v${p.key.version}`, chainId: p.scope!.chainId, nonce: p.scope!.nonce, intentHash: p.payloadHash, maxFeePerGas: 0n, maxPriorityFeePerGas: 0n };
+}
+
+/** What a fee bump must keep (recipient, value, data) and what it must raise (fees). */
+function nonceClaim(p: Prepared): NonceClaim {
+  const t = p.evm!.intent;
+  return {
+    account: `${p.key.keyId}@v${p.key.version}`,
+    chainId: t.chainId,
+    nonce: t.nonce,
+    intentHash: createHash('sha256').update(`${t.to ?? 'create'}\0${t.value}\0${t.data}`).digest(),
+    maxFeePerGas: t.maxFeePerGas,
+    maxPriorityFeePerGas: t.maxPriorityFeePerGas ?? t.maxFeePerGas,
+  };
+}

@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto';
+import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
+import { SignerError } from '../../core/errors.js';
+import { ALGORITHMS } from '../../infra/hsm/algorithms.js';
+import type { Hsm } from '../../infra/hsm/hsm.js';
+import type { Lane } from '../../infra/hsm/pool.js';
+import type { KeyRegistry } from '../keys/registry.js';
+import { parseDigest } from '../../core/payloads/digest.js';
+import { assembleSignedEvm, decodeEvmTransaction, evmAddress, type DecodedEvmTx, type SignedEvmTx } from '../../core/payloads/evm.js';
+import { parseMessage } from '../../core/payloads/message.js';
+import type { KeyRecord } from '../../infra/store/store.js';
+import type { ThresholdSigner } from '../threshold/threshold-signer.js';
+import { isThresholdAlgorithm } from '../../core/frost/suites.js';
+import { signatureCheck, type Signature, type SignatureCheck } from './selfcheck.js';
+
+/**
+ * The (chain, account nonce) a payload the service does not decode spends, declared by the
+ * client: one payload per (key version, chain, nonce), as for decoded EVM transactions.
+ */
+export interface ReplayScope {
+  chainId: bigint;
+  nonce: bigint;
+}
+
+export type Payload =
+  | { kind: 'digest'; digest: Uint8Array; scope?: ReplayScope }
+  | { kind: 'message'; message: Uint8Array; scope?: ReplayScope }
+  | { kind: 'evm'; unsignedTx: Uint8Array };
+
+/** A decoded, validated payload bound to a key version, ready for policy and signing. */
+export interface Prepared {
+  key: KeyRecord;
+  kind: Payload['kind'];
+  /** What the HSM signs: the digest, the message, or the transaction's signing hash. */
+  data: Uint8Array;
+  evm?: DecodedEvmTx;
+  scope?: ReplayScope;
+  /**
+   * sha256 over key id, kind and payload bytes: "the same request" for replays. Not the version:
+   * a retry that spans a rotation must find the original result, not look like another payload.
+   */
+  payloadHash: Uint8Array;
+}
+
+export interface SignResult {
+  key: KeyRecord;
+  signature: Signature;
+  evm?: SignedEvmTx & { chainId: bigint; nonce: bigint; from: string };
+}
+
+/** Which payload kinds each algorithm accepts: a digest only where the curve signs digests. */
+const ACCEPTS: Record<Algorithm, ReadonlySet<Payload['kind']>> = {
+  'ecdsa-secp256k1': new Set(['digest', 'evm']),
+  'ecdsa-p256': new Set(['digest']),
+  ed25519: new Set(['message']),
+  'frost-ed25519': new Set(['message']),
+  // BIP340 signs 32-byte messages: a Taproot sighash, sent as a digest.
+  'frost-secp256k1-tr': new Set(['digest']),
+};
+
+/**
+ * Decodes payloads, signs them in the HSM and verifies each result before returning it.
+ * Callers MUST have authorised the client, applied policy and reserved the request first.
+ */
+export class SigningService {
+  private readonly checks = new Map<string, SignatureCheck>();
+
+  constructor(
+    private readonly hsm: Hsm,
+    private readonly keys: KeyRegistry,
+    private readonly threshold?: ThresholdSigner,
+  ) {}
+
+  /**
+   * Validates the payload against the key version (0: the active one) and decodes it; throws
+   * INVALID_ARGUMENT refusals, or KEY_VERSION_RETIRED for a pinned version that no longer signs.
+   */
+  prepare(keyId: string, payload: Payload, version = 0): Prepared {
+    const key = this.keys.forSigning(keyId, version);
+    if (!ACCEPTS[key.algorithm].has(payload.kind)) {
+      throw new SignerError('PAYLOAD_KIND_UNSUPPORTED', `key "${keyId}" (${key.algorithm}) does not sign ${payload.kind} payloads`, {
+        keyId,
+        algorithm: key.algorithm,
+      });
+    }
+    const raw = payload.kind === 'digest' ? payload.digest : payload.kind === 'message' ? payload.message : payload.unsignedTx;
+    const payloadHash = createHash('sha256')
+      .update(`${key.keyId}\0${payload.kind}\0`)
+      .update(raw)
+      .digest();
+    if (payload.kind === 'evm') {
+      const evm = decodeEvmTransaction(payload.unsignedTx);
+      return { key, kind: 'evm', data: evm.signingHash, evm, payloadHash };
+    }
+    const data = payload.kind === 'digest' ? parseDigest(payload.digest) : parseMessage(payload.message);
+    return { key, kind: payload.kind, data, payloadHash, ...(payload.scope ? { scope: payload.scope } : {}) };
+  }
+
+  /** `request` goes to threshold cosigners, which keep their own replay records. */
+  async sign(p: Prepared, lane: Lane = 'hot', request: { client: string; requestId: string } = { client: '', requestId: '' }): Promise<SignResult> {
+    if (isThresholdAlgorithm(p.key.algorithm)) {
+      if (!this.threshold) throw new SignerError('THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
+      // The aggregate is checked with an independent verifier before it is returned.
+      const bytes = await this.threshold.sign(p.key, { ...request, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) }, lane);
+      return { key: p.key, signature: { bytes } };
+    }
+    const mechanism = { mechanism: ALGORITHMS[p.key.algorithm as HsmAlgorithm].sign };
+    const raw = await this.hsm.sign(p.key.ckaId, mechanism, p.data, lane);
+    const signature = await this.check(p.key, lane)(p.data, raw);
+    if (!p.evm) return { key: p.key, signature };
+    const signed = assembleSignedEvm(p.evm, signature.bytes.subarray(0, 32), signature.bytes.subarray(32), signature.recoveryId!);
+    return {
+      key: p.key,
+      signature,
+      evm: { ...signed, chainId: p.evm.intent.chainId, nonce: p.evm.intent.nonce, from: evmAddress(p.key.publicKey) },
+    };
+  }
+
+  private check(key: KeyRecord, lane: Lane): SignatureCheck {
+    const id = `${lane}:${Buffer.from(key.ckaId).toString('hex')}`;
+    let c = this.checks.get(id);
+    if (!c) {
+      const mechanism = { mechanism: ALGORITHMS[key.algorithm as HsmAlgorithm].sign };
+      c = signatureCheck(key.algorithm as HsmAlgorithm, key.publicKey, (data, sig) => this.hsm.verify(key.ckaId, mechanism, data, sig, lane));
+      this.checks.set(id, c);
+    }
+    return c;
+  }
+}
