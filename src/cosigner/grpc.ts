@@ -13,7 +13,7 @@ type In<M extends keyof CosignerService> = Parameters<CosignerService[M]>[0];
  * every refusal through the status table (`unary`). Protocol logic lives in the service.
  */
 export function cosignerGrpc(service: CosignerService, peers: ReadonlySet<string>, log: Logger) {
-  const authorize = (call: grpc.ServerUnaryCall<unknown, unknown>) => {
+  const authorize = (call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>) => {
     const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
     if (typeof cn !== 'string' || !peers.has(cn)) {
       throw new SignerError('NOT_AUTHORIZED', `client "${String(cn)}" is not a peer of this cosigner`);
@@ -22,7 +22,7 @@ export function cosignerGrpc(service: CosignerService, peers: ReadonlySet<string
   /** One RPC: authorize, then the service method with the request. */
   const rpc = <Req, Res>(method: (r: Req) => Res | Promise<Res>) =>
     unary<Req, Res>(log, async (call) => {
-      authorize(call as grpc.ServerUnaryCall<unknown, unknown>);
+      authorize(call);
       return method(call.request);
     });
   return {
