@@ -6,9 +6,9 @@ import { Hsm } from '../infra/hsm/hsm.js';
 import { ensureSealingKey } from '../infra/hsm/seal.js';
 import type { Logger } from '../infra/log.js';
 import { signerV1 } from '../infra/grpc/proto.js';
-import type { CeremonyFaults } from './ceremony.js';
 import { CosignerStore } from './store.js';
-import { cosignerHandlers } from './service.js';
+import { cosignerGrpc } from './grpc.js';
+import { CosignerService, type CosignerFaults } from './service.js';
 import { CosignerIdentity } from './identity.js';
 
 export interface RunningCosigner {
@@ -25,7 +25,11 @@ export const SEALING_KEY_LABEL = 'hsm-signer/share-sealing';
  * The cosigner role: one PKCS#11 token, one SQLite file of sealed shares and replay records, and
  * signer.v1.Cosigner over mutual TLS for the peers named in config. Nothing else is served.
  */
-export async function startCosigner(config: Config, log: Logger, opts: { faults?: CeremonyFaults & { corruptSignShare?: boolean } } = {}): Promise<RunningCosigner> {
+export async function startCosigner(
+  config: Config,
+  log: Logger,
+  opts: { faults?: CosignerFaults } = {},
+): Promise<RunningCosigner> {
   const me = config.cosigner!;
   if (!('sqlite' in config.store)) throw new Error('a cosigner keeps its shares in an sqlite store');
   Object.assign(process.env, config.hsm.moduleEnv);
@@ -34,10 +38,10 @@ export async function startCosigner(config: Config, log: Logger, opts: { faults?
   const identity = new CosignerIdentity(me.identity, config.tls.caFile, me.id);
   const store = new CosignerStore(config.store.sqlite.path);
   const server = new grpc.Server();
-  server.addService(
-    signerV1.Cosigner.service,
-    cosignerHandlers({ id: me.id, hsm, sealKey, store, identity, peers: new Set(me.peers), maxPooledNonces: me.maxPooledNonces, log, ...(opts.faults ? { faults: opts.faults } : {}) }),
-  );
+  const faults = opts.faults ? { faults: opts.faults } : {};
+  const { id, maxPooledNonces } = me;
+  const service = new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults });
+  server.addService(signerV1.Cosigner.service, cosignerGrpc(service, new Set(me.peers), log));
   const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
   health.addToServer(server);
   hsm.onHealthChange((up) => ['', 'signer.v1.Cosigner'].forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));

@@ -1,11 +1,11 @@
 import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
 import { type Reason, SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
-import { SessionPool, type Lane } from '../../infra/hsm/pool.js';
 import type { KeyRecord } from '../../infra/store/store.js';
 import { CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
 import { ParticipantFault, aggregate, decodePublic, verifyShare } from '../../core/frost/participant.js';
 import { SUITES, type Suite, type ThresholdAlgorithm } from '../../core/frost/suites.js';
+import { Slots, type Lane } from './slots.js';
 
 export interface ThresholdRequest {
   client: string;
@@ -47,7 +47,7 @@ export class ThresholdSigner {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly publics = new Map<string, FrostPublic>();
   private readonly benchedUntil = new Map<number, number>();
-  private readonly slots = new SessionPool<number>();
+  private readonly slots: Slots;
   private next = 0;
 
   constructor(
@@ -58,7 +58,7 @@ export class ThresholdSigner {
     /** The key version as the registry has it now: a refresh changes its epoch and package. */
     private readonly current: (k: KeyRecord) => KeyRecord = (k) => k,
   ) {
-    for (let i = 0; i < cfg.maxInFlight; i++) this.slots.add(i);
+    this.slots = new Slots(cfg.maxInFlight);
   }
 
   /**
@@ -67,11 +67,11 @@ export class ThresholdSigner {
    * their deadline.
    */
   async sign(signingKey: KeyRecord, req: ThresholdRequest, lane: Lane = 'hot'): Promise<Uint8Array> {
-    const slot = await this.slots.acquire(lane);
+    await this.slots.acquire(lane);
     try {
       return await this.signNow(signingKey, req);
     } finally {
-      this.slots.release(slot);
+      this.slots.release();
     }
   }
 
