@@ -90,12 +90,13 @@ function serviceDefaults(): { sessions: number; poolSize: number } {
 
 export function parseOptions(argv = process.argv): Options {
   const d = serviceDefaults();
+  const quick = Object.entries(QUICK).map(([k, v]) => `${k} ${v}`).join(', ');
   const ALGORITHMS = ['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519'] as const;
   const SUITES = ['frost-ed25519', 'frost-secp256k1-tr'] as const;
   const program = new Command()
     .name('bench/bench')
     .description('The service against raw pkcs11js (single keys) and against FROST in one process (threshold keys)')
-    .option('--quick', `every point briefly (${Object.entries(QUICK).map(([k, v]) => `${k} ${v}`).join(', ')})`)
+    .option('--quick', `every point briefly, as BENCH_QUICK=1 does (${quick})`)
     .option('--only <list>', `sections to run (${SECTIONS.join(', ')})`, names(SECTIONS), [...SECTIONS])
     .option('--skip <list>', 'sections not to run', names(SECTIONS), [] as Section[])
     .option('--seconds <s>', 'measured seconds per point (secp256k1 and EVM)', positive, 5)
