@@ -233,8 +233,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       { client: 'engine', requestId: 'a' },
       { client: 'engine', requestId: 'b' },
       { client: 'engine', requestId: 'unknown' },
-    ]);
-    await s.abandon([]);
+    ], []);
+    await s.abandon([], []);
     const v = await peek(s, request([a, b], at(1)));
     t.equal(v.items[0]!.request?.state, 'pending');
     t.equal(v.items[0]!.request?.leaseExpired, true, 'request lease ended');
@@ -478,7 +478,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       ...over,
     });
     const keys = [key('b-key', 1), key('a-key', 2, { state: 'verify-only', algorithm: 'ed25519' }), key('a-key', 1), key('B-key', 1, { state: 'disabled' })];
-    for (const k of keys) await s.insertKey(k);
+    for (const k of keys) await s.insertKey(k, []);
     const listed = await s.listKeys();
     t.same(
       listed.map((k) => [k.keyId, k.version]),
@@ -497,8 +497,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(hex(a2.publicKey), hex(keys[1]!.publicKey));
     t.equal(a2.createdAt.getTime(), T0 + 2);
     t.ok(a2.createdAt instanceof Date);
-    await t.rejects(s.insertKey(key('a-key', 1)), KeyExistsError, 'same key id and version');
-    await t.rejects(s.insertKey(key('c-key', 1, { ckaId: keys[0]!.ckaId })), KeyExistsError, 'same CKA_ID');
+    await t.rejects(s.insertKey(key('a-key', 1), []), KeyExistsError, 'same key id and version');
+    await t.rejects(s.insertKey(key('c-key', 1, { ckaId: keys[0]!.ckaId }), []), KeyExistsError, 'same CKA_ID');
     t.equal((await s.listKeys()).length, 4);
   });
 
@@ -516,8 +516,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       retireAt: null,
     };
     const v2: KeyRecord = { ...v1, version: 2, ckaId: h('cka rot 2').subarray(0, 16), publicKey: randomBytes(65), createdAt: at(1000), stateChangedAt: at(1000) };
-    await s.insertKey(v1);
-    await s.rotateKey(v2, 1, at(61_000));
+    await s.insertKey(v1, []);
+    await s.rotateKey(v2, 1, at(61_000), []);
     const [r1, r2] = await s.listKeys();
     t.same(
       [r1!.state, r1!.stateChangedAt.getTime(), r1!.retireAt?.getTime()],
@@ -526,22 +526,22 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     );
     t.same([r2!.version, r2!.state, r2!.stateChangedAt.getTime(), r2!.retireAt], [2, 'active', T0 + 1000, null], 'the new one active');
     const v3 = { ...v2, version: 3, ckaId: h('cka rot 3').subarray(0, 16) };
-    await t.rejects(s.rotateKey(v3, 1, at(70_000)), KeyExistsError, 'rotating from a version that is no longer active');
-    await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000)), KeyExistsError, 'a version that exists');
+    await t.rejects(s.rotateKey(v3, 1, at(70_000), []), KeyExistsError, 'rotating from a version that is no longer active');
+    await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000), []), KeyExistsError, 'a version that exists');
     t.same((await s.listKeys()).map((k) => [k.version, k.state]), [[1, 'verify-only'], [2, 'active']], 'a failed rotation changes nothing');
 
-    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000)), true);
-    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000)), false, 'not from a state it is not in');
-    t.equal(await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000)), false, 'not a version that does not exist');
+    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000), []), true);
+    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000), []), false, 'not from a state it is not in');
+    t.equal(await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000), []), false, 'not a version that does not exist');
     const [d1] = await s.listKeys();
     t.same([d1!.state, d1!.stateChangedAt.getTime(), d1!.retireAt], ['disabled', T0 + 61_000, null]);
   });
 
   t.test(`${name}: policies keep every version`, async (t) => {
     const s = await fresh(t);
-    const p1 = await s.putPolicy('hot', '{"v":1}', 'config', at(0));
-    const p2 = await s.putPolicy('hot', '{"v":2}', 'alice', at(1000));
-    await s.putPolicy('Cold', '{"c":1}', 'config', at(2000));
+    const p1 = await s.putPolicy('hot', '{"v":1}', 'config', at(0), () => []);
+    const p2 = await s.putPolicy('hot', '{"v":2}', 'alice', at(1000), () => []);
+    await s.putPolicy('Cold', '{"c":1}', 'config', at(2000), () => []);
     t.same([p1.version, p2.version], [1, 2]);
     t.same(p2, { name: 'hot', version: 2, document: '{"v":2}', updatedAt: at(1000), updatedBy: 'alice' });
     t.same(
@@ -924,8 +924,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         stateChangedAt: at(v),
         retireAt: null,
       });
-      await a.insertKey(version(1));
-      const tries = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).rotateKey(version(2 + i), 1, at(60_000))));
+      await a.insertKey(version(1), []);
+      const tries = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).rotateKey(version(2 + i), 1, at(60_000), [])));
       t.equal(tries.filter((r) => r.status === 'fulfilled').length, 1, 'one rotation');
       t.ok(
         tries.every((r) => r.status === 'fulfilled' || r.reason instanceof KeyExistsError),
@@ -948,7 +948,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         await a.close();
         await b.close();
       });
-      const puts = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).putPolicy('p', `{"i":${i}}`, `admin-${i}`, at(i))));
+      const puts = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).putPolicy('p', `{"i":${i}}`, `admin-${i}`, at(i), () => [])));
       t.same(
         puts.map((p) => p.version).sort((x, y) => x - y),
         Array.from({ length: 20 }, (_, i) => i + 1),

@@ -140,7 +140,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       const latest = Math.max(...this.history(keyId).map((v) => v.version));
       const next = await this.newVersion(keyId, latest + 1, previous.algorithm, now);
       try {
-        await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs));
+        await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs), []);
       } catch (e) {
         await this.discard(next);
         if (e instanceof KeyExistsError) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
@@ -186,7 +186,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       await this.reload();
       const k = this.get(keyId);
       if (!k.threshold) throw new SignerError('KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, { keyId });
-      const info = await this.requireCeremonies().refresh(k, (next) => this.store.updateThreshold(k.keyId, k.version, next));
+      const info = await this.requireCeremonies().refresh(k, (next) => this.store.updateThreshold(k.keyId, k.version, next, []));
       await this.reload();
       return { ...k, threshold: info };
     });
@@ -210,7 +210,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   }
 
   private async markState(k: KeyRecord, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
-    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now))) {
+    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now, []))) {
       await this.reload();
       throw new SignerError('KEY_STATE_INVALID', `key "${k.keyId}" v${k.version} cannot go from ${k.state} to ${to}`, {
         keyId: k.keyId,
@@ -272,7 +272,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     if (this.versions.has(keyId)) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });
     const record = await this.newVersion(keyId, 1, algorithm, new Date());
     try {
-      await this.store.insertKey(record);
+      await this.store.insertKey(record, []);
     } catch (e) {
       await this.discard(record);
       if (e instanceof KeyExistsError) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });

@@ -41,7 +41,7 @@ export class PolicyRegistry {
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
       const lastByConfig = (await this.store.policyHistory(name)).filter((r) => r.updatedBy === 'config').pop();
-      if (lastByConfig?.document !== text) recorded.push(await this.store.putPolicy(name, text, 'config', now));
+      if (lastByConfig?.document !== text) recorded.push(await this.store.putPolicy(name, text, 'config', now, () => []));
     }
     await this.refresh();
     return recorded;
@@ -105,7 +105,7 @@ export class PolicyRegistry {
     if (clash.length) {
       throw new SignerError('POLICY_INVALID', `key pattern "${clash[0]!.pattern}" is already governed by ${clash[0]!.policies.filter((n) => n !== name).join(', ')}`, { name });
     }
-    const record = await this.store.putPolicy(name, JSON.stringify(JSON.parse(document)), by, now);
+    const record = await this.store.putPolicy(name, JSON.stringify(JSON.parse(document)), by, now, () => []);
     await this.refresh();
     this.log?.info({ policy: name, version: record.version, by }, 'policy changed');
     return record;

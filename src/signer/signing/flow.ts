@@ -180,7 +180,7 @@ export class SignFlow {
     await Promise.all([
       this.completeInSlices(done, signedDrafts),
       failed.length
-        ? Promise.all([this.o.store.abandon(failed), this.o.store.appendAudit(failedDrafts)]).catch((e) =>
+        ? this.o.store.abandon(failed, failedDrafts).catch((e) =>
             this.o.log?.error({ err: e }, 'could not release or audit failed reservations'),
           )
         : undefined,
