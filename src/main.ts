@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './infra/config/load.js';
 import { HsmStartError } from './infra/hsm/hsm.js';
 import { createLogger } from './infra/log.js';
+import { NativeAddonError } from './signer/signing/secp256k1-native.js';
 
 const program = new Command()
   .name('hsm-signer')
@@ -44,7 +45,7 @@ try {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 } catch (e) {
-  if (e instanceof ConfigError || e instanceof HsmStartError) {
+  if (e instanceof ConfigError || e instanceof HsmStartError || e instanceof NativeAddonError) {
     process.stderr.write(`hsm-signer: ${e.message}\n`);
     process.exit(2);
   }
