@@ -44,6 +44,12 @@ try {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // The operator's "I fixed it": the PIN file is read again, and a login that a refused PIN
+  // stopped gets exactly one new attempt (src/infra/hsm/hsm.ts, retryLogin).
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info({ signal: 'SIGHUP', hsm: signer.hsm.retryLogin() }, 'reloaded');
+  });
 } catch (e) {
   if (e instanceof ConfigError || e instanceof HsmStartError || e instanceof NativeAddonError) {
     process.stderr.write(`hsm-signer: ${e.message}\n`);

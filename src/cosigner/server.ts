@@ -13,6 +13,7 @@ import { CosignerIdentity } from './identity.js';
 
 export interface RunningCosigner {
   port: number;
+  hsm: Hsm;
   close(): Promise<void>;
 }
 
@@ -59,6 +60,7 @@ export async function startCosigner(config: Config, log: Logger, opts: { faults?
   log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
   return {
     port,
+    hsm,
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       clearInterval(pruner);

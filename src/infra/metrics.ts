@@ -55,6 +55,11 @@ export class Metrics {
     help: '1 while the token is reachable and logged in',
     registers: [this.registry],
   });
+  readonly hsmLoginBlocked = new Gauge({
+    name: 'signer_hsm_login_blocked',
+    help: '1 while the token refused the PIN and no login is attempted until an operator acts (SIGHUP or restart)',
+    registers: [this.registry],
+  });
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });

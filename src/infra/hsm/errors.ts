@@ -36,6 +36,11 @@ const names = new Map<number, string>([
   [CKR_ACTION_PROHIBITED, 'CKR_ACTION_PROHIBITED'],
 ]);
 
+/** Why the HSM could not be opened at start; the message names the cause, never the PIN. */
+export class HsmStartError extends Error {
+  override name = 'HsmStartError';
+}
+
 /** The CKR_* name of a PKCS#11 error, or a generic label; safe to log (no data from the call). */
 export function ckrName(e: unknown): string {
   const code = ckrCode(e);
