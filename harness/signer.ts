@@ -51,7 +51,9 @@ export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partia
   return {
     listen: '127.0.0.1:0',
     tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
-    hsm: { uri: token.uri, sessions: 4, moduleEnv: token.env, recoveryIntervalMs: 100 },
+    // A generous session wait: test machines run many signers at once, and a burst of hundreds
+    // of requests on 4 sessions must not be shed there; test/hsm-deadline.test.ts sets its own.
+    hsm: { uri: token.uri, sessions: 4, moduleEnv: token.env, recoveryIntervalMs: 100, sessionWaitMs: 30_000 },
     store: { sqlite: { path: `${dir}/signer.db` } },
     clients: {
       'payment-engine': { roles: ['signer'] },

@@ -2,6 +2,7 @@ import pkcs11js from 'pkcs11js';
 import { SignerError } from '../../core/errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
+import { CallDeadline } from './deadline.js';
 import { ckrCode, ckrName, classify, HsmStartError } from './errors.js';
 import { findSlot, loadModule, tryClose, tryFinalize, type Pkcs11 } from './module.js';
 import { ObjectCache } from './objects.js';
@@ -17,6 +18,11 @@ export interface HsmOptions {
   uri: string;
   sessions: number;
   recoveryIntervalMs: number;
+  /** Longest wait for a free session in the hot lane (default 2 s) and in the batch lane (60 s). */
+  sessionWaitMs?: number;
+  batchSessionWaitMs?: number;
+  /** Longest an HSM call may run before its request is refused and its session set aside (5 s). */
+  callTimeoutMs?: number;
   metrics?: Metrics;
   log?: Logger;
   /** Tests wrap the loaded module to inject failures (a token cannot be pulled out of SoftHSM). */
@@ -27,16 +33,20 @@ export interface HsmOptions {
 export type HsmState = 'up' | 'recovering' | 'login-blocked' | 'closed';
 
 const SIG_BUF = 128;
+/** A saturated pool frees a session within milliseconds: a short back-off spreads the retries. */
+const BUSY_RETRY_MS = 250;
 
 /**
  * One PKCS#11 token: the loaded module, a pool of logged-in sessions, and recovery when the
  * token or its sessions fail. Signing never blocks the event loop (C_SignAsync); key management
- * is serialised because SoftHSM 2.6 fails on concurrent key generation. A refused PIN stops all
- * logins until an operator acts.
+ * is serialised because SoftHSM 2.6 fails on concurrent key generation. Waits for a session and
+ * HSM calls have deadlines, and a refused PIN stops all logins until an operator acts.
  */
 export class Hsm {
   private readonly pool: SessionPool<Handle>;
   private readonly objects: ObjectCache;
+  /** HSM calls' deadline; holds the sessions of late calls out of the pool until they return. */
+  private readonly calls: CallDeadline<Handle>;
   private slot: Handle | undefined;
   private healthy = false;
   /** The CKR_* name of the PIN failure that stopped recovery; cleared by `retryLogin`. */
@@ -45,6 +55,7 @@ export class Hsm {
   private closed = false;
   private mgmt: Promise<unknown> = Promise.resolve();
   private listeners: Array<(up: boolean) => void> = [];
+  private readonly waitMs: Record<Lane, number>;
 
   private constructor(
     readonly p11: Pkcs11,
@@ -54,6 +65,14 @@ export class Hsm {
   ) {
     this.pool = new SessionPool(opts.metrics);
     this.objects = new ObjectCache(p11);
+    this.waitMs = { hot: opts.sessionWaitMs ?? 2000, batch: opts.batchSessionWaitMs ?? 60_000 };
+    this.calls = new CallDeadline<Handle>(
+      opts.callTimeoutMs ?? 5000,
+      opts.recoveryIntervalMs,
+      { returned: (s) => this.pool.release(s), failed: (s, e) => void this.fail(s, e) },
+      opts.metrics,
+      opts.log,
+    );
   }
 
   /**
@@ -97,8 +116,8 @@ export class Hsm {
     return this.blocked ? 'login-blocked' : 'recovering';
   }
 
-  get sessions(): { size: number; inUse: number } {
-    return { size: this.pool.size, inUse: this.pool.inUse };
+  get sessions(): { size: number; inUse: number; suspect: number } {
+    return { size: this.pool.size, inUse: this.pool.inUse, suspect: this.calls.count };
   }
 
   /** Called with the new state whenever the token goes down or comes back. */
@@ -133,15 +152,23 @@ export class Hsm {
 
   /**
    * Signs `data` with the private key whose CKA_ID is `keyId`. The session is held from
-   * SignInit to the end of Sign. Failures are reported as UNAVAILABLE (token or session gone)
-   * or rethrown for the caller to map.
+   * SignInit to the end of Sign. Failures are reported as UNAVAILABLE (token or session gone,
+   * a deadline passed) or rethrown for the caller to map. `deadline` (epoch ms, the gRPC
+   * call's) caps the wait for a session.
    */
-  async sign(keyId: Uint8Array, mechanism: pkcs11js.Mechanism, data: Uint8Array, lane: Lane = 'hot'): Promise<Buffer> {
-    const session = await this.acquire(lane);
+  async sign(
+    keyId: Uint8Array,
+    mechanism: pkcs11js.Mechanism,
+    data: Uint8Array,
+    lane: Lane = 'hot',
+    deadline?: number,
+  ): Promise<Buffer> {
+    const session = await this.acquire(lane, deadline);
     const started = process.hrtime.bigint();
     try {
       this.p11.C_SignInit(session, mechanism, this.objects.get(session, keyId, pkcs11js.CKO_PRIVATE_KEY));
-      const sig = await this.p11.C_SignAsync(session, Buffer.from(data), Buffer.alloc(SIG_BUF));
+      const op = this.p11.C_SignAsync(session, Buffer.from(data), Buffer.alloc(SIG_BUF));
+      const sig = await this.calls.run(session, op);
       this.pool.release(session);
       this.opts.metrics?.hsmSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       return sig;
@@ -154,11 +181,19 @@ export class Hsm {
    * Verifies a signature with the public key object whose CKA_ID is `keyId`, off the event loop.
    * Used where no native verifier is at hand in-process (P-256 over a raw digest).
    */
-  async verify(keyId: Uint8Array, mechanism: pkcs11js.Mechanism, data: Uint8Array, signature: Uint8Array, lane: Lane = 'hot'): Promise<boolean> {
-    const session = await this.acquire(lane);
+  async verify(
+    keyId: Uint8Array,
+    mechanism: pkcs11js.Mechanism,
+    data: Uint8Array,
+    signature: Uint8Array,
+    lane: Lane = 'hot',
+    deadline?: number,
+  ): Promise<boolean> {
+    const session = await this.acquire(lane, deadline);
     try {
       this.p11.C_VerifyInit(session, mechanism, this.objects.get(session, keyId, pkcs11js.CKO_PUBLIC_KEY));
-      const ok = await this.p11.C_VerifyAsync(session, Buffer.from(data), Buffer.from(signature));
+      const op = this.p11.C_VerifyAsync(session, Buffer.from(data), Buffer.from(signature));
+      const ok = await this.calls.run(session, op);
       this.pool.release(session);
       return ok;
     } catch (e) {
@@ -172,30 +207,29 @@ export class Hsm {
 
   /**
    * Runs a key-management step (generation, lookup, attribute reads) with a session of its own,
-   * one step at a time across the process.
+   * one step at a time across the process. A step that outlives the call deadline fails for its
+   * caller, but the next step still waits for it to end: generation is never run concurrently.
    */
   manage<T>(fn: (session: Handle) => T | Promise<T>): Promise<T> {
-    const run = () => this.withSession('hot', fn);
+    let ended: Promise<unknown> = Promise.resolve();
+    const run = () => this.run('hot', fn, undefined, (op) => (ended = op));
     const result = this.mgmt.then(run, run);
-    this.mgmt = result.catch(() => undefined);
+    this.mgmt = result.then(
+      () => ended,
+      () => ended,
+    ).catch(() => undefined);
     return result;
   }
 
   /**
    * Runs a short operation on a pooled session of `lane` (an encrypt, a decrypt), with the same
-   * failure handling as `sign`: the session is released on success or on a request error, and
-   * re-opened or the token marked down when the session or token failed. `fn` MUST finish its
-   * PKCS#11 operation before it returns: the session goes back to the pool straight after.
+   * failure handling and deadlines as `sign`: the session is released on success or on a request
+   * error, and re-opened or the token marked down when the session or token failed. `fn` MUST
+   * finish its PKCS#11 operation before its promise settles: the session goes back to the pool
+   * straight after.
    */
-  async withSession<T>(lane: Lane, fn: (session: Handle) => Promise<T> | T): Promise<T> {
-    const session = await this.acquire(lane);
-    try {
-      const out = await fn(session);
-      this.pool.release(session);
-      return out;
-    } catch (e) {
-      throw this.fail(session, e);
-    }
+  withSession<T>(lane: Lane, fn: (session: Handle) => Promise<T> | T, deadline?: number): Promise<T> {
+    return this.run(lane, fn, deadline);
   }
 
   /**
@@ -206,7 +240,7 @@ export class Hsm {
     return this.objects.get(session, keyId, cls);
   }
 
-  /** Drains in-flight operations, closes sessions and finalises the module. */
+  /** Drains in-flight operations (a suspect call included), closes sessions, finalises the module. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.recovering);
@@ -217,9 +251,39 @@ export class Hsm {
     tryFinalize(this.p11);
   }
 
-  private acquire(lane: Lane): Promise<Handle> {
+  private async run<T>(
+    lane: Lane,
+    fn: (session: Handle) => Promise<T> | T,
+    deadline?: number,
+    started?: (op: Promise<T>) => void,
+  ): Promise<T> {
+    const session = await this.acquire(lane, deadline);
+    try {
+      const op = Promise.resolve(fn(session));
+      started?.(op);
+      const out = await this.calls.run(session, op);
+      this.pool.release(session);
+      return out;
+    } catch (e) {
+      throw this.fail(session, e);
+    }
+  }
+
+  /**
+   * A session of `lane` within the lane's wait limit, or sooner when the caller's `deadline`
+   * (epoch ms) comes first; after that the caller gets UNAVAILABLE with a retry delay.
+   */
+  private acquire(lane: Lane, deadline?: number): Promise<Handle> {
     if (!this.healthy) return Promise.reject(this.downError());
-    return this.pool.acquire(lane);
+    const ms = Math.min(this.waitMs[lane], deadline === undefined ? Infinity : Math.floor(deadline - Date.now()));
+    return this.pool.acquire(lane, {
+      ms,
+      error: () => {
+        this.opts.metrics?.hsmDeadlines.inc({ stage: 'session_wait' });
+        const message = `no HSM session became free within ${Math.max(ms, 0)} ms; retry later`;
+        return new SignerError('HSM_UNAVAILABLE', message, { timeout: 'session_wait' }, BUSY_RETRY_MS);
+      },
+    });
   }
 
   private downError(): SignerError {
@@ -241,8 +305,12 @@ export class Hsm {
     return this.objects.find(session, template);
   }
 
-  /** Maps a failure to the caller's error and repairs the pool according to its class. */
+  /**
+   * Maps a failure to the caller's error and repairs the pool according to its class. A session
+   * that went suspect belongs to its pending call, which repairs it when it returns.
+   */
   private fail(session: Handle, e: unknown): unknown {
+    if (this.calls.holds(session)) return e;
     const cls = classify(e);
     this.opts.metrics?.hsmErrors.inc({ ckr: ckrName(e), class: cls });
     if (cls === 'request') {
@@ -300,7 +368,7 @@ export class Hsm {
   private recover(): void {
     this.recovering = undefined;
     if (this.closed || this.healthy || this.blocked) return;
-    // Sessions still running an operation must finish before the slot is reset.
+    // Sessions still running an operation (a suspect call too) must finish before the slot is reset.
     if (this.pool.inUse > 0) return this.scheduleRecovery();
     for (const s of this.pool.takeIdle()) this.tryClose(s);
     try {

@@ -6,6 +6,14 @@ export type Lane = 'hot' | 'batch';
 interface Waiter<S> {
   resolve(s: S): void;
   reject(e: unknown): void;
+  /** Set while the wait has a deadline; cleared when the waiter is served or rejected. */
+  timer?: NodeJS.Timeout;
+}
+
+/** How long `acquire` may wait for a free session, and what it rejects with after that. */
+export interface WaitLimit {
+  ms: number;
+  error(): unknown;
 }
 
 /**
@@ -35,15 +43,33 @@ export class SessionPool<S> {
     this.release(s);
   }
 
-  acquire(lane: Lane): Promise<S> {
+  /**
+   * A free session, or the next one released (hot lane first). With `limit`, a caller that is
+   * still queued after `limit.ms` leaves the queue and gets `limit.error()`: a stuck or
+   * saturated HSM turns into a prompt refusal instead of a request that waits forever. The
+   * timer exists only while the caller waits, so the uncontended path costs nothing more.
+   */
+  acquire(lane: Lane, limit?: WaitLimit): Promise<S> {
     const s = this.free.pop();
     if (s !== undefined) {
       this.busy++;
       this.observe();
       return Promise.resolve(s);
     }
+    if (limit && limit.ms <= 0) return Promise.reject(limit.error());
     return new Promise<S>((resolve, reject) => {
-      this.waiters[lane].push({ resolve, reject });
+      const waiter: Waiter<S> = { resolve, reject };
+      if (limit) {
+        waiter.timer = setTimeout(() => {
+          const queue = this.waiters[lane];
+          const i = queue.indexOf(waiter);
+          if (i < 0) return;
+          queue.splice(i, 1);
+          this.observe();
+          reject(limit.error());
+        }, limit.ms);
+      }
+      this.waiters[lane].push(waiter);
       this.observe();
     });
   }
@@ -51,7 +77,10 @@ export class SessionPool<S> {
   /** Returns a healthy session: the next waiter gets it directly, hot lane first. */
   release(s: S): void {
     const next = this.waiters.hot.shift() ?? this.waiters.batch.shift();
-    if (next) next.resolve(s);
+    if (next) {
+      clearTimeout(next.timer);
+      next.resolve(s);
+    }
     else {
       this.busy--;
       this.free.push(s);
@@ -77,7 +106,10 @@ export class SessionPool<S> {
 
   rejectWaiters(e: unknown): void {
     for (const lane of ['hot', 'batch'] as const) {
-      for (const w of this.waiters[lane].splice(0)) w.reject(e);
+      for (const w of this.waiters[lane].splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(e);
+      }
     }
     this.observe();
   }

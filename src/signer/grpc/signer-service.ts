@@ -56,6 +56,13 @@ function payloadOf(req: WirePayload): Payload {
   }
 }
 
+/** The call's gRPC deadline in epoch ms, when the client set one: it caps the wait for an HSM session. */
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 function timeOf(t: WireTimestamp | null): Date {
   if (!t) throw new SignerError('REQUEST_INVALID', 'client_time is required');
   return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6));
@@ -115,7 +122,15 @@ export function signerHandlers(deps: {
       return observed(id, req.keyId, { kind: 'sign', requestId: req.requestId }, async () => {
         if (!REQUEST_ID.test(req.requestId)) throw new SignerError('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
         const clientTime = timeOf(req.clientTime);
-        return flow.sign({ client: id.client, keyId: req.keyId, keyVersion: req.keyVersion, requestId: req.requestId, clientTime, payload: payloadOf(req) });
+        return flow.sign({
+          client: id.client,
+          keyId: req.keyId,
+          keyVersion: req.keyVersion,
+          requestId: req.requestId,
+          clientTime,
+          payload: payloadOf(req),
+          deadline: deadlineOf(call),
+        });
       });
     }),
 
@@ -131,7 +146,9 @@ export function signerHandlers(deps: {
             throw new SignerError('PAYLOAD_INVALID', `item ${i}: ${(e as Error).message}`, { index: String(i) });
           }
         });
-        const results = await flow.signBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads });
+        const deadline = deadlineOf(call);
+        const { keyId, batchId } = req;
+        const results = await flow.signBatch({ client: id.client, keyId, batchId, clientTime, payloads, deadline });
         const wire = results.map((r) => ('error' in r ? { error: { code: statusOf(r.error.reason), ...r.error } } : r));
         return { batchId: req.batchId, results: wire };
       });

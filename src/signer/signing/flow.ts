@@ -36,6 +36,8 @@ export interface SignCall {
   requestId: string;
   clientTime: Date;
   payload: Payload;
+  /** The gRPC call's deadline (epoch ms), if the client set one. */
+  deadline?: number | undefined;
 }
 
 export interface BatchCall {
@@ -44,6 +46,8 @@ export interface BatchCall {
   batchId: string;
   clientTime: Date;
   payloads: Payload[];
+  /** The gRPC call's deadline (epoch ms), if the client set one. */
+  deadline?: number | undefined;
 }
 
 /** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
@@ -78,7 +82,7 @@ export class SignFlow {
     if (!outcome.ok) throw markAudited(outcome.error);
     const [first] = outcome.items as [ItemOutcome];
     if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
-    const [result] = (await this.signAll([{ prepared, item, base }], 'hot')) as [Signed];
+    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', c.deadline)) as [Signed];
     if ('error' in result) throw result.cause;
     return result.wire;
   }
@@ -134,7 +138,7 @@ export class SignFlow {
         ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
         : [],
     );
-    const signed = await this.signAll(toSign, 'batch');
+    const signed = await this.signAll(toSign, 'batch', c.deadline);
     const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
     toSign.forEach(({ index }, k) => {
       const r = signed[k]!;
@@ -153,12 +157,16 @@ export class SignFlow {
    * Signs reserved items in parallel, then commits all their results in one store call before
    * any of them is returned. Items whose signing failed give up their lease for a retry.
    */
-  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane): Promise<Signed[]> {
+  private async signAll(
+    list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>,
+    lane: Lane,
+    deadline?: number,
+  ): Promise<Signed[]> {
     // Each item's result is built as soon as its signature arrives, so a large batch spreads
     // this work between hot requests instead of doing it in one block at the end.
     const out = await Promise.all(
       list.map(({ prepared, item, base }) =>
-        this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId }).then(
+        this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId, deadline }).then(
           (signed): Signed => {
             const wire = signResultToWire(signed, item.requestId);
             return { wire, result: encodeResult(wire), item, draft: signDraft(base, prepared, { decision: 'allowed', signature: wire.signature }) };
