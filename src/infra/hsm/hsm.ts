@@ -63,7 +63,11 @@ export class Hsm {
     private pin: string,
     private readonly opts: HsmOptions,
   ) {
-    this.pool = new SessionPool(opts.metrics);
+    this.pool = new SessionPool(opts.metrics, (ms) => {
+      this.opts.metrics?.hsmDeadlines.inc({ stage: 'session_wait' });
+      const message = `no HSM session became free within ${ms} ms; retry later`;
+      return new SignerError('HSM_UNAVAILABLE', message, { timeout: 'session_wait' }, BUSY_RETRY_MS);
+    });
     this.objects = new ObjectCache(p11);
     this.waitMs = { hot: opts.sessionWaitMs ?? 2000, batch: opts.batchSessionWaitMs ?? 60_000 };
     this.calls = new CallDeadline<Handle>(
@@ -275,15 +279,8 @@ export class Hsm {
    */
   private acquire(lane: Lane, deadline?: number): Promise<Handle> {
     if (!this.healthy) return Promise.reject(this.downError());
-    const ms = Math.min(this.waitMs[lane], deadline === undefined ? Infinity : Math.floor(deadline - Date.now()));
-    return this.pool.acquire(lane, {
-      ms,
-      error: () => {
-        this.opts.metrics?.hsmDeadlines.inc({ stage: 'session_wait' });
-        const message = `no HSM session became free within ${Math.max(ms, 0)} ms; retry later`;
-        return new SignerError('HSM_UNAVAILABLE', message, { timeout: 'session_wait' }, BUSY_RETRY_MS);
-      },
-    });
+    const left = deadline === undefined ? Infinity : Math.floor(deadline - Date.now());
+    return this.pool.acquire(lane, Math.min(this.waitMs[lane], left));
   }
 
   private downError(): SignerError {

@@ -10,12 +10,6 @@ interface Waiter<S> {
   timer?: NodeJS.Timeout;
 }
 
-/** How long `acquire` may wait for a free session, and what it rejects with after that. */
-export interface WaitLimit {
-  ms: number;
-  error(): unknown;
-}
-
 /**
  * A fixed set of HSM sessions handed out one operation at a time. A PKCS#11 session runs one
  * operation at a time, so an operation MUST hold its session from SignInit to the end of Sign.
@@ -26,7 +20,11 @@ export class SessionPool<S> {
   private busy = 0;
   private total = 0;
 
-  constructor(private readonly metrics?: Metrics) {}
+  /** `timeoutError` is what a wait that reached its limit rejects with, given the limit. */
+  constructor(
+    private readonly metrics?: Metrics,
+    private readonly timeoutError: (waitMs: number) => unknown = (ms) => new Error(`no free session within ${ms} ms`),
+  ) {}
 
   get inUse(): number {
     return this.busy;
@@ -44,30 +42,30 @@ export class SessionPool<S> {
   }
 
   /**
-   * A free session, or the next one released (hot lane first). With `limit`, a caller that is
-   * still queued after `limit.ms` leaves the queue and gets `limit.error()`: a stuck or
+   * A free session, or the next one released (hot lane first). With `waitMs`, a caller that is
+   * still queued after that long leaves the queue and gets the pool's timeout error: a stuck or
    * saturated HSM turns into a prompt refusal instead of a request that waits forever. The
    * timer exists only while the caller waits, so the uncontended path costs nothing more.
    */
-  acquire(lane: Lane, limit?: WaitLimit): Promise<S> {
+  acquire(lane: Lane, waitMs?: number): Promise<S> {
     const s = this.free.pop();
     if (s !== undefined) {
       this.busy++;
       this.observe();
       return Promise.resolve(s);
     }
-    if (limit && limit.ms <= 0) return Promise.reject(limit.error());
+    if (waitMs !== undefined && waitMs <= 0) return Promise.reject(this.timeoutError(0));
     return new Promise<S>((resolve, reject) => {
       const waiter: Waiter<S> = { resolve, reject };
-      if (limit) {
+      if (waitMs !== undefined) {
         waiter.timer = setTimeout(() => {
           const queue = this.waiters[lane];
           const i = queue.indexOf(waiter);
           if (i < 0) return;
           queue.splice(i, 1);
           this.observe();
-          reject(limit.error());
-        }, limit.ms);
+          reject(this.timeoutError(waitMs));
+        }, waitMs);
       }
       this.waiters[lane].push(waiter);
       this.observe();
