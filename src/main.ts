@@ -12,6 +12,9 @@ const program = new Command()
 
 const { config: file } = program.opts<{ config: string }>();
 const STOP_TIMEOUT_MS = 30_000;
+// SIGHUP's default action ends the process: a reload sent while the signer starts is ignored instead.
+let reload = () => {};
+process.on('SIGHUP', () => reload());
 
 try {
   const config = loadConfig(file);
@@ -46,10 +49,10 @@ try {
   process.on('SIGTERM', () => stop('SIGTERM'));
   // The operator's "I fixed it": the PIN file is read again, and a login that a refused PIN
   // stopped gets exactly one new attempt (src/infra/hsm/hsm.ts, retryLogin).
-  process.on('SIGHUP', () => {
+  reload = () => {
     if (stopping) return;
     log.info({ signal: 'SIGHUP', hsm: signer.hsm.retryLogin() }, 'reloaded');
-  });
+  };
 } catch (e) {
   if (e instanceof ConfigError || e instanceof HsmStartError || e instanceof NativeAddonError) {
     process.stderr.write(`hsm-signer: ${e.message}\n`);
