@@ -13,6 +13,7 @@ import { CosignerIdentity } from './identity.js';
 
 export interface RunningCosigner {
   port: number;
+  hsm: Hsm;
   close(): Promise<void>;
 }
 
@@ -63,6 +64,7 @@ export async function startCosigner(
   log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
   return {
     port,
+    hsm,
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       clearInterval(pruner);

@@ -36,6 +36,18 @@ export const configSchema = z
         moduleEnv: z.record(z.string(), z.string()).default({}),
         /** How often a dead token is probed for recovery. */
         recoveryIntervalMs: z.number().int().min(50).default(1000),
+        /**
+         * Longest wait for a free HSM session, for a hot request and for a batch item (a batch
+         * queues all its items at once); a gRPC deadline that comes first ends the wait sooner.
+         * Then the request gets UNAVAILABLE HSM_UNAVAILABLE with a retry delay.
+         */
+        sessionWaitMs: z.number().int().min(1).max(600_000).default(2000),
+        batchSessionWaitMs: z.number().int().min(1).max(600_000).default(60_000),
+        /**
+         * Longest an HSM call may run: the request then gets UNAVAILABLE, and the session stays
+         * out of the pool until the call returns.
+         */
+        callTimeoutMs: z.number().int().min(10).max(600_000).default(5000),
       })
       .strict(),
     /** Exactly one backend: embedded SQLite, or PostgreSQL shared by replicas. */

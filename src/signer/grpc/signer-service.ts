@@ -56,6 +56,13 @@ function payloadOf(req: WirePayload): Payload {
   }
 }
 
+/** The call's gRPC deadline in epoch ms, when the client set one: it caps the wait for an HSM session. */
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
 function timeOf(t: WireTimestamp | null): Date {
   if (!t) throw new SignerError('REQUEST_INVALID', 'client_time is required');
   return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6));
@@ -131,7 +138,8 @@ export function signerHandlers(deps: {
         if (!REQUEST_ID.test(req.requestId)) throw new SignerError('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
         const clientTime = timeOf(req.clientTime);
         const { keyId, keyVersion, requestId } = req;
-        return flow.checkSign({ client: id.client, keyId, keyVersion, requestId, clientTime, payload: payloadOf(req) });
+        const deadline = deadlineOf(call);
+        return flow.checkSign({ client: id.client, keyId, keyVersion, requestId, clientTime, payload: payloadOf(req), deadline });
       };
       const what = { kind: 'sign' as const, requestId: req.requestId };
       return observed(id, req.keyId, what, check, (checked) => flow.sign(checked));
@@ -149,7 +157,8 @@ export function signerHandlers(deps: {
             throw new SignerError('PAYLOAD_INVALID', `item ${i}: ${(e as Error).message}`, { index: String(i) });
           }
         });
-        return flow.checkBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads });
+        const deadline = deadlineOf(call);
+        return flow.checkBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads, deadline });
       };
       const run = async (checked: CheckedBatch) => {
         const results = await flow.signBatch(checked);
