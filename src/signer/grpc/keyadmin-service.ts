@@ -10,6 +10,7 @@ import { unary } from '../../infra/grpc/unary.js';
 import { createHash } from 'node:crypto';
 import { eventDraft } from '../audit/drafts.js';
 import type { AuditStore } from '../../infra/store/audit.js';
+import { requireId } from './ids.js';
 
 const policyToWire = (p: PolicyRecord) => ({
   name: p.name,
@@ -37,7 +38,7 @@ export function keyAdminHandlers(deps: {
       const id = auth.require(call, 'admin');
       const algorithm = algorithmFromWire(call.request.algorithm);
       if (!algorithm) throw new SignerError('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR');
-      const key = await keys.create(call.request.keyId, algorithm);
+      const key = await keys.create(requireId('key_id', 'key', call.request.keyId), algorithm);
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
       await record('key.create', id.client, key, { algorithm });
       return keyToWire(key);
@@ -46,7 +47,7 @@ export function keyAdminHandlers(deps: {
     RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
       const id = auth.require(call, 'admin');
       const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
-      const { next, previous } = await keys.rotate(call.request.keyId, overlap);
+      const { next, previous } = await keys.rotate(requireId('key_id', 'key', call.request.keyId), overlap);
       await record('key.rotate', id.client, next, { previousVersion: String(previous.version), overlapSeconds: String(Math.round(overlap / 1000)) });
       const after = keys.history(next.keyId);
       return { active: keyToWire(after.find((k) => k.version === next.version)!), previous: keyToWire(after.find((k) => k.version === previous.version)!) };
@@ -54,14 +55,14 @@ export function keyAdminHandlers(deps: {
 
     DisableKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.disable(call.request.keyId, call.request.version);
+      const k = await keys.disable(requireId('key_id', 'key', call.request.keyId), call.request.version);
       await record('key.disable', id.client, k);
       return keyToWire(k);
     }),
 
     DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.destroy(call.request.keyId, call.request.version, call.request.confirmKeyId);
+      const k = await keys.destroy(requireId('key_id', 'key', call.request.keyId), call.request.version, call.request.confirmKeyId);
       await record('key.destroy', id.client, k);
       return keyToWire(k);
     }),
@@ -69,15 +70,17 @@ export function keyAdminHandlers(deps: {
     RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       // The same job lock as scheduled rotation and refresh: one ceremony per key across replicas.
-      const k = await jobs.withJobLock(`rotate:${call.request.keyId}`, () => keys.refreshShares(call.request.keyId));
-      if (!k) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${call.request.keyId}" is being rotated or refreshed elsewhere; retry`, { keyId: call.request.keyId });
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      const k = await jobs.withJobLock(`rotate:${keyId}`, () => keys.refreshShares(keyId));
+      if (!k) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" is being rotated or refreshed elsewhere; retry`, { keyId });
       await record('key.refresh', id.client, k, { epoch: String(k.threshold!.epoch) });
       return keyToWire(k);
     }),
 
     SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const record = await policies.set(call.request.name, call.request.document, id.client, new Date());
+      const name = requireId('name', 'key', call.request.name, 'POLICY_INVALID');
+      const record = await policies.set(name, call.request.document, id.client, new Date());
       const documentHash = createHash('sha256').update(record.document).digest();
       await audit.appendAudit([eventDraft('policy.set', record.updatedAt, id.client, { payloadHash: documentHash, intent: { policy: record.name, version: String(record.version) } })]);
       return policyToWire(record);
@@ -88,8 +91,8 @@ export function keyAdminHandlers(deps: {
       const id = auth.identify(call);
       if (!id.roles.has('auditor')) auth.require(call, 'admin');
       const r = call.request;
-      if (r.selector === 'name') return policyToWire(policies.get(r.name!));
-      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(r.keyId!));
+      if (r.selector === 'name') return policyToWire(policies.get(requireId('name', 'key', r.name!)));
+      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(requireId('key_id', 'key', r.keyId!)));
       throw new SignerError('REQUEST_INVALID', 'name or key_id is required');
     }),
   };
