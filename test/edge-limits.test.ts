@@ -41,7 +41,7 @@ function release() {
   gate.open();
 }
 
-const LIMITS = { maxInFlightPerClient: 4, maxWatchStreamsPerClient: 3, messageBytes: { sign: 256 * 1024, signBatch: 512 * 1024, setPolicy: 64 * 1024, other: 16 * 1024 } };
+const LIMITS = { maxConcurrentStreams: 50, maxInFlightPerClient: 4, maxWatchStreamsPerClient: 3, messageBytes: { sign: 256 * 1024, signBatch: 512 * 1024, setPolicy: 64 * 1024, other: 16 * 1024 } };
 const ts = await startTestSigner({ wrapModule: holdable, config: { limits: LIMITS } });
 t.teardown(() => ts.close());
 const engine = ts.as('payment-engine');
@@ -219,6 +219,14 @@ t.test('WatchKeys: streams per client are capped, and a client that stops readin
   t.equal(forKey.length, 5, 'the key that changed while the client was not reading is sent once, as it is now');
   t.same(forKey.map((k) => [k.version, k.state]), [[1, 'VERIFY_ONLY'], [2, 'VERIFY_ONLY'], [3, 'VERIFY_ONLY'], [4, 'VERIFY_ONLY'], [5, 'ACTIVE']]);
   t.equal(new Set(got.map((k) => k.keyId)).size, 60, 'every key it may see arrived');
+});
+
+t.test('the server caps concurrent streams per connection in its HTTP/2 settings', async (t) => {
+  const c = ts.pki.clients['payment-engine']!;
+  const session = http2.connect(`https://${ts.address}`, { ca: ts.pki.caCert, cert: c.cert, key: c.key, servername: 'localhost' });
+  t.teardown(() => session.destroy());
+  const settings = await new Promise<http2.Settings>((r) => session.once('remoteSettings', r));
+  t.equal(settings.maxConcurrentStreams, LIMITS.maxConcurrentStreams, 'SETTINGS_MAX_CONCURRENT_STREAMS = limits.maxConcurrentStreams');
 });
 
 /** The error a server stream ends with. */
