@@ -10,7 +10,10 @@ import { ALICE, GWEI } from './evm.js';
 
 /** sfc32: a small seeded PRNG (test data only, not cryptography). */
 export function prng(seed: number) {
-  let a = 0x9e3779b9 | 0, b = 0x243f6a88 | 0, c = 0xb7e15162 | 0, d = seed | 0;
+  let a = 0x9e3779b9 | 0,
+    b = 0x243f6a88 | 0,
+    c = 0xb7e15162 | 0,
+    d = seed | 0;
   const u32 = () => {
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;
@@ -35,7 +38,15 @@ export type Rng = ReturnType<typeof prng>;
 
 export type FuzzCase =
   | { kind: string; via: 'raw'; method: string; stream?: boolean; bytes: Buffer; as?: 'admin'; mayPass?: () => boolean }
-  | { kind: string; via: 'typed'; method: string; stream?: boolean; request: object; as?: 'admin'; mayPass?: () => boolean };
+  | {
+      kind: string;
+      via: 'typed';
+      method: string;
+      stream?: boolean;
+      request: object;
+      as?: 'admin';
+      mayPass?: () => boolean;
+    };
 
 /**
  * The Sign message limit of the fuzzed signer: above the largest valid Sign (a 64 KiB message),
@@ -43,37 +54,112 @@ export type FuzzCase =
  */
 export const FUZZ_SIGN_LIMIT = 96 * 1024;
 
-const SERVICES: Record<string, string> = { Sign: 'Signer', SignBatch: 'Signer', GetPublicKey: 'Signer', WatchKeys: 'Signer', ExportLog: 'Audit' };
+const SERVICES: Record<string, string> = {
+  Sign: 'Signer',
+  SignBatch: 'Signer',
+  GetPublicKey: 'Signer',
+  WatchKeys: 'Signer',
+  ExportLog: 'Audit',
+};
 /** The full gRPC path of a method by its name. */
 export const pathOf = (method: string) => `/signer.v1.${SERVICES[method] ?? 'KeyAdmin'}/${method}`;
 
-const KEY_ADMIN = ['CreateKey', 'SetPolicy', 'RotateKey', 'DisableKeyVersion', 'DestroyKeyVersion', 'GetPolicy', 'RefreshShares'];
-const serialize = (method: string, request: object) => (signerV1.Signer.service[method] ?? signerV1.KeyAdmin.service[method])!.requestSerialize(request);
+const KEY_ADMIN = [
+  'CreateKey',
+  'SetPolicy',
+  'RotateKey',
+  'DisableKeyVersion',
+  'DestroyKeyVersion',
+  'GetPolicy',
+  'RefreshShares',
+];
+const serialize = (method: string, request: object) =>
+  (signerV1.Signer.service[method] ?? signerV1.KeyAdmin.service[method])!.requestSerialize(request);
 
 const stale = () => ({ seconds: String(Math.floor(Date.now() / 1000) - 7200), nanos: 0 });
 const fresh = () => ({ seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 });
 
 /** Valid transactions of both types, built by ethers: the seeds of the RLP mutations. */
 export const SEED_TXS = [
-  Transaction.from({ type: 2, chainId: 1, nonce: 3, to: ALICE, value: 10n ** 15n, gasLimit: 21000, maxFeePerGas: 30n * GWEI, maxPriorityFeePerGas: GWEI }),
-  Transaction.from({ type: 2, chainId: 8453, nonce: 9, to: ALICE, value: 0, data: '0xa9059cbb' + '00'.repeat(64), gasLimit: 60000, maxFeePerGas: GWEI, maxPriorityFeePerGas: GWEI }),
+  Transaction.from({
+    type: 2,
+    chainId: 1,
+    nonce: 3,
+    to: ALICE,
+    value: 10n ** 15n,
+    gasLimit: 21000,
+    maxFeePerGas: 30n * GWEI,
+    maxPriorityFeePerGas: GWEI,
+  }),
+  Transaction.from({
+    type: 2,
+    chainId: 8453,
+    nonce: 9,
+    to: ALICE,
+    value: 0,
+    data: '0xa9059cbb' + '00'.repeat(64),
+    gasLimit: 60000,
+    maxFeePerGas: GWEI,
+    maxPriorityFeePerGas: GWEI,
+  }),
   Transaction.from({ type: 0, chainId: 137, nonce: 42, to: ALICE, value: 5n, gasLimit: 21000, gasPrice: 50n * GWEI }),
-  Transaction.from({ type: 0, chainId: 10, nonce: 0, to: null, value: 0, data: '0x6000', gasLimit: 100000, gasPrice: GWEI }),
+  Transaction.from({
+    type: 0,
+    chainId: 10,
+    nonce: 0,
+    to: null,
+    value: 0,
+    data: '0x6000',
+    gasLimit: 100000,
+    gasPrice: GWEI,
+  }),
 ].map((tx) => Buffer.from(getBytes(tx.unsignedSerialized)));
 
 /** Hand-made RLP edge cases: each must be refused. */
 const RLP_EDGES: Buffer[] = [
-  '', '02', 'c0', '02c0', '01c0', '03c0', '04c0', '7f', '80', 'b8', 'f8', 'ff', 'c180', '02c180',
-  'f90000', 'ba' + 'ff'.repeat(8), 'fb' + 'ff'.repeat(8), 'f8ff' + '00'.repeat(10), 'c3c2c1c0',
-].map((h) => Buffer.from(h, 'hex')).concat([
-  Buffer.from(getBytes(encodeRlp(['0x00', '0x01', '0x5208', ALICE, '0x', '0x', '0x01', '0x', '0x']))), // a leading-zero integer
-  Buffer.from(getBytes(encodeRlp(['0x', '0x01', '0x5208', ALICE, '0x', '0x', '0x01', '0x01', '0x01']))), // signed legacy
-  Buffer.from(getBytes('0x02' + encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', [[ALICE, []]]]).slice(2))), // access list
-  Buffer.from(getBytes('0x02' + encodeRlp(['0x01', '0x' + 'ff'.repeat(40), '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2))), // 320-bit nonce
-  Buffer.from(getBytes('0x02' + encodeRlp([['0x01'], '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2))), // a list for the chain id
-  Buffer.from(getBytes('0x02' + encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', '0x' + '11'.repeat(21), '0x', '0x', []]).slice(2))), // 21-byte address
-  Buffer.concat([SEED_TXS[0]!, Buffer.from('00', 'hex')]), // trailing byte
-]);
+  '',
+  '02',
+  'c0',
+  '02c0',
+  '01c0',
+  '03c0',
+  '04c0',
+  '7f',
+  '80',
+  'b8',
+  'f8',
+  'ff',
+  'c180',
+  '02c180',
+  'f90000',
+  'ba' + 'ff'.repeat(8),
+  'fb' + 'ff'.repeat(8),
+  'f8ff' + '00'.repeat(10),
+  'c3c2c1c0',
+]
+  .map((h) => Buffer.from(h, 'hex'))
+  .concat([
+    // A leading-zero integer; a signed legacy transaction.
+    Buffer.from(getBytes(encodeRlp(['0x00', '0x01', '0x5208', ALICE, '0x', '0x', '0x01', '0x', '0x']))),
+    Buffer.from(getBytes(encodeRlp(['0x', '0x01', '0x5208', ALICE, '0x', '0x', '0x01', '0x01', '0x01']))),
+    Buffer.from(
+      getBytes('0x02' + encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', [[ALICE, []]]]).slice(2)),
+    ), // access list
+    Buffer.from(
+      getBytes(
+        '0x02' + encodeRlp(['0x01', '0x' + 'ff'.repeat(40), '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2),
+      ),
+    ), // 320-bit nonce
+    Buffer.from(
+      getBytes('0x02' + encodeRlp([['0x01'], '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2)),
+    ), // a list for the chain id
+    Buffer.from(
+      getBytes(
+        '0x02' + encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', '0x' + '11'.repeat(21), '0x', '0x', []]).slice(2),
+      ),
+    ), // 21-byte address
+    Buffer.concat([SEED_TXS[0]!, Buffer.from('00', 'hex')]), // trailing byte
+  ]);
 
 /** Byte-wise mutations: flip, set, insert, delete, duplicate, truncate, extend. */
 export function mutate(r: Rng, input: Buffer): Buffer {
@@ -82,13 +168,26 @@ export function mutate(r: Rng, input: Buffer): Buffer {
   for (let k = 0; k < rounds; k++) {
     const at = b.length ? r.int(b.length) : 0;
     switch (r.int(7)) {
-      case 0: if (b.length) b[at] = b[at]! ^ (1 << r.int(8)); break;
-      case 1: if (b.length) b[at] = r.pick([0x00, 0x7f, 0x80, 0x81, 0xb7, 0xb8, 0xbf, 0xc0, 0xf7, 0xf8, 0xff]); break;
-      case 2: b = Buffer.concat([b.subarray(0, at), r.bytes(1 + r.int(8)), b.subarray(at)]); break;
-      case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + r.int(8))]); break;
-      case 4: b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + 1 + r.int(16)), b.subarray(at)]); break;
-      case 5: b = b.subarray(0, at); break;
-      default: b = Buffer.concat([b, r.bytes(1 + r.int(32))]);
+      case 0:
+        if (b.length) b[at] = b[at]! ^ (1 << r.int(8));
+        break;
+      case 1:
+        if (b.length) b[at] = r.pick([0x00, 0x7f, 0x80, 0x81, 0xb7, 0xb8, 0xbf, 0xc0, 0xf7, 0xf8, 0xff]);
+        break;
+      case 2:
+        b = Buffer.concat([b.subarray(0, at), r.bytes(1 + r.int(8)), b.subarray(at)]);
+        break;
+      case 3:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + r.int(8))]);
+        break;
+      case 4:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + 1 + r.int(16)), b.subarray(at)]);
+        break;
+      case 5:
+        b = b.subarray(0, at);
+        break;
+      default:
+        b = Buffer.concat([b, r.bytes(1 + r.int(32))]);
     }
   }
   return b;
@@ -101,7 +200,9 @@ export function mutate(r: Rng, input: Buffer): Buffer {
  */
 function freshAfterMutation(method: string, bytes: Buffer): boolean {
   try {
-    const req = signerV1.Signer.service[method]!.requestDeserialize(bytes) as { clientTime?: { seconds: string } | null };
+    const req = signerV1.Signer.service[method]!.requestDeserialize(bytes) as {
+      clientTime?: { seconds: string } | null;
+    };
     return req.clientTime != null && Math.abs(Number(req.clientTime.seconds) - Date.now() / 1000) < 600;
   } catch {
     return false;
@@ -120,7 +221,8 @@ function ethersAccepts(bytes: Buffer): boolean {
 
 /** A string meant to break an id grammar: long, non-ASCII, control characters, separators. */
 export function hostileId(r: Rng): string {
-  const pieces = ['=cmd|', '../', '\u0000', '\r\n', ' ', '🔑', 'é', '\uD800', '"', ',', '*', '_audit', 'A', 'hot-k1'];
+  const pieces = ['=cmd|', '../', '\u0000', '\r\n', ' ', '🔑', 'é', '\uD800', '"', ',', '*'];
+  pieces.push('_audit', 'A', 'hot-k1');
   const n = r.pick([0, 1, 65, 129, 1000, 10_000]);
   let s = '';
   while (s.length < n) s += r.next() < 0.5 ? r.pick(pieces) : String.fromCharCode(32 + r.int(95));
@@ -156,18 +258,42 @@ export function fuzzCase(r: Rng, i: number): FuzzCase {
   switch (i % 8) {
     case 0: {
       const method = r.pick(['Sign', 'SignBatch', 'GetPublicKey', 'ExportLog', ...KEY_ADMIN]);
-      return { kind: 'random protobuf bytes', via: 'raw', method, stream: method === 'ExportLog', bytes: r.bytes(r.int(600)) };
+      return {
+        kind: 'random protobuf bytes',
+        via: 'raw',
+        method,
+        stream: method === 'ExportLog',
+        bytes: r.bytes(r.int(600)),
+      };
     }
     case 1: {
       // Valid requests that are an hour old, mutated: whatever survives decoding is still stale.
-      const payload = r.pick([{ digest: r.bytes(32) }, { keyId: 'fz-ed', message: r.bytes(1 + r.int(200)) }, { evmTransaction: { unsignedTx: r.pick(SEED_TXS) } }]);
+      const payload = r.pick([
+        { digest: r.bytes(32) },
+        { keyId: 'fz-ed', message: r.bytes(1 + r.int(200)) },
+        { evmTransaction: { unsignedTx: r.pick(SEED_TXS) } },
+      ]);
       const method = r.pick(['Sign', 'SignBatch']);
-      const request = method === 'Sign' ? { ...base, clientTime: stale(), ...payload } : { batchId: `fzb-${i}`, keyId: 'fz-k1', clientTime: stale(), items: [payload, payload] };
+      const request =
+        method === 'Sign'
+          ? { ...base, clientTime: stale(), ...payload }
+          : { batchId: `fzb-${i}`, keyId: 'fz-k1', clientTime: stale(), items: [payload, payload] };
       const bytes = mutate(r, serialize(method, request));
-      return { kind: 'mutated request bytes', via: 'raw', method, bytes, mayPass: () => freshAfterMutation(method, bytes) };
+      return {
+        kind: 'mutated request bytes',
+        via: 'raw',
+        method,
+        bytes,
+        mayPass: () => freshAfterMutation(method, bytes),
+      };
     }
     case 2:
-      return { kind: 'wrong wire types', via: 'raw', method: r.pick(['Sign', 'SignBatch', 'GetPublicKey']), bytes: wrongTypes(r) };
+      return {
+        kind: 'wrong wire types',
+        via: 'raw',
+        method: r.pick(['Sign', 'SignBatch', 'GetPublicKey']),
+        bytes: wrongTypes(r),
+      };
     case 3: {
       const bad = r.pick([
         { digest: r.bytes(r.pick([0, 1, 31, 33, 64, 1000])) },
@@ -191,25 +317,81 @@ export function fuzzCase(r: Rng, i: number): FuzzCase {
       const raw = hostileId(r);
       const id = breaking(raw, KEY);
       const which = r.int(8);
-      if (which === 0) return { kind: 'hostile ids', via: 'typed', method: 'Sign', request: { ...base, keyId: id, digest: r.bytes(32) } };
-      if (which === 1) return { kind: 'hostile ids', via: 'typed', method: 'Sign', request: { ...base, requestId: breaking(raw, REQUEST), digest: r.bytes(32) } };
-      if (which === 2) return { kind: 'hostile ids', via: 'typed', method: 'SignBatch', request: { batchId: breaking(raw, REQUEST), keyId: 'fz-k1', clientTime: fresh(), items: [{ digest: r.bytes(32) }] } };
+      if (which === 0)
+        return {
+          kind: 'hostile ids',
+          via: 'typed',
+          method: 'Sign',
+          request: { ...base, keyId: id, digest: r.bytes(32) },
+        };
+      if (which === 1)
+        return {
+          kind: 'hostile ids',
+          via: 'typed',
+          method: 'Sign',
+          request: { ...base, requestId: breaking(raw, REQUEST), digest: r.bytes(32) },
+        };
+      if (which === 2)
+        return {
+          kind: 'hostile ids',
+          via: 'typed',
+          method: 'SignBatch',
+          request: {
+            batchId: breaking(raw, REQUEST),
+            keyId: 'fz-k1',
+            clientTime: fresh(),
+            items: [{ digest: r.bytes(32) }],
+          },
+        };
       if (which === 3) return { kind: 'hostile ids', via: 'typed', method: 'GetPublicKey', request: { keyId: id } };
-      if (which === 4) return { kind: 'hostile ids', via: 'typed', method: 'WatchKeys', stream: true, request: { keyId: id || 'X' } };
-      if (which === 5) return { kind: 'hostile ids', via: 'typed', method: 'RotateKey', as: 'admin', request: { keyId: id } };
-      if (which === 6) return { kind: 'hostile ids', via: 'typed', method: 'GetPolicy', as: 'admin', request: r.next() < 0.5 ? { name: id } : { keyId: id } };
-      return { kind: 'hostile ids', via: 'typed', method: 'SetPolicy', as: 'admin', request: { name: id, document: '{}' } };
+      if (which === 4)
+        return { kind: 'hostile ids', via: 'typed', method: 'WatchKeys', stream: true, request: { keyId: id || 'X' } };
+      if (which === 5)
+        return { kind: 'hostile ids', via: 'typed', method: 'RotateKey', as: 'admin', request: { keyId: id } };
+      if (which === 6)
+        return {
+          kind: 'hostile ids',
+          via: 'typed',
+          method: 'GetPolicy',
+          as: 'admin',
+          request: r.next() < 0.5 ? { name: id } : { keyId: id },
+        };
+      return {
+        kind: 'hostile ids',
+        via: 'typed',
+        method: 'SetPolicy',
+        as: 'admin',
+        request: { name: id, document: '{}' },
+      };
     }
     case 5:
     case 6: {
       const bytes = r.next() < 0.1 ? r.pick(RLP_EDGES) : mutate(r, r.pick(SEED_TXS));
       const accepted = ethersAccepts(bytes);
-      return { kind: 'RLP edge cases', via: 'typed', method: 'Sign', request: { ...base, evmTransaction: { unsignedTx: bytes } }, mayPass: () => accepted };
+      return {
+        kind: 'RLP edge cases',
+        via: 'typed',
+        method: 'Sign',
+        request: { ...base, evmTransaction: { unsignedTx: bytes } },
+        mayPass: () => accepted,
+      };
     }
     default: {
       const n = r.pick([0, 1, 2, 10]);
-      const items = Array.from({ length: n }, () => r.pick([{ digest: r.bytes(r.int(40)) }, { evmTransaction: { unsignedTx: mutate(r, r.pick(SEED_TXS)) } }, {}, { message: r.bytes(5) }]));
-      return { kind: 'malformed batches', via: 'typed', method: 'SignBatch', request: { batchId: `fzb-${i}`, keyId: 'fz-k1', clientTime: stale(), items } };
+      const items = Array.from({ length: n }, () =>
+        r.pick([
+          { digest: r.bytes(r.int(40)) },
+          { evmTransaction: { unsignedTx: mutate(r, r.pick(SEED_TXS)) } },
+          {},
+          { message: r.bytes(5) },
+        ]),
+      );
+      return {
+        kind: 'malformed batches',
+        via: 'typed',
+        method: 'SignBatch',
+        request: { batchId: `fzb-${i}`, keyId: 'fz-k1', clientTime: stale(), items },
+      };
     }
   }
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
@@ -40,12 +41,22 @@ await writeFile(configFile, JSON.stringify(raw));
 const proc = await startSignerProcess(configFile);
 t.teardown(() => proc.stop('SIGKILL'));
 const channels: SignerClients[] = Array.from({ length: CHANNELS }, () =>
-  connect(`127.0.0.1:${port}`, { ca: pki.caCert, cert: pki.clients['payment-engine']!.cert, key: pki.clients['payment-engine']!.key }),
+  connect(`127.0.0.1:${port}`, {
+    ca: pki.caCert,
+    cert: pki.clients['payment-engine']!.cert,
+    key: pki.clients['payment-engine']!.key,
+  }),
 );
 t.teardown(() => channels.forEach((c) => c.close()));
-const admin = connect(`127.0.0.1:${port}`, { ca: pki.caCert, cert: pki.clients['security-admin']!.cert, key: pki.clients['security-admin']!.key });
+const admin = connect(`127.0.0.1:${port}`, {
+  ca: pki.caCert,
+  cert: pki.clients['security-admin']!.cert,
+  key: pki.clients['security-admin']!.key,
+});
 t.teardown(() => admin.close());
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-load', algorithm: 'ECDSA_SECP256K1' });
+// Keys other-engine may watch: enough that a watcher which reads nothing fills its window.
+for (let i = 0; i < 40; i++) await call(admin.keyAdmin, 'CreateKey', { keyId: `shared-${i}`, algorithm: 'ED25519' });
 
 async function metrics(): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
@@ -66,7 +77,12 @@ t.test(`${SIGNS} Sign calls with random 64 KiB key ids are refused with ErrorInf
       // Every tenth id is short and well-formed but unknown: it must not become a label either.
       const keyId = i % 10 === 9 ? `nope-${randomBytes(6).toString('hex')}` : randomBytes(48 * 1024).toString('base64');
       try {
-        await call(channels[w % CHANNELS]!.signer, 'Sign', { keyId, requestId: `load-${i}`, clientTime: nowTimestamp(), digest: randomBytes(32) });
+        await call(channels[w % CHANNELS]!.signer, 'Sign', {
+          keyId,
+          requestId: `load-${i}`,
+          clientTime: nowTimestamp(),
+          digest: randomBytes(32),
+        });
         count('OK');
       } catch (e) {
         const d = decodeError(e as grpc.ServiceError);
@@ -78,7 +94,11 @@ t.test(`${SIGNS} Sign calls with random 64 KiB key ids are refused with ErrorInf
   await Promise.all(Array.from({ length: CONCURRENCY }, (_, w) => worker(w)));
   t.comment(`${SIGNS} calls in ${Date.now() - started} ms: ${JSON.stringify(Object.fromEntries(outcomes))}`);
   t.equal(withoutReason, 0, 'every refusal carries ErrorInfo');
-  t.equal(outcomes.get('INVALID_ARGUMENT REQUEST_INVALID'), SIGNS - SIGNS / 10, 'malformed key ids: INVALID_ARGUMENT, REQUEST_INVALID');
+  t.equal(
+    outcomes.get('INVALID_ARGUMENT REQUEST_INVALID'),
+    SIGNS - SIGNS / 10,
+    'malformed key ids: INVALID_ARGUMENT, REQUEST_INVALID',
+  );
   t.equal(outcomes.get('NOT_FOUND KEY_NOT_FOUND'), SIGNS / 10, 'unknown key ids: NOT_FOUND, KEY_NOT_FOUND');
 });
 
@@ -110,7 +130,11 @@ t.test(`${WATCHES} WatchKeys streams: the client's first ones are served, the re
   );
   t.equal(settled.length, WATCHES);
   t.equal(served, DEFAULT_WATCH_CAP, 'as many streams as the per-client cap are served');
-  t.same(Object.fromEntries(refusedWith), { 'RESOURCE_EXHAUSTED CLIENT_OVERLOADED': WATCHES - served }, 'every other one: RESOURCE_EXHAUSTED, CLIENT_OVERLOADED');
+  t.same(
+    Object.fromEntries(refusedWith),
+    { 'RESOURCE_EXHAUSTED CLIENT_OVERLOADED': WATCHES - served },
+    'every other one: RESOURCE_EXHAUSTED, CLIENT_OVERLOADED',
+  );
 });
 
 t.test('the signer stayed small', async (t) => {
@@ -127,12 +151,36 @@ t.test('the signer stayed small', async (t) => {
 });
 
 t.test('SIGTERM: exit 0 within 5 s, watchers ended, a final checkpoint over the last entry', async (t) => {
+  // One more watcher, over raw HTTP/2 with a 1 KiB window, that never reads: it must not hold
+  // up the stop (its call is cancelled after limits.shutdownGraceMs).
+  const c = pki.clients['other-engine']!;
+  const stalled = http2.connect(`https://127.0.0.1:${port}`, {
+    ca: pki.caCert,
+    cert: c.cert,
+    key: c.key,
+    servername: 'localhost',
+    settings: { initialWindowSize: 1024 },
+  });
+  stalled.on('error', () => {});
+  t.teardown(() => stalled.destroy());
+  const watch = stalled.request({
+    ':method': 'POST',
+    ':path': '/signer.v1.Signer/WatchKeys',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
+  watch.on('error', () => {});
+  watch.end(Buffer.alloc(5));
+  watch.pause();
+  await new Promise((r) => setTimeout(r, 1000));
   const started = Date.now();
   const code = await proc.stop('SIGTERM');
   const took = Date.now() - started;
   t.equal(code, 0, 'exit code 0');
   t.ok(took < 5000, `stopped in ${took} ms`);
-  const open = (await Promise.all(streams.map((x) => x.ended))).filter((e) => e !== 'end' && decodeError(e).reason === 'SHUTTING_DOWN');
+  const open = (await Promise.all(streams.map((x) => x.ended))).filter(
+    (e) => e !== 'end' && decodeError(e).reason === 'SHUTTING_DOWN',
+  );
   t.equal(open.length, DEFAULT_WATCH_CAP, 'the served streams ended with UNAVAILABLE, SHUTTING_DOWN');
   const store = await openStore(raw.store as never);
   try {

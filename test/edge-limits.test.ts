@@ -41,7 +41,12 @@ function release() {
   gate.open();
 }
 
-const LIMITS = { maxConcurrentStreams: 50, maxInFlightPerClient: 4, maxWatchStreamsPerClient: 3, messageBytes: { sign: 256 * 1024, signBatch: 512 * 1024, setPolicy: 64 * 1024, other: 16 * 1024 } };
+const LIMITS = {
+  maxConcurrentStreams: 50,
+  maxInFlightPerClient: 4,
+  maxWatchStreamsPerClient: 3,
+  messageBytes: { sign: 256 * 1024, signBatch: 512 * 1024, setPolicy: 64 * 1024, other: 16 * 1024 },
+};
 const ts = await startTestSigner({ wrapModule: holdable, config: { limits: LIMITS } });
 t.teardown(() => ts.close());
 const engine = ts.as('payment-engine');
@@ -50,7 +55,13 @@ await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-k1', algorithm: 'ECDSA_SEC
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-ed', algorithm: 'ED25519' });
 
 const sign = (keyId: string, extra: object = {}, client = engine) =>
-  call(client.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), digest: randomBytes(32), ...extra });
+  call(client.signer, 'Sign', {
+    keyId,
+    requestId: randomUUID(),
+    clientTime: nowTimestamp(),
+    digest: randomBytes(32),
+    ...extra,
+  });
 
 /** Bytes a refusal's status takes on the wire, as a client's metadata limit counts them. */
 function statusBytes(e: grpc.ServiceError): number {
@@ -88,7 +99,15 @@ t.test('hostile ids are refused at the edge with a bounded echo and ErrorInfo', 
       t.equal(d.metadata.field, 'key_id');
       t.equal(d.metadata.length, String(id.length), 'the length is in the metadata');
       t.notOk(d.message.includes(id.slice(0, 100)) && id.length > 64, 'not echoed whole');
-      await boundedRefusal(t, call(engine.signer, 'SignBatch', { batchId: 'b', keyId: id, clientTime: nowTimestamp(), items: [{ digest: randomBytes(32) }] }));
+      await boundedRefusal(
+        t,
+        call(engine.signer, 'SignBatch', {
+          batchId: 'b',
+          keyId: id,
+          clientTime: nowTimestamp(),
+          items: [{ digest: randomBytes(32) }],
+        }),
+      );
       // Other methods take 16 KiB messages here: their ids are cut to fit.
       const small = id.slice(0, 10_000);
       await boundedRefusal(t, call(engine.signer, 'GetPublicKey', { keyId: small }));
@@ -106,7 +125,15 @@ t.test('hostile ids are refused at the edge with a bounded echo and ErrorInfo', 
       const d = await boundedRefusal(t, sign('hot-k1', { requestId: id }));
       t.equal(d.metadata.field, 'request_id');
     }
-    const d = await boundedRefusal(t, call(engine.signer, 'SignBatch', { batchId: 'b'.repeat(101), keyId: 'hot-k1', clientTime: nowTimestamp(), items: [{ digest: randomBytes(32) }] }));
+    const d = await boundedRefusal(
+      t,
+      call(engine.signer, 'SignBatch', {
+        batchId: 'b'.repeat(101),
+        keyId: 'hot-k1',
+        clientTime: nowTimestamp(),
+        items: [{ digest: randomBytes(32) }],
+      }),
+    );
     t.equal(d.metadata.field, 'batch_id');
   });
   t.match(await sign('hot-k1'), { keyId: 'hot-k1' }, 'a valid request still signs');
@@ -130,9 +157,17 @@ t.test('every message has its own size limit, refused with a reason below the tr
   t.equal(d.metadata.limitBytes, String(256 * 1024));
   t.ok(Number(d.metadata.sizeBytes) > 300 * 1024, 'says how large the request was');
   d = decodeError(await refusal(call(engine.signer, 'GetPublicKey', { keyId: 'k'.repeat(20 * 1024) })));
-  t.same([d.code, d.reason, d.metadata.limitBytes], [status.RESOURCE_EXHAUSTED, 'MESSAGE_TOO_LARGE', String(16 * 1024)], 'GetPublicKey: 16 KiB here');
+  t.same(
+    [d.code, d.reason, d.metadata.limitBytes],
+    [status.RESOURCE_EXHAUSTED, 'MESSAGE_TOO_LARGE', String(16 * 1024)],
+    'GetPublicKey: 16 KiB here',
+  );
   const items = Array.from({ length: 600 }, () => ({ message: randomBytes(1024) }));
-  d = decodeError(await refusal(call(engine.signer, 'SignBatch', { batchId: 'big', keyId: 'hot-ed', clientTime: nowTimestamp(), items })));
+  d = decodeError(
+    await refusal(
+      call(engine.signer, 'SignBatch', { batchId: 'big', keyId: 'hot-ed', clientTime: nowTimestamp(), items }),
+    ),
+  );
   t.same([d.code, d.reason, d.metadata.method], [status.RESOURCE_EXHAUSTED, 'MESSAGE_TOO_LARGE', 'SignBatch']);
   // Past the largest method limit + 1 MiB the transport refuses the message unread, as documented.
   const huge = await refusal(sign('hot-ed', { digest: undefined, message: randomBytes(2 * 1024 * 1024) }));
@@ -141,18 +176,30 @@ t.test('every message has its own size limit, refused with a reason below the tr
   t.match(await sign('hot-k1'), { keyId: 'hot-k1' }, 'the connection still serves');
 });
 
-t.test('bytes that are not the method\'s message are INVALID_ARGUMENT, not INTERNAL', async (t) => {
+t.test("bytes that are not the method's message are INVALID_ARGUMENT, not INTERNAL", async (t) => {
   const c = ts.pki.clients['payment-engine']!;
-  const raw = new grpc.Client(ts.address, grpc.credentials.createSsl(ts.pki.caCert, c.key, c.cert), { 'grpc.ssl_target_name_override': 'localhost' });
+  const raw = new grpc.Client(ts.address, grpc.credentials.createSsl(ts.pki.caCert, c.key, c.cert), {
+    'grpc.ssl_target_name_override': 'localhost',
+  });
   t.teardown(() => raw.close());
   const send = (bytes: Buffer) =>
     new Promise<unknown>((res, rej) =>
-      raw.makeUnaryRequest('/signer.v1.Signer/Sign', (b: Buffer) => b, (b: Buffer) => b, bytes, (e, r) => (e ? rej(e) : res(r))),
+      raw.makeUnaryRequest(
+        '/signer.v1.Signer/Sign',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        bytes,
+        (e, r) => (e ? rej(e) : res(r)),
+      ),
     );
   // A length past the end of an unknown field; a field with wire type 7; a tag without its value.
   for (const bytes of [Buffer.from('7a0561', 'hex'), Buffer.from('0f', 'hex'), Buffer.from('12', 'hex')]) {
     const d = decodeError(await refusal(send(bytes)));
-    t.same([d.code, d.reason, d.metadata.method], [status.INVALID_ARGUMENT, 'REQUEST_INVALID', 'Sign'], bytes.toString('hex'));
+    t.same(
+      [d.code, d.reason, d.metadata.method],
+      [status.INVALID_ARGUMENT, 'REQUEST_INVALID', 'Sign'],
+      bytes.toString('hex'),
+    );
   }
 });
 
@@ -173,11 +220,18 @@ t.test('requests in flight per client are capped with RetryInfo', async (t) => {
 });
 
 t.test('WatchKeys: streams per client are capped, and a client that stops reading gets each change once', async (t) => {
-  const open = Array.from({ length: LIMITS.maxWatchStreamsPerClient }, () => (engine.signer as any).WatchKeys({}) as grpc.ClientReadableStream<{ keyId: string }>);
+  const open = Array.from(
+    { length: LIMITS.maxWatchStreamsPerClient },
+    () => (engine.signer as any).WatchKeys({}) as grpc.ClientReadableStream<{ keyId: string }>,
+  );
   await Promise.all(open.map((s) => new Promise((r) => s.once('data', r))));
   const e = await streamError((engine.signer as any).WatchKeys({}));
   const d = decodeError(e);
-  t.same([d.code, d.reason, d.metadata.limit], [status.RESOURCE_EXHAUSTED, 'CLIENT_OVERLOADED', '3'], 'the fourth stream is refused');
+  t.same(
+    [d.code, d.reason, d.metadata.limit],
+    [status.RESOURCE_EXHAUSTED, 'CLIENT_OVERLOADED', '3'],
+    'the fourth stream is refused',
+  );
   t.ok(d.retryDelayMs! > 0, 'with RetryInfo');
   for (const s of open) s.on('error', () => {}).cancel();
   const fourth = await eventually(async () => {
@@ -191,12 +245,24 @@ t.test('WatchKeys: streams per client are capped, and a client that stops readin
   // A raw HTTP/2 client with a 1 KiB window that stops reading: the server must stop writing.
   // (grpc-js clients keep reading into their own queue, so they cannot stand in for it.)
   // other-engine, which sees shared-* keys, has watch slots of its own.
-  for (let i = 0; i < 60; i++) await call(admin.keyAdmin, 'CreateKey', { keyId: `shared-w-${i}`, algorithm: 'ED25519' });
+  for (let i = 0; i < 60; i++)
+    await call(admin.keyAdmin, 'CreateKey', { keyId: `shared-w-${i}`, algorithm: 'ED25519' });
   const c = ts.pki.clients['other-engine']!;
-  const session = http2.connect(`https://${ts.address}`, { ca: ts.pki.caCert, cert: c.cert, key: c.key, servername: 'localhost', settings: { initialWindowSize: 1024 } });
+  const session = http2.connect(`https://${ts.address}`, {
+    ca: ts.pki.caCert,
+    cert: c.cert,
+    key: c.key,
+    servername: 'localhost',
+    settings: { initialWindowSize: 1024 },
+  });
   session.on('error', () => {});
   t.teardown(() => session.destroy());
-  const stream = session.request({ ':method': 'POST', ':path': '/signer.v1.Signer/WatchKeys', 'content-type': 'application/grpc', te: 'trailers' });
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': '/signer.v1.Signer/WatchKeys',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
   stream.on('error', () => {});
   stream.end(Buffer.alloc(5)); // one empty WatchKeysRequest: every key
   stream.pause();
@@ -213,20 +279,41 @@ t.test('WatchKeys: streams per client are capped, and a client that stops readin
     }
   });
   stream.resume();
-  t.ok(await eventually(() => got.some((k) => k.keyId === 'shared-w-59' && k.version === 5), 10_000), 'the latest version arrives once it reads again');
+  t.ok(
+    await eventually(() => got.some((k) => k.keyId === 'shared-w-59' && k.version === 5), 10_000),
+    'the latest version arrives once it reads again',
+  );
   const forKey = got.filter((k) => k.keyId === 'shared-w-59');
   // Unthrottled, every rotation would resend the whole history: 1 + 2 + 3 + 4 + 5 messages.
   t.equal(forKey.length, 5, 'the key that changed while the client was not reading is sent once, as it is now');
-  t.same(forKey.map((k) => [k.version, k.state]), [[1, 'VERIFY_ONLY'], [2, 'VERIFY_ONLY'], [3, 'VERIFY_ONLY'], [4, 'VERIFY_ONLY'], [5, 'ACTIVE']]);
+  t.same(
+    forKey.map((k) => [k.version, k.state]),
+    [
+      [1, 'VERIFY_ONLY'],
+      [2, 'VERIFY_ONLY'],
+      [3, 'VERIFY_ONLY'],
+      [4, 'VERIFY_ONLY'],
+      [5, 'ACTIVE'],
+    ],
+  );
   t.equal(new Set(got.map((k) => k.keyId)).size, 60, 'every key it may see arrived');
 });
 
 t.test('the server caps concurrent streams per connection in its HTTP/2 settings', async (t) => {
   const c = ts.pki.clients['payment-engine']!;
-  const session = http2.connect(`https://${ts.address}`, { ca: ts.pki.caCert, cert: c.cert, key: c.key, servername: 'localhost' });
+  const session = http2.connect(`https://${ts.address}`, {
+    ca: ts.pki.caCert,
+    cert: c.cert,
+    key: c.key,
+    servername: 'localhost',
+  });
   t.teardown(() => session.destroy());
   const settings = await new Promise<http2.Settings>((r) => session.once('remoteSettings', r));
-  t.equal(settings.maxConcurrentStreams, LIMITS.maxConcurrentStreams, 'SETTINGS_MAX_CONCURRENT_STREAMS = limits.maxConcurrentStreams');
+  t.equal(
+    settings.maxConcurrentStreams,
+    LIMITS.maxConcurrentStreams,
+    'SETTINGS_MAX_CONCURRENT_STREAMS = limits.maxConcurrentStreams',
+  );
 });
 
 /** The error a server stream ends with. */

@@ -31,8 +31,12 @@ await call(admin.keyAdmin, 'CreateKey', { keyId: 'fz-k1', algorithm: 'ECDSA_SECP
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'fz-ed', algorithm: 'ED25519' });
 const engines: SignerClients[] = Array.from({ length: CHANNELS }, () => ts.as('payment-engine'));
 // Raw clients on the same channels, with pass-through serialisers: bytes go out as they are.
-const raws = engines.map((e) => new grpc.Client(ts.address, grpc.credentials.createInsecure(), { channelOverride: e.signer.getChannel() }));
-const rawAdmin = new grpc.Client(ts.address, grpc.credentials.createInsecure(), { channelOverride: admin.signer.getChannel() });
+const raws = engines.map(
+  (e) => new grpc.Client(ts.address, grpc.credentials.createInsecure(), { channelOverride: e.signer.getChannel() }),
+);
+const rawAdmin = new grpc.Client(ts.address, grpc.credentials.createInsecure(), {
+  channelOverride: admin.signer.getChannel(),
+});
 const same = (b: Buffer) => b;
 
 type Outcome = { ok: true } | { ok: false; code: number; reason?: string };
@@ -45,10 +49,14 @@ function send(c: FuzzCase, lane: number): Promise<Outcome> {
   };
   const raw = c.as === 'admin' ? rawAdmin : raws[lane % CHANNELS]!;
   const typed = c.as === 'admin' ? admin : engines[lane % CHANNELS]!;
-  const client = (['WatchKeys', 'Sign', 'SignBatch', 'GetPublicKey'].includes(c.method) ? typed.signer : typed.keyAdmin) as unknown as Record<string, Function>;
+  const client = (['WatchKeys', 'Sign', 'SignBatch', 'GetPublicKey'].includes(c.method)
+    ? typed.signer
+    : typed.keyAdmin) as unknown as Record<string, Function>;
   if (c.stream) {
     const s: grpc.ClientReadableStream<unknown> =
-      c.via === 'raw' ? raw.makeServerStreamRequest(pathOf(c.method), same, same, c.bytes, { deadline }) : client[c.method]!.call(client, c.request, { deadline });
+      c.via === 'raw'
+        ? raw.makeServerStreamRequest(pathOf(c.method), same, same, c.bytes, { deadline })
+        : client[c.method]!.call(client, c.request, { deadline });
     return new Promise((resolve) => {
       s.on('data', () => {
         s.cancel();
@@ -60,7 +68,9 @@ function send(c: FuzzCase, lane: number): Promise<Outcome> {
   }
   if (c.via === 'raw') {
     return new Promise((resolve) =>
-      raw.makeUnaryRequest(pathOf(c.method), same, same, c.bytes, { deadline }, (e) => resolve(e ? refusal(e) : { ok: true })),
+      raw.makeUnaryRequest(pathOf(c.method), same, same, c.bytes, { deadline }, (e) =>
+        resolve(e ? refusal(e) : { ok: true }),
+      ),
     );
   }
   return call(client as unknown as grpc.Client, c.method, c.request, 60_000).then(
@@ -71,7 +81,9 @@ function send(c: FuzzCase, lane: number): Promise<Outcome> {
 
 /** What a failing case looked like, short enough for a test report. */
 function describe(c: FuzzCase, i: number, o: Outcome): string {
-  const input = c.via === 'raw' ? c.bytes.subarray(0, 48).toString('hex') : JSON.stringify(c.request, (_k, v) => (typeof v === 'string' && v.length > 48 ? `${v.slice(0, 48)}…` : v)).slice(0, 200);
+  const cut = (_k: string, v: unknown) => (typeof v === 'string' && v.length > 48 ? `${v.slice(0, 48)}…` : v);
+  const input =
+    c.via === 'raw' ? c.bytes.subarray(0, 48).toString('hex') : JSON.stringify(c.request, cut).slice(0, 200);
   return `#${i} ${c.kind} ${c.method}: ${JSON.stringify(o)} input ${input}`;
 }
 
@@ -90,7 +102,9 @@ t.test(`${COUNT} malformed and mutated requests`, async (t) => {
       const label = o.ok ? 'signed/served' : `${grpc.status[o.code]} ${o.reason ?? '(no ErrorInfo)'}`;
       const kind = tally.get(c.kind) ?? new Map<string, number>();
       tally.set(c.kind, kind.set(label, (kind.get(label) ?? 0) + 1));
-      const bad = o.ok ? !c.mayPass?.() : o.code === grpc.status.INTERNAL || o.code === grpc.status.UNKNOWN || !o.reason;
+      const bad = o.ok
+        ? !c.mayPass?.()
+        : o.code === grpc.status.INTERNAL || o.code === grpc.status.UNKNOWN || !o.reason;
       if (bad && failures.length < 20) failures.push(describe(c, i, o));
       else if (bad) failures.push('');
     }
@@ -99,9 +113,19 @@ t.test(`${COUNT} malformed and mutated requests`, async (t) => {
   const took = Date.now() - started;
   for (const [kind, outcomes] of tally) t.comment(`${kind}: ${[...outcomes].map(([k, n]) => `${k} x${n}`).join(', ')}`);
   t.comment(`${COUNT} requests in ${took} ms (seed ${SEED})`);
-  t.same(failures.filter(Boolean), [], `every request refused with a status and a reason, none INTERNAL or UNKNOWN (${failures.length} failed; seed ${SEED})`);
+  t.same(
+    failures.filter(Boolean),
+    [],
+    `every request refused with a status and a reason, none INTERNAL or UNKNOWN ` +
+      `(${failures.length} failed; seed ${SEED})`,
+  );
 
-  const ok = await call<{ signature: Buffer }>(engines[0]!.signer, 'Sign', { keyId: 'fz-k1', requestId: randomUUID(), clientTime: nowTimestamp(), digest: randomBytes(32) });
+  const ok = await call<{ signature: Buffer }>(engines[0]!.signer, 'Sign', {
+    keyId: 'fz-k1',
+    requestId: randomUUID(),
+    clientTime: nowTimestamp(),
+    digest: randomBytes(32),
+  });
   t.equal(ok.signature.length, 64, 'the server is alive: a valid Sign succeeds');
   t.equal(await healthOf(ts), 'SERVING', 'and reports SERVING');
   gc();

@@ -84,7 +84,10 @@ function requireAtMost(field: unknown, name: string, max: bigint): void {
   if (typeof field !== 'string' || !/^0x[0-9a-fA-F]*$/.test(field)) return;
   // A value longer than 8 bytes is refused without being read: its length is all we say of it.
   if (field.length > 2 + 16 || rlpInt(field as Hex) > max) {
-    refuse(`EVM transaction ${name} is above ${max} (2^53 - 1), the largest the signer decodes`, { field: name, max: String(max) });
+    refuse(`EVM transaction ${name} is above ${max} (2^53 - 1), the largest the signer decodes`, {
+      field: name,
+      max: String(max),
+    });
   }
 }
 

@@ -143,7 +143,13 @@ export const configSchema = z
         shutdownGraceMs: z.number().int().min(0).max(60_000).default(2000),
       })
       .strict()
-      .default({ messageBytes: DEFAULT_MESSAGE_BYTES, maxConcurrentStreams: 100, maxInFlightPerClient: 256, maxWatchStreamsPerClient: 16, shutdownGraceMs: 2000 }),
+      .default({
+        messageBytes: DEFAULT_MESSAGE_BYTES,
+        maxConcurrentStreams: 100,
+        maxInFlightPerClient: 256,
+        maxWatchStreamsPerClient: 16,
+        shutdownGraceMs: 2000,
+      }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */

@@ -13,7 +13,9 @@ const REFUSED = Symbol('request refused before its handler');
 type Refused = { [REFUSED]: SignerError };
 
 function refusedOf(request: unknown): SignerError | undefined {
-  return typeof request === 'object' && request !== null && REFUSED in request ? (request as Refused)[REFUSED] : undefined;
+  return typeof request === 'object' && request !== null && REFUSED in request
+    ? (request as Refused)[REFUSED]
+    : undefined;
 }
 
 export interface GuardOptions {
@@ -64,18 +66,26 @@ export function guardService(
 
 function deserialize(m: grpc.MethodDefinition<unknown, unknown>, name: string, limit: number, bytes: Buffer): unknown {
   if (bytes.length > limit) {
-    const e = new SignerError('MESSAGE_TOO_LARGE', `${name} takes request messages of up to ${limit} bytes; this one has ${bytes.length}`, {
-      method: name,
-      limitBytes: String(limit),
-      sizeBytes: String(bytes.length),
-    });
+    const e = new SignerError(
+      'MESSAGE_TOO_LARGE',
+      `${name} takes request messages of up to ${limit} bytes; this one has ${bytes.length}`,
+      {
+        method: name,
+        limitBytes: String(limit),
+        sizeBytes: String(bytes.length),
+      },
+    );
     return { [REFUSED]: e } satisfies Refused;
   }
   try {
     return m.requestDeserialize(bytes);
   } catch {
     // The decoder's text may quote the bytes; the method name is all the caller needs.
-    return { [REFUSED]: new SignerError('REQUEST_INVALID', `the ${name} request is not a valid protobuf message`, { method: name }) } satisfies Refused;
+    return {
+      [REFUSED]: new SignerError('REQUEST_INVALID', `the ${name} request is not a valid protobuf message`, {
+        method: name,
+      }),
+    } satisfies Refused;
   }
 }
 
@@ -84,7 +94,11 @@ function slotFor(call: Parameters<GuardOptions['clientOf']>[0], counted: boolean
   return client === undefined ? () => {} : o.inFlight.take(client);
 }
 
-function guardUnary(handler: grpc.handleUnaryCall<unknown, unknown>, counted: boolean, o: GuardOptions): grpc.handleUnaryCall<unknown, unknown> {
+function guardUnary(
+  handler: grpc.handleUnaryCall<unknown, unknown>,
+  counted: boolean,
+  o: GuardOptions,
+): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     let release: () => void;
     try {
@@ -101,7 +115,11 @@ function guardUnary(handler: grpc.handleUnaryCall<unknown, unknown>, counted: bo
   };
 }
 
-function guardStream(handler: grpc.handleServerStreamingCall<unknown, unknown>, counted: boolean, o: GuardOptions): grpc.handleServerStreamingCall<unknown, unknown> {
+function guardStream(
+  handler: grpc.handleServerStreamingCall<unknown, unknown>,
+  counted: boolean,
+  o: GuardOptions,
+): grpc.handleServerStreamingCall<unknown, unknown> {
   return (call) => {
     let release: () => void;
     try {

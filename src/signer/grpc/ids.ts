@@ -26,7 +26,10 @@ export const PREVIEW_CHARS = 64;
 export function preview(value: string): string {
   // Enough UTF-16 units for PREVIEW_CHARS + 1 code points, so a cut is seen without a 64 KiB copy.
   const points = [...value.slice(0, PREVIEW_CHARS * 2 + 2)];
-  const shown = points.slice(0, PREVIEW_CHARS).map((c) => (/^[\x20-\x7e]$/.test(c) ? c : '?')).join('');
+  const shown = points
+    .slice(0, PREVIEW_CHARS)
+    .map((c) => (/^[\x20-\x7e]$/.test(c) ? c : '?'))
+    .join('');
   return points.length > PREVIEW_CHARS ? `${shown}…` : shown;
 }
 
@@ -39,6 +42,7 @@ export function requireId(field: string, kind: IdKind, value: string, reason: Re
   const g = ID_GRAMMAR[kind];
   if (typeof value === 'string' && g.pattern.test(value)) return value;
   const length = typeof value === 'string' ? value.length : 0;
-  const what = length === 0 ? `${field} is required` : `${field} "${preview(value)}" (${length} characters) is not valid`;
+  const what =
+    length === 0 ? `${field} is required` : `${field} "${preview(value)}" (${length} characters) is not valid`;
   throw new SignerError(reason, `${what}: ${field} is ${g.says}`, { field, length: String(length) });
 }

@@ -62,7 +62,8 @@ export function keyAdminHandlers(deps: {
 
     DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.destroy(requireId('key_id', 'key', call.request.keyId), call.request.version, call.request.confirmKeyId);
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      const k = await keys.destroy(keyId, call.request.version, call.request.confirmKeyId);
       await record('key.destroy', id.client, k);
       return keyToWire(k);
     }),
@@ -72,7 +73,10 @@ export function keyAdminHandlers(deps: {
       // The same job lock as scheduled rotation and refresh: one ceremony per key across replicas.
       const keyId = requireId('key_id', 'key', call.request.keyId);
       const k = await jobs.withJobLock(`rotate:${keyId}`, () => keys.refreshShares(keyId));
-      if (!k) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" is being rotated or refreshed elsewhere; retry`, { keyId });
+      if (!k) {
+        const why = `key "${keyId}" is being rotated or refreshed elsewhere; retry`;
+        throw new SignerError('KEY_ROTATION_CONFLICT', why, { keyId });
+      }
       await record('key.refresh', id.client, k, { epoch: String(k.threshold!.epoch) });
       return keyToWire(k);
     }),

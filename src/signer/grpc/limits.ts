@@ -16,7 +16,13 @@ export const TRANSPORT_SLACK_BYTES = 1024 * 1024;
 /** The largest request message of each method (by name, e.g. "Sign"), in bytes. */
 export function messageLimit(limits: Limits, method: string): number {
   const m = limits.messageBytes;
-  return method === 'Sign' ? m.sign : method === 'SignBatch' ? m.signBatch : method === 'SetPolicy' ? m.setPolicy : m.other;
+  return method === 'Sign'
+    ? m.sign
+    : method === 'SignBatch'
+      ? m.signBatch
+      : method === 'SetPolicy'
+        ? m.setPolicy
+        : m.other;
 }
 
 /**

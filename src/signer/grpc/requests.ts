@@ -38,10 +38,14 @@ export const MAX_SCOPE_VALUE = 2n ** 63n - 1n;
 function scopeValue(field: string, value: string): bigint {
   const n = BigInt(value);
   if (n > MAX_SCOPE_VALUE) {
-    throw new SignerError('REQUEST_INVALID', `replay_scope.${field} ${value} is above ${MAX_SCOPE_VALUE}, the largest the replay store keeps`, {
-      field: `replay_scope.${field}`,
-      max: String(MAX_SCOPE_VALUE),
-    });
+    throw new SignerError(
+      'REQUEST_INVALID',
+      `replay_scope.${field} ${value} is above ${MAX_SCOPE_VALUE}, the largest the replay store keeps`,
+      {
+        field: `replay_scope.${field}`,
+        max: String(MAX_SCOPE_VALUE),
+      },
+    );
   }
   return n;
 }
@@ -49,7 +53,12 @@ function scopeValue(field: string, value: string): bigint {
 /** The payload of a Sign request or batch item; REQUEST_INVALID or PAYLOAD_INVALID otherwise. */
 export function payloadOf(req: WirePayload): Payload {
   const scope = req.replayScope
-    ? { scope: { chainId: scopeValue('chain_id', req.replayScope.chainId), nonce: scopeValue('account_nonce', req.replayScope.accountNonce) } }
+    ? {
+        scope: {
+          chainId: scopeValue('chain_id', req.replayScope.chainId),
+          nonce: scopeValue('account_nonce', req.replayScope.accountNonce),
+        },
+      }
     : {};
   switch (req.payload) {
     case 'digest':
@@ -57,7 +66,11 @@ export function payloadOf(req: WirePayload): Payload {
     case 'message':
       return { kind: 'message', message: req.message!, ...scope };
     case 'evmTransaction':
-      if (req.replayScope) throw new SignerError('REQUEST_INVALID', 'replay_scope is for digests and messages; an EVM transaction carries its own chain id and nonce');
+      if (req.replayScope)
+        throw new SignerError(
+          'REQUEST_INVALID',
+          'replay_scope is for digests and messages; an EVM transaction carries its own chain id and nonce',
+        );
       return { kind: 'evm', unsignedTx: req.evmTransaction?.unsignedTx ?? Buffer.alloc(0) };
     default:
       throw new SignerError('PAYLOAD_INVALID', 'a payload (digest, message or evm_transaction) is required');

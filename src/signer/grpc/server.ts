@@ -129,7 +129,9 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     server.addService(g.definition, g.implementation);
   };
   serve(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, watchers, log }));
-  serve(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
+  const overlapMs = config.rotation.overlapSeconds * 1000;
+  const admin = keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs, log });
+  serve(signerV1.KeyAdmin.service, admin);
   serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);

@@ -47,7 +47,10 @@ export function signerHandlers(deps: {
     const label = () => (keyId !== undefined && keys.has(keyId) ? keyId : UNKNOWN_KEY_LABEL);
     try {
       keyId = requireId('key_id', 'key', raw.keyId);
-      requestId = what.kind === 'batch' ? requireId('batch_id', 'batch', raw.requestId) : requireId('request_id', 'request', raw.requestId);
+      requestId =
+        what.kind === 'batch'
+          ? requireId('batch_id', 'batch', raw.requestId)
+          : requireId('request_id', 'request', raw.requestId);
       auth.requireKey(id, keyId);
       algorithm = keys.has(keyId) ? keys.history(keyId)[0]!.algorithm : 'unknown';
       const out = await fn(keyId, requestId);
@@ -58,12 +61,18 @@ export function signerHandlers(deps: {
     } catch (e) {
       const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
       metrics.signs.inc({ key: label(), algorithm, outcome: reason });
-      log.info({ client: id.client, keyId: keyId ?? null, requestId: requestId ?? null, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
+      const metadata = (e as Partial<SignerError>).metadata;
+      const ids = { keyId: keyId ?? null, requestId: requestId ?? null };
+      log.info({ client: id.client, ...ids, ...what, reason, ...metadata }, 'sign refused');
       if (!wasAudited(e)) {
         const known = keyId !== undefined && keys.has(keyId);
         const version = known ? (keys.history(keyId!).find((v) => v.state === 'active')?.version ?? null) : null;
         await audit.appendAudit([
-          refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: known ? keyId! : null, keyVersion: version, requestId: requestId ?? null }, reason),
+          refusalDraft(
+            what.kind,
+            { at: new Date(), client: id.client, ...ids, keyId: known ? keyId! : null, keyVersion: version },
+            reason,
+          ),
         ]);
       }
       throw e;
@@ -76,14 +85,16 @@ export function signerHandlers(deps: {
       const id = auth.require(call, 'signer');
       return observed(id, req, { kind: 'sign' }, async (keyId, requestId) => {
         const clientTime = timeOf(req.clientTime);
-        return flow.sign({ client: id.client, keyId, keyVersion: req.keyVersion, requestId, clientTime, payload: payloadOf(req) });
+        const payload = payloadOf(req);
+        return flow.sign({ client: id.client, keyId, keyVersion: req.keyVersion, requestId, clientTime, payload });
       });
     }),
 
     SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      return observed(id, { keyId: req.keyId, requestId: req.batchId }, { kind: 'batch', items: req.items.length }, async (keyId, batchId) => {
+      const what = { kind: 'batch', items: req.items.length } as const;
+      return observed(id, { keyId: req.keyId, requestId: req.batchId }, what, async (keyId, batchId) => {
         const clientTime = timeOf(req.clientTime);
         const payloads = req.items.map((item, i) => {
           try {

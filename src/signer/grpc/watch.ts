@@ -47,7 +47,13 @@ export class KeyWatchers {
   watch(call: WatchCall, client: string, visible: (keyId: string) => boolean): void {
     let release: () => void;
     try {
-      if (this.closing) throw new SignerError('SHUTTING_DOWN', 'the signer is stopping; watch another replica or retry later', {}, 1000);
+      if (this.closing)
+        throw new SignerError(
+          'SHUTTING_DOWN',
+          'the signer is stopping; watch another replica or retry later',
+          {},
+          1000,
+        );
       release = this.slots.take(client);
     } catch (e) {
       call.emit('error', toServiceError(e, this.log));
@@ -71,7 +77,9 @@ export class KeyWatchers {
   /** Refuses new streams and ends the open ones with UNAVAILABLE, SHUTTING_DOWN. */
   close(): void {
     this.closing = true;
-    const err = toServiceError(new SignerError('SHUTTING_DOWN', 'the signer is stopping; watch another replica or retry later', {}, 1000));
+    const err = toServiceError(
+      new SignerError('SHUTTING_DOWN', 'the signer is stopping; watch another replica or retry later', {}, 1000),
+    );
     for (const w of [...this.open]) {
       this.open.delete(w);
       w.call.emit('error', err);
