@@ -54,7 +54,11 @@ export type Reason =
   | 'SHARE_NOT_FOUND'
   | 'SHARE_EPOCH_MISMATCH'
   | 'NONCE_UNKNOWN'
-  | 'COMMITMENT_MISMATCH';
+  | 'COMMITMENT_MISMATCH'
+  // Resource bounds at the gRPC edge (src/infra/grpc/request-guard.ts, src/signer/grpc/watch.ts).
+  | 'MESSAGE_TOO_LARGE'
+  | 'CLIENT_OVERLOADED'
+  | 'SHUTTING_DOWN';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

@@ -7,6 +7,9 @@ const role = z.enum(['signer', 'admin', 'auditor']);
 const hsmAlgorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
 const algorithm = z.enum([...hsmAlgorithm.options, 'frost-ed25519', 'frost-secp256k1-tr']);
 const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict();
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DEFAULT_MESSAGE_BYTES = { sign: 256 * KiB, signBatch: 4 * MiB, setPolicy: 1 * MiB, other: 64 * KiB };
 
 /**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
@@ -124,6 +127,41 @@ export const configSchema = z
       })
       .strict()
       .default({ overlapSeconds: 24 * 3600, schedules: {} }),
+    /**
+     * Bounds at the gRPC edge (README "Limits"). A request larger than its method's limit is
+     * refused with RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE; the transport refuses (without
+     * ErrorInfo) only what exceeds the largest method limit plus 1 MiB.
+     */
+    limits: z
+      .object({
+        messageBytes: z
+          .object({
+            sign: z.number().int().min(1024).max(64 * MiB).default(256 * KiB),
+            /** Sized for the largest batch (10,000 items) of EVM transfers. */
+            signBatch: z.number().int().min(1024).max(64 * MiB).default(4 * MiB),
+            setPolicy: z.number().int().min(1024).max(64 * MiB).default(1 * MiB),
+            /** Every other method: ids and small fields only. */
+            other: z.number().int().min(1024).max(64 * MiB).default(64 * KiB),
+          })
+          .strict()
+          .default(DEFAULT_MESSAGE_BYTES),
+        /** HTTP/2 streams (calls) at once on one connection; more wait in the client. */
+        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+        /** Calls one client (certificate CN) may have in flight; more get CLIENT_OVERLOADED. */
+        maxInFlightPerClient: z.number().int().min(1).max(100_000).default(256),
+        /** WatchKeys streams one client may hold open; more get CLIENT_OVERLOADED. */
+        maxWatchStreamsPerClient: z.number().int().min(1).max(10_000).default(16),
+        /** At stop, calls still running after this are cancelled. */
+        shutdownGraceMs: z.number().int().min(0).max(60_000).default(2000),
+      })
+      .strict()
+      .default({
+        messageBytes: DEFAULT_MESSAGE_BYTES,
+        maxConcurrentStreams: 100,
+        maxInFlightPerClient: 256,
+        maxWatchStreamsPerClient: 16,
+        shutdownGraceMs: 2000,
+      }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */
