@@ -20,8 +20,8 @@ try {
   const log = createLogger(config.log.level);
   const signer =
     config.role === 'cosigner'
-      ? await (await import('./cosigner/server.js')).startCosigner(config, log)
-      : await (await import('./signer/grpc/server.js')).startSigner(config, log);
+      ? await (await import('./cosigner/server.js')).startCosigner(config, log, { configFile: file })
+      : await (await import('./signer/grpc/server.js')).startSigner(config, log, { configFile: file });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -43,6 +43,8 @@ try {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Revocations and pin changes apply without a restart (failures are logged, old trust kept).
+  process.on('SIGHUP', () => void signer.reload('SIGHUP'));
 } catch (e) {
   if (e instanceof ConfigError || e instanceof HsmStartError) {
     process.stderr.write(`hsm-signer: ${e.message}\n`);

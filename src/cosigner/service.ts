@@ -6,6 +6,7 @@ import type { Hsm } from '../infra/hsm/hsm.js';
 import { SealError, seal, shareAad, unseal } from '../infra/hsm/seal.js';
 import type { Logger } from '../infra/log.js';
 import { unary } from '../infra/grpc/unary.js';
+import type { PeerAuthorizer } from '../infra/grpc/auth.js';
 import { Ceremony, type CeremonyFaults, type Round1Entry, type SealedShare } from './ceremony.js';
 import type { CosignerStore, ShareRow } from './store.js';
 import type { CosignerIdentity } from './identity.js';
@@ -19,8 +20,8 @@ export interface CosignerOptions {
   /** CKA_ID of this node's AES sealing key. */
   sealKey: Uint8Array;
   store: CosignerStore;
-  /** Client certificate CNs allowed to call (coordinators). */
-  peers: ReadonlySet<string>;
+  /** Who may call (coordinators), checked at every call: src/infra/grpc/auth.ts. */
+  peers: PeerAuthorizer;
   maxPooledNonces: number;
   log: Logger;
   /** Signs this cosigner's round-1 outputs and checks the others'. */
@@ -50,12 +51,7 @@ export function cosignerHandlers(o: CosignerOptions) {
   const keyRef = (keyId: string, version: number) => `${keyId}@v${version}`;
   const aad = (s: Pick<ShareRow, 'keyId' | 'version' | 'epoch' | 'groupId'>) => shareAad(`${s.keyId}@v${s.version}#${s.epoch}`, s.groupId);
 
-  const authorize = (call: grpc.ServerUnaryCall<unknown, unknown>) => {
-    const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
-    if (typeof cn !== 'string' || !o.peers.has(cn)) {
-      throw new SignerError('NOT_AUTHORIZED', `client "${String(cn)}" is not a peer of this cosigner`);
-    }
-  };
+  const authorize = (call: grpc.ServerUnaryCall<unknown, unknown>) => o.peers.require(call);
 
   /** The share row that signs for a key version (still sealed). */
   const activeShare = (keyId: string, version: number): ShareRow => {
