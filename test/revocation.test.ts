@@ -33,7 +33,8 @@ async function writeConfig(pins: Record<string, string[]> = {}) {
   await rename(`${configFile}.new`, configFile);
 }
 await writeConfig();
-const proc = await startSignerProcess(configFile);
+// A loaded machine (2 cores, parallel test files) can take longer than the default 30 s.
+const proc = await startSignerProcess(configFile, 90_000);
 t.teardown(() => proc.stop('SIGKILL'));
 
 const open: SignerClients[] = [];
