@@ -12,7 +12,7 @@ export interface Identity {
  * Identity comes only from the client certificate that the TLS layer verified against the client
  * CA; nothing the client sends in a request can change it. It is derived again at every call,
  * after `PeerTrust` has checked the certificate's validity, revocation and pins, so a change of
- * clients, pins or CRL (`update`, `PeerTrust.reloadCrl`) reaches open connections.
+ * clients, pins or CRL (`update`, `TrustReloader`) reaches open connections.
  */
 export class Authorizer {
   constructor(
