@@ -4,39 +4,18 @@ import { dkgRound1, dkgRound2, dkgRound3 } from '../core/frost/dkg.js';
 import { ParticipantFault } from '../core/frost/participant.js';
 import { refreshFinish, refreshRound1, refreshRound2, type RefreshRound1, type RefreshSecret } from '../core/frost/refresh.js';
 import type { CosignerIdentity } from './identity.js';
-import type { Suite, ThresholdAlgorithm } from '../core/frost/suites.js';
+import type { Suite } from '../core/frost/suites.js';
 import { openFrom, sealFor, TransportError, transportKey, type TransportKey } from '../core/frost/transport.js';
-import { decodeDkgRound1, decodeRefreshRound1, encodeDkgRound1, encodeRefreshRound1 } from '../core/frost/wire.js';
-
-/** What a cosigner knows of one DKG or refresh while it runs (in memory only). */
-export interface CeremonyParams {
-  sessionId: string;
-  kind: 'dkg' | 'refresh';
-  keyId: string;
-  version: number;
-  algorithm: ThresholdAlgorithm;
-  groupId: Uint8Array;
-  minSigners: number;
-  /** Cosigner ids, sorted. */
-  participants: number[];
-  /** Refresh: the epoch being refreshed. */
-  epoch: number;
-}
-
-export interface Round1Entry {
-  cosignerId: number;
-  package: string;
-  transportKey: Uint8Array;
-  /** The sender's identity certificate (PEM) and its signature over the entry in context. */
-  identityCert: string;
-  signature: Uint8Array;
-}
-
-export interface SealedShare {
-  from: number;
-  to: number;
-  ciphertext: Uint8Array;
-}
+import {
+  decodeDkgRound1,
+  decodeRefreshRound1,
+  encodeDkgRound1,
+  encodeRefreshRound1,
+  type CeremonyParams,
+  type Round1Entry,
+  type Round1Output,
+  type SealedShare,
+} from '../core/frost/wire.js';
 
 /** Test-only misbehaviour of a cosigner; production code never sets it. */
 export interface CeremonyFaults {
@@ -78,7 +57,7 @@ export class Ceremony {
     return { min: this.params.minSigners, max: this.params.participants.length };
   }
 
-  round1(): Omit<Round1Entry, 'cosignerId'> {
+  round1(): Round1Output {
     if (this.params.kind === 'dkg') {
       const r = dkgRound1(this.suite, this.me, this.signers);
       this.dkg = r.secret;

@@ -1,6 +1,6 @@
 import { X509Certificate, createHash, createPrivateKey, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { CeremonyParams } from './ceremony.js';
+import type { CeremonyParams, Round1Entry } from '../core/frost/wire.js';
 
 /**
  * A cosigner's identity for ceremonies: a certificate from the deployment's CA whose subject CN
@@ -27,7 +27,7 @@ export class CosignerIdentity {
   }
 
   /** Why `entry` is not cosigner `cosignerId`'s own round-1 output for this ceremony, or undefined. */
-  check(params: CeremonyParams, entry: { cosignerId: number; package: string; transportKey: Uint8Array; identityCert: string; signature: Uint8Array }): string | undefined {
+  check(params: CeremonyParams, entry: Round1Entry): string | undefined {
     const problem = this.problem(entry.identityCert, entry.cosignerId);
     if (problem) return problem;
     const cert = new X509Certificate(entry.identityCert);

@@ -7,9 +7,9 @@ import type { Logger } from '../infra/log.js';
 import { signerV1 } from '../infra/grpc/proto.js';
 import { PeerAuthorizer } from '../infra/grpc/auth.js';
 import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReloader } from '../infra/grpc/server-tls.js';
-import type { CeremonyFaults } from './ceremony.js';
 import { CosignerStore } from './store.js';
-import { cosignerHandlers } from './service.js';
+import { cosignerGrpc } from './grpc.js';
+import { CosignerService, type CosignerFaults } from './service.js';
 import { CosignerIdentity } from './identity.js';
 
 export interface RunningCosigner {
@@ -31,7 +31,7 @@ export const SEALING_KEY_LABEL = 'hsm-signer/share-sealing';
 export async function startCosigner(
   config: Config,
   log: Logger,
-  opts: { faults?: CeremonyFaults & { corruptSignShare?: boolean }; configFile?: string } = {},
+  opts: { faults?: CosignerFaults; configFile?: string } = {},
 ): Promise<RunningCosigner> {
   const me = config.cosigner!;
   if (!('sqlite' in config.store)) throw new Error('a cosigner keeps its shares in an sqlite store');
@@ -48,13 +48,10 @@ export async function startCosigner(
   const identity = new CosignerIdentity(me.identity, caFileFor(config.tls, 'identity'), me.id);
   const store = new CosignerStore(config.store.sqlite.path);
   const server = new grpc.Server(connectionOptions(config));
-  server.addService(
-    signerV1.Cosigner.service,
-    cosignerHandlers({
-      id: me.id, hsm, sealKey, store, identity, peers, maxPooledNonces: me.maxPooledNonces, log,
-      ...(opts.faults ? { faults: opts.faults } : {}),
-    }),
-  );
+  const faults = opts.faults ? { faults: opts.faults } : {};
+  const { id, maxPooledNonces } = me;
+  const service = new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults });
+  server.addService(signerV1.Cosigner.service, cosignerGrpc(service, peers, log));
   const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
   health.addToServer(server);
   hsm.onHealthChange((up) => ['', 'signer.v1.Cosigner'].forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));

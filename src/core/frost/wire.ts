@@ -3,6 +3,51 @@ import { bytesToHex, hexToBytes } from '@noble/curves/utils.js';
 import { z } from 'zod';
 import { ParticipantFault } from './participant.js';
 import type { RefreshRound1 } from './refresh.js';
+import type { ThresholdAlgorithm } from './suites.js';
+
+/**
+ * What one DKG or refresh is about, as every participant learns it from the coordinator's Round1
+ * request. Each cosigner's round-1 signature binds all of it, so a round-1 output cannot be
+ * carried into another ceremony.
+ */
+export interface CeremonyParams {
+  sessionId: string;
+  kind: 'dkg' | 'refresh';
+  keyId: string;
+  version: number;
+  algorithm: ThresholdAlgorithm;
+  groupId: Uint8Array;
+  minSigners: number;
+  /** Cosigner ids, sorted. */
+  participants: number[];
+  /** Refresh: the epoch being refreshed. */
+  epoch: number;
+}
+
+/** One cosigner's round-1 output (Round1Response): public, signed by the cosigner's identity. */
+export interface Round1Output {
+  package: string;
+  /** X25519 key the round-2 shares for this cosigner are encrypted to (transport.ts). */
+  transportKey: Uint8Array;
+  /** The sender's identity certificate (PEM) and its signature over the entry in context. */
+  identityCert: string;
+  signature: Uint8Array;
+}
+
+/** A round-1 output as the coordinator relays it to every participant (Round2Request). */
+export interface Round1Entry extends Round1Output {
+  cosignerId: number;
+}
+
+/**
+ * A secret round-2 share from cosigner `from` to cosigner `to`, encrypted by `sealFor` to the
+ * receiver's transport key: the coordinator relays it without being able to read it.
+ */
+export interface SealedShare {
+  from: number;
+  to: number;
+  ciphertext: Uint8Array;
+}
 
 /**
  * Round-1 packages as they cross the wire (JSON, lowercase hex). Parsing failures blame the

@@ -5,18 +5,7 @@ import type { KeyRecord, ThresholdInfo } from '../../infra/store/store.js';
 import { CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
 import { decodePublic } from '../../core/frost/participant.js';
 import { SUITES, type ThresholdAlgorithm } from '../../core/frost/suites.js';
-
-interface Round1Out {
-  package: string;
-  transportKey: Buffer;
-  identityCert: string;
-  signature: Buffer;
-}
-interface SealedShare {
-  from: number;
-  to: number;
-  ciphertext: Buffer;
-}
+import type { Round1Entry, Round1Output, SealedShare } from '../../core/frost/wire.js';
 
 /**
  * The coordinator's side of DKG and share refresh: it relays the three rounds between all n
@@ -84,8 +73,9 @@ export class Ceremonies {
     const sessionId = randomBytes(18).toString('base64url');
     const deadline = Math.max(this.cfg.deadlineMs, 10_000);
     try {
-      const r1 = await this.cosigners.all<Round1Out>(participants, 'Round1', () => ({ ...r, sessionId, participants, minSigners }), deadline);
-      const round1 = r1.map((o, i) => ({ cosignerId: participants[i]!, ...o }));
+      const start = () => ({ ...r, sessionId, participants, minSigners });
+      const r1 = await this.cosigners.all<Round1Output>(participants, 'Round1', start, deadline);
+      const round1: Round1Entry[] = r1.map((o, i) => ({ cosignerId: participants[i]!, ...o }));
       const r2 = await this.cosigners.all<{ shares: SealedShare[] }>(participants, 'Round2', () => ({ sessionId, round1 }), deadline);
       // Each cosigner's shares must come from that cosigner: a relay cannot re-attribute them.
       const shares = r2.flatMap((o, i) => o.shares.filter((s) => s.from === participants[i]));

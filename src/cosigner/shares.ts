@@ -1,0 +1,84 @@
+import type { FrostPublic, Key } from '@noble/curves/abstract/frost.js';
+import { SignerError } from '../core/errors.js';
+import { decodePublic, decodeSecret, encodePublic, encodeSecret } from '../core/frost/participant.js';
+import { SUITES } from '../core/frost/suites.js';
+import type { CeremonyParams } from '../core/frost/wire.js';
+import type { Hsm } from '../infra/hsm/hsm.js';
+import { SealError, seal, shareAad, unseal } from '../infra/hsm/seal.js';
+import type { Logger } from '../infra/log.js';
+import type { CosignerStore, ShareRow } from './store.js';
+
+type Bound = Pick<ShareRow, 'keyId' | 'version' | 'epoch' | 'groupId'>;
+
+/** The AES-GCM additional data of a sealed share: a row's ciphertext opens only as that row. */
+const aad = (s: Bound) => shareAad(`${s.keyId}@v${s.version}#${s.epoch}`, s.groupId);
+
+/**
+ * This cosigner's shares at rest: store rows sealed under the node's HSM AES key. A share is
+ * unsealed for one call; whoever unseals one MUST erase `secret.signingShare` when done.
+ */
+export class ShareVault {
+  /**
+   * Share rows (by ceremony session) whose public package and share were checked at their first
+   * unseal in this process: GCM authenticates the same share bytes every time after that, and
+   * re-validating costs ~8 ms per Ed25519 share.
+   */
+  private readonly checked = new Map<string, FrostPublic>();
+
+  constructor(
+    private readonly o: { id: number; hsm: Hsm; sealKey: Uint8Array; store: CosignerStore; log: Logger },
+  ) {}
+
+  /** The share row that signs for a key version (still sealed). */
+  active(keyId: string, version: number): ShareRow {
+    const row = this.o.store.active(keyId, version);
+    if (!row) {
+      throw new SignerError('SHARE_NOT_FOUND', `this cosigner holds no share of ${keyId} v${version}`, {
+        keyId,
+        cosigner: String(this.o.id),
+      });
+    }
+    return row;
+  }
+
+  /** A share row's share, unsealed; the caller MUST erase `secret.signingShare` when done. */
+  async unseal(row: ShareRow): Promise<Key> {
+    const { keyId, version } = row;
+    const suite = SUITES[row.algorithm];
+    const known = this.checked.get(row.sessionId);
+    const pub = known ?? decodePublic(suite, JSON.parse(row.publicPackage));
+    let plain: Buffer;
+    try {
+      plain = await unseal(this.o.hsm, this.o.sealKey, row.sealed, aad(row));
+    } catch (e) {
+      if (e instanceof SealError) this.o.log.error({ keyId, version }, 'sealed share failed authentication');
+      throw e;
+    }
+    try {
+      const secret = decodeSecret(suite, plain, pub, !known);
+      this.checked.set(row.sessionId, pub);
+      return { public: pub, secret };
+    } finally {
+      plain.fill(0);
+    }
+  }
+
+  /**
+   * Seals a ceremony's new key as the pending share of its session (it signs only after Finish
+   * commits it) and returns its public package as JSON. The caller still owns `key` and MUST
+   * erase it.
+   */
+  async putPending(p: CeremonyParams, epoch: number, key: Key): Promise<string> {
+    const plain = encodeSecret(SUITES[p.algorithm], key.secret);
+    try {
+      const bound = { keyId: p.keyId, version: p.version, epoch, groupId: p.groupId };
+      const sealed = await seal(this.o.hsm, this.o.sealKey, plain, aad(bound));
+      const publicPackage = JSON.stringify(encodePublic(key.public));
+      const row = { ...bound, sessionId: p.sessionId, algorithm: p.algorithm, publicPackage, sealed };
+      this.o.store.putPending(row, new Date());
+      return publicPackage;
+    } finally {
+      plain.fill(0);
+    }
+  }
+}
