@@ -1,14 +1,14 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
+import { watchConnection } from '../harness/connection.js';
+import { COSIGNER_CLIENTS, startCosigners } from '../harness/cosigners.js';
+import { DEFAULT_CLIENTS, issueClient, type KeyPair, makePki, writeCrl } from '../harness/pki.js';
+import { eventually, refusal, refused } from '../harness/signer.js';
+import { tempDir } from '../harness/token.js';
 import { call } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
-import { watchConnection } from '../harness/connection.js';
-import { COSIGNER_CLIENTS, startCosigners } from '../harness/cosigners.js';
-import { DEFAULT_CLIENTS, issueClient, makePki, writeCrl, type KeyPair } from '../harness/pki.js';
-import { eventually, refusal, refused } from '../harness/signer.js';
-import { tempDir } from '../harness/token.js';
 
 // The cosigner side of issue 11, point 2: a coordinator certificate revoked by the peer CA's
 // CRL is refused at its next call on an open connection (after SIGHUP: this cosigner does not
@@ -42,10 +42,13 @@ const coordinator = (address: string, pair: KeyPair): grpc.Client => {
   return c;
 };
 const info = (c: grpc.Client) => call<{ cosignerId: number }>(c, 'Info', {}, 5000);
-const reloads = (i: number) => nodes[i]!.proc.logs().split('\n').filter((l) => l.includes('"msg":"trust reloaded"'));
+const reloads = (i: number) =>
+  nodes[i]!.proc.logs()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"trust reloaded"'));
 
 t.test('a cosigner refuses a revoked coordinator certificate at its next call, after SIGHUP', async (t) => {
-  const original = pki.clients['coordinator']!;
+  const original = pki.clients.coordinator!;
   const c = coordinator(nodes[0]!.address, original);
   const conn = watchConnection(c);
   t.equal((await info(c)).cosignerId, 1, 'the coordinator is a peer');
@@ -71,7 +74,7 @@ t.test('a cosigner refuses a revoked coordinator certificate at its next call, a
 t.test('tls.peerCaFile: peers come from their own CA, not the default one', async (t) => {
   const c = coordinator(nodes[1]!.address, foreignCoordinator);
   t.equal((await info(c)).cosignerId, 2, 'a coordinator from the peer CA is admitted');
-  const e = await refusal(info(coordinator(nodes[1]!.address, pki.clients['coordinator']!)));
+  const e = await refusal(info(coordinator(nodes[1]!.address, pki.clients.coordinator!)));
   t.equal(e.code, grpc.status.UNAVAILABLE, 'a coordinator from tls.caFile fails the handshake');
   t.equal(decodeError(e).reason, undefined, 'refused by TLS, before any handler');
 });

@@ -1,14 +1,14 @@
-import { X509Certificate, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
 import { watchConnection } from '../harness/connection.js';
-import { DEFAULT_CLIENTS, issueClient, makePki, pinsOf, writeCrl, type KeyPair } from '../harness/pki.js';
+import { DEFAULT_CLIENTS, issueClient, type KeyPair, makePki, pinsOf, writeCrl } from '../harness/pki.js';
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { eventually, refusal, refused, testConfig } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
+import { decodeError } from '../src/client/errors.js';
 
 // Issue 11, point 2: a leaked client certificate can be revoked (CRL) or unpinned, and the
 // change reaches connections that are already open at their next call, without a restart.
@@ -51,7 +51,11 @@ const sign = (c: SignerClients, keyId = 'hot-rv') =>
     { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), digest: randomBytes(32) },
     5000,
   );
-const logLines = (msg: string) => proc.logs().split('\n').filter((l) => l.includes(`"msg":"${msg}`));
+const logLines = (msg: string) =>
+  proc
+    .logs()
+    .split('\n')
+    .filter((l) => l.includes(`"msg":"${msg}`));
 /** Runs `change` and waits until the signer logged one more reload (or failed reload). */
 async function reloaded(change: () => Promise<unknown>, msg = 'trust reloaded'): Promise<string> {
   const before = logLines(msg).length;
@@ -66,7 +70,10 @@ const serialOf = (pem: Buffer) => new X509Certificate(pem).serialNumber.toLowerC
 const canonical = (pin: string) =>
   pin.startsWith('spki-sha256:') && pin.endsWith('=')
     ? `spki-sha256:${Buffer.from(pin.slice(12), 'base64').toString('hex')}`
-    : pin.replaceAll(':', '').replace(/^(cert|spki)-sha256/, '$1-sha256:').toLowerCase();
+    : pin
+        .replaceAll(':', '')
+        .replace(/^(cert|spki)-sha256/, '$1-sha256:')
+        .toLowerCase();
 
 const admin = clientWith(pki.clients['security-admin']!);
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-rv', algorithm: 'ECDSA_P256' });

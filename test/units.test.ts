@@ -85,7 +85,7 @@ t.test('config: every problem names its field', async (t) => {
 });
 
 t.test('config: client pins are normalised, separate CA files resolve, a bad pin names its field', async (t) => {
-  const hex = 'AB:'.repeat(31) + 'AB';
+  const hex = `${'AB:'.repeat(31)}AB`;
   const b64 = Buffer.alloc(32, 0xcd).toString('base64');
   const c = parseConfig(
     {
@@ -114,7 +114,7 @@ t.test('config: client pins are normalised, separate CA files resolve, a bad pin
     ['payment-engine', false],
   ];
   for (const [pin, ok] of rows) {
-    t.equal(normalisePin(pin).hasOwnProperty('pin'), ok, `${pin.slice(0, 20)}... ${ok ? 'accepted' : 'refused'}`);
+    t.equal('pin' in normalisePin(pin), ok, `${pin.slice(0, 20)}... ${ok ? 'accepted' : 'refused'}`);
   }
   const bad = {
     listen: '127.0.0.1:1',

@@ -1,5 +1,5 @@
-import type { Config, Role } from '../config/schema.js';
 import { SignerError } from '../../core/errors.js';
+import type { Config, Role } from '../config/schema.js';
 import type { Call, PeerTrust } from './peer-trust.js';
 
 export interface Identity {
@@ -41,7 +41,11 @@ export class Authorizer {
   /** The caller's identity if it holds `role`; PERMISSION_DENIED otherwise. */
   require(call: Call, role: Role): Identity {
     const id = this.identify(call);
-    if (!id.roles.has(role)) throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" lacks the ${role} role`, { client: id.client, role });
+    if (!id.roles.has(role))
+      throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" lacks the ${role} role`, {
+        client: id.client,
+        role,
+      });
     return id;
   }
 
@@ -56,7 +60,10 @@ export class Authorizer {
 
   requireKey(id: Identity, keyId: string): void {
     if (!this.maySign(id.client, keyId)) {
-      throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" may not sign with key "${keyId}"`, { client: id.client, keyId });
+      throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" may not sign with key "${keyId}"`, {
+        client: id.client,
+        keyId,
+      });
     }
   }
 }

@@ -2,8 +2,8 @@ import type { X509Certificate } from 'node:crypto';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../log.js';
-import { NO_REVOCATIONS, readCrlFile, type RevocationSet } from './crl.js';
-import { PeerCertCache, caId, type PeerCert } from './peer-cert.js';
+import { NO_REVOCATIONS, type RevocationSet, readCrlFile } from './crl.js';
+import { caId, type PeerCert, PeerCertCache } from './peer-cert.js';
 
 export type Call = Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>;
 
