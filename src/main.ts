@@ -24,8 +24,8 @@ try {
   const log = createLogger(config.log.level);
   const signer =
     config.role === 'cosigner'
-      ? await (await import('./cosigner/server.js')).startCosigner(config, log)
-      : await (await import('./signer/grpc/server.js')).startSigner(config, log);
+      ? await (await import('./cosigner/server.js')).startCosigner(config, log, { configFile: file })
+      : await (await import('./signer/grpc/server.js')).startSigner(config, log, { configFile: file });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -48,10 +48,12 @@ try {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // The operator's "I fixed it": the PIN file is read again, and a login that a refused PIN
-  // stopped gets exactly one new attempt (src/infra/hsm/hsm.ts, retryLogin).
+  // stopped gets exactly one new attempt (src/infra/hsm/hsm.ts, retryLogin); revocations and pin
+  // changes apply without a restart (failures are logged, the old trust kept).
   reload = () => {
     if (stopping) return;
     log.info({ signal: 'SIGHUP', hsm: signer.hsm.retryLogin() }, 'reloaded');
+    void signer.reload('SIGHUP');
   };
 } catch (e) {
   if (e instanceof ConfigError || e instanceof HsmStartError || e instanceof NativeAddonError) {

@@ -9,6 +9,10 @@ export type Reason =
   | 'PAYLOAD_KIND_UNSUPPORTED'
   | 'REQUEST_INVALID'
   | 'NOT_AUTHENTICATED'
+  // The peer certificate, checked at every call (src/infra/grpc/peer-trust.ts).
+  | 'CERTIFICATE_REVOKED'
+  | 'CERTIFICATE_NOT_PINNED'
+  | 'CERTIFICATE_EXPIRED'
   | 'NOT_AUTHORIZED'
   | 'HSM_UNAVAILABLE'
   | 'HSM_ERROR'

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { timezoneProblem } from '../../core/rotation/due.js';
 import { cronProblem } from './cron.js';
+import { normalisePin } from './pins.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 const role = z.enum(['signer', 'admin', 'auditor']);
@@ -10,6 +11,15 @@ const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const DEFAULT_MESSAGE_BYTES = { sign: 256 * KiB, signBatch: 4 * MiB, setPolicy: 1 * MiB, other: 64 * KiB };
+/** Certificate pins in canonical form (src/infra/config/pins.ts). */
+const pins = z.array(
+  z.string().transform((v, ctx) => {
+    const r = normalisePin(v);
+    if ('pin' in r) return r.pin;
+    ctx.addIssue({ code: 'custom', message: r.problem });
+    return z.NEVER;
+  }),
+);
 
 /**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
@@ -25,11 +35,42 @@ export const configSchema = z
     listen: hostPort,
     tls: z
       .object({
+        /** The CA (PEM, one or more certificates) for every link below that names none of its own. */
         caFile: z.string().min(1),
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
+        /** Signer: CA of client certificates (payment engine, admins, auditors). Default caFile. */
+        clientCaFile: z.string().min(1).optional(),
+        /**
+         * CA of the signer <-> cosigner links: a cosigner accepts coordinators from it, a signer
+         * checks cosigners' server certificates against it. Default caFile.
+         */
+        peerCaFile: z.string().min(1).optional(),
+        /** CA of cosigners' ceremony identities (`cosigner.identity`). Default caFile. */
+        identityCaFile: z.string().min(1).optional(),
+        /**
+         * Certificate revocation lists (PEM, one or more; or one DER), each signed by one of the
+         * CAs above. Checked at every call, also on connections opened before a revocation.
+         */
+        crlFile: z.string().min(1).optional(),
+        /** Refuse a client (or cosigner peer) that has no pins (default: pins are checked where set). */
+        requirePins: z.boolean().default(false),
+        /** Reload the CRL and the config's clients when either file changes (SIGHUP always does). */
+        watch: z.boolean().default(true),
       })
       .strict(),
+    /**
+     * Connections are closed (GOAWAY) this long after they open, so a client re-handshakes and a
+     * stream started before a revocation does not outlive it for long; calls in flight get the
+     * grace to finish.
+     */
+    connections: z
+      .object({
+        maxAgeMs: z.number().int().min(1000).default(30 * 60_000),
+        maxAgeGraceMs: z.number().int().min(0).default(60_000),
+      })
+      .strict()
+      .default({ maxAgeMs: 30 * 60_000, maxAgeGraceMs: 60_000 }),
     hsm: z
       .object({
         /** RFC 7512 URI naming module, token (label or serial) and PIN source. */
@@ -164,8 +205,12 @@ export const configSchema = z
       }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
-    /** Client identities are certificate subject CNs from the trusted CA. */
-    clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1) }).strict()),
+    /**
+     * Client identities are certificate subject CNs from the client CA. Pins (see
+     * src/infra/config/pins.ts; several during a rollover) narrow a client to those certificates
+     * or keys. Reloaded on SIGHUP and when the config file changes.
+     */
+    clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1), pins: pins.optional() }).strict()),
     /**
      * Which clients may sign with which keys. Keys are exact ids or prefixes ending in `*`.
      * A key matching no entry can be signed by nobody.
@@ -207,6 +252,8 @@ export const configSchema = z
       .object({
         id: z.number().int().min(1).max(255),
         peers: z.array(z.string().min(1)).min(1),
+        /** Pins per peer CN, as `clients.<name>.pins` on a signer. */
+        peerPins: z.record(z.string().min(1), pins).default({}),
         /**
          * Certificate (CN=cosigner-<id>, from the tls CA) and key this cosigner signs its
          * ceremony messages with; the other cosigners check them, so the coordinator cannot
