@@ -526,13 +526,16 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     );
     t.same([r2!.version, r2!.state, r2!.stateChangedAt.getTime(), r2!.retireAt], [2, 'active', T0 + 1000, null], 'the new one active');
     const v3 = { ...v2, version: 3, ckaId: h('cka rot 3').subarray(0, 16) };
-    await t.rejects(s.rotateKey(v3, 1, at(70_000), []), KeyExistsError, 'rotating from a version that is no longer active');
+    const stale = s.rotateKey(v3, 1, at(70_000), []);
+    await t.rejects(stale, KeyExistsError, 'rotating from a version that is no longer active');
     await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000), []), KeyExistsError, 'a version that exists');
     t.same((await s.listKeys()).map((k) => [k.version, k.state]), [[1, 'verify-only'], [2, 'active']], 'a failed rotation changes nothing');
 
     t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000), []), true);
-    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000), []), false, 'not from a state it is not in');
-    t.equal(await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000), []), false, 'not a version that does not exist');
+    const again = await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000), []);
+    t.equal(again, false, 'not from a state it is not in');
+    const missing = await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000), []);
+    t.equal(missing, false, 'not a version that does not exist');
     const [d1] = await s.listKeys();
     t.same([d1!.state, d1!.stateChangedAt.getTime(), d1!.retireAt], ['disabled', T0 + 61_000, null]);
   });
