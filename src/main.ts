@@ -21,7 +21,9 @@ try {
   const signer =
     config.role === 'cosigner'
       ? await (await import('./cosigner/server.js')).startCosigner(config, log)
-      : await (await import('./signer/grpc/server.js')).startSigner(config, log);
+      : config.role === 'witness'
+        ? await (await import('./witness/server.js')).startWitness(config, log)
+        : await (await import('./signer/grpc/server.js')).startSigner(config, log);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

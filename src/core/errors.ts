@@ -54,7 +54,14 @@ export type Reason =
   | 'SHARE_NOT_FOUND'
   | 'SHARE_EPOCH_MISMATCH'
   | 'NONCE_UNKNOWN'
-  | 'COMMITMENT_MISMATCH';
+  | 'COMMITMENT_MISMATCH'
+  // Witnesses of the audit log (src/witness, proto/signer/v1/witness.proto).
+  | 'WITNESS_UNKNOWN_ORIGIN'
+  | 'CHECKPOINT_SIGNATURE_INVALID'
+  | 'WITNESS_CONFLICT'
+  | 'WITNESS_ROLLBACK'
+  | 'WITNESS_FORK'
+  | 'WITNESS_UNAVAILABLE';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

@@ -10,6 +10,7 @@ import { CosignerStore } from './store.js';
 import { cosignerGrpc } from './grpc.js';
 import { CosignerService, type CosignerFaults } from './service.js';
 import { CosignerIdentity } from './identity.js';
+import { WITNESS_SERVICE, mountWitness } from '../witness/server.js';
 
 export interface RunningCosigner {
   port: number;
@@ -42,9 +43,13 @@ export async function startCosigner(
   const { id, maxPooledNonces } = me;
   const service = new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults });
   server.addService(signerV1.Cosigner.service, cosignerGrpc(service, new Set(me.peers), log));
-  const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
+  // Every cosigner is also a witness of the signer's audit log, with its own key and file.
+  const w = config.witnessing;
+  const witness = w ? await mountWitness(server, w, w.dbPath!, hsm, log) : undefined;
+  const services = ['', 'signer.v1.Cosigner', ...(witness ? [WITNESS_SERVICE] : [])];
+  const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'SERVING' as const])));
   health.addToServer(server);
-  hsm.onHealthChange((up) => ['', 'signer.v1.Cosigner'].forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+  hsm.onHealthChange((up) => services.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
   const creds = grpc.ServerCredentials.createSsl(
     readFileSync(config.tls.caFile),
     [{ private_key: readFileSync(config.tls.keyFile), cert_chain: readFileSync(config.tls.certFile) }],
@@ -68,6 +73,7 @@ export async function startCosigner(
       clearInterval(pruner);
       await hsm.close();
       store.close();
+      witness?.close();
       log.info('cosigner stopped');
     },
   };
