@@ -30,7 +30,14 @@ export interface CosignerNode {
  * accepting the `coordinator` client certificate only. The PKI must hold client certificates
  * `cosigner-1`..`cosigner-n` (their ceremony identities): see `COSIGNER_CLIENTS`.
  */
-export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Record<number, Fault> = {}): Promise<CosignerNode[]> {
+export async function startCosigners(
+  dir: string,
+  pki: Pki,
+  n = 3,
+  faults: Record<number, Fault> = {},
+  /** Logs each cosigner also witnesses (section `witnessing`, name `cosigner-<id>.witness`). */
+  witnessLogs?: Array<{ origin: string; publicKey: string }>,
+): Promise<CosignerNode[]> {
   return Promise.all(
     Array.from({ length: n }, async (_, i) => {
       const id = i + 1;
@@ -46,6 +53,16 @@ export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Recor
         clients: {},
         cosigner: { id, peers: ['coordinator'], identity: { certFile: pki.files.clients[`cosigner-${id}`]!.cert, keyFile: pki.files.clients[`cosigner-${id}`]!.key } },
         log: { level: 'info' },
+        ...(witnessLogs
+          ? {
+              witnessing: {
+                name: `cosigner-${id}.witness`,
+                clients: ['coordinator'],
+                logs: witnessLogs,
+                dbPath: join(home, 'witness.db'),
+              },
+            }
+          : {}),
       };
       const configFile = join(home, 'cosigner.json');
       await writeFile(configFile, JSON.stringify(config, null, 2));

@@ -43,11 +43,12 @@ export function checkAddCheckpoint(
     latestSize,
   });
   if (!Number.isSafeInteger(oldSize) || oldSize < 0) return refuse('bad-request', 'old size is not a tree size');
-  if (oldSize > cp.size) return refuse('bad-request', `old size ${oldSize} is larger than the checkpoint's ${cp.size}`);
-  // A smaller tree than one already cosigned is refused whatever the requester claims as old size.
+  // A smaller tree than one already cosigned is refused as such whatever the requester claims as
+  // old size: that is what the log's operator must hear, not that the request was malformed.
   if (cp.size < latestSize) {
     return refuse('rollback', `checkpoint of size ${cp.size} is older than the cosigned size ${latestSize}`);
   }
+  if (oldSize > cp.size) return refuse('bad-request', `old size ${oldSize} is larger than the checkpoint's ${cp.size}`);
   if (oldSize !== latestSize) {
     return refuse('conflict', `old size ${oldSize} is not this witness's latest size ${latestSize}`);
   }
