@@ -25,7 +25,13 @@ import { MemoryTree } from '../src/core/audit/merkle-memory.js';
 import { ed25519Signer, ed25519Verifier } from '../src/core/audit/note.js';
 import { createLogger } from '../src/infra/log.js';
 import { WitnessPublisher } from '../src/signer/audit/witnesses.js';
+import { writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { auditKey, exportRecords, toLines } from '../harness/audit-export.js';
 import { startCosigners, type CosignerNode } from '../harness/cosigners.js';
+import { tsx } from '../harness/process.js';
+import { repoRoot } from '../harness/token.js';
 import { makePki } from '../harness/pki.js';
 import { tempDir } from '../harness/token.js';
 import { loggedWitnessKey, startWitnesses, witnessClient, witnessConfig, type WitnessNode } from '../harness/witnesses.js';
@@ -35,10 +41,13 @@ const ORIGIN = 'audit.test/hsm-signer/witness-test';
 /** The stand-in log: rows in a SQLite file, the tree and checkpoints computed from them. */
 class FileLog {
   private readonly db: Database.Database;
-  private readonly secret = ed25519.utils.randomSecretKey();
-  readonly publicKey = ed25519.getPublicKey(this.secret);
+  readonly publicKey: Uint8Array;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    private readonly secret: Uint8Array,
+  ) {
+    this.publicKey = ed25519.getPublicKey(secret);
     this.db = new Database(path);
     this.db.exec('CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL)');
   }
@@ -81,7 +90,8 @@ class FileLog {
 
 const dir = await tempDir('witness');
 const pki = await makePki(dir.path, ['coordinator', 'auditor', 'cosigner-1', 'cosigner-2']);
-const log = new FileLog(join(dir.path, 'log.db'));
+const logKey = auditKey();
+const log = new FileLog(join(dir.path, 'log.db'), logKey.secretKey);
 const logs = [{ origin: ORIGIN, publicKey: Buffer.from(log.publicKey).toString('base64') }];
 const witnesses: WitnessNode[] = await startWitnesses(dir.path, pki, logs, { n: 2 });
 let cosigners: CosignerNode[] = [];
@@ -137,6 +147,31 @@ t.test('two witnesses cosign a new log and each consistent extension of it', asy
   }
   // Republishing the same head is consistent (equal sizes, equal roots).
   t.ok((await publisher.publish(await log.checkpoint())).published);
+});
+
+t.test('verify-audit --witnesses k checks the cosignatures of a checkpoint', async (t) => {
+  const exportFile = join(dir.path, 'export.jsonl');
+  await writeFile(exportFile, toLines([...exportRecords({ count: 20, every: 5, keys: [logKey] })], 'jsonl').join('\n') + '\n');
+  const noteFile = join(dir.path, 'checkpoint.note');
+  await writeFile(noteFile, stored.at(-1)!.note);
+  const keyArgs = (ws: Array<Pick<WitnessNode, 'name' | 'publicKey'>>) => ws.flatMap((w) => ['--witness-key', `${w.name}=${w.publicKey}`]);
+  const verify = (args: string[]) =>
+    promisify(execFile)(tsx, ['scripts/verify-audit.ts', exportFile, '--checkpoint', noteFile, ...args], { cwd: repoRoot, timeout: 60_000 }).then(
+      (r) => ({ code: 0, out: r.stdout }),
+      (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
+    );
+  const good = await verify(['--witnesses', '2', ...keyArgs(witnesses)]);
+  t.equal(good.code, 0, 'a checkpoint cosigned by both witnesses passes --witnesses 2');
+  t.match(good.out, /2 of 2 required witness cosignatures/);
+  t.match(good.out, /OK: checkpoint witnessed/);
+  const impostor = { name: witnesses[1]!.name, publicKey: Buffer.from(ed25519.getPublicKey(ed25519.utils.randomSecretKey())).toString('base64') };
+  const wrongKey = await verify(['--witnesses', '2', ...keyArgs([witnesses[0]!, impostor])]);
+  t.equal(wrongKey.code, 1, 'a cosignature that does not verify under the trusted key fails');
+  await writeFile(noteFile, (await log.checkpoint()));
+  const unwitnessed = await verify(['--witnesses', '1', ...keyArgs(witnesses)]);
+  t.equal(unwitnessed.code, 1, 'a checkpoint without cosignatures fails --witnesses 1');
+  t.match(unwitnessed.out, /too-few-cosignatures/);
+  t.equal((await verify([])).code, 0, 'with --witnesses 0 the log signature alone is checked');
 });
 
 t.test('a database rewritten under the log cannot get a fork or a rollback cosigned', async (t) => {
