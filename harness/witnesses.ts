@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import type { Pki } from './pki.js';
-import { freePort, startSignerProcess, type SignerProcess } from './process.js';
+import { freePort, type SignerProcess, startSignerProcess } from './process.js';
 import { makeToken, type TestToken } from './token.js';
 
 export interface WitnessNode {
@@ -27,7 +27,12 @@ export function loggedWitnessKey(logs: string): string {
 }
 
 /** The `witnessing` section for a node named `name` that witnesses `logs` for the given client CNs. */
-export function witnessingConfig(name: string, logs: Array<{ origin: string; publicKey: string }>, clients: string[], dbPath?: string) {
+export function witnessingConfig(
+  name: string,
+  logs: Array<{ origin: string; publicKey: string }>,
+  clients: string[],
+  dbPath?: string,
+) {
   return { name, clients, logs, ...(dbPath ? { dbPath } : {}) };
 }
 
@@ -85,9 +90,19 @@ export async function startWitnesses(
 }
 
 /** The signer's `witness` section for these nodes. */
-export function witnessConfig(nodes: Array<Pick<WitnessNode, 'name' | 'address' | 'publicKey'>>, pki: Pki, required: number, cn = 'coordinator') {
+export function witnessConfig(
+  nodes: Array<Pick<WitnessNode, 'name' | 'address' | 'publicKey'>>,
+  pki: Pki,
+  required: number,
+  cn = 'coordinator',
+) {
   return {
-    endpoints: nodes.map((w) => ({ name: w.name, address: w.address, publicKey: w.publicKey, serverName: 'localhost' })),
+    endpoints: nodes.map((w) => ({
+      name: w.name,
+      address: w.address,
+      publicKey: w.publicKey,
+      serverName: 'localhost',
+    })),
     required,
     tls: { certFile: pki.files.clients[cn]!.cert, keyFile: pki.files.clients[cn]!.key },
     deadlineMs: 5000,
@@ -99,5 +114,8 @@ export function witnessClient(pki: Pki, address: string, cn: string | 'foreign' 
   const c = cn === 'foreign' ? pki.foreign.client : pki.clients[cn];
   if (!c) throw new Error(`no test certificate for ${cn}`);
   const creds = grpc.credentials.createSsl(pki.caCert, c.key, c.cert);
-  return new signerV1.Witness(address, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  return new signerV1.Witness(address, creds, {
+    'grpc.ssl_target_name_override': 'localhost',
+    'grpc.default_authority': 'localhost',
+  });
 }

@@ -32,9 +32,17 @@ t.test('a fork, a rollback, a stale requester and a bad request are told apart',
   t.match(checkAddCheckpoint(head(t7), 7, forkProof, cp(forked)), { ok: false, kind: 'fork', latestSize: 7 });
   t.match(checkAddCheckpoint(head(t20), 20, [], cp(forked)), { ok: false, kind: 'fork' }, 'same size, other root');
   const honestProof = await consistencyProof(t20, 7, 20);
-  t.match(checkAddCheckpoint(head(t7), 7, honestProof, cp(forked)), { ok: false, kind: 'fork' }, "another tree's proof");
+  t.match(
+    checkAddCheckpoint(head(t7), 7, honestProof, cp(forked)),
+    { ok: false, kind: 'fork' },
+    "another tree's proof",
+  );
   t.match(checkAddCheckpoint(head(t20), 20, [], cp(t7)), { ok: false, kind: 'rollback', latestSize: 20 });
-  t.match(checkAddCheckpoint(head(t20), 3, [], cp(t7)), { ok: false, kind: 'rollback' }, 'whatever old size is claimed');
+  t.match(
+    checkAddCheckpoint(head(t20), 3, [], cp(t7)),
+    { ok: false, kind: 'rollback' },
+    'whatever old size is claimed',
+  );
   t.match(checkAddCheckpoint(head(t7), 5, honestProof, cp(t20)), { ok: false, kind: 'conflict', latestSize: 7 });
   t.match(checkAddCheckpoint(head(t7), 21, [], cp(t20)), { ok: false, kind: 'bad-request' });
   t.match(checkAddCheckpoint(head(t7), -1, [], cp(t20)), { ok: false, kind: 'bad-request' });

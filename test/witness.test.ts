@@ -8,33 +8,37 @@
  * another branch): entries in a SQLite file, the RFC 9162 tree recomputed from the rows, and an
  * Ed25519 log key that signs whatever head the file holds, as an HSM would.
  */
+
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
+import { auditKey, exportRecords, toLines } from '../harness/audit-export.js';
+import { type CosignerNode, startCosigners } from '../harness/cosigners.js';
+import { makePki } from '../harness/pki.js';
+import { tsx } from '../harness/process.js';
+import { repoRoot, tempDir } from '../harness/token.js';
+import {
+  loggedWitnessKey,
+  startWitnesses,
+  type WitnessNode,
+  witnessClient,
+  witnessConfig,
+} from '../harness/witnesses.js';
 import { call } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { openCheckpoint, signCheckpoint } from '../src/core/audit/checkpoint.js';
 import { cosignatureVerifier } from '../src/core/audit/cosignature.js';
-import { consistencyProof } from '../src/core/audit/merkle.js';
-import { leafHash } from '../src/core/audit/merkle.js';
+import { consistencyProof, leafHash } from '../src/core/audit/merkle.js';
 import { MemoryTree } from '../src/core/audit/merkle-memory.js';
 import { ed25519Signer, ed25519Verifier } from '../src/core/audit/note.js';
 import { createLogger } from '../src/infra/log.js';
 import { WitnessPublisher } from '../src/signer/audit/witnesses.js';
-import { writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { auditKey, exportRecords, toLines } from '../harness/audit-export.js';
-import { startCosigners, type CosignerNode } from '../harness/cosigners.js';
-import { tsx } from '../harness/process.js';
-import { repoRoot } from '../harness/token.js';
-import { makePki } from '../harness/pki.js';
-import { tempDir } from '../harness/token.js';
-import { loggedWitnessKey, startWitnesses, witnessClient, witnessConfig, type WitnessNode } from '../harness/witnesses.js';
 
 const ORIGIN = 'audit.test/hsm-signer/witness-test';
 
@@ -55,7 +59,8 @@ class FileLog {
   append(n: number): void {
     const next = this.size();
     const insert = this.db.prepare('INSERT INTO audit (seq, entry) VALUES (?, ?)');
-    for (let i = 0; i < n; i++) insert.run(next + i + 1, Buffer.from(`entry ${next + i + 1} ${randomBytes(8).toString('hex')}`));
+    for (let i = 0; i < n; i++)
+      insert.run(next + i + 1, Buffer.from(`entry ${next + i + 1} ${randomBytes(8).toString('hex')}`));
   }
 
   size(): number {
@@ -98,9 +103,15 @@ let cosigners: CosignerNode[] = [];
 const stored: Array<{ size: number; note: string; witnesses: readonly string[] }> = [];
 const quiet = createLogger('fatal');
 const publisherFor = (nodes: Array<Pick<WitnessNode, 'name' | 'address' | 'publicKey'>>, required: number) =>
-  new WitnessPublisher(witnessConfig(nodes, pki, required), pki.files.caCert, log.proof, async (size, note, names) => {
-    stored.push({ size, note, witnesses: names });
-  }, quiet);
+  new WitnessPublisher(
+    witnessConfig(nodes, pki, required),
+    pki.files.caCert,
+    log.proof,
+    async (size, note, names) => {
+      stored.push({ size, note, witnesses: names });
+    },
+    quiet,
+  );
 const publisher = publisherFor(witnesses, 2);
 t.teardown(async () => {
   publisher.close();
@@ -130,7 +141,10 @@ t.test('two witnesses cosign a new log and each consistent extension of it', asy
   log.append(5);
   const first = await publisher.publish(await log.checkpoint());
   t.ok(first.published, 'published with 2 of 2 cosignatures');
-  t.same(first.outcomes.map((o) => o.ok), [true, true]);
+  t.same(
+    first.outcomes.map((o) => o.ok),
+    [true, true],
+  );
   const opened = openCheckpoint(first.note, trust(2));
   t.equal(opened.checkpoint.size, 5);
   t.equal(opened.cosignatures.length, 2, 'the stored note carries both cosignature lines');
@@ -151,12 +165,19 @@ t.test('two witnesses cosign a new log and each consistent extension of it', asy
 
 t.test('verify-audit --witnesses k checks the cosignatures of a checkpoint', async (t) => {
   const exportFile = join(dir.path, 'export.jsonl');
-  await writeFile(exportFile, toLines([...exportRecords({ count: 20, every: 5, keys: [logKey] })], 'jsonl').join('\n') + '\n');
+  await writeFile(
+    exportFile,
+    `${toLines([...exportRecords({ count: 20, every: 5, keys: [logKey] })], 'jsonl').join('\n')}\n`,
+  );
   const noteFile = join(dir.path, 'checkpoint.note');
   await writeFile(noteFile, stored.at(-1)!.note);
-  const keyArgs = (ws: Array<Pick<WitnessNode, 'name' | 'publicKey'>>) => ws.flatMap((w) => ['--witness-key', `${w.name}=${w.publicKey}`]);
+  const keyArgs = (ws: Array<Pick<WitnessNode, 'name' | 'publicKey'>>) =>
+    ws.flatMap((w) => ['--witness-key', `${w.name}=${w.publicKey}`]);
   const verify = (args: string[]) =>
-    promisify(execFile)(tsx, ['scripts/verify-audit.ts', exportFile, '--checkpoint', noteFile, ...args], { cwd: repoRoot, timeout: 60_000 }).then(
+    promisify(execFile)(tsx, ['scripts/verify-audit.ts', exportFile, '--checkpoint', noteFile, ...args], {
+      cwd: repoRoot,
+      timeout: 60_000,
+    }).then(
       (r) => ({ code: 0, out: r.stdout }),
       (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
     );
@@ -164,10 +185,13 @@ t.test('verify-audit --witnesses k checks the cosignatures of a checkpoint', asy
   t.equal(good.code, 0, 'a checkpoint cosigned by both witnesses passes --witnesses 2');
   t.match(good.out, /2 of 2 required witness cosignatures/);
   t.match(good.out, /OK: checkpoint witnessed/);
-  const impostor = { name: witnesses[1]!.name, publicKey: Buffer.from(ed25519.getPublicKey(ed25519.utils.randomSecretKey())).toString('base64') };
+  const impostor = {
+    name: witnesses[1]!.name,
+    publicKey: Buffer.from(ed25519.getPublicKey(ed25519.utils.randomSecretKey())).toString('base64'),
+  };
   const wrongKey = await verify(['--witnesses', '2', ...keyArgs([witnesses[0]!, impostor])]);
   t.equal(wrongKey.code, 1, 'a cosignature that does not verify under the trusted key fails');
-  await writeFile(noteFile, (await log.checkpoint()));
+  await writeFile(noteFile, await log.checkpoint());
   const unwitnessed = await verify(['--witnesses', '1', ...keyArgs(witnesses)]);
   t.equal(unwitnessed.code, 1, 'a checkpoint without cosignatures fails --witnesses 1');
   t.match(unwitnessed.out, /too-few-cosignatures/);
@@ -183,18 +207,32 @@ t.test('a database rewritten under the log cannot get a fork or a rollback cosig
   log.exec(`UPDATE audit SET entry = X'${Buffer.from('forged entry 3').toString('hex')}' WHERE seq = 3`);
   const sameSize = await publisher.publish(await log.checkpoint());
   t.notOk(sameSize.published, 'nothing cosigned at the same size with another root');
-  t.same(sameSize.outcomes.map((o) => o.why), ['WITNESS_FORK', 'WITNESS_FORK']);
+  t.same(
+    sameSize.outcomes.map((o) => o.why),
+    ['WITNESS_FORK', 'WITNESS_FORK'],
+  );
 
   // ...and grown: the proof from 12 computed over the rewritten rows does not verify.
   log.append(4);
   const grown = await publisher.publish(await log.checkpoint());
-  t.same(grown.outcomes.map((o) => o.why), ['WITNESS_FORK', 'WITNESS_FORK'], 'the extended fork is refused');
-  t.same(grown.outcomes.map((o) => o.latestSize), [12, 12], 'the witnesses say which size they hold');
+  t.same(
+    grown.outcomes.map((o) => o.why),
+    ['WITNESS_FORK', 'WITNESS_FORK'],
+    'the extended fork is refused',
+  );
+  t.same(
+    grown.outcomes.map((o) => o.latestSize),
+    [12, 12],
+    'the witnesses say which size they hold',
+  );
 
   // The tail cut and history rewritten below the cosigned size: a rollback.
   log.exec('DELETE FROM audit WHERE seq > 8');
   const cut = await publisher.publish(await log.checkpoint());
-  t.same(cut.outcomes.map((o) => o.why), ['WITNESS_ROLLBACK', 'WITNESS_ROLLBACK']);
+  t.same(
+    cut.outcomes.map((o) => o.why),
+    ['WITNESS_ROLLBACK', 'WITNESS_ROLLBACK'],
+  );
 
   // A direct call with a well-formed but wrong proof from the right old size is a fork too.
   log.append(10);
@@ -233,7 +271,11 @@ t.test('a restarted witness keeps its state', async (t) => {
   log.exec(`VACUUM INTO '${copy}'`);
   log.exec(`UPDATE audit SET entry = X'00' WHERE seq = 1`);
   const fork = await publisherFor([w], 1).publish(await log.checkpoint());
-  t.same(fork.outcomes.map((o) => o.why), ['WITNESS_FORK'], 'it still refuses a fork of what it cosigned');
+  t.same(
+    fork.outcomes.map((o) => o.why),
+    ['WITNESS_FORK'],
+    'it still refuses a fork of what it cosigned',
+  );
   log.exec(`DELETE FROM audit; ATTACH '${copy}' AS h; INSERT INTO audit SELECT * FROM h.audit; DETACH h`);
   log.append(1);
   const p = publisherFor([w], 1);
@@ -248,12 +290,15 @@ t.test('only the configured client certificate may call a witness', async (t) =>
   t.equal(e1.code, status.PERMISSION_DENIED, 'a certificate of our CA with another CN is refused');
   t.equal(decodeError(e1).reason, 'NOT_AUTHORIZED');
   const foreign = witnessClient(pki, witnesses[0]!.address, 'foreign');
-  const e2 = await call(foreign, 'AddCheckpoint', { oldSize: '0', consistencyProof: [], checkpoint: await log.checkpoint() }, 5000).catch(
-    (e) => e,
-  );
+  const e2 = await call(
+    foreign,
+    'AddCheckpoint',
+    { oldSize: '0', consistencyProof: [], checkpoint: await log.checkpoint() },
+    5000,
+  ).catch((e) => e);
   foreign.close();
   t.equal(e2.code, status.UNAVAILABLE, 'a certificate from another CA fails the TLS handshake');
-  t.equal((await latest(witnesses[0]!)).size, log.size() , 'nothing was recorded');
+  t.equal((await latest(witnesses[0]!)).size, log.size(), 'nothing was recorded');
 });
 
 t.test('checkpoints not signed by the pinned log key, or of another origin, are refused', async (t) => {
@@ -266,14 +311,20 @@ t.test('checkpoints not signed by the pinned log key, or of another origin, are 
   t.equal(e1.code, status.INVALID_ARGUMENT);
   t.equal(decodeError(e1).reason, 'CHECKPOINT_SIGNATURE_INVALID');
   const stranger = await signCheckpoint({ origin: 'elsewhere.test/log', size: 1, root: tree.root() }, forger);
-  const e2 = await call(c, 'AddCheckpoint', { oldSize: '0', consistencyProof: [], checkpoint: stranger }).catch((e) => e);
-  t.equal(e2.code, status.NOT_FOUND);
-  t.equal(decodeError(e2).reason, 'WITNESS_UNKNOWN_ORIGIN');
-  const e3 = await call(c, 'AddCheckpoint', { oldSize: '0', consistencyProof: [], checkpoint: 'not a note\n' }).catch((e) => e);
-  t.equal(decodeError(e3).reason, 'CHECKPOINT_SIGNATURE_INVALID');
-  const stale = await call(c, 'AddCheckpoint', { oldSize: '0', consistencyProof: [], checkpoint: await log.checkpoint() }).catch(
+  const e2 = await call(c, 'AddCheckpoint', { oldSize: '0', consistencyProof: [], checkpoint: stranger }).catch(
     (e) => e,
   );
+  t.equal(e2.code, status.NOT_FOUND);
+  t.equal(decodeError(e2).reason, 'WITNESS_UNKNOWN_ORIGIN');
+  const e3 = await call(c, 'AddCheckpoint', { oldSize: '0', consistencyProof: [], checkpoint: 'not a note\n' }).catch(
+    (e) => e,
+  );
+  t.equal(decodeError(e3).reason, 'CHECKPOINT_SIGNATURE_INVALID');
+  const stale = await call(c, 'AddCheckpoint', {
+    oldSize: '0',
+    consistencyProof: [],
+    checkpoint: await log.checkpoint(),
+  }).catch((e) => e);
   t.equal(stale.code, status.ABORTED, 'a requester that does not know the latest size is told it');
   t.equal(decodeError(stale).reason, 'WITNESS_CONFLICT');
   t.equal(decodeError(stale).metadata.latest_size, String((await latest(witnesses[1]!)).size));
@@ -295,6 +346,10 @@ t.test('every cosigner node is a witness too, with its own key and file', async 
   log.exec(`UPDATE audit SET entry = X'01' WHERE seq = 2`);
   log.append(2);
   const fork = await p.publish(await log.checkpoint());
-  t.same(fork.outcomes.map((o) => o.why), ['WITNESS_FORK', 'WITNESS_FORK'], 'cosigners refuse a fork as well');
+  t.same(
+    fork.outcomes.map((o) => o.why),
+    ['WITNESS_FORK', 'WITNESS_FORK'],
+    'cosigners refuse a fork as well',
+  );
   p.close();
 });

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import { openCheckpoint } from '../../src/core/audit/checkpoint.js';
+import { openCheckpoint, parseCheckpoint } from '../../src/core/audit/checkpoint.js';
 import { cosignatureVerifier } from '../../src/core/audit/cosignature.js';
-import { NoteError, type NoteVerifier, decodeBase64, ed25519Verifier, parseNote } from '../../src/core/audit/note.js';
-import { parseCheckpoint } from '../../src/core/audit/checkpoint.js';
+import { decodeBase64, ed25519Verifier, NoteError, type NoteVerifier, parseNote } from '../../src/core/audit/note.js';
 
 export interface WitnessCheck {
   ok: boolean;
@@ -26,7 +25,7 @@ export function parseWitnessKeys(values: readonly string[]): NoteVerifier[] {
   return values.map((v) => {
     const at = v.indexOf('=');
     const key = at > 0 ? decodeBase64(v.slice(at + 1)) : null;
-    if (!key || key.length !== 32) throw new Error(`--witness-key ${v}: expected name=<base64 of 32 bytes>`);
+    if (key?.length !== 32) throw new Error(`--witness-key ${v}: expected name=<base64 of 32 bytes>`);
     return cosignatureVerifier(v.slice(0, at), key);
   });
 }
@@ -53,9 +52,16 @@ export function checkWitnessed(
   let lastError: unknown;
   for (const key of logKeys) {
     try {
-      const opened = openCheckpoint(note, { origin: cpOrigin, log: ed25519Verifier(cpOrigin, key), witnesses, required });
+      const opened = openCheckpoint(note, {
+        origin: cpOrigin,
+        log: ed25519Verifier(cpOrigin, key),
+        witnesses,
+        required,
+      });
       const names = opened.cosignatures.map((s) => s.name).join(', ') || 'none';
-      return [{ ok: true, what: `${opened.cosignatures.length} of ${required} required witness cosignatures (${names})` }];
+      return [
+        { ok: true, what: `${opened.cosignatures.length} of ${required} required witness cosignatures (${names})` },
+      ];
     } catch (e) {
       if (!(e instanceof NoteError)) throw e;
       lastError = e;

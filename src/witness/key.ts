@@ -21,12 +21,15 @@ export interface WitnessKey {
  */
 export async function ensureWitnessKey(hsm: Hsm, label = WITNESS_KEY_LABEL): Promise<WitnessKey> {
   const found = await hsm.manage((session) =>
-    hsm.find(session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
-      { type: pkcs11js.CKA_LABEL, value: label },
-    ]).map((o) => hsm.p11.C_GetAttributeValue(session, o, [{ type: pkcs11js.CKA_ID }])[0]!.value as Buffer),
+    hsm
+      .find(session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+        { type: pkcs11js.CKA_LABEL, value: label },
+      ])
+      .map((o) => hsm.p11.C_GetAttributeValue(session, o, [{ type: pkcs11js.CKA_ID }])[0]!.value as Buffer),
   );
-  if (found.length > 1) throw new Error(`${found.length} private keys are labelled "${label}" in the token; expected one`);
+  if (found.length > 1)
+    throw new Error(`${found.length} private keys are labelled "${label}" in the token; expected one`);
   const { ckaId, publicKey } = found[0]
     ? { ckaId: found[0], publicKey: await readPublicKey(hsm, 'ed25519', found[0]) }
     : await generateKeyPair(hsm, 'ed25519', label);

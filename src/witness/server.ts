@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { SIG_TYPE_COSIGNATURE_V1, encodeVerifierKey } from '../core/audit/note.js';
+import { encodeVerifierKey, SIG_TYPE_COSIGNATURE_V1 } from '../core/audit/note.js';
 import type { Config } from '../infra/config/schema.js';
 import { signerV1 } from '../infra/grpc/proto.js';
 import { Hsm } from '../infra/hsm/hsm.js';

@@ -1,6 +1,6 @@
 import { type Checkpoint, openCheckpoint, parseCheckpoint } from '../core/audit/checkpoint.js';
 import { cosignatureSigner } from '../core/audit/cosignature.js';
-import { NoteError, addSignatures, ed25519Verifier, formatNote, parseNote, signText } from '../core/audit/note.js';
+import { addSignatures, ed25519Verifier, formatNote, NoteError, parseNote, signText } from '../core/audit/note.js';
 import { checkAddCheckpoint } from '../core/audit/witness-check.js';
 import { SignerError } from '../core/errors.js';
 import type { Logger } from '../infra/log.js';

@@ -4,7 +4,7 @@ import { call } from '../../client/client.js';
 import { decodeError } from '../../client/errors.js';
 import { parseCheckpoint } from '../../core/audit/checkpoint.js';
 import { cosignatureVerifier } from '../../core/audit/cosignature.js';
-import { type NoteSignature, addSignatures, openNote, parseNote } from '../../core/audit/note.js';
+import { addSignatures, type NoteSignature, openNote, parseNote } from '../../core/audit/note.js';
 import type { Config } from '../../infra/config/schema.js';
 import { signerV1 } from '../../infra/grpc/proto.js';
 import type { Logger } from '../../infra/log.js';
@@ -81,9 +81,16 @@ export class WitnessPublisher {
     const outcomes = results.map((r) => r.outcome);
     const withCosignatures = sigs.length > 0 ? addSignatures(note, sigs) : note;
     const published = sigs.length >= this.cfg.required;
-    await this.sink(size, withCosignatures, sigs.map((s) => s.name));
+    await this.sink(
+      size,
+      withCosignatures,
+      sigs.map((s) => s.name),
+    );
     const level = published ? 'info' : 'error';
-    this.log?.[level]({ size, cosigned: sigs.length, required: this.cfg.required, outcomes }, 'checkpoint sent to witnesses');
+    this.log?.[level](
+      { size, cosigned: sigs.length, required: this.cfg.required, outcomes },
+      'checkpoint sent to witnesses',
+    );
     return { note: withCosignatures, size, published, outcomes };
   }
 
