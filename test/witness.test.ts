@@ -36,9 +36,9 @@ import { openCheckpoint, signCheckpoint } from '../src/core/audit/checkpoint.js'
 import { cosignatureVerifier } from '../src/core/audit/cosignature.js';
 import { consistencyProof, leafHash } from '../src/core/audit/merkle.js';
 import { MemoryTree } from '../src/core/audit/merkle-memory.js';
-import { ed25519Signer, ed25519Verifier } from '../src/core/audit/note.js';
+import { addSignatures, ed25519Signer, ed25519Verifier, type NoteSignature } from '../src/core/audit/note.js';
 import { createLogger } from '../src/infra/log.js';
-import { WitnessPublisher } from '../src/signer/audit/witnesses.js';
+import { attachWitnesses, WitnessPublisher } from '../src/signer/audit/witnesses.js';
 
 const ORIGIN = 'audit.test/hsm-signer/witness-test';
 
@@ -100,15 +100,17 @@ const log = new FileLog(join(dir.path, 'log.db'), logKey.secretKey);
 const logs = [{ origin: ORIGIN, publicKey: Buffer.from(log.publicKey).toString('base64') }];
 const witnesses: WitnessNode[] = await startWitnesses(dir.path, pki, logs, { n: 2 });
 let cosigners: CosignerNode[] = [];
-const stored: Array<{ size: number; note: string; witnesses: readonly string[] }> = [];
+/** What the sink got: the cosignatures the checkpointer would add to the stored note of `size`. */
+const stored: Array<{ size: number; witnesses: readonly string[] }> = [];
+let lastNote = '';
 const quiet = createLogger('fatal');
 const publisherFor = (nodes: Array<Pick<WitnessNode, 'name' | 'address' | 'publicKey'>>, required: number) =>
   new WitnessPublisher(
     witnessConfig(nodes, pki, required),
     pki.files.caCert,
     log.proof,
-    async (size, note, names) => {
-      stored.push({ size, note, witnesses: names });
+    async (size, sigs) => {
+      stored.push({ size, witnesses: sigs.map((s) => s.name) });
     },
     quiet,
   );
@@ -148,7 +150,7 @@ t.test('two witnesses cosign a new log and each consistent extension of it', asy
   const opened = openCheckpoint(first.note, trust(2));
   t.equal(opened.checkpoint.size, 5);
   t.equal(opened.cosignatures.length, 2, 'the stored note carries both cosignature lines');
-  t.same(stored.at(-1), { size: 5, note: first.note, witnesses: witnesses.map((w) => w.name) });
+  t.same(stored.at(-1), { size: 5, witnesses: witnesses.map((w) => w.name) }, 'both handed to the store');
 
   log.append(7);
   const second = await publisher.publish(await log.checkpoint());
@@ -163,6 +165,34 @@ t.test('two witnesses cosign a new log and each consistent extension of it', asy
   t.ok((await publisher.publish(await log.checkpoint())).published);
 });
 
+t.test('attached to a checkpointer, each signed note gets its cosignatures stored in order', async (t) => {
+  // Stand-in for the Merkle checkpointer (audit branch): its onSigned hook and addCosignatures.
+  const notes = new Map<number, string>();
+  const listeners: Array<(c: { size: number; note: string }) => void> = [];
+  const checkpointer = {
+    onSigned: (l: (c: { size: number; note: string }) => void) => void listeners.push(l),
+    addCosignatures: async (size: number, sigs: readonly NoteSignature[]) => {
+      notes.set(size, addSignatures(notes.get(size)!, sigs));
+    },
+  };
+  const attached = attachWitnesses(checkpointer, witnessConfig(witnesses, pki, 2), pki.files.caCert, log.proof, quiet);
+  for (const n of [2, 3]) {
+    log.append(n);
+    const note = await log.checkpoint();
+    notes.set(log.size(), note);
+    for (const l of listeners) l({ size: log.size(), note });
+  }
+  await attached.drain();
+  for (const size of [14, 17]) {
+    t.equal(
+      openCheckpoint(notes.get(size)!, trust(2)).cosignatures.length,
+      2,
+      `the note of size ${size} has 2 cosignatures`,
+    );
+  }
+  lastNote = notes.get(17)!;
+});
+
 t.test('verify-audit --witnesses k checks the cosignatures of a checkpoint', async (t) => {
   const exportFile = join(dir.path, 'export.jsonl');
   await writeFile(
@@ -170,7 +200,7 @@ t.test('verify-audit --witnesses k checks the cosignatures of a checkpoint', asy
     `${toLines([...exportRecords({ count: 20, every: 5, keys: [logKey] })], 'jsonl').join('\n')}\n`,
   );
   const noteFile = join(dir.path, 'checkpoint.note');
-  await writeFile(noteFile, stored.at(-1)!.note);
+  await writeFile(noteFile, lastNote);
   const keyArgs = (ws: Array<Pick<WitnessNode, 'name' | 'publicKey'>>) =>
     ws.flatMap((w) => ['--witness-key', `${w.name}=${w.publicKey}`]);
   const verify = (args: string[]) =>
@@ -202,6 +232,7 @@ t.test('a database rewritten under the log cannot get a fork or a rollback cosig
   const honest = join(dir.path, 'log-honest.db');
   log.exec(`VACUUM INTO '${honest}'`);
   const before = await Promise.all(witnesses.map(latest));
+  const held = log.size();
 
   // Entry 3 rewritten in place: same size, another root.
   log.exec(`UPDATE audit SET entry = X'${Buffer.from('forged entry 3').toString('hex')}' WHERE seq = 3`);
@@ -212,7 +243,7 @@ t.test('a database rewritten under the log cannot get a fork or a rollback cosig
     ['WITNESS_FORK', 'WITNESS_FORK'],
   );
 
-  // ...and grown: the proof from 12 computed over the rewritten rows does not verify.
+  // ...and grown: the proof from the cosigned size computed over the rewritten rows does not verify.
   log.append(4);
   const grown = await publisher.publish(await log.checkpoint());
   t.same(
@@ -222,7 +253,7 @@ t.test('a database rewritten under the log cannot get a fork or a rollback cosig
   );
   t.same(
     grown.outcomes.map((o) => o.latestSize),
-    [12, 12],
+    [held, held],
     'the witnesses say which size they hold',
   );
 
@@ -235,29 +266,29 @@ t.test('a database rewritten under the log cannot get a fork or a rollback cosig
   );
 
   // A direct call with a well-formed but wrong proof from the right old size is a fork too.
-  log.append(10);
+  log.append(held - 8 + 6);
   const c = witnessClient(pki, witnesses[0]!.address);
   const err = await call(c, 'AddCheckpoint', {
-    oldSize: '12',
-    consistencyProof: await log.proof(12, 18),
+    oldSize: String(held),
+    consistencyProof: await log.proof(held, held + 6),
     checkpoint: await log.checkpoint(),
   }).catch((e) => e);
   c.close();
   t.equal(err.code, status.FAILED_PRECONDITION);
   t.equal(decodeError(err).reason, 'WITNESS_FORK');
-  t.equal(decodeError(err).metadata.latest_size, '12');
-  t.match(err.details, /consistency proof from size 12 to 18 does not verify/);
+  t.equal(decodeError(err).metadata.latest_size, String(held));
+  t.match(err.details, `consistency proof from size ${held} to ${held + 6} does not verify`);
 
   const after = await Promise.all(witnesses.map(latest));
   t.same(after, before, 'each witness keeps its last cosigned checkpoint');
   for (const w of witnesses) t.match(w.proc.logs(), /witness refused/, `${w.name} logged the refusal`);
 
-  // The honest database is put back and grows: cosigned again from 12.
+  // The honest database is put back and grows: cosigned again from the held size.
   log.exec(`DELETE FROM audit; ATTACH '${honest}' AS h; INSERT INTO audit SELECT * FROM h.audit; DETACH h`);
   log.append(3);
   const healed = await publisher.publish(await log.checkpoint());
   t.ok(healed.published, 'the honest log, extended, is cosigned');
-  t.equal(openCheckpoint(healed.note, trust(2)).checkpoint.size, 15);
+  t.equal(openCheckpoint(healed.note, trust(2)).checkpoint.size, held + 3);
 });
 
 t.test('a restarted witness keeps its state', async (t) => {

@@ -14,8 +14,11 @@ export type WitnessConfig = NonNullable<Config['witness']>;
 /** Where consistency proofs come from: the signer's Merkle tree over its audit log. */
 export type ProofSource = (fromSize: number, toSize: number) => Promise<Uint8Array[]>;
 
-/** Where a checkpoint note with its verified cosignature lines is kept (the audit store). */
-export type CosignatureSink = (size: number, note: string, witnesses: readonly string[]) => Promise<void>;
+/**
+ * Where verified cosignatures go: the stored note of that size gets them as extra signature lines
+ * (the audit branch's `Checkpointer.addCosignatures`, which checks the signed text is unchanged).
+ */
+export type CosignatureSink = (size: number, sigs: readonly NoteSignature[]) => Promise<unknown>;
 
 export interface WitnessOutcome {
   name: string;
@@ -81,11 +84,7 @@ export class WitnessPublisher {
     const outcomes = results.map((r) => r.outcome);
     const withCosignatures = sigs.length > 0 ? addSignatures(note, sigs) : note;
     const published = sigs.length >= this.cfg.required;
-    await this.sink(
-      size,
-      withCosignatures,
-      sigs.map((s) => s.name),
-    );
+    if (sigs.length > 0) await this.sink(size, sigs);
     const level = published ? 'info' : 'error';
     this.log?.[level](
       { size, cosigned: sigs.length, required: this.cfg.required, outcomes },
@@ -171,4 +170,46 @@ export class WitnessPublisher {
 
 function isServiceError(e: unknown): e is grpc.ServiceError {
   return typeof e === 'object' && e !== null && 'code' in e && 'metadata' in e;
+}
+
+/** What the checkpointer offers witnesses: a hook per signed note, and a place for cosignatures. */
+export interface SignedCheckpoints {
+  onSigned(listener: (c: { size: number; note: string }) => void): void;
+  addCosignatures(size: number, sigs: readonly NoteSignature[]): Promise<unknown>;
+}
+
+/**
+ * Sends every checkpoint the checkpointer signs to the witnesses, one at a time in signing order
+ * (each witness's next proof starts where its last cosignature ended), and stores what they
+ * cosign on the checkpoint's note. Returns a function that waits for the queue (for a clean stop).
+ */
+export function attachWitnesses(
+  checkpointer: SignedCheckpoints,
+  cfg: WitnessConfig,
+  caFile: string,
+  proofs: ProofSource,
+  log?: Logger,
+): { publisher: WitnessPublisher; drain(): Promise<void> } {
+  const publisher = new WitnessPublisher(
+    cfg,
+    caFile,
+    proofs,
+    (size, sigs) => checkpointer.addCosignatures(size, sigs),
+    log,
+  );
+  let queue: Promise<unknown> = Promise.resolve();
+  checkpointer.onSigned((c) => {
+    queue = queue.then(
+      () => publisher.publish(c.note),
+      () => publisher.publish(c.note),
+    );
+    queue.catch((e) => log?.error({ err: e, size: c.size }, 'publishing a checkpoint to witnesses failed'));
+  });
+  return {
+    publisher,
+    drain: async () => {
+      await queue.catch(() => undefined);
+      publisher.close();
+    },
+  };
 }
