@@ -61,7 +61,10 @@ export type Reason =
   | 'WITNESS_CONFLICT'
   | 'WITNESS_ROLLBACK'
   | 'WITNESS_FORK'
-  | 'WITNESS_UNAVAILABLE';
+  // Resource bounds at the gRPC edge (src/infra/grpc/request-guard.ts, src/signer/grpc/watch.ts).
+  | 'MESSAGE_TOO_LARGE'
+  | 'CLIENT_OVERLOADED'
+  | 'SHUTTING_DOWN';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

@@ -14,6 +14,7 @@ import { WITNESS_SERVICE, mountWitness } from '../witness/server.js';
 
 export interface RunningCosigner {
   port: number;
+  hsm: Hsm;
   close(): Promise<void>;
 }
 
@@ -68,6 +69,7 @@ export async function startCosigner(
   log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
   return {
     port,
+    hsm,
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       clearInterval(pruner);

@@ -43,7 +43,10 @@ export async function mountWitness(
 }
 
 /** The witness role: one token, one SQLite file of cosigned heads, signer.v1.Witness over mTLS. */
-export async function startWitness(config: Config, log: Logger): Promise<{ port: number; close(): Promise<void> }> {
+export async function startWitness(
+  config: Config,
+  log: Logger,
+): Promise<{ port: number; hsm: Hsm; close(): Promise<void> }> {
   const section = config.witnessing!;
   const dbPath = section.dbPath ?? ('sqlite' in config.store ? config.store.sqlite.path : undefined);
   if (!dbPath) throw new Error('a witness keeps its heads in an sqlite file');
@@ -65,6 +68,7 @@ export async function startWitness(config: Config, log: Logger): Promise<{ port:
   log.info({ listen: config.listen, port, witness: section.name }, 'witness started');
   return {
     port,
+    hsm,
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await hsm.close();

@@ -13,6 +13,9 @@ const base64Key = z
     message: 'expected base64 of a 32-byte Ed25519 public key',
   });
 const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict();
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DEFAULT_MESSAGE_BYTES = { sign: 256 * KiB, signBatch: 4 * MiB, setPolicy: 1 * MiB, other: 64 * KiB };
 
 /**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
@@ -43,6 +46,18 @@ export const configSchema = z
         moduleEnv: z.record(z.string(), z.string()).default({}),
         /** How often a dead token is probed for recovery. */
         recoveryIntervalMs: z.number().int().min(50).default(1000),
+        /**
+         * Longest wait for a free HSM session, for a hot request and for a batch item (a batch
+         * queues all its items at once); a gRPC deadline that comes first ends the wait sooner.
+         * Then the request gets UNAVAILABLE HSM_UNAVAILABLE with a retry delay.
+         */
+        sessionWaitMs: z.number().int().min(1).max(600_000).default(2000),
+        batchSessionWaitMs: z.number().int().min(1).max(600_000).default(60_000),
+        /**
+         * Longest an HSM call may run: the request then gets UNAVAILABLE, and the session stays
+         * out of the pool until the call returns.
+         */
+        callTimeoutMs: z.number().int().min(10).max(600_000).default(5000),
       })
       .strict(),
     /** Exactly one backend: embedded SQLite, or PostgreSQL shared by replicas. */
@@ -119,6 +134,41 @@ export const configSchema = z
       })
       .strict()
       .default({ overlapSeconds: 24 * 3600, schedules: {} }),
+    /**
+     * Bounds at the gRPC edge (README "Limits"). A request larger than its method's limit is
+     * refused with RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE; the transport refuses (without
+     * ErrorInfo) only what exceeds the largest method limit plus 1 MiB.
+     */
+    limits: z
+      .object({
+        messageBytes: z
+          .object({
+            sign: z.number().int().min(1024).max(64 * MiB).default(256 * KiB),
+            /** Sized for the largest batch (10,000 items) of EVM transfers. */
+            signBatch: z.number().int().min(1024).max(64 * MiB).default(4 * MiB),
+            setPolicy: z.number().int().min(1024).max(64 * MiB).default(1 * MiB),
+            /** Every other method: ids and small fields only. */
+            other: z.number().int().min(1024).max(64 * MiB).default(64 * KiB),
+          })
+          .strict()
+          .default(DEFAULT_MESSAGE_BYTES),
+        /** HTTP/2 streams (calls) at once on one connection; more wait in the client. */
+        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+        /** Calls one client (certificate CN) may have in flight; more get CLIENT_OVERLOADED. */
+        maxInFlightPerClient: z.number().int().min(1).max(100_000).default(256),
+        /** WatchKeys streams one client may hold open; more get CLIENT_OVERLOADED. */
+        maxWatchStreamsPerClient: z.number().int().min(1).max(10_000).default(16),
+        /** At stop, calls still running after this are cancelled. */
+        shutdownGraceMs: z.number().int().min(0).max(60_000).default(2000),
+      })
+      .strict()
+      .default({
+        messageBytes: DEFAULT_MESSAGE_BYTES,
+        maxConcurrentStreams: 100,
+        maxInFlightPerClient: 256,
+        maxWatchStreamsPerClient: 16,
+        shutdownGraceMs: 2000,
+      }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
     /** Client identities are certificate subject CNs from the trusted CA. */

@@ -22,6 +22,9 @@ import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
+import { KeyWatchers } from './watch.js';
+import { edgeGuard, serverOptions } from './limits.js';
+import { guardService } from '../../infra/grpc/request-guard.js';
 import { Ceremonies } from '../threshold/ceremonies.js';
 import { CosignerClients } from '../threshold/cosigner-client.js';
 import { ThresholdSigner } from '../threshold/threshold-signer.js';
@@ -105,11 +108,19 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const scheduler = new RotationScheduler({ keys, store, schedules: config.rotation.schedules, overlapMs: config.rotation.overlapSeconds * 1000, log });
   await scheduler.start();
 
-  const server = new grpc.Server();
-  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
+  const limits = config.limits;
+  const server = new grpc.Server(serverOptions(limits));
+  const watchers = new KeyWatchers(keys, limits.maxWatchStreamsPerClient, log);
+  const guard = edgeGuard(limits, auth, log);
+  const serve = (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => {
+    const g = guardService(def, impl, guard);
+    server.addService(g.definition, g.implementation);
+  };
+  serve(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, watchers, log }));
   const overlapMs = config.rotation.overlapSeconds * 1000;
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log }));
-  server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
+  const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
+  serve(signerV1.KeyAdmin.service, admin);
+  serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
@@ -141,7 +152,15 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     keys,
     metrics,
     async close() {
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      // Watchers never end on their own; calls still running after the grace are cancelled.
+      watchers.close();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), limits.shutdownGraceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
       http?.close();
       clearInterval(pruner);
       clearInterval(retirer);
