@@ -39,6 +39,8 @@ export async function startCosigners(
   n = 3,
   faults: Record<number, Fault> = {},
   configure: CosignerConfigure = (c) => c,
+  /** Logs each cosigner also witnesses (section `witnessing`, name `cosigner-<id>.witness`). */
+  witnessLogs?: Array<{ origin: string; publicKey: string }>,
 ): Promise<CosignerNode[]> {
   return Promise.all(
     Array.from({ length: n }, async (_, i) => {
@@ -55,6 +57,16 @@ export async function startCosigners(
         clients: {},
         cosigner: { id, peers: ['coordinator'], identity: { certFile: pki.files.clients[`cosigner-${id}`]!.cert, keyFile: pki.files.clients[`cosigner-${id}`]!.key } },
         log: { level: 'info' },
+        ...(witnessLogs
+          ? {
+              witnessing: {
+                name: `cosigner-${id}.witness`,
+                clients: ['coordinator'],
+                logs: witnessLogs,
+                dbPath: join(home, 'witness.db'),
+              },
+            }
+          : {}),
       }, id);
       const configFile = join(home, 'cosigner.json');
       await writeFile(configFile, JSON.stringify(config, null, 2));

@@ -25,7 +25,9 @@ try {
   const signer =
     config.role === 'cosigner'
       ? await (await import('./cosigner/server.js')).startCosigner(config, log, { configFile: file })
-      : await (await import('./signer/grpc/server.js')).startSigner(config, log, { configFile: file });
+      : config.role === 'witness'
+        ? await (await import('./witness/server.js')).startWitness(config, log)
+        : await (await import('./signer/grpc/server.js')).startSigner(config, log, { configFile: file });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -59,6 +59,12 @@ export type Reason =
   | 'SHARE_EPOCH_MISMATCH'
   | 'NONCE_UNKNOWN'
   | 'COMMITMENT_MISMATCH'
+  // Witnesses of the audit log (src/witness, proto/signer/v1/witness.proto).
+  | 'WITNESS_UNKNOWN_ORIGIN'
+  | 'CHECKPOINT_SIGNATURE_INVALID'
+  | 'WITNESS_CONFLICT'
+  | 'WITNESS_ROLLBACK'
+  | 'WITNESS_FORK'
   // Resource bounds at the gRPC edge (src/infra/grpc/request-guard.ts, src/signer/grpc/watch.ts).
   | 'MESSAGE_TOO_LARGE'
   | 'CLIENT_OVERLOADED'

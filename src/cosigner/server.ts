@@ -11,6 +11,7 @@ import { CosignerStore } from './store.js';
 import { cosignerGrpc } from './grpc.js';
 import { CosignerService, type CosignerFaults } from './service.js';
 import { CosignerIdentity } from './identity.js';
+import { WITNESS_SERVICE, mountWitness } from '../witness/server.js';
 
 export interface RunningCosigner {
   port: number;
@@ -53,9 +54,13 @@ export async function startCosigner(
   const { id, maxPooledNonces } = me;
   const service = new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults });
   server.addService(signerV1.Cosigner.service, cosignerGrpc(service, peers, log));
-  const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
+  // Every cosigner is also a witness of the signer's audit log, with its own key and file.
+  const w = config.witnessing;
+  const witness = w ? await mountWitness(server, w, w.dbPath!, hsm, log) : undefined;
+  const services = ['', 'signer.v1.Cosigner', ...(witness ? [WITNESS_SERVICE] : [])];
+  const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'SERVING' as const])));
   health.addToServer(server);
-  hsm.onHealthChange((up) => ['', 'signer.v1.Cosigner'].forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+  hsm.onHealthChange((up) => services.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
   // The signer keeps request records for two hours past freshness; the cosigner a little longer.
   const pruner = setInterval(() => {
     try {
@@ -77,6 +82,7 @@ export async function startCosigner(
       clearInterval(pruner);
       await hsm.close();
       store.close();
+      witness?.close();
       log.info('cosigner stopped');
     },
   };

@@ -7,6 +7,12 @@ const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 const role = z.enum(['signer', 'admin', 'auditor']);
 const hsmAlgorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
 const algorithm = z.enum([...hsmAlgorithm.options, 'frost-ed25519', 'frost-secp256k1-tr']);
+/** An Ed25519 public key as standard base64 of its 32 bytes. */
+const base64Key = z
+  .string()
+  .refine((v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').length === 32, {
+    message: 'expected base64 of a 32-byte Ed25519 public key',
+  });
 const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict();
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -29,9 +35,10 @@ export const configSchema = z
   .object({
     /**
      * `signer` serves Signer/KeyAdmin/Audit (and coordinates threshold keys); `cosigner` holds
-     * one share of each threshold key and serves only signer.v1.Cosigner.
+     * one share of each threshold key and serves signer.v1.Cosigner (and Witness); `witness` serves
+     * only signer.v1.Witness (section `witnessing`).
      */
-    role: z.enum(['signer', 'cosigner']).default('signer'),
+    role: z.enum(['signer', 'cosigner', 'witness']).default('signer'),
     listen: hostPort,
     tls: z
       .object({
@@ -265,6 +272,58 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Witness and cosigner roles: cosign the signer's audit checkpoints (src/witness). A cosigner
+     * without this section serves no Witness.
+     */
+    witnessing: z
+      .object({
+        /** This witness's key name in notes, e.g. `witness-1.example.com` (no spaces, no '+'). */
+        name: z.string().regex(/^[^\s+]+$/, 'a key name has no spaces and no "+"'),
+        /** Client certificate CNs (from the tls CA) allowed to call, e.g. the signer's. */
+        clients: z.array(z.string().min(1)).min(1),
+        /** The logs witnessed: origin line and the log's Ed25519 audit public key (base64, 32 bytes). */
+        logs: z.array(z.object({ origin: z.string().min(1), publicKey: base64Key }).strict()).min(1),
+        /**
+         * Its own SQLite file for the cosigned heads (role witness: default `store.sqlite.path`);
+         * a cosigner needs one apart from its share store.
+         */
+        dbPath: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    /**
+     * Signer role: witnesses that cosign each audit checkpoint; a checkpoint counts as published
+     * once `required` of them cosigned it.
+     */
+    witness: z
+      .object({
+        endpoints: z
+          .array(
+            z
+              .object({
+                /** The witness's key name (its `witnessing.name`). */
+                name: z.string().regex(/^[^\s+]+$/, 'a key name has no spaces and no "+"'),
+                address: hostPort,
+                /** Its Ed25519 cosigning public key, base64 (logged by the witness at start). */
+                publicKey: base64Key,
+                /** Name the witness's certificate is checked against (default: its host). */
+                serverName: z.string().min(1).optional(),
+              })
+              .strict(),
+          )
+          .min(1),
+        required: z.number().int().min(0),
+        /** Client certificate this signer presents to witnesses. */
+        tls: certPair,
+        deadlineMs: z.number().int().min(50).max(60_000).default(3000),
+      })
+      .strict()
+      .refine((w) => w.required <= w.endpoints.length, { message: 'required must not exceed the number of endpoints' })
+      .refine((w) => new Set(w.endpoints.map((e) => e.name)).size === w.endpoints.length, {
+        message: 'witness names must be unique',
+      })
+      .optional(),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
       .strict()
@@ -272,7 +331,19 @@ export const configSchema = z
   })
   .strict()
   .refine((c) => c.role !== 'cosigner' || c.cosigner !== undefined, { message: 'role "cosigner" needs a cosigner section', path: ['cosigner'] })
-  .refine((c) => c.role !== 'cosigner' || 'sqlite' in c.store, { message: 'a cosigner keeps its shares in an sqlite store', path: ['store'] });
+  .refine((c) => c.role !== 'cosigner' || 'sqlite' in c.store, { message: 'a cosigner keeps its shares in an sqlite store', path: ['store'] })
+  .refine((c) => c.role !== 'witness' || c.witnessing !== undefined, {
+    message: 'role "witness" needs a witnessing section',
+    path: ['witnessing'],
+  })
+  .refine((c) => c.role !== 'witness' || 'sqlite' in c.store || c.witnessing?.dbPath !== undefined, {
+    message: 'a witness keeps its heads in an sqlite file (store.sqlite or witnessing.dbPath)',
+    path: ['store'],
+  })
+  .refine((c) => c.role !== 'cosigner' || c.witnessing === undefined || c.witnessing.dbPath !== undefined, {
+    message: 'a cosigner keeps witnessed heads in their own file: set witnessing.dbPath',
+    path: ['witnessing', 'dbPath'],
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type Role = z.infer<typeof role>;

@@ -15,13 +15,14 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-export const packageDefinition = protoLoader.loadSync(['signer/v1/signer.proto', 'signer/v1/cosigner.proto'], LOADER_OPTIONS);
+export const packageDefinition = protoLoader.loadSync(['signer/v1/signer.proto', 'signer/v1/cosigner.proto', 'signer/v1/witness.proto'], LOADER_OPTIONS);
 
 interface SignerPackage {
   Signer: grpc.ServiceClientConstructor;
   KeyAdmin: grpc.ServiceClientConstructor;
   Audit: grpc.ServiceClientConstructor;
   Cosigner: grpc.ServiceClientConstructor;
+  Witness: grpc.ServiceClientConstructor;
 }
 
 export const signerV1 = (grpc.loadPackageDefinition(packageDefinition) as unknown as { signer: { v1: SignerPackage } }).signer.v1;

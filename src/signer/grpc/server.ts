@@ -24,6 +24,7 @@ import {
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { auditHandlers } from './audit-service.js';
 import { Checkpointer } from '../audit/checkpointer.js';
+import { ConfigError } from '../../infra/config/load.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { signerHandlers } from './signer-service.js';
@@ -85,6 +86,12 @@ export async function startSigner(
     checkpointSigner(hsm, auditKey),
     { everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs, log },
   );
+  // Witnesses cosign C2SP checkpoint notes with Merkle consistency proofs, which only the Merkle
+  // checkpointer produces (attachWitnesses in ../audit/witnesses.ts subscribes to its onSigned
+  // hook). Without it a witness section would publish nothing while looking configured: refuse.
+  if (config.witness && !('onSigned' in checkpointer)) {
+    throw new ConfigError('witness: this build signs chain checkpoints only; witnesses need the Merkle checkpointer');
+  }
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const policies = new PolicyRegistry(store, log);
   // Config policies that changed are stored as new versions, each with its audit entry.
