@@ -54,7 +54,9 @@ export type Reason =
   | 'SHARE_NOT_FOUND'
   | 'SHARE_EPOCH_MISMATCH'
   | 'NONCE_UNKNOWN'
-  | 'COMMITMENT_MISMATCH';
+  | 'COMMITMENT_MISMATCH'
+  // Store rollback (src/core/audit/rollback.ts): the database lost entries signatures were released under.
+  | 'STORE_ROLLED_BACK';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

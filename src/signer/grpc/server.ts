@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../audit/drafts.js';
+import { openRollbackGuard } from '../audit/rollback-setup.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
 import { Ceremonies } from '../threshold/ceremonies.js';
@@ -58,7 +59,10 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     key: readFileSync(config.tls.keyFile),
   };
   const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
-  const store = await openStore(config.store);
+  const store = await openStore(config.store, log);
+  // Before anything is served: a database that lost released entries stops signing (health set below).
+  let onRollback = () => {};
+  const guard = await openRollbackGuard(hsm, store, config.rollback, metrics, () => onRollback(), log);
   const cosigners = config.threshold ? new CosignerClients(config.threshold, config.tls.caFile) : undefined;
   const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
   await keys.load();
@@ -97,7 +101,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
       (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
-  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(guard ? { gate: guard } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
   // Versions whose overlap ended are disabled by whichever replica sees it first (idempotent).
   const retirer = setInterval(() => {
     keys
@@ -121,10 +125,13 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
   server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
   server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
-  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
+  const serving = () => hsm.up && !guard?.rolledBack;
+  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, serving() ? 'SERVING' : 'NOT_SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
-  hsm.onHealthChange((up) => SERVICES.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+  const setHealth = () => SERVICES.forEach((s) => health.setStatus(s, serving() ? 'SERVING' : 'NOT_SERVING'));
+  hsm.onHealthChange(setHealth);
+  onRollback = setHealth;
 
   const creds = grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) =>
