@@ -4,7 +4,7 @@ import type { ReplayStore } from '../../core/replay/records.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
 import { HsmMark } from '../../infra/hsm/mark.js';
 import type { AuditStore } from '../../infra/store/audit.js';
-import { eventDraft } from './drafts.js';
+import { eventDraft } from '../../core/audit/draft.js';
 import { chainHeads } from './log-heads.js';
 
 /** Nonces of one account to close because a signature for them may have been lost. */

@@ -19,7 +19,7 @@ import { keyAdminHandlers } from './keyadmin-service.js';
 import { auditHandlers } from './audit-service.js';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { checkpointSigner } from '../audit/audit-key.js';
-import { eventDraft } from '../audit/drafts.js';
+import { eventDraft } from '../../core/audit/draft.js';
 import { openRollbackGuard } from '../audit/rollback-setup.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';

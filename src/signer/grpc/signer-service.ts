@@ -9,7 +9,7 @@ import type { Authorizer, Identity } from '../../infra/grpc/auth.js';
 import { keyToWire } from './convert.js';
 import { unary } from '../../infra/grpc/unary.js';
 import { statusOf, toServiceError } from '../../infra/grpc/status.js';
-import { refusalDraft } from '../audit/drafts.js';
+import { refusalDraft } from '../../core/audit/draft.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
