@@ -138,6 +138,7 @@ export async function singleKeyRows(
       }
       if (run('evm')) {
         await evm('all');
+        await markRow();
         if (pg) await postgresRow();
       }
       if (run('batch')) {
@@ -159,6 +160,28 @@ export async function singleKeyRows(
           out.priority.push(await measurePriority(noise, { ...o, ...p, ...t }));
         } finally {
           await driver.close();
+        }
+      }
+
+      /**
+       * The cost of the rollback mark: hot EVM Sign on a signer with rollback.mark off (the base)
+       * and on the SQLite signer (mark on, the default), same run, same concurrency.
+       */
+      async function markRow(): Promise<void> {
+        const off = await startBenchSigner(ctx, 'signer-nomark', [[EVM.hot, WIRE[K1]]], { rollback: { mark: false } });
+        const ch = await signerChannels(off.address, tls, opts.channels);
+        try {
+          const offNonces = new Nonces();
+          const c = opts.evmConcurrency;
+          await warmUp(signEvmOp(ch.signers, EVM.hot, offNonces), c);
+          const o = { ...opts, concurrency: c, watch: { signer: off.pid, client: process.pid } };
+          const base = { name: 'mark off', ...(await measurePoint(noise, 'rollback mark off', () => signEvmOp(ch.signers, EVM.hot, offNonces), o)) };
+          const on = { ...o, watch: { signer: sqlite.pid, client: process.pid }, metrics: { url: sqlite.metricsUrl, algorithm: K1 } };
+          const service = await measurePoint(noise, 'rollback mark on', () => signEvmOp(primary.signers, EVM.hot, nonces), on);
+          out.rows.push({ point: POINTS.evmMark, cpus: 'all', concurrency: c, base, service, note: 'base: the same signer with rollback.mark off' });
+        } finally {
+          ch.close();
+          log(await off.stop());
         }
       }
 

@@ -34,6 +34,8 @@ export const POINTS = {
   digest: 'secp256k1 digest Sign',
   evmSqlite: 'hot EVM Sign, SQLite',
   evmPostgres: 'hot EVM Sign, PostgreSQL',
+  /** Base: a signer with rollback.mark off; service: the SQLite signer, mark on (issue 10, point 6). */
+  evmMark: 'hot EVM Sign, SQLite, rollback mark on vs off',
 };
 
 export function checkTargets(rows: Row[], batches: BatchPoint[], priority: PriorityPoint[]): Target[] {
@@ -47,6 +49,7 @@ export function checkTargets(rows: Row[], batches: BatchPoint[], priority: Prior
   const [sqlite, pg] = [find(POINTS.evmSqlite, 'all'), find(POINTS.evmPostgres, 'all')];
   const pgUs = pg?.service.cpu.postgres?.usPerSign;
   const pgVsSqlite = pg && sqlite && pg.service.unitsPerSec / sqlite.service.unitsPerSec;
+  const mark = find(POINTS.evmMark, 'all');
   const out = [
     target(`one-core efficiency, secp256k1 digest Sign, c=${digest?.concurrency ?? 64} >= 75%`, efficiency(digest),
       (v) => v >= 0.75, pct, noisy(digest)),
@@ -56,6 +59,7 @@ export function checkTargets(rows: Row[], batches: BatchPoint[], priority: Prior
     target(`hot EVM Sign, PostgreSQL vs SQLite, c=${pg?.concurrency ?? 64} >= 80%`, pgVsSqlite, (v) => v >= 0.8, pct,
       noisy(pg) || noisy(sqlite)),
     target('PostgreSQL CPU <= 600 µs a sign', pgUs, (v) => v <= 600, (v) => `${v.toFixed(0)} µs`, noisy(pg)),
+    target('hot EVM Sign with the rollback mark vs without >= 95%', efficiency(mark), (v) => v >= 0.95, pct, noisy(mark)),
     ...batches.map((b) =>
       target(`SignBatch of ${b.items} EVM vs raw on both cores >= 70%`, b.ratio, (v) => v >= 0.7, pct, b.noisy)),
     ...priority.map((p) => {

@@ -82,6 +82,13 @@ function findBinDir(): string | undefined {
   return found[0] && join(PG_ROOT, found[0], 'bin');
 }
 
+/** A PostgreSQL client program (pg_dump, pg_restore) of the same installation as the test clusters. */
+export function pgTool(name: string): string {
+  const bin = findBinDir();
+  if (!bin) throw new Error(`no PostgreSQL under ${PG_ROOT}: start a test cluster first (it installs one)`);
+  return join(bin, name);
+}
+
 const isRoot = () => process.getuid?.() === 0;
 
 /**

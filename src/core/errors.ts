@@ -68,7 +68,9 @@ export type Reason =
   // Resource bounds at the gRPC edge (src/infra/grpc/request-guard.ts, src/signer/grpc/watch.ts).
   | 'MESSAGE_TOO_LARGE'
   | 'CLIENT_OVERLOADED'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  // Store rollback (src/core/audit/rollback.ts): the database lost entries signatures were released under.
+  | 'STORE_ROLLED_BACK';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

@@ -74,6 +74,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly storeRolledBack = new Gauge({
+    name: 'signer_store_rolled_back',
+    help: '1 while signing is stopped because the database lost audit entries signatures were released under',
+    registers: [this.registry],
+  });
+  readonly rollbackMarkWrites = new Counter({
+    name: 'signer_rollback_mark_writes_total',
+    help: 'Writes of the released audit head to the HSM mark object (one per commit group), by outcome',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
   }

@@ -136,6 +136,19 @@ export const configSchema = z
       })
       .strict()
       .default({ checkpointEveryEntries: 1000, checkpointEveryMs: 60_000 }),
+    /**
+     * Store rollback detection: the latest audit head under which signatures were released is
+     * kept in the HSM (a data object per replica) and checked against the database at start and
+     * before every release. `replica` names this replica's mark: every replica sharing a token
+     * MUST have its own. `mark: false` turns it off (benchmarks; not for production).
+     */
+    rollback: z
+      .object({
+        mark: z.boolean().default(true),
+        replica: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1..64 of A-Z a-z 0-9 . _ -').default('default'),
+      })
+      .strict()
+      .default({ mark: true, replica: 'default' }),
     rotation: z
       .object({
         /** How long a rotated-out version stays verify-only before it is disabled. */

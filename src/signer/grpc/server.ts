@@ -27,6 +27,7 @@ import { Checkpointer } from '../audit/checkpointer.js';
 import { ConfigError } from '../../infra/config/load.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../../core/audit/draft.js';
+import { openRollbackGuard } from '../audit/rollback-setup.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
 import { KeyWatchers } from './watch.js';
@@ -74,7 +75,10 @@ export async function startSigner(
   const apply = (c: Config) => auth.update(c.clients, c.keyAccess, c.tls.requirePins);
   const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, log });
   const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
-  const store = await openStore(config.store);
+  const store = await openStore(config.store, log);
+  // Before anything is served: a database that lost released entries stops signing (health set below).
+  let onRollback = () => {};
+  const rollback = await openRollbackGuard(hsm, store, config.rollback, metrics, () => onRollback(), log);
   const cosigners = config.threshold ? new CosignerClients(config.threshold, caFileFor(config.tls, 'peer')) : undefined;
   const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
   await keys.load();
@@ -110,7 +114,8 @@ export async function startSigner(
       (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
-  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const gate = rollback ? { gate: rollback } : {};
+  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...gate, ...(opts.clock ? { clock: opts.clock } : {}) });
   // Versions whose overlap ended are disabled (and audited) by whichever replica sees it first.
   const retirer = setInterval(() => {
     keys.retireDue().catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
@@ -140,10 +145,13 @@ export async function startSigner(
   const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
   serve(signerV1.KeyAdmin.service, admin);
   serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
-  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
+  const serving = () => hsm.up && !rollback?.rolledBack;
+  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, serving() ? 'SERVING' : 'NOT_SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
-  hsm.onHealthChange((up) => SERVICES.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+  const setHealth = () => SERVICES.forEach((s) => health.setStatus(s, serving() ? 'SERVING' : 'NOT_SERVING'));
+  hsm.onHealthChange(setHealth);
+  onRollback = setHealth;
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),

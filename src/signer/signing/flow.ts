@@ -27,6 +27,16 @@ export interface SignFlowOptions {
   clock?: () => Date;
   /** How long a reservation stays owned by the signer that made it. */
   leaseMs?: number;
+  /** Rollback detection (src/signer/audit/rollback-guard.ts); absent when the mark is off. */
+  gate?: ReleaseGate;
+}
+
+/** Holds signatures until the rollback mark covers their audit entries. */
+export interface ReleaseGate {
+  /** Throws STORE_ROLLED_BACK while the store is rolled back: nothing is reserved or signed. */
+  assertServing(): void;
+  /** Resolves once the mark covers every entry committed before the call. */
+  release(): Promise<void>;
 }
 
 export interface SignCall {
@@ -100,6 +110,7 @@ export class SignFlow {
 
   /** Key version, payload, policy and freshness; throws the refusal (not audited here). */
   checkSign(c: SignCall): CheckedSign {
+    this.o.gate?.assertServing();
     const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
@@ -119,7 +130,11 @@ export class SignFlow {
     // Decided, and audited, in the reservation's transaction.
     if (!outcome.ok) throw outcome.error;
     const [first] = outcome.items as [ItemOutcome];
-    if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
+    if (first.kind === 'replay') {
+      // A stored signature may sit in entries the mark does not cover yet (its first release failed).
+      await this.o.gate?.release();
+      return decodeResult<WireSignResponse>(first.result);
+    }
     const [result] = (await this.signAll([{ prepared, item, base }], 'hot', deadline)) as [Signed];
     if ('error' in result) throw result.cause;
     return result.wire;
@@ -127,6 +142,7 @@ export class SignFlow {
 
   /** Batch id and size, every item's payload, policy and freshness; throws the refusal (not audited here). */
   async checkBatch(c: BatchCall): Promise<CheckedBatch> {
+    this.o.gate?.assertServing();
     if (!/^[\x21-\x7e]{1,100}$/.test(c.batchId)) throw new SignerError('REQUEST_INVALID', 'batch_id must be 1..100 printable ASCII characters');
     if (c.payloads.length === 0 || c.payloads.length > MAX_BATCH_ITEMS) {
       throw new SignerError('REQUEST_INVALID', `a batch has 1..${MAX_BATCH_ITEMS} items, got ${c.payloads.length}`);
@@ -185,6 +201,8 @@ export class SignFlow {
         : [],
     );
     const signed = await this.signAll(toSign, 'batch', c.deadline);
+    // Replayed items leave too: the mark must cover them even when nothing new was signed.
+    if (outcome.items.some((o) => o.kind === 'replay') && !signed.some((r) => !('error' in r))) await this.o.gate?.release();
     const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
     toSign.forEach(({ index }, k) => {
       const r = signed[k]!;
@@ -250,6 +268,9 @@ export class SignFlow {
           )
         : undefined,
     ]);
+    // After the commit, before any signature leaves: the mark must cover these entries. If it
+    // cannot be written, nothing is returned; a retry replays the committed results.
+    if (signed.length > 0) await this.o.gate?.release();
     return out;
   }
 }

@@ -1,0 +1,54 @@
+import type { Config } from '../../infra/config/schema.js';
+import type { Hsm } from '../../infra/hsm/hsm.js';
+import { HsmMark } from '../../infra/hsm/mark.js';
+import type { Logger } from '../../infra/log.js';
+import type { Metrics } from '../../infra/metrics.js';
+import type { AuditStore } from '../../infra/store/audit.js';
+import { chainHeads } from './log-heads.js';
+import { RollbackGuard } from './rollback-guard.js';
+
+/**
+ * Opens this replica's mark in the HSM and checks the database against every mark on the token
+ * (every replica's). Witnesses keep the latest head too (issue 10, point 4): when a
+ * `Witness.GetLatest` client exists, its heads join `all()` here, with source `witness:<name>`.
+ * Undefined when `rollback.mark` is off.
+ */
+export async function openRollbackGuard(
+  hsm: Hsm,
+  store: AuditStore,
+  config: Config['rollback'],
+  metrics: Metrics,
+  onTrip: () => void,
+  log?: Logger,
+): Promise<RollbackGuard | undefined> {
+  metrics.storeRolledBack.set(0);
+  if (!config.mark) {
+    log?.warn('rollback.mark is off: a restored or failed-over database can make this signer sign a second payload for a nonce');
+    return undefined;
+  }
+  const mark = await HsmMark.open(hsm, config.replica);
+  const guard = new RollbackGuard({
+    heads: chainHeads(store),
+    log,
+    onTrip: () => {
+      metrics.storeRolledBack.set(1);
+      onTrip();
+    },
+    mark: {
+      get head() {
+        return mark.head;
+      },
+      advance: (next) =>
+        mark.advance(next).then(
+          () => void metrics.rollbackMarkWrites.inc({ outcome: 'ok' }),
+          (e) => {
+            metrics.rollbackMarkWrites.inc({ outcome: 'failed' });
+            throw e;
+          },
+        ),
+      all: async () => (await HsmMark.readAll(hsm)).map((m) => ({ source: `hsm:${m.replica}`, head: m.head })),
+    },
+  });
+  await guard.checkAtStart();
+  return guard;
+}

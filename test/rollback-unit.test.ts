@@ -1,0 +1,125 @@
+import t from 'tap';
+import { checkRollback, nextMark, rolledBackError, type TreeHead } from '../src/core/audit/rollback.js';
+import { replicationWarnings } from '../src/core/store/replication.js';
+import { decodeMark, encodeMark } from '../src/infra/hsm/mark.js';
+import { RollbackGuard, type LogHeads, type MarkKeeper } from '../src/signer/audit/rollback-guard.js';
+
+const root = (b: number) => new Uint8Array(32).fill(b);
+const head = (size: number, b: number): TreeHead => ({ size, root: root(b) });
+
+t.test('the rollback decision, as a table', async (t) => {
+  // [case, mark, db size, db root at the marked size, expected]
+  const cases: Array<[string, TreeHead | undefined, number, Uint8Array | undefined, 'ok' | 'shorter' | 'diverged']> = [
+    ['first start: no mark', undefined, 0, undefined, 'ok'],
+    ['database at the mark', head(8, 1), 8, root(1), 'ok'],
+    ['database past the mark', head(8, 1), 12, root(1), 'ok'],
+    ['database shorter than the mark (restored backup)', head(8, 1), 6, undefined, 'shorter'],
+    ['same size, another head (rewritten)', head(8, 1), 8, root(2), 'diverged'],
+    ['longer, another head at the mark (restored, then written to)', head(8, 1), 11, root(2), 'diverged'],
+    ['empty database, marked', head(3, 1), 0, undefined, 'shorter'],
+  ];
+  for (const [name, mark, size, at, want] of cases) {
+    const c = checkRollback(mark, 'hsm:default', size, at);
+    t.equal(c.ok ? 'ok' : c.why, want, name);
+  }
+  const e = rolledBackError(checkRollback(head(8, 1), 'hsm:r1', 6, undefined) as Extract<ReturnType<typeof checkRollback>, { ok: false }>);
+  t.equal(e.reason, 'STORE_ROLLED_BACK');
+  t.same({ markedSize: e.metadata.markedSize, dbSize: e.metadata.dbSize, source: e.metadata.source }, { markedSize: '8', dbSize: '6', source: 'hsm:r1' });
+});
+
+t.test('the mark is never lowered', async (t) => {
+  t.same(nextMark(undefined, head(3, 1)), head(3, 1), 'first write');
+  t.same(nextMark(head(3, 1), head(5, 2)), head(5, 2), 'raised');
+  t.equal(nextMark(head(5, 2), head(5, 2)), undefined, 'same size: nothing to write');
+  t.equal(nextMark(head(5, 2), head(4, 2)), undefined, 'smaller: never written');
+});
+
+t.test('the mark label round-trips and refuses other formats', async (t) => {
+  t.same(decodeMark(encodeMark('r1', head(42, 7))), head(42, 7));
+  t.equal(decodeMark(encodeMark('r1', undefined)), undefined, 'a fresh object has no head');
+  t.throws(() => decodeMark('something else'), /unknown format/);
+  t.throws(() => encodeMark('r1', { size: 1, root: new Uint8Array(31) }), /32 bytes/);
+});
+
+/** A log and a mark in memory, to test the guard's batching and its run-time check. */
+function fakes(initial?: TreeHead) {
+  const log: TreeHead[] = [head(0, 0)];
+  let mark = initial;
+  const writes: TreeHead[] = [];
+  let failNext = false;
+  const heads: LogHeads = {
+    head: async () => log[log.length - 1]!,
+    rootAt: async (size) => log.find((h) => h.size === size)?.root,
+  };
+  const keeper: MarkKeeper = {
+    get head() {
+      return mark;
+    },
+    async advance(next) {
+      await new Promise((r) => setTimeout(r, 5));
+      if (failNext) {
+        failNext = false;
+        throw new Error('token gone');
+      }
+      writes.push(next);
+      mark = next;
+    },
+    all: async () => [{ source: 'hsm:default', head: mark }],
+  };
+  return {
+    heads,
+    keeper,
+    writes,
+    append: (b: number) => log.push(head(log.length, b)),
+    rollBackTo: (size: number) => log.splice(size + 1),
+    failNextWrite: () => (failNext = true),
+  };
+}
+
+t.test('releases share mark writes, are serialised, and stop on a rollback while running', async (t) => {
+  const f = fakes();
+  let tripped = 0;
+  const guard = new RollbackGuard({ heads: f.heads, mark: f.keeper, onTrip: () => tripped++ });
+  t.ok(await guard.checkAtStart(), 'an empty token passes');
+  f.append(1);
+  await guard.release();
+  t.same(f.writes.map((w) => w.size), [1], 'one write covers the commit');
+  for (let i = 0; i < 10; i++) f.append(i + 2);
+  await Promise.all(Array.from({ length: 10 }, () => guard.release()));
+  t.ok(f.writes.length <= 3, `ten releases, ${f.writes.length - 1} more writes (one per group)`);
+  t.equal(f.writes.at(-1)!.size, 11, 'the mark covers every commit');
+  f.append(20);
+  f.failNextWrite();
+  const failed = await guard.release().catch((e) => e);
+  t.equal(failed.reason, 'HSM_UNAVAILABLE', 'a failed mark write fails the release (UNAVAILABLE: retry)');
+  await guard.release();
+  t.equal(f.writes.at(-1)!.size, 12, 'the retry writes it');
+  f.rollBackTo(5);
+  const refused = await guard.release().catch((e) => e);
+  t.equal(refused.reason, 'STORE_ROLLED_BACK', 'a database that lost released entries stops the release');
+  t.match(t.throws(() => guard.assertServing()), { reason: 'STORE_ROLLED_BACK' }, 'and every later request');
+  t.equal(tripped, 1, 'tripped once');
+  t.equal(f.writes.at(-1)!.size, 12, 'the mark was not lowered');
+});
+
+t.test('the start check looks at every kept head', async (t) => {
+  const f = fakes(head(3, 9));
+  for (let i = 1; i <= 5; i++) f.append(i);
+  const guard = new RollbackGuard({ heads: f.heads, mark: f.keeper });
+  t.notOk(await guard.checkAtStart(), 'a mark whose head differs from the database at its size trips');
+  t.equal(guard.rolledBack?.why, 'diverged');
+});
+
+t.test('PostgreSQL replication warnings, as a table', async (t) => {
+  const base = { synchronousCommit: 'on', synchronousStandbyNames: '', standbys: [] };
+  t.same(replicationWarnings(base), [], 'no standby: nothing to warn about');
+  const safe = { synchronousCommit: 'remote_apply', synchronousStandbyNames: 'FIRST 1 (s1)', standbys: [{ name: 's1', syncState: 'sync' }] };
+  t.same(replicationWarnings(safe), [], 'a synchronous standby with remote_apply: safe');
+  const asyncStandby = replicationWarnings({ ...base, synchronousCommit: 'remote_apply', standbys: [{ name: 's1', syncState: 'async' }] });
+  t.match(asyncStandby.join('\n'), /s1 \(async\) is not synchronous/);
+  t.match(asyncStandby.join('\n'), /synchronous_standby_names is empty/);
+  const onOnly = replicationWarnings({ ...safe, synchronousCommit: 'on' });
+  t.equal(onOnly.length, 1);
+  t.match(onOnly[0], /synchronous_commit is on, not remote_apply/);
+  t.match(replicationWarnings({ ...safe, standbys: [{ name: 's1', syncState: 'potential' }] }).join(), /potential/, 'a potential standby is not synchronous');
+});
