@@ -54,7 +54,9 @@ export type Reason =
   | 'SHARE_NOT_FOUND'
   | 'SHARE_EPOCH_MISMATCH'
   | 'NONCE_UNKNOWN'
-  | 'COMMITMENT_MISMATCH';
+  | 'COMMITMENT_MISMATCH'
+  // Audit log (src/signer/audit): the database's log does not extend the last signed checkpoint.
+  | 'AUDIT_LOG_INCONSISTENT';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and
