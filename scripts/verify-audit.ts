@@ -3,36 +3,132 @@
  * 1 with the first problem found, 2 when there is no verdict (unreadable file, usage error).
  * The file is streamed, so its size does not matter. AUDIT_VERIFY_RSS=1 prints the process's
  * peak RSS on stderr.
+ *
+ * With --checkpoint NOTE (a C2SP checkpoint you keep, e.g. witnessed), it also checks that the
+ * export's entries are in that checkpoint's tree; with --previous OLDER, that NOTE's tree extends
+ * the OLDER one you kept. Proofs the export cannot supply (the compact range before a period
+ * export's first entry, consistency to a larger tree) are fetched from Audit with the auditor
+ * certificate: they are untrusted, only the signed roots and the recomputed leaves are.
  */
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command } from 'commander';
-import { formatReport, verifyExport } from '../src/core/audit/verify.js';
+import { hexToBytes } from '@noble/hashes/utils.js';
+import { formatReport, verifyExport, type VerifyReport } from '../src/core/audit/verify.js';
+import { NoteError } from '../src/core/audit/note.js';
+import { type Check, RunRoot, checkConsistent, checkEntryInclusion, frontierFromInclusionProof, openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
+import type { AuditEntry } from '../src/core/audit/chain.js';
+import { readExport } from './lib/export-file.js';
+import { ProofSource, proofOptions, readNote } from './lib/proofs.js';
 
-const program = new Command()
-  .name('verify-audit')
-  .description('Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.')
-  .argument('<FILE>', 'export written by scripts/export-audit.ts')
-  .option('--json', 'print the report as JSON for programs instead of text for people')
+const program = proofOptions(
+  new Command()
+    .name('verify-audit')
+    .description('Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.')
+    .argument('<FILE>', 'export written by scripts/export-audit.ts')
+    .option('--checkpoint <note>', 'also check the entries are in this signed checkpoint (C2SP note file)')
+    .option('--previous <note>', 'with --checkpoint: check it extends this older checkpoint you kept')
+    .option('--origin <origin>', 'the log origin the checkpoints must carry (default: their own)')
+    .option('--json', 'print the report as JSON for programs instead of text for people'),
+)
   // A usage error is no verdict: keep exit 1 for "FAILED".
   .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
   .parse();
 const [file] = program.args as [string];
-const json = !!program.opts().json;
+const opts = program.opts();
+const json = !!opts.json;
+if (opts.previous && !opts.checkpoint) program.error('--previous needs --checkpoint');
 
-let report;
+function noVerdict(message: string): never {
+  if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
+  else process.stderr.write(`verify-audit: ${message}\n`);
+  process.exit(2);
+}
+
+let report: VerifyReport;
 try {
   if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a regular file' });
   report = await verifyExport(createInterface({ input: createReadStream(file), crlfDelay: Infinity }));
 } catch (e) {
   // No verdict either way: an unreadable file (or a bug) must not look like a tampered export.
   const code = (e as NodeJS.ErrnoException).code;
-  const message = code ? `cannot read ${file}: ${code}` : `internal error: ${(e as Error).message}`;
-  if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
-  else process.stderr.write(`verify-audit: ${message}\n`);
-  process.exit(2);
+  noVerdict(code ? `cannot read ${file}: ${code}` : `internal error: ${(e as Error).message}`);
 }
-process.stdout.write(`${json ? JSON.stringify(report) : formatReport(report)}\n`);
+
+let checks: Check[] = [];
+if (report.ok && opts.checkpoint) {
+  const source = new ProofSource(opts);
+  try {
+    checks = await checkTree(report.firstSeq, report.lastSeq, source);
+  } catch (e) {
+    if (e instanceof NoteError) checks.push({ ok: false, what: `a checkpoint does not verify: ${e.kind}: ${e.message}` });
+    else noVerdict(`cannot check the checkpoint: ${(e as Error).message}`);
+  } finally {
+    source.close();
+  }
+}
+const ok = report.ok && checks.every((c) => c.ok);
+if (json) process.stdout.write(`${JSON.stringify({ ...report, ok, checks })}\n`);
+else {
+  process.stdout.write(`${formatReport(report)}\n`);
+  for (const c of checks) process.stdout.write(`${c.ok ? 'ok    ' : 'FAILED'} ${c.what}\n`);
+  if (report.ok && checks.length) process.stdout.write(ok ? 'OK: checkpoint verified\n' : 'FAILED: checkpoint check\n');
+}
 if (process.env.AUDIT_VERIFY_RSS) process.stderr.write(`peak RSS: ${process.resourceUsage().maxRSS} KiB\n`);
-process.exitCode = report.ok ? 0 : 1;
+process.exitCode = ok ? 0 : 1;
+
+/** The entries firstSeq..lastSeq of the (already chain-verified) export against --checkpoint. */
+async function checkTree(firstSeq: number, lastSeq: number, source: ProofSource): Promise<Check[]> {
+  const keys: Uint8Array[] = [];
+  const entries = readExport(file);
+  const out: Check[] = [];
+  const origin = opts.origin as string | undefined;
+  let first: AuditEntry | undefined;
+  for await (const r of entries) {
+    if (r.type === 'header') keys.push(...r.auditKeys.map((k) => hexToBytes(k.publicKey)));
+    if (r.type === 'entry') {
+      const { type: _t, ...e } = r;
+      first = e;
+      break;
+    }
+  }
+  const cp = openLogCheckpoint(readNote(String(opts.checkpoint)), keys, { origin }).checkpoint;
+  out.push({ ok: true, what: `checkpoint ${cp.origin} size ${cp.size} is signed by an audit key of the header` });
+  // The compact range before the first entry: the left half of the first entry's audit path.
+  let run = new RunRoot();
+  if (firstSeq > 1) {
+    const { hashes } = await source.inclusion(firstSeq, Math.max(cp.size, firstSeq));
+    const proved = checkEntryInclusion(first!, hashes, cp);
+    out.push(...proved.slice(2).map((c) => ({ ...c, what: `first ${c.what}` })));
+    if (!proved.every((c) => c.ok)) return out;
+    run = new RunRoot(frontierFromInclusionProof(firstSeq - 1, cp.size, hashes));
+  }
+  let atSize: Uint8Array | undefined;
+  for await (const r of readExport(file)) {
+    if (r.type !== 'entry' || r.seq > Math.max(lastSeq, cp.size)) continue;
+    const { type: _t, ...e } = r;
+    run.add(e);
+    if (run.size === cp.size) atSize = run.root();
+  }
+  const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+  if (cp.size <= lastSeq) {
+    out.push({ ok: !!atSize && eq(atSize, cp.root), what: `the tree of entries 1..${cp.size}, recomputed from the export, has the signed root` });
+    if (cp.size < lastSeq) out.push({ ok: true, what: `note: entries ${cp.size + 1}..${lastSeq} are after this checkpoint` });
+  } else {
+    const proof = await source.consistency(lastSeq, cp.size);
+    const ok = verifyConsistencyOf(lastSeq, cp.size, proof, run.root(), cp.root);
+    out.push({ ok, what: `the tree of entries 1..${lastSeq}, recomputed from the export, is a prefix of the signed tree of size ${cp.size}` });
+  }
+  if (opts.previous) {
+    const older = openLogCheckpoint(readNote(String(opts.previous)), keys, { origin }).checkpoint;
+    if (older.origin !== cp.origin) out.push({ ok: false, what: `the previous checkpoint is of another log (${older.origin})` });
+    const proof = older.size > 0 && older.size <= cp.size ? await source.consistency(older.size, cp.size) : [];
+    out.push(checkConsistent(older, cp, proof));
+  }
+  return out;
+}
+
+function verifyConsistencyOf(a: number, b: number, proof: Uint8Array[], ra: Uint8Array, rb: Uint8Array): boolean {
+  return checkConsistent({ origin: '', size: a, root: ra }, { origin: '', size: b, root: rb }, proof).ok;
+}

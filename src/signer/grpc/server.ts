@@ -18,6 +18,7 @@ import { Authorizer } from '../../infra/grpc/auth.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { auditHandlers } from './audit-service.js';
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../audit/drafts.js';
@@ -68,8 +69,14 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     store,
     { keyId: auditKey.keyId, version: auditKey.version, publicKey: auditKey.publicKey },
     checkpointSigner(hsm, auditKey),
-    { everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs, log },
+    {
+      everyEntries: config.audit.checkpointEveryEntries,
+      everyMs: config.audit.checkpointEveryMs,
+      origin: config.audit.origin ?? `hsm-signer/${hostname()}`,
+      log,
+    },
   );
+  await checkpointer.seed();
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const policies = new PolicyRegistry(store, log);
   const seeded = await policies.seed(config.policies, new Date());
@@ -118,13 +125,23 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   await scheduler.start();
 
   const server = new grpc.Server();
-  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log }));
+  const gate = () => checkpointer.assertConsistent();
+  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log, gate }));
   server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
   server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
-  hsm.onHealthChange((up) => SERVICES.forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
+  // NOT_SERVING while the token is unavailable, and for good once the audit log is inconsistent.
+  const setHealth = (up: boolean) =>
+    SERVICES.forEach((s) => health.setStatus(s, up && !checkpointer.inconsistency ? 'SERVING' : 'NOT_SERVING'));
+  hsm.onHealthChange(setHealth);
+  checkpointer.onInconsistent(() => {
+    metrics.auditInconsistent.set(1);
+    setHealth(false);
+  });
+  metrics.auditInconsistent.set(checkpointer.inconsistency ? 1 : 0);
+  if (checkpointer.inconsistency) setHealth(false);
 
   const creds = grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) =>

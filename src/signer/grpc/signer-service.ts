@@ -68,8 +68,10 @@ export function signerHandlers(deps: {
   audit: AuditStore;
   metrics: Metrics;
   log: Logger;
+  /** Throws when signing must stop (the audit log does not extend the last signed checkpoint). */
+  gate?: () => void;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, audit, metrics, log } = deps;
+  const { auth, keys, flow, audit, metrics, log, gate } = deps;
 
   /**
    * Authorises a sign on a key, counts and logs the outcome, and audits refusals that were
@@ -86,6 +88,7 @@ export function signerHandlers(deps: {
     try {
       if (!keyId) throw new SignerError('REQUEST_INVALID', 'key_id is required');
       auth.requireKey(id, keyId);
+      gate?.();
       algorithm = keys.has(keyId) ? keys.history(keyId)[0]!.algorithm : 'unknown';
       const out = await fn(algorithm);
       metrics.signs.inc({ key: keyId, algorithm, outcome: 'ok' });
