@@ -35,6 +35,8 @@ export interface RunningSigner {
   hsm: Hsm;
   keys: KeyRegistry;
   metrics: Metrics;
+  /** The audit checkpointer (tests trigger a checkpoint; other components hook onSigned). */
+  checkpointer: Checkpointer;
   close(): Promise<void>;
 }
 
@@ -168,6 +170,7 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     hsm,
     keys,
     metrics,
+    checkpointer,
     async close() {
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       http?.close();
