@@ -9,7 +9,6 @@
 import { performance } from 'node:perf_hooks';
 import { connect } from '../src/client/client.js';
 import { evmTransfers, Nonces, RUN, signBatch, type EvmItem } from './ops.js';
-import { waitForReady } from './service.js';
 
 export interface DriverInit {
   type: 'init';
@@ -63,7 +62,8 @@ process.on('message', (m: ToDriver) => {
     if (m.type === 'init') {
       init = m;
       client = connect(m.address, { ca: Buffer.from(m.tls.ca), cert: Buffer.from(m.tls.cert), key: Buffer.from(m.tls.key) });
-      await waitForReady([client.signer]);
+      const signer = client.signer;
+      await new Promise<void>((ok, fail) => signer.waitForReady(Date.now() + 10_000, (e) => (e ? fail(e) : ok())));
       next = evmTransfers(nonces.take(m.items), m.items);
       send({ type: 'ready' });
     } else if (m.type === 'go') {

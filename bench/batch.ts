@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import { cpuDelta, sampleCpu } from './cpu.js';
-import { Noise } from './noise.js';
+import { median } from './load.js';
+import { isNoisy, Noise, type Elsewhere } from './noise.js';
 import { evmTransfers, payload, signBatch, type Nonces } from './ops.js';
 import type { RawKey, RawToken } from './raw.js';
-import { NOISY_CORES, type Elsewhere } from './report.js';
 
 export interface BatchRun {
   wallMs: number;
@@ -38,11 +38,6 @@ export interface BatchPoint {
   noisy: boolean;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
 async function timed(noise: Noise, pid: number | undefined, work: () => Promise<number>): Promise<BatchRun> {
   const a = { all: noise.snapshot(), child: pid ? sampleCpu(pid) : undefined, t: performance.now() };
   const n = await work();
@@ -59,16 +54,34 @@ async function timed(noise: Noise, pid: number | undefined, work: () => Promise<
 
 function side(runs: BatchRun[]): BatchSide {
   const us = runs.map((r) => r.serverUsPerItem).filter((x): x is number => x !== undefined);
-  return { wallMs: median(runs.map((r) => r.wallMs)), itemsPerSec: median(runs.map((r) => r.itemsPerSec)), ...(us.length ? { serverUsPerItem: median(us) } : {}), runs };
+  return {
+    wallMs: median(runs.map((r) => r.wallMs)),
+    itemsPerSec: median(runs.map((r) => r.itemsPerSec)),
+    ...(us.length ? { serverUsPerItem: median(us) } : {}),
+    runs,
+  };
 }
 
 export async function measureBatches(
   noise: Noise,
-  o: { raw: RawToken; rawKey: RawKey; signer: grpc.Client; svcPid: number; keyId: string; nonces: Nonces; items: number; runs: number },
+  o: {
+    raw: RawToken;
+    rawKey: RawKey;
+    signer: grpc.Client;
+    svcPid: number;
+    keyId: string;
+    nonces: Nonces;
+    items: number;
+    runs: number;
+  },
 ): Promise<BatchPoint> {
   const run = randomBytes(4).toString('hex');
   let seq = 0;
-  const rawBatch = () => timed(noise, undefined, async () => (await Promise.all(Array.from({ length: o.items }, (_, i) => o.raw.sign(o.rawKey, payload(i))))).length);
+  const rawBatch = () =>
+    timed(noise, undefined, async () => {
+      await Promise.all(Array.from({ length: o.items }, (_, i) => o.raw.sign(o.rawKey, payload(i))));
+      return o.items;
+    });
   const svcBatch = () => {
     // Built before the clock starts: the client's encoding cost is not the service's.
     const items = evmTransfers(o.nonces.take(o.items), o.items);
@@ -93,6 +106,6 @@ export async function measureBatches(
     raw: r,
     service: s,
     ratio: s.itemsPerSec / r.itemsPerSec,
-    noisy: [...raw, ...svc].some((x) => (x.machine.otherCores ?? 0) > NOISY_CORES),
+    noisy: [...raw, ...svc].some((x) => isNoisy(x.machine)),
   };
 }

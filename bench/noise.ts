@@ -5,11 +5,18 @@
  * paid from one time budget per run, so a busy machine makes a run noisier, not endless.
  */
 import { performance } from 'node:perf_hooks';
-import { sampleCpu, sampleSystem, type SystemSample } from './cpu.js';
-import { NOISY_CORES, type Elsewhere } from './report.js';
+import { sampleCpu, sampleSystem, type CpuSource, type SystemSample } from './cpu.js';
 
-/** Cumulative CPU seconds of something the bench runs; undefined when unknown. */
-export type CpuSource = () => number | undefined;
+/** What the rest of the machine did during a window, in cores (noise if other work ran). */
+export interface Elsewhere {
+  otherCores?: number;
+  stealCores?: number;
+}
+
+/** Above this many cores used by other processes during a point, the point is flagged as noisy. */
+export const NOISY_CORES = 0.15;
+/** True when other processes used more than NOISY_CORES during a window. */
+export const isNoisy = (e: Elsewhere | undefined) => (e?.otherCores ?? 0) > NOISY_CORES;
 
 export interface Snapshot {
   sys: SystemSample;

@@ -1,109 +1,140 @@
-/** Command-line options of bench/sign.ts. */
+/** Command-line options of bench/bench.ts. */
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { configSchema } from '../src/infra/config/schema.js';
 import { repoRoot } from '../harness/token.js';
 import type { Algorithm } from './raw.js';
 
+/** Parts of a run, in the order they run; --only and --skip pick among them. */
+export const SECTIONS = ['one-core', 'sign', 'evm', 'batch', 'priority', 'threshold'] as const;
+export type Section = (typeof SECTIONS)[number];
+
 export interface Options {
   quick?: boolean;
+  sections: Section[];
   seconds: number;
   warmup: number;
+  warmupRequests: number;
   extraSeconds: number;
   concurrency: number[];
   sessions: number;
   extra: Algorithm[];
   channels: number;
-  compareChannels: number;
-  batch: number;
   evmConcurrency: number;
   postgres: boolean;
   batchItems: number;
   batchRuns: number;
   priorityConcurrency: number;
   prioritySeconds: number;
+  thresholdSeconds: number;
+  thresholdConcurrency: number[];
+  poolSize: number;
+  suites: ThresholdAlgorithm[];
   retries: number;
   noiseBudget: number;
   cpuProf?: string;
   childNodeArg: string[];
   out: string;
   keep?: boolean;
-  /** Run bench/threshold.ts's measurement at the end (--no-threshold: skip). */
-  threshold: boolean;
-  thresholdSeconds: number;
 }
 
-const ALGORITHMS: readonly Algorithm[] = ['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519'];
+/** What --quick (or BENCH_QUICK=1) changes, unless the option is given explicitly: every point, briefly. */
+const QUICK: Partial<Options> = {
+  seconds: 1,
+  warmup: 0.3,
+  extraSeconds: 1,
+  batchRuns: 1,
+  prioritySeconds: 1,
+  thresholdSeconds: 1,
+  retries: 0,
+  noiseBudget: 5,
+};
 
-/** What --quick changes, unless the option is given explicitly. */
-const QUICK: Partial<Options> = { seconds: 2, warmup: 0.5, extraSeconds: 1.5, batchRuns: 3, prioritySeconds: 3, noiseBudget: 20, thresholdSeconds: 2 };
-
-export const positive = (v: string) => {
+const positive = (v: string) => {
   const n = Number(v);
   if (!(n > 0)) throw new InvalidArgumentError('expected a positive number');
   return n;
 };
-export const count = (v: string) => {
+const count = (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
   return n;
 };
-const atLeastOne = (v: string) => {
+const between = (lo: number, hi: number) => (v: string) => {
   const n = count(v);
-  if (n < 1) throw new InvalidArgumentError('expected at least 1');
+  if (n < lo || n > hi) throw new InvalidArgumentError(`expected ${lo}..${hi}`);
   return n;
 };
-const algorithms = (v: string) =>
-  v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
-    if (!(ALGORITHMS as readonly string[]).includes(x)) throw new InvalidArgumentError(`unknown algorithm ${x} (${ALGORITHMS.join(', ')})`);
-    return x as Algorithm;
-  });
+/** A comma-separated list of names out of `all`. */
+const names =
+  <T extends string>(all: readonly T[]) =>
+  (v: string): T[] =>
+    v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
+      if (!(all as readonly string[]).includes(x)) throw new InvalidArgumentError(`unknown: ${x} (${all.join(', ')})`);
+      return x as T;
+    });
 const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);
 const repeatable = (v: string, all: string[]) => [...all, v];
 
-/** hsm.sessions when a config leaves it out (src/infra/config/schema.ts). */
-function serviceSessions(): number {
-  try {
-    return configSchema.shape.hsm.parse({ uri: 'pkcs11:token=x' }).sessions;
-  } catch {
-    return 4;
-  }
+/** Defaults of the service's config (src/infra/config/schema.ts), so that both sides match. */
+function serviceDefaults(): { sessions: number; poolSize: number } {
+  const hsm = configSchema.shape.hsm.parse({ uri: 'pkcs11:token=x' });
+  const threshold = configSchema.shape.threshold.parse({
+    minSigners: 2,
+    cosigners: [{ id: 1, address: 'a:1' }, { id: 2, address: 'b:1' }],
+    tls: { certFile: 'c', keyFile: 'k' },
+  });
+  return { sessions: hsm.sessions, poolSize: threshold?.poolSize ?? 32 };
 }
 
 export function parseOptions(argv = process.argv): Options {
+  const d = serviceDefaults();
+  const quick = Object.entries(QUICK).map(([k, v]) => `${k} ${v}`).join(', ');
+  const ALGORITHMS = ['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519'] as const;
+  const SUITES = ['frost-ed25519', 'frost-secp256k1-tr'] as const;
   const program = new Command()
-    .name('bench/sign')
-    .description('Signing throughput and latency: raw pkcs11js vs the gRPC service, same SoftHSM token')
-    .option('--quick', `shorter points (${Object.entries(QUICK).map(([k, v]) => `${k} ${v}`).join(', ')}), about 1.5 minutes`)
+    .name('bench/bench')
+    .description('The service against raw pkcs11js (single keys) and against FROST in one process (threshold keys)')
+    .option('--quick', `every point briefly, as BENCH_QUICK=1 does (${quick})`)
+    .option('--only <list>', `sections to run (${SECTIONS.join(', ')})`, names(SECTIONS), [...SECTIONS])
+    .option('--skip <list>', 'sections not to run', names(SECTIONS), [] as Section[])
     .option('--seconds <s>', 'measured seconds per point (secp256k1 and EVM)', positive, 5)
     .option('--warmup <s>', 'warm-up seconds before each point', positive, 1)
+    .option('--warmup-requests <n>', 'requests each single-key signer serves before its first point', count, 1000)
     .option('--extra-seconds <s>', 'measured seconds for the P-256 and Ed25519 points', positive, 3)
-    .option('--concurrency <list>', 'concurrencies for secp256k1 digests', list, [1, 16, 64])
-    .option('--sessions <n>', 'PKCS#11 sessions, raw pool and service hsm.sessions alike (the service default)', atLeastOne, serviceSessions())
-    .option('--extra <list>', 'algorithms also measured at the top concurrency ("" for none)', algorithms, ['ecdsa-p256', 'ed25519'])
-    .option('--channels <n>', 'gRPC channels the service points use', atLeastOne, 1)
-    .option('--compare-channels <n>', 'also run secp256k1 at the top concurrency over this many channels (0: skip)', count, 4)
-    .option('--batch <n>', 'also run secp256k1 through SignBatch, batches of n digests, top-concurrency signatures in flight (0: skip)', count, 16)
-    .option('--evm-concurrency <n>', 'hot-wallet Sign of EVM transfers at this concurrency (0: skip)', count, 64)
+    .option('--concurrency <list>', 'secp256k1 digest concurrencies (the top one: one-core point)', list, [1, 16, 64])
+    .option('--sessions <n>', 'PKCS#11 sessions, raw pool and service hsm.sessions alike', between(1, 256), d.sessions)
+    .option('--extra <list>', 'algorithms also measured at the top concurrency ("" for none)', names(ALGORITHMS), [
+      'ecdsa-p256',
+      'ed25519',
+    ])
+    .option('--channels <n>', 'gRPC channels the service points use', between(1, 64), 1)
+    .option('--evm-concurrency <n>', 'hot-wallet Sign of EVM transfers at this concurrency', between(1, 1024), 64)
     .option('--no-postgres', 'skip the PostgreSQL store (no cluster, no second signer)')
-    .option('--batch-items <n>', 'SignBatch of this many EVM payouts (0: skip this and the priority scenario)', count, 1000)
-    .option('--batch-runs <n>', 'large batches measured (raw and service alternating); the median is reported', atLeastOne, 5)
-    .option('--priority-concurrency <n>', 'hot Sign concurrency for p99 idle vs during batches (0: skip)', count, 8)
+    .option('--batch-items <n>', 'SignBatch of this many EVM payouts (batch, priority)', between(1, 10_000), 1000)
+    .option('--batch-runs <n>', 'large batches measured (raw and service alternating); median', between(1, 100), 5)
+    .option('--priority-concurrency <n>', 'hot Sign concurrency for p99 idle vs during batches', between(1, 1024), 8)
     .option('--priority-seconds <s>', 'measured seconds of each priority window', positive, 5)
-    .option('--retries <n>', 'measure a point again (this many times at most) while other processes disturb it', count, 2)
-    .option('--noise-budget <s>', 'seconds per run that waiting for quiet and re-measuring may add', positive, 60)
-    .option('--cpu-prof <dir>', 'run the signer child with --cpu-prof, writing the profile into <dir>')
-    .option('--child-node-arg <flag>', 'extra node flag for the signer child (repeatable), e.g. --perf-basic-prof', repeatable, [] as string[])
-    .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
-    .option('--keep', 'keep the temp dir (token, PKI, config) for inspection')
-    .option('--no-threshold', 'skip threshold signing (bench/threshold.ts: 2-of-3 FROST over 3 cosigner processes)')
     .option('--threshold-seconds <s>', 'measured seconds per threshold point', positive, 5)
+    .option('--threshold-concurrency <list>', 'threshold concurrencies for throughput (latency: c=1)', list, [8, 16])
+    .option('--pool-size <n>', 'threshold.poolSize of the threshold signer', between(1, 256), d.poolSize)
+    .option('--suites <list>', 'threshold suites', names(SUITES), [...SUITES])
+    .option('--retries <n>', 'measure a point again (at most this often) while other processes disturb it', count, 2)
+    .option('--noise-budget <s>', 'seconds per run that waiting for quiet and re-measuring may add', positive, 60)
+    .option('--cpu-prof <dir>', 'run the signer children with --cpu-prof, writing the profiles into <dir>')
+    .option('--child-node-arg <flag>', 'node flag for signers (repeatable), e.g. --perf-basic-prof', repeatable, [])
+    .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
+    .option('--keep', 'keep the temp dir (token, PKI, configs, stores) for inspection')
     .parse(argv);
-  const opts = program.opts<Options>();
-  if (opts.quick) {
-    for (const [k, v] of Object.entries(QUICK)) if (program.getOptionValueSource(k) === 'default') program.setOptionValue(k, v);
+  const o = program.opts<Options & { only: Section[]; skip: Section[] }>();
+  if (o.quick || process.env.BENCH_QUICK === '1') {
+    program.setOptionValue('quick', true);
+    for (const [k, v] of Object.entries(QUICK)) {
+      if (program.getOptionValueSource(k) === 'default') program.setOptionValue(k, v);
+    }
   }
-  if (opts.concurrency.length === 0) program.error('--concurrency: at least one value');
-  if (opts.batchItems > 10_000) program.error('--batch-items: at most 10000 (the service caps batches there)');
-  return opts;
+  if (o.concurrency.length === 0) program.error('--concurrency: at least one value');
+  const { only, skip, ...rest } = program.opts<Options & { only: Section[]; skip: Section[] }>();
+  return { ...rest, sections: SECTIONS.filter((s) => only.includes(s) && !skip.includes(s)) };
 }

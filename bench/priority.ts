@@ -1,33 +1,27 @@
 /**
  * Hot-wallet latency while big batches are signed: hot Sign (EVM transfers, one hot key) at a
- * modest concurrency on an idle signer, then the same load while a separate process signs
- * N-item batches back to back on a payout key of the same signer. The HSM pool serves hot
- * waiters first; what the batch still costs the hot path shows as the busy/idle p99.
+ * modest concurrency on an idle signer, then the same load while a separate process
+ * (bench/batch-driver.ts) signs N-item batches back to back on a payout key of the same signer.
+ * The HSM pool serves hot waiters first; what the batch still costs the hot path shows as the
+ * busy/idle p99.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import type { DriverBatch, DriverInit, FromDriver, ToDriver } from './batch-driver.js';
 import { sampleCpu } from './cpu.js';
-import { closedLoop, type LoadResult } from './load.js';
-import { Noise } from './noise.js';
+import type { Noise } from './noise.js';
 import { signEvmOp, type Nonces } from './ops.js';
-import type { Elsewhere } from './report.js';
-import { eventLoopDelay, scrape, type Scrape } from './scrape.js';
-
-export interface HotWindow extends LoadResult {
-  machine: Elsewhere;
-  /** The signer's event-loop delay during the window. */
-  eventLoop: { p99Ms?: number; maxMs?: number };
-}
+import { measureOnce, type Side } from './point.js';
+import type { BenchSigner } from './signers.js';
 
 export interface PriorityPoint {
   concurrency: number;
   hotKey: string;
   batchKey: string;
   batchItems: number;
-  idle: HotWindow;
-  busy: HotWindow;
+  idle: Side;
+  busy: Side;
   batches: {
     /** Batches that overlapped the busy window. */
     count: number;
@@ -49,7 +43,7 @@ export interface BatchDriver {
 }
 
 export async function startBatchDriver(repoRoot: string, init: Omit<DriverInit, 'type'>): Promise<BatchDriver> {
-  const child: ChildProcess = fork(fileURLToPath(new URL('./batch-driver.ts', import.meta.url)), [], {
+  const child = fork(fileURLToPath(new URL('./batch-driver.ts', import.meta.url)), [], {
     cwd: repoRoot,
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -91,13 +85,11 @@ export async function startBatchDriver(repoRoot: string, init: Omit<DriverInit, 
   };
 }
 
-const epochMs = () => performance.timeOrigin + performance.now();
-
 export async function measurePriority(
   noise: Noise,
   o: {
     signers: grpc.Client[];
-    metricsUrl: string;
+    signer: BenchSigner;
     hotKey: string;
     hotNonces: Nonces;
     driver: BatchDriver;
@@ -108,49 +100,24 @@ export async function measurePriority(
     warmup: number;
   },
 ): Promise<PriorityPoint> {
-  const hot = async () => {
-    let a: ReturnType<typeof noise.snapshot> | undefined;
-    let b: typeof a;
-    let loop: Promise<Scrape> | undefined;
-    const win = { start: 0, end: 0 };
-    const load = await closedLoop(signEvmOp(o.signers, o.hotKey, o.hotNonces), {
-      concurrency: o.concurrency,
-      warmupMs: o.warmup * 1000,
-      durationMs: o.seconds * 1000,
-      onWindowStart: () => {
-        a = noise.snapshot();
-        win.start = epochMs();
-        void scrape(o.metricsUrl).catch(() => undefined); // resets the event-loop histogram
-      },
-      onWindowEnd: () => {
-        b = noise.snapshot();
-        win.end = epochMs();
-        loop = scrape(o.metricsUrl);
-      },
+  const hot = () =>
+    measureOnce(noise, signEvmOp(o.signers, o.hotKey, o.hotNonces), {
+      ...o,
+      watch: { client: process.pid, signer: o.signer.pid },
+      metrics: { url: o.signer.metricsUrl, algorithm: 'ecdsa-secp256k1' },
     });
-    const eventLoop = eventLoopDelay(await loop!);
-    return { load: { ...load, machine: Noise.elsewhere(a!, b!, load.seconds), eventLoop }, win };
-  };
   noise.watch('batch-driver', () => sampleCpu(o.driver.pid).total);
   try {
     const label = `hot Sign c=${o.concurrency}`;
-    const idle = await noise.quiet(`${label}, signer otherwise idle (${o.seconds}s)`, async () => (await hot()).load);
-    const busy = await noise.quiet(`${label}, while ${o.batchItems}-item batches are signed back to back (${o.seconds}s)`, async () => {
+    const idle = await noise.quiet(`${label}, signer otherwise idle (${o.seconds}s)`, hot);
+    const during = `while ${o.batchItems}-item batches are signed back to back`;
+    const { batches, ...busy } = await noise.quiet(`${label}, ${during} (${o.seconds}s)`, async () => {
       o.driver.go();
       const h = await hot();
-      return { ...h.load, batches: batchStats(await o.driver.stop(), h.win) };
+      return { ...h, batches: batchStats(await o.driver.stop(), h.window) };
     });
-    const { batches, ...busyWindow } = busy;
-    return {
-      concurrency: o.concurrency,
-      hotKey: o.hotKey,
-      batchKey: o.batchKey,
-      batchItems: o.batchItems,
-      idle,
-      busy: busyWindow,
-      batches,
-      ratio: busy.p99Ms / idle.p99Ms,
-    };
+    const { concurrency, hotKey, batchKey, batchItems } = o;
+    return { concurrency, hotKey, batchKey, batchItems, idle, busy, batches, ratio: busy.p99Ms / idle.p99Ms };
   } finally {
     noise.unwatch('batch-driver');
   }

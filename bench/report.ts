@@ -1,10 +1,27 @@
-/** The machine a run happened on, and the tables it prints. */
+/** The machine a run happened on, and what it prints: one set of tables for every kind of point. */
 import { execFileSync } from 'node:child_process';
 import { cpus, release, totalmem } from 'node:os';
 import type { BatchPoint } from './batch.js';
-import type { LoadResult } from './load.js';
+import type { Pinning } from './cpu.js';
+import { isNoisy, NOISY_CORES } from './noise.js';
+import type { Options } from './options.js';
+import { beyondHsm, noisyRow, ratios, type CpuUse, type Row, type Side } from './point.js';
 import type { PriorityPoint } from './priority.js';
-import type { ServerWindow } from './scrape.js';
+import type { Target } from './targets.js';
+
+/** Everything a run measured (also its JSON file). */
+export interface RunResult {
+  date: string;
+  machine: Machine;
+  argv: string[];
+  options: Options;
+  pinning: Pinning;
+  rows: Row[];
+  batches: BatchPoint[];
+  priority: PriorityPoint[];
+  targets: Target[];
+  notes: string[];
+}
 
 export interface Machine {
   nproc: number;
@@ -13,7 +30,6 @@ export interface Machine {
   kernel: string;
   node: string;
   softhsm: string;
-  uvThreadpoolSize: string;
 }
 
 function tryRun(cmd: string, args: string[]): string | undefined {
@@ -32,138 +48,167 @@ export function machine(): Machine {
     kernel: release(),
     node: process.version,
     softhsm: tryRun('softhsm2-util', ['--version']) ?? 'unknown',
-    uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
   };
 }
 
-/** CPU over a measurement window: per sign, and as a share of one core. */
-export interface CpuUse {
-  /** Whole process, µs of CPU per completed sign. */
-  usPerSign?: number;
-  /** Whole process, cores busy on average (1 = one core). */
-  cores?: number;
-  /** The JavaScript thread alone: share of the window it was on a CPU (1 = saturated). */
-  jsThread?: number;
-}
-
-/** What the rest of the machine did during the window, in cores (noise if other work ran). */
-export interface Elsewhere {
-  otherCores?: number;
-  stealCores?: number;
-}
-
-export interface RawPoint extends LoadResult {
-  cpu: CpuUse;
-  machine: Elsewhere;
-}
-
-export interface ServicePoint extends LoadResult {
-  channels: number;
-  /** Items per SignBatch call; absent for Sign. */
-  batch?: number;
-  server: ServerWindow & { cpu: CpuUse };
-  client: CpuUse;
-  /** The store's own processes (PostgreSQL), when separate from the signer. */
-  store?: CpuUse;
-  machine: Elsewhere;
-}
-
-export interface Row {
-  algorithm: string;
-  /** Shown instead of the algorithm (e.g. EVM payloads, another store). */
-  label?: string;
-  concurrency: number;
-  raw?: RawPoint;
-  service: ServicePoint;
-  /** service / raw throughput */
-  ratio?: number;
-  note?: string;
-}
-
-/** Above this many cores used by other processes during a point, the point is flagged as noisy. */
-export const NOISY_CORES = 0.15;
-const name = (r: Row) => (r.label ?? r.algorithm).padEnd(15);
-/** True when other processes used more than NOISY_CORES during a window. */
-export const isNoisy = (e: Elsewhere | undefined) => (e?.otherCores ?? 0) > NOISY_CORES;
-export const noisy = (r: Row) => isNoisy(r.raw?.machine) || isNoisy(r.service.machine);
-
+/** A number right-aligned in `width`, '-' when unknown. */
 const f = (n: number | undefined, digits: number, width: number) =>
   (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits)).padStart(width);
-const pct = (n: number | undefined, width: number) => (n === undefined ? '-' : `${Math.round(n * 100)}%`).padStart(width);
+const pct = (n: number | undefined, width: number) =>
+  (n === undefined || !Number.isFinite(n) ? '-' : `${Math.round(n * 100)}%`).padStart(width);
+const flag = (noisy: boolean) => (noisy ? ' !' : '');
+const table = (head: string, lines: string[], noisy: boolean) => [
+  head,
+  '-'.repeat(head.length),
+  ...lines,
+  ...(noisy ? [`! other processes used more than ${NOISY_CORES} cores during this row: figures disturbed`] : []),
+];
+const name = (r: Row, width: number) => r.point.padEnd(width).slice(0, width);
 
-export function throughputTable(rows: Row[]): string {
+/**
+ * The headline: the service pinned to one CPU against raw pkcs11js pinned to the same CPU, the
+ * service's CPU per signature beyond raw's (what the service adds to the HSM's work), and
+ * latency against raw's.
+ */
+export function headlineTable(rows: Row[]): string[] {
   const head =
-    'algorithm        c  ch |  raw sign/s  p50 ms  p99 ms | svc sign/s  p50 ms  p99 ms | svc/raw';
+    'point                                      c |  raw /s  svc /s svc/raw |' +
+    ' raw µs/sign svc µs/sign beyond HSM µs | raw p50/p99 ms | svc p50/p99 ms';
   const lines = rows.map((r) =>
     [
-      `${name(r)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
-      `${f(r.raw?.unitsPerSec, 0, 11)} ${f(r.raw?.p50Ms, 2, 7)} ${f(r.raw?.p99Ms, 2, 7)} |`,
-      `${f(r.service.unitsPerSec, 0, 10)} ${f(r.service.p50Ms, 2, 7)} ${f(r.service.p99Ms, 2, 7)} |`,
-      `${pct(r.ratio, 7)}${noisy(r) ? ' !' : '  '}${r.note ? ` ${r.note}` : ''}`,
-      errorsNote(r),
-    ]
-      .join(' ')
-      .trimEnd(),
+      `${name(r, 40)} ${String(r.concurrency).padStart(3)} |`,
+      `${f(r.base?.unitsPerSec, 0, 7)} ${f(r.service.unitsPerSec, 0, 7)} ${pct(ratios(r).throughput, 7)} |`,
+      `${f(r.base?.cpu.raw?.usPerSign, 0, 11)} ${f(r.service.cpu.signer?.usPerSign, 0, 11)}`,
+      `${f(beyondHsm(r), 0, 13)} |`,
+      `${`${f(r.base?.p50Ms, 2, 0)} / ${f(r.base?.p99Ms, 2, 0)}`.padStart(14)} |`,
+      `${`${f(r.service.p50Ms, 2, 0)} / ${f(r.service.p99Ms, 2, 0)}`.padStart(14)}${flag(noisyRow(r))}`,
+    ].join(' '),
   );
-  return [head, '-'.repeat(head.length), ...lines, ...legend(rows.some(noisy), ' (see "other cores" below)')].join('\n');
+  return table(head, lines, rows.some(noisyRow));
 }
 
-const legend = (any: boolean, where = '') =>
-  any ? [`! other processes used more than ${NOISY_CORES} cores during this row${where}: its figures are disturbed`] : [];
+/** Every point, single-key and threshold: the service against its baseline. */
+export function throughputTable(rows: Row[]): string[] {
+  const head =
+    'point                                 cpus   c | baseline        /s  p50 ms  p99 ms |' +
+    '      /s  p50 ms  p99 ms | svc/base p50 x | note';
+  const side = (s: Side | undefined) => `${f(s?.unitsPerSec, 0, 7)} ${f(s?.p50Ms, 2, 7)} ${f(s?.p99Ms, 2, 7)}`;
+  const lines = rows.map((r) => {
+    const x = ratios(r);
+    const errors = [r.base, r.service].filter((s) => s?.errors).map((s) => `${s!.errors} errors (${s!.firstError})`);
+    return [
+      `${name(r, 37)} ${r.cpus.padEnd(4)} ${String(r.concurrency).padStart(3)} |`,
+      `${(r.base?.name ?? '').padEnd(10)} ${side(r.base)} |`,
+      `${side(r.service)} |`,
+      `${pct(x.throughput, 8)} ${f(x.p50, 2, 4)}x |`,
+      [r.note, ...errors].filter(Boolean).join('; ') + flag(noisyRow(r)),
+    ]
+      .join(' ')
+      .trimEnd();
+  });
+  return table(head, lines, rows.some(noisyRow));
+}
 
-function errorsNote(r: Row): string {
-  const e = [r.raw?.errors ? `raw errors ${r.raw.errors} (${r.raw.firstError})` : '', r.service.errors ? `svc errors ${r.service.errors} (${r.service.firstError})` : ''];
-  return e.filter(Boolean).join('; ');
+/** CPU by process per signature, the signer's own latency, and what other processes used. */
+export function cpuTable(rows: Row[]): string[] {
+  const head =
+    'point                                 cpus   c | µs per signature by process (cores busy, JS thread busy) |' +
+    ' handler / HSM held ms | other cores base/svc';
+  const use = (cpu: Record<string, CpuUse>) =>
+    Object.entries(cpu)
+      .map(([n, u]) => `${n} ${f(u.usPerSign, 0, 0)} (${f(u.cores, 2, 0)}, ${pct(u.jsThread, 0)})`)
+      .join(', ');
+  const lines = rows.map((r) => {
+    const s = r.service.server;
+    return [
+      `${name(r, 37)} ${r.cpus.padEnd(4)} ${String(r.concurrency).padStart(3)} |`,
+      `${[r.base && use(r.base.cpu), use(r.service.cpu)].filter(Boolean).join('; ')} |`,
+      `${f(s?.handler?.meanMs, 2, 7)} / ${f(s?.hsm?.meanMs, 2, 6)} |`,
+      `${f(clamp(r.base?.machine.otherCores), 2, 4)} / ${f(clamp(r.service.machine.otherCores), 2, 4)}`,
+    ].join(' ');
+  });
+  return table(head, lines, false);
 }
 
 /** Sampling jitter can make a near-zero difference slightly negative. */
 const clamp = (n: number | undefined) => (n === undefined ? undefined : Math.max(0, n));
 
-export function cpuTable(rows: Row[]): string {
-  const head =
-    'algorithm        c  ch | raw µs/sign cores  JS | server µs/sign cores  JS | client µs/sign cores  JS | handler ms hsm-held ms | other cores raw/svc';
-  const lines = rows.map((r) =>
-    [
-      `${name(r)} ${String(r.concurrency).padStart(3)} ${String(r.service.channels).padStart(3)} |`,
-      `${f(r.raw?.cpu.usPerSign, 0, 11)} ${f(r.raw?.cpu.cores, 2, 5)} ${pct(r.raw?.cpu.jsThread, 4)} |`,
-      `${f(r.service.server.cpu.usPerSign, 0, 14)} ${f(r.service.server.cpu.cores, 2, 5)} ${pct(r.service.server.cpu.jsThread, 4)} |`,
-      `${f(r.service.client.usPerSign, 0, 14)} ${f(r.service.client.cores, 2, 5)} ${pct(r.service.client.jsThread, 4)} |`,
-      `${f(r.service.server.handler?.meanMs, 2, 10)} ${f(r.service.server.hsm?.meanMs, 2, 11)} |`,
-      `${f(clamp(r.raw?.machine.otherCores), 2, 11)} / ${f(clamp(r.service.machine.otherCores), 2, 4)}`,
-    ].join(' '),
-  );
-  return [head, '-'.repeat(head.length), ...lines].join('\n');
-}
-
 /** Large SignBatch calls against the same number of raw signs issued at once (medians). */
-export function batchTable(points: BatchPoint[]): string {
-  const head = 'SignBatch          items runs | raw items/s wall ms | svc items/s wall ms  min ms  max ms server µs/item | svc/raw';
+export function batchTable(points: BatchPoint[]): string[] {
+  const head =
+    'SignBatch          items runs | raw items/s wall ms |' +
+    ' svc items/s wall ms  min ms  max ms server µs/item | svc/raw';
   const lines = points.map((p) => {
     const walls = p.service.runs.map((r) => r.wallMs);
     return [
       `${`evm, ${p.keyId}`.padEnd(18)} ${String(p.items).padStart(5)} ${String(p.service.runs.length).padStart(4)} |`,
       `${f(p.raw.itemsPerSec, 0, 11)} ${f(p.raw.wallMs, 0, 7)} |`,
-      `${f(p.service.itemsPerSec, 0, 11)} ${f(p.service.wallMs, 0, 7)} ${f(Math.min(...walls), 0, 7)} ${f(Math.max(...walls), 0, 7)} ${f(p.service.serverUsPerItem, 0, 14)} |`,
-      `${pct(p.ratio, 7)}${p.noisy ? ' !' : ''}`,
+      `${f(p.service.itemsPerSec, 0, 11)} ${f(p.service.wallMs, 0, 7)} ${f(Math.min(...walls), 0, 7)}`,
+      `${f(Math.max(...walls), 0, 7)} ${f(p.service.serverUsPerItem, 0, 14)} |`,
+      `${pct(p.ratio, 7)}${flag(p.noisy)}`,
     ].join(' ');
   });
-  return [head, '-'.repeat(head.length), ...lines, ...legend(points.some((p) => p.noisy))].join('\n');
+  return table(head, lines, points.some((p) => p.noisy));
 }
 
 /** Hot Sign latency on an idle signer and while batches are signed on another key. */
-export function priorityTable(points: PriorityPoint[]): string {
+export function priorityTable(points: PriorityPoint[]): string[] {
   const head =
-    'hot Sign (evm)   c | idle sign/s p50 ms p99 ms loop p99/max ms | busy sign/s p50 ms p99 ms loop p99/max ms | p99 busy/idle | batches: n items/s in-flight';
-  const loop = (w: PriorityPoint['idle']) => `${f(w.eventLoop.p99Ms, 0, 0)}/${f(w.eventLoop.maxMs, 0, 0)}`.padStart(15);
+    'hot Sign (evm)   c | idle sign/s p50 ms p99 ms loop p99/max ms | busy sign/s p50 ms p99 ms loop p99/max ms |' +
+    ' p99 busy/idle | batches: n items/s in-flight';
+  const loop = (w: Side) => `${f(w.server?.eventLoop.p99Ms, 0, 0)}/${f(w.server?.eventLoop.maxMs, 0, 0)}`.padStart(15);
+  const window = (w: Side) => `${f(w.unitsPerSec, 0, 11)} ${f(w.p50Ms, 2, 6)} ${f(w.p99Ms, 2, 6)} ${loop(w)} |`;
+  const noisy = (p: PriorityPoint) => isNoisy(p.idle.machine) || isNoisy(p.busy.machine);
   const lines = points.map((p) =>
     [
       `${p.hotKey.padEnd(15)} ${String(p.concurrency).padStart(2)} |`,
-      `${f(p.idle.unitsPerSec, 0, 11)} ${f(p.idle.p50Ms, 2, 6)} ${f(p.idle.p99Ms, 2, 6)} ${loop(p.idle)} |`,
-      `${f(p.busy.unitsPerSec, 0, 11)} ${f(p.busy.p50Ms, 2, 6)} ${f(p.busy.p99Ms, 2, 6)} ${loop(p.busy)} |`,
+      window(p.idle),
+      window(p.busy),
       `${f(p.ratio, 2, 12)}x |`,
-      `${String(p.batches.count).padStart(11)} ${f(p.batches.itemsPerSec, 0, 7)} ${pct(p.batches.coverage, 9)}`,
-      isNoisy(p.idle.machine) || isNoisy(p.busy.machine) ? '!' : '',
-    ].join(' ').trimEnd(),
+      `${String(p.batches.count).padStart(11)} ${f(p.batches.itemsPerSec, 0, 7)}`,
+      `${pct(p.batches.coverage, 9)}${flag(noisy(p))}`,
+    ].join(' '),
   );
-  return [head, '-'.repeat(head.length), ...lines, ...legend(points.some((p) => isNoisy(p.idle.machine) || isNoisy(p.busy.machine)))].join('\n');
+  return table(head, lines, points.some(noisy));
+}
+
+/** The whole stdout report: setup, the headline, every point, batches, priority, targets, CPU. */
+export function report(r: RunResult): string {
+  const { options: o, machine: m, pinning: p } = r;
+  const headline = r.rows.filter((x) => x.cpus === 'one');
+  const where =
+    'skipped' in p ? `NOT pinned (${p.skipped})` : `signer on CPU ${p.signer}, load generator on CPU ${p.load}`;
+  const section = (title: string, lines: string[]) => (lines.length > 2 ? ['', title, ...lines] : []);
+  return [
+    `hsm-signer bench, ${r.date}${o.quick ? ' (quick: every point briefly, figures rough)' : ''}`,
+    `machine: ${m.cpuModel}, nproc ${m.nproc}, ${m.memGiB} GiB, Linux ${m.kernel}, node ${m.node},` +
+      ` SoftHSM ${m.softhsm}`,
+    `setup: one fresh SoftHSM token; raw pkcs11js (C_SignInit + C_SignAsync) and every signer:` +
+      ` ${o.sessions} sessions;` +
+      ` signers warmed up by ${o.warmupRequests} requests of each kind, then ${o.warmup}s before each point;` +
+      ` ${o.seconds}s per point (P-256/Ed25519 ${o.extraSeconds}s, threshold ${o.thresholdSeconds}s)`,
+    'service: the signer as a child process; Signer.Sign over mTLS from this process (the load generator); policy,' +
+      ' replay guard and audit on every call; SQLite unless noted. cpus "one": pinned with taskset; "all": shared',
+    ...section(
+      `One-core efficiency: ${where}; raw pkcs11js on the signer's CPU; beyond HSM = signer CPU per sign - raw's:`,
+      headlineTable(headline),
+    ),
+    ...section(
+      'Every point against its baseline (raw pkcs11js; threshold: the same FROST computation in this process, c=1):',
+      throughputTable(r.rows),
+    ),
+    ...section(
+      `SignBatch of ${o.batchItems} EVM payouts vs as many raw signs at once (medians):`,
+      batchTable(r.batches),
+    ),
+    ...section(
+      `Hot Sign, signer idle vs ${o.batchItems}-item batches signed back to back on another key` +
+        " (loop: the signer's event-loop delay; in-flight: share of the window with a batch running):",
+      priorityTable(r.priority),
+    ),
+    '',
+    ...r.targets.map((t) => t.text),
+    ...r.notes,
+    ...section('CPU by process ("client" is this process; "raw" and "in-process" are baselines):', cpuTable(r.rows)),
+  ].join('\n');
 }

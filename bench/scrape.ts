@@ -42,6 +42,8 @@ export interface ServerWindow {
   handler?: HistogramDelta;
   /** signer_hsm_sign_duration_seconds: a session held from C_SignInit to C_SignAsync's continuation. */
   hsm?: HistogramDelta;
+  /** The event-loop delay over the window (prom-client resets its histogram on every scrape). */
+  eventLoop: { p99Ms?: number; maxMs?: number };
 }
 
 const sum = (s: Scrape, pred: (k: string) => boolean) => [...s].filter(([k]) => pred(k)).reduce((a, [, v]) => a + v, 0);
@@ -65,14 +67,8 @@ export function serverWindow(a: Scrape, b: Scrape, algorithm: string): ServerWin
     cpuSeconds: diff(a, b, (k) => k === 'process_cpu_seconds_total'),
     handler: histogram(a, b, 'signer_sign_duration_seconds', `algorithm="${algorithm}"`),
     hsm: histogram(a, b, 'signer_hsm_sign_duration_seconds', ''),
+    eventLoop: { p99Ms: ms(b, 'nodejs_eventloop_lag_p99_seconds'), maxMs: ms(b, 'nodejs_eventloop_lag_max_seconds') },
   };
 }
 
-/**
- * The signer's event-loop delay since the previous scrape (prom-client resets its
- * monitorEventLoopDelay histogram on every collect): scrape at a window's start, then at its end.
- */
-export function eventLoopDelay(end: Scrape): { p99Ms?: number; maxMs?: number } {
-  const ms = (k: string) => (end.has(k) ? end.get(k)! * 1000 : undefined);
-  return { p99Ms: ms('nodejs_eventloop_lag_p99_seconds'), maxMs: ms('nodejs_eventloop_lag_max_seconds') };
-}
+const ms = (s: Scrape, k: string) => (s.has(k) ? s.get(k)! * 1000 : undefined);

@@ -1,68 +1,165 @@
 /**
- * Threshold signing throughput and latency: 2-of-3 FROST (Ed25519 and BIP340) through the signer
- * and three cosigner processes over gRPC, against the same FROST computation in one process, in
- * one run. Also the last step of `npm run bench` (bench/sign.ts, unless --no-threshold).
- *
- *   npx tsx bench/threshold.ts [--threshold-seconds 5] [--warmup 1] [--threshold-concurrency 8,16]
- *                              [--pool-size <n>] [--suites frost-ed25519,frost-secp256k1-tr]
- *                              [--retries 2] [--noise-budget 60] [--out <file>] [--keep]
- *
- * In-process: per signature two `commit`s, two `signShare`s and `aggregate` (src/threshold/
- * participant.ts, which checks the result with noble's ed25519/schnorr verify), sequentially on
- * this thread: p50/p99 of each signature and signatures/s. Service: the real signer as a child
- * process with a `threshold` section for three real cosigners (each its own SoftHSM token), one
- * key per suite made by KeyAdmin.CreateKey (DKG), Signer.Sign as payment-engine (Ed25519: 32..64
- * byte messages; BIP340: 32-byte digests) at c=1 for latency and at each --threshold-concurrency
- * for throughput; a sample of the signatures is checked with noble's verifiers. Targets (issue):
- * service p50 at most 1.5x in-process, service sig/s above in-process.
- * Results: tables on stdout, JSON in .test/bench-threshold.json.
+ * Threshold points: 2-of-3 FROST (Ed25519 and BIP340) through the signer child and three
+ * cosigner processes (each its own SoftHSM token and SQLite file, harness/cosigners.ts), against
+ * its baseline: the same FROST computation in this one process, one signature after the other
+ * (two `commit`s, two `signShare`s, `aggregate` with its independent verification), through the
+ * same wrappers (src/core/frost/participant.ts) and keys made by the same DKG. Both sides run
+ * through the one point runner and land in the one report table.
  */
-import { join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
-import { repoRoot } from '../harness/token.js';
-import { Noise } from './noise.js';
-import { count, positive } from './options.js';
-import { runThreshold, thresholdReport, writeThresholdJson } from './threshold-run.js';
-import { defaultPoolSize, WIRE_ALGORITHM } from './threshold-service.js';
+import { performance } from 'node:perf_hooks';
+import type { NonceCommitments } from '@noble/curves/abstract/frost.js';
+import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
+import { aggregate, commit, signShare, type Key } from '../src/core/frost/participant.js';
+import { SUITES, type ThresholdAlgorithm } from '../src/core/frost/suites.js';
+import { startCosigners, thresholdConfig } from '../harness/cosigners.js';
+import { sampleCpu } from './cpu.js';
+import { runCount, type Op } from './load.js';
+import { thresholdPayloads, thresholdSignOp, verifies } from './ops.js';
+import { measurePoint, type Row } from './point.js';
+import { signerChannels, startBenchSigner, type BenchContext } from './signers.js';
 
-const SUITES = Object.keys(WIRE_ALGORITHM) as ThresholdAlgorithm[];
-
-const poolSize = (v: string) => {
-  const n = count(v);
-  if (n < 1 || n > 256) throw new InvalidArgumentError('expected 1..256 (threshold.poolSize in src/infra/config/schema.ts)');
-  return n;
+/** Wire names of the suites (KeyAdmin.CreateKey), and what the report calls them. */
+export const THRESHOLD_SUITES: Record<ThresholdAlgorithm, { wire: string; point: string }> = {
+  'frost-ed25519': { wire: 'FROST_ED25519', point: 'FROST(Ed25519) 2-of-3 Sign' },
+  'frost-secp256k1-tr': { wire: 'FROST_SECP256K1_TR', point: 'FROST(secp256k1) BIP340 2-of-3 Sign' },
 };
-const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);
-const suites = (v: string) =>
-  v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
-    if (!(SUITES as string[]).includes(x)) throw new InvalidArgumentError(`unknown suite ${x} (${SUITES.join(', ')})`);
-    return x as ThresholdAlgorithm;
-  });
 
-const opts = new Command()
-  .name('bench/threshold')
-  .description('Threshold signing (2-of-3 FROST over gRPC, 3 cosigner processes) vs the same FROST computation in one process')
-  .option('--threshold-seconds <s>', 'measured seconds per point', positive, 5)
-  .option('--warmup <s>', 'warm-up seconds before each point', positive, 1)
-  .option('--threshold-concurrency <list>', 'service concurrencies for throughput (latency is measured at c=1)', list, [8, 16])
-  .option('--pool-size <n>', 'threshold.poolSize of the signer (the config default)', poolSize, defaultPoolSize())
-  .option('--suites <list>', 'suites to measure', suites, SUITES)
-  .option('--retries <n>', 'measure a point again (this many times at most) while other processes disturb it', count, 2)
-  .option('--noise-budget <s>', 'seconds per run that waiting for quiet and re-measuring may add', positive, 60)
-  .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-threshold.json'))
-  .option('--keep', 'keep the temp dir (tokens, PKI, configs, stores) for inspection')
-  .parse()
-  .opts<{ thresholdSeconds: number; warmup: number; thresholdConcurrency: number[]; poolSize: number; suites: ThresholdAlgorithm[]; retries: number; noiseBudget: number; out: string; keep?: boolean }>();
+export interface ThresholdOptions {
+  suites: ThresholdAlgorithm[];
+  /** Service concurrencies for throughput (latency is always measured at c=1). */
+  concurrency: number[];
+  seconds: number;
+  warmup: number;
+  /** threshold.poolSize of the signer: nonce commitments fetched ahead per cosigner and key. */
+  poolSize: number;
+}
 
-const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
-const noise = new Noise({ budgetSeconds: opts.noiseBudget, retries: opts.retries, log });
-const result = await runThreshold(
-  { seconds: opts.thresholdSeconds, warmup: opts.warmup, concurrency: opts.thresholdConcurrency, poolSize: opts.poolSize, suites: opts.suites, ...(opts.keep ? { keep: true } : {}) },
-  noise,
-  log,
-);
-console.log(thresholdReport(result));
-console.log(`noise: waiting for quiet and re-measuring took ${noise.budget.spentSeconds}s of the ${opts.noiseBudget}s budget`);
-await writeThresholdJson(opts.out, result, { argv: process.argv.slice(2), noise: noise.budget });
-log(`results written to ${opts.out}`);
+type Steps = { commit: number; signShare: number; aggregate: number };
+
+/** A 2-of-3 key of `suite`, made by running the DKG for all three participants here. */
+function localKeys(suite: ThresholdAlgorithm): Key[] {
+  const s = SUITES[suite];
+  const ids = [1, 2, 3].map((n) => s.frost.Identifier.fromNumber(n));
+  const r1 = ids.map((id) => dkgRound1(s, id, { min: 2, max: 3 }));
+  const others = (i: number) => r1.filter((_, j) => j !== i).map((r) => r.public);
+  const r2 = r1.map((r, i) => dkgRound2(s, r.secret, others(i)));
+  const sharesFor = (i: number, me: string) => ids.flatMap((_, j) => (j === i ? [] : [r2[j]![me]!]));
+  return ids.map((me, i) => dkgRound3(s, r1[i]!.secret, others(i), sharesFor(i, me)));
+}
+
+/** One signature by participants `seq % 3` and `(seq + 1) % 3`, each step's time added to `steps`. */
+function signLocally(suite: ThresholdAlgorithm, keys: Key[], message: Uint8Array, seq: number, steps: Steps) {
+  const s = SUITES[suite];
+  const t0 = performance.now();
+  const rounds = [keys[seq % 3]!, keys[(seq + 1) % 3]!].map((key) => ({ key, ...commit(s, key.secret) }));
+  const t1 = performance.now();
+  const byId = (a: NonceCommitments, b: NonceCommitments) => (a.identifier < b.identifier ? -1 : 1);
+  const list = rounds.map((r) => r.commitments).sort(byId);
+  const shares: Record<string, Uint8Array> = {};
+  for (const r of rounds) shares[r.key.secret.identifier] = signShare(s, r.key, r.nonces, list, message);
+  const t2 = performance.now();
+  const signature = aggregate(s, keys[0]!.public, list, message, shares);
+  steps.commit += t1 - t0;
+  steps.signShare += t2 - t1;
+  steps.aggregate += performance.now() - t2;
+  return signature;
+}
+
+/**
+ * Waits (at most `maxMs`) until these processes used under 3% of a core for 300 ms: background
+ * refills of the nonce-commitment pools are done, the pools are full.
+ */
+async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
+  const used = () => pids.reduce((s, pid) => s + (sampleCpu(pid).total ?? 0), 0);
+  for (const until = performance.now() + maxMs; performance.now() < until; ) {
+    const a = used();
+    await new Promise((r) => setTimeout(r, 300));
+    if ((used() - a) / 0.3 < 0.03) return true;
+  }
+  return false;
+}
+
+/** The threshold rows, and one note per suite with the in-process steps. */
+export async function thresholdRows(ctx: BenchContext, o: ThresholdOptions): Promise<{ rows: Row[]; notes: string[] }> {
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const cosigners = await startCosigners(ctx.dir, ctx.pki, 3);
+  const cosignerPids = cosigners.map((c) => c.proc.child.pid!);
+  cosignerPids.forEach((pid, i) => ctx.noise.watch(`cosigner-${i + 1}`, () => sampleCpu(pid).total));
+  ctx.log(`cosigners: pids ${cosignerPids.join(', ')}`);
+  try {
+    const keyIds = o.suites.map((suite): [string, string] => [`bench-${suite}`, THRESHOLD_SUITES[suite].wire]);
+    const threshold = { ...thresholdConfig(cosigners, ctx.pki, 2, 3000), poolSize: o.poolSize };
+    const signer = await startBenchSigner(ctx, 'signer-threshold', keyIds, { threshold });
+    const ch = await signerChannels(signer.address, { ca: ctx.pki.caCert, ...ctx.pki.clients['payment-engine']! });
+    const ours = [signer.pid, ...cosignerPids];
+    const cosignerCpu = Object.fromEntries(cosignerPids.map((p, i) => [`cosigner-${i + 1}`, p]));
+    const watch = { client: process.pid, signer: signer.pid, ...cosignerCpu };
+    try {
+      for (const suite of o.suites) {
+        const { point } = THRESHOLD_SUITES[suite];
+        const messages = thresholdPayloads(suite);
+        const key = { keyId: `bench-${suite}`, publicKey: Uint8Array.from(signer.keys[`bench-${suite}`]!) };
+
+        // 1. The baseline: JIT-warm, one signature checked, then the point with its steps timed.
+        const keys = localKeys(suite);
+        const steps: Steps = { commit: 0, signShare: 0, aggregate: 0 };
+        const chain = SUITES[suite].chainPublicKey(keys[0]!.public);
+        for (let i = 0; i < 10; i++) {
+          const sig = signLocally(suite, keys, messages[i]!, i, steps);
+          if (!verifies(suite, sig, messages[i]!, chain)) throw new Error(`${suite}: in-process signature invalid`);
+        }
+        Object.assign(steps, { commit: 0, signShare: 0, aggregate: 0 });
+        let made = 0;
+        // Yields to the event loop before each signature, so that the window's timers run.
+        const local: Op = async (seq) => {
+          await new Promise((r) => setImmediate(r));
+          signLocally(suite, keys, messages[seq % messages.length]!, seq, steps);
+          made++;
+          return 1;
+        };
+        const inProcess = { ...o, concurrency: 1, watch: { 'in-process': process.pid } };
+        const base = await measurePoint(ctx.noise, `${suite} in-process`, () => local, inProcess);
+        const ms = (x: number) => (x / made).toFixed(2);
+        notes.push(
+          `${point}: in-process steps per signature (ms): 2 x commit ${ms(steps.commit)},` +
+            ` 2 x signShare ${ms(steps.signShare)}, aggregate (with independent verification) ${ms(steps.aggregate)}`,
+        );
+
+        // 2. The service: the first signatures one at a time (with every pool empty, each of
+        //    `top` concurrent first signatures would fetch the pools itself), then a warm-up at
+        //    the top concurrency, then c=1 for latency and each concurrency for throughput.
+        const top = Math.max(1, ...o.concurrency);
+        const warm = async (n: number, c: number) => {
+          const w = await runCount(thresholdSignOp(ch.signers[0]!, key, suite, messages).op, n, c);
+          if (w.errors) ctx.log(`${suite}: ${w.errors} of ${n} warm-up signatures failed; first: ${w.firstError}`);
+        };
+        await warm(5, 1);
+        if (!(await settled(ours, 30_000))) ctx.log(`${suite}: signer and cosigners still busy after first signatures`);
+        await warm(4 * top, top);
+        for (const c of [1, ...o.concurrency.filter((x) => x > 1)]) {
+          if (!(await settled(ours))) ctx.log(`${suite}: signer and cosigners still busy before c=${c}; measuring`);
+          // Every attempt's sampled signatures are checked, the kept one's among them.
+          const checks: Array<() => number> = [];
+          const signing = () => {
+            const s = thresholdSignOp(ch.signers[0]!, key, suite, messages);
+            checks.push(s.check);
+            return s.op;
+          };
+          const metrics = { url: signer.metricsUrl, algorithm: suite };
+          const at = { ...o, concurrency: c, watch, metrics };
+          const service = await measurePoint(ctx.noise, `${suite} service`, signing, at);
+          const note = `${checks.reduce((n, check) => n + check(), 0)} sampled signatures verified`;
+          rows.push({ point, cpus: 'all', concurrency: c, base: { name: 'in-process', ...base }, service, note });
+        }
+      }
+    } finally {
+      ch.close();
+      ctx.log(await signer.stop());
+    }
+  } finally {
+    await Promise.all(cosigners.map((c) => c.stop().catch(() => undefined)));
+    cosignerPids.forEach((_, i) => ctx.noise.unwatch(`cosigner-${i + 1}`));
+  }
+  return { rows, notes };
+}

@@ -5,7 +5,6 @@ import { loadConfig } from '../src/infra/config/load.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 import { KeyRegistry } from '../src/signer/keys/registry.js';
 import { openStore } from '../src/infra/store/open.js';
-import { eventDraft } from '../src/signer/audit/drafts.js';
 
 const DEMO: Array<[string, Algorithm]> = [
   ['hot-secp256k1', 'ecdsa-secp256k1'],
@@ -29,8 +28,7 @@ try {
   const have = new Set(keys.list().map((k) => k.keyId));
   for (const [id, alg] of DEMO) {
     if (have.has(id)) continue;
-    const key = await keys.create(id, alg);
-    await store.appendAudit([eventDraft('key.create', new Date(), 'dev-setup', { keyId: id, keyVersion: key.version, intent: { algorithm: alg } })]);
+    await keys.create(id, alg, { client: 'dev-setup' });
     process.stderr.write(`dev-setup: created demo key ${id} (${alg})\n`);
   }
 } finally {

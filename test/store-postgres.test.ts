@@ -83,5 +83,5 @@ t.test('postgres: replicas starting together create the schema once', async (t) 
     `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1`,
     [schema],
   );
-  t.equal(rows[0].n, 9, 'all nine tables');
+  t.equal(rows[0].n, 10, 'all nine tables and schema_version');
 });

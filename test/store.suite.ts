@@ -233,8 +233,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       { client: 'engine', requestId: 'a' },
       { client: 'engine', requestId: 'b' },
       { client: 'engine', requestId: 'unknown' },
-    ]);
-    await s.abandon([]);
+    ], []);
+    await s.abandon([], []);
     const v = await peek(s, request([a, b], at(1)));
     t.equal(v.items[0]!.request?.state, 'pending');
     t.equal(v.items[0]!.request?.leaseExpired, true, 'request lease ended');
@@ -478,7 +478,7 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       ...over,
     });
     const keys = [key('b-key', 1), key('a-key', 2, { state: 'verify-only', algorithm: 'ed25519' }), key('a-key', 1), key('B-key', 1, { state: 'disabled' })];
-    for (const k of keys) await s.insertKey(k);
+    for (const k of keys) await s.insertKey(k, []);
     const listed = await s.listKeys();
     t.same(
       listed.map((k) => [k.keyId, k.version]),
@@ -497,8 +497,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(hex(a2.publicKey), hex(keys[1]!.publicKey));
     t.equal(a2.createdAt.getTime(), T0 + 2);
     t.ok(a2.createdAt instanceof Date);
-    await t.rejects(s.insertKey(key('a-key', 1)), KeyExistsError, 'same key id and version');
-    await t.rejects(s.insertKey(key('c-key', 1, { ckaId: keys[0]!.ckaId })), KeyExistsError, 'same CKA_ID');
+    await t.rejects(s.insertKey(key('a-key', 1), []), KeyExistsError, 'same key id and version');
+    await t.rejects(s.insertKey(key('c-key', 1, { ckaId: keys[0]!.ckaId }), []), KeyExistsError, 'same CKA_ID');
     t.equal((await s.listKeys()).length, 4);
   });
 
@@ -516,8 +516,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       retireAt: null,
     };
     const v2: KeyRecord = { ...v1, version: 2, ckaId: h('cka rot 2').subarray(0, 16), publicKey: randomBytes(65), createdAt: at(1000), stateChangedAt: at(1000) };
-    await s.insertKey(v1);
-    await s.rotateKey(v2, 1, at(61_000));
+    await s.insertKey(v1, []);
+    await s.rotateKey(v2, 1, at(61_000), []);
     const [r1, r2] = await s.listKeys();
     t.same(
       [r1!.state, r1!.stateChangedAt.getTime(), r1!.retireAt?.getTime()],
@@ -526,22 +526,22 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     );
     t.same([r2!.version, r2!.state, r2!.stateChangedAt.getTime(), r2!.retireAt], [2, 'active', T0 + 1000, null], 'the new one active');
     const v3 = { ...v2, version: 3, ckaId: h('cka rot 3').subarray(0, 16) };
-    await t.rejects(s.rotateKey(v3, 1, at(70_000)), KeyExistsError, 'rotating from a version that is no longer active');
-    await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000)), KeyExistsError, 'a version that exists');
+    await t.rejects(s.rotateKey(v3, 1, at(70_000), []), KeyExistsError, 'rotating from a version that is no longer active');
+    await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000), []), KeyExistsError, 'a version that exists');
     t.same((await s.listKeys()).map((k) => [k.version, k.state]), [[1, 'verify-only'], [2, 'active']], 'a failed rotation changes nothing');
 
-    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000)), true);
-    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000)), false, 'not from a state it is not in');
-    t.equal(await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000)), false, 'not a version that does not exist');
+    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000), []), true);
+    t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000), []), false, 'not from a state it is not in');
+    t.equal(await s.setKeyState('rot', 9, ['active'], 'disabled', at(62_000), []), false, 'not a version that does not exist');
     const [d1] = await s.listKeys();
     t.same([d1!.state, d1!.stateChangedAt.getTime(), d1!.retireAt], ['disabled', T0 + 61_000, null]);
   });
 
   t.test(`${name}: policies keep every version`, async (t) => {
     const s = await fresh(t);
-    const p1 = await s.putPolicy('hot', '{"v":1}', 'config', at(0));
-    const p2 = await s.putPolicy('hot', '{"v":2}', 'alice', at(1000));
-    await s.putPolicy('Cold', '{"c":1}', 'config', at(2000));
+    const p1 = await s.putPolicy('hot', '{"v":1}', 'config', at(0), () => []);
+    const p2 = await s.putPolicy('hot', '{"v":2}', 'alice', at(1000), () => []);
+    await s.putPolicy('Cold', '{"c":1}', 'config', at(2000), () => []);
     t.same([p1.version, p2.version], [1, 2]);
     t.same(p2, { name: 'hot', version: 2, document: '{"v":2}', updatedAt: at(1000), updatedBy: 'alice' });
     t.same(
@@ -559,6 +559,83 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       ],
     );
     t.same(await s.policyHistory('none'), []);
+  });
+
+  t.test(`${name}: key, policy and lease changes commit with their audit entries, or not at all`, async (t) => {
+    const s = await fresh(t);
+    const v = (version: number, over: Partial<KeyRecord> = {}): KeyRecord => ({
+      keyId: 'aud',
+      version,
+      algorithm: 'frost-ed25519',
+      ckaId: h(`cka aud ${version}`).subarray(0, 16),
+      publicKey: h(`pub aud ${version}`),
+      state: 'active',
+      createdAt: at(version),
+      stateChangedAt: at(version),
+      retireAt: null,
+      threshold: { minSigners: 2, cosigners: [1, 2], epoch: 0, sharesSince: at(0).toISOString(), publicPackage: '{}' },
+      ...over,
+    });
+    const event = (kind: string, intent: Record<string, string> | null = null): AuditDraft =>
+      draft(null, { kind, at: at(5), decision: 'done', intent, payloadHash: null, signatureHash: null });
+    const bad = (): AuditDraft => ({ ...event('bad'), at: new Date(Number.NaN) });
+    const kinds = async () => (await readChain(s)).map((e) => e.kind);
+    const states = async () => (await s.listKeys()).map((k) => `v${k.version}:${k.state}:${k.threshold?.epoch}`);
+
+    await s.insertKey(v(1), [event('key.create')]);
+    await t.rejects(s.insertKey(v(9), [bad()]), 'an insert whose entry cannot be written fails');
+    await t.rejects(s.insertKey(v(1), [event('key.create')]), KeyExistsError, 'an insert that fails writes no entry');
+    t.same(await states(), ['v1:active:0'], 'neither inserted anything');
+    t.same(await kinds(), ['key.create']);
+
+    await t.rejects(s.rotateKey(v(2), 1, at(60), [bad()]), 'a rotation whose entry cannot be written fails');
+    t.same(await states(), ['v1:active:0'], 'and changes nothing');
+    await s.rotateKey(v(2), 1, at(60), [event('key.rotate', { previousVersion: '1' })]);
+    const lost = s.rotateKey(v(3), 1, at(60), [event('key.rotate')]);
+    await t.rejects(lost, KeyExistsError, 'a lost rotation writes no entry');
+    t.same(await states(), ['v1:verify-only:0', 'v2:active:0']);
+
+    const info = { ...v(2).threshold!, epoch: 1 };
+    await t.rejects(s.updateThreshold('aud', 2, info, [bad()]), 'a refresh whose entry cannot be written fails');
+    await t.rejects(s.updateThreshold('aud', 7, info, [event('key.refresh')]), 'a refresh of a missing version fails');
+    t.same(await states(), ['v1:verify-only:0', 'v2:active:0'], 'and neither changed the shares');
+    await s.updateThreshold('aud', 2, info, [event('key.refresh', { epoch: '1' })]);
+
+    const unaudited = s.setKeyState('aud', 1, ['verify-only'], 'disabled', at(70), [bad()]);
+    await t.rejects(unaudited, 'a state change whose entry cannot be written fails');
+    const moved = await s.setKeyState('aud', 1, ['active'], 'disabled', at(70), [event('key.disable')]);
+    t.equal(moved, false, 'a change that does not apply');
+    t.same(await states(), ['v1:verify-only:0', 'v2:active:1'], 'the refresh applied, the failed changes did not');
+    t.equal(await s.setKeyState('aud', 1, ['verify-only'], 'disabled', at(70), [event('key.disable')]), true);
+
+    await t.rejects(s.putPolicy('p', '{"v":1}', 'alice', at(80), () => [bad()]), 'a policy without its entry fails');
+    t.same(await s.policyHistory('p'), [], 'and is not stored');
+    const policyEvent = (version: number) => [event('policy.set', { version: String(version) })];
+    const p = await s.putPolicy('p', '{"v":1}', 'alice', at(80), policyEvent);
+    t.equal(p.version, 1, 'the version the entry was made for');
+
+    await write(s, request([item('lease')], at(0)), ['insert']);
+    const lease = async () => (await peek(s, request([item('lease')], at(1)))).items[0]!.request?.leaseExpired;
+    const leased = [{ client: 'engine', requestId: 'lease' }];
+    await t.rejects(s.abandon(leased, [bad()]), 'a release without its entry fails');
+    t.equal(await lease(), false, 'and keeps the lease');
+    await s.abandon(leased, [event('sign.failed')]);
+    t.equal(await lease(), true);
+
+    const entries = await readChain(s);
+    t.same(
+      entries.map((e) => [e.kind, e.intent]),
+      [
+        ['key.create', null],
+        ['key.rotate', { previousVersion: '1' }],
+        ['key.refresh', { epoch: '1' }],
+        ['key.disable', null],
+        ['policy.set', { version: '1' }],
+        ['sign.failed', null],
+      ],
+      'exactly one entry per change that committed, in order',
+    );
+    checkChain(t, entries);
   });
 
   t.test(`${name}: audit entries of reserve, complete and appendAudit form one chain 1..N`, async (t) => {
@@ -924,8 +1001,10 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         stateChangedAt: at(v),
         retireAt: null,
       });
-      await a.insertKey(version(1));
-      const tries = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).rotateKey(version(2 + i), 1, at(60_000))));
+      await a.insertKey(version(1), []);
+      const rotated = (v: number) => draft(null, { kind: 'key.rotate', keyId: 'rot', keyVersion: v, decision: 'done' });
+      const rotate = (i: number) => (i % 2 ? a : b).rotateKey(version(2 + i), 1, at(60_000), [rotated(2 + i)]);
+      const tries = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => rotate(i)));
       t.equal(tries.filter((r) => r.status === 'fulfilled').length, 1, 'one rotation');
       t.ok(
         tries.every((r) => r.status === 'fulfilled' || r.reason instanceof KeyExistsError),
@@ -940,6 +1019,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         ],
         'the old version verify-only, only the winner inserted',
       );
+      const entries = await readChain(b);
+      t.same(entries.map((e) => [e.kind, e.keyVersion]), [['key.rotate', winner]], "one entry: the winner's");
     });
 
     t.test(`${name}: two instances setting one policy get distinct versions`, async (t) => {
@@ -948,7 +1029,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         await a.close();
         await b.close();
       });
-      const puts = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).putPolicy('p', `{"i":${i}}`, `admin-${i}`, at(i))));
+      const set = (i: number) => (v: number) => [
+        draft(`admin-${i}`, { kind: 'policy.set', intent: { version: String(v) } }),
+      ];
+      const put = (i: number) => (i % 2 ? a : b).putPolicy('p', `{"i":${i}}`, `admin-${i}`, at(i), set(i));
+      const puts = await Promise.all(Array.from({ length: 20 }, (_, i) => put(i)));
       t.same(
         puts.map((p) => p.version).sort((x, y) => x - y),
         Array.from({ length: 20 }, (_, i) => i + 1),
@@ -956,6 +1041,14 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       const history = await a.policyHistory('p');
       t.equal(history.length, 20);
       for (const p of puts) t.equal(history[p.version - 1]!.document, p.document, `version ${p.version} is what its put returned`);
+      // Each put's entry once, made for the version that committed (a retried put appends once).
+      const entries = await readChain(a);
+      t.same(
+        entries.map((e) => `${e.requestId}:${e.intent!.version}`).sort(),
+        puts.map((p) => `${p.updatedBy}:${p.version}`).sort(),
+        'one entry per put, naming the version it got',
+      );
+      checkChain(t, entries);
     });
 
     t.test(`${name}: two instances racing batches: all or nothing, disjoint winners`, async (t) => {

@@ -127,8 +127,11 @@ export interface ReplayStore {
    * their audit entries, in one transaction.
    */
   complete(done: Completion[], audit: AuditDraft[]): Promise<void>;
-  /** Ends the lease of pending items whose signing failed, so a retry can take over at once. */
-  abandon(items: Array<{ client: string; requestId: string }>): Promise<void>;
+  /**
+   * Ends the lease of pending items whose signing failed, so a retry can take over at once, and
+   * appends the entries of those failures, in one transaction.
+   */
+  abandon(items: Array<{ client: string; requestId: string }>, audit: AuditDraft[]): Promise<void>;
   /**
    * Deletes idempotency records and batches created before `requests`, and velocity usage older
    * than `velocity` (which MUST be older than the longest velocity window). Nonce claims are

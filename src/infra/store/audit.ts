@@ -1,9 +1,12 @@
+import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 
 /**
- * The audit log's storage contract. Entries are appended in the same transaction as the replay
- * records they describe, so a signature can never be returned without its entry on disk; the
- * store assigns `seq` (gapless) and links each entry to the previous one's hash.
+ * The audit log's storage contract. Entries are appended in the same transaction as the change
+ * they describe (replay records, key and policy changes: see Store and ReplayStore), so no
+ * signature and no change is ever durable without its entry; the store assigns `seq` (gapless)
+ * and links each entry to the previous one's hash (audit-chain.ts, one function for every
+ * dialect).
  */
 
 export interface StoredCheckpoint {
@@ -15,12 +18,15 @@ export interface StoredCheckpoint {
 }
 
 export interface AuditStore {
-  /** Appends entries on their own (events with no replay record: refusals, key changes...). */
+  /**
+   * Appends entries that describe no stored change (service start and stop, refusals decided
+   * before any record was read). All or nothing.
+   */
   appendAudit(drafts: AuditDraft[]): Promise<void>;
   /** The newest entry's seq and hash; undefined for an empty log. */
   auditHead(): Promise<{ seq: number; hash: string } | undefined>;
   /** Entries with seq in [fromSeq, toSeq], in seq order, read in pages (constant memory). */
-  readAudit(fromSeq: number, toSeq: number): AsyncIterable<import('../../core/audit/chain.js').AuditEntry>;
+  readAudit(fromSeq: number, toSeq: number): AsyncIterable<AuditEntry>;
   /** The seq range of entries whose time falls in [from, to); undefined when none. */
   auditRange(from: Date | null, to: Date | null): Promise<{ first: number; last: number } | undefined>;
   /** Records a checkpoint; a second one for the same seq (another replica) is ignored. */

@@ -1,3 +1,4 @@
+import type { AuditDraft } from '../../core/audit/draft.js';
 import type { Algorithm } from '../config/schema.js';
 
 export type KeyState = 'active' | 'verify-only' | 'disabled' | 'destroyed';
@@ -50,10 +51,14 @@ export interface PolicyRecord {
 /**
  * Durable state shared by all replicas. Implementations enforce uniqueness in the database
  * (constraints, transactions), never with in-process locks.
+ *
+ * Every change of state takes the audit drafts that describe it and commits them in the same
+ * transaction (appended to the chain like AuditStore.appendAudit): the change and its entries
+ * are durable together or not at all. A change that does not apply writes no entry.
  */
 export interface Store {
-  /** Inserts a key version; fails with `KeyExistsError` if (keyId, version) exists. */
-  insertKey(k: KeyRecord): Promise<void>;
+  /** Inserts a key version; fails with `KeyExistsError` if (keyId, version) or its CKA_ID exists. */
+  insertKey(k: KeyRecord, audit: AuditDraft[]): Promise<void>;
   /** Every version of every key, by key id then version. */
   listKeys(): Promise<KeyRecord[]>;
   /**
@@ -61,13 +66,29 @@ export interface Store {
    * one transaction. Fails with KeyExistsError when another replica rotated first (the
    * version exists or `previousVersion` is no longer active).
    */
-  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date): Promise<void>;
-  /** Records a threshold version's refreshed shares (new epoch and public package). */
-  updateThreshold(keyId: string, version: number, info: ThresholdInfo): Promise<void>;
-  /** Moves a version to `to` if its state is one of `from`; false when it was not. */
-  setKeyState(keyId: string, version: number, from: KeyState[], to: KeyState, at: Date): Promise<boolean>;
-  /** Appends the next version of a policy (version = latest + 1, decided in the database). */
-  putPolicy(name: string, document: string, updatedBy: string, at: Date): Promise<PolicyRecord>;
+  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date, audit: AuditDraft[]): Promise<void>;
+  /** Records a threshold version's refreshed shares (new epoch, public package); throws if the version is gone. */
+  updateThreshold(keyId: string, version: number, info: ThresholdInfo, audit: AuditDraft[]): Promise<void>;
+  /** Moves a version to `to` if its state is one of `from`; false (and no entry) when it was not. */
+  setKeyState(
+    keyId: string,
+    version: number,
+    from: KeyState[],
+    to: KeyState,
+    at: Date,
+    audit: AuditDraft[],
+  ): Promise<boolean>;
+  /**
+   * Appends the next version of a policy (version = latest + 1, decided in the database), with
+   * the entries `audit` makes for that version.
+   */
+  putPolicy(
+    name: string,
+    document: string,
+    updatedBy: string,
+    at: Date,
+    audit: (version: number) => AuditDraft[],
+  ): Promise<PolicyRecord>;
   /** The latest version of every policy. */
   listPolicies(): Promise<PolicyRecord[]>;
   /** Every version of one policy, oldest first. */

@@ -2,17 +2,20 @@ import { createHash } from 'node:crypto';
 import type { Prepared } from '../signing/service.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 
-/** Errors whose audit entry was already written in the transaction that decided them. */
-const audited = new WeakSet<object>();
-
-export function markAudited<E extends object>(e: E): E {
-  audited.add(e);
-  return e;
-}
-
-export function wasAudited(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && audited.has(e);
-}
+/**
+ * Audit drafts of the signer. Each entry has one writer, and is committed in the store
+ * transaction of what it records:
+ *
+ * - key and policy changes: the registries, with the change (Store methods take the drafts);
+ * - a sign or batch refused BEFORE its reservation (authorisation, unknown key, undecodable
+ *   payload, no policy, stale client time): the gRPC edge (signer-service.ts), on its own, as
+ *   nothing was stored;
+ * - a refusal or replay decided BY the reservation: that reservation's transaction;
+ * - a signature: the transaction that stores its result (complete); a signing failure, and the
+ *   cosigner faults met while signing: the transaction that releases the reservation (abandon)
+ *   or stores the result;
+ * - service start and stop: the service, on their own.
+ */
 
 /** What the policy saw, for the auditor: chain, nonce, recipient, value; never calldata or secrets. */
 export function intentOf(p: Prepared): Record<string, string> {
@@ -55,6 +58,15 @@ export function signDraft(base: DraftBase, p: Prepared, outcome: { decision: Aud
 /** A refusal decided before a payload could be decoded or bound to a key. */
 export function refusalDraft(kind: string, base: DraftBase, reason: string): AuditDraft {
   return { kind, ...base, payloadHash: null, intent: null, decision: 'refused', reason, signatureHash: null };
+}
+
+/** A cosigner left out of a threshold signature: which one, why, and for which request. */
+export function faultDraft(
+  at: Date,
+  f: { keyId: string; version: number; cosigner: number; why: string; requestId: string },
+): AuditDraft {
+  const intent = { cosigner: String(f.cosigner), why: f.why, requestId: f.requestId };
+  return eventDraft('threshold.fault', at, null, { keyId: f.keyId, keyVersion: f.version, intent });
 }
 
 /** Administrative and lifecycle events: key changes, policy changes, start and stop. */

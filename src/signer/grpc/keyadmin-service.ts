@@ -7,9 +7,6 @@ import type { PolicyRecord, Store } from '../../infra/store/store.js';
 import type { Authorizer } from '../../infra/grpc/auth.js';
 import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { unary } from '../../infra/grpc/unary.js';
-import { createHash } from 'node:crypto';
-import { eventDraft } from '../audit/drafts.js';
-import type { AuditStore } from '../../infra/store/audit.js';
 
 const policyToWire = (p: PolicyRecord) => ({
   name: p.name,
@@ -23,64 +20,56 @@ export function keyAdminHandlers(deps: {
   auth: Authorizer;
   keys: KeyRegistry;
   policies: PolicyRegistry;
-  audit: AuditStore;
   jobs: Pick<Store, 'withJobLock'>;
   /** Default overlap of a rotation: how long the previous version stays verify-only. */
   overlapMs: number;
   log: Logger;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, policies, audit, jobs, overlapMs, log } = deps;
-  const record = (kind: string, client: string, k: { keyId: string; version: number }, intent?: Record<string, string>) =>
-    audit.appendAudit([eventDraft(kind, new Date(), client, { keyId: k.keyId, keyVersion: k.version, ...(intent ? { intent } : {}) })]);
+  // Each change is audited by the registry that makes it, in the change's own transaction.
+  const { auth, keys, policies, jobs, overlapMs, log } = deps;
   return {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       const algorithm = algorithmFromWire(call.request.algorithm);
       if (!algorithm) throw new SignerError('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR');
-      const key = await keys.create(call.request.keyId, algorithm);
+      const key = await keys.create(call.request.keyId, algorithm, { client: id.client });
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
-      await record('key.create', id.client, key, { algorithm });
       return keyToWire(key);
     }),
 
     RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
       const id = auth.require(call, 'admin');
       const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
-      const { next, previous } = await keys.rotate(call.request.keyId, overlap);
-      await record('key.rotate', id.client, next, { previousVersion: String(previous.version), overlapSeconds: String(Math.round(overlap / 1000)) });
+      const { next, previous } = await keys.rotate(call.request.keyId, overlap, { client: id.client });
       const after = keys.history(next.keyId);
       return { active: keyToWire(after.find((k) => k.version === next.version)!), previous: keyToWire(after.find((k) => k.version === previous.version)!) };
     }),
 
     DisableKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.disable(call.request.keyId, call.request.version);
-      await record('key.disable', id.client, k);
+      const k = await keys.disable(call.request.keyId, call.request.version, { client: id.client });
       return keyToWire(k);
     }),
 
     DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.destroy(call.request.keyId, call.request.version, call.request.confirmKeyId);
-      await record('key.destroy', id.client, k);
+      const { keyId, version, confirmKeyId } = call.request;
+      const k = await keys.destroy(keyId, version, confirmKeyId, { client: id.client });
       return keyToWire(k);
     }),
 
     RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       // The same job lock as scheduled rotation and refresh: one ceremony per key across replicas.
-      const k = await jobs.withJobLock(`rotate:${call.request.keyId}`, () => keys.refreshShares(call.request.keyId));
+      const refresh = () => keys.refreshShares(call.request.keyId, { client: id.client });
+      const k = await jobs.withJobLock(`rotate:${call.request.keyId}`, refresh);
       if (!k) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${call.request.keyId}" is being rotated or refreshed elsewhere; retry`, { keyId: call.request.keyId });
-      await record('key.refresh', id.client, k, { epoch: String(k.threshold!.epoch) });
       return keyToWire(k);
     }),
 
     SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const record = await policies.set(call.request.name, call.request.document, id.client, new Date());
-      const documentHash = createHash('sha256').update(record.document).digest();
-      await audit.appendAudit([eventDraft('policy.set', record.updatedAt, id.client, { payloadHash: documentHash, intent: { policy: record.name, version: String(record.version) } })]);
-      return policyToWire(record);
+      return policyToWire(await policies.set(call.request.name, call.request.document, id.client, new Date()));
     }),
 
     GetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {

@@ -17,7 +17,6 @@ import { openStore } from '../../infra/store/open.js';
 import { Authorizer } from '../../infra/grpc/auth.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { auditHandlers } from './audit-service.js';
-import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { checkpointSigner } from '../audit/audit-key.js';
@@ -81,38 +80,27 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   await checkpointer.seed();
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const policies = new PolicyRegistry(store, log);
-  const seeded = await policies.seed(config.policies, new Date());
-  if (seeded.length) {
-    await store.appendAudit(
-      seeded.map((r) => eventDraft('policy.set', r.updatedAt, 'config', { payloadHash: createHash('sha256').update(r.document).digest(), intent: { policy: r.name, version: String(r.version) } })),
-    );
-  }
+  // Config policies that changed are stored as new versions, each with its audit entry.
+  await policies.seed(config.policies, new Date());
   checkpointer.start();
   policies.startRefresh(config.refreshMs);
   const auth = new Authorizer(config.clients, config.keyAccess);
-  // A cosigner left out of a signature is named in the audit log and the metrics.
+  // A cosigner left out of a signature is named in the metrics here, and in the audit log by
+  // the sign flow, with the outcome of the request it failed (flow.ts).
   const thresholdSigner =
     cosigners &&
     new ThresholdSigner(
       cosigners,
       config.threshold!,
-      (f) => {
-        metrics.cosignerFaults.inc({ cosigner: String(f.cosigner), why: f.why });
-        store
-          .appendAudit([eventDraft('threshold.fault', new Date(), null, { keyId: f.keyId, keyVersion: f.version, intent: { cosigner: String(f.cosigner), why: f.why, requestId: f.requestId } })])
-          .catch((e) => log.error({ err: e }, 'could not audit a cosigner fault'));
-      },
+      (f) => metrics.cosignerFaults.inc({ cosigner: String(f.cosigner), why: f.why }),
       log,
       (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
   const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...(opts.clock ? { clock: opts.clock } : {}) });
-  // Versions whose overlap ended are disabled by whichever replica sees it first (idempotent).
+  // Versions whose overlap ended are disabled (and audited) by whichever replica sees it first.
   const retirer = setInterval(() => {
-    keys
-      .retireDue()
-      .then((done) => store.appendAudit(done.map((k) => eventDraft('key.disable', new Date(), 'rotation', { keyId: k.keyId, keyVersion: k.version, intent: { why: 'overlap ended' } }))))
-      .catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
+    keys.retireDue().catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
   }, config.refreshMs);
   retirer.unref();
   const pruner = setInterval(() => {
@@ -129,7 +117,8 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const server = new grpc.Server();
   const gate = () => checkpointer.assertConsistent();
   server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log, gate }));
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, audit: store, jobs: store, overlapMs: config.rotation.overlapSeconds * 1000, log }));
+  const overlapMs = config.rotation.overlapSeconds * 1000;
+  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log }));
   server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);

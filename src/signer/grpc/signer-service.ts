@@ -3,13 +3,13 @@ import { SignerError } from '../../core/errors.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
-import type { SignFlow } from '../signing/flow.js';
+import type { CheckedBatch, SignFlow } from '../signing/flow.js';
 import type { Payload } from '../signing/service.js';
 import type { Authorizer, Identity } from '../../infra/grpc/auth.js';
 import { keyToWire } from './convert.js';
 import { unary } from '../../infra/grpc/unary.js';
 import { statusOf, toServiceError } from '../../infra/grpc/status.js';
-import { refusalDraft, wasAudited } from '../audit/drafts.js';
+import { refusalDraft } from '../audit/drafts.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -74,58 +74,76 @@ export function signerHandlers(deps: {
   const { auth, keys, flow, audit, metrics, log, gate } = deps;
 
   /**
-   * Authorises a sign on a key, counts and logs the outcome, and audits refusals that were
-   * decided before the sign flow could audit them (authorisation, unknown key, bad payload).
+   * Authorises a sign on a key, counts and logs the outcome, and audits the refusals raised
+   * before the reservation: authorisation, request fields, and `check` (unknown key, bad
+   * payload, no policy, stale client time), which store nothing. What `run` throws was decided
+   * and audited in a store transaction by the sign flow (or nothing was stored): the edge never
+   * writes a second entry for it.
    */
-  async function observed<T>(
+  async function observed<C, T>(
     id: Identity,
     keyId: string,
     what: { kind: 'sign' | 'batch'; requestId: string; [k: string]: unknown },
-    fn: (algorithm: string) => Promise<T>,
+    check: () => C | Promise<C>,
+    run: (checked: C) => Promise<T>,
   ): Promise<T> {
     const started = process.hrtime.bigint();
     let algorithm = 'unknown';
+    let checked: C;
     try {
       if (!keyId) throw new SignerError('REQUEST_INVALID', 'key_id is required');
       auth.requireKey(id, keyId);
       gate?.();
       algorithm = keys.has(keyId) ? keys.history(keyId)[0]!.algorithm : 'unknown';
-      const out = await fn(algorithm);
+      checked = await check();
+    } catch (e) {
+      const reason = refusal(e, keyId, algorithm, id, what);
+      // Ids that fail their grammar are not copied into the log: they are the client's bytes.
+      const known = keys.has(keyId);
+      const keyVersion = known ? (keys.history(keyId).find((v) => v.state === 'active')?.version ?? null) : null;
+      const requestId = REQUEST_ID.test(what.requestId) ? what.requestId : null;
+      const base = { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion, requestId };
+      await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
+      throw e;
+    }
+    try {
+      const out = await run(checked);
       metrics.signs.inc({ key: keyId, algorithm, outcome: 'ok' });
       metrics.signSeconds.observe({ algorithm }, Number(process.hrtime.bigint() - started) / 1e9);
       log.debug({ client: id.client, keyId, ...what }, 'signed');
       return out;
     } catch (e) {
-      const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
-      metrics.signs.inc({ key: keyId, algorithm, outcome: reason });
-      log.info({ client: id.client, keyId, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
-      if (!wasAudited(e)) {
-        // Ids that fail their grammar are not copied into the log: they are the client's bytes.
-        const known = keys.has(keyId);
-        const requestId = REQUEST_ID.test(what.requestId) ? what.requestId : null;
-        await audit.appendAudit([
-          refusalDraft(what.kind, { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion: known ? (keys.history(keyId).find((v) => v.state === 'active')?.version ?? null) : null, requestId }, reason),
-        ]);
-      }
+      refusal(e, keyId, algorithm, id, what);
       throw e;
     }
+  }
+
+  /** Counts and logs a refusal; its reason. */
+  function refusal(e: unknown, keyId: string, algorithm: string, id: Identity, what: Record<string, unknown>): string {
+    const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
+    metrics.signs.inc({ key: keyId, algorithm, outcome: reason });
+    log.info({ client: id.client, keyId, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
+    return reason;
   }
 
   return {
     Sign: unary(log, async (call: grpc.ServerUnaryCall<WireSignRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      return observed(id, req.keyId, { kind: 'sign', requestId: req.requestId }, async () => {
+      const check = () => {
         if (!REQUEST_ID.test(req.requestId)) throw new SignerError('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
         const clientTime = timeOf(req.clientTime);
-        return flow.sign({ client: id.client, keyId: req.keyId, keyVersion: req.keyVersion, requestId: req.requestId, clientTime, payload: payloadOf(req) });
-      });
+        const { keyId, keyVersion, requestId } = req;
+        return flow.checkSign({ client: id.client, keyId, keyVersion, requestId, clientTime, payload: payloadOf(req) });
+      };
+      const what = { kind: 'sign' as const, requestId: req.requestId };
+      return observed(id, req.keyId, what, check, (checked) => flow.sign(checked));
     }),
 
     SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      return observed(id, req.keyId, { kind: 'batch', requestId: req.batchId, items: req.items.length }, async () => {
+      const check = () => {
         const clientTime = timeOf(req.clientTime);
         const payloads = req.items.map((item, i) => {
           try {
@@ -134,10 +152,14 @@ export function signerHandlers(deps: {
             throw new SignerError('PAYLOAD_INVALID', `item ${i}: ${(e as Error).message}`, { index: String(i) });
           }
         });
-        const results = await flow.signBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads });
+        return flow.checkBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads });
+      };
+      const run = async (checked: CheckedBatch) => {
+        const results = await flow.signBatch(checked);
         const wire = results.map((r) => ('error' in r ? { error: { code: statusOf(r.error.reason), ...r.error } } : r));
         return { batchId: req.batchId, results: wire };
-      });
+      };
+      return observed(id, req.keyId, { kind: 'batch', requestId: req.batchId, items: req.items.length }, check, run);
     }),
 
     GetPublicKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {

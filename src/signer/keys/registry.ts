@@ -7,6 +7,8 @@ import type { Logger } from '../../infra/log.js';
 import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../../infra/store/store.js';
 import type { Ceremonies } from '../threshold/ceremonies.js';
 import { isThresholdAlgorithm } from '../../core/frost/suites.js';
+import type { AuditDraft } from '../../core/audit/draft.js';
+import { eventDraft } from '../audit/drafts.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Keys the service uses itself; clients can neither create nor sign with them. */
@@ -16,9 +18,34 @@ const sameKey = (a: KeyRecord, b: KeyRecord) =>
   a.version === b.version && Buffer.compare(Buffer.from(a.ckaId), Buffer.from(b.ckaId)) === 0;
 
 /**
+ * Who asked for a key change, recorded in its audit entry: a client CN, a service role
+ * ("scheduler", "rotation") or null for the service itself, and what the entry adds to say why
+ * (the schedule that fired, the overlap that ended...).
+ */
+export interface Actor {
+  client: string | null;
+  context?: Record<string, string>;
+}
+
+/** The audit entry of a key change: who, which version, and the change's own facts. */
+function keyEvent(
+  kind: string,
+  at: Date,
+  by: Actor,
+  k: { keyId: string; version: number },
+  facts: Record<string, string> = {},
+): AuditDraft {
+  const intent = { ...facts, ...by.context };
+  const fields = { keyId: k.keyId, keyVersion: k.version, ...(Object.keys(intent).length ? { intent } : {}) };
+  return eventDraft(kind, at, by.client, fields);
+}
+
+/**
  * Key ids, their versions and states, and where each version lives in the token. The store is
  * the source of truth (shared by replicas); this holds a copy so the signing path never waits on
  * the database. Emits `change` with the key id whenever a key's versions or states change.
+ * Every change is stored together with its audit entry (one store transaction): a change that
+ * cannot be audited does not happen.
  *
  * Version states: active (signs; one per key), verify-only (public key served, signing refused
  * with KEY_VERSION_RETIRED), disabled (likewise, after the overlap), destroyed (the private key
@@ -100,11 +127,12 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   }
 
   /** Generates a new key inside the HSM and records it as version 1, active. */
-  create(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+  create(keyId: string, algorithm: Algorithm, by: Actor): Promise<KeyRecord> {
     if (!KEY_ID.test(keyId)) {
-      return Promise.reject(new SignerError('REQUEST_INVALID', 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit'));
+      const message = 'key_id must be 1..64 of [a-z0-9._-], starting with a letter or digit';
+      return Promise.reject(new SignerError('REQUEST_INVALID', message));
     }
-    return this.exclusive(() => this.generate(keyId, algorithm));
+    return this.exclusive(() => this.generate(keyId, algorithm, by));
   }
 
   /**
@@ -117,7 +145,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       const have = this.versions.get(keyId)?.find((v) => v.state === 'active');
       if (have) return have;
       try {
-        return await this.generate(keyId, algorithm);
+        return await this.generate(keyId, algorithm, { client: null });
       } catch (e) {
         if ((e as SignerError).reason !== 'KEY_EXISTS') throw e;
         await this.reload();
@@ -133,14 +161,21 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
    * makes it active and the previous one verify-only until `overlapMs` from now. Requests signed
    * before the switch keep their (old) version in their response; requests after it get the new.
    */
-  rotate(keyId: string, overlapMs: number, now = new Date()): Promise<{ next: KeyRecord; previous: KeyRecord }> {
+  rotate(
+    keyId: string,
+    overlapMs: number,
+    by: Actor,
+    now = new Date(),
+  ): Promise<{ next: KeyRecord; previous: KeyRecord }> {
     return this.exclusive(async () => {
       await this.reload();
       const previous = this.get(keyId);
       const latest = Math.max(...this.history(keyId).map((v) => v.version));
       const next = await this.newVersion(keyId, latest + 1, previous.algorithm, now);
+      const facts = { previousVersion: String(previous.version), overlapSeconds: String(Math.round(overlapMs / 1000)) };
+      const audit = [keyEvent('key.rotate', now, by, next, facts)];
       try {
-        await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs));
+        await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs), audit);
       } catch (e) {
         await this.discard(next);
         if (e instanceof KeyExistsError) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
@@ -153,15 +188,15 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   }
 
   /** Disables a version: it stays listed with its public key, and nothing signs with it. */
-  disable(keyId: string, version: number, now = new Date()): Promise<KeyRecord> {
-    return this.transition(keyId, version, ['active', 'verify-only'], 'disabled', now);
+  disable(keyId: string, version: number, by: Actor, now = new Date()): Promise<KeyRecord> {
+    return this.transition(keyId, version, ['active', 'verify-only'], 'disabled', by, now);
   }
 
   /**
    * Destroys a disabled version's private key in the token (C_DestroyObject). Irreversible, so
    * the caller MUST confirm by naming the key id again.
    */
-  destroy(keyId: string, version: number, confirmKeyId: string, now = new Date()): Promise<KeyRecord> {
+  destroy(keyId: string, version: number, confirmKeyId: string, by: Actor, now = new Date()): Promise<KeyRecord> {
     if (confirmKeyId !== keyId) {
       return Promise.reject(new SignerError('CONFIRMATION_REQUIRED', `destroying a key version needs confirm_key_id = "${keyId}"`, { keyId }));
     }
@@ -173,7 +208,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       }
       if (k.threshold) await this.requireCeremonies().destroy(k);
       else await destroyPrivateKey(this.hsm, k.ckaId);
-      return this.markState(k, ['disabled'], 'destroyed', now);
+      return this.markState(k, ['disabled'], 'destroyed', by, now);
     });
   }
 
@@ -181,36 +216,55 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
    * Re-randomises the cosigners' shares of a threshold key's active version; the public key and
    * address stay. The new public package is stored before any cosigner drops its old share.
    */
-  refreshShares(keyId: string): Promise<KeyRecord> {
+  refreshShares(keyId: string, by: Actor): Promise<KeyRecord> {
     return this.exclusive(async () => {
       await this.reload();
       const k = this.get(keyId);
       if (!k.threshold) throw new SignerError('KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, { keyId });
-      const info = await this.requireCeremonies().refresh(k, (next) => this.store.updateThreshold(k.keyId, k.version, next));
+      const info = await this.requireCeremonies().refresh(k, (next) => {
+        const audit = [keyEvent('key.refresh', new Date(), by, k, { epoch: String(next.epoch) })];
+        return this.store.updateThreshold(k.keyId, k.version, next, audit);
+      });
       await this.reload();
       return { ...k, threshold: info };
     });
   }
 
-  /** Disables verify-only versions whose overlap has ended; idempotent across replicas. */
+  /**
+   * Disables verify-only versions whose overlap has ended; idempotent across replicas (the
+   * entries say "rotation": the overlap a rotation set has ended).
+   */
   retireDue(now = new Date()): Promise<KeyRecord[]> {
     const due = this.list().filter((k) => k.state === 'verify-only' && k.retireAt !== null && k.retireAt <= now);
+    const by: Actor = { client: 'rotation', context: { why: 'overlap ended' } };
     // Another replica may retire the same version first; only this replica's changes count.
-    return Promise.all(due.map((k) => this.transition(k.keyId, k.version, ['verify-only'], 'disabled', now).catch(() => undefined))).then((done) =>
-      done.filter((k): k is KeyRecord => k !== undefined),
-    );
+    const retire = (k: KeyRecord) =>
+      this.transition(k.keyId, k.version, ['verify-only'], 'disabled', by, now).catch((e) => {
+        const lost = (e as SignerError).reason === 'KEY_STATE_INVALID';
+        if (!lost) this.log?.warn({ err: e, keyId: k.keyId }, 'retiring a version failed');
+        return undefined;
+      });
+    return Promise.all(due.map(retire)).then((done) => done.filter((k): k is KeyRecord => k !== undefined));
   }
 
-  private transition(keyId: string, version: number, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
+  private transition(
+    keyId: string,
+    version: number,
+    from: KeyState[],
+    to: KeyState,
+    by: Actor,
+    now: Date,
+  ): Promise<KeyRecord> {
     return this.exclusive(async () => {
       const k = this.history(keyId).find((v) => v.version === version);
       if (!k) throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
-      return this.markState(k, from, to, now);
+      return this.markState(k, from, to, by, now);
     });
   }
 
-  private async markState(k: KeyRecord, from: KeyState[], to: KeyState, now: Date): Promise<KeyRecord> {
-    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now))) {
+  private async markState(k: KeyRecord, from: KeyState[], to: KeyState, by: Actor, now: Date): Promise<KeyRecord> {
+    const kind = to === 'destroyed' ? 'key.destroy' : 'key.disable';
+    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now, [keyEvent(kind, now, by, k)]))) {
       await this.reload();
       throw new SignerError('KEY_STATE_INVALID', `key "${k.keyId}" v${k.version} cannot go from ${k.state} to ${to}`, {
         keyId: k.keyId,
@@ -268,11 +322,12 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     return true;
   }
 
-  private async generate(keyId: string, algorithm: Algorithm): Promise<KeyRecord> {
+  private async generate(keyId: string, algorithm: Algorithm, by: Actor): Promise<KeyRecord> {
     if (this.versions.has(keyId)) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });
-    const record = await this.newVersion(keyId, 1, algorithm, new Date());
+    const now = new Date();
+    const record = await this.newVersion(keyId, 1, algorithm, now);
     try {
-      await this.store.insertKey(record);
+      await this.store.insertKey(record, [keyEvent('key.create', now, by, record, { algorithm })]);
     } catch (e) {
       await this.discard(record);
       if (e instanceof KeyExistsError) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });

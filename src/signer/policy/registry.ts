@@ -2,13 +2,17 @@ import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { PolicyRecord, Store } from '../../infra/store/store.js';
 import { compilePolicy, findAmbiguities, PolicyError, selectPolicy, type CompiledPolicy } from '../../core/policy/schema.js';
+import { createHash } from 'node:crypto';
+import type { AuditDraft } from '../../core/audit/draft.js';
+import { eventDraft } from '../audit/drafts.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 /**
  * Named policies: the store keeps every version; this holds the compiled latest versions and
  * swaps them as a whole, so a request sees either the old set or the new one, never a mix.
- * Replicas pick up each other's changes on `refresh`.
+ * Replicas pick up each other's changes on `refresh`. Every version is stored together with its
+ * audit entry (one store transaction), whoever sets it: an admin, or the config at start.
  */
 export class PolicyRegistry {
   private compiled: CompiledPolicy[] = [];
@@ -41,7 +45,7 @@ export class PolicyRegistry {
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
       const lastByConfig = (await this.store.policyHistory(name)).filter((r) => r.updatedBy === 'config').pop();
-      if (lastByConfig?.document !== text) recorded.push(await this.store.putPolicy(name, text, 'config', now));
+      if (lastByConfig?.document !== text) recorded.push(await this.put(name, text, 'config', now));
     }
     await this.refresh();
     return recorded;
@@ -105,9 +109,18 @@ export class PolicyRegistry {
     if (clash.length) {
       throw new SignerError('POLICY_INVALID', `key pattern "${clash[0]!.pattern}" is already governed by ${clash[0]!.policies.filter((n) => n !== name).join(', ')}`, { name });
     }
-    const record = await this.store.putPolicy(name, JSON.stringify(JSON.parse(document)), by, now);
+    const record = await this.put(name, JSON.stringify(JSON.parse(document)), by, now);
     await this.refresh();
     this.log?.info({ policy: name, version: record.version, by }, 'policy changed');
     return record;
+  }
+
+  /** Stores the next version with its entry: the document's hash, name and version, and who set it. */
+  private put(name: string, document: string, by: string, now: Date): Promise<PolicyRecord> {
+    const payloadHash = createHash('sha256').update(document).digest();
+    const audit = (version: number): AuditDraft[] => [
+      eventDraft('policy.set', now, by, { payloadHash, intent: { policy: name, version: String(version) } }),
+    ];
+    return this.store.putPolicy(name, document, by, now, audit);
   }
 }

@@ -1,8 +1,6 @@
 import cron, { type ScheduledTask } from 'node-cron';
-import { eventDraft } from '../audit/drafts.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../../infra/log.js';
-import type { AuditStore } from '../../infra/store/audit.js';
 import type { Store } from '../../infra/store/store.js';
 import { lastFireAtOrBefore, rotationDue } from '../../core/rotation/due.js';
 
@@ -16,7 +14,7 @@ export interface RotationSchedule {
 
 export interface SchedulerDeps {
   keys: KeyRegistry;
-  store: Pick<Store, 'withJobLock'> & Pick<AuditStore, 'appendAudit'>;
+  store: Pick<Store, 'withJobLock'>;
   schedules: Record<string, RotationSchedule>;
   overlapMs: number;
   log: Logger;
@@ -96,28 +94,15 @@ export class RotationScheduler {
       const at = this.now(firedAt);
       if (this.stopped || !this.due(keyId, schedule, at)) return false;
       const scheduledAt = lastFireAtOrBefore(schedule.cron, at, schedule.timezone)!;
+      // The change's audit entry names the scheduler and the fire it served.
+      const fire = { cron: schedule.cron, scheduledAt: scheduledAt.toISOString(), trigger };
+      const by = { client: 'scheduler', context: fire };
       if (schedule.action === 'refresh') {
-        const k = await keys.refreshShares(keyId);
-        await store.appendAudit([
-          eventDraft('key.refresh', at, 'scheduler', { keyId, keyVersion: k.version, intent: { epoch: String(k.threshold!.epoch), cron: schedule.cron, scheduledAt: scheduledAt.toISOString(), trigger } }),
-        ]);
+        const k = await keys.refreshShares(keyId, by);
         log.info({ keyId, version: k.version, epoch: k.threshold!.epoch, cron: schedule.cron, scheduledAt, trigger }, 'threshold shares refreshed by schedule');
         return true;
       }
-      const { next, previous } = await keys.rotate(keyId, overlapMs, at);
-      await store.appendAudit([
-        eventDraft('key.rotate', at, 'scheduler', {
-          keyId,
-          keyVersion: next.version,
-          intent: {
-            previousVersion: String(previous.version),
-            overlapSeconds: String(Math.round(overlapMs / 1000)),
-            cron: schedule.cron,
-            scheduledAt: scheduledAt.toISOString(),
-            trigger,
-          },
-        }),
-      ]);
+      const { next, previous } = await keys.rotate(keyId, overlapMs, by, at);
       log.info({ keyId, from: previous.version, to: next.version, cron: schedule.cron, scheduledAt, trigger }, 'key rotated by schedule');
       return true;
     });

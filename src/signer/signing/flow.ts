@@ -4,7 +4,7 @@ import type { Lane } from '../../infra/hsm/pool.js';
 import type { Logger } from '../../infra/log.js';
 import { checkFreshness, nativeValue, type SignIntent } from '../../core/policy/evaluate.js';
 import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemOutcome } from '../../core/replay/guard.js';
-import { markAudited, signDraft, type DraftBase } from '../audit/drafts.js';
+import { faultDraft, signDraft, type DraftBase } from '../audit/drafts.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import type { PolicyRegistry } from '../policy/registry.js';
@@ -49,10 +49,38 @@ export interface BatchCall {
 /** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
 export const MAX_BATCH_ITEMS = 10_000;
 
+/** A sign request that passed every check made before its reservation. */
+export interface CheckedSign {
+  prepared: Prepared;
+  policy: CompiledPolicy;
+  intent: SignIntent;
+  item: ReserveItem;
+  base: DraftBase;
+  now: Date;
+}
+
+/** A batch that passed every check made before its reservation. */
+export interface CheckedBatch {
+  call: BatchCall;
+  prepared: Prepared[];
+  policy: CompiledPolicy;
+  intents: SignIntent[];
+  items: ReserveItem[];
+  batch: { batchId: string; itemsHash: Uint8Array };
+  totalValue: bigint;
+  now: Date;
+}
+
 /**
- * The data flow of DESIGN.md: decode -> policy -> durable reservation -> HSM -> durable result
+ * The data flow of the design: decode -> policy -> durable reservation -> HSM -> durable result
  * -> response. No signature leaves before its reservation and its result are committed, and a
  * retry after any crash either replays the stored result or signs the same payload again.
+ *
+ * Two steps, split where the audit changes hands. `checkSign`/`checkBatch` store nothing and
+ * audit nothing: their refusals are the caller's to audit (signer-service.ts). `sign`/`signBatch`
+ * audit every outcome themselves, in the store transaction that decides it (the reservation for
+ * refusals and replays, complete for signatures, abandon for signing failures); what they throw
+ * is already on record, or nothing happened (a store failure: no transaction committed).
  */
 export class SignFlow {
   private readonly clock: () => Date;
@@ -63,19 +91,26 @@ export class SignFlow {
     this.leaseMs = o.leaseMs ?? 30_000;
   }
 
-  async sign(c: SignCall): Promise<WireSignResponse> {
+  /** Key version, payload, policy and freshness; throws the refusal (not audited here). */
+  checkSign(c: SignCall): CheckedSign {
     const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
     const base: DraftBase = { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
     requireFresh(policy, c.clientTime, now);
     const intent = signIntent(c.client, 'hot', prepared);
-    const item = reserveItem(c.client, c.requestId, prepared, intent);
+    return { prepared, policy, intent, item: reserveItem(c.client, c.requestId, prepared, intent), base, now };
+  }
+
+  /** Reserves, signs and stores a checked request; every outcome is audited on the way. */
+  async sign(s: CheckedSign): Promise<WireSignResponse> {
+    const { prepared, policy, intent, item, base, now } = s;
     const outcome = await this.o.store.reserve(
-      { items: [item], velocity: velocityQueries(policy, c.keyId, c.client), leaseMs: this.leaseMs, now },
+      { items: [item], velocity: velocityQueries(policy, item.keyId, item.client), leaseMs: this.leaseMs, now },
       (view) => audited(decideSign(policy, item, intent, view), (o) => signDraft(base, prepared, o)),
     );
-    if (!outcome.ok) throw markAudited(outcome.error);
+    // Decided, and audited, in the reservation's transaction.
+    if (!outcome.ok) throw outcome.error;
     const [first] = outcome.items as [ItemOutcome];
     if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
     const [result] = (await this.signAll([{ prepared, item, base }], 'hot')) as [Signed];
@@ -83,7 +118,8 @@ export class SignFlow {
     return result.wire;
   }
 
-  async signBatch(c: BatchCall): Promise<BatchResult[]> {
+  /** Batch id and size, every item's payload, policy and freshness; throws the refusal (not audited here). */
+  async checkBatch(c: BatchCall): Promise<CheckedBatch> {
     if (!/^[\x21-\x7e]{1,100}$/.test(c.batchId)) throw new SignerError('REQUEST_INVALID', 'batch_id must be 1..100 printable ASCII characters');
     if (c.payloads.length === 0 || c.payloads.length > MAX_BATCH_ITEMS) {
       throw new SignerError('REQUEST_INVALID', `a batch has 1..${MAX_BATCH_ITEMS} items, got ${c.payloads.length}`);
@@ -108,6 +144,12 @@ export class SignFlow {
     const itemsHash = createHash('sha256');
     for (const it of items) itemsHash.update(it.payloadHash);
     const batch = { batchId: c.batchId, itemsHash: itemsHash.digest() };
+    return { call: c, prepared, policy, intents, items, batch, totalValue, now };
+  }
+
+  /** Reserves all items or none, signs them and stores the results; every outcome is audited on the way. */
+  async signBatch(b: CheckedBatch): Promise<BatchResult[]> {
+    const { call: c, prepared, policy, intents, items, batch, totalValue, now } = b;
     const outcome = await this.o.store.reserve(
       { items, velocity: velocityQueries(policy, c.keyId, c.client), batch: { client: c.client, batchId: c.batchId }, leaseMs: this.leaseMs, now },
       (view) => {
@@ -128,7 +170,8 @@ export class SignFlow {
         return { ...plan, audit: [draft] };
       },
     );
-    if (!outcome.ok) throw markAudited(outcome.error);
+    // Decided, and audited, in the reservation's transaction.
+    if (!outcome.ok) throw outcome.error;
     const toSign = outcome.items.flatMap((o, i) =>
       o.kind === 'sign'
         ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
@@ -143,56 +186,66 @@ export class SignFlow {
     return results;
   }
 
-  private async completeInSlices(done: Completion[], drafts: AuditDraft[]): Promise<void> {
-    for (let i = 0; i < done.length; i += COMPLETE_SLICE) {
-      await this.o.store.complete(done.slice(i, i + COMPLETE_SLICE), drafts.slice(i, i + COMPLETE_SLICE));
+  /** Results with their entries (an item's cosigner faults, then its signature), a slice per store call. */
+  private async completeInSlices(signed: Array<{ done: Completion; drafts: AuditDraft[] }>): Promise<void> {
+    for (let i = 0; i < signed.length; i += COMPLETE_SLICE) {
+      const slice = signed.slice(i, i + COMPLETE_SLICE);
+      await this.o.store.complete(
+        slice.map((s) => s.done),
+        slice.flatMap((s) => s.drafts),
+      );
     }
   }
 
   /**
    * Signs reserved items in parallel, then commits all their results in one store call before
-   * any of them is returned. Items whose signing failed give up their lease for a retry.
+   * any of them is returned. Items whose signing failed give up their lease for a retry. The
+   * cosigner faults met while signing an item are audited with its outcome.
    */
   private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane): Promise<Signed[]> {
     // Each item's result is built as soon as its signature arrives, so a large batch spreads
     // this work between hot requests instead of doing it in one block at the end.
     const out = await Promise.all(
-      list.map(({ prepared, item, base }) =>
-        this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId }).then(
+      list.map(({ prepared, item, base }) => {
+        const faults: AuditDraft[] = [];
+        const onFault = (f: Parameters<typeof faultDraft>[1]) => faults.push(faultDraft(this.clock(), f));
+        return this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId, onFault }).then(
           (signed): Signed => {
             const wire = signResultToWire(signed, item.requestId);
-            return { wire, result: encodeResult(wire), item, draft: signDraft(base, prepared, { decision: 'allowed', signature: wire.signature }) };
+            const draft = signDraft(base, prepared, { decision: 'allowed', signature: wire.signature });
+            return { wire, result: encodeResult(wire), item, drafts: [...faults, draft] };
           },
           (reason): Signed => {
             const e = reason instanceof SignerError ? reason : new SignerError('INTERNAL', 'internal error; see the signer log');
             if (!(reason instanceof SignerError)) this.o.log?.error({ err: reason }, 'signing failed');
             const draft = signDraft(base, prepared, { decision: 'refused', reason: e.reason });
-            return { error: { reason: e.reason, message: e.message }, cause: e, item, draft };
+            return { error: { reason: e.reason, message: e.message }, cause: e, item, drafts: [...faults, draft] };
           },
-        ),
-      ),
+        );
+      }),
     );
-    const failed = out.flatMap((r) => ('error' in r ? [{ client: r.item.client, requestId: r.item.requestId }] : []));
-    const done = out.flatMap((r) => ('error' in r ? [] : [{ client: r.item.client, requestId: r.item.requestId, result: r.result }]));
+    const failed = out.filter((r) => 'error' in r);
     // The entries of signed items commit with their results: no signature leaves without one.
-    const signedDrafts = out.flatMap((r) => ('error' in r ? [] : [r.draft]));
-    const failedDrafts = out.flatMap((r) => ('error' in r ? [r.draft] : []));
+    const signed = out.flatMap((r) => {
+      if ('error' in r) return [];
+      return [{ done: { client: r.item.client, requestId: r.item.requestId, result: r.result }, drafts: r.drafts }];
+    });
+    const release = failed.map((r) => ({ client: r.item.client, requestId: r.item.requestId }));
     await Promise.all([
-      this.completeInSlices(done, signedDrafts),
+      this.completeInSlices(signed),
       failed.length
-        ? Promise.all([this.o.store.abandon(failed), this.o.store.appendAudit(failedDrafts)]).catch((e) =>
+        ? this.o.store.abandon(release, failed.flatMap((r) => r.drafts)).catch((e) =>
             this.o.log?.error({ err: e }, 'could not release or audit failed reservations'),
           )
         : undefined,
     ]);
-    for (const r of out) if ('error' in r) markAudited(r.cause);
     return out;
   }
 }
 
 type Signed =
-  | { error: { reason: Reason; message: string }; cause: SignerError; item: ReserveItem; draft: AuditDraft }
-  | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem; draft: AuditDraft };
+  | { error: { reason: Reason; message: string }; cause: SignerError; item: ReserveItem; drafts: AuditDraft[] }
+  | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem; drafts: AuditDraft[] };
 
 /** Adds the audit entry of a decision made in the reservation: a refusal or a replay. */
 function audited(plan: ReservePlan<GuardOutcome>, draft: (o: { decision: AuditDraft['decision']; reason?: string }) => AuditDraft): ReservePlan<GuardOutcome> {

@@ -9,7 +9,7 @@ import { parseDigest } from '../../core/payloads/digest.js';
 import { assembleSignedEvm, decodeEvmTransaction, evmAddress, type DecodedEvmTx, type SignedEvmTx } from '../../core/payloads/evm.js';
 import { parseMessage } from '../../core/payloads/message.js';
 import type { KeyRecord } from '../../infra/store/store.js';
-import type { ThresholdSigner } from '../threshold/threshold-signer.js';
+import type { FaultListener, ThresholdSigner } from '../threshold/threshold-signer.js';
 import { isThresholdAlgorithm } from '../../core/frost/suites.js';
 import { signatureCheck, type Signature, type SignatureCheck } from './selfcheck.js';
 
@@ -96,8 +96,15 @@ export class SigningService {
     return { key, kind: payload.kind, data, payloadHash, ...(payload.scope ? { scope: payload.scope } : {}) };
   }
 
-  /** `request` goes to threshold cosigners, which keep their own replay records. */
-  async sign(p: Prepared, lane: Lane = 'hot', request: { client: string; requestId: string } = { client: '', requestId: '' }): Promise<SignResult> {
+  /**
+   * `request` goes to threshold cosigners, which keep their own replay records; its `onFault`
+   * hears of each cosigner left out of this signature (for the request's audit entries).
+   */
+  async sign(
+    p: Prepared,
+    lane: Lane = 'hot',
+    request: { client: string; requestId: string; onFault?: FaultListener } = { client: '', requestId: '' },
+  ): Promise<SignResult> {
     if (isThresholdAlgorithm(p.key.algorithm)) {
       if (!this.threshold) throw new SignerError('THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
       // The aggregate is checked with an independent verifier before it is returned.

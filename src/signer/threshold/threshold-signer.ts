@@ -14,6 +14,8 @@ export interface ThresholdRequest {
   /** What is signed: the message, or the 32-byte digest (BIP340 message). */
   payload: Uint8Array;
   scope?: { chainId: bigint; nonce: bigint };
+  /** Hears of each cosigner left out of this signature, besides the signer-wide listener. */
+  onFault?: FaultListener;
 }
 
 interface Pooled {
@@ -89,7 +91,7 @@ export class ThresholdSigner {
       const pub = this.publicOf(key, suite);
       const candidates = this.order(info.cosigners.filter((id) => !excluded.has(id)));
       if (candidates.length < info.minSigners) break;
-      const { picked, stale } = await this.pick(key, candidates, info.minSigners, excluded, req.requestId);
+      const { picked, stale } = await this.pick(key, candidates, info.minSigners, excluded, req);
       if (picked.length < info.minSigners) {
         // Unused commitments go back for the next attempt.
         for (const p of picked) this.poolsOf(key).get(p.cosignerId)?.unshift(p);
@@ -139,7 +141,7 @@ export class ThresholdSigner {
           retry = true;
           return;
         }
-        this.fault(key, excluded, id, f.why, req.requestId);
+        this.fault(key, excluded, id, f.why, req);
       });
       if (Object.keys(shares).length < picked.length) {
         if (refreshing) await new Promise((r) => setTimeout(r, 100));
@@ -153,7 +155,8 @@ export class ThresholdSigner {
         // Name every bad share, not just the first aggregate found.
         for (const [ident, share] of Object.entries(shares)) {
           if (!verifyShare(suite, pub, list, req.payload, ident, share)) {
-            this.fault(key, excluded, picked.find((p) => suite.frost.Identifier.fromNumber(p.cosignerId) === ident)!.cosignerId, 'invalid share', req.requestId);
+            const cosigner = picked.find((p) => suite.frost.Identifier.fromNumber(p.cosignerId) === ident)!.cosignerId;
+            this.fault(key, excluded, cosigner, 'invalid share', req);
           }
         }
       }
@@ -165,12 +168,15 @@ export class ThresholdSigner {
     });
   }
 
-  private fault(key: KeyRecord, excluded: Map<number, string>, cosigner: number, why: string, requestId: string): void {
+  /** Leaves a cosigner out of this signature; the signer-wide and the request's listeners hear of it. */
+  private fault(key: KeyRecord, excluded: Map<number, string>, cosigner: number, why: string, req: ThresholdRequest) {
+    const { requestId } = req;
     excluded.set(cosigner, why);
     this.benchedUntil.set(cosigner, Date.now() + BENCH_MS);
     this.pools.get(this.poolKey(key))?.delete(cosigner);
     this.log?.warn({ keyId: key.keyId, version: key.version, cosigner, why, requestId }, 'cosigner fault; signing with another subset');
     this.onFault({ keyId: key.keyId, version: key.version, cosigner, why, requestId });
+    req.onFault?.({ keyId: key.keyId, version: key.version, cosigner, why, requestId });
   }
 
   /**
@@ -186,7 +192,13 @@ export class ThresholdSigner {
   }
 
   /** t cosigners with a commitment each: pooled ones first, then fetched within the deadline. */
-  private async pick(key: KeyRecord, candidates: number[], t: number, excluded: Map<number, string>, requestId: string): Promise<{ picked: Pooled[]; stale: boolean }> {
+  private async pick(
+    key: KeyRecord,
+    candidates: number[],
+    t: number,
+    excluded: Map<number, string>,
+    req: ThresholdRequest,
+  ): Promise<{ picked: Pooled[]; stale: boolean }> {
     let stale = false;
     const pools = this.poolsOf(key);
     const picked: Pooled[] = [];
@@ -202,7 +214,7 @@ export class ThresholdSigner {
           const why = (g.reason as CosignerFault).why ?? 'unavailable';
           // Its shares are a refresh ahead of (or behind) ours: not a fault, the epoch catches up.
           if (why === 'SHARE_EPOCH_MISMATCH') return void (stale = true);
-          return this.fault(key, excluded, id, why, requestId);
+          return this.fault(key, excluded, id, why, req);
         }
         const one = pools.get(id)?.shift();
         if (one && picked.length < t) picked.push(one);

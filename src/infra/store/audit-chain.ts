@@ -1,0 +1,71 @@
+import { GENESIS, entryHash } from '../../core/audit/chain.js';
+import { draftToEntry, type AuditDraft } from '../../core/audit/draft.js';
+
+/** The audit table's columns, in the order of the values chainDrafts gives each row. */
+export const AUDIT_COLUMNS = [
+  'seq',
+  'at',
+  'at_ms',
+  'kind',
+  'client',
+  'key_id',
+  'key_version',
+  'request_id',
+  'payload_hash',
+  'intent',
+  'decision',
+  'reason',
+  'signature_hash',
+  'prev_hash',
+  'hash',
+] as const;
+
+export interface AuditHead {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * Numbers and chains `drafts` after `head` (undefined for an empty log), for every store: seq
+ * head+1, head+2..., each entry linked to the previous one's hash (GENESIS before the first) and
+ * hashed with entryHash over draftToEntry, so all dialects hash the same bytes. Returns each
+ * entry's row values in AUDIT_COLUMNS order, and the new head.
+ *
+ * The caller MUST run this inside the transaction that inserts the rows, after making itself
+ * the log's only appender (SQLite: the write lock; PostgreSQL: the audit lock) and reading the
+ * head under it; otherwise two appenders chain onto one head (a fork). Throws on a draft that
+ * cannot be an entry (an invalid date, an intent canonicalJson refuses): the transaction then
+ * rolls back, together with the change the entries describe.
+ */
+export function chainDrafts(
+  drafts: AuditDraft[],
+  head: AuditHead | undefined,
+): { rows: unknown[][]; head: AuditHead | undefined } {
+  let seq = head?.seq ?? 0;
+  let prevHash = head?.hash ?? GENESIS;
+  const rows: unknown[][] = [];
+  for (const d of drafts) {
+    seq++;
+    const entry = draftToEntry(d, seq, prevHash);
+    const hash = entryHash(entry);
+    rows.push([
+      seq,
+      entry.at,
+      d.at.getTime(),
+      entry.kind,
+      entry.client,
+      entry.keyId,
+      entry.keyVersion,
+      entry.requestId,
+      entry.payloadHash,
+      entry.intent === null ? null : JSON.stringify(entry.intent),
+      entry.decision,
+      entry.reason,
+      entry.signatureHash,
+      prevHash,
+      hash,
+    ]);
+    prevHash = hash;
+  }
+  return { rows, head: rows.length > 0 ? { seq, hash: prevHash } : head };
+}

@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import type { PoolClient, QueryConfig, QueryResult } from 'pg';
+import type { AuditDraft } from '../../../core/audit/draft.js';
+import type { ReservePlan, ReserveRequest, ReserveView } from '../../../core/replay/records.js';
+import type { Settled } from '../batcher.js';
+import { auditInsert, auditLockAndHead, headOf } from './audit.js';
+import { checkDrafts } from './checks.js';
+import { lockSubjects, viewQueries, writeQueries } from './reservation.js';
+import { q } from './sql.js';
+import { MAX_ATTEMPTS, backoff, isRetryable } from './transaction.js';
+
+/** Reservations per group transaction: bounds how long one group holds its locks. */
+export const MAX_GROUP_SIZE = 64;
+
+/** A reservation waiting for, or running in, a group transaction. */
+export interface ReserveOp {
+  req: ReserveRequest;
+  decide: (view: ReserveView) => ReservePlan<unknown>;
+  now: number;
+  locks: string[];
+  reads: ReturnType<typeof viewQueries>;
+  /** Tries that failed on a resolved race (unique violation, deadlock, serialisation). */
+  attempts: number;
+  /** Set once final: committed (its outcome) or failed for good. */
+  result?: Settled<unknown>;
+}
+
+/** A reservation of a group, with its statements prepared up front (checked by the caller). */
+export function reserveOp(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<unknown>): ReserveOp {
+  const now = req.now.getTime();
+  return { req, decide, now, locks: lockSubjects(req), reads: viewQueries(req, now), attempts: 0 };
+}
+
+/**
+ * Runs reservations in one transaction, one after the other, like SQLite's group commit:
+ *
+ *   [BEGIN, lock(all subjects), reads 1] -> decide 1 -> [writes 1, reads 2] -> decide 2 -> ...
+ *   -> [writes n, COMMIT]
+ *
+ * or, when plans carry audit drafts, with the audit lock last and held for one round trip:
+ *
+ *   -> [writes n, audit lock, audit head] -> chain the drafts of plans 1..n -> [insert, COMMIT]
+ *
+ * n reservations cost n + 1 round trips and one commit, instead of 2n round trips and n
+ * commits, each holding the locks (a hot client's reservations all share its lock). Each
+ * reservation reads what the previous ones wrote, as with one transaction each. Outcomes are
+ * delivered only after COMMIT. A statement that fails aborts the transaction: the
+ * reservation it belongs to is rejected, or retried if the error is a resolved race, and the
+ * group starts over (every `decide` runs again; the contract allows that), its audit drafts
+ * with it: they are decided again and appended only by the try that commits.
+ */
+export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<Settled<unknown>>> {
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (error) {
+    return ops.map(() => ({ error }));
+  }
+  let broken: Error | undefined;
+  let groupAttempts = 0;
+  const fail = (list: ReserveOp[], error: unknown) => list.forEach((o) => (o.result ??= { error }));
+  try {
+    for (;;) {
+      const live = ops.filter((op) => !op.result);
+      if (live.length === 0) break;
+      const failure = await groupOnce(client, live);
+      if (!failure) break;
+      const { error, op } = failure;
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+        fail(live, error);
+        break;
+      }
+      if (op) {
+        op.attempts++;
+        if (!isRetryable(error) || op.attempts >= MAX_ATTEMPTS) fail([op], error);
+        else await backoff(op.attempts);
+      } else {
+        groupAttempts++;
+        if (!isRetryable(error) || groupAttempts >= MAX_ATTEMPTS) {
+          fail(live, error);
+          break;
+        }
+        await backoff(groupAttempts);
+      }
+    }
+  } finally {
+    client.release(broken);
+  }
+  return ops.map((op) => op.result ?? { error: new Error('reservation was not run') });
+}
+
+type Pending = { query: QueryConfig | string; op?: ReserveOp };
+
+/** One try of a group; undefined when committed, else the error and whose statement failed. */
+async function groupOnce(
+  client: PoolClient,
+  live: ReserveOp[],
+): Promise<{ error: unknown; op?: ReserveOp } | undefined> {
+  const locks = [...new Set(live.flatMap((op) => op.locks))];
+  let pending: Pending[] = [{ query: 'BEGIN' }, { query: q('lock', [locks]) }];
+  if (live.length > 1) pending.push(...prelocks(live));
+  const decided: Array<{ op: ReserveOp; result: Settled<unknown> }> = [];
+  // The audit drafts of the plans decided so far, in group order: appended after the last
+  // reservation's writes, under the audit lock, in this transaction (and tried again with it).
+  const audit: AuditDraft[] = [];
+  const send = async (batch: Pending[]): Promise<{ error: unknown; op?: ReserveOp } | { results: QueryResult[] }> => {
+    const settled = await Promise.allSettled(batch.map((b) => client.query(b.query)));
+    const failed = settled.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      const { op } = batch[failed]!;
+      return { error: (settled[failed] as PromiseRejectedResult).reason, ...(op ? { op } : {}) };
+    }
+    return { results: settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value) };
+  };
+  for (const op of live) {
+    const sent = await send([...pending, ...op.reads.queries.map((query) => ({ query, op }))]);
+    if ('error' in sent) return sent;
+    const { results } = sent;
+    pending = [];
+    let plan: ReservePlan<unknown>;
+    try {
+      plan = op.decide(op.reads.view(results.slice(results.length - op.reads.queries.length)));
+      const lease = op.now + op.req.leaseMs;
+      pending = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
+      if (plan.audit) checkDrafts(plan.audit);
+    } catch (error) {
+      // decide (or a plan naming items that do not exist, or an audit draft the columns
+      // cannot hold) failed: nothing of it is written.
+      pending = [];
+      decided.push({ op, result: { error } });
+      continue;
+    }
+    if (plan.audit) audit.push(...plan.audit);
+    decided.push({ op, result: { value: plan.outcome } });
+  }
+  // [writes n, (audit lock, head) | COMMIT] -> [insert audit, COMMIT]
+  const tail = audit.length > 0 ? auditLockAndHead() : ['COMMIT'];
+  const sent = await send([...pending, ...tail.map((query) => ({ query }))]);
+  if ('error' in sent) return sent;
+  let last = sent.results.at(-1)!;
+  if (audit.length > 0) {
+    let insert: QueryConfig;
+    try {
+      insert = auditInsert(audit, headOf(last));
+    } catch (error) {
+      return { error }; // drafts are checked when decided; belt and braces
+    }
+    const commit = await send([{ query: insert }, { query: 'COMMIT' }]);
+    if ('error' in commit) return { error: commit.error };
+    last = commit.results.at(-1)!;
+  }
+  // COMMIT of a failed transaction answers ROLLBACK; a failed statement would have thrown
+  // above, so this is belt and braces.
+  if (last.command !== 'COMMIT') return { error: new Error('reservation transaction was rolled back') };
+  for (const d of decided) d.op.result = d.result;
+  return undefined;
+}
+
+/**
+ * Row locks in one global order (requests, then nonces, each sorted), not reservation by
+ * reservation: two groups, or a group and complete(), can then never wait for each other in a
+ * cycle (which PostgreSQL would break only after deadlock_timeout, 1 s by default).
+ */
+function prelocks(live: ReserveOp[]): Pending[] {
+  const items = live.flatMap((op) => op.req.items);
+  const claims = items.flatMap((it) => (it.nonce ? [it.nonce] : []));
+  const out: Pending[] = [
+    { query: q('prelockRequests', [items.map((it) => it.client), items.map((it) => it.requestId)]) },
+  ];
+  if (claims.length > 0) {
+    const values = [
+      claims.map((n) => n.account),
+      claims.map((n) => n.chainId.toString()),
+      claims.map((n) => n.nonce.toString()),
+    ];
+    out.push({ query: q('prelockNonces', values) });
+  }
+  return out;
+}

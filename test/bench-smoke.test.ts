@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import t from 'tap';
+import { repoRoot, tempDir } from '../harness/token.js';
+
+// `npm run bench` in its quick mode, end to end: every section runs (real signers, raw pkcs11js,
+// PostgreSQL, cosigners) and prints its rows with figures. Speed is never asserted: the figures
+// of a quick run on a shared machine mean nothing, only that they are there.
+t.setTimeout(30 * 60_000);
+const tmp = await tempDir('bench-smoke-');
+t.teardown(() => tmp.cleanup());
+const out = `${tmp.path}/results.json`;
+
+const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bench.ts', '--out', out], {
+  cwd: repoRoot,
+  env: { ...process.env, BENCH_QUICK: '1' },
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+let stdout = '';
+let stderr = '';
+child.stdout.on('data', (d) => (stdout += d));
+child.stderr.on('data', (d) => (stderr += d));
+const code = await new Promise<number | null>((r) => child.on('exit', r));
+t.equal(code, 0, `the bench exits 0${code ? `; stderr: ${stderr.slice(-2000)}` : ''}`);
+const lines = stdout.split('\n');
+
+/** The lines of the table printed after the line starting with `title`, up to the next blank line. */
+function tableAfter(title: string): string[] {
+  const start = lines.findIndex((l) => l.startsWith(title));
+  if (start < 0) return [];
+  const end = lines.indexOf('', start);
+  return lines.slice(start + 3, end < 0 ? undefined : end).filter((l) => !l.startsWith('!'));
+}
+const numeric = /^-?\d+(\.\d+)?(%|x)?$/;
+/** The cells of a table line (split on '|', then on blanks and '/'), without the row's name, c and flag. */
+const cells = (line: string) =>
+  line.split('|').slice(1).flatMap((c) => c.trim().split(/\s+|\s*\/\s*/)).filter((x) => x && x !== '!');
+
+t.test('the headline: one-core efficiency, CPU beyond the HSM, latency at c=1', async (t) => {
+  const pinning = lines.find((l) => l.startsWith('One-core efficiency: '));
+  t.ok(pinning, 'the headline is printed');
+  t.match(pinning ?? '', /signer on CPU \d+, load generator on CPU \d+|NOT pinned \(.+\)/, 'says where it ran');
+  const rows = tableAfter('One-core efficiency: ');
+  const want = [
+    ['secp256k1 digest Sign', 64],
+    ['hot EVM Sign, SQLite', 64],
+    ['secp256k1 digest Sign', 1],
+  ] as const;
+  t.equal(rows.length, want.length, 'three headline rows');
+  for (const [point, c] of want) {
+    const row = rows.find((l) => l.startsWith(point) && l.slice(0, l.indexOf('|')).trim().endsWith(` ${c}`));
+    t.ok(row, `${point} c=${c} is a row`);
+    const figures = cells(row ?? '');
+    // raw/s, svc/s, svc/raw, raw µs, svc µs, beyond HSM µs, raw p50, p99, svc p50, p99
+    t.equal(figures.length, 10, `${point} c=${c}: ten figures (${row})`);
+    for (const x of figures) t.match(x, numeric, `${point} c=${c}: ${x} is a number`);
+  }
+});
+
+t.test('every point the README reports has figures', async (t) => {
+  const rows = tableAfter('Every point against its baseline');
+  const want = [
+    ['secp256k1 digest Sign', 'all', 1],
+    ['secp256k1 digest Sign', 'all', 16],
+    ['secp256k1 digest Sign', 'all', 64],
+    ['P-256 digest Sign', 'all', 64],
+    ['Ed25519 message Sign', 'all', 64],
+    ['hot EVM Sign, SQLite', 'all', 64],
+    ['hot EVM Sign, PostgreSQL', 'all', 64],
+    ['FROST(Ed25519) 2-of-3 Sign', 'all', 1],
+    ['FROST(Ed25519) 2-of-3 Sign', 'all', 16],
+    ['FROST(secp256k1) BIP340 2-of-3', 'all', 1],
+    ['FROST(secp256k1) BIP340 2-of-3', 'all', 16],
+  ] as const;
+  for (const [point, cpus, c] of want) {
+    const row = rows.find((l) => l.startsWith(point) && new RegExp(` ${cpus} +${c} \\|`).test(l));
+    t.ok(row, `${point} ${cpus} c=${c} is a row`);
+    // baseline /s p50 p99, service /s p50 p99, ratios
+    const figures = (row ?? '').split('|').slice(1, 4).join(' ').trim().split(/\s+/);
+    figures.splice(0, 1); // the baseline's name
+    t.equal(figures.length, 8, `${point} c=${c}: eight figures (${row})`);
+    for (const x of figures) t.match(x, numeric, `${point} c=${c}: ${x} is a number`);
+  }
+  const batch = tableAfter('SignBatch of 1000 EVM payouts');
+  t.equal(batch.length, 1, 'one SignBatch row');
+  for (const x of cells(batch[0] ?? '')) t.match(x, numeric, `SignBatch: ${x} is a number`);
+  const prio = tableAfter('Hot Sign, signer idle vs');
+  t.equal(prio.length, 1, 'one priority row');
+  t.match(prio[0] ?? '', /\|\s+-?\d+\.\d+x \|/, 'priority: p99 busy/idle is a number');
+  t.ok(lines.some((l) => l.startsWith('target (')), 'the targets are checked');
+});
+
+t.test('the JSON results hold every row', async (t) => {
+  const json = JSON.parse(await readFile(out, 'utf8')) as { rows: unknown[]; batches: unknown[]; priority: unknown[] };
+  t.equal(json.rows.length, 3 + 7 + 6, 'one-core, shared and threshold rows');
+  t.equal(json.batches.length, 1);
+  t.equal(json.priority.length, 1);
+});
