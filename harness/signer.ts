@@ -26,8 +26,9 @@ export interface TestSigner {
   /**
    * Stops the signer and starts it again on the same token, database and port (what was in
    * memory is gone; what is in the database and the token stays). Open clients reconnect.
+   * `between` runs while it is stopped (e.g. an attacker editing the database).
    */
-  restart(): Promise<void>;
+  restart(between?: () => unknown): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -110,8 +111,9 @@ export async function startTestSigner(
       open.push(clients);
       return clients;
     },
-    async restart() {
+    async restart(between) {
       await signer.close();
+      await between?.();
       signer = await startSigner({ ...config, listen: address }, createLogger('fatal'), { wrapModule: opts.wrapModule });
       ts.signer = signer;
     },

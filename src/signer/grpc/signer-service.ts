@@ -103,7 +103,9 @@ export function signerHandlers(deps: {
       const keyVersion = known ? (keys.history(keyId).find((v) => v.state === 'active')?.version ?? null) : null;
       const requestId = REQUEST_ID.test(what.requestId) ? what.requestId : null;
       const base = { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion, requestId };
-      await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
+      // Not into a log found rewritten: the append may itself fail there, and the refusal would
+      // turn into INTERNAL; the log line (refusal() above) records it.
+      if (reason !== 'AUDIT_LOG_INCONSISTENT') await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
       throw e;
     }
     try {
