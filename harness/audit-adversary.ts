@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { type AuditEntry, GENESIS, entryHash } from '../src/core/audit/chain.js';
 import { EMPTY_FRONTIER, encodeFrontier, treeAppend } from '../src/infra/store/audit-tree-codec.js';
 
-interface Row {
+export interface Row {
   seq: number;
   at: string;
   kind: string;
@@ -26,7 +26,7 @@ interface Row {
   hash: string;
 }
 
-const entryOf = (r: Row): AuditEntry => ({
+export const entryOf = (r: Row): AuditEntry => ({
   seq: r.seq,
   at: r.at,
   kind: r.kind,
@@ -42,6 +42,18 @@ const entryOf = (r: Row): AuditEntry => ({
   prevHash: r.prev_hash,
   hash: r.hash,
 });
+
+/** `rows` with entry `seq` edited and every chain hash from it on recomputed. */
+export function rechain(rows: readonly Row[], seq: number, edit: Partial<AuditEntry>): AuditEntry[] {
+  let prev = GENESIS;
+  return rows.map((r) => {
+    const e = entryOf(r);
+    const edited = { ...e, ...(e.seq === seq ? edit : {}), prevHash: prev };
+    const { hash: _h, ...body } = edited;
+    prev = entryHash(body);
+    return { ...edited, hash: prev };
+  });
+}
 
 /** Runs `fn` on the signer's database file, as another process would (busy-waits for the lock). */
 export function withDb<T>(path: string, fn: (db: Database.Database) => T): T {
@@ -67,17 +79,8 @@ export function rewriteHistory(path: string, seq: number, edit: Partial<AuditEnt
   withDb(path, (db) => {
     const rows = db.prepare('SELECT * FROM audit ORDER BY seq').all() as Row[];
     const update = db.prepare('UPDATE audit SET client = ?, reason = ?, prev_hash = ?, hash = ? WHERE seq = ?');
-    let prev = GENESIS;
-    const entries: AuditEntry[] = [];
-    for (const r of rows) {
-      const e = entryOf(r);
-      const edited = { ...e, ...(e.seq === seq ? edit : {}), prevHash: prev };
-      const { hash: _h, ...body } = edited;
-      const hash = entryHash(body);
-      if (e.seq >= seq) update.run(edited.client, edited.reason, prev, hash, e.seq);
-      entries.push({ ...edited, hash });
-      prev = hash;
-    }
+    const entries = rechain(rows, seq, edit);
+    for (const e of entries) if (e.seq >= seq) update.run(e.client, e.reason, e.prevHash, e.hash, e.seq);
     rebuildTree(db, entries);
     db.prepare('DELETE FROM audit_checkpoints WHERE seq >= ?').run(seq);
     db.prepare('DELETE FROM audit_notes WHERE size >= ?').run(seq);
