@@ -7,7 +7,8 @@ import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
-import { ProofSource, proofOptions } from './lib/proofs.js';
+import { ProofSource } from './lib/proofs.js';
+import { proofOptions } from './lib/proof-options.js';
 
 const program = proofOptions(
   new Command()

@@ -15,7 +15,8 @@ import { hexToBytes } from '@noble/hashes/utils.js';
 import type { AuditEntry } from '../src/core/audit/chain.js';
 import { NoteError } from '../src/core/audit/note.js';
 import { checkEntryInclusion, openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
-import { ProofSource, proofOptions, readNote } from './lib/proofs.js';
+import { ProofSource } from './lib/proofs.js';
+import { proofOptions, readNote } from './lib/proof-options.js';
 
 const program = proofOptions(
   new Command()

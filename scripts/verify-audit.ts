@@ -20,7 +20,8 @@ import { NoteError } from '../src/core/audit/note.js';
 import { type Check, RunRoot, checkConsistent, checkEntryInclusion, frontierFromInclusionProof, openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
 import type { AuditEntry } from '../src/core/audit/chain.js';
 import { readExport } from './lib/export-file.js';
-import { ProofSource, proofOptions, readNote } from './lib/proofs.js';
+import { proofOptions, readNote } from './lib/proof-options.js';
+import type { ProofSource } from './lib/proofs.js';
 
 const program = proofOptions(
   new Command()
@@ -58,6 +59,7 @@ try {
 
 let checks: Check[] = [];
 if (report.ok && opts.checkpoint) {
+  const { ProofSource } = await import('./lib/proofs.js');
   const source = new ProofSource(opts);
   try {
     checks = await checkTree(report.firstSeq, report.lastSeq, source);
