@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { Checkpointer } from '../src/signer/audit/checkpointer.js';
-import { eventDraft } from '../src/signer/audit/drafts.js';
+import { eventDraft } from '../src/core/audit/draft.js';
 import { exportRecords } from '../src/signer/audit/export.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { repoRoot, tempDir } from '../harness/token.js';

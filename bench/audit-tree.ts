@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { Checkpointer } from '../src/signer/audit/checkpointer.js';
-import { eventDraft } from '../src/signer/audit/drafts.js';
+import { eventDraft } from '../src/core/audit/draft.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { entryLeafHash } from '../src/core/audit/leaf.js';
 import { frontierNodes } from '../src/core/audit/merkle.js';

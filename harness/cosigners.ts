@@ -25,19 +25,28 @@ export interface CosignerNode {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/** Changes a cosigner's config before it starts (e.g. a CRL, other CAs). */
+export type CosignerConfigure = (config: Record<string, any>, id: number) => Record<string, any>;
+
 /**
  * n real cosigner processes on localhost, each with its own SoftHSM token and SQLite file,
  * accepting the `coordinator` client certificate only. The PKI must hold client certificates
  * `cosigner-1`..`cosigner-n` (their ceremony identities): see `COSIGNER_CLIENTS`.
  */
-export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Record<number, Fault> = {}): Promise<CosignerNode[]> {
+export async function startCosigners(
+  dir: string,
+  pki: Pki,
+  n = 3,
+  faults: Record<number, Fault> = {},
+  configure: CosignerConfigure = (c) => c,
+): Promise<CosignerNode[]> {
   return Promise.all(
     Array.from({ length: n }, async (_, i) => {
       const id = i + 1;
       const home = join(dir, `cosigner-${id}`);
       const token = await makeToken(home, `cosigner-${id}`);
       const port = await freePort();
-      const config = {
+      const config = configure({
         role: 'cosigner',
         listen: `127.0.0.1:${port}`,
         tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
@@ -46,7 +55,7 @@ export async function startCosigners(dir: string, pki: Pki, n = 3, faults: Recor
         clients: {},
         cosigner: { id, peers: ['coordinator'], identity: { certFile: pki.files.clients[`cosigner-${id}`]!.cert, keyFile: pki.files.clients[`cosigner-${id}`]!.key } },
         log: { level: 'info' },
-      };
+      }, id);
       const configFile = join(home, 'cosigner.json');
       await writeFile(configFile, JSON.stringify(config, null, 2));
       const spawn = (fault?: Fault) =>

@@ -21,12 +21,15 @@ export interface SignerProcess {
 }
 
 /**
- * Starts `src/main.ts` (or `entry`) as a real child process and waits for its "signer started"
- * (or `ready`) log line.
+ * Starts `src/main.ts` (or `entry`: a .ts file runs through tsx, a .js file on plain node) as a
+ * real child process and waits for its "signer started" (or `ready`) log line.
  */
 export async function startSignerProcess(configFile: string, timeoutMs = 30_000, opts: { entry?: string; ready?: string; args?: string[] } = {}): Promise<SignerProcess> {
   // node itself, not the tsx CLI: tsx runs the program in a grandchild that a SIGKILL would miss.
-  const args = ['--import', 'tsx', opts.entry ?? 'src/main.ts', '--config', configFile, ...(opts.args ?? [])];
+  // A compiled entry (dist/main.js) runs without the loader, as in production.
+  const entry = opts.entry ?? 'src/main.ts';
+  const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const args = [...loader, entry, '--config', configFile, ...(opts.args ?? [])];
   const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const ready = `"${opts.ready ?? 'signer started'}"`;
   let out = '';

@@ -8,7 +8,7 @@ import { decodeError, type DecodedError } from '../src/client/errors.js';
 import { parseConfig } from '../src/infra/config/load.js';
 import type { Config } from '../src/infra/config/schema.js';
 import type { Pkcs11 } from '../src/infra/hsm/hsm.js';
-import { createLogger } from '../src/infra/log.js';
+import { createLogger, type Logger } from '../src/infra/log.js';
 import { startSigner, type RunningSigner } from '../src/signer/grpc/server.js';
 import { DEFAULT_CLIENTS, makePki, type Pki } from './pki.js';
 import { makeToken, tempDir, type TestToken } from './token.js';
@@ -57,7 +57,9 @@ export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partia
   return {
     listen: '127.0.0.1:0',
     tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
-    hsm: { uri: token.uri, sessions: 4, moduleEnv: token.env, recoveryIntervalMs: 100 },
+    // A generous session wait: test machines run many signers at once, and a burst of hundreds
+    // of requests on 4 sessions must not be shed there; test/hsm-deadline.test.ts sets its own.
+    hsm: { uri: token.uri, sessions: 4, moduleEnv: token.env, recoveryIntervalMs: 100, sessionWaitMs: 30_000 },
     store: { sqlite: { path: `${dir}/signer.db` } },
     clients: {
       'payment-engine': { roles: ['signer'] },
@@ -84,16 +86,21 @@ export async function startTestSigner(
     clients?: string[];
     /** Runs with the fresh PKI before the signer starts; returns more config (e.g. cosigners). */
     prepare?: (dir: string, pki: Pki) => Promise<Partial<Record<string, unknown>>>;
+    /** Fields merged into the hsm section (the token's URI stays). */
+    hsm?: Partial<Record<string, unknown>>;
+    /** The signer's logger (default: fatal only). */
+    log?: Logger;
   } = {},
 ): Promise<TestSigner> {
   const tmp = await tempDir('signer-');
   const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine', ...(opts.clients ?? [])]), makeToken(tmp.path)]);
   const extra = opts.prepare ? await opts.prepare(tmp.path, pki) : {};
   const raw = testConfig(tmp.path, pki, token, { ...opts.config, ...extra });
+  if (opts.hsm) raw.hsm = { ...raw.hsm, ...opts.hsm };
   const configFile = `${tmp.path}/signer.json`;
   await writeFile(configFile, JSON.stringify(raw, null, 2));
   const config = parseConfig(raw);
-  let signer = await startSigner(config, createLogger('fatal'), { wrapModule: opts.wrapModule });
+  let signer = await startSigner(config, opts.log ?? createLogger('fatal'), { wrapModule: opts.wrapModule });
   const address = `127.0.0.1:${signer.port}`;
   const open: SignerClients[] = [];
   const ts: TestSigner = {
@@ -126,8 +133,8 @@ export async function startTestSigner(
   return ts;
 }
 
-/** grpc.health.v1 status of a service, asked over mTLS as payment-engine. */
-export async function healthOf(ts: TestSigner, service = ''): Promise<string> {
+/** grpc.health.v1 status of a service, asked over mTLS as payment-engine (in-process or a child). */
+export async function healthOf(ts: Pick<TestSigner, 'pki' | 'address'>, service = ''): Promise<string> {
   const def = protoLoader.loadSync(healthProto, { enums: String });
   const Health = (grpc.loadPackageDefinition(def) as any).grpc.health.v1.Health as grpc.ServiceClientConstructor;
   const c = ts.pki.clients['payment-engine']!;

@@ -73,7 +73,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # node_modules: (re)install when never installed or package.json / package-lock.json changed since.
 
-command -v node >/dev/null 2>&1 || die "node (>= 20) is not installed"
+command -v node >/dev/null 2>&1 || die "node is not installed (package.json engines: ^20.19.0, ^22.12.0 or 24 to 26)"
 
 # True when package.json's dependency fields equal those recorded in package-lock.json, i.e. an
 # edit of package.json (scripts, tap config, ...) did not touch dependencies and needs no install.

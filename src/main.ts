@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ConfigError, loadConfig } from './infra/config/load.js';
 import { HsmStartError } from './infra/hsm/hsm.js';
 import { createLogger } from './infra/log.js';
+import { NativeAddonError } from './signer/signing/secp256k1-native.js';
 
 const program = new Command()
   .name('hsm-signer')
@@ -11,6 +12,9 @@ const program = new Command()
 
 const { config: file } = program.opts<{ config: string }>();
 const STOP_TIMEOUT_MS = 30_000;
+// SIGHUP's default action ends the process: a reload sent while the signer starts is ignored instead.
+let reload = () => {};
+process.on('SIGHUP', () => reload());
 
 try {
   const config = loadConfig(file);
@@ -20,8 +24,8 @@ try {
   const log = createLogger(config.log.level);
   const signer =
     config.role === 'cosigner'
-      ? await (await import('./cosigner/server.js')).startCosigner(config, log)
-      : await (await import('./signer/grpc/server.js')).startSigner(config, log);
+      ? await (await import('./cosigner/server.js')).startCosigner(config, log, { configFile: file })
+      : await (await import('./signer/grpc/server.js')).startSigner(config, log, { configFile: file });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -43,8 +47,16 @@ try {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // The operator's "I fixed it": the PIN file is read again, and a login that a refused PIN
+  // stopped gets exactly one new attempt (src/infra/hsm/hsm.ts, retryLogin); revocations and pin
+  // changes apply without a restart (failures are logged, the old trust kept).
+  reload = () => {
+    if (stopping) return;
+    log.info({ signal: 'SIGHUP', hsm: signer.hsm.retryLogin() }, 'reloaded');
+    void signer.reload('SIGHUP');
+  };
 } catch (e) {
-  if (e instanceof ConfigError || e instanceof HsmStartError) {
+  if (e instanceof ConfigError || e instanceof HsmStartError || e instanceof NativeAddonError) {
     process.stderr.write(`hsm-signer: ${e.message}\n`);
     process.exit(2);
   }

@@ -103,7 +103,7 @@ const rows: Row[] = [
   ['change a prevHash', edit(9, (e) => ({ ...e, prevHash: flipHex(e.prevHash, 10) })), 'changed', 9],
   ['rewrite an entry with a recomputed hash', rewrite(7, { client: 'someone-else' }), 'changed', 7],
   ['rewrite the entry a checkpoint covers, hash recomputed', rewrite(10, { decision: 'refused' }), 'changed', 10],
-  ['rewrite an entry and its prevHash, hash recomputed', edit(8, (e) => entry(8, hex32(8, 9))), 'changed', 8],
+  ['rewrite an entry and its prevHash, hash recomputed', edit(8, () => entry(8, hex32(8, 9))), 'changed', 8],
   ['rewrite seq 1 to link elsewhere, hash recomputed', edit(1, () => entry(1, hex32(0, 9))), 'changed', 1],
   ['delete an entry in the middle', without((rs) => where(rs, 12)), 'missing', 12],
   ['delete two entries', (rs) => without((r) => where(r, 13))(without((r) => where(r, 12))(rs)), 'missing', 12],

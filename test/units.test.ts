@@ -3,6 +3,8 @@ import { parseConfig } from '../src/infra/config/load.js';
 import { SessionPool } from '../src/infra/hsm/pool.js';
 import { parsePkcs11Uri } from '../src/infra/hsm/uri.js';
 import { Authorizer } from '../src/infra/grpc/auth.js';
+import { PeerTrust } from '../src/infra/grpc/peer-trust.js';
+import { normalisePin } from '../src/infra/config/pins.js';
 
 t.test('PKCS#11 URIs (RFC 7512)', async (t) => {
   t.same(parsePkcs11Uri('pkcs11:token=signer;object=hot-1?module-path=/usr/lib/x.so&pin-source=file:/run/pin'), {
@@ -82,8 +84,51 @@ t.test('config: every problem names its field', async (t) => {
   for (const [raw, err] of bad) t.throws(() => parseConfig(raw), err);
 });
 
+t.test('config: client pins are normalised, separate CA files resolve, a bad pin names its field', async (t) => {
+  const hex = `${'AB:'.repeat(31)}AB`;
+  const b64 = Buffer.alloc(32, 0xcd).toString('base64');
+  const c = parseConfig(
+    {
+      listen: '127.0.0.1:1',
+      tls: { caFile: 'ca', certFile: 'c', keyFile: 'k', clientCaFile: 'clients-ca', crlFile: 'crl.pem' },
+      hsm: { uri: 'pkcs11:token=x' },
+      store: { sqlite: { path: 'db' } },
+      clients: {
+        a: { roles: ['signer'], pins: [`cert-sha256:${hex}`, `spki-sha256:${b64}`, `spki-sha256:${'0f'.repeat(32)}`] },
+      },
+    },
+    '/etc/signer',
+  );
+  const canonical = [`cert-sha256:${'ab'.repeat(32)}`, `spki-sha256:${'cd'.repeat(32)}`, `spki-sha256:${'0f'.repeat(32)}`];
+  t.same(c.clients.a!.pins, canonical, 'hex with colons and base64 become lowercase hex');
+  t.equal(c.tls.clientCaFile, '/etc/signer/clients-ca');
+  t.equal(c.tls.crlFile, '/etc/signer/crl.pem');
+  t.equal(c.tls.peerCaFile, undefined, 'unset CA files fall back to caFile where used');
+  t.same(c.connections, { maxAgeMs: 30 * 60_000, maxAgeGraceMs: 60_000 }, 'connections age out by default');
+  t.equal(c.tls.watch, true);
+  const rows: Array<[string, boolean]> = [
+    [`cert-sha256:${'ab'.repeat(32)}`, true],
+    [`cert-sha256:${b64}`, false], // a certificate fingerprint is hex, as openssl prints it
+    [`spki-sha256:${'ab'.repeat(31)}`, false],
+    [`sha256:${'ab'.repeat(32)}`, false],
+    ['payment-engine', false],
+  ];
+  for (const [pin, ok] of rows) {
+    t.equal('pin' in normalisePin(pin), ok, `${pin.slice(0, 20)}... ${ok ? 'accepted' : 'refused'}`);
+  }
+  const bad = {
+    listen: '127.0.0.1:1',
+    tls: { caFile: 'ca', certFile: 'c', keyFile: 'k' },
+    hsm: { uri: 'pkcs11:token=x' },
+    store: { sqlite: { path: 'db' } },
+    clients: { a: { roles: ['signer'], pins: ['sha1:00'] } },
+  };
+  t.throws(() => parseConfig(bad), /clients\.a\.pins\.0/);
+});
+
 t.test('key access: exact ids and prefix patterns, deny otherwise', async (t) => {
-  const auth = new Authorizer({}, { 'hot-*': ['engine'], 'cold-1': ['treasury'] });
+  const trust = new PeerTrust([], { pins: {}, requirePins: false });
+  const auth = new Authorizer(trust, {}, { 'hot-*': ['engine'], 'cold-1': ['treasury'] });
   const rows: Array<[string, string, boolean]> = [
     ['engine', 'hot-1', true],
     ['engine', 'hot-', true],

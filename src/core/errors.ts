@@ -9,6 +9,10 @@ export type Reason =
   | 'PAYLOAD_KIND_UNSUPPORTED'
   | 'REQUEST_INVALID'
   | 'NOT_AUTHENTICATED'
+  // The peer certificate, checked at every call (src/infra/grpc/peer-trust.ts).
+  | 'CERTIFICATE_REVOKED'
+  | 'CERTIFICATE_NOT_PINNED'
+  | 'CERTIFICATE_EXPIRED'
   | 'NOT_AUTHORIZED'
   | 'HSM_UNAVAILABLE'
   | 'HSM_ERROR'
@@ -55,6 +59,10 @@ export type Reason =
   | 'SHARE_EPOCH_MISMATCH'
   | 'NONCE_UNKNOWN'
   | 'COMMITMENT_MISMATCH'
+  // Resource bounds at the gRPC edge (src/infra/grpc/request-guard.ts, src/signer/grpc/watch.ts).
+  | 'MESSAGE_TOO_LARGE'
+  | 'CLIENT_OVERLOADED'
+  | 'SHUTTING_DOWN'
   // Audit log (src/signer/audit): the database's log does not extend the last signed checkpoint.
   | 'AUDIT_LOG_INCONSISTENT';
 

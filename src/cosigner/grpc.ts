@@ -1,5 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
-import { SignerError } from '../core/errors.js';
+import type { PeerAuthorizer } from '../infra/grpc/auth.js';
 import { unary } from '../infra/grpc/unary.js';
 import type { Logger } from '../infra/log.js';
 import type { CosignerService } from './service.js';
@@ -8,21 +7,16 @@ import type { CosignerService } from './service.js';
 type In<M extends keyof CosignerService> = Parameters<CosignerService[M]>[0];
 
 /**
- * signer.v1.Cosigner over grpc-js, a thin adapter: it admits only callers whose client
- * certificate CN is a peer named in config, hands the decoded request to the service, and maps
- * every refusal through the status table (`unary`). Protocol logic lives in the service.
+ * signer.v1.Cosigner over grpc-js, a thin adapter: at every call it admits only a caller whose
+ * client certificate is a peer named in config and may be used now (validity, CRL, pins:
+ * `PeerAuthorizer`), hands the decoded request to the service, and maps every refusal through
+ * the status table (`unary`). Protocol logic lives in the service.
  */
-export function cosignerGrpc(service: CosignerService, peers: ReadonlySet<string>, log: Logger) {
-  const authorize = (call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'getAuthContext'>) => {
-    const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
-    if (typeof cn !== 'string' || !peers.has(cn)) {
-      throw new SignerError('NOT_AUTHORIZED', `client "${String(cn)}" is not a peer of this cosigner`);
-    }
-  };
+export function cosignerGrpc(service: CosignerService, peers: PeerAuthorizer, log: Logger) {
   /** One RPC: authorize, then the service method with the request. */
   const rpc = <Req, Res>(method: (r: Req) => Res | Promise<Res>) =>
     unary<Req, Res>(log, async (call) => {
-      authorize(call);
+      peers.require(call);
       return method(call.request);
     });
   return {

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from '../infra/config/schema.js';
@@ -6,6 +5,8 @@ import { Hsm } from '../infra/hsm/hsm.js';
 import { ensureSealingKey } from '../infra/hsm/seal.js';
 import type { Logger } from '../infra/log.js';
 import { signerV1 } from '../infra/grpc/proto.js';
+import { PeerAuthorizer } from '../infra/grpc/auth.js';
+import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReloader } from '../infra/grpc/server-tls.js';
 import { CosignerStore } from './store.js';
 import { cosignerGrpc } from './grpc.js';
 import { CosignerService, type CosignerFaults } from './service.js';
@@ -13,6 +14,9 @@ import { CosignerIdentity } from './identity.js';
 
 export interface RunningCosigner {
   port: number;
+  hsm: Hsm;
+  /** Reloads the CRL and the config file's peers and peer pins (SIGHUP). */
+  reload(trigger: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -28,28 +32,30 @@ export const SEALING_KEY_LABEL = 'hsm-signer/share-sealing';
 export async function startCosigner(
   config: Config,
   log: Logger,
-  opts: { faults?: CosignerFaults } = {},
+  opts: { faults?: CosignerFaults; configFile?: string } = {},
 ): Promise<RunningCosigner> {
   const me = config.cosigner!;
   if (!('sqlite' in config.store)) throw new Error('a cosigner keeps its shares in an sqlite store');
   Object.assign(process.env, config.hsm.moduleEnv);
+  // Coordinators' certificates are checked again at every call; the CRL and peers reload.
+  const creds = serverCredentials(config.tls, caFileFor(config.tls, 'peer'));
+  const trust = peerTrust(config, caFileFor(config.tls, 'peer'), { pins: {}, requirePins: false }, log);
+  const peers = new PeerAuthorizer(trust, new Set());
+  const apply = (c: Config) => peers.update(c.cosigner?.peers ?? [], c.cosigner?.peerPins ?? {}, c.tls.requirePins);
+  apply(config);
+  const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, log });
   const hsm = await Hsm.open({ ...config.hsm, log });
   const sealKey = await ensureSealingKey(hsm, SEALING_KEY_LABEL);
-  const identity = new CosignerIdentity(me.identity, config.tls.caFile, me.id);
+  const identity = new CosignerIdentity(me.identity, caFileFor(config.tls, 'identity'), me.id);
   const store = new CosignerStore(config.store.sqlite.path);
-  const server = new grpc.Server();
+  const server = new grpc.Server(connectionOptions(config));
   const faults = opts.faults ? { faults: opts.faults } : {};
   const { id, maxPooledNonces } = me;
   const service = new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults });
-  server.addService(signerV1.Cosigner.service, cosignerGrpc(service, new Set(me.peers), log));
+  server.addService(signerV1.Cosigner.service, cosignerGrpc(service, peers, log));
   const health = new HealthImplementation({ '': 'SERVING', 'signer.v1.Cosigner': 'SERVING' });
   health.addToServer(server);
   hsm.onHealthChange((up) => ['', 'signer.v1.Cosigner'].forEach((s) => health.setStatus(s, up ? 'SERVING' : 'NOT_SERVING')));
-  const creds = grpc.ServerCredentials.createSsl(
-    readFileSync(config.tls.caFile),
-    [{ private_key: readFileSync(config.tls.keyFile), cert_chain: readFileSync(config.tls.certFile) }],
-    true,
-  );
   // The signer keeps request records for two hours past freshness; the cosigner a little longer.
   const pruner = setInterval(() => {
     try {
@@ -63,7 +69,10 @@ export async function startCosigner(
   log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
   return {
     port,
+    hsm,
+    reload: (trigger) => reloader.reload(trigger),
     async close() {
+      reloader.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       clearInterval(pruner);
       await hsm.close();

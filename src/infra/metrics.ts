@@ -55,6 +55,24 @@ export class Metrics {
     help: '1 while the token is reachable and logged in',
     registers: [this.registry],
   });
+  readonly hsmLoginBlocked = new Gauge({
+    name: 'signer_hsm_login_blocked',
+    help: '1 while the token refused the PIN and no login is attempted until an operator acts (SIGHUP or restart)',
+    registers: [this.registry],
+  });
+  readonly hsmDeadlines = new Counter({
+    name: 'signer_hsm_deadline_exceeded_total',
+    help:
+      'Requests refused because no HSM session became free in time (session_wait) ' +
+      'or an HSM call did not return in time (call)',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionsSuspect = new Gauge({
+    name: 'signer_hsm_sessions_suspect',
+    help: 'HSM sessions whose call exceeded its deadline; each stays out of the pool until its call returns',
+    registers: [this.registry],
+  });
 
   readonly auditInconsistent = new Gauge({
     name: 'signer_audit_inconsistent',

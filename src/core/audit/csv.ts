@@ -4,9 +4,13 @@
  * an empty cell is null; `intent` is its canonical JSON. The header record becomes one
  * `header` row per audit key (a header with no keys, one row with empty key cells).
  *
- * Values are written verbatim (a spreadsheet may treat a cell starting with "=" as a formula;
- * open the file as text or import it with every column as text). Since format.ts forbids control
- * characters in string fields and canonical JSON escapes them, every row is one physical line.
+ * Cells a spreadsheet would run as a formula are neutralised (OWASP, CSV injection): a value
+ * that starts with = + - @ tab or CR (or their full-width forms), after any leading single
+ * quotes, is written with one more single quote in front, inside double quotes. The reader
+ * removes exactly that quote, so the verifier hashes the original value and an escaped export
+ * verifies like the JSONL one; a value starting with a quote but no formula character is
+ * written and read verbatim. Since format.ts forbids control characters in string fields and
+ * canonical JSON escapes them, every row is one physical line.
  */
 import { canonicalJson } from './chain.js';
 import { MalformedRecord, validateRecord, type ExportRecord } from './format.js';
@@ -53,10 +57,19 @@ function row(cells: Partial<Record<Column, string | number | null>>): string {
   return CSV_COLUMNS.map((c) => quote(cells[c] ?? null)).join(',');
 }
 
+/** A formula character after any run of single quotes: the cells that get (or carry) the escape. */
+const NEEDS_ESCAPE = /^'*[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]/;
+
 function quote(v: string | number | null): string {
   if (v === null) return '';
   const s = String(v);
+  if (NEEDS_ESCAPE.test(s)) return `"'${s.replaceAll('"', '""')}"`;
   return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/** The value of a cell written by `quote`: one escaping quote removed where `quote` added it. */
+function unescapeCell(cell: string): string {
+  return cell.startsWith("'") && NEEDS_ESCAPE.test(cell) ? cell.slice(1) : cell;
 }
 
 /**
@@ -65,7 +78,7 @@ function quote(v: string | number | null): string {
  * merges consecutive header rows.
  */
 export function parseCsvLine(text: string, line: number): ExportRecord {
-  const cells = splitRow(text, line);
+  const cells = splitRow(text, line).map(unescapeCell);
   if (cells.length !== CSV_COLUMNS.length) throw new MalformedRecord(line, `a row must have ${CSV_COLUMNS.length} cells, not ${cells.length}`);
   const cell = Object.fromEntries(CSV_COLUMNS.map((c, i) => [c, cells[i] === '' ? null : cells[i]!])) as Record<Column, string | null>;
   const type = cell.type;

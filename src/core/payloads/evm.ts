@@ -66,8 +66,29 @@ const TYPED_TX_NAMES: Record<number, string> = {
   0x04: 'EIP-7702 set-code',
 };
 
-function refuse(message: string): never {
-  throw new SignerError('PAYLOAD_INVALID', message);
+function refuse(message: string, metadata: Record<string, string> = {}): never {
+  throw new SignerError('PAYLOAD_INVALID', message, metadata);
+}
+
+/**
+ * Largest chain id and nonce accepted. viem decodes both as JavaScript numbers, so larger values
+ * cannot be represented exactly; both are far above any chain id in use and any reachable nonce
+ * (EIP-2681 caps nonces at 2^64 - 1, EIP-2294 proposes chain ids below 2^63 - 36), and both fit
+ * the store's signed 64-bit columns.
+ */
+export const MAX_EVM_CHAIN_ID = BigInt(Number.MAX_SAFE_INTEGER);
+export const MAX_EVM_NONCE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Refuses an RLP integer field above `max`, before viem meets it. Other shapes are left to viem. */
+function requireAtMost(field: unknown, name: string, max: bigint): void {
+  if (typeof field !== 'string' || !/^0x[0-9a-fA-F]*$/.test(field)) return;
+  // A value longer than 8 bytes is refused without being read: its length is all we say of it.
+  if (field.length > 2 + 16 || rlpInt(field as Hex) > max) {
+    refuse(`EVM transaction ${name} is above ${max} (2^53 - 1), the largest the signer decodes`, {
+      field: name,
+      max: String(max),
+    });
+  }
 }
 
 /** viem's shortMessage only describes the caller's own payload, so it is safe to pass on. */
@@ -138,6 +159,8 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
     if (isZeroField(fields[0])) {
       refuse('EIP-1559 transaction has chain id 0; a chain id is required');
     }
+    requireAtMost(fields[0], 'chain id', MAX_EVM_CHAIN_ID);
+    requireAtMost(fields[1], 'nonce', MAX_EVM_NONCE);
     // A non-empty access list is not part of EvmIntent, so policy could not see it.
     if (Array.isArray(fields[8]) && fields[8].length !== 0) {
       refuse('EIP-1559 transactions with an access list are not supported');
@@ -160,6 +183,8 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
     if (isZeroField(fields[6])) {
       refuse('legacy transaction has chain id 0; a chain id is required');
     }
+    requireAtMost(fields[6], 'chain id', MAX_EVM_CHAIN_ID);
+    requireAtMost(fields[0], 'nonce', MAX_EVM_NONCE);
   }
 
   let tx: UnsignedTx;

@@ -28,7 +28,11 @@ export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
   }
   const c = parsed.data;
   const abs = (p: string) => resolve(baseDir, p);
-  c.tls = { caFile: abs(c.tls.caFile), certFile: abs(c.tls.certFile), keyFile: abs(c.tls.keyFile) };
+  const tlsFiles = ['caFile', 'certFile', 'keyFile', 'clientCaFile', 'peerCaFile', 'identityCaFile', 'crlFile'] as const;
+  for (const f of tlsFiles) {
+    const p = c.tls[f];
+    if (p !== undefined) c.tls[f] = abs(p);
+  }
   if ('sqlite' in c.store) c.store.sqlite.path = abs(c.store.sqlite.path);
   return c;
 }

@@ -1,12 +1,25 @@
 import { z } from 'zod';
 import { timezoneProblem } from '../../core/rotation/due.js';
 import { cronProblem } from './cron.js';
+import { normalisePin } from './pins.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 const role = z.enum(['signer', 'admin', 'auditor']);
 const hsmAlgorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
 const algorithm = z.enum([...hsmAlgorithm.options, 'frost-ed25519', 'frost-secp256k1-tr']);
 const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict();
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DEFAULT_MESSAGE_BYTES = { sign: 256 * KiB, signBatch: 4 * MiB, setPolicy: 1 * MiB, other: 64 * KiB };
+/** Certificate pins in canonical form (src/infra/config/pins.ts). */
+const pins = z.array(
+  z.string().transform((v, ctx) => {
+    const r = normalisePin(v);
+    if ('pin' in r) return r.pin;
+    ctx.addIssue({ code: 'custom', message: r.problem });
+    return z.NEVER;
+  }),
+);
 
 /**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
@@ -22,11 +35,42 @@ export const configSchema = z
     listen: hostPort,
     tls: z
       .object({
+        /** The CA (PEM, one or more certificates) for every link below that names none of its own. */
         caFile: z.string().min(1),
         certFile: z.string().min(1),
         keyFile: z.string().min(1),
+        /** Signer: CA of client certificates (payment engine, admins, auditors). Default caFile. */
+        clientCaFile: z.string().min(1).optional(),
+        /**
+         * CA of the signer <-> cosigner links: a cosigner accepts coordinators from it, a signer
+         * checks cosigners' server certificates against it. Default caFile.
+         */
+        peerCaFile: z.string().min(1).optional(),
+        /** CA of cosigners' ceremony identities (`cosigner.identity`). Default caFile. */
+        identityCaFile: z.string().min(1).optional(),
+        /**
+         * Certificate revocation lists (PEM, one or more; or one DER), each signed by one of the
+         * CAs above. Checked at every call, also on connections opened before a revocation.
+         */
+        crlFile: z.string().min(1).optional(),
+        /** Refuse a client (or cosigner peer) that has no pins (default: pins are checked where set). */
+        requirePins: z.boolean().default(false),
+        /** Reload the CRL and the config's clients when either file changes (SIGHUP always does). */
+        watch: z.boolean().default(true),
       })
       .strict(),
+    /**
+     * Connections are closed (GOAWAY) this long after they open, so a client re-handshakes and a
+     * stream started before a revocation does not outlive it for long; calls in flight get the
+     * grace to finish.
+     */
+    connections: z
+      .object({
+        maxAgeMs: z.number().int().min(1000).default(30 * 60_000),
+        maxAgeGraceMs: z.number().int().min(0).default(60_000),
+      })
+      .strict()
+      .default({ maxAgeMs: 30 * 60_000, maxAgeGraceMs: 60_000 }),
     hsm: z
       .object({
         /** RFC 7512 URI naming module, token (label or serial) and PIN source. */
@@ -36,6 +80,18 @@ export const configSchema = z
         moduleEnv: z.record(z.string(), z.string()).default({}),
         /** How often a dead token is probed for recovery. */
         recoveryIntervalMs: z.number().int().min(50).default(1000),
+        /**
+         * Longest wait for a free HSM session, for a hot request and for a batch item (a batch
+         * queues all its items at once); a gRPC deadline that comes first ends the wait sooner.
+         * Then the request gets UNAVAILABLE HSM_UNAVAILABLE with a retry delay.
+         */
+        sessionWaitMs: z.number().int().min(1).max(600_000).default(2000),
+        batchSessionWaitMs: z.number().int().min(1).max(600_000).default(60_000),
+        /**
+         * Longest an HSM call may run: the request then gets UNAVAILABLE, and the session stays
+         * out of the pool until the call returns.
+         */
+        callTimeoutMs: z.number().int().min(10).max(600_000).default(5000),
       })
       .strict(),
     /** Exactly one backend: embedded SQLite, or PostgreSQL shared by replicas. */
@@ -121,10 +177,49 @@ export const configSchema = z
       })
       .strict()
       .default({ overlapSeconds: 24 * 3600, schedules: {} }),
+    /**
+     * Bounds at the gRPC edge (README "Limits"). A request larger than its method's limit is
+     * refused with RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE; the transport refuses (without
+     * ErrorInfo) only what exceeds the largest method limit plus 1 MiB.
+     */
+    limits: z
+      .object({
+        messageBytes: z
+          .object({
+            sign: z.number().int().min(1024).max(64 * MiB).default(256 * KiB),
+            /** Sized for the largest batch (10,000 items) of EVM transfers. */
+            signBatch: z.number().int().min(1024).max(64 * MiB).default(4 * MiB),
+            setPolicy: z.number().int().min(1024).max(64 * MiB).default(1 * MiB),
+            /** Every other method: ids and small fields only. */
+            other: z.number().int().min(1024).max(64 * MiB).default(64 * KiB),
+          })
+          .strict()
+          .default(DEFAULT_MESSAGE_BYTES),
+        /** HTTP/2 streams (calls) at once on one connection; more wait in the client. */
+        maxConcurrentStreams: z.number().int().min(1).max(10_000).default(100),
+        /** Calls one client (certificate CN) may have in flight; more get CLIENT_OVERLOADED. */
+        maxInFlightPerClient: z.number().int().min(1).max(100_000).default(256),
+        /** WatchKeys streams one client may hold open; more get CLIENT_OVERLOADED. */
+        maxWatchStreamsPerClient: z.number().int().min(1).max(10_000).default(16),
+        /** At stop, calls still running after this are cancelled. */
+        shutdownGraceMs: z.number().int().min(0).max(60_000).default(2000),
+      })
+      .strict()
+      .default({
+        messageBytes: DEFAULT_MESSAGE_BYTES,
+        maxConcurrentStreams: 100,
+        maxInFlightPerClient: 256,
+        maxWatchStreamsPerClient: 16,
+        shutdownGraceMs: 2000,
+      }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
-    /** Client identities are certificate subject CNs from the trusted CA. */
-    clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1) }).strict()),
+    /**
+     * Client identities are certificate subject CNs from the client CA. Pins (see
+     * src/infra/config/pins.ts; several during a rollover) narrow a client to those certificates
+     * or keys. Reloaded on SIGHUP and when the config file changes.
+     */
+    clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1), pins: pins.optional() }).strict()),
     /**
      * Which clients may sign with which keys. Keys are exact ids or prefixes ending in `*`.
      * A key matching no entry can be signed by nobody.
@@ -166,6 +261,8 @@ export const configSchema = z
       .object({
         id: z.number().int().min(1).max(255),
         peers: z.array(z.string().min(1)).min(1),
+        /** Pins per peer CN, as `clients.<name>.pins` on a signer. */
+        peerPins: z.record(z.string().min(1), pins).default({}),
         /**
          * Certificate (CN=cosigner-<id>, from the tls CA) and key this cosigner signs its
          * ceremony messages with; the other cosigners check them, so the coordinator cannot

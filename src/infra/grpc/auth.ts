@@ -1,8 +1,6 @@
-import type { ServerUnaryCall } from '@grpc/grpc-js';
-import type { Config, Role } from '../config/schema.js';
 import { SignerError } from '../../core/errors.js';
-
-type Call = Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>;
+import type { Config, Role } from '../config/schema.js';
+import type { Call, PeerTrust } from './peer-trust.js';
 
 export interface Identity {
   /** Subject CN of the verified client certificate. */
@@ -11,20 +9,31 @@ export interface Identity {
 }
 
 /**
- * Identity comes only from the client certificate that the TLS layer verified against our CA;
- * nothing the client sends in a request can change it.
+ * Identity comes only from the client certificate that the TLS layer verified against the client
+ * CA; nothing the client sends in a request can change it. It is derived again at every call,
+ * after `PeerTrust` has checked the certificate's validity, revocation and pins, so a change of
+ * clients, pins or CRL (`update`, `TrustReloader`) reaches open connections.
  */
 export class Authorizer {
   constructor(
-    private readonly clients: Config['clients'],
-    private readonly keyAccess: Config['keyAccess'],
-  ) {}
+    private readonly trust: PeerTrust,
+    private clients: Config['clients'],
+    private keyAccess: Config['keyAccess'],
+    requirePins = false,
+  ) {
+    this.update(clients, keyAccess, requirePins);
+  }
+
+  /** Applies reloaded clients (roles and pins) and key access from the next call on. */
+  update(clients: Config['clients'], keyAccess: Config['keyAccess'], requirePins: boolean): void {
+    this.clients = clients;
+    this.keyAccess = keyAccess;
+    const pins = Object.fromEntries(Object.entries(clients).map(([cn, c]) => [cn, c.pins]));
+    this.trust.setPins({ pins, requirePins });
+  }
 
   identify(call: Call): Identity {
-    const cert = call.getAuthContext()?.sslPeerCertificate;
-    const cn = cert?.subject?.CN;
-    const client = Array.isArray(cn) ? undefined : cn;
-    if (!client) throw new SignerError('NOT_AUTHENTICATED', 'a client certificate with a subject CN is required');
+    const client = this.trust.verify(call).cn;
     const roles = new Set(this.clients[client]?.roles ?? []);
     return { client, roles };
   }
@@ -32,7 +41,11 @@ export class Authorizer {
   /** The caller's identity if it holds `role`; PERMISSION_DENIED otherwise. */
   require(call: Call, role: Role): Identity {
     const id = this.identify(call);
-    if (!id.roles.has(role)) throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" lacks the ${role} role`, { client: id.client, role });
+    if (!id.roles.has(role))
+      throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" lacks the ${role} role`, {
+        client: id.client,
+        role,
+      });
     return id;
   }
 
@@ -47,7 +60,35 @@ export class Authorizer {
 
   requireKey(id: Identity, keyId: string): void {
     if (!this.maySign(id.client, keyId)) {
-      throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" may not sign with key "${keyId}"`, { client: id.client, keyId });
+      throw new SignerError('NOT_AUTHORIZED', `client "${id.client}" may not sign with key "${keyId}"`, {
+        client: id.client,
+        keyId,
+      });
     }
+  }
+}
+
+/**
+ * A cosigner's callers: coordinators named by certificate CN in `cosigner.peers`, checked like a
+ * signer's clients (validity, CRL, `cosigner.peerPins`) at every call.
+ */
+export class PeerAuthorizer {
+  constructor(
+    private readonly trust: PeerTrust,
+    private peers: ReadonlySet<string>,
+  ) {}
+
+  update(peers: Iterable<string>, pins: Record<string, readonly string[]>, requirePins: boolean): void {
+    this.peers = new Set(peers);
+    this.trust.setPins({ pins, requirePins });
+  }
+
+  /** The caller's CN if it is a peer whose certificate may be used now; a SignerError otherwise. */
+  require(call: Call): string {
+    const cn = this.trust.verify(call).cn;
+    if (!this.peers.has(cn)) {
+      throw new SignerError('NOT_AUTHORIZED', `client "${cn}" is not a peer of this cosigner`, { client: cn });
+    }
+    return cn;
   }
 }

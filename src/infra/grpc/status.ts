@@ -24,6 +24,9 @@ export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
   CONFIRMATION_REQUIRED: S.INVALID_ARGUMENT,
   BATCH_NONCES_NOT_UNIQUE: S.INVALID_ARGUMENT,
   NOT_AUTHENTICATED: S.UNAUTHENTICATED,
+  CERTIFICATE_REVOKED: S.UNAUTHENTICATED,
+  CERTIFICATE_NOT_PINNED: S.UNAUTHENTICATED,
+  CERTIFICATE_EXPIRED: S.UNAUTHENTICATED,
   NOT_AUTHORIZED: S.PERMISSION_DENIED,
   NO_POLICY: S.PERMISSION_DENIED,
   TRAFFIC_CLASS_NOT_ALLOWED: S.PERMISSION_DENIED,
@@ -37,6 +40,8 @@ export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
   DESTINATION_NOT_ALLOWED: S.PERMISSION_DENIED,
   BATCH_LIMIT: S.PERMISSION_DENIED,
   VELOCITY_LIMIT: S.RESOURCE_EXHAUSTED,
+  MESSAGE_TOO_LARGE: S.RESOURCE_EXHAUSTED,
+  CLIENT_OVERLOADED: S.RESOURCE_EXHAUSTED,
   STALE_REQUEST: S.FAILED_PRECONDITION,
   FUTURE_REQUEST: S.FAILED_PRECONDITION,
   NONCE_GAP: S.FAILED_PRECONDITION,
@@ -60,6 +65,7 @@ export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
   KEY_ROTATION_CONFLICT: S.ABORTED,
   HSM_UNAVAILABLE: S.UNAVAILABLE,
   THRESHOLD_UNAVAILABLE: S.UNAVAILABLE,
+  SHUTTING_DOWN: S.UNAVAILABLE,
   HSM_ERROR: S.INTERNAL,
   SIGNATURE_SELF_CHECK_FAILED: S.INTERNAL,
   INTERNAL: S.INTERNAL,
@@ -76,8 +82,12 @@ export function toServiceError(e: unknown, log?: Logger): Partial<grpc.ServiceEr
   const err =
     e instanceof SignerError ? e : new SignerError('INTERNAL', 'internal error; see the signer log');
   if (!(e instanceof SignerError)) log?.error({ err: e }, 'unexpected error');
+  const message = bounded(err.message, MAX_MESSAGE_BYTES);
+  const metadata = Object.fromEntries(
+    Object.entries(err.metadata).slice(0, MAX_METADATA_ENTRIES).map(([k, v]) => [k, bounded(v, MAX_METADATA_BYTES)]),
+  );
   const info = ErrorInfo.encode(
-    ErrorInfo.create({ reason: err.reason, domain: ERROR_DOMAIN, metadata: err.metadata }),
+    ErrorInfo.create({ reason: err.reason, domain: ERROR_DOMAIN, metadata }),
   ).finish();
   const details = [{ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: info }];
   if (err.retryDelayMs !== undefined) {
@@ -85,8 +95,36 @@ export function toServiceError(e: unknown, log?: Logger): Partial<grpc.ServiceEr
     details.push({ type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: RetryInfo.encode(RetryInfo.create({ retryDelay: delay })).finish() });
   }
   const code = statusOf(err.reason);
-  const encoded = RpcStatus.encode(RpcStatus.create({ code, message: err.message, details })).finish();
-  const metadata = new grpc.Metadata();
-  metadata.set('grpc-status-details-bin', Buffer.from(encoded));
-  return { code, details: err.message, metadata };
+  const encoded = RpcStatus.encode(RpcStatus.create({ code, message, details })).finish();
+  const trailers = new grpc.Metadata();
+  trailers.set('grpc-status-details-bin', Buffer.from(encoded));
+  return { code, details: message, metadata: trailers };
+}
+
+/**
+ * Bounds on what a refusal carries, in UTF-8 bytes. A message may quote the caller's own input
+ * (a viem decoding error, a policy document's bad field); capped like this, grpc-message
+ * (percent-encoded: at most 3 bytes per byte) plus grpc-status-details-bin (base64) stay near
+ * 6 KiB, under the 8 KiB metadata limit of default gRPC clients. Ids are cut to 64 characters
+ * before they reach a message (src/signer/grpc/ids.ts).
+ */
+export const MAX_MESSAGE_BYTES = 768;
+const MAX_METADATA_BYTES = 128;
+const MAX_METADATA_ENTRIES = 12;
+
+/** Unpaired surrogates would make grpc-js's encodeURI of the message throw while sending. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** `s` as well-formed UTF-16 of at most `maxBytes` UTF-8 bytes, "…" marking a cut. */
+export function bounded(s: string, maxBytes: number): string {
+  const text = s.replace(LONE_SURROGATE, '\uFFFD');
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let out = '';
+  let bytes = 3; // the ellipsis
+  for (const ch of text) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > maxBytes) break;
+    out += ch;
+  }
+  return `${out}…`;
 }

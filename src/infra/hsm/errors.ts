@@ -26,11 +26,20 @@ const SESSION = new Set([
   pkcs11js.CKR_DEVICE_MEMORY,
 ]);
 
-const names = new Map<number, string>(
-  Object.entries(pkcs11js)
+/** PKCS#11 2.40's refusal to modify, copy or destroy a protected object; pkcs11js 2.1 lacks it. */
+export const CKR_ACTION_PROHIBITED = 0x1b;
+
+const names = new Map<number, string>([
+  ...Object.entries(pkcs11js)
     .filter(([k, v]) => k.startsWith('CKR_') && typeof v === 'number')
-    .map(([k, v]) => [v as number, k]),
-);
+    .map(([k, v]) => [v as number, k] as [number, string]),
+  [CKR_ACTION_PROHIBITED, 'CKR_ACTION_PROHIBITED'],
+]);
+
+/** Why the HSM could not be opened at start; the message names the cause, never the PIN. */
+export class HsmStartError extends Error {
+  override name = 'HsmStartError';
+}
 
 /** The CKR_* name of a PKCS#11 error, or a generic label; safe to log (no data from the call). */
 export function ckrName(e: unknown): string {

@@ -12,8 +12,21 @@ export interface GeneratedKey {
 }
 
 /**
- * Generates a key pair inside the token. The private key is a token object that is sensitive
- * and never extractable, so its value cannot leave the HSM by any PKCS#11 call.
+ * Attributes that lock a private or secret key down beyond sensitive / not extractable (all
+ * accepted by SoftHSM 2.6.1): no key derivation from it (ECDH with our signing key), no change
+ * to any attribute after creation (C_SetAttributeValue fails with CKR_ACTION_PROHIBITED), and
+ * no copy (C_CopyObject could otherwise make a twin with weaker attributes).
+ */
+export const LOCKED_KEY = [
+  { type: pkcs11js.CKA_DERIVE, value: false },
+  { type: pkcs11js.CKA_MODIFIABLE, value: false },
+  { type: pkcs11js.CKA_COPYABLE, value: false },
+];
+
+/**
+ * Generates a key pair inside the token. The private key is a token object that is sensitive,
+ * never extractable, and locked ({@link LOCKED_KEY}), so its value cannot leave the HSM by any
+ * PKCS#11 call and it cannot be copied, changed or used to derive another key.
  */
 export function generateKeyPair(hsm: Hsm, algorithm: HsmAlgorithm, label: string): Promise<GeneratedKey> {
   const spec = ALGORITHMS[algorithm];
@@ -41,6 +54,7 @@ export function generateKeyPair(hsm: Hsm, algorithm: HsmAlgorithm, label: string
         { type: pkcs11js.CKA_SENSITIVE, value: true },
         { type: pkcs11js.CKA_EXTRACTABLE, value: false },
         { type: pkcs11js.CKA_SIGN, value: true },
+        ...LOCKED_KEY,
       ],
     );
     const [attr] = hsm.p11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_EC_POINT }]);

@@ -6,6 +6,8 @@ export type Lane = 'hot' | 'batch';
 interface Waiter<S> {
   resolve(s: S): void;
   reject(e: unknown): void;
+  /** Set while the wait has a deadline; cleared when the waiter is served or rejected. */
+  timer?: NodeJS.Timeout;
 }
 
 /**
@@ -18,7 +20,11 @@ export class SessionPool<S> {
   private busy = 0;
   private total = 0;
 
-  constructor(private readonly metrics?: Metrics) {}
+  /** `timeoutError` is what a wait that reached its limit rejects with, given the limit. */
+  constructor(
+    private readonly metrics?: Metrics,
+    private readonly timeoutError: (waitMs: number) => unknown = (ms) => new Error(`no free session within ${ms} ms`),
+  ) {}
 
   get inUse(): number {
     return this.busy;
@@ -35,15 +41,33 @@ export class SessionPool<S> {
     this.release(s);
   }
 
-  acquire(lane: Lane): Promise<S> {
+  /**
+   * A free session, or the next one released (hot lane first). With `waitMs`, a caller that is
+   * still queued after that long leaves the queue and gets the pool's timeout error: a stuck or
+   * saturated HSM turns into a prompt refusal instead of a request that waits forever. The
+   * timer exists only while the caller waits, so the uncontended path costs nothing more.
+   */
+  acquire(lane: Lane, waitMs?: number): Promise<S> {
     const s = this.free.pop();
     if (s !== undefined) {
       this.busy++;
       this.observe();
       return Promise.resolve(s);
     }
+    if (waitMs !== undefined && waitMs <= 0) return Promise.reject(this.timeoutError(0));
     return new Promise<S>((resolve, reject) => {
-      this.waiters[lane].push({ resolve, reject });
+      const waiter: Waiter<S> = { resolve, reject };
+      if (waitMs !== undefined) {
+        waiter.timer = setTimeout(() => {
+          const queue = this.waiters[lane];
+          const i = queue.indexOf(waiter);
+          if (i < 0) return;
+          queue.splice(i, 1);
+          this.observe();
+          reject(this.timeoutError(waitMs));
+        }, waitMs);
+      }
+      this.waiters[lane].push(waiter);
       this.observe();
     });
   }
@@ -51,7 +75,10 @@ export class SessionPool<S> {
   /** Returns a healthy session: the next waiter gets it directly, hot lane first. */
   release(s: S): void {
     const next = this.waiters.hot.shift() ?? this.waiters.batch.shift();
-    if (next) next.resolve(s);
+    if (next) {
+      clearTimeout(next.timer);
+      next.resolve(s);
+    }
     else {
       this.busy--;
       this.free.push(s);
@@ -77,7 +104,10 @@ export class SessionPool<S> {
 
   rejectWaiters(e: unknown): void {
     for (const lane of ['hot', 'batch'] as const) {
-      for (const w of this.waiters[lane].splice(0)) w.reject(e);
+      for (const w of this.waiters[lane].splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(e);
+      }
     }
     this.observe();
   }

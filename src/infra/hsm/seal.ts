@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { ckrCode } from './errors.js';
 import type { Hsm } from './hsm.js';
+import { LOCKED_KEY } from './keypair.js';
 import type { Lane } from './pool.js';
 
 /**
@@ -53,7 +54,8 @@ export function shareAad(keyId: string, group: Uint8Array | string): Buffer {
 /**
  * Returns the CKA_ID of the token's AES sealing key labelled `label`, generating it inside the
  * token if there is none: AES-256, token object, private, sensitive, never extractable, usable
- * only to encrypt and decrypt (not to wrap or unwrap other keys). Runs under `hsm.manage`, so
+ * only to encrypt and decrypt (not to wrap or unwrap other keys, not to derive), unmodifiable
+ * and not copyable. Runs under `hsm.manage`, so
  * two callers never generate two keys with one label in one process.
  *
  * Fails closed: a key found under the label that was not generated in the token, could ever be
@@ -85,6 +87,9 @@ export function ensureSealingKey(hsm: Hsm, label: string): Promise<Buffer> {
       // Not a wrapping key: it cannot be used to export other keys out of the token.
       { type: pkcs11js.CKA_WRAP, value: false },
       { type: pkcs11js.CKA_UNWRAP, value: false },
+      // No derivation, no attribute change, no copy. Not required of a key found by label: one
+      // made before this existed still seals the shares already stored.
+      ...LOCKED_KEY,
     ]);
     return ckaId;
   });

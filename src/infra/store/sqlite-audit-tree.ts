@@ -35,7 +35,7 @@ export class SqliteAuditTree {
   private readonly q;
   readonly reads = treeReads(this);
 
-  constructor(private readonly db: Database.Database) {
+  constructor(db: Database.Database) {
     this.q = {
       tree: db.prepare('SELECT size, frontier FROM audit_tree WHERE id = 1'),
       setTree: db.prepare('INSERT INTO audit_tree (id, size, frontier) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier'),

@@ -54,39 +54,3 @@ export function signDraft(base: DraftBase, p: Prepared, outcome: { decision: Aud
     signatureHash: outcome.signature ? createHash('sha256').update(outcome.signature).digest() : null,
   };
 }
-
-/** A refusal decided before a payload could be decoded or bound to a key. */
-export function refusalDraft(kind: string, base: DraftBase, reason: string): AuditDraft {
-  return { kind, ...base, payloadHash: null, intent: null, decision: 'refused', reason, signatureHash: null };
-}
-
-/** A cosigner left out of a threshold signature: which one, why, and for which request. */
-export function faultDraft(
-  at: Date,
-  f: { keyId: string; version: number; cosigner: number; why: string; requestId: string },
-): AuditDraft {
-  const intent = { cosigner: String(f.cosigner), why: f.why, requestId: f.requestId };
-  return eventDraft('threshold.fault', at, null, { keyId: f.keyId, keyVersion: f.version, intent });
-}
-
-/** Administrative and lifecycle events: key changes, policy changes, start and stop. */
-export function eventDraft(
-  kind: string,
-  at: Date,
-  client: string | null,
-  fields: Partial<Pick<AuditDraft, 'keyId' | 'keyVersion' | 'intent' | 'payloadHash'>> = {},
-): AuditDraft {
-  return {
-    kind,
-    at,
-    client,
-    keyId: fields.keyId ?? null,
-    keyVersion: fields.keyVersion ?? null,
-    requestId: null,
-    payloadHash: fields.payloadHash ?? null,
-    intent: fields.intent ?? null,
-    decision: 'done',
-    reason: null,
-    signatureHash: null,
-  };
-}

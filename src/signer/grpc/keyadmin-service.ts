@@ -7,6 +7,7 @@ import type { PolicyRecord, Store } from '../../infra/store/store.js';
 import type { Authorizer } from '../../infra/grpc/auth.js';
 import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { unary } from '../../infra/grpc/unary.js';
+import { requireId } from './ids.js';
 
 const policyToWire = (p: PolicyRecord) => ({
   name: p.name,
@@ -32,7 +33,7 @@ export function keyAdminHandlers(deps: {
       const id = auth.require(call, 'admin');
       const algorithm = algorithmFromWire(call.request.algorithm);
       if (!algorithm) throw new SignerError('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR');
-      const key = await keys.create(call.request.keyId, algorithm, { client: id.client });
+      const key = await keys.create(requireId('key_id', 'key', call.request.keyId), algorithm, { client: id.client });
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
       return keyToWire(key);
     }),
@@ -40,36 +41,40 @@ export function keyAdminHandlers(deps: {
     RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
       const id = auth.require(call, 'admin');
       const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
-      const { next, previous } = await keys.rotate(call.request.keyId, overlap, { client: id.client });
+      const { next, previous } = await keys.rotate(requireId('key_id', 'key', call.request.keyId), overlap, { client: id.client });
       const after = keys.history(next.keyId);
       return { active: keyToWire(after.find((k) => k.version === next.version)!), previous: keyToWire(after.find((k) => k.version === previous.version)!) };
     }),
 
     DisableKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.disable(call.request.keyId, call.request.version, { client: id.client });
+      const k = await keys.disable(requireId('key_id', 'key', call.request.keyId), call.request.version, { client: id.client });
       return keyToWire(k);
     }),
 
     DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const { keyId, version, confirmKeyId } = call.request;
-      const k = await keys.destroy(keyId, version, confirmKeyId, { client: id.client });
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      const k = await keys.destroy(keyId, call.request.version, call.request.confirmKeyId, { client: id.client });
       return keyToWire(k);
     }),
 
     RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       // The same job lock as scheduled rotation and refresh: one ceremony per key across replicas.
-      const refresh = () => keys.refreshShares(call.request.keyId, { client: id.client });
-      const k = await jobs.withJobLock(`rotate:${call.request.keyId}`, refresh);
-      if (!k) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${call.request.keyId}" is being rotated or refreshed elsewhere; retry`, { keyId: call.request.keyId });
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      const k = await jobs.withJobLock(`rotate:${keyId}`, () => keys.refreshShares(keyId, { client: id.client }));
+      if (!k) {
+        const why = `key "${keyId}" is being rotated or refreshed elsewhere; retry`;
+        throw new SignerError('KEY_ROTATION_CONFLICT', why, { keyId });
+      }
       return keyToWire(k);
     }),
 
     SetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ name: string; document: string }, unknown>) => {
       const id = auth.require(call, 'admin');
-      return policyToWire(await policies.set(call.request.name, call.request.document, id.client, new Date()));
+      const name = requireId('name', 'key', call.request.name, 'POLICY_INVALID');
+      return policyToWire(await policies.set(name, call.request.document, id.client, new Date()));
     }),
 
     GetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {
@@ -77,8 +82,8 @@ export function keyAdminHandlers(deps: {
       const id = auth.identify(call);
       if (!id.roles.has('auditor')) auth.require(call, 'admin');
       const r = call.request;
-      if (r.selector === 'name') return policyToWire(policies.get(r.name!));
-      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(r.keyId!));
+      if (r.selector === 'name') return policyToWire(policies.get(requireId('name', 'key', r.name!)));
+      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(requireId('key_id', 'key', r.keyId!)));
       throw new SignerError('REQUEST_INVALID', 'name or key_id is required');
     }),
   };

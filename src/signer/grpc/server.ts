@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
@@ -15,14 +14,24 @@ import { MAX_VELOCITY_WINDOW_SECONDS } from '../../core/policy/schema.js';
 import { SignFlow } from '../signing/flow.js';
 import { openStore } from '../../infra/store/open.js';
 import { Authorizer } from '../../infra/grpc/auth.js';
+import {
+  caFileFor,
+  connectionOptions,
+  peerTrust,
+  serverCredentials,
+  startReloader,
+} from '../../infra/grpc/server-tls.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { auditHandlers } from './audit-service.js';
 import { hostname } from 'node:os';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { checkpointSigner } from '../audit/audit-key.js';
-import { eventDraft } from '../audit/drafts.js';
+import { eventDraft } from '../../core/audit/draft.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
+import { KeyWatchers } from './watch.js';
+import { edgeGuard, serverOptions } from './limits.js';
+import { guardService } from '../../infra/grpc/request-guard.js';
 import { Ceremonies } from '../threshold/ceremonies.js';
 import { CosignerClients } from '../threshold/cosigner-client.js';
 import { ThresholdSigner } from '../threshold/threshold-signer.js';
@@ -36,6 +45,8 @@ export interface RunningSigner {
   metrics: Metrics;
   /** The audit checkpointer (tests trigger a checkpoint; other components hook onSigned). */
   checkpointer: Checkpointer;
+  /** Reloads the CRL and the config file's clients, pins and key access (SIGHUP). */
+  reload(trigger: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -51,17 +62,22 @@ const REPLAY_RETENTION_MS = 2 * 3600_000 + 60_000;
  * Opens the HSM and the store, then serves Signer, KeyAdmin, health and reflection over mutual
  * TLS. Health follows the HSM: NOT_SERVING while the token is unavailable.
  */
-export async function startSigner(config: Config, log: Logger, opts: { wrapModule?: (p11: Pkcs11) => Pkcs11; clock?: () => Date } = {}): Promise<RunningSigner> {
+export async function startSigner(
+  config: Config,
+  log: Logger,
+  opts: { wrapModule?: (p11: Pkcs11) => Pkcs11; clock?: () => Date; configFile?: string } = {},
+): Promise<RunningSigner> {
   Object.assign(process.env, config.hsm.moduleEnv);
   const metrics = new Metrics({ processMetrics: true });
-  const tls = {
-    ca: readFileSync(config.tls.caFile),
-    cert: readFileSync(config.tls.certFile),
-    key: readFileSync(config.tls.keyFile),
-  };
+  const creds = serverCredentials(config.tls, caFileFor(config.tls, 'client'));
+  // Clients' certificates are checked again at every call; the CRL and clients reload.
+  const trust = peerTrust(config, caFileFor(config.tls, 'client'), { pins: {}, requirePins: false }, log);
+  const auth = new Authorizer(trust, config.clients, config.keyAccess, config.tls.requirePins);
+  const apply = (c: Config) => auth.update(c.clients, c.keyAccess, c.tls.requirePins);
+  const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, log });
   const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
   const store = await openStore(config.store);
-  const cosigners = config.threshold ? new CosignerClients(config.threshold, config.tls.caFile) : undefined;
+  const cosigners = config.threshold ? new CosignerClients(config.threshold, caFileFor(config.tls, 'peer')) : undefined;
   const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
   await keys.load();
   keys.startRefresh(config.refreshMs);
@@ -84,7 +100,6 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   await policies.seed(config.policies, new Date());
   checkpointer.start();
   policies.startRefresh(config.refreshMs);
-  const auth = new Authorizer(config.clients, config.keyAccess);
   // A cosigner left out of a signature is named in the metrics here, and in the audit log by
   // the sign flow, with the outcome of the request it failed (flow.ts).
   const thresholdSigner =
@@ -114,12 +129,20 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   const scheduler = new RotationScheduler({ keys, store, schedules: config.rotation.schedules, overlapMs: config.rotation.overlapSeconds * 1000, log });
   await scheduler.start();
 
-  const server = new grpc.Server();
+  const limits = config.limits;
+  const server = new grpc.Server({ ...serverOptions(limits), ...connectionOptions(config) });
+  const watchers = new KeyWatchers(keys, limits.maxWatchStreamsPerClient, log);
+  const guard = edgeGuard(limits, auth, log);
+  const serve = (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => {
+    const g = guardService(def, impl, guard);
+    server.addService(g.definition, g.implementation);
+  };
   const gate = () => checkpointer.assertConsistent();
-  server.addService(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, log, gate }));
+  serve(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, watchers, log, gate }));
   const overlapMs = config.rotation.overlapSeconds * 1000;
-  server.addService(signerV1.KeyAdmin.service, keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log }));
-  server.addService(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
+  const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
+  serve(signerV1.KeyAdmin.service, admin);
+  serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
@@ -134,7 +157,6 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
   metrics.auditInconsistent.set(checkpointer.inconsistency ? 1 : 0);
   if (checkpointer.inconsistency) setHealth(false);
 
-  const creds = grpc.ServerCredentials.createSsl(tls.ca, [{ private_key: tls.key, cert_chain: tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
@@ -160,8 +182,18 @@ export async function startSigner(config: Config, log: Logger, opts: { wrapModul
     keys,
     metrics,
     checkpointer,
+    reload: (trigger) => reloader.reload(trigger),
     async close() {
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      reloader.close();
+      // Watchers never end on their own; calls still running after the grace are cancelled.
+      watchers.close();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), limits.shutdownGraceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
       http?.close();
       clearInterval(pruner);
       clearInterval(retirer);

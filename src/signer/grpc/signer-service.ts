@@ -4,61 +4,23 @@ import type { KeyRegistry } from '../keys/registry.js';
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
 import type { CheckedBatch, SignFlow } from '../signing/flow.js';
-import type { Payload } from '../signing/service.js';
 import type { Authorizer, Identity } from '../../infra/grpc/auth.js';
 import { keyToWire } from './convert.js';
 import { unary } from '../../infra/grpc/unary.js';
 import { statusOf, toServiceError } from '../../infra/grpc/status.js';
-import { refusalDraft } from '../audit/drafts.js';
+import { requireId } from './ids.js';
+import { payloadOf, timeOf, type WireBatchRequest, type WireSignRequest } from './requests.js';
+import type { KeyWatchers } from './watch.js';
+import { refusalDraft } from '../../core/audit/draft.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 
-const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+/** The metric label of every key id that is not a known key: labels stay one per real key. */
+export const UNKNOWN_KEY_LABEL = '_unknown';
 
-interface WireTimestamp {
-  seconds: string;
-  nanos: number;
-}
-
-interface WirePayload {
-  payload?: 'digest' | 'message' | 'evmTransaction';
-  digest?: Buffer;
-  message?: Buffer;
-  evmTransaction?: { unsignedTx: Buffer };
-  replayScope?: { chainId: string; accountNonce: string } | null;
-}
-
-interface WireSignRequest extends WirePayload {
-  keyId: string;
-  requestId: string;
-  clientTime: WireTimestamp | null;
-  keyVersion: number;
-}
-
-interface WireBatchRequest {
-  batchId: string;
-  keyId: string;
-  clientTime: WireTimestamp | null;
-  items: WirePayload[];
-}
-
-function payloadOf(req: WirePayload): Payload {
-  const scope = req.replayScope ? { scope: { chainId: BigInt(req.replayScope.chainId), nonce: BigInt(req.replayScope.accountNonce) } } : {};
-  switch (req.payload) {
-    case 'digest':
-      return { kind: 'digest', digest: req.digest!, ...scope };
-    case 'message':
-      return { kind: 'message', message: req.message!, ...scope };
-    case 'evmTransaction':
-      if (req.replayScope) throw new SignerError('REQUEST_INVALID', 'replay_scope is for digests and messages; an EVM transaction carries its own chain id and nonce');
-      return { kind: 'evm', unsignedTx: req.evmTransaction?.unsignedTx ?? Buffer.alloc(0) };
-    default:
-      throw new SignerError('PAYLOAD_INVALID', 'a payload (digest, message or evm_transaction) is required');
-  }
-}
-
-function timeOf(t: WireTimestamp | null): Date {
-  if (!t) throw new SignerError('REQUEST_INVALID', 'client_time is required');
-  return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6));
+function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 export function signerHandlers(deps: {
@@ -67,85 +29,92 @@ export function signerHandlers(deps: {
   flow: SignFlow;
   audit: AuditStore;
   metrics: Metrics;
+  watchers: KeyWatchers;
   log: Logger;
   /** Throws when signing must stop (the audit log does not extend the last signed checkpoint). */
   gate?: () => void;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, audit, metrics, log, gate } = deps;
+  const { auth, keys, flow, audit, metrics, watchers, log, gate } = deps;
 
   /**
-   * Authorises a sign on a key, counts and logs the outcome, and audits the refusals raised
-   * before the reservation: authorisation, request fields, and `check` (unknown key, bad
-   * payload, no policy, stale client time), which store nothing. What `run` throws was decided
-   * and audited in a store transaction by the sign flow (or nothing was stored): the edge never
-   * writes a second entry for it.
+   * Checks the ids, authorises a sign on the key, counts and logs the outcome, and audits the
+   * refusals raised before the reservation: bad ids, authorisation, and `check` (unknown key,
+   * bad payload, no policy, stale client time), which store nothing. What `run` throws was
+   * decided and audited in a store transaction by the sign flow (or nothing was stored): the
+   * edge never writes a second entry for it. An id reaches the log, the metric labels or the
+   * audit log only after it passed its grammar, and a key id reaches a label only when it names
+   * a real key.
    */
   async function observed<C, T>(
     id: Identity,
-    keyId: string,
-    what: { kind: 'sign' | 'batch'; requestId: string; [k: string]: unknown },
-    check: () => C | Promise<C>,
-    run: (checked: C) => Promise<T>,
+    raw: { keyId: string; requestId: string },
+    what: { kind: 'sign' | 'batch'; [k: string]: unknown },
+    check: (keyId: string, requestId: string) => C | Promise<C>,
+    run: (checked: C, keyId: string, requestId: string) => Promise<T>,
   ): Promise<T> {
     const started = process.hrtime.bigint();
+    let keyId: string | undefined;
+    let requestId: string | undefined;
     let algorithm = 'unknown';
     let checked: C;
+    const label = () => (keyId !== undefined && keys.has(keyId) ? keyId : UNKNOWN_KEY_LABEL);
+    const refusal = (e: unknown): string => {
+      const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
+      metrics.signs.inc({ key: label(), algorithm, outcome: reason });
+      const metadata = (e as Partial<SignerError>).metadata;
+      log.info({ client: id.client, keyId: keyId ?? null, requestId: requestId ?? null, ...what, reason, ...metadata }, 'sign refused');
+      return reason;
+    };
     try {
-      if (!keyId) throw new SignerError('REQUEST_INVALID', 'key_id is required');
+      keyId = requireId('key_id', 'key', raw.keyId);
+      requestId =
+        what.kind === 'batch'
+          ? requireId('batch_id', 'batch', raw.requestId)
+          : requireId('request_id', 'request', raw.requestId);
       auth.requireKey(id, keyId);
       gate?.();
       algorithm = keys.has(keyId) ? keys.history(keyId)[0]!.algorithm : 'unknown';
-      checked = await check();
+      checked = await check(keyId, requestId);
     } catch (e) {
-      const reason = refusal(e, keyId, algorithm, id, what);
-      // Ids that fail their grammar are not copied into the log: they are the client's bytes.
-      const known = keys.has(keyId);
-      const keyVersion = known ? (keys.history(keyId).find((v) => v.state === 'active')?.version ?? null) : null;
-      const requestId = REQUEST_ID.test(what.requestId) ? what.requestId : null;
-      const base = { at: new Date(), client: id.client, keyId: known ? keyId : null, keyVersion, requestId };
+      const reason = refusal(e);
+      const known = keyId !== undefined && keys.has(keyId);
+      const version = known ? (keys.history(keyId!).find((v) => v.state === 'active')?.version ?? null) : null;
+      const base = { at: new Date(), client: id.client, keyId: known ? keyId! : null, keyVersion: version, requestId: requestId ?? null };
       // Not into a log found rewritten: the append may itself fail there, and the refusal would
       // turn into INTERNAL; the log line (refusal() above) records it.
       if (reason !== 'AUDIT_LOG_INCONSISTENT') await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
       throw e;
     }
     try {
-      const out = await run(checked);
-      metrics.signs.inc({ key: keyId, algorithm, outcome: 'ok' });
+      const out = await run(checked, keyId, requestId);
+      metrics.signs.inc({ key: label(), algorithm, outcome: 'ok' });
       metrics.signSeconds.observe({ algorithm }, Number(process.hrtime.bigint() - started) / 1e9);
-      log.debug({ client: id.client, keyId, ...what }, 'signed');
+      log.debug({ client: id.client, keyId, requestId, ...what }, 'signed');
       return out;
     } catch (e) {
-      refusal(e, keyId, algorithm, id, what);
+      refusal(e);
       throw e;
     }
-  }
-
-  /** Counts and logs a refusal; its reason. */
-  function refusal(e: unknown, keyId: string, algorithm: string, id: Identity, what: Record<string, unknown>): string {
-    const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
-    metrics.signs.inc({ key: keyId, algorithm, outcome: reason });
-    log.info({ client: id.client, keyId, ...what, reason, ...(e as Partial<SignerError>).metadata }, 'sign refused');
-    return reason;
   }
 
   return {
     Sign: unary(log, async (call: grpc.ServerUnaryCall<WireSignRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      const check = () => {
-        if (!REQUEST_ID.test(req.requestId)) throw new SignerError('REQUEST_INVALID', 'request_id must be 1..128 printable ASCII characters');
+      const check = (keyId: string, requestId: string) => {
         const clientTime = timeOf(req.clientTime);
-        const { keyId, keyVersion, requestId } = req;
-        return flow.checkSign({ client: id.client, keyId, keyVersion, requestId, clientTime, payload: payloadOf(req) });
+        const payload = payloadOf(req);
+        const deadline = deadlineOf(call);
+        return flow.checkSign({ client: id.client, keyId, keyVersion: req.keyVersion, requestId, clientTime, payload, deadline });
       };
-      const what = { kind: 'sign' as const, requestId: req.requestId };
-      return observed(id, req.keyId, what, check, (checked) => flow.sign(checked));
+      return observed(id, req, { kind: 'sign' }, check, (checked) => flow.sign(checked));
     }),
 
     SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
-      const check = () => {
+      const what = { kind: 'batch', items: req.items.length } as const;
+      const check = (keyId: string, batchId: string) => {
         const clientTime = timeOf(req.clientTime);
         const payloads = req.items.map((item, i) => {
           try {
@@ -154,42 +123,40 @@ export function signerHandlers(deps: {
             throw new SignerError('PAYLOAD_INVALID', `item ${i}: ${(e as Error).message}`, { index: String(i) });
           }
         });
-        return flow.checkBatch({ client: id.client, keyId: req.keyId, batchId: req.batchId, clientTime, payloads });
+        const deadline = deadlineOf(call);
+        return flow.checkBatch({ client: id.client, keyId, batchId, clientTime, payloads, deadline });
       };
-      const run = async (checked: CheckedBatch) => {
+      const run = async (checked: CheckedBatch, _keyId: string, batchId: string) => {
         const results = await flow.signBatch(checked);
         const wire = results.map((r) => ('error' in r ? { error: { code: statusOf(r.error.reason), ...r.error } } : r));
-        return { batchId: req.batchId, results: wire };
+        return { batchId, results: wire };
       };
-      return observed(id, req.keyId, { kind: 'batch', requestId: req.batchId, items: req.items.length }, check, run);
+      return observed(id, { keyId: req.keyId, requestId: req.batchId }, what, check, run);
     }),
 
     GetPublicKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.identify(call);
-      if (!id.roles.has('admin') && !id.roles.has('auditor')) auth.requireKey(auth.require(call, 'signer'), call.request.keyId);
-      return { ...keyToWire(keys.get(call.request.keyId)), versions: keys.history(call.request.keyId).map(keyToWire) };
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      if (!id.roles.has('admin') && !id.roles.has('auditor')) auth.requireKey(auth.require(call, 'signer'), keyId);
+      return { ...keyToWire(keys.get(keyId)), versions: keys.history(keyId).map(keyToWire) };
     }),
 
     WatchKeys: (call: grpc.ServerWritableStream<{ keyId: string }, unknown>) => {
+      let client: string;
       let visible: (keyId: string) => boolean;
       try {
         const id = auth.identify(call);
         const all = id.roles.has('admin') || id.roles.has('auditor');
         if (!all) auth.require(call, 'signer');
-        const only = call.request.keyId;
+        // Empty: every key the client may see.
+        const only = call.request.keyId === '' ? '' : requireId('key_id', 'key', call.request.keyId);
+        client = id.client;
         visible = (keyId) => (!only || keyId === only) && (all || auth.maySign(id.client, keyId));
       } catch (e) {
         call.emit('error', toServiceError(e, log));
         return;
       }
-      const send = (keyId: string) => {
-        if (!visible(keyId) || !keys.has(keyId)) return;
-        for (const k of keys.history(keyId)) call.write(keyToWire(k));
-      };
-      for (const keyId of new Set(keys.list().map((k) => k.keyId))) send(keyId);
-      keys.on('change', send);
-      call.on('cancelled', () => keys.off('change', send));
-      call.on('close', () => keys.off('change', send));
+      watchers.watch(call, client, visible);
     },
 
     ListKeys: unary(log, async (call: grpc.ServerUnaryCall<unknown, unknown>) => {

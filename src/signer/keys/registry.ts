@@ -8,7 +8,7 @@ import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../..
 import type { Ceremonies } from '../threshold/ceremonies.js';
 import { isThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
-import { eventDraft } from '../audit/drafts.js';
+import { eventDraft } from '../../core/audit/draft.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Keys the service uses itself; clients can neither create nor sign with them. */

@@ -4,7 +4,7 @@ import type { PolicyRecord, Store } from '../../infra/store/store.js';
 import { compilePolicy, findAmbiguities, PolicyError, selectPolicy, type CompiledPolicy } from '../../core/policy/schema.js';
 import { createHash } from 'node:crypto';
 import type { AuditDraft } from '../../core/audit/draft.js';
-import { eventDraft } from '../audit/drafts.js';
+import { eventDraft } from '../../core/audit/draft.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 

@@ -4,7 +4,8 @@ import type { Lane } from '../../infra/hsm/pool.js';
 import type { Logger } from '../../infra/log.js';
 import { checkFreshness, nativeValue, type SignIntent } from '../../core/policy/evaluate.js';
 import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemOutcome } from '../../core/replay/guard.js';
-import { faultDraft, signDraft, type DraftBase } from '../audit/drafts.js';
+import { faultDraft } from '../../core/audit/draft.js';
+import { signDraft, type DraftBase } from '../audit/drafts.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import type { PolicyRegistry } from '../policy/registry.js';
@@ -36,6 +37,8 @@ export interface SignCall {
   requestId: string;
   clientTime: Date;
   payload: Payload;
+  /** The gRPC call's deadline (epoch ms), if the client set one. */
+  deadline?: number | undefined;
 }
 
 export interface BatchCall {
@@ -44,6 +47,8 @@ export interface BatchCall {
   batchId: string;
   clientTime: Date;
   payloads: Payload[];
+  /** The gRPC call's deadline (epoch ms), if the client set one. */
+  deadline?: number | undefined;
 }
 
 /** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
@@ -57,6 +62,8 @@ export interface CheckedSign {
   item: ReserveItem;
   base: DraftBase;
   now: Date;
+  /** The gRPC call's deadline (epoch ms), if the client set one. */
+  deadline?: number | undefined;
 }
 
 /** A batch that passed every check made before its reservation. */
@@ -99,12 +106,12 @@ export class SignFlow {
     const base: DraftBase = { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
     requireFresh(policy, c.clientTime, now);
     const intent = signIntent(c.client, 'hot', prepared);
-    return { prepared, policy, intent, item: reserveItem(c.client, c.requestId, prepared, intent), base, now };
+    return { prepared, policy, intent, item: reserveItem(c.client, c.requestId, prepared, intent), base, now, deadline: c.deadline };
   }
 
   /** Reserves, signs and stores a checked request; every outcome is audited on the way. */
   async sign(s: CheckedSign): Promise<WireSignResponse> {
-    const { prepared, policy, intent, item, base, now } = s;
+    const { prepared, policy, intent, item, base, now, deadline } = s;
     const outcome = await this.o.store.reserve(
       { items: [item], velocity: velocityQueries(policy, item.keyId, item.client), leaseMs: this.leaseMs, now },
       (view) => audited(decideSign(policy, item, intent, view), (o) => signDraft(base, prepared, o)),
@@ -113,7 +120,7 @@ export class SignFlow {
     if (!outcome.ok) throw outcome.error;
     const [first] = outcome.items as [ItemOutcome];
     if (first.kind === 'replay') return decodeResult<WireSignResponse>(first.result);
-    const [result] = (await this.signAll([{ prepared, item, base }], 'hot')) as [Signed];
+    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', deadline)) as [Signed];
     if ('error' in result) throw result.cause;
     return result.wire;
   }
@@ -177,7 +184,7 @@ export class SignFlow {
         ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
         : [],
     );
-    const signed = await this.signAll(toSign, 'batch');
+    const signed = await this.signAll(toSign, 'batch', c.deadline);
     const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
     toSign.forEach(({ index }, k) => {
       const r = signed[k]!;
@@ -202,14 +209,18 @@ export class SignFlow {
    * any of them is returned. Items whose signing failed give up their lease for a retry. The
    * cosigner faults met while signing an item are audited with its outcome.
    */
-  private async signAll(list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>, lane: Lane): Promise<Signed[]> {
+  private async signAll(
+    list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>,
+    lane: Lane,
+    deadline?: number,
+  ): Promise<Signed[]> {
     // Each item's result is built as soon as its signature arrives, so a large batch spreads
     // this work between hot requests instead of doing it in one block at the end.
     const out = await Promise.all(
       list.map(({ prepared, item, base }) => {
         const faults: AuditDraft[] = [];
         const onFault = (f: Parameters<typeof faultDraft>[1]) => faults.push(faultDraft(this.clock(), f));
-        return this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId, onFault }).then(
+        return this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId, onFault, deadline }).then(
           (signed): Signed => {
             const wire = signResultToWire(signed, item.requestId);
             const draft = signDraft(base, prepared, { decision: 'allowed', signature: wire.signature });

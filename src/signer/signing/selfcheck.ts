@@ -1,9 +1,18 @@
 import { createPublicKey, verify as opensslVerify, type KeyObject } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import libsecp256k1 from 'secp256k1';
 import type { Algorithm } from '../../infra/config/schema.js';
 import { SignerError } from '../../core/errors.js';
+import { loadNativeSecp256k1 } from './secp256k1-native.js';
+
+/**
+ * libsecp256k1 through its native addon, loaded when this module loads, so a signer without the
+ * addon fails at start instead of verifying with the package's JavaScript fallback.
+ */
+const native = loadNativeSecp256k1();
+const libsecp256k1 = native.lib;
+/** The `.node` file verifying secp256k1 signatures in this process (logged and tested). */
+export const secp256k1Addon = native.addon;
 
 /** A signature as the API returns it. */
 export interface Signature {

@@ -98,21 +98,25 @@ export class SigningService {
 
   /**
    * `request` goes to threshold cosigners, which keep their own replay records; its `onFault`
-   * hears of each cosigner left out of this signature (for the request's audit entries).
+   * hears of each cosigner left out of this signature (for the request's audit entries); its
+   * `deadline` (epoch ms, the gRPC call's) caps the wait for an HSM session.
    */
   async sign(
     p: Prepared,
     lane: Lane = 'hot',
-    request: { client: string; requestId: string; onFault?: FaultListener } = { client: '', requestId: '' },
+    request: { client: string; requestId: string; onFault?: FaultListener; deadline?: number | undefined } = { client: '', requestId: '' },
   ): Promise<SignResult> {
     if (isThresholdAlgorithm(p.key.algorithm)) {
       if (!this.threshold) throw new SignerError('THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
       // The aggregate is checked with an independent verifier before it is returned.
-      const bytes = await this.threshold.sign(p.key, { ...request, kind: p.kind as 'message' | 'digest', payload: p.data, ...(p.scope ? { scope: p.scope } : {}) }, lane);
+      const { client, requestId } = request;
+      const kind = p.kind as 'message' | 'digest';
+      const scope = p.scope ? { scope: p.scope } : {};
+      const bytes = await this.threshold.sign(p.key, { client, requestId, kind, payload: p.data, ...scope }, lane);
       return { key: p.key, signature: { bytes } };
     }
     const mechanism = { mechanism: ALGORITHMS[p.key.algorithm as HsmAlgorithm].sign };
-    const raw = await this.hsm.sign(p.key.ckaId, mechanism, p.data, lane);
+    const raw = await this.hsm.sign(p.key.ckaId, mechanism, p.data, lane, request.deadline);
     const signature = await this.check(p.key, lane)(p.data, raw);
     if (!p.evm) return { key: p.key, signature };
     const signed = assembleSignedEvm(p.evm, signature.bytes.subarray(0, 32), signature.bytes.subarray(32), signature.recoveryId!);
