@@ -40,7 +40,12 @@ try {
         keyId: 'hot-1',
         keyVersion: 1,
         payloadHash: new Uint8Array(32).fill((from + k) % 251),
-        intent: { chainId: '1', nonce: String(from + k), to: '0x000000000000000000000000000000000000a11c', value: '1000' },
+        intent: {
+          chainId: '1',
+          nonce: String(from + k),
+          to: '0x000000000000000000000000000000000000a11c',
+          value: '1000',
+        },
       }),
     );
   const fill0 = performance.now();
@@ -71,7 +76,11 @@ try {
       ms.push(performance.now() - t0);
     }
     ms.sort((a, b) => a - b);
-    return { p50: ms[Math.floor(SAMPLES / 2)]!, p99: ms[Math.floor(SAMPLES * 0.99)]!, mean: ms.reduce((a, b) => a + b) / SAMPLES };
+    return {
+      p50: ms[Math.floor(SAMPLES / 2)]!,
+      p99: ms[Math.floor(SAMPLES * 0.99)]!,
+      mean: ms.reduce((a, b) => a + b) / SAMPLES,
+    };
   };
   const rnd = (n: number) => 1 + Math.floor(Math.random() * n);
   const incl = await time(() => store.inclusionProof(rnd(ENTRIES), ENTRIES));
@@ -85,7 +94,11 @@ try {
   db.pragma('wal_checkpoint(TRUNCATE)');
   let perTable: Record<string, number> = {};
   try {
-    const rows = db.prepare("SELECT name, sum(pgsize) AS bytes FROM dbstat WHERE name IN ('audit', 'audit_nodes', 'audit_at', 'sqlite_autoindex_audit_1') GROUP BY name").all() as Array<{ name: string; bytes: number }>;
+    const rows = db
+      .prepare(
+        "SELECT name, sum(pgsize) AS bytes FROM dbstat WHERE name IN ('audit', 'audit_nodes', 'audit_at', 'sqlite_autoindex_audit_1') GROUP BY name",
+      )
+      .all() as Array<{ name: string; bytes: number }>;
     perTable = Object.fromEntries(rows.map((r) => [r.name, r.bytes / ENTRIES]));
   } catch {
     // dbstat is an optional SQLite module; the file size below is always there.
@@ -94,13 +107,23 @@ try {
   db.close();
   const fileBytes = statSync(path).size;
   const f = (x: number) => x.toFixed(3);
-  console.log(`audit tree: ${ENTRIES} entries appended in ${fillS.toFixed(1)} s (${Math.round(ENTRIES / fillS)}/s, batches of ${BATCH}); ${nodes} nodes (${(nodes / ENTRIES).toFixed(2)} per entry)`);
-  console.log(`checkpoint at ${ENTRIES} (${EVERY} new entries: read, recompute leaves, compare, sign, store): ${checkpointMs.toFixed(1)} ms  [target <= 100 ms]`);
-  console.log(`first checkpoint of a process with no trusted note (recomputes all ${base} leaves), from ${COLD}: ~${(coldMs / 1000).toFixed(1)} s`);
+  console.log(
+    `audit tree: ${ENTRIES} entries appended in ${fillS.toFixed(1)} s (${Math.round(ENTRIES / fillS)}/s, batches of ${BATCH}); ${nodes} nodes (${(nodes / ENTRIES).toFixed(2)} per entry)`,
+  );
+  console.log(
+    `checkpoint at ${ENTRIES} (${EVERY} new entries: read, recompute leaves, compare, sign, store): ${checkpointMs.toFixed(1)} ms  [target <= 100 ms]`,
+  );
+  console.log(
+    `first checkpoint of a process with no trusted note (recomputes all ${base} leaves), from ${COLD}: ~${(coldMs / 1000).toFixed(1)} s`,
+  );
   console.log(`inclusion proof at ${ENTRIES}: p50 ${f(incl.p50)} ms, p99 ${f(incl.p99)} ms  [target <= 10 ms]`);
   console.log(`consistency proof at ${ENTRIES}: p50 ${f(cons.p50)} ms, p99 ${f(cons.p99)} ms  [target <= 10 ms]`);
-  const tables = Object.entries(perTable).map(([k, v]) => `${k} ${v.toFixed(0)} B`).join(', ');
-  console.log(`bytes per entry: ${(fileBytes / ENTRIES).toFixed(0)} B of database file in all${tables ? ` (${tables})` : ''}`);
+  const tables = Object.entries(perTable)
+    .map(([k, v]) => `${k} ${v.toFixed(0)} B`)
+    .join(', ');
+  console.log(
+    `bytes per entry: ${(fileBytes / ENTRIES).toFixed(0)} B of database file in all${tables ? ` (${tables})` : ''}`,
+  );
 } finally {
   await tmp.cleanup();
 }

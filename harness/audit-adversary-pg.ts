@@ -29,18 +29,27 @@ export function cutTailPg(url: string, n: number): Promise<number> {
 export function rewriteHistoryPg(url: string, seq: number, edit: Partial<AuditEntry>): Promise<void> {
   return withPg(url, async (c) => {
     const raw = (await c.query('SELECT * FROM audit ORDER BY seq')).rows as Array<Row & { seq: string }>;
-    const entries = rechain(raw.map((r) => ({ ...r, seq: Number(r.seq) })), seq, edit);
+    const entries = rechain(
+      raw.map((r) => ({ ...r, seq: Number(r.seq) })),
+      seq,
+      edit,
+    );
     for (const e of entries) {
       if (e.seq < seq) continue;
-      await c.query('UPDATE audit SET client = $1, reason = $2, prev_hash = $3, hash = $4 WHERE seq = $5', [e.client, e.reason, e.prevHash, e.hash, e.seq]);
+      await c.query('UPDATE audit SET client = $1, reason = $2, prev_hash = $3, hash = $4 WHERE seq = $5', [
+        e.client,
+        e.reason,
+        e.prevHash,
+        e.hash,
+        e.seq,
+      ]);
     }
     const { nodes, frontier } = treeAppend(EMPTY_FRONTIER, entries);
     await c.query('DELETE FROM audit_nodes');
-    await c.query('INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::int4[], $2::bigint[], $3::bytea[])', [
-      nodes.map((n) => n.level),
-      nodes.map((n) => n.index),
-      nodes.map((n) => Buffer.from(n.hash)),
-    ]);
+    await c.query(
+      'INSERT INTO audit_nodes (level, idx, hash) SELECT * FROM unnest($1::int4[], $2::bigint[], $3::bytea[])',
+      [nodes.map((n) => n.level), nodes.map((n) => n.index), nodes.map((n) => Buffer.from(n.hash))],
+    );
     await c.query('UPDATE audit_tree SET size = $1, frontier = $2', [frontier.size, encodeFrontier(frontier)]);
     await c.query('DELETE FROM audit_checkpoints WHERE seq >= $1', [seq]);
     await c.query('DELETE FROM audit_notes WHERE size >= $1', [seq]);

@@ -13,7 +13,7 @@ import { proofOptions } from './lib/proof-options.js';
 const program = proofOptions(
   new Command()
     .name('audit-checkpoint')
-    .description('Fetch and save the latest (or a given size\'s) signed audit checkpoint note.')
+    .description("Fetch and save the latest (or a given size's) signed audit checkpoint note.")
     .requiredOption('--out <file>', 'where to write the note')
     .option('--size <n>', 'the checkpoint of exactly this tree size (default: the latest)', '0')
     .option('--public-key <hex>', 'check the note is signed by this audit Ed25519 key before saving'),

@@ -21,11 +21,11 @@ import { proofOptions, readNote } from './lib/proof-options.js';
 const program = proofOptions(
   new Command()
     .name('audit-proof')
-    .description('Prove that one signature\'s audit entry is in a signed checkpoint (RFC 9162 inclusion proof).')
+    .description("Prove that one signature's audit entry is in a signed checkpoint (RFC 9162 inclusion proof).")
     .requiredOption('--public-key <hex>', 'the audit Ed25519 public key (32 bytes hex), obtained out of band')
-    .option('--origin <origin>', 'the log origin to require (default: the checkpoint\'s own)')
+    .option('--origin <origin>', "the log origin to require (default: the checkpoint's own)")
     .option('--checkpoint <file>', 'a checkpoint note you keep (default: fetch the latest)')
-    .option('--seq <n>', 'the entry\'s seq')
+    .option('--seq <n>', "the entry's seq")
     .option('--request-id <id>', 'the request id of the signature (with --export to find its seq)')
     .option('--export <file>', 'a JSONL export in which to look up --request-id')
     .option('--json', 'print the checks as JSON'),
@@ -56,7 +56,10 @@ try {
   const { hashes, entryJson } = await source.inclusion(seq, cp.size);
   const { type: _type, ...entry } = JSON.parse(entryJson) as AuditEntry & { type: string };
   const checks = [
-    { ok: true, what: `checkpoint ${cp.origin} size ${cp.size} is signed by the audit key (${opened.cosignatures.length} cosignatures)` },
+    {
+      ok: true,
+      what: `checkpoint ${cp.origin} size ${cp.size} is signed by the audit key (${opened.cosignatures.length} cosignatures)`,
+    },
     { ok: entry.seq === seq, what: `the server returned entry ${seq}` },
     ...checkEntryInclusion(entry, hashes, cp),
   ];
@@ -64,7 +67,11 @@ try {
   if (opts.json) process.stdout.write(`${JSON.stringify({ ok, seq, treeSize: cp.size, entry, checks })}\n`);
   else {
     for (const c of checks) process.stdout.write(`${c.ok ? 'ok    ' : 'FAILED'} ${c.what}\n`);
-    process.stdout.write(ok ? `OK: entry ${seq} (${entry.kind}, request ${entry.requestId ?? '-'}) is in checkpoint size ${cp.size}\n` : `FAILED: entry ${seq} is not proved in checkpoint size ${cp.size}\n`);
+    process.stdout.write(
+      ok
+        ? `OK: entry ${seq} (${entry.kind}, request ${entry.requestId ?? '-'}) is in checkpoint size ${cp.size}\n`
+        : `FAILED: entry ${seq} is not proved in checkpoint size ${cp.size}\n`,
+    );
   }
   process.exitCode = ok ? 0 : 1;
 } catch (e) {

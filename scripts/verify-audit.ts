@@ -17,7 +17,14 @@ import { Command } from 'commander';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { formatReport, verifyExport, type VerifyReport } from '../src/core/audit/verify.js';
 import { NoteError } from '../src/core/audit/note.js';
-import { type Check, RunRoot, checkConsistent, checkEntryInclusion, frontierFromInclusionProof, openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
+import {
+  type Check,
+  RunRoot,
+  checkConsistent,
+  checkEntryInclusion,
+  frontierFromInclusionProof,
+  openLogCheckpoint,
+} from '../src/core/audit/tlog-verify.js';
 import type { AuditEntry } from '../src/core/audit/chain.js';
 import { readExport } from './lib/export-file.js';
 import { proofOptions, readNote } from './lib/proof-options.js';
@@ -26,7 +33,9 @@ import type { ProofSource } from './lib/proofs.js';
 const program = proofOptions(
   new Command()
     .name('verify-audit')
-    .description('Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.')
+    .description(
+      'Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.',
+    )
     .argument('<FILE>', 'export written by scripts/export-audit.ts')
     .option('--checkpoint <note>', 'also check the entries are in this signed checkpoint (C2SP note file)')
     .option('--previous <note>', 'with --checkpoint: check it extends this older checkpoint you kept')
@@ -64,7 +73,8 @@ if (report.ok && opts.checkpoint) {
   try {
     checks = await checkTree(report.firstSeq, report.lastSeq, source);
   } catch (e) {
-    if (e instanceof NoteError) checks.push({ ok: false, what: `a checkpoint does not verify: ${e.kind}: ${e.message}` });
+    if (e instanceof NoteError)
+      checks.push({ ok: false, what: `a checkpoint does not verify: ${e.kind}: ${e.message}` });
     else noVerdict(`cannot check the checkpoint: ${(e as Error).message}`);
   } finally {
     source.close();
@@ -115,16 +125,24 @@ async function checkTree(firstSeq: number, lastSeq: number, source: ProofSource)
   }
   const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
   if (cp.size <= lastSeq) {
-    out.push({ ok: !!atSize && eq(atSize, cp.root), what: `the tree of entries 1..${cp.size}, recomputed from the export, has the signed root` });
-    if (cp.size < lastSeq) out.push({ ok: true, what: `note: entries ${cp.size + 1}..${lastSeq} are after this checkpoint` });
+    out.push({
+      ok: !!atSize && eq(atSize, cp.root),
+      what: `the tree of entries 1..${cp.size}, recomputed from the export, has the signed root`,
+    });
+    if (cp.size < lastSeq)
+      out.push({ ok: true, what: `note: entries ${cp.size + 1}..${lastSeq} are after this checkpoint` });
   } else {
     const proof = await source.consistency(lastSeq, cp.size);
     const ok = verifyConsistencyOf(lastSeq, cp.size, proof, run.root(), cp.root);
-    out.push({ ok, what: `the tree of entries 1..${lastSeq}, recomputed from the export, is a prefix of the signed tree of size ${cp.size}` });
+    out.push({
+      ok,
+      what: `the tree of entries 1..${lastSeq}, recomputed from the export, is a prefix of the signed tree of size ${cp.size}`,
+    });
   }
   if (opts.previous) {
     const older = openLogCheckpoint(readNote(String(opts.previous)), keys, { origin }).checkpoint;
-    if (older.origin !== cp.origin) out.push({ ok: false, what: `the previous checkpoint is of another log (${older.origin})` });
+    if (older.origin !== cp.origin)
+      out.push({ ok: false, what: `the previous checkpoint is of another log (${older.origin})` });
     const proof = older.size > 0 && older.size <= cp.size ? await source.consistency(older.size, cp.size) : [];
     out.push(checkConsistent(older, cp, proof));
   }

@@ -76,7 +76,14 @@ t.test('extendChecked: a table of (signed tree, log now, verdict)', async (t) =>
       why: 'root-mismatch',
       range: { from: 14, to: 40 },
     },
-    { name: 'a gap in the new entries', signed: 13, now: entries.filter((e) => e.seq !== 20), size: 40, ok: false, why: 'gap' },
+    {
+      name: 'a gap in the new entries',
+      signed: 13,
+      now: entries.filter((e) => e.seq !== 20),
+      size: 40,
+      ok: false,
+      why: 'gap',
+    },
   ];
   for (const c of cases) {
     const signed = c.signed === 0 ? EMPTY_FRONTIER : signedAt(c.signed);
@@ -84,7 +91,8 @@ t.test('extendChecked: a table of (signed tree, log now, verdict)', async (t) =>
     const stored = treeOf(c.nodesOf ?? c.now);
     const root = size <= stored.size ? await treeHead(stored, size) : stored.root();
     const newEntries = c.now.filter((e) => e.seq > c.signed && e.seq <= size);
-    const storedFrontier = c.signed > 0 && c.signed <= stored.size ? await stored.readNodes(frontierNodes(c.signed)) : undefined;
+    const storedFrontier =
+      c.signed > 0 && c.signed <= stored.size ? await stored.readNodes(frontierNodes(c.signed)) : undefined;
     const r = extendChecked(signed, size, newEntries, root, storedFrontier);
     t.equal(r.ok, c.ok, `${c.name}: ${c.ok ? 'extends' : 'refused'}`);
     if (!r.ok) {

@@ -18,7 +18,10 @@ import { healthOf, refused, startTestSigner } from '../harness/signer.js';
 const pg = await startPostgres();
 t.teardown(() => pg.stop());
 const ts = await startTestSigner({
-  config: { store: { postgres: { url: pg.url } }, audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000, origin: 'pg.example/hsm-signer' } },
+  config: {
+    store: { postgres: { url: pg.url } },
+    audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000, origin: 'pg.example/hsm-signer' },
+  },
 });
 t.teardown(() => ts.close());
 const engine = ts.as('payment-engine');
@@ -26,16 +29,28 @@ const admin = ts.as('security-admin');
 const auditor = ts.as('auditor');
 let nonce = 0;
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-a', algorithm: 'ECDSA_SECP256K1' });
-const sign = () => call(engine.signer, 'Sign', { keyId: 'hot-a', requestId: randomUUID(), clientTime: nowTimestamp(), ...transfer({ nonce: nonce++, value: 7n }).payload });
+const sign = () =>
+  call(engine.signer, 'Sign', {
+    keyId: 'hot-a',
+    requestId: randomUUID(),
+    clientTime: nowTimestamp(),
+    ...transfer({ nonce: nonce++, value: 7n }).payload,
+  });
 
 async function checkpoint() {
   await ts.signer.checkpointer.checkpointHead();
   const { note } = await call<{ note: string }>(auditor.audit, 'GetCheckpoint', { treeSize: '0' });
-  return { note, ...openLogCheckpoint(note, [ts.signer.checkpointer.key.publicKey], { origin: 'pg.example/hsm-signer' }).checkpoint };
+  return {
+    note,
+    ...openLogCheckpoint(note, [ts.signer.checkpointer.key.publicKey], { origin: 'pg.example/hsm-signer' }).checkpoint,
+  };
 }
 
 async function inconsistent(t: Tap.Test, p: Promise<unknown>): Promise<void> {
-  const e = await p.then(() => undefined, (x: unknown) => x as { reason?: string });
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x as { reason?: string },
+  );
   t.equal(e?.reason, 'AUDIT_LOG_INCONSISTENT', 'the next checkpoint is refused: AUDIT_LOG_INCONSISTENT');
 }
 
@@ -44,11 +59,20 @@ t.test('proofs from the RPCs verify, and fail when tampered', async (t) => {
   const older = await checkpoint();
   for (let i = 0; i < 4; i++) await sign();
   const cp = await checkpoint();
-  const r = await call<{ hashes: Buffer[]; entryJson: string }>(auditor.audit, 'GetInclusionProof', { seq: '4', treeSize: String(cp.size) });
+  const r = await call<{ hashes: Buffer[]; entryJson: string }>(auditor.audit, 'GetInclusionProof', {
+    seq: '4',
+    treeSize: String(cp.size),
+  });
   const { type: _t, ...entry } = JSON.parse(r.entryJson) as AuditEntry & { type: string };
   t.ok(verifyInclusion(3, cp.size, entryLeafHash(entry), r.hashes, cp.root), 'entry 4 is in the checkpoint');
-  t.notOk(verifyInclusion(3, cp.size, entryLeafHash({ ...entry, reason: 'x' }), r.hashes, cp.root), 'an edited entry is not');
-  const c = await call<{ hashes: Buffer[] }>(auditor.audit, 'GetConsistencyProof', { fromSize: String(older.size), toSize: String(cp.size) });
+  t.notOk(
+    verifyInclusion(3, cp.size, entryLeafHash({ ...entry, reason: 'x' }), r.hashes, cp.root),
+    'an edited entry is not',
+  );
+  const c = await call<{ hashes: Buffer[] }>(auditor.audit, 'GetConsistencyProof', {
+    fromSize: String(older.size),
+    toSize: String(cp.size),
+  });
   t.ok(verifyConsistency(older.size, cp.size, c.hashes, older.root, cp.root), 'the newer checkpoint extends the older');
   t.notOk(verifyConsistency(older.size, cp.size, c.hashes.slice(1), older.root, cp.root), 'a truncated proof fails');
 });

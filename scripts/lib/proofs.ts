@@ -16,12 +16,18 @@ export class ProofSource {
   }
 
   async inclusion(seq: number, treeSize: number): Promise<{ hashes: Uint8Array[]; entryJson: string }> {
-    const r = await call<{ hashes: Buffer[]; entryJson: string }>(this.audit(), 'GetInclusionProof', { seq: String(seq), treeSize: String(treeSize) });
+    const r = await call<{ hashes: Buffer[]; entryJson: string }>(this.audit(), 'GetInclusionProof', {
+      seq: String(seq),
+      treeSize: String(treeSize),
+    });
     return { hashes: r.hashes.map((h) => new Uint8Array(h)), entryJson: r.entryJson };
   }
 
   async consistency(fromSize: number, toSize: number): Promise<Uint8Array[]> {
-    const r = await call<{ hashes: Buffer[] }>(this.audit(), 'GetConsistencyProof', { fromSize: String(fromSize), toSize: String(toSize) });
+    const r = await call<{ hashes: Buffer[] }>(this.audit(), 'GetConsistencyProof', {
+      fromSize: String(fromSize),
+      toSize: String(toSize),
+    });
     return r.hashes.map((h) => new Uint8Array(h));
   }
 
@@ -29,4 +35,3 @@ export class ProofSource {
     this.clients?.close();
   }
 }
-

@@ -26,7 +26,8 @@ export function entryBytes(e: Omit<AuditEntry, 'hash'> & { hash?: string; type?:
     if (!LEAF_FIELDS.includes(k)) throw new TypeError(`entryBytes: unknown field ${JSON.stringify(k)}`);
   }
   for (const k of LEAF_FIELDS) {
-    if (!Object.hasOwn(o, k) || o[k] === undefined) throw new TypeError(`entryBytes: missing field ${JSON.stringify(k)}`);
+    if (!Object.hasOwn(o, k) || o[k] === undefined)
+      throw new TypeError(`entryBytes: missing field ${JSON.stringify(k)}`);
     body[k] = o[k];
   }
   return utf8ToBytes(canonicalJson(body));

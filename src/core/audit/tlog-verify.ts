@@ -31,7 +31,12 @@ export function openLogCheckpoint(
   let last: unknown = new Error('no audit public key given');
   for (const pk of publicKeys) {
     try {
-      return openCheckpoint(note, { origin, log: ed25519Verifier(origin, pk), witnesses: opts.witnesses, required: opts.required });
+      return openCheckpoint(note, {
+        origin,
+        log: ed25519Verifier(origin, pk),
+        witnesses: opts.witnesses,
+        required: opts.required,
+      });
     } catch (e) {
       last = e;
     }
@@ -49,7 +54,10 @@ export function checkEntryInclusion(entry: AuditEntry, proof: readonly Uint8Arra
   const inTree = entry.seq >= 1 && entry.seq <= cp.size;
   checks.push({ ok: inTree, what: `seq ${entry.seq} is within the checkpoint's ${cp.size} entries` });
   const ok = inTree && verifyInclusion(entry.seq - 1, cp.size, entryLeafHash(entry), proof, cp.root);
-  checks.push({ ok, what: `its leaf hash, recomputed from its content, with the ${proof.length}-hash audit path gives the signed root` });
+  checks.push({
+    ok,
+    what: `its leaf hash, recomputed from its content, with the ${proof.length}-hash audit path gives the signed root`,
+  });
   return checks;
 }
 
@@ -62,7 +70,8 @@ export function frontierFromInclusionProof(index: number, size: number, proof: r
   if (ranges.length !== proof.length) throw new RangeError('inclusion proof of the wrong length');
   const left = ranges.map((r, i) => ({ r, h: proof[i]! })).filter(({ r }) => r.end <= index);
   const hashes = left.reverse().map(({ h }) => h); // deepest first -> largest (leftmost) first
-  if (hashes.length !== frontierNodes(index).length) throw new RangeError('inclusion proof does not hold the compact range');
+  if (hashes.length !== frontierNodes(index).length)
+    throw new RangeError('inclusion proof does not hold the compact range');
   return index === 0 ? EMPTY_FRONTIER : { size: index, hashes };
 }
 
@@ -78,7 +87,8 @@ export class RunRoot {
 
   /** Adds the next entry (seq must be size + 1). */
   add(entry: AuditEntry): void {
-    if (entry.seq !== this.frontier.size + 1) throw new RangeError(`entry ${entry.seq} does not follow ${this.frontier.size}`);
+    if (entry.seq !== this.frontier.size + 1)
+      throw new RangeError(`entry ${entry.seq} does not follow ${this.frontier.size}`);
     this.frontier = appendLeaves(this.frontier, [entryLeafHash(entry)]).frontier;
   }
 

@@ -27,8 +27,12 @@ export function encodeFrontier(f: Frontier): Buffer {
 /** The stored frontier row back to a frontier; throws when it cannot be one of `size`. */
 export function decodeFrontier(size: number, bytes: Uint8Array): Frontier {
   const n = frontierNodes(size).length;
-  if (bytes.length !== n * HASH_SIZE) throw new Error(`audit tree: the stored frontier of size ${size} is not ${n} hashes`);
-  const hashes = Array.from({ length: n }, (_, i) => new Uint8Array(bytes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE)));
+  if (bytes.length !== n * HASH_SIZE)
+    throw new Error(`audit tree: the stored frontier of size ${size} is not ${n} hashes`);
+  const hashes = Array.from(
+    { length: n },
+    (_, i) => new Uint8Array(bytes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE)),
+  );
   return { size, hashes };
 }
 
@@ -37,7 +41,10 @@ export function decodeFrontier(size: number, bytes: Uint8Array): Frontier {
  * nodes to insert and the new frontier. The caller MUST write them in the entries' transaction,
  * with plain INSERTs (a node that exists is a conflict: the tree and the log disagree).
  */
-export function treeAppend(frontier: Frontier, entries: readonly AuditEntry[]): { nodes: MerkleNode[]; frontier: Frontier } {
+export function treeAppend(
+  frontier: Frontier,
+  entries: readonly AuditEntry[],
+): { nodes: MerkleNode[]; frontier: Frontier } {
   const first = entries[0];
   if (first && first.seq !== frontier.size + 1) {
     throw new Error(`audit tree: the tree has ${frontier.size} leaves but the next entry is ${first.seq}`);

@@ -38,7 +38,9 @@ export class SqliteAuditTree {
   constructor(db: Database.Database) {
     this.q = {
       tree: db.prepare('SELECT size, frontier FROM audit_tree WHERE id = 1'),
-      setTree: db.prepare('INSERT INTO audit_tree (id, size, frontier) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier'),
+      setTree: db.prepare(
+        'INSERT INTO audit_tree (id, size, frontier) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size, frontier = excluded.frontier',
+      ),
       // A plain INSERT: a node that exists means the tree and the log disagree; fail the append.
       putNode: db.prepare('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)'),
       node: db.prepare('SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?').pluck(),
@@ -88,7 +90,8 @@ export class SqliteAuditTree {
   /** Nodes for a size beyond the tree would be missing anyway; say so plainly. */
   checkSize(size: number): void {
     const row = this.q.tree.get() as { size: number } | undefined;
-    if (size > (row?.size ?? 0)) throw new Error(`audit tree: size ${size} is beyond the tree's ${row?.size ?? 0} entries`);
+    if (size > (row?.size ?? 0))
+      throw new Error(`audit tree: size ${size} is beyond the tree's ${row?.size ?? 0} entries`);
   }
 
   putNote(c: StoredNote): void {

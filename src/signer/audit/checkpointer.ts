@@ -120,11 +120,15 @@ export class Checkpointer {
   assertConsistent(): void {
     const b = this.broken;
     if (!b) return;
-    throw new SignerError('AUDIT_LOG_INCONSISTENT', `signing stopped: the audit log does not extend the last signed checkpoint (size ${b.signedSize}); entries ${b.range.from}..${b.range.to} differ`, {
-      signedSize: String(b.signedSize),
-      from: String(b.range.from),
-      to: String(b.range.to),
-    });
+    throw new SignerError(
+      'AUDIT_LOG_INCONSISTENT',
+      `signing stopped: the audit log does not extend the last signed checkpoint (size ${b.signedSize}); entries ${b.range.from}..${b.range.to} differ`,
+      {
+        signedSize: String(b.signedSize),
+        from: String(b.range.from),
+        to: String(b.range.to),
+      },
+    );
   }
 
   /**
@@ -143,13 +147,20 @@ export class Checkpointer {
     try {
       cp = openCheckpoint(stored.note, { origin: this.opts.origin, log: this.verifier }).checkpoint;
     } catch (e) {
-      this.opts.log?.warn({ size: stored.size, why: (e as Error).message }, 'the newest stored checkpoint does not verify; seeding from the empty tree');
+      this.opts.log?.warn(
+        { size: stored.size, why: (e as Error).message },
+        'the newest stored checkpoint does not verify; seeding from the empty tree',
+      );
       return;
     }
     const ids = frontierNodes(cp.size);
     const frontier = { size: cp.size, hashes: [...(await this.store.readNodes(ids))] };
     if (!equal(frontierRoot(frontier), cp.root)) {
-      return this.halt({ range: { from: 1, to: cp.size }, signedSize: cp.size, message: `the stored tree nodes do not give the root of the signed checkpoint at size ${cp.size}` });
+      return this.halt({
+        range: { from: 1, to: cp.size },
+        signedSize: cp.size,
+        message: `the stored tree nodes do not give the root of the signed checkpoint at size ${cp.size}`,
+      });
     }
     this.signed = { frontier, root: cp.root, at: Date.now(), note: stored };
   }
@@ -186,8 +197,16 @@ export class Checkpointer {
       const size = this.signed.frontier.size;
       const entry = await this.readOne(seq);
       const proof = await this.store.inclusionProof(seq, size);
-      if (!entry || entryHash(entry) !== entry.hash || !verifyInclusion(seq - 1, size, entryLeafHash(entry), proof, this.signed.root)) {
-        this.halt({ range: { from: seq, to: seq }, signedSize: size, message: `entry ${seq} as stored is not the one in the signed tree of size ${size}` });
+      if (
+        !entry ||
+        entryHash(entry) !== entry.hash ||
+        !verifyInclusion(seq - 1, size, entryLeafHash(entry), proof, this.signed.root)
+      ) {
+        this.halt({
+          range: { from: seq, to: seq },
+          signedSize: size,
+          message: `entry ${seq} as stored is not the one in the signed tree of size ${size}`,
+        });
         this.assertConsistent();
       }
       return this.legacy(seq, entry!.hash);
@@ -199,7 +218,8 @@ export class Checkpointer {
     const stored = await this.store.checkpointNote(size);
     if (!stored) throw new SignerError('REQUEST_INVALID', `no checkpoint note of size ${size}`, { size: String(size) });
     const note = addSignatures(stored.note, sigs);
-    if (parseNote(note).text !== parseNote(stored.note).text) throw new Error('checkpointer: cosignatures changed the note text');
+    if (parseNote(note).text !== parseNote(stored.note).text)
+      throw new Error('checkpointer: cosignatures changed the note text');
     await this.store.replaceCheckpointNote(size, note);
     const updated = { ...stored, note };
     if (this.signed.note?.size === size) this.signed.note = updated;
@@ -214,7 +234,11 @@ export class Checkpointer {
     if (size === from && this.signed.note) {
       // Nothing new, but a rewrite under an unchanged size must still stop us.
       if (size > 0 && !equal(await this.store.treeHead(size), this.signed.root)) {
-        this.halt({ range: { from: 1, to: size }, signedSize: from, message: `the database's tree head at the signed size ${size} changed` });
+        this.halt({
+          range: { from: 1, to: size },
+          signedSize: from,
+          message: `the database's tree head at the signed size ${size} changed`,
+        });
       }
       this.assertConsistent();
       return undefined;
@@ -233,7 +257,11 @@ export class Checkpointer {
     // the tree; only the last entry's own hash (signed by the legacy checkpoint) needs checking.
     const chainBroken = entries.slice(-1).find((e) => entryHash(e) !== e.hash);
     if (chainBroken) {
-      this.halt({ range: { from: chainBroken.seq, to: chainBroken.seq }, signedSize: from, message: `entry ${chainBroken.seq} does not hash to its recorded hash` });
+      this.halt({
+        range: { from: chainBroken.seq, to: chainBroken.seq },
+        signedSize: from,
+        message: `entry ${chainBroken.seq} does not hash to its recorded hash`,
+      });
       this.assertConsistent();
     }
     if (size === 0) return undefined;

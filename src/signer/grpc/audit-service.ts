@@ -16,7 +16,8 @@ const dateOf = (t: Ts) => (t ? new Date(Number(t.seconds) * 1000 + Math.floor(t.
 /** A uint64 from the wire (a decimal string) as a safe integer, or REQUEST_INVALID. */
 function size(v: string | number, field: string): number {
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new SignerError('REQUEST_INVALID', `${field} is out of range`, { field });
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new SignerError('REQUEST_INVALID', `${field} is out of range`, { field });
   return n;
 }
 
@@ -38,7 +39,10 @@ export function auditHandlers(deps: {
       try {
         const id = auth.require(call, 'auditor');
         log.info({ client: id.client, from: call.request.from, to: call.request.to }, 'audit export');
-        for await (const record of exportRecords(store, checkpointer, auditKeys(), { from: dateOf(call.request.from), to: dateOf(call.request.to) })) {
+        for await (const record of exportRecords(store, checkpointer, auditKeys(), {
+          from: dateOf(call.request.from),
+          to: dateOf(call.request.to),
+        })) {
           if (call.cancelled) return;
           // Respect flow control: a slow auditor must not make the server buffer the whole log.
           if (!call.write({ json: JSON.stringify(record) })) await new Promise((r) => call.once('drain', r));
@@ -53,7 +57,8 @@ export function auditHandlers(deps: {
       const want = size(call.request.treeSize, 'tree_size');
       const note = want === 0 ? await store.latestCheckpointNote() : await store.checkpointNote(want);
       if (!note) {
-        const message = want === 0 ? 'no checkpoint has been signed yet' : `no checkpoint was signed at tree size ${want}`;
+        const message =
+          want === 0 ? 'no checkpoint has been signed yet' : `no checkpoint was signed at tree size ${want}`;
         throw new SignerError('REQUEST_INVALID', message, { treeSize: String(want) });
       }
       const verifierKey = encodeVerifierKey(checkpointer.origin, SIG_TYPE_ED25519, checkpointer.key.publicKey);
@@ -64,22 +69,37 @@ export function auditHandlers(deps: {
       const seq = size(call.request.seq, 'seq');
       const treeSize = size(call.request.treeSize, 'tree_size');
       if (seq < 1 || seq > treeSize || treeSize > (await logSize())) {
-        throw new SignerError('REQUEST_INVALID', 'need 1 <= seq <= tree_size <= the log size', { seq: String(seq), treeSize: String(treeSize) });
+        throw new SignerError('REQUEST_INVALID', 'need 1 <= seq <= tree_size <= the log size', {
+          seq: String(seq),
+          treeSize: String(treeSize),
+        });
       }
       const hashes = await store.inclusionProof(seq, treeSize);
       let entry: object | undefined;
       for await (const e of store.readAudit(seq, seq)) entry = { type: 'entry', ...e };
-      return { seq: String(seq), treeSize: String(treeSize), leafIndex: String(seq - 1), hashes: hashes.map((h) => Buffer.from(h)), entryJson: JSON.stringify(entry ?? null) };
+      return {
+        seq: String(seq),
+        treeSize: String(treeSize),
+        leafIndex: String(seq - 1),
+        hashes: hashes.map((h) => Buffer.from(h)),
+        entryJson: JSON.stringify(entry ?? null),
+      };
     }),
-    GetConsistencyProof: unary(log, async (call: grpc.ServerUnaryCall<{ fromSize: string; toSize: string }, unknown>) => {
-      auth.require(call, 'auditor');
-      const from = size(call.request.fromSize, 'from_size');
-      const to = size(call.request.toSize, 'to_size');
-      if (from < 1 || from > to || to > (await logSize())) {
-        throw new SignerError('REQUEST_INVALID', 'need 0 < from_size <= to_size <= the log size', { fromSize: String(from), toSize: String(to) });
-      }
-      const hashes = await store.consistencyProof(from, to);
-      return { fromSize: String(from), toSize: String(to), hashes: hashes.map((h) => Buffer.from(h)) };
-    }),
+    GetConsistencyProof: unary(
+      log,
+      async (call: grpc.ServerUnaryCall<{ fromSize: string; toSize: string }, unknown>) => {
+        auth.require(call, 'auditor');
+        const from = size(call.request.fromSize, 'from_size');
+        const to = size(call.request.toSize, 'to_size');
+        if (from < 1 || from > to || to > (await logSize())) {
+          throw new SignerError('REQUEST_INVALID', 'need 0 < from_size <= to_size <= the log size', {
+            fromSize: String(from),
+            toSize: String(to),
+          });
+        }
+        const hashes = await store.consistencyProof(from, to);
+        return { fromSize: String(from), toSize: String(to), hashes: hashes.map((h) => Buffer.from(h)) };
+      },
+    ),
   };
 }

@@ -55,12 +55,16 @@ export interface AppendPoint {
 
 /** The head-and-tree row (BIGINT as text) as an append point; throws when they disagree. */
 export function appendPointOf(result: QueryResult): AppendPoint {
-  const r = result.rows[0] as { seq: string | null; hash: string | null; tree_size: string; frontier: Buffer } | undefined;
+  const r = result.rows[0] as
+    | { seq: string | null; hash: string | null; tree_size: string; frontier: Buffer }
+    | undefined;
   if (!r) throw new Error('audit tree: no tree row (the migration did not run)');
   const head = r.seq === null ? undefined : { seq: Number(r.seq), hash: r.hash! };
   const tree = decodeFrontier(Number(r.tree_size), r.frontier);
   if ((head?.seq ?? 0) !== tree.size) {
-    throw new Error(`audit tree: the log's head is ${head?.seq ?? 0} but its tree has ${tree.size} leaves; not appending`);
+    throw new Error(
+      `audit tree: the log's head is ${head?.seq ?? 0} but its tree has ${tree.size} leaves; not appending`,
+    );
   }
   return { head, tree };
 }
@@ -108,7 +112,10 @@ export async function migrateAuditTree(c: PoolClient): Promise<void> {
     });
     frontier = r.frontier;
   }
-  await c.query({ text: 'INSERT INTO audit_tree (id, size, frontier) VALUES (1, $1, $2)', values: [frontier.size, encodeFrontier(frontier)] });
+  await c.query({
+    text: 'INSERT INTO audit_tree (id, size, frontier) VALUES (1, $1, $2)',
+    values: [frontier.size, encodeFrontier(frontier)],
+  });
 }
 
 /** Reads of the tree and the notes, on the pool (each one statement). */
@@ -138,7 +145,10 @@ export class PostgresAuditTree {
   }
 
   async putNote(c: StoredNote): Promise<void> {
-    await this.pool.query({ text: 'INSERT INTO audit_notes (size, note, at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING', values: [c.size, c.note, c.at] });
+    await this.pool.query({
+      text: 'INSERT INTO audit_notes (size, note, at) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING',
+      values: [c.size, c.note, c.at],
+    });
   }
 
   async latestNote(): Promise<StoredNote | undefined> {
