@@ -20,7 +20,7 @@ try {
   // The HSM is not what is measured here: a software Ed25519 key stands in for the audit key.
   const secret = ed25519.utils.randomSecretKey();
   const key = { keyId: '_audit', version: 1, publicKey: ed25519.getPublicKey(secret) };
-  const checkpointer = new Checkpointer(store, key, async (m) => ed25519.sign(m, secret), { everyEntries: 1000, everyMs: 3_600_000 });
+  const checkpointer = new Checkpointer(store, key, async (m) => ed25519.sign(m, secret), { everyEntries: 1000, everyMs: 3_600_000, origin: 'bench.example/hsm-signer' });
   for (let i = 0; i < ENTRIES; i += 1000) {
     const at = new Date(Date.UTC(2026, 0, 1) + i * 1000);
     await store.appendAudit(

@@ -23,6 +23,12 @@ export interface TestSigner {
   address: string;
   /** mTLS clients for a CN issued by the test CA. */
   as(cn: string): SignerClients;
+  /**
+   * Stops the signer and starts it again on the same token, database and port (what was in
+   * memory is gone; what is in the database and the token stays). Open clients reconnect.
+   * `between` runs while it is stopped (e.g. an attacker editing the database).
+   */
+  restart(between?: () => unknown): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -94,10 +100,10 @@ export async function startTestSigner(
   const configFile = `${tmp.path}/signer.json`;
   await writeFile(configFile, JSON.stringify(raw, null, 2));
   const config = parseConfig(raw);
-  const signer = await startSigner(config, opts.log ?? createLogger('fatal'), { wrapModule: opts.wrapModule });
+  let signer = await startSigner(config, opts.log ?? createLogger('fatal'), { wrapModule: opts.wrapModule });
   const address = `127.0.0.1:${signer.port}`;
   const open: SignerClients[] = [];
-  return {
+  const ts: TestSigner = {
     signer,
     pki,
     token,
@@ -112,12 +118,19 @@ export async function startTestSigner(
       open.push(clients);
       return clients;
     },
+    async restart(between) {
+      await signer.close();
+      await between?.();
+      signer = await startSigner({ ...config, listen: address }, createLogger('fatal'), { wrapModule: opts.wrapModule });
+      ts.signer = signer;
+    },
     async close() {
       open.forEach((c) => c.close());
       await signer.close();
       await tmp.cleanup();
     },
   };
+  return ts;
 }
 
 /** grpc.health.v1 status of a service, asked over mTLS as payment-engine (in-process or a child). */

@@ -3,30 +3,54 @@
  * 1 with the first problem found, 2 when there is no verdict (unreadable file, usage error).
  * The file is streamed, so its size does not matter. AUDIT_VERIFY_RSS=1 prints the process's
  * peak RSS on stderr.
+ *
+ * With --checkpoint NOTE (a C2SP checkpoint you keep, e.g. witnessed), it also checks that the
+ * export's entries are in that checkpoint's tree; with --previous OLDER, that NOTE's tree extends
+ * the OLDER one you kept. Proofs the export cannot supply (the compact range before a period
+ * export's first entry, consistency to a larger tree) are fetched from Audit with the auditor
+ * certificate: they are untrusted, only the signed roots and the recomputed leaves are.
  */
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { formatReport, verifyExport } from '../src/core/audit/verify.js';
-import { type WitnessCheck, checkWitnessed, parseWitnessKeys, witnessOptions } from './lib/witnesses.js';
+import { formatReport, verifyExport, type VerifyReport } from '../src/core/audit/verify.js';
+import { NoteError } from '../src/core/audit/note.js';
+import {
+  type Check,
+  RunRoot,
+  checkConsistent,
+  checkEntryInclusion,
+  frontierFromInclusionProof,
+  openLogCheckpoint,
+} from '../src/core/audit/tlog-verify.js';
+import type { AuditEntry } from '../src/core/audit/chain.js';
+import { readExport } from './lib/export-file.js';
+import { proofOptions, readNote } from './lib/proof-options.js';
+import { checkWitnessed, parseWitnessKeys, witnessOptions } from './lib/witnesses.js';
+import type { ProofSource } from './lib/proofs.js';
 
-const program = witnessOptions(new Command())
-  .name('verify-audit')
-  .description('Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.')
-  .argument('<FILE>', 'export written by scripts/export-audit.ts')
-  .option('--json', 'print the report as JSON for programs instead of text for people')
-  .option('--checkpoint <note>', 'a checkpoint note (C2SP, as Audit.GetCheckpoint returns it) to check with --witnesses')
-  .option('--origin <origin>', 'the log origin the checkpoint must carry (default: its own)')
-  .option('--log-key <base64>', "the log's audit public key for --checkpoint (default: a JSONL export's header keys)")
+const program = witnessOptions(proofOptions(
+  new Command()
+    .name('verify-audit')
+    .description(
+      'Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.',
+    )
+    .argument('<FILE>', 'export written by scripts/export-audit.ts')
+    .option('--checkpoint <note>', 'also check the entries are in this signed checkpoint (C2SP note file)')
+    .option('--previous <note>', 'with --checkpoint: check it extends this older checkpoint you kept')
+    .option('--origin <origin>', 'the log origin the checkpoints must carry (default: their own)')
+    .option('--log-key <base64>', "the log's audit public key for --checkpoint (default: a JSONL export's header keys)")
+    .option('--json', 'print the report as JSON for programs instead of text for people'),
+))
   // A usage error is no verdict: keep exit 1 for "FAILED".
   .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
   .parse();
 const [file] = program.args as [string];
 const opts = program.opts();
 const json = !!opts.json;
+if (opts.previous && !opts.checkpoint) program.error('--previous needs --checkpoint');
 const required = Number(opts.witnesses);
 if (!Number.isSafeInteger(required) || required < 0) program.error('--witnesses is a number of witnesses');
 if (required > 0 && !opts.checkpoint) program.error('--witnesses needs --checkpoint');
@@ -38,52 +62,118 @@ try {
 }
 if (required > witnessKeys.length) program.error(`--witnesses ${required} but ${witnessKeys.length} --witness-key`);
 
-let report;
+function noVerdict(message: string): never {
+  if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
+  else process.stderr.write(`verify-audit: ${message}\n`);
+  process.exit(2);
+}
+
+let report: VerifyReport;
 try {
   if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a regular file' });
   report = await verifyExport(createInterface({ input: createReadStream(file), crlfDelay: Infinity }));
 } catch (e) {
   // No verdict either way: an unreadable file (or a bug) must not look like a tampered export.
   const code = (e as NodeJS.ErrnoException).code;
-  const message = code ? `cannot read ${file}: ${code}` : `internal error: ${(e as Error).message}`;
-  if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
-  else process.stderr.write(`verify-audit: ${message}\n`);
-  process.exit(2);
+  noVerdict(code ? `cannot read ${file}: ${code}` : `internal error: ${(e as Error).message}`);
 }
-let checks: WitnessCheck[] = [];
+
+let checks: Check[] = [];
 if (report.ok && opts.checkpoint) {
-  let note: string;
-  const keys: Uint8Array[] = [];
+  const { ProofSource } = await import('./lib/proofs.js');
+  const source = new ProofSource(opts);
   try {
-    note = await readFile(String(opts.checkpoint), 'utf8');
-    if (opts.logKey) keys.push(new Uint8Array(Buffer.from(String(opts.logKey), 'base64')));
-    else keys.push(...(await jsonlHeaderKeys(file)));
+    checks = await checkTree(report.firstSeq, report.lastSeq, source);
+    if (required > 0) {
+      const logKeys = opts.logKey ? [new Uint8Array(Buffer.from(String(opts.logKey), 'base64'))] : await headerKeys();
+      const note = readNote(String(opts.checkpoint));
+      checks.push(...checkWitnessed(note, logKeys, witnessKeys, required, opts.origin as string | undefined));
+    }
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    process.stderr.write(`verify-audit: cannot read the checkpoint or header: ${code ?? (e as Error).message}\n`);
-    process.exit(2);
+    if (e instanceof NoteError)
+      checks.push({ ok: false, what: `a checkpoint does not verify: ${e.kind}: ${e.message}` });
+    else noVerdict(`cannot check the checkpoint: ${(e as Error).message}`);
+  } finally {
+    source.close();
   }
-  checks = checkWitnessed(note, keys, witnessKeys, required, opts.origin as string | undefined);
 }
 const ok = report.ok && checks.every((c) => c.ok);
 if (json) process.stdout.write(`${JSON.stringify({ ...report, ok, checks })}\n`);
 else {
   process.stdout.write(`${formatReport(report)}\n`);
   for (const c of checks) process.stdout.write(`${c.ok ? 'ok    ' : 'FAILED'} ${c.what}\n`);
-  if (report.ok && checks.length) process.stdout.write(ok ? 'OK: checkpoint witnessed\n' : 'FAILED: checkpoint witnesses\n');
+  if (report.ok && checks.length) process.stdout.write(ok ? 'OK: checkpoint verified\n' : 'FAILED: checkpoint check\n');
 }
 if (process.env.AUDIT_VERIFY_RSS) process.stderr.write(`peak RSS: ${process.resourceUsage().maxRSS} KiB\n`);
 process.exitCode = ok ? 0 : 1;
 
-/** The audit keys of a JSONL export's header line (none for CSV: pass --log-key). */
-async function jsonlHeaderKeys(path: string): Promise<Uint8Array[]> {
-  for await (const line of createInterface({ input: createReadStream(path), crlfDelay: Infinity })) {
-    try {
-      const h = JSON.parse(line) as { type?: string; auditKeys?: Array<{ publicKey: string }> };
-      if (h.type === 'header') return (h.auditKeys ?? []).map((k) => hexToBytes(k.publicKey));
-    } catch {
-      // not JSONL
+/** The entries firstSeq..lastSeq of the (already chain-verified) export against --checkpoint. */
+async function checkTree(firstSeq: number, lastSeq: number, source: ProofSource): Promise<Check[]> {
+  const keys: Uint8Array[] = [];
+  const entries = readExport(file);
+  const out: Check[] = [];
+  const origin = opts.origin as string | undefined;
+  let first: AuditEntry | undefined;
+  for await (const r of entries) {
+    if (r.type === 'header') keys.push(...r.auditKeys.map((k) => hexToBytes(k.publicKey)));
+    if (r.type === 'entry') {
+      const { type: _t, ...e } = r;
+      first = e;
+      break;
     }
+  }
+  const cp = openLogCheckpoint(readNote(String(opts.checkpoint)), keys, { origin }).checkpoint;
+  out.push({ ok: true, what: `checkpoint ${cp.origin} size ${cp.size} is signed by an audit key of the header` });
+  // The compact range before the first entry: the left half of the first entry's audit path.
+  let run = new RunRoot();
+  if (firstSeq > 1) {
+    const { hashes } = await source.inclusion(firstSeq, Math.max(cp.size, firstSeq));
+    const proved = checkEntryInclusion(first!, hashes, cp);
+    out.push(...proved.slice(2).map((c) => ({ ...c, what: `first ${c.what}` })));
+    if (!proved.every((c) => c.ok)) return out;
+    run = new RunRoot(frontierFromInclusionProof(firstSeq - 1, cp.size, hashes));
+  }
+  let atSize: Uint8Array | undefined;
+  for await (const r of readExport(file)) {
+    if (r.type !== 'entry' || r.seq > Math.max(lastSeq, cp.size)) continue;
+    const { type: _t, ...e } = r;
+    run.add(e);
+    if (run.size === cp.size) atSize = run.root();
+  }
+  const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+  if (cp.size <= lastSeq) {
+    out.push({
+      ok: !!atSize && eq(atSize, cp.root),
+      what: `the tree of entries 1..${cp.size}, recomputed from the export, has the signed root`,
+    });
+    if (cp.size < lastSeq)
+      out.push({ ok: true, what: `note: entries ${cp.size + 1}..${lastSeq} are after this checkpoint` });
+  } else {
+    const proof = await source.consistency(lastSeq, cp.size);
+    const ok = verifyConsistencyOf(lastSeq, cp.size, proof, run.root(), cp.root);
+    out.push({
+      ok,
+      what: `the tree of entries 1..${lastSeq}, recomputed from the export, is a prefix of the signed tree of size ${cp.size}`,
+    });
+  }
+  if (opts.previous) {
+    const older = openLogCheckpoint(readNote(String(opts.previous)), keys, { origin }).checkpoint;
+    if (older.origin !== cp.origin)
+      out.push({ ok: false, what: `the previous checkpoint is of another log (${older.origin})` });
+    const proof = older.size > 0 && older.size <= cp.size ? await source.consistency(older.size, cp.size) : [];
+    out.push(checkConsistent(older, cp, proof));
+  }
+  return out;
+}
+
+function verifyConsistencyOf(a: number, b: number, proof: Uint8Array[], ra: Uint8Array, rb: Uint8Array): boolean {
+  return checkConsistent({ origin: '', size: a, root: ra }, { origin: '', size: b, root: rb }, proof).ok;
+}
+
+/** The audit keys of the export's header (none for CSV: pass --log-key). */
+async function headerKeys(): Promise<Uint8Array[]> {
+  for await (const r of readExport(file)) {
+    if (r.type === 'header') return r.auditKeys.map((k) => hexToBytes(k.publicKey));
     break;
   }
   return [];

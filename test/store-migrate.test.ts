@@ -6,6 +6,9 @@
  * audit chain still verifies offline (an export through signer/audit/export.ts, checked by
  * core/audit/verify.ts with the fixture's audit public key) and continues from its head.
  */
+import { entryLeafHash } from '../src/core/audit/leaf.js';
+import { MemoryTree } from '../src/core/audit/merkle-memory.js';
+import { verifyInclusion } from '../src/core/audit/merkle-verify.js';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ed25519 } from '@noble/curves/ed25519.js';
@@ -61,7 +64,19 @@ t.test('the fixture covers every table of schema version 1, and its audit key is
 });
 
 /** What main's rows must read as through the store API, for either dialect. */
+/** Migration 2 built the Merkle tree of main's log: its head is the one the entries' leaves give. */
+async function treeBuilt(t: Test, s: TestStore): Promise<void> {
+  const chain = await readChain(s);
+  const reference = new MemoryTree();
+  reference.append(chain.map(entryLeafHash));
+  t.same(await s.treeHead(chain.length), reference.root(), `the tree of main's ${chain.length} entries was built from their content`);
+  const last = chain.length;
+  const proof = await s.inclusionProof(1, last);
+  t.ok(verifyInclusion(0, last, entryLeafHash(chain[0]!), proof, reference.root()), 'and proves their inclusion');
+}
+
 async function checkThroughStore(t: Test, s: TestStore): Promise<void> {
+  await treeBuilt(t, s);
   const keys = await s.listKeys();
   t.equal(keys.length, rowsOf('keys').length, 'every key version');
   for (const row of rowsOf('keys')) {
@@ -186,7 +201,7 @@ async function verifies(t: Test, s: TestStore, what: string, expected?: { entrie
   const key = { ...fixture.auditKey, publicKey: Buffer.from(fixture.auditKey.publicKey, 'hex') };
   // The fixture's checkpoints cover main's head; an export of a longer log ends with one more.
   const sign = async (message: Uint8Array) => ed25519.sign(message, AUDIT_SECRET);
-  const checkpointer = new Checkpointer(s, key, sign, { everyEntries: 1000, everyMs: 60_000 });
+  const checkpointer = new Checkpointer(s, key, sign, { everyEntries: 1000, everyMs: 60_000, origin: 'test.example/log' });
   const lines: string[] = [];
   for await (const r of exportRecords(s, checkpointer, [key], { from: null, to: null })) lines.push(JSON.stringify(r));
   const report = await verifyExport((async function* () {
@@ -250,8 +265,8 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
   const raw = new Database(path, { readonly: true });
   t.teardown(() => raw.close());
   const versions = raw.prepare('SELECT version, name FROM schema_version').all();
-  t.same(versions, [{ version: 1, name: 'initial' }], 'recorded as version 1');
-  t.equal(SQLITE_MIGRATIONS.length, 1, 'version 1 is the latest');
+  t.same(versions, [{ version: 1, name: 'initial' }, { version: 2, name: 'audit merkle tree' }], 'adopted as version 1, then 2');
+  t.equal(SQLITE_MIGRATIONS.length, 2, 'version 2 is the latest');
   t.same(dump(raw), before, 'every row of every table, byte for byte');
   await checkThroughStore(t, s);
   await continuesChain(t, s);
@@ -259,7 +274,7 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
 
   const again = new SqliteStore(path);
   t.teardown(() => again.close());
-  t.same(raw.prepare('SELECT version FROM schema_version').all(), [{ version: 1 }], 'reopening migrates nothing');
+  t.same(raw.prepare('SELECT version FROM schema_version').all(), [{ version: 1 }, { version: 2 }], 'reopening migrates nothing');
   t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
 });
 
@@ -297,9 +312,9 @@ t.test('sqlite: a database of another shape or a newer version is not opened', a
   const newer = `${tmp.path}/newer.db`;
   new SqliteStore(newer).close();
   const n = new Database(newer);
-  n.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (2, 'from the future', 0)").run();
+  n.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (3, 'from the future', 0)").run();
   n.close();
-  t.throws(() => new SqliteStore(newer), /schema is at version 2, newer than this build's 1/);
+  t.throws(() => new SqliteStore(newer), /schema is at version 3, newer than this build's 2/);
 });
 
 t.test('postgres', async (t) => {
@@ -337,8 +352,8 @@ t.test('postgres', async (t) => {
     const before = await dump('main_db');
     const s = await PostgresStore.open(urlFor('main_db'));
     const versions = (await admin.query('SELECT version, name FROM main_db.schema_version')).rows;
-    t.same(versions, [{ version: 1, name: 'initial' }], 'recorded as version 1');
-    t.equal(POSTGRES_MIGRATIONS.length, 1, 'version 1 is the latest');
+    t.same(versions, [{ version: 1, name: 'initial' }, { version: 2, name: 'audit merkle tree' }], 'adopted as version 1, then 2');
+    t.equal(POSTGRES_MIGRATIONS.length, 2, 'version 2 is the latest');
     t.same(await dump('main_db'), before, 'every row of every table, byte for byte');
     await checkThroughStore(t, s);
     await continuesChain(t, s);
@@ -346,14 +361,14 @@ t.test('postgres', async (t) => {
     const again = await PostgresStore.open(urlFor('main_db'));
     t.teardown(() => again.close());
     const after = (await admin.query('SELECT version FROM main_db.schema_version')).rows;
-    t.same(after, [{ version: 1 }], 'reopening migrates nothing');
+    t.same(after, [{ version: 1 }, { version: 2 }], 'reopening migrates nothing');
     t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
   });
 
   t.test('a newer schema version is not opened', async (t) => {
     await admin.query('CREATE SCHEMA newer_db');
     await (await PostgresStore.open(urlFor('newer_db'))).close();
-    await admin.query("INSERT INTO newer_db.schema_version (version, name, applied_at) VALUES (2, 'future', 0)");
-    await t.rejects(PostgresStore.open(urlFor('newer_db')), /schema is at version 2, newer than this build's 1/);
+    await admin.query("INSERT INTO newer_db.schema_version (version, name, applied_at) VALUES (3, 'future', 0)");
+    await t.rejects(PostgresStore.open(urlFor('newer_db')), /schema is at version 3, newer than this build's 2/);
   });
 });

@@ -3,6 +3,7 @@
  * test/store-<backend>.test.ts. `decide` functions here are minimal stand-ins for the replay
  * guard: the suite checks what the store reads, writes and makes atomic, not the policy.
  */
+import type { AuditTreeStore } from '../src/infra/store/audit-tree.js';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -16,7 +17,7 @@ import { VELOCITY_BUCKET_MS } from '../src/core/replay/velocity.js';
 import { RACE, RACE_NOW, runAuditRace, runRace, type AuditRaceResult, type RaceResult } from '../harness/store-race.js';
 import { repoRoot } from '../harness/token.js';
 
-export type TestStore = Store & ReplayStore & AuditStore;
+export type TestStore = Store & ReplayStore & AuditStore & AuditTreeStore;
 
 export interface SuiteOptions {
   /** Two independent instances (own connections) on one fresh, empty database. */

@@ -70,7 +70,9 @@ export type Reason =
   | 'CLIENT_OVERLOADED'
   | 'SHUTTING_DOWN'
   // Store rollback (src/core/audit/rollback.ts): the database lost entries signatures were released under.
-  | 'STORE_ROLLED_BACK';
+  | 'STORE_ROLLED_BACK'
+  // Audit log (src/signer/audit): the database's log does not extend the last signed checkpoint.
+  | 'AUDIT_LOG_INCONSISTENT';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

@@ -85,6 +85,11 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly auditInconsistent = new Gauge({
+    name: 'signer_audit_inconsistent',
+    help: '1 once the audit log was found not to extend the last signed checkpoint (signing stopped)',
+    registers: [this.registry],
+  });
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });

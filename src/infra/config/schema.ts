@@ -133,6 +133,15 @@ export const configSchema = z
         checkpointEveryEntries: z.number().int().min(1).default(1000),
         /** ...or this long after the last checkpoint. */
         checkpointEveryMs: z.number().int().min(100).default(60_000),
+        /**
+         * The origin line of the checkpoint notes (and the log key's name): names this deployment
+         * to auditors and witnesses. No spaces or '+'. Default `hsm-signer/<hostname>`.
+         */
+        origin: z
+          .string()
+          .regex(/^[\x21-\x7e]+$/)
+          .refine((s) => !s.includes('+'), 'no "+" in an origin')
+          .optional(),
       })
       .strict()
       .default({ checkpointEveryEntries: 1000, checkpointEveryMs: 60_000 }),

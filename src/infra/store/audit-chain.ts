@@ -1,4 +1,4 @@
-import { GENESIS, entryHash } from '../../core/audit/chain.js';
+import { GENESIS, entryHash, type AuditEntry } from '../../core/audit/chain.js';
 import { draftToEntry, type AuditDraft } from '../../core/audit/draft.js';
 
 /** The audit table's columns, in the order of the values chainDrafts gives each row. */
@@ -29,7 +29,8 @@ export interface AuditHead {
  * Numbers and chains `drafts` after `head` (undefined for an empty log), for every store: seq
  * head+1, head+2..., each entry linked to the previous one's hash (GENESIS before the first) and
  * hashed with entryHash over draftToEntry, so all dialects hash the same bytes. Returns each
- * entry's row values in AUDIT_COLUMNS order, and the new head.
+ * entry's row values in AUDIT_COLUMNS order, the entries themselves (for the Merkle tree's
+ * leaves, audit-tree-codec.ts treeAppend, written in the same transaction), and the new head.
  *
  * The caller MUST run this inside the transaction that inserts the rows, after making itself
  * the log's only appender (SQLite: the write lock; PostgreSQL: the audit lock) and reading the
@@ -40,14 +41,16 @@ export interface AuditHead {
 export function chainDrafts(
   drafts: AuditDraft[],
   head: AuditHead | undefined,
-): { rows: unknown[][]; head: AuditHead | undefined } {
+): { rows: unknown[][]; entries: AuditEntry[]; head: AuditHead | undefined } {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS;
   const rows: unknown[][] = [];
+  const entries: AuditEntry[] = [];
   for (const d of drafts) {
     seq++;
     const entry = draftToEntry(d, seq, prevHash);
     const hash = entryHash(entry);
+    entries.push({ ...entry, hash });
     rows.push([
       seq,
       entry.at,
@@ -67,5 +70,5 @@ export function chainDrafts(
     ]);
     prevHash = hash;
   }
-  return { rows, head: rows.length > 0 ? { seq, hash: prevHash } : head };
+  return { rows, entries, head: rows.length > 0 ? { seq, hash: prevHash } : head };
 }

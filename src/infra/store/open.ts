@@ -1,10 +1,11 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { AuditStore } from './audit.js';
+import type { AuditTreeStore } from './audit-tree.js';
 import type { ReplayStore } from '../../core/replay/records.js';
 import type { Store } from './store.js';
 
-export type FullStore = Store & ReplayStore & AuditStore;
+export type FullStore = Store & ReplayStore & AuditStore & AuditTreeStore;
 
 /**
  * Opens the configured backend; PostgreSQL is loaded only when configured, and its replication

@@ -1,3 +1,6 @@
+import type { AuditTreeStore, StoredNote } from './audit-tree.js';
+import type { NodeId } from '../../core/audit/merkle.js';
+import { PostgresAuditTree } from './postgres/audit-tree.js';
 import type pg from 'pg';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
@@ -63,7 +66,7 @@ const AUDIT_PAGE = 1000;
  * after the head the previous one committed: seq 1..N without gaps (a rolled-back transaction
  * numbered nothing that anyone saw) or forks.
  */
-export class PostgresStore implements Store, ReplayStore, AuditStore {
+export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeStore {
   /** Reservations gathered into group transactions (postgres/reserve-group.ts). */
   private readonly reservations: Batcher<ReserveOp, unknown>;
   /** Completions of one turn: one transaction, one commit, one turn of the audit lock. */
@@ -71,11 +74,13 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
   // One append transaction at a time: they queue for the audit lock anyway, and calls made
   // meanwhile go together into the next one, in call order.
   private readonly appends: Batcher<AuditDraft[], void>;
+  private readonly tree: PostgresAuditTree;
 
   private constructor(
     private readonly pool: pg.Pool,
     poolSize: number,
   ) {
+    this.tree = new PostgresAuditTree(pool);
     // Group transactions in flight at once: one holding its locks, one queued behind it. More
     // would mostly wait for the same locks and take connections from complete() and others.
     const maxGroups = Math.max(1, Math.min(2, poolSize - 1));
@@ -215,6 +220,41 @@ export class PostgresStore implements Store, ReplayStore, AuditStore {
 
   private async appendNow(drafts: AuditDraft[]): Promise<void> {
     await withRetries(this.pool, (c) => inTransaction(c, [], drafts));
+  }
+
+  readNodes(ids: readonly NodeId[]): Promise<readonly Uint8Array[]> {
+    return this.tree.readNodes(ids);
+  }
+
+  async treeHead(size: number): Promise<Uint8Array> {
+    await this.tree.checkSize(size);
+    return this.tree.reads.treeHead(size);
+  }
+
+  async inclusionProof(seq: number, size: number): Promise<Uint8Array[]> {
+    await this.tree.checkSize(size);
+    return this.tree.reads.inclusionProof(seq, size);
+  }
+
+  async consistencyProof(fromSize: number, toSize: number): Promise<Uint8Array[]> {
+    await this.tree.checkSize(toSize);
+    return this.tree.reads.consistencyProof(fromSize, toSize);
+  }
+
+  putCheckpointNote(c: StoredNote): Promise<void> {
+    return this.tree.putNote(c);
+  }
+
+  latestCheckpointNote(): Promise<StoredNote | undefined> {
+    return this.tree.latestNote();
+  }
+
+  checkpointNote(size: number, atLeast = false): Promise<StoredNote | undefined> {
+    return this.tree.noteAt(size, atLeast);
+  }
+
+  replaceCheckpointNote(size: number, note: string): Promise<void> {
+    return this.tree.replaceNote(size, note);
   }
 
   async auditHead(): Promise<{ seq: number; hash: string } | undefined> {

@@ -14,6 +14,9 @@ import type {
 import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
 import { chainDrafts, type AuditHead } from './audit-chain.js';
+import type { AuditTreeStore, StoredNote } from './audit-tree.js';
+import type { NodeId } from '../../core/audit/merkle.js';
+import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
   auditEntry,
@@ -57,10 +60,11 @@ const isConstraint = (e: unknown) => (e as { code?: string }).code?.startsWith('
  * far below the HSM, one per turn costs almost nothing per request. A failing write (its audit
  * entry included) rolls back only its savepoint.
  */
-export class SqliteStore implements Store, ReplayStore, AuditStore {
+export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeStore {
   private readonly db: Database.Database;
   private readonly group: Batcher<() => unknown, unknown>;
   private readonly q: Statements;
+  private readonly tree: SqliteAuditTree;
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true });
@@ -70,6 +74,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
     this.db.pragma('busy_timeout = 5000');
     migrateSqlite(this.db);
     this.q = prepareStatements(this.db);
+    this.tree = new SqliteAuditTree(this.db);
     this.group = new Batcher((ops) => this.commitGroup(ops));
   }
 
@@ -288,8 +293,45 @@ export class SqliteStore implements Store, ReplayStore, AuditStore {
    */
   private append(drafts: AuditDraft[]): void {
     if (drafts.length === 0) return;
-    const { rows } = chainDrafts(drafts, this.q.auditHead.get() as AuditHead | undefined);
+    const { rows, entries } = chainDrafts(drafts, this.q.auditHead.get() as AuditHead | undefined);
     for (const row of rows) this.q.insertAudit.run(...row);
+    // The entries' Merkle nodes, in the same transaction: no entry without its leaf.
+    this.tree.append(entries);
+  }
+
+  readNodes(ids: readonly NodeId[]): Promise<readonly Uint8Array[]> {
+    return this.tree.readNodes(ids);
+  }
+
+  async treeHead(size: number): Promise<Uint8Array> {
+    this.tree.checkSize(size);
+    return this.tree.reads.treeHead(size);
+  }
+
+  async inclusionProof(seq: number, size: number): Promise<Uint8Array[]> {
+    this.tree.checkSize(size);
+    return this.tree.reads.inclusionProof(seq, size);
+  }
+
+  async consistencyProof(fromSize: number, toSize: number): Promise<Uint8Array[]> {
+    this.tree.checkSize(toSize);
+    return this.tree.reads.consistencyProof(fromSize, toSize);
+  }
+
+  putCheckpointNote(c: StoredNote): Promise<void> {
+    return this.write(() => this.tree.putNote(c));
+  }
+
+  async latestCheckpointNote(): Promise<StoredNote | undefined> {
+    return this.tree.latestNote();
+  }
+
+  async checkpointNote(size: number, atLeast = false): Promise<StoredNote | undefined> {
+    return this.tree.noteAt(size, atLeast);
+  }
+
+  replaceCheckpointNote(size: number, note: string): Promise<void> {
+    return this.write(() => this.tree.replaceNote(size, note));
   }
 
   private insertKeyRow(k: KeyRecord): void {

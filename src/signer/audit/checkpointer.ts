@@ -1,6 +1,23 @@
 import type { Logger } from '../../infra/log.js';
 import type { AuditStore, StoredCheckpoint } from '../../infra/store/audit.js';
-import { checkpointMessage } from '../../core/audit/chain.js';
+import type { AuditTreeStore, StoredNote } from '../../infra/store/audit-tree.js';
+import type { AuditEntry } from '../../core/audit/chain.js';
+import { checkpointMessage, entryHash } from '../../core/audit/chain.js';
+import { type Checkpoint, parseCheckpoint, signCheckpoint, openCheckpoint } from '../../core/audit/checkpoint.js';
+import { extendChecked } from '../../core/audit/extend.js';
+import { entryLeafHash } from '../../core/audit/leaf.js';
+import { type Frontier, EMPTY_FRONTIER, frontierNodes, frontierRoot } from '../../core/audit/merkle.js';
+import { verifyInclusion } from '../../core/audit/merkle-verify.js';
+import {
+  type NoteSignature,
+  type NoteSigner,
+  SIG_TYPE_ED25519,
+  addSignatures,
+  ed25519Verifier,
+  keyId as noteKeyId,
+  parseNote,
+} from '../../core/audit/note.js';
+import { SignerError } from '../../core/errors.js';
 
 export interface AuditKeyRef {
   keyId: string;
@@ -9,7 +26,7 @@ export interface AuditKeyRef {
   publicKey: Uint8Array;
 }
 
-/** Signs a checkpoint message with the audit key inside the HSM (and checks the result). */
+/** Signs a message with the audit key inside the HSM (and checks the result). */
 export type CheckpointSigner = (message: Uint8Array) => Promise<Uint8Array>;
 
 export interface CheckpointerOptions {
@@ -17,25 +34,136 @@ export interface CheckpointerOptions {
   everyEntries: number;
   /** ...or this long after the last checkpoint, whichever comes first. */
   everyMs: number;
+  /** The checkpoint notes' origin line and log key name (config audit.origin). */
+  origin: string;
   log?: Logger;
 }
 
+/** What the checkpointer found when the log does not extend the last signed tree. */
+export interface Inconsistency {
+  /** Entry seqs whose content or tree nodes differ from what was signed. */
+  range: { from: number; to: number };
+  signedSize: number;
+  message: string;
+}
+
+/** A checkpoint note the checkpointer signed, with the tree it describes. */
+export interface SignedCheckpoint extends StoredNote {
+  checkpoint: Checkpoint;
+}
+
+type Store = AuditStore & AuditTreeStore;
+
 /**
- * Signs the chain head with the HSM-held audit key from time to time. An auditor who trusts
- * only the audit public key can then tell that no entry up to a checkpoint was removed, added
- * or changed. Replicas may checkpoint the same seq; the store keeps the first.
+ * Signs checkpoints of the audit log with the HSM-held audit key, and NEVER one that does not
+ * extend the last tree it signed. It keeps, in memory and so outside the database, the compact
+ * range (frontier) of that tree; before each signature it reads the new entries, recomputes
+ * their leaf hashes from the stored content, extends the frontier and compares the head with the
+ * database's. A mismatch stops it for good (until restart): nothing more is signed, signing
+ * requests are refused with AUDIT_LOG_INCONSISTENT (see {@link assertConsistent}), and the
+ * listeners learn which range differs. At start the frontier is seeded from the newest stored
+ * note that verifies under the audit key and matches the stored nodes (or the empty tree).
+ *
+ * Each checkpoint is a C2SP tlog-checkpoint signed note, plus the legacy chain checkpoint over
+ * the same head (seq and entry hash) that export format hsm-signer-audit/1 carries. Replicas may
+ * checkpoint the same size; the store keeps the first.
  */
 export class Checkpointer {
   private timer: NodeJS.Timeout | undefined;
-  private last: { seq: number; at: number } = { seq: 0, at: Date.now() };
+  private signed: { frontier: Frontier; root: Uint8Array; at: number; note?: StoredNote } = {
+    frontier: EMPTY_FRONTIER,
+    root: frontierRoot(EMPTY_FRONTIER),
+    at: Date.now(),
+  };
   private running: Promise<unknown> = Promise.resolve();
+  private broken: Inconsistency | undefined;
+  private readonly signedListeners: ((c: SignedCheckpoint) => void)[] = [];
+  private readonly brokenListeners: ((i: Inconsistency) => void)[] = [];
+  private readonly noteSigner: NoteSigner;
 
   constructor(
-    private readonly store: AuditStore,
+    private readonly store: Store,
     readonly key: AuditKeyRef,
     private readonly sign: CheckpointSigner,
     private readonly opts: CheckpointerOptions,
-  ) {}
+  ) {
+    const id = noteKeyId(opts.origin, SIG_TYPE_ED25519, key.publicKey);
+    this.noteSigner = { name: opts.origin, keyId: id, sign: (text) => this.sign(text) };
+  }
+
+  /** The origin line of this log's checkpoints. */
+  get origin(): string {
+    return this.opts.origin;
+  }
+
+  /** The C2SP verifier key of this log: `<origin>+<key id>+<base64(0x01 || public key)>`. */
+  get verifier() {
+    return ed25519Verifier(this.opts.origin, this.key.publicKey);
+  }
+
+  /** The inconsistency that stopped signing, if any. */
+  get inconsistency(): Inconsistency | undefined {
+    return this.broken;
+  }
+
+  /** Hook: a new checkpoint note was signed and stored (witnesses cosign it, a rollback mark records it). */
+  onSigned(listener: (c: SignedCheckpoint) => void): void {
+    this.signedListeners.push(listener);
+  }
+
+  /** Hook: the log was found not to extend the last signed checkpoint; signing has stopped. */
+  onInconsistent(listener: (i: Inconsistency) => void): void {
+    this.brokenListeners.push(listener);
+  }
+
+  /** Throws AUDIT_LOG_INCONSISTENT once the log was found rewritten; signing paths call this first. */
+  assertConsistent(): void {
+    const b = this.broken;
+    if (!b) return;
+    throw new SignerError(
+      'AUDIT_LOG_INCONSISTENT',
+      `signing stopped: the audit log does not extend the last signed checkpoint (size ${b.signedSize}); entries ${b.range.from}..${b.range.to} differ`,
+      {
+        signedSize: String(b.signedSize),
+        from: String(b.range.from),
+        to: String(b.range.to),
+      },
+    );
+  }
+
+  /**
+   * Seeds the frontier from the newest stored note that verifies under the audit key and whose
+   * root the stored nodes give; with none, from the empty tree (then the first checkpoint
+   * recomputes every leaf). `mark`, when given (the HSM rollback mark), is trusted instead.
+   */
+  async seed(mark?: { frontier: Frontier }): Promise<void> {
+    if (mark) {
+      this.signed = { frontier: mark.frontier, root: frontierRoot(mark.frontier), at: Date.now() };
+      return;
+    }
+    const stored = await this.store.latestCheckpointNote();
+    if (!stored) return;
+    let cp: Checkpoint;
+    try {
+      cp = openCheckpoint(stored.note, { origin: this.opts.origin, log: this.verifier }).checkpoint;
+    } catch (e) {
+      this.opts.log?.warn(
+        { size: stored.size, why: (e as Error).message },
+        'the newest stored checkpoint does not verify; seeding from the empty tree',
+      );
+      return;
+    }
+    const ids = frontierNodes(cp.size);
+    const frontier = { size: cp.size, hashes: [...(await this.store.readNodes(ids))] };
+    if (!equal(frontierRoot(frontier), cp.root)) {
+      return this.halt({
+        range: { from: 1, to: cp.size },
+        signedSize: cp.size,
+        message: `the stored tree nodes do not give the root of the signed checkpoint at size ${cp.size}`,
+      });
+    }
+    this.signed = { frontier, root: cp.root, at: Date.now(), note: stored };
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.tick(), Math.min(1000, this.opts.everyMs));
@@ -47,39 +175,166 @@ export class Checkpointer {
     return this.running;
   }
 
-  /** Checkpoints the current head now if it moved since the last checkpoint. */
-  async checkpointHead(): Promise<StoredCheckpoint | undefined> {
-    const head = await this.store.auditHead();
-    if (!head || head.seq <= this.last.seq) return undefined;
-    return this.checkpointAt(head.seq, head.hash);
+  /** Checkpoints the current head now (if it moved); returns the latest signed note. */
+  checkpointHead(): Promise<SignedCheckpoint | undefined> {
+    return this.serial(() => this.checkpointNow());
   }
 
-  /** Signs and stores a checkpoint over the entry `seq`, whose hash is `hash`. */
-  async checkpointAt(seq: number, hash: string): Promise<StoredCheckpoint> {
-    const signature = await this.sign(checkpointMessage(seq, hash));
+  /** The latest note this process signed or seeded from, without signing. */
+  latest(): StoredNote | undefined {
+    return this.signed.note;
+  }
+
+  /**
+   * A legacy chain checkpoint over entry `seq` (export format 1), signed only after the entry is
+   * shown to be in the checked tree: a checkpoint over the current head is made first if `seq`
+   * is beyond the last signed size, then the entry's leaf is proved in it.
+   */
+  checkpointAt(seq: number): Promise<StoredCheckpoint> {
+    return this.serial(async () => {
+      this.assertConsistent();
+      if (seq > this.signed.frontier.size) await this.checkpointNow();
+      const size = this.signed.frontier.size;
+      const entry = await this.readOne(seq);
+      const proof = await this.store.inclusionProof(seq, size);
+      if (
+        !entry ||
+        entryHash(entry) !== entry.hash ||
+        !verifyInclusion(seq - 1, size, entryLeafHash(entry), proof, this.signed.root)
+      ) {
+        this.halt({
+          range: { from: seq, to: seq },
+          signedSize: size,
+          message: `entry ${seq} as stored is not the one in the signed tree of size ${size}`,
+        });
+        this.assertConsistent();
+      }
+      return this.legacy(seq, entry!.hash);
+    });
+  }
+
+  /** Adds witness cosignatures to the stored note of `size` (its signed text must not change). */
+  async addCosignatures(size: number, sigs: readonly NoteSignature[]): Promise<StoredNote> {
+    const stored = await this.store.checkpointNote(size);
+    if (!stored) throw new SignerError('REQUEST_INVALID', `no checkpoint note of size ${size}`, { size: String(size) });
+    const note = addSignatures(stored.note, sigs);
+    if (parseNote(note).text !== parseNote(stored.note).text)
+      throw new Error('checkpointer: cosignatures changed the note text');
+    await this.store.replaceCheckpointNote(size, note);
+    const updated = { ...stored, note };
+    if (this.signed.note?.size === size) this.signed.note = updated;
+    return updated;
+  }
+
+  private async checkpointNow(): Promise<SignedCheckpoint | undefined> {
+    this.assertConsistent();
+    const head = await this.store.auditHead();
+    const size = head?.seq ?? 0;
+    const from = this.signed.frontier.size;
+    if (size === from && this.signed.note) {
+      // Nothing new, but a rewrite under an unchanged size must still stop us.
+      if (size > 0 && !equal(await this.store.treeHead(size), this.signed.root)) {
+        this.halt({
+          range: { from: 1, to: size },
+          signedSize: from,
+          message: `the database's tree head at the signed size ${size} changed`,
+        });
+      }
+      this.assertConsistent();
+      return undefined;
+    }
+    const entries: AuditEntry[] = [];
+    if (size > from) for await (const e of this.store.readAudit(from + 1, size)) entries.push(e);
+    const storedRoot = size > 0 && size >= from ? await this.store.treeHead(size) : frontierRoot(EMPTY_FRONTIER);
+    const storedFrontier = size >= from && from > 0 ? await this.store.readNodes(frontierNodes(from)) : undefined;
+    const ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
+    if (!ext.ok) {
+      this.halt({ range: ext.range, signedSize: from, message: ext.message });
+      this.assertConsistent();
+    }
+    const ok = ext as Extract<typeof ext, { ok: true }>;
+    // Leaves commit each entry's content and prevHash, so the chain up to the last entry is in
+    // the tree; only the last entry's own hash (signed by the legacy checkpoint) needs checking.
+    const chainBroken = entries.slice(-1).find((e) => entryHash(e) !== e.hash);
+    if (chainBroken) {
+      this.halt({
+        range: { from: chainBroken.seq, to: chainBroken.seq },
+        signedSize: from,
+        message: `entry ${chainBroken.seq} does not hash to its recorded hash`,
+      });
+      this.assertConsistent();
+    }
+    if (size === 0) return undefined;
+    const checkpoint: Checkpoint = { origin: this.opts.origin, size, root: ok.root };
+    const note = await signCheckpoint(checkpoint, this.noteSigner);
+    const stored: StoredNote = { size, note, at: new Date().toISOString() };
+    await this.store.putCheckpointNote(stored);
+    const last = entries.at(-1);
+    if (last) await this.legacy(last.seq, last.hash);
+    this.signed = { frontier: ok.frontier, root: ok.root, at: Date.now(), note: stored };
+    const signed = { ...stored, checkpoint: parseCheckpoint(parseNote(note).text) };
+    for (const l of this.signedListeners) {
+      try {
+        l(signed);
+      } catch (e) {
+        this.opts.log?.error({ err: e }, 'a checkpoint listener failed');
+      }
+    }
+    return signed;
+  }
+
+  private async legacy(seq: number, hash: string): Promise<StoredCheckpoint> {
     const cp: StoredCheckpoint = {
       seq,
       headHash: hash,
       at: new Date().toISOString(),
       auditKey: { keyId: this.key.keyId, version: this.key.version },
-      signature: Buffer.from(signature).toString('hex'),
+      signature: Buffer.from(await this.sign(checkpointMessage(seq, hash))).toString('hex'),
     };
     await this.store.putCheckpoint(cp);
-    if (seq > this.last.seq) this.last = { seq, at: Date.now() };
     return cp;
   }
 
-  private tick(): Promise<unknown> {
-    this.running = this.running.then(async () => {
-      try {
-        const head = await this.store.auditHead();
-        if (!head || head.seq <= this.last.seq) return;
-        const due = head.seq - this.last.seq >= this.opts.everyEntries || Date.now() - this.last.at >= this.opts.everyMs;
-        if (due) await this.checkpointAt(head.seq, head.hash);
-      } catch (e) {
-        this.opts.log?.error({ err: e }, 'audit checkpoint failed');
-      }
-    });
-    return this.running;
+  private async readOne(seq: number): Promise<AuditEntry | undefined> {
+    for await (const e of this.store.readAudit(seq, seq)) return e;
+    return undefined;
   }
+
+  private halt(i: Inconsistency): void {
+    if (this.broken) return;
+    this.broken = i;
+    this.opts.log?.error(
+      { signedSize: i.signedSize, from: i.range.from, to: i.range.to },
+      `AUDIT LOG INCONSISTENT: ${i.message}; no checkpoint signed, signing stopped until an operator investigates and restarts`,
+    );
+    for (const l of this.brokenListeners) l(i);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.running.then(fn);
+    this.running = p.catch(() => undefined);
+    return p;
+  }
+
+  private tick(): Promise<unknown> {
+    return this.serial(async () => {
+      try {
+        if (this.broken) return;
+        const head = await this.store.auditHead();
+        const moved = (head?.seq ?? 0) - this.signed.frontier.size;
+        if (moved === 0 && this.signed.note) return;
+        if (moved >= this.opts.everyEntries || Date.now() - this.signed.at >= this.opts.everyMs || moved < 0) {
+          await this.checkpointNow();
+        }
+      } catch (e) {
+        if (!(e instanceof SignerError && e.reason === 'AUDIT_LOG_INCONSISTENT')) {
+          this.opts.log?.error({ err: e }, 'audit checkpoint failed');
+        }
+      }
+    }).catch(() => undefined);
+  }
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -6,7 +6,8 @@ import { EXPORT_FORMAT } from '../../core/audit/format.js';
 /**
  * The records of an export, in order: a header with the audit public keys, then the entries of
  * the period with each stored checkpoint right after the entry it covers, ending with a
- * checkpoint over the last entry (signed now if none exists), so truncation is detectable.
+ * checkpoint over the last entry (signed now, by the checkpointer, if none exists), so truncation
+ * is detectable.
  * Reads the log in pages: memory stays flat whatever the period's size.
  */
 export async function* exportRecords(
@@ -37,6 +38,8 @@ export async function* exportRecords(
       }
       c++;
     }
-    if (entry.seq === range.last && !covered) yield { type: 'checkpoint', ...(await checkpointer.checkpointAt(entry.seq, entry.hash)) };
+    // Signed only after the checkpointer has checked the log extends its last signed tree and
+    // this entry, as stored, is in it: an export never signs whatever head the database holds.
+    if (entry.seq === range.last && !covered) yield { type: 'checkpoint', ...(await checkpointer.checkpointAt(entry.seq)) };
   }
 }

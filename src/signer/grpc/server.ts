@@ -23,10 +23,11 @@ import {
 } from '../../infra/grpc/server-tls.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { auditHandlers } from './audit-service.js';
+import { hostname } from 'node:os';
 import { Checkpointer } from '../audit/checkpointer.js';
-import { ConfigError } from '../../infra/config/load.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { eventDraft } from '../../core/audit/draft.js';
+import { attachWitnesses } from '../audit/witnesses.js';
 import { openRollbackGuard } from '../audit/rollback-setup.js';
 import { signerHandlers } from './signer-service.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
@@ -44,6 +45,8 @@ export interface RunningSigner {
   hsm: Hsm;
   keys: KeyRegistry;
   metrics: Metrics;
+  /** The audit checkpointer (tests trigger a checkpoint; other components hook onSigned). */
+  checkpointer: Checkpointer;
   /** Reloads the CRL and the config file's clients, pins and key access (SIGHUP). */
   reload(trigger: string): Promise<boolean>;
   close(): Promise<void>;
@@ -88,14 +91,18 @@ export async function startSigner(
     store,
     { keyId: auditKey.keyId, version: auditKey.version, publicKey: auditKey.publicKey },
     checkpointSigner(hsm, auditKey),
-    { everyEntries: config.audit.checkpointEveryEntries, everyMs: config.audit.checkpointEveryMs, log },
+    {
+      everyEntries: config.audit.checkpointEveryEntries,
+      everyMs: config.audit.checkpointEveryMs,
+      origin: config.audit.origin ?? `hsm-signer/${hostname()}`,
+      log,
+    },
   );
-  // Witnesses cosign C2SP checkpoint notes with Merkle consistency proofs, which only the Merkle
-  // checkpointer produces (attachWitnesses in ../audit/witnesses.ts subscribes to its onSigned
-  // hook). Without it a witness section would publish nothing while looking configured: refuse.
-  if (config.witness && !('onSigned' in checkpointer)) {
-    throw new ConfigError('witness: this build signs chain checkpoints only; witnesses need the Merkle checkpointer');
-  }
+  await checkpointer.seed();
+  // Witnesses cosign the checkpointer's C2SP notes, each proven consistent with their last one.
+  const witnesses = config.witness
+    ? attachWitnesses(checkpointer, config.witness, config.tls.caFile, (a, b) => store.consistencyProof(a, b), log)
+    : undefined;
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const policies = new PolicyRegistry(store, log);
   // Config policies that changed are stored as new versions, each with its audit entry.
@@ -114,8 +121,8 @@ export async function startSigner(
       (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
-  const gate = rollback ? { gate: rollback } : {};
-  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...gate, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const rollbackGate = rollback ? { gate: rollback } : {};
+  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...rollbackGate, ...(opts.clock ? { clock: opts.clock } : {}) });
   // Versions whose overlap ended are disabled (and audited) by whichever replica sees it first.
   const retirer = setInterval(() => {
     keys.retireDue().catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
@@ -140,18 +147,27 @@ export async function startSigner(
     const g = guardService(def, impl, guard);
     server.addService(g.definition, g.implementation);
   };
-  serve(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, watchers, log }));
+  const gate = () => checkpointer.assertConsistent();
+  serve(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, watchers, log, gate }));
   const overlapMs = config.rotation.overlapSeconds * 1000;
   const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
   serve(signerV1.KeyAdmin.service, admin);
   serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
-  const serving = () => hsm.up && !rollback?.rolledBack;
+  const serving = () => hsm.up && !rollback?.rolledBack && !checkpointer.inconsistency;
   const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, serving() ? 'SERVING' : 'NOT_SERVING'])));
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
+  // NOT_SERVING while the token is unavailable or the store rolled back, and for good once the
+  // audit log is inconsistent.
   const setHealth = () => SERVICES.forEach((s) => health.setStatus(s, serving() ? 'SERVING' : 'NOT_SERVING'));
   hsm.onHealthChange(setHealth);
   onRollback = setHealth;
+  checkpointer.onInconsistent(() => {
+    metrics.auditInconsistent.set(1);
+    setHealth();
+  });
+  metrics.auditInconsistent.set(checkpointer.inconsistency ? 1 : 0);
+  setHealth();
 
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
@@ -177,6 +193,7 @@ export async function startSigner(
     hsm,
     keys,
     metrics,
+    checkpointer,
     reload: (trigger) => reloader.reload(trigger),
     async close() {
       reloader.close();
@@ -196,8 +213,10 @@ export async function startSigner(
       policies.stop();
       keys.stop();
       await checkpointer.stop();
-      await store.appendAudit([eventDraft('service.stop', new Date(), null)]);
+      // Fails when the log was cut or rewritten under us (the tree refuses): still stop.
+      await store.appendAudit([eventDraft('service.stop', new Date(), null)]).catch((e) => log.error({ err: e }, 'could not audit the stop'));
       await checkpointer.checkpointHead().catch((e) => log.error({ err: e }, 'final audit checkpoint failed'));
+      await witnesses?.drain();
       // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
       await hsm.close();
       cosigners?.close();

@@ -31,8 +31,10 @@ export function signerHandlers(deps: {
   metrics: Metrics;
   watchers: KeyWatchers;
   log: Logger;
+  /** Throws when signing must stop (the audit log does not extend the last signed checkpoint). */
+  gate?: () => void;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, audit, metrics, watchers, log } = deps;
+  const { auth, keys, flow, audit, metrics, watchers, log, gate } = deps;
 
   /**
    * Checks the ids, authorises a sign on the key, counts and logs the outcome, and audits the
@@ -70,6 +72,7 @@ export function signerHandlers(deps: {
           ? requireId('batch_id', 'batch', raw.requestId)
           : requireId('request_id', 'request', raw.requestId);
       auth.requireKey(id, keyId);
+      gate?.();
       algorithm = keys.has(keyId) ? keys.history(keyId)[0]!.algorithm : 'unknown';
       checked = await check(keyId, requestId);
     } catch (e) {
@@ -77,7 +80,9 @@ export function signerHandlers(deps: {
       const known = keyId !== undefined && keys.has(keyId);
       const version = known ? (keys.history(keyId!).find((v) => v.state === 'active')?.version ?? null) : null;
       const base = { at: new Date(), client: id.client, keyId: known ? keyId! : null, keyVersion: version, requestId: requestId ?? null };
-      await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
+      // Not into a log found rewritten: the append may itself fail there, and the refusal would
+      // turn into INTERNAL; the log line (refusal() above) records it.
+      if (reason !== 'AUDIT_LOG_INCONSISTENT') await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
       throw e;
     }
     try {

@@ -1,3 +1,4 @@
+import { migrateAuditTree } from '../postgres/audit-tree.js';
 import type { PoolClient } from 'pg';
 import { pendingMigrations, requireV1, type Migration } from './migrations.js';
 
@@ -125,6 +126,13 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       await c.query(V1);
       requireV1(await shape(c));
     },
+  },
+  {
+    version: 2,
+    name: 'audit merkle tree',
+    // The RFC 9162 tree over the log (node table, frontier row, signed notes); a log from before
+    // this version gets its tree built here from the stored entries.
+    up: migrateAuditTree,
   },
 ];
 

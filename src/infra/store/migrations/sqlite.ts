@@ -1,4 +1,6 @@
 import type Database from 'better-sqlite3';
+import { SqliteAuditTree } from '../sqlite-audit-tree.js';
+import { auditEntry, type AuditRow } from '../codecs.js';
 import { V1_ADDED_KEY_COLUMNS, pendingMigrations, requireV1, type Migration } from './migrations.js';
 
 export interface SqliteMigration extends Migration {
@@ -129,6 +131,16 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
         if (!keyColumns.has(name)) db.exec(`ALTER TABLE keys ADD COLUMN ${name} ${ADDED_TYPES[name]}`);
       }
       requireV1(shape());
+    },
+  },
+  {
+    version: 2,
+    name: 'audit merkle tree',
+    // The RFC 9162 tree over the log (node table, frontier row, signed notes); a log from before
+    // this version gets its tree built here from the stored entries.
+    up(db) {
+      const read = db.prepare('SELECT * FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?');
+      SqliteAuditTree.migrate(db, (from, limit) => (read.all(from, limit) as AuditRow[]).map(auditEntry));
     },
   },
 ];

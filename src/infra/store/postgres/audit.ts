@@ -12,21 +12,27 @@
  */
 import type { QueryConfig, QueryResult } from 'pg';
 import type { AuditDraft } from '../../../core/audit/draft.js';
-import { AUDIT_COLUMNS, chainDrafts } from '../audit-chain.js';
 import { AUDIT_LOCK, q } from './sql.js';
+import { HEAD_AND_TREE, appendPointOf, insertWithTree, type AppendPoint } from './audit-tree.js';
 
-/** The audit lock and the head read under it: the last statements before auditInsert and COMMIT. */
-export const auditLockAndHead = (): QueryConfig[] => [q('auditLock', [...AUDIT_LOCK]), q('auditHead', [])];
+/**
+ * The audit lock and the head read under it, with the Merkle tree's frontier (audit-tree.ts):
+ * the last statements before auditInsert and COMMIT.
+ */
+export const auditLockAndHead = (): QueryConfig[] => [
+  q('auditLock', [...AUDIT_LOCK]),
+  { name: 'signer_auditHeadAndTree', text: HEAD_AND_TREE, values: [] },
+];
 
-/** The head as auditLockAndHead's last statement answered it (BIGINT seq comes back as text). */
-export function headOf(result: QueryResult): { seq: number; hash: string } | undefined {
-  const r = result.rows[0] as { seq: string; hash: string } | undefined;
-  return r ? { seq: Number(r.seq), hash: r.hash } : undefined;
+/** Where to append, as auditLockAndHead's last statement answered it (BIGINT comes back as text). */
+export function headOf(result: QueryResult): AppendPoint {
+  return appendPointOf(result);
 }
 
-/** `drafts` numbered and chained after `head` (chainDrafts), as one insert of column arrays. */
-export function auditInsert(drafts: AuditDraft[], head: { seq: number; hash: string } | undefined): QueryConfig {
-  const cols: unknown[][] = AUDIT_COLUMNS.map(() => []);
-  for (const row of chainDrafts(drafts, head).rows) row.forEach((v, i) => cols[i]!.push(v));
-  return q('insertAudit', cols);
+/**
+ * `drafts` numbered and chained after the head (chainDrafts), inserted with their Merkle nodes
+ * and the new frontier in one statement.
+ */
+export function auditInsert(drafts: AuditDraft[], at: AppendPoint): QueryConfig {
+  return insertWithTree(drafts, at);
 }
