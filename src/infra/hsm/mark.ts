@@ -54,7 +54,7 @@ export class HsmMark {
   private constructor(
     private readonly hsm: Hsm,
     readonly replica: string,
-    private readonly handle: Buffer,
+    private handle: Buffer,
   ) {}
 
   /** Finds this replica's mark object, creating an empty one at first start. */
@@ -123,7 +123,16 @@ export class HsmMark {
   private async write(head: TreeHead): Promise<void> {
     const value = encodeMark(this.replica, head);
     await this.hsm.withSession('hot', (session) => {
-      this.hsm.p11.C_SetAttributeValue(session, this.handle, [{ type: pkcs11js.CKA_LABEL, value }]);
+      try {
+        this.hsm.p11.C_SetAttributeValue(session, this.handle, [{ type: pkcs11js.CKA_LABEL, value }]);
+      } catch {
+        // A token that went away and came back (logout, reset) drops handles of private objects:
+        // find the object again, once, and write; a second failure goes to the caller.
+        const [found] = this.hsm.find(session, template(this.replica));
+        if (!found) throw new Error(`the rollback mark object ${markLabel(this.replica)} is gone from the token`);
+        this.handle = found;
+        this.hsm.p11.C_SetAttributeValue(session, this.handle, [{ type: pkcs11js.CKA_LABEL, value }]);
+      }
     });
     this.current = head;
   }
