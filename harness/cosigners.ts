@@ -9,6 +9,9 @@ import { makeToken, type TestToken } from './token.js';
 /** Client certificates a test PKI needs for a signer with three cosigners. */
 export const COSIGNER_CLIENTS = ['coordinator', 'cosigner-1', 'cosigner-2', 'cosigner-3'];
 
+/** A loaded 2-core machine starting several cosigners and a signer at once can take over 30 s. */
+const START_TIMEOUT_MS = 90_000;
+
 /** Misbehaviour a test cosigner is started with (harness/evil-cosigner.ts). */
 export type Fault = 'corrupt-sign-share' | 'bad-proof' | 'bad-share';
 
@@ -72,8 +75,8 @@ export async function startCosigners(
       await writeFile(configFile, JSON.stringify(config, null, 2));
       const spawn = (fault?: Fault) =>
         fault
-          ? startSignerProcess(configFile, 30_000, { entry: 'harness/evil-cosigner.ts', ready: 'cosigner started', args: ['--fault', fault] })
-          : startSignerProcess(configFile, 30_000, { ready: 'cosigner started' });
+          ? startSignerProcess(configFile, START_TIMEOUT_MS, { entry: 'harness/evil-cosigner.ts', ready: 'cosigner started', args: ['--fault', fault] })
+          : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started' });
       const node: CosignerNode = {
         id,
         dir: home,

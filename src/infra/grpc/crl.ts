@@ -1,12 +1,18 @@
 import type { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import * as pkijs from 'pkijs';
+import type * as Pkijs from 'pkijs';
 import { caId, normaliseSerial } from './peer-cert.js';
 
 /**
  * node:crypto parses certificates but not CRLs, so CRLs are read with PKIjs (pkijs), which
  * parses the DER and checks the CA's signature with WebCrypto: no ASN.1 or signature code here.
+ * It is loaded on first use, so a server without a CRL does not pay for it at start.
  */
+let pkijsModule: Promise<typeof Pkijs> | undefined;
+const loadPkijs = () => {
+  pkijsModule ??= import('pkijs');
+  return pkijsModule;
+};
 
 /** The revoked serial numbers of each CA, from one CRL file. */
 export interface RevocationSet {
@@ -48,6 +54,7 @@ export async function readCrlFile(file: string, cas: readonly X509Certificate[])
     ? blocks.map((b) => Buffer.from(b.replace(/-----[A-Z0-9 ]+-----/g, '').replace(/\s+/g, ''), 'base64'))
     : [bytes];
   if (!ders.length || ders.some((d) => d.length === 0)) throw new CrlError(`CRL file ${file} holds no CRL`);
+  const pkijs = await loadPkijs();
   const issuers = cas.map((ca) => ({ id: caId(ca), cert: pkijs.Certificate.fromBER(new Uint8Array(ca.raw)) }));
 
   const revoked = new Map<string, Set<string>>();
@@ -55,7 +62,7 @@ export async function readCrlFile(file: string, cas: readonly X509Certificate[])
   let entries = 0;
   for (const [i, der] of ders.entries()) {
     const where = ders.length > 1 ? `CRL #${i + 1} of ${file}` : `CRL ${file}`;
-    let crl: pkijs.CertificateRevocationList;
+    let crl: Pkijs.CertificateRevocationList;
     try {
       crl = pkijs.CertificateRevocationList.fromBER(new Uint8Array(der));
     } catch (e) {
