@@ -1,5 +1,5 @@
 /**
- * Sealing of threshold key shares (DESIGN.md invariant 1): a share is stored only as AES-256-GCM
+ * Sealing of threshold key shares (ARCHITECTURE.md: keys stay in hardware): a share is stored only as AES-256-GCM
  * ciphertext under a non-extractable AES key generated inside this node's own token. Encryption
  * and decryption run in the HSM, so the sealing key never exists outside it; the share's
  * plaintext exists in this process only between `unseal` and the end of the protocol step.
