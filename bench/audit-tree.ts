@@ -5,14 +5,14 @@
 // inclusion proof and a consistency proof from the store, and the bytes each entry costs.
 // AUDIT_TREE_ENTRIES overrides the size.
 import { statSync } from 'node:fs';
-import Database from 'better-sqlite3';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { Checkpointer } from '../src/signer/audit/checkpointer.js';
+import Database from 'better-sqlite3';
+import { tempDir } from '../harness/token.js';
 import { eventDraft } from '../src/core/audit/draft.js';
-import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { entryLeafHash } from '../src/core/audit/leaf.js';
 import { frontierNodes } from '../src/core/audit/merkle.js';
-import { tempDir } from '../harness/token.js';
+import { SqliteStore } from '../src/infra/store/sqlite.js';
+import { Checkpointer } from '../src/signer/audit/checkpointer.js';
 
 const ENTRIES = Number(process.env.AUDIT_TREE_ENTRIES ?? 1_000_000);
 const BATCH = 5000;

@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { connect } from '../src/client/client.js';
-import { evmTransfers, Nonces, RUN, signBatch, type EvmItem } from './ops.js';
+import { type EvmItem, evmTransfers, Nonces, RUN, signBatch } from './ops.js';
 
 export interface DriverInit {
   type: 'init';
@@ -61,7 +61,11 @@ process.on('message', (m: ToDriver) => {
   void (async () => {
     if (m.type === 'init') {
       init = m;
-      client = connect(m.address, { ca: Buffer.from(m.tls.ca), cert: Buffer.from(m.tls.cert), key: Buffer.from(m.tls.key) });
+      client = connect(m.address, {
+        ca: Buffer.from(m.tls.ca),
+        cert: Buffer.from(m.tls.cert),
+        key: Buffer.from(m.tls.key),
+      });
       const signer = client.signer;
       await new Promise<void>((ok, fail) => signer.waitForReady(Date.now() + 10_000, (e) => (e ? fail(e) : ok())));
       next = evmTransfers(nonces.take(m.items), m.items);

@@ -8,8 +8,8 @@ import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import { cpuDelta, sampleCpu } from './cpu.js';
 import { median } from './load.js';
-import { isNoisy, Noise, type Elsewhere } from './noise.js';
-import { evmTransfers, payload, signBatch, type Nonces } from './ops.js';
+import { type Elsewhere, isNoisy, Noise } from './noise.js';
+import { evmTransfers, type Nonces, payload, signBatch } from './ops.js';
 import type { RawKey, RawToken } from './raw.js';
 
 export interface BatchRun {

@@ -29,8 +29,8 @@ import { makeToken, tempDir } from '../harness/token.js';
 import { planPinning } from './cpu.js';
 import { Noise } from './noise.js';
 import { parseOptions } from './options.js';
-import { machine, report, type RunResult } from './report.js';
-import { startBenchPostgres, type BenchContext, type BenchPostgres } from './signers.js';
+import { machine, type RunResult, report } from './report.js';
+import { type BenchContext, type BenchPostgres, startBenchPostgres } from './signers.js';
 import { singleKeyRows } from './single-key.js';
 import { checkTargets } from './targets.js';
 import { thresholdRows } from './threshold.js';
@@ -58,7 +58,10 @@ const tmp = await tempDir('bench-');
 log(`token, PKI and stores in ${tmp.path}`);
 // A signal ends the run through process.exit: every child's 'exit' reaper runs (harness/), then
 // the temp dir goes (a listener added now runs after theirs).
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   process.once(signal, () => {
     log(`${signal}: stopping`);
     if (!opts.keep) process.once('exit', () => rmSync(tmp.path, { recursive: true, force: true }));

@@ -54,7 +54,8 @@ function moduleOf(cf: CallFrame): string {
   const src = u.indexOf('/src/');
   return src >= 0 ? u.slice(src + 1) : u;
 }
-const fnKey = (cf: CallFrame) => `${cf.functionName || '(anonymous)'}  ${moduleOf(cf)}${cf.url ? `:${cf.lineNumber + 1}` : ''}`;
+const fnKey = (cf: CallFrame) =>
+  `${cf.functionName || '(anonymous)'}  ${moduleOf(cf)}${cf.url ? `:${cf.lineNumber + 1}` : ''}`;
 
 const self = new Map<string, number>();
 const selfModule = new Map<string, number>();
@@ -93,7 +94,9 @@ function table(title: string, m: Map<string, number>) {
 }
 
 const span = (prof.endTime - prof.startTime) / 1e6;
-console.log(`profile ${span.toFixed(1)} s; JS thread busy ${(busy / 1e6).toFixed(2)} s, idle ${(idle / 1e6).toFixed(2)} s (shares below are of busy time)`);
+console.log(
+  `profile ${span.toFixed(1)} s; JS thread busy ${(busy / 1e6).toFixed(2)} s, idle ${(idle / 1e6).toFixed(2)} s (shares below are of busy time)`,
+);
 table('self time by module', selfModule);
 table('self time by function', self);
 table('inclusive time by function', inclusive);

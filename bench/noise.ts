@@ -5,7 +5,7 @@
  * paid from one time budget per run, so a busy machine makes a run noisier, not endless.
  */
 import { performance } from 'node:perf_hooks';
-import { sampleCpu, sampleSystem, type CpuSource, type SystemSample } from './cpu.js';
+import { type CpuSource, type SystemSample, sampleCpu, sampleSystem } from './cpu.js';
 
 /** What the rest of the machine did during a window, in cores (noise if other work ran). */
 export interface Elsewhere {
@@ -47,13 +47,19 @@ export class Noise {
 
   snapshot(): Snapshot {
     const values = [...this.sources.values()].map((f) => f());
-    return { sys: sampleSystem(), ours: values.some((v) => v === undefined) ? undefined : values.reduce<number>((a, b) => a + b!, 0) };
+    return {
+      sys: sampleSystem(),
+      ours: values.some((v) => v === undefined) ? undefined : values.reduce<number>((a, b) => a + b!, 0),
+    };
   }
 
   /** Cores the rest of the machine used between two snapshots, and hypervisor steal. */
   static elsewhere(a: Snapshot, b: Snapshot, seconds: number): Elsewhere {
     if (a.sys.busy === undefined || b.sys.busy === undefined || a.ours === undefined || b.ours === undefined) return {};
-    return { otherCores: (b.sys.busy - a.sys.busy - (b.ours - a.ours)) / seconds, stealCores: (b.sys.steal! - a.sys.steal!) / seconds };
+    return {
+      otherCores: (b.sys.busy - a.sys.busy - (b.ours - a.ours)) / seconds,
+      stealCores: (b.sys.steal! - a.sys.steal!) / seconds,
+    };
   }
 
   get budget() {
@@ -64,7 +70,9 @@ export class Noise {
     const left = this.o.budgetSeconds - this.spent;
     if (left <= 0 && !this.warned) {
       this.warned = true;
-      this.o.log(`noise budget (${this.o.budgetSeconds}s) used up: no more waiting or re-measuring; noisy points stay flagged "!"`);
+      this.o.log(
+        `noise budget (${this.o.budgetSeconds}s) used up: no more waiting or re-measuring; noisy points stay flagged "!"`,
+      );
     }
     return left;
   }
@@ -95,11 +103,17 @@ export class Noise {
    * 1 + retries times and while the budget lasts; keeps the least disturbed attempt. With
    * `settle: false` the first attempt starts without waiting for quiet (the caller did).
    */
-  async quiet<P extends { machine: Elsewhere }>(label: string, measure: () => Promise<P>, o: { settle?: boolean } = {}): Promise<P> {
+  async quiet<P extends { machine: Elsewhere }>(
+    label: string,
+    measure: () => Promise<P>,
+    o: { settle?: boolean } = {},
+  ): Promise<P> {
     let best: P | undefined;
     for (let attempt = 0; attempt <= this.o.retries; attempt++) {
       if (attempt > 0 && this.left <= 0) break;
-      this.o.log(attempt ? `${label}, again: other processes used ${best!.machine.otherCores!.toFixed(2)} cores` : label);
+      this.o.log(
+        attempt ? `${label}, again: other processes used ${best!.machine.otherCores!.toFixed(2)} cores` : label,
+      );
       if (attempt > 0 || o.settle !== false) await this.calm();
       const t0 = performance.now();
       const p = await measure();

@@ -7,9 +7,9 @@ import { randomBytes, randomInt } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
+import { transfer } from '../harness/evm.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
-import { transfer } from '../harness/evm.js';
 import type { Op } from './load.js';
 
 /** Random 32-byte digests / messages, none all-zero, reused round-robin. */
@@ -32,13 +32,19 @@ export class Nonces {
 export type EvmItem = ReturnType<typeof transfer>['payload'];
 
 /** `n` transfers on chain 1 with contiguous nonces from `first`. */
-export const evmTransfers = (first: number, n: number): EvmItem[] => Array.from({ length: n }, (_, i) => transfer({ nonce: first + i }).payload);
+export const evmTransfers = (first: number, n: number): EvmItem[] =>
+  Array.from({ length: n }, (_, i) => transfer({ nonce: first + i }).payload);
 
 /** Signer.Sign of a digest (or an Ed25519 message), round-robin over `signers`. */
 export function signOp(signers: grpc.Client[], keyId: string, kind: 'digest' | 'message'): Op {
   const run = randomBytes(4).toString('hex');
   return (seq: number) =>
-    call(signers[seq % signers.length]!, 'Sign', { keyId, requestId: `bench-${run}-${seq}`, clientTime: nowTimestamp(), [kind]: payload(seq) }).then(() => 1);
+    call(signers[seq % signers.length]!, 'Sign', {
+      keyId,
+      requestId: `bench-${run}-${seq}`,
+      clientTime: nowTimestamp(),
+      [kind]: payload(seq),
+    }).then(() => 1);
 }
 
 /** Signer.Sign of an EVM transfer with the key's next nonce. */
@@ -65,7 +71,9 @@ export async function signBatch(signer: grpc.Client, keyId: string, batchId: str
   );
   const failed = res.results.find((r) => r.error);
   if (failed || res.results.length !== items.length) {
-    throw new Error(`batch ${batchId}: item failed: ${failed?.error ? `${failed.error.reason}: ${failed.error.message}` : 'missing results'}`);
+    throw new Error(
+      `batch ${batchId}: item failed: ${failed?.error ? `${failed.error.reason}: ${failed.error.message}` : 'missing results'}`,
+    );
   }
   return items.length;
 }

@@ -1,9 +1,9 @@
 /** Command-line options of bench/bench.ts. */
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { repoRoot } from '../harness/token.js';
 import type { ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { configSchema } from '../src/infra/config/schema.js';
-import { repoRoot } from '../harness/token.js';
 import type { Algorithm } from './raw.js';
 
 /** Parts of a run, in the order they run; --only and --skip pick among them. */
@@ -70,11 +70,20 @@ const between = (lo: number, hi: number) => (v: string) => {
 const names =
   <T extends string>(all: readonly T[]) =>
   (v: string): T[] =>
-    v.split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
-      if (!(all as readonly string[]).includes(x)) throw new InvalidArgumentError(`unknown: ${x} (${all.join(', ')})`);
-      return x as T;
-    });
-const list = (v: string) => v.split(',').map((x) => count(x.trim())).filter((n) => n > 0);
+    v
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
+      .map((x) => {
+        if (!(all as readonly string[]).includes(x))
+          throw new InvalidArgumentError(`unknown: ${x} (${all.join(', ')})`);
+        return x as T;
+      });
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((x) => count(x.trim()))
+    .filter((n) => n > 0);
 const repeatable = (v: string, all: string[]) => [...all, v];
 
 /** Defaults of the service's config (src/infra/config/schema.ts), so that both sides match. */
@@ -82,7 +91,10 @@ function serviceDefaults(): { sessions: number; poolSize: number } {
   const hsm = configSchema.shape.hsm.parse({ uri: 'pkcs11:token=x' });
   const threshold = configSchema.shape.threshold.parse({
     minSigners: 2,
-    cosigners: [{ id: 1, address: 'a:1' }, { id: 2, address: 'b:1' }],
+    cosigners: [
+      { id: 1, address: 'a:1' },
+      { id: 2, address: 'b:1' },
+    ],
     tls: { certFile: 'c', keyFile: 'k' },
   });
   return { sessions: hsm.sessions, poolSize: threshold?.poolSize ?? 32 };
@@ -90,7 +102,9 @@ function serviceDefaults(): { sessions: number; poolSize: number } {
 
 export function parseOptions(argv = process.argv): Options {
   const d = serviceDefaults();
-  const quick = Object.entries(QUICK).map(([k, v]) => `${k} ${v}`).join(', ');
+  const quick = Object.entries(QUICK)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   const ALGORITHMS = ['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519'] as const;
   const SUITES = ['frost-ed25519', 'frost-secp256k1-tr'] as const;
   const program = new Command()

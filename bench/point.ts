@@ -3,10 +3,11 @@
  * computation in this process, or a call to the service, with the CPU of every process that
  * served it, the signer's own histograms, and what the rest of the machine did meanwhile.
  */
+
+import { type CpuSample, type CpuSource, cpuDelta, sampleCpu } from './cpu.js';
 import { closedLoop, type LoadResult, type Op } from './load.js';
-import { cpuDelta, sampleCpu, type CpuSample, type CpuSource } from './cpu.js';
-import { isNoisy, Noise, type Elsewhere } from './noise.js';
-import { scrape, serverWindow, type ServerWindow } from './scrape.js';
+import { type Elsewhere, isNoisy, Noise } from './noise.js';
+import { type ServerWindow, scrape, serverWindow } from './scrape.js';
 
 /** CPU over a window: per signature, and as a share of one core. */
 export interface CpuUse {

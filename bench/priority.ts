@@ -11,7 +11,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { DriverBatch, DriverInit, FromDriver, ToDriver } from './batch-driver.js';
 import { sampleCpu } from './cpu.js';
 import type { Noise } from './noise.js';
-import { signEvmOp, type Nonces } from './ops.js';
+import { type Nonces, signEvmOp } from './ops.js';
 import { measureOnce, type Side } from './point.js';
 import type { BenchSigner } from './signers.js';
 

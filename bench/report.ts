@@ -5,7 +5,7 @@ import type { BatchPoint } from './batch.js';
 import type { Pinning } from './cpu.js';
 import { isNoisy, NOISY_CORES } from './noise.js';
 import type { Options } from './options.js';
-import { beyondHsm, noisyRow, ratios, type CpuUse, type Row, type Side } from './point.js';
+import { beyondHsm, type CpuUse, noisyRow, type Row, ratios, type Side } from './point.js';
 import type { PriorityPoint } from './priority.js';
 import type { Target } from './targets.js';
 
@@ -148,7 +148,11 @@ export function batchTable(points: BatchPoint[]): string[] {
       `${pct(p.ratio, 7)}${flag(p.noisy)}`,
     ].join(' ');
   });
-  return table(head, lines, points.some((p) => p.noisy));
+  return table(
+    head,
+    lines,
+    points.some((p) => p.noisy),
+  );
 }
 
 /** Hot Sign latency on an idle signer and while batches are signed on another key. */

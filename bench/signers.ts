@@ -4,16 +4,17 @@
  * PostgreSQL cluster, and the gRPC channels the bench drives a signer through. Every process is
  * counted as the bench's own by the noise check while it runs.
  */
-import * as grpc from '@grpc/grpc-js';
+
 import { writeFile } from 'node:fs/promises';
-import { call, connect, type ClientTls } from '../src/client/client.js';
-import { signerV1 } from '../src/infra/grpc/proto.js';
+import * as grpc from '@grpc/grpc-js';
 import type { Pki } from '../harness/pki.js';
 import { startPostgres } from '../harness/postgres.js';
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { OPEN_POLICY, testConfig } from '../harness/signer.js';
 import type { TestToken } from '../harness/token.js';
-import { findPostmaster, sampleCpu, sampleTree, type CpuSource } from './cpu.js';
+import { type ClientTls, call, connect } from '../src/client/client.js';
+import { signerV1 } from '../src/infra/grpc/proto.js';
+import { type CpuSource, findPostmaster, sampleCpu, sampleTree } from './cpu.js';
 import type { Noise } from './noise.js';
 
 export interface BenchContext {
@@ -143,7 +144,7 @@ export async function signerChannels(address: string, tls: ClientTls, n = 1): Pr
 }
 
 /** Resolves once every client has a connected channel (TLS handshake done). */
-export function waitForReady(clients: grpc.Client[], timeoutMs = 10_000): Promise<void[]> {
+export function waitForReady(clients: grpc.Client[], timeoutMs = 10_000): Promise<unknown[]> {
   const ready = (c: grpc.Client) =>
     new Promise<void>((resolve, reject) => c.waitForReady(Date.now() + timeoutMs, (e) => (e ? reject(e) : resolve())));
   return Promise.all(clients.map(ready));

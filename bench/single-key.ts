@@ -4,16 +4,16 @@
  * priority of bench/bench.ts; every row goes through the one point runner (bench/point.ts).
  */
 import { repoRoot } from '../harness/token.js';
-import { measureBatches, type BatchPoint } from './batch.js';
-import { pin, type Pinning } from './cpu.js';
-import { runCount, type Op } from './load.js';
-import type { Options, Section } from './options.js';
+import { type BatchPoint, measureBatches } from './batch.js';
+import { type Pinning, pin } from './cpu.js';
+import { type Op, runCount } from './load.js';
 import { Nonces, payload, signEvmOp, signOp } from './ops.js';
+import type { Options, Section } from './options.js';
 import { measurePoint, type PointOptions, type Row, type Side } from './point.js';
-import { measurePriority, startBatchDriver, type PriorityPoint } from './priority.js';
-import { RawToken, type Algorithm, type RawKey } from './raw.js';
-import { signerChannels, startBenchSigner } from './signers.js';
+import { measurePriority, type PriorityPoint, startBatchDriver } from './priority.js';
+import { type Algorithm, type RawKey, RawToken } from './raw.js';
 import type { BenchContext, BenchPostgres, BenchSigner } from './signers.js';
+import { signerChannels, startBenchSigner } from './signers.js';
 import { POINTS } from './targets.js';
 
 const K1 = 'ecdsa-secp256k1';
@@ -175,10 +175,29 @@ export async function singleKeyRows(
           const c = opts.evmConcurrency;
           await warmUp(signEvmOp(ch.signers, EVM.hot, offNonces), c);
           const o = { ...opts, concurrency: c, watch: { signer: off.pid, client: process.pid } };
-          const base = { name: 'mark off', ...(await measurePoint(noise, 'rollback mark off', () => signEvmOp(ch.signers, EVM.hot, offNonces), o)) };
-          const on = { ...o, watch: { signer: sqlite.pid, client: process.pid }, metrics: { url: sqlite.metricsUrl, algorithm: K1 } };
-          const service = await measurePoint(noise, 'rollback mark on', () => signEvmOp(primary.signers, EVM.hot, nonces), on);
-          out.rows.push({ point: POINTS.evmMark, cpus: 'all', concurrency: c, base, service, note: 'base: the same signer with rollback.mark off' });
+          const base = {
+            name: 'mark off',
+            ...(await measurePoint(noise, 'rollback mark off', () => signEvmOp(ch.signers, EVM.hot, offNonces), o)),
+          };
+          const on = {
+            ...o,
+            watch: { signer: sqlite.pid, client: process.pid },
+            metrics: { url: sqlite.metricsUrl, algorithm: K1 },
+          };
+          const service = await measurePoint(
+            noise,
+            'rollback mark on',
+            () => signEvmOp(primary.signers, EVM.hot, nonces),
+            on,
+          );
+          out.rows.push({
+            point: POINTS.evmMark,
+            cpus: 'all',
+            concurrency: c,
+            base,
+            service,
+            note: 'base: the same signer with rollback.mark off',
+          });
         } finally {
           ch.close();
           log(await off.stop());

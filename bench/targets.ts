@@ -4,7 +4,7 @@
  */
 import type { BatchPoint } from './batch.js';
 import { isNoisy } from './noise.js';
-import { noisyRow, ratios, type Row } from './point.js';
+import { noisyRow, type Row, ratios } from './point.js';
 import type { PriorityPoint } from './priority.js';
 
 export interface Target {
@@ -51,17 +51,45 @@ export function checkTargets(rows: Row[], batches: BatchPoint[], priority: Prior
   const pgVsSqlite = pg && sqlite && pg.service.unitsPerSec / sqlite.service.unitsPerSec;
   const mark = find(POINTS.evmMark, 'all');
   const out = [
-    target(`one-core efficiency, secp256k1 digest Sign, c=${digest?.concurrency ?? 64} >= 75%`, efficiency(digest),
-      (v) => v >= 0.75, pct, noisy(digest)),
+    target(
+      `one-core efficiency, secp256k1 digest Sign, c=${digest?.concurrency ?? 64} >= 75%`,
+      efficiency(digest),
+      (v) => v >= 0.75,
+      pct,
+      noisy(digest),
+    ),
     target('one-core efficiency, hot EVM Sign, SQLite >= 60%', efficiency(evm), (v) => v >= 0.6, pct, noisy(evm)),
-    target('c=1 p50, digest Sign <= raw p50 + 1 ms', c1?.base && c1.service.p50Ms - c1.base.p50Ms, (v) => v <= 1,
-      (v) => `${ms(c1!.service.p50Ms)}, raw ${ms(c1!.base!.p50Ms)}, +${ms(v)}`, noisy(c1)),
-    target(`hot EVM Sign, PostgreSQL vs SQLite, c=${pg?.concurrency ?? 64} >= 80%`, pgVsSqlite, (v) => v >= 0.8, pct,
-      noisy(pg) || noisy(sqlite)),
-    target('PostgreSQL CPU <= 600 µs a sign', pgUs, (v) => v <= 600, (v) => `${v.toFixed(0)} µs`, noisy(pg)),
-    target('hot EVM Sign with the rollback mark vs without >= 95%', efficiency(mark), (v) => v >= 0.95, pct, noisy(mark)),
+    target(
+      'c=1 p50, digest Sign <= raw p50 + 1 ms',
+      c1?.base && c1.service.p50Ms - c1.base.p50Ms,
+      (v) => v <= 1,
+      (v) => `${ms(c1!.service.p50Ms)}, raw ${ms(c1!.base!.p50Ms)}, +${ms(v)}`,
+      noisy(c1),
+    ),
+    target(
+      `hot EVM Sign, PostgreSQL vs SQLite, c=${pg?.concurrency ?? 64} >= 80%`,
+      pgVsSqlite,
+      (v) => v >= 0.8,
+      pct,
+      noisy(pg) || noisy(sqlite),
+    ),
+    target(
+      'PostgreSQL CPU <= 600 µs a sign',
+      pgUs,
+      (v) => v <= 600,
+      (v) => `${v.toFixed(0)} µs`,
+      noisy(pg),
+    ),
+    target(
+      'hot EVM Sign with the rollback mark vs without >= 95%',
+      efficiency(mark),
+      (v) => v >= 0.95,
+      pct,
+      noisy(mark),
+    ),
     ...batches.map((b) =>
-      target(`SignBatch of ${b.items} EVM vs raw on both cores >= 70%`, b.ratio, (v) => v >= 0.7, pct, b.noisy)),
+      target(`SignBatch of ${b.items} EVM vs raw on both cores >= 70%`, b.ratio, (v) => v >= 0.7, pct, b.noisy),
+    ),
     ...priority.map((p) => {
       const disturbed = isNoisy(p.idle.machine) || isNoisy(p.busy.machine);
       const x = (v: number) => `${v.toFixed(2)}x`;
@@ -75,8 +103,13 @@ export function checkTargets(rows: Row[], batches: BatchPoint[], priority: Prior
     const best = mine.reduce(faster, undefined);
     out.push(
       target(`${point}, c=1 p50 <= 5 ms`, at1?.service.p50Ms, (v) => v <= 5, ms, noisy(at1)),
-      target(`${point} >= 200 signatures/s`, best?.service.unitsPerSec, (v) => v >= 200,
-        (v) => `${v.toFixed(1)}/s at c=${best!.concurrency}`, noisy(best)),
+      target(
+        `${point} >= 200 signatures/s`,
+        best?.service.unitsPerSec,
+        (v) => v >= 200,
+        (v) => `${v.toFixed(1)}/s at c=${best!.concurrency}`,
+        noisy(best),
+      ),
     );
   }
   const rss = 'RSS of the signer during 10 minutes at full load, flat, <= 250 MB';

@@ -8,15 +8,15 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { NonceCommitments } from '@noble/curves/abstract/frost.js';
-import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
-import { aggregate, commit, signShare, type Key } from '../src/core/frost/participant.js';
-import { SUITES, type ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { startCosigners, thresholdConfig } from '../harness/cosigners.js';
+import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
+import { aggregate, commit, type Key, signShare } from '../src/core/frost/participant.js';
+import { SUITES, type ThresholdAlgorithm } from '../src/core/frost/suites.js';
 import { sampleCpu } from './cpu.js';
-import { runCount, type Op } from './load.js';
+import { type Op, runCount } from './load.js';
 import { thresholdPayloads, thresholdSignOp, verifies } from './ops.js';
 import { measurePoint, type Row } from './point.js';
-import { signerChannels, startBenchSigner, type BenchContext } from './signers.js';
+import { type BenchContext, signerChannels, startBenchSigner } from './signers.js';
 
 /** Wire names of the suites (KeyAdmin.CreateKey), and what the report calls them. */
 export const THRESHOLD_SUITES: Record<ThresholdAlgorithm, { wire: string; point: string }> = {

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import type { AuditEntry } from '../src/core/audit/chain.js';
 import { EMPTY_FRONTIER, encodeFrontier, treeAppend } from '../src/infra/store/audit-tree-codec.js';
-import { rechain, type Row } from './audit-adversary.js';
+import { type Row, rechain } from './audit-adversary.js';
 
 async function withPg<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: url });

@@ -6,7 +6,7 @@
  * checkpointer's frontier, checkpoints an auditor kept) can tell.
  */
 import Database from 'better-sqlite3';
-import { type AuditEntry, GENESIS, entryHash } from '../src/core/audit/chain.js';
+import { type AuditEntry, entryHash, GENESIS } from '../src/core/audit/chain.js';
 import { EMPTY_FRONTIER, encodeFrontier, treeAppend } from '../src/infra/store/audit-tree-codec.js';
 
 export interface Row {

@@ -4,9 +4,22 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { type AuditCheckpoint, type AuditEntry, checkpointMessage, entryHash, GENESIS } from '../src/core/audit/chain.js';
-import { toCsvRow, CSV_HEADER } from '../src/core/audit/csv.js';
-import { EXPORT_FORMAT, toJsonLine, type CheckpointRecord, type EntryRecord, type ExportHeader, type ExportRecord } from '../src/core/audit/format.js';
+import {
+  type AuditCheckpoint,
+  type AuditEntry,
+  checkpointMessage,
+  entryHash,
+  GENESIS,
+} from '../src/core/audit/chain.js';
+import { CSV_HEADER, toCsvRow } from '../src/core/audit/csv.js';
+import {
+  type CheckpointRecord,
+  type EntryRecord,
+  EXPORT_FORMAT,
+  type ExportHeader,
+  type ExportRecord,
+  toJsonLine,
+} from '../src/core/audit/format.js';
 
 export interface TestAuditKey {
   keyId: string;
@@ -36,10 +49,64 @@ export function entry(seq: number, prevHash: string, edit: Partial<AuditEntry> =
   const at = new Date(Date.UTC(2026, 0, 1) + seq * 1000).toISOString();
   const base: Omit<AuditEntry, 'hash'> =
     seq % 7 === 0
-      ? { seq, at, kind: 'key.rotate', client: 'security-admin', keyId: 'hot-a', keyVersion: 2, requestId: null, payloadHash: null, intent: null, decision: 'done', reason: null, signatureHash: null, prevHash }
+      ? {
+          seq,
+          at,
+          kind: 'key.rotate',
+          client: 'security-admin',
+          keyId: 'hot-a',
+          keyVersion: 2,
+          requestId: null,
+          payloadHash: null,
+          intent: null,
+          decision: 'done',
+          reason: null,
+          signatureHash: null,
+          prevHash,
+        }
       : seq % 4 === 0
-        ? { seq, at, kind: 'sign', client: 'payment-engine', keyId: 'hot-a', keyVersion: 1, requestId: `r-${seq}`, payloadHash: hex32(seq, 1), intent: { kind: 'evm', chainId: '1', nonce: String(seq), to: '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed', value: '1' }, decision: 'refused', reason: 'NONCE_ALREADY_SIGNED', signatureHash: null, prevHash }
-        : { seq, at, kind: 'sign', client: 'payment-engine', keyId: 'hot-a', keyVersion: 1, requestId: `r-${seq},"q"`, payloadHash: hex32(seq, 1), intent: { kind: 'evm', chainId: '1', nonce: String(seq), to: '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed', value: String(seq * 1000) }, decision: 'allowed', reason: null, signatureHash: hex32(seq, 2), prevHash };
+        ? {
+            seq,
+            at,
+            kind: 'sign',
+            client: 'payment-engine',
+            keyId: 'hot-a',
+            keyVersion: 1,
+            requestId: `r-${seq}`,
+            payloadHash: hex32(seq, 1),
+            intent: {
+              kind: 'evm',
+              chainId: '1',
+              nonce: String(seq),
+              to: '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed',
+              value: '1',
+            },
+            decision: 'refused',
+            reason: 'NONCE_ALREADY_SIGNED',
+            signatureHash: null,
+            prevHash,
+          }
+        : {
+            seq,
+            at,
+            kind: 'sign',
+            client: 'payment-engine',
+            keyId: 'hot-a',
+            keyVersion: 1,
+            requestId: `r-${seq},"q"`,
+            payloadHash: hex32(seq, 1),
+            intent: {
+              kind: 'evm',
+              chainId: '1',
+              nonce: String(seq),
+              to: '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed',
+              value: String(seq * 1000),
+            },
+            decision: 'allowed',
+            reason: null,
+            signatureHash: hex32(seq, 2),
+            prevHash,
+          };
   const e = { ...base, ...edit };
   return { type: 'entry', ...e, hash: edit.hash ?? entryHash(e) };
 }
@@ -59,7 +126,13 @@ export function checkpoint(seq: number, headHash: string, key: TestAuditKey): Ch
  * The records of an export: header, entries first..first+count-1, a checkpoint after every
  * `every`-th entry and after the last; `keyFor(seq)` picks the signing key (audit key rotation).
  */
-export function* exportRecords(opts: { first?: number; count: number; every: number; keys: TestAuditKey[]; keyFor?: (seq: number) => TestAuditKey }): Generator<ExportRecord> {
+export function* exportRecords(opts: {
+  first?: number;
+  count: number;
+  every: number;
+  keys: TestAuditKey[];
+  keyFor?: (seq: number) => TestAuditKey;
+}): Generator<ExportRecord> {
   const first = opts.first ?? 1;
   const keyFor = opts.keyFor ?? (() => opts.keys[0]!);
   yield header(opts.keys);

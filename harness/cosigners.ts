@@ -1,9 +1,9 @@
 import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
-import { join } from 'node:path';
 import type { Pki } from './pki.js';
-import { freePort, startSignerProcess, type SignerProcess } from './process.js';
+import { freePort, type SignerProcess, startSignerProcess } from './process.js';
 import { makeToken, type TestToken } from './token.js';
 
 /** Client certificates a test PKI needs for a signer with three cosigners. */
@@ -51,31 +51,45 @@ export async function startCosigners(
       const home = join(dir, `cosigner-${id}`);
       const token = await makeToken(home, `cosigner-${id}`);
       const port = await freePort();
-      const config = configure({
-        role: 'cosigner',
-        listen: `127.0.0.1:${port}`,
-        tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
-        hsm: { uri: token.uri, sessions: 2, moduleEnv: token.env },
-        store: { sqlite: { path: join(home, 'cosigner.db') } },
-        clients: {},
-        cosigner: { id, peers: ['coordinator'], identity: { certFile: pki.files.clients[`cosigner-${id}`]!.cert, keyFile: pki.files.clients[`cosigner-${id}`]!.key } },
-        log: { level: 'info' },
-        ...(witnessLogs
-          ? {
-              witnessing: {
-                name: `cosigner-${id}.witness`,
-                clients: ['coordinator'],
-                logs: witnessLogs,
-                dbPath: join(home, 'witness.db'),
-              },
-            }
-          : {}),
-      }, id);
+      const config = configure(
+        {
+          role: 'cosigner',
+          listen: `127.0.0.1:${port}`,
+          tls: { caFile: pki.files.caCert, certFile: pki.files.server.cert, keyFile: pki.files.server.key },
+          hsm: { uri: token.uri, sessions: 2, moduleEnv: token.env },
+          store: { sqlite: { path: join(home, 'cosigner.db') } },
+          clients: {},
+          cosigner: {
+            id,
+            peers: ['coordinator'],
+            identity: {
+              certFile: pki.files.clients[`cosigner-${id}`]!.cert,
+              keyFile: pki.files.clients[`cosigner-${id}`]!.key,
+            },
+          },
+          log: { level: 'info' },
+          ...(witnessLogs
+            ? {
+                witnessing: {
+                  name: `cosigner-${id}.witness`,
+                  clients: ['coordinator'],
+                  logs: witnessLogs,
+                  dbPath: join(home, 'witness.db'),
+                },
+              }
+            : {}),
+        },
+        id,
+      );
       const configFile = join(home, 'cosigner.json');
       await writeFile(configFile, JSON.stringify(config, null, 2));
       const spawn = (fault?: Fault) =>
         fault
-          ? startSignerProcess(configFile, START_TIMEOUT_MS, { entry: 'harness/evil-cosigner.ts', ready: 'cosigner started', args: ['--fault', fault] })
+          ? startSignerProcess(configFile, START_TIMEOUT_MS, {
+              entry: 'harness/evil-cosigner.ts',
+              ready: 'cosigner started',
+              args: ['--fault', fault],
+            })
           : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started' });
       const node: CosignerNode = {
         id,
@@ -103,7 +117,7 @@ export function thresholdConfig(nodes: CosignerNode[], pki: Pki, minSigners = 2,
   return {
     minSigners,
     cosigners: nodes.map((c) => ({ id: c.id, address: c.address, serverName: 'localhost' })),
-    tls: { certFile: pki.files.clients['coordinator']!.cert, keyFile: pki.files.clients['coordinator']!.key },
+    tls: { certFile: pki.files.clients.coordinator!.cert, keyFile: pki.files.clients.coordinator!.key },
     deadlineMs,
     poolSize: 8,
   };
@@ -114,5 +128,8 @@ export function cosignerClient(pki: Pki, address: string, cn = 'coordinator'): g
   const c = pki.clients[cn];
   if (!c) throw new Error(`no test certificate for ${cn}`);
   const creds = grpc.credentials.createSsl(pki.caCert, c.key, c.cert);
-  return new signerV1.Cosigner(address, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+  return new signerV1.Cosigner(address, creds, {
+    'grpc.ssl_target_name_override': 'localhost',
+    'grpc.default_authority': 'localhost',
+  });
 }

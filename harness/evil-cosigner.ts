@@ -4,12 +4,20 @@
  * cosigners through src/main.ts, which never sets a fault.
  */
 import { Command } from 'commander';
+import { startCosigner } from '../src/cosigner/server.js';
 import { loadConfig } from '../src/infra/config/load.js';
 import { createLogger } from '../src/infra/log.js';
-import { startCosigner } from '../src/cosigner/server.js';
 
-const { config: file, fault } = new Command().requiredOption('--config <file>').requiredOption('--fault <fault>').parse().opts<{ config: string; fault: string }>();
-const faults = { 'corrupt-sign-share': { corruptSignShare: true }, 'bad-proof': { badProof: true }, 'bad-share': { badShare: true } }[fault];
+const { config: file, fault } = new Command()
+  .requiredOption('--config <file>')
+  .requiredOption('--fault <fault>')
+  .parse()
+  .opts<{ config: string; fault: string }>();
+const faults = {
+  'corrupt-sign-share': { corruptSignShare: true },
+  'bad-proof': { badProof: true },
+  'bad-share': { badShare: true },
+}[fault];
 if (!faults) throw new Error(`unknown fault ${fault}`);
 const config = loadConfig(file);
 const log = createLogger(config.log.level);

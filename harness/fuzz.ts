@@ -4,7 +4,7 @@
  * bytes with pass-through serialisers, or as an object through proto-loader) and whether the
  * signer may accept it (only mutated transactions that still decode as valid ones).
  */
-import { Transaction, encodeRlp, getBytes, hexlify } from 'ethers';
+import { encodeRlp, getBytes, hexlify, Transaction } from 'ethers';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import { ALICE, GWEI } from './evm.js';
 
@@ -97,7 +97,7 @@ export const SEED_TXS = [
     nonce: 9,
     to: ALICE,
     value: 0,
-    data: '0xa9059cbb' + '00'.repeat(64),
+    data: `0xa9059cbb${'00'.repeat(64)}`,
     gasLimit: 60000,
     maxFeePerGas: GWEI,
     maxPriorityFeePerGas: GWEI,
@@ -132,9 +132,9 @@ const RLP_EDGES: Buffer[] = [
   'c180',
   '02c180',
   'f90000',
-  'ba' + 'ff'.repeat(8),
-  'fb' + 'ff'.repeat(8),
-  'f8ff' + '00'.repeat(10),
+  `ba${'ff'.repeat(8)}`,
+  `fb${'ff'.repeat(8)}`,
+  `f8ff${'00'.repeat(10)}`,
   'c3c2c1c0',
 ]
   .map((h) => Buffer.from(h, 'hex'))
@@ -143,19 +143,19 @@ const RLP_EDGES: Buffer[] = [
     Buffer.from(getBytes(encodeRlp(['0x00', '0x01', '0x5208', ALICE, '0x', '0x', '0x01', '0x', '0x']))),
     Buffer.from(getBytes(encodeRlp(['0x', '0x01', '0x5208', ALICE, '0x', '0x', '0x01', '0x01', '0x01']))),
     Buffer.from(
-      getBytes('0x02' + encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', [[ALICE, []]]]).slice(2)),
+      getBytes(`0x02${encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', [[ALICE, []]]]).slice(2)}`),
     ), // access list
     Buffer.from(
       getBytes(
-        '0x02' + encodeRlp(['0x01', '0x' + 'ff'.repeat(40), '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2),
+        `0x02${encodeRlp(['0x01', `0x${'ff'.repeat(40)}`, '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2)}`,
       ),
     ), // 320-bit nonce
     Buffer.from(
-      getBytes('0x02' + encodeRlp([['0x01'], '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2)),
+      getBytes(`0x02${encodeRlp([['0x01'], '0x', '0x01', '0x01', '0x5208', ALICE, '0x', '0x', []]).slice(2)}`),
     ), // a list for the chain id
     Buffer.from(
       getBytes(
-        '0x02' + encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', '0x' + '11'.repeat(21), '0x', '0x', []]).slice(2),
+        `0x02${encodeRlp(['0x01', '0x', '0x01', '0x01', '0x5208', `0x${'11'.repeat(21)}`, '0x', '0x', []]).slice(2)}`,
       ),
     ), // 21-byte address
     Buffer.concat([SEED_TXS[0]!, Buffer.from('00', 'hex')]), // trailing byte

@@ -88,6 +88,7 @@ export function installFaults(faults: Pkcs11Faults): void {
     constructor(library?: string) {
       super(library);
       // A derived constructor may return another object: the faulty view of this module.
+      // biome-ignore lint/correctness/noConstructorReturn: the stand-in must replace the instance
       return withFaults(this, faults);
     }
   };

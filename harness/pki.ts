@@ -4,7 +4,7 @@
  * client certificates (replacements, short-lived), CRLs and pins for the revocation tests.
  */
 import { execFile } from 'node:child_process';
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -108,16 +108,53 @@ export async function makePki(dir: string, clientNames: readonly string[] = DEFA
   const foreignClient = pair('foreign-client-payment-engine');
 
   const makeCa = (files: KeyPairFiles, cn: string) =>
-    openssl(['req', '-x509', '-new', ...P256, '-keyout', files.key, '-out', files.cert, '-subj', `/CN=${cn}`,
-      '-days', DAYS, '-sha256', '-config', cnf, '-extensions', 'ca_ext', '-set_serial', serial()]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      ...P256,
+      '-keyout',
+      files.key,
+      '-out',
+      files.cert,
+      '-subj',
+      `/CN=${cn}`,
+      '-days',
+      DAYS,
+      '-sha256',
+      '-config',
+      cnf,
+      '-extensions',
+      'ca_ext',
+      '-set_serial',
+      serial(),
+    ]);
 
-  interface Leaf { files: KeyPairFiles; cn: string; ext: 'server_ext' | 'client_ext'; issuer: KeyPairFiles; csr: string }
+  interface Leaf {
+    files: KeyPairFiles;
+    cn: string;
+    ext: 'server_ext' | 'client_ext';
+    issuer: KeyPairFiles;
+    csr: string;
+  }
   const leaves: Leaf[] = [
     { files: server, cn: 'hsm-signer', ext: 'server_ext', issuer: ca, csr: join(work, 'server.csr') },
-    ...clientNames.map((cn): Leaf => ({
-      files: clients[cn]!, cn, ext: 'client_ext', issuer: ca, csr: join(work, `client-${cn}.csr`),
-    })),
-    { files: foreignClient, cn: 'payment-engine', ext: 'client_ext', issuer: foreignCa, csr: join(work, 'foreign-client.csr') },
+    ...clientNames.map(
+      (cn): Leaf => ({
+        files: clients[cn]!,
+        cn,
+        ext: 'client_ext',
+        issuer: ca,
+        csr: join(work, `client-${cn}.csr`),
+      }),
+    ),
+    {
+      files: foreignClient,
+      cn: 'payment-engine',
+      ext: 'client_ext',
+      issuer: foreignCa,
+      csr: join(work, 'foreign-client.csr'),
+    },
   ];
 
   // Round 1: both CAs and every leaf key + CSR at once; round 2: every signature at once.
@@ -125,12 +162,33 @@ export async function makePki(dir: string, clientNames: readonly string[] = DEFA
     makeCa(ca, 'hsm-signer test CA'),
     makeCa(foreignCa, 'hsm-signer foreign test CA'),
     ...leaves.map((l) =>
-      openssl(['req', '-new', ...P256, '-keyout', l.files.key, '-out', l.csr, '-subj', `/CN=${l.cn}`, '-config', cnf])),
+      openssl(['req', '-new', ...P256, '-keyout', l.files.key, '-out', l.csr, '-subj', `/CN=${l.cn}`, '-config', cnf]),
+    ),
   ]);
   await Promise.all(
     leaves.map((l) =>
-      openssl(['x509', '-req', '-in', l.csr, '-CA', l.issuer.cert, '-CAkey', l.issuer.key, '-set_serial', serial(),
-        '-days', DAYS, '-sha256', '-extfile', cnf, '-extensions', l.ext, '-out', l.files.cert])),
+      openssl([
+        'x509',
+        '-req',
+        '-in',
+        l.csr,
+        '-CA',
+        l.issuer.cert,
+        '-CAkey',
+        l.issuer.key,
+        '-set_serial',
+        serial(),
+        '-days',
+        DAYS,
+        '-sha256',
+        '-extfile',
+        cnf,
+        '-extensions',
+        l.ext,
+        '-out',
+        l.files.cert,
+      ]),
+    ),
   );
   const keyFiles = [ca.key, foreignCa.key, ...leaves.map((l) => l.files.key)];
   await Promise.all(keyFiles.map((k) => chmod(k, 0o600)));
@@ -199,7 +257,9 @@ export async function issueClient(
   try {
     const cnf = join(work, 'openssl.cnf');
     const ca = issuerFiles(pki, opts.issuer ?? 'ca');
-    await writeFile(cnf, `${OPENSSL_CNF}
+    await writeFile(
+      cnf,
+      `${OPENSSL_CNF}
 [ca]
 default_ca = tca
 [tca]
@@ -211,21 +271,61 @@ policy = anything
 unique_subject = no
 [anything]
 commonName = supplied
-`);
+`,
+    );
     await writeFile(join(work, 'index.txt'), '');
     const csr = join(work, 'client.csr');
     await openssl(['req', '-new', ...P256, '-keyout', files.key, '-out', csr, '-subj', `/CN=${cn}`, '-config', cnf]);
     await chmod(files.key, 0o600);
     if (opts.validSeconds === undefined) {
-      await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', serial(),
-        '-days', DAYS, '-sha256', '-extfile', cnf, '-extensions', 'client_ext', '-out', files.cert]);
+      await openssl([
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        ca.cert,
+        '-CAkey',
+        ca.key,
+        '-set_serial',
+        serial(),
+        '-days',
+        DAYS,
+        '-sha256',
+        '-extfile',
+        cnf,
+        '-extensions',
+        'client_ext',
+        '-out',
+        files.cert,
+      ]);
     } else {
       const now = Date.now();
       // openssl ca reads an even number of hex digits.
       await writeFile(join(work, 'serial'), `0${serial().slice(2)}\n`);
-      await openssl(['ca', '-batch', '-notext', '-config', cnf, '-cert', ca.cert, '-keyfile', ca.key, '-in', csr,
-        '-out', files.cert, '-extfile', cnf, '-extensions', 'client_ext', '-startdate', utcTime(now - 60_000),
-        '-enddate', utcTime(now + opts.validSeconds * 1000)]);
+      await openssl([
+        'ca',
+        '-batch',
+        '-notext',
+        '-config',
+        cnf,
+        '-cert',
+        ca.cert,
+        '-keyfile',
+        ca.key,
+        '-in',
+        csr,
+        '-out',
+        files.cert,
+        '-extfile',
+        cnf,
+        '-extensions',
+        'client_ext',
+        '-startdate',
+        utcTime(now - 60_000),
+        '-enddate',
+        utcTime(now + opts.validSeconds * 1000),
+      ]);
     }
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -253,13 +353,18 @@ export async function writeCrl(
   await readFile(numberFile).catch(() => writeFile(numberFile, '01\n'));
   const index = revoked.map((pem) => {
     const c = new X509Certificate(pem);
-    const subject = c.subject.split('\n').map((p) => `/${p}`).join('');
+    const subject = c.subject
+      .split('\n')
+      .map((p) => `/${p}`)
+      .join('');
     const dates = [utcTime(Date.parse(c.validTo)), utcTime(Date.now() - 1000)];
     return ['R', ...dates, c.serialNumber, 'unknown', subject].join('\t');
   });
   const cnf = join(state, 'openssl.cnf');
   await writeFile(join(state, 'index.txt'), index.map((l) => `${l}\n`).join(''));
-  await writeFile(cnf, `[ca]
+  await writeFile(
+    cnf,
+    `[ca]
 default_ca = tca
 [tca]
 database = ${join(state, 'index.txt')}
@@ -269,7 +374,8 @@ default_crl_days = ${opts.days ?? 7}
 crl_extensions = crl_ext
 [crl_ext]
 authorityKeyIdentifier = keyid:always
-`);
+`,
+  );
   const ca = issuerFiles(pki, issuer);
   const pem = join(state, 'crl.pem');
   await openssl(['ca', '-gencrl', '-config', cnf, '-cert', ca.cert, '-keyfile', ca.key, '-out', pem]);

@@ -212,7 +212,9 @@ async function startCluster(): Promise<TestPostgres> {
     const err = e as { stderr?: string; stdout?: string; message?: string };
     const logText = await readFile(log, 'utf8').catch(() => '');
     await dir.cleanup().catch(() => {});
-    throw new Error(`${what} failed: ${(err.stderr || err.stdout || err.message || String(e)).trim()}\n${logText.trim()}`);
+    throw new Error(
+      `${what} failed: ${(err.stderr || err.stdout || err.message || String(e)).trim()}\n${logText.trim()}`,
+    );
   };
 
   try {
@@ -245,7 +247,8 @@ async function startCluster(): Promise<TestPostgres> {
       break;
     } catch (e) {
       const logText = await readFile(log, 'utf8').catch(() => '');
-      if (attempt < 5 && /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(logText)) continue;
+      if (attempt < 5 && /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(logText))
+        continue;
       return fail('pg_ctl start', e);
     }
   }
@@ -257,7 +260,8 @@ async function startCluster(): Promise<TestPostgres> {
     const [c, a] = owner.wrap(join(bin, 'pg_ctl'), ['stop', '-D', data, '-m', 'immediate', '-w']);
     spawnSync(c, a, { stdio: 'ignore', timeout: 10_000 });
     // A server process still exiting may write a last file while rm runs: try again.
-    for (let i = 0; i < 3 && spawnSync('rm', ['-rf', dir.path], { stdio: 'ignore' }).status !== 0; i++) spawnSync('sleep', ['0.2']);
+    for (let i = 0; i < 3 && spawnSync('rm', ['-rf', dir.path], { stdio: 'ignore' }).status !== 0; i++)
+      spawnSync('sleep', ['0.2']);
   };
   process.once('exit', stopSync);
 

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { repoRoot } from './token.js';
 
@@ -24,7 +24,11 @@ export interface SignerProcess {
  * Starts `src/main.ts` (or `entry`: a .ts file runs through tsx, a .js file on plain node) as a
  * real child process and waits for its "signer started" (or `ready`) log line.
  */
-export async function startSignerProcess(configFile: string, timeoutMs = 30_000, opts: { entry?: string; ready?: string; args?: string[] } = {}): Promise<SignerProcess> {
+export async function startSignerProcess(
+  configFile: string,
+  timeoutMs = 30_000,
+  opts: { entry?: string; ready?: string; args?: string[] } = {},
+): Promise<SignerProcess> {
   // node itself, not the tsx CLI: tsx runs the program in a grandchild that a SIGKILL would miss.
   // A compiled entry (dist/main.js) runs without the loader, as in production.
   const entry = opts.entry ?? 'src/main.ts';

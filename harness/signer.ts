@@ -4,14 +4,14 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import type { Test } from 'tap';
 import { call, connect, type SignerClients } from '../src/client/client.js';
-import { decodeError, type DecodedError } from '../src/client/errors.js';
+import { type DecodedError, decodeError } from '../src/client/errors.js';
 import { parseConfig } from '../src/infra/config/load.js';
 import type { Config } from '../src/infra/config/schema.js';
 import type { Pkcs11 } from '../src/infra/hsm/hsm.js';
 import { createLogger, type Logger } from '../src/infra/log.js';
-import { startSigner, type RunningSigner } from '../src/signer/grpc/server.js';
+import { type RunningSigner, startSigner } from '../src/signer/grpc/server.js';
 import { DEFAULT_CLIENTS, makePki, type Pki } from './pki.js';
-import { makeToken, tempDir, type TestToken } from './token.js';
+import { makeToken, type TestToken, tempDir } from './token.js';
 
 export interface TestSigner {
   signer: RunningSigner;
@@ -93,7 +93,10 @@ export async function startTestSigner(
   } = {},
 ): Promise<TestSigner> {
   const tmp = await tempDir('signer-');
-  const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine', ...(opts.clients ?? [])]), makeToken(tmp.path)]);
+  const [pki, token] = await Promise.all([
+    makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine', ...(opts.clients ?? [])]),
+    makeToken(tmp.path),
+  ]);
   const extra = opts.prepare ? await opts.prepare(tmp.path, pki) : {};
   const raw = testConfig(tmp.path, pki, token, { ...opts.config, ...extra });
   if (opts.hsm) raw.hsm = { ...raw.hsm, ...opts.hsm };
@@ -121,7 +124,9 @@ export async function startTestSigner(
     async restart(between) {
       await signer.close();
       await between?.();
-      signer = await startSigner({ ...config, listen: address }, createLogger('fatal'), { wrapModule: opts.wrapModule });
+      signer = await startSigner({ ...config, listen: address }, createLogger('fatal'), {
+        wrapModule: opts.wrapModule,
+      });
       ts.signer = signer;
     },
     async close() {

@@ -7,8 +7,8 @@
  * runAuditRace for "audit"), prints the result as one JSON line and exits.
  */
 import { createInterface } from 'node:readline';
-import type { AuditStore } from '../src/infra/store/audit.js';
 import type { ReplayStore } from '../src/core/replay/records.js';
+import type { AuditStore } from '../src/infra/store/audit.js';
 import type { Store } from '../src/infra/store/store.js';
 import { runAuditRace, runRace } from './store-race.js';
 

@@ -15,11 +15,17 @@
  */
 import { createHash } from 'node:crypto';
 import type { AuditDraft } from '../src/core/audit/draft.js';
-import type { AuditStore } from '../src/infra/store/audit.js';
 import type { ReplayStore, ReserveItem, ReservePlan, ReserveView } from '../src/core/replay/records.js';
+import type { AuditStore } from '../src/infra/store/audit.js';
 
 export const RACE_NOW = new Date(Date.UTC(2030, 0, 1));
-export const RACE = { client: 'race-client', key: 'race-key', velocityKey: 'race-velocity-key', chainId: 1n, velocityLimit: 30 } as const;
+export const RACE = {
+  client: 'race-client',
+  key: 'race-key',
+  velocityKey: 'race-velocity-key',
+  chainId: 1n,
+  velocityLimit: 30,
+} as const;
 
 export interface RaceResult {
   tag: string;
@@ -53,7 +59,12 @@ export async function runRace(store: ReplayStore, tag: string): Promise<RaceResu
     );
     if (!won) return;
     if (velocity) result.velocityWins++;
-    else result.wins.push({ requestId: item.requestId, ...(item.nonce ? { nonce: item.nonce.nonce.toString() } : {}), payloadHash: Buffer.from(item.payloadHash).toString('hex') });
+    else
+      result.wins.push({
+        requestId: item.requestId,
+        ...(item.nonce ? { nonce: item.nonce.nonce.toString() } : {}),
+        payloadHash: Buffer.from(item.payloadHash).toString('hex'),
+      });
   };
   const base = { client: RACE.client, keyId: RACE.key, value: 1n };
   const jobs: Array<Promise<void>> = [];
@@ -65,14 +76,26 @@ export async function runRace(store: ReplayStore, tag: string): Promise<RaceResu
           ...base,
           requestId: `n${j}-${tag}`,
           payloadHash: hash(`nonce ${j} ${tag}`),
-          nonce: { account: `${RACE.key}@v1`, chainId: RACE.chainId, nonce, intentHash: hash(`intent ${j} ${tag}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n },
+          nonce: {
+            account: `${RACE.key}@v1`,
+            chainId: RACE.chainId,
+            nonce,
+            intentHash: hash(`intent ${j} ${tag}`),
+            maxFeePerGas: 10n,
+            maxPriorityFeePerGas: 1n,
+          },
         },
         false,
       ),
     );
     jobs.push(attempt({ ...base, requestId: `r${j % 50}`, payloadHash: hash(`request ${j} ${tag}`) }, false));
     if (j < 50) {
-      jobs.push(attempt({ ...base, keyId: RACE.velocityKey, requestId: `v${j}-${tag}`, payloadHash: hash(`velocity ${j} ${tag}`) }, true));
+      jobs.push(
+        attempt(
+          { ...base, keyId: RACE.velocityKey, requestId: `v${j}-${tag}`, payloadHash: hash(`velocity ${j} ${tag}`) },
+          true,
+        ),
+      );
     }
   }
   await Promise.all(jobs);
@@ -126,7 +149,12 @@ export function raceDraft(label: string, decision: AuditDraft['decision'] = 'all
   };
 }
 
-export async function runAuditRace(store: ReplayStore & AuditStore, tag: string, operations = 300, lanes = 16): Promise<AuditRaceResult> {
+export async function runAuditRace(
+  store: ReplayStore & AuditStore,
+  tag: string,
+  operations = 300,
+  lanes = 16,
+): Promise<AuditRaceResult> {
   const result: AuditRaceResult = { tag, calls: [], won: [], failures: [], reservations: 0, decideCalls: 0 };
   const call = async (f: () => Promise<string[]>) => {
     try {
@@ -145,18 +173,34 @@ export async function runAuditRace(store: ReplayStore & AuditStore, tag: string,
         requestId,
         payloadHash: hash(`audit payload ${label}`),
         ...(j % 6 === 0
-          ? { nonce: { account: `${AUDIT_RACE.key}@v1`, chainId: AUDIT_RACE.chainId, nonce: BigInt(j), intentHash: hash(`audit intent ${label}`), maxFeePerGas: 10n, maxPriorityFeePerGas: 1n } }
+          ? {
+              nonce: {
+                account: `${AUDIT_RACE.key}@v1`,
+                chainId: AUDIT_RACE.chainId,
+                nonce: BigInt(j),
+                intentHash: hash(`audit intent ${label}`),
+                maxFeePerGas: 10n,
+                maxPriorityFeePerGas: 1n,
+              },
+            }
           : {}),
       };
       let won = false;
       await call(async () => {
         result.reservations++;
-        const labels = await store.reserve({ items: [item], velocity: [], leaseMs: 60_000, now: RACE_NOW }, (view): ReservePlan<string[]> => {
-          result.decideCalls++;
-          const free = !view.items[0]!.request && !view.items[0]!.nonce;
-          const l = `${label}/${free ? 'won' : 'lost'}`;
-          return { outcome: [l], writes: free ? [{ index: 0, action: 'insert' }] : [], audit: [raceDraft(l, free ? 'allowed' : 'refused')] };
-        });
+        const labels = await store.reserve(
+          { items: [item], velocity: [], leaseMs: 60_000, now: RACE_NOW },
+          (view): ReservePlan<string[]> => {
+            result.decideCalls++;
+            const free = !view.items[0]!.request && !view.items[0]!.nonce;
+            const l = `${label}/${free ? 'won' : 'lost'}`;
+            return {
+              outcome: [l],
+              writes: free ? [{ index: 0, action: 'insert' }] : [],
+              audit: [raceDraft(l, free ? 'allowed' : 'refused')],
+            };
+          },
+        );
         won = labels[0]!.endsWith('/won');
         return labels;
       });
@@ -164,13 +208,21 @@ export async function runAuditRace(store: ReplayStore & AuditStore, tag: string,
         // Signed: the result and its entry, as the signing flow commits them.
         result.won.push(requestId);
         const signed = `${label}/signed`;
-        await call(async () => (await store.complete([{ client: item.client, requestId, result: hash(signed) }], [raceDraft(signed)]), [signed]));
+        await call(async () => {
+          await store.complete([{ client: item.client, requestId, result: hash(signed) }], [raceDraft(signed)]);
+          return [signed];
+        });
       }
     } else if (j % 3 === 1) {
       await call(() => {
         result.reservations++;
         return store.reserve(
-          { items: [], velocity: [{ scope: 'key', subject: AUDIT_RACE.key, windowSeconds: 3600 }], leaseMs: 60_000, now: RACE_NOW },
+          {
+            items: [],
+            velocity: [{ scope: 'key', subject: AUDIT_RACE.key, windowSeconds: 3600 }],
+            leaseMs: 60_000,
+            now: RACE_NOW,
+          },
           (): ReservePlan<string[]> => {
             result.decideCalls++;
             const labels = [`${label}/refused-1`, `${label}/refused-2`];
@@ -180,7 +232,10 @@ export async function runAuditRace(store: ReplayStore & AuditStore, tag: string,
       });
     } else {
       const labels = [1, 2, 3].map((k) => `${label}/event-${k}`);
-      await call(async () => (await store.appendAudit(labels.map((l) => raceDraft(l, 'done'))), labels));
+      await call(async () => {
+        await store.appendAudit(labels.map((l) => raceDraft(l, 'done')));
+        return labels;
+      });
     }
   };
   // First a burst, in one turn: refusals of request ids of this participant's own (entries, no

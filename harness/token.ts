@@ -103,11 +103,9 @@ export async function makeToken(dir: string, label = 'test'): Promise<TestToken>
   const env = { SOFTHSM2_CONF: conf };
   // PINs on the command line are visible in `ps` while softhsm2-util runs: fine for test tokens.
   try {
-    await run(
-      'softhsm2-util',
-      ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', userPin],
-      { env: { ...process.env, ...env } },
-    );
+    await run('softhsm2-util', ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', userPin], {
+      env: { ...process.env, ...env },
+    });
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: string; stdout?: string };
     if (err.code === 'ENOENT') {

@@ -4,11 +4,11 @@
  * --public-key it also checks the note's signature before saving (exit 1 when it fails).
  */
 import { writeFileSync } from 'node:fs';
-import { Command } from 'commander';
 import { hexToBytes } from '@noble/hashes/utils.js';
+import { Command } from 'commander';
 import { openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
-import { ProofSource } from './lib/proofs.js';
 import { proofOptions } from './lib/proof-options.js';
+import { ProofSource } from './lib/proofs.js';
 
 const program = proofOptions(
   new Command()
@@ -33,7 +33,7 @@ try {
     }
   }
   writeFileSync(String(opts.out), note);
-  process.stdout.write(note.split('\n').slice(0, 2).join(' size ') + '\n');
+  process.stdout.write(`${note.split('\n').slice(0, 2).join(' size ')}\n`);
 } catch (e) {
   process.stderr.write(`audit-checkpoint: no verdict: ${(e as Error).message}\n`);
   process.exitCode = 2;

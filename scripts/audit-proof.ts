@@ -10,13 +10,13 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { Command } from 'commander';
 import { hexToBytes } from '@noble/hashes/utils.js';
+import { Command } from 'commander';
 import type { AuditEntry } from '../src/core/audit/chain.js';
 import { NoteError } from '../src/core/audit/note.js';
 import { checkEntryInclusion, openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
-import { ProofSource } from './lib/proofs.js';
 import { proofOptions, readNote } from './lib/proof-options.js';
+import { ProofSource } from './lib/proofs.js';
 
 const program = proofOptions(
   new Command()

@@ -1,7 +1,11 @@
 import { call } from '../src/client/client.js';
 import { command, runWithClients, toJson } from './lib/cli.js';
 
-const program = command('destroy-key', 'Destroy a disabled key version in the HSM (C_DestroyObject); irreversible (KeyAdmin.DestroyKeyVersion)', 'security-admin')
+const program = command(
+  'destroy-key',
+  'Destroy a disabled key version in the HSM (C_DestroyObject); irreversible (KeyAdmin.DestroyKeyVersion)',
+  'security-admin',
+)
   .argument('<key-id>', 'key')
   .requiredOption('--version <n>', 'version to destroy (must be disabled)')
   .requiredOption('--confirm <key-id>', 'repeat the key id to confirm')

@@ -1,10 +1,10 @@
 // Creates the dev demo keys directly in the token and store, before the signer starts.
 import { Command } from 'commander';
-import type { Algorithm } from '../src/infra/config/schema.js';
 import { loadConfig } from '../src/infra/config/load.js';
+import type { Algorithm } from '../src/infra/config/schema.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
-import { KeyRegistry } from '../src/signer/keys/registry.js';
 import { openStore } from '../src/infra/store/open.js';
+import { KeyRegistry } from '../src/signer/keys/registry.js';
 
 const DEMO: Array<[string, Algorithm]> = [
   ['hot-secp256k1', 'ecdsa-secp256k1'],

@@ -1,5 +1,5 @@
-import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { CSV_HEADER, toCsvRow } from '../src/core/audit/csv.js';
 import { clientsFrom, command, fail } from './lib/cli.js';
@@ -23,7 +23,9 @@ const clients = clientsFrom(opts);
 const out = createWriteStream(String(opts.out));
 let records = 0;
 try {
-  const stream = (clients.audit as unknown as { ExportLog(r: object): grpc.ClientReadableStream<{ json: string }> }).ExportLog(request);
+  const stream = (
+    clients.audit as unknown as { ExportLog(r: object): grpc.ClientReadableStream<{ json: string }> }
+  ).ExportLog(request);
   if (opts.format === 'csv') out.write(`${CSV_HEADER}\r\n`);
   // Constant memory: one record at a time, pausing the stream while the file catches up.
   for await (const msg of stream) {

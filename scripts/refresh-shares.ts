@@ -12,5 +12,8 @@ const opts = program.opts();
 await runWithClients(opts, async (clients) => {
   const k = await call<Record<string, any>>(clients.keyAdmin, 'RefreshShares', { keyId: program.args[0] }, 120_000);
   if (opts.json) console.log(toJson(k));
-  else console.log(`${k.keyId} v${k.version}: shares refreshed on cosigners ${k.threshold.cosigners.join(', ')} (epoch ${k.threshold.epoch}); public key unchanged`);
+  else
+    console.log(
+      `${k.keyId} v${k.version}: shares refreshed on cosigners ${k.threshold.cosigners.join(', ')} (epoch ${k.threshold.epoch}); public key unchanged`,
+    );
 });

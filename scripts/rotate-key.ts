@@ -1,9 +1,17 @@
 import { call } from '../src/client/client.js';
 import { command, runWithClients, toJson } from './lib/cli.js';
 
-const program = command('rotate-key', 'Rotate a key now: new version in the HSM, the old one verify-only for the overlap (KeyAdmin.RotateKey)', 'security-admin')
+const program = command(
+  'rotate-key',
+  'Rotate a key now: new version in the HSM, the old one verify-only for the overlap (KeyAdmin.RotateKey)',
+  'security-admin',
+)
   .argument('<key-id>', 'key to rotate')
-  .option('--overlap-seconds <n>', 'how long the previous version stays verify-only (default: the configured overlap)', '0')
+  .option(
+    '--overlap-seconds <n>',
+    'how long the previous version stays verify-only (default: the configured overlap)',
+    '0',
+  )
   .parse();
 const opts = program.opts();
 await runWithClients(opts, async (clients) => {
@@ -14,6 +22,8 @@ await runWithClients(opts, async (clients) => {
   if (opts.json) console.log(toJson(r));
   else {
     const until = r.previous.retireAt ? new Date(Number(r.previous.retireAt.seconds) * 1000).toISOString() : '-';
-    console.log(`${r.active.keyId}: v${r.active.version} is active${r.active.evmAddress ? ` (${r.active.evmAddress})` : ''}; v${r.previous.version} verify-only until ${until}`);
+    console.log(
+      `${r.active.keyId}: v${r.active.version} is active${r.active.evmAddress ? ` (${r.active.evmAddress})` : ''}; v${r.previous.version} verify-only until ${until}`,
+    );
   }
 });

@@ -1,7 +1,11 @@
 import { call } from '../src/client/client.js';
 import { command, runWithClients, toJson } from './lib/cli.js';
 
-const program = command('show-policy', 'Show a policy by name, or the policy governing a key (KeyAdmin.GetPolicy)', 'security-admin')
+const program = command(
+  'show-policy',
+  'Show a policy by name, or the policy governing a key (KeyAdmin.GetPolicy)',
+  'security-admin',
+)
   .argument('[name]', 'policy name')
   .option('--for-key <key-id>', 'show the policy that governs this key instead')
   .parse();

@@ -10,40 +10,46 @@
  * export's first entry, consistency to a larger tree) are fetched from Audit with the auditor
  * certificate: they are untrusted, only the signed roots and the recomputed leaves are.
  */
-import { stat } from 'node:fs/promises';
+
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { Command } from 'commander';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { formatReport, verifyExport, type VerifyReport } from '../src/core/audit/verify.js';
+import { Command } from 'commander';
+import type { AuditEntry } from '../src/core/audit/chain.js';
 import { NoteError } from '../src/core/audit/note.js';
 import {
   type Check,
-  RunRoot,
   checkConsistent,
   checkEntryInclusion,
   frontierFromInclusionProof,
   openLogCheckpoint,
+  RunRoot,
 } from '../src/core/audit/tlog-verify.js';
-import type { AuditEntry } from '../src/core/audit/chain.js';
+import { formatReport, type VerifyReport, verifyExport } from '../src/core/audit/verify.js';
 import { readExport } from './lib/export-file.js';
 import { proofOptions, readNote } from './lib/proof-options.js';
-import { checkWitnessed, parseWitnessKeys, witnessOptions } from './lib/witnesses.js';
 import type { ProofSource } from './lib/proofs.js';
+import { checkWitnessed, parseWitnessKeys, witnessOptions } from './lib/witnesses.js';
 
-const program = witnessOptions(proofOptions(
-  new Command()
-    .name('verify-audit')
-    .description(
-      'Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.',
-    )
-    .argument('<FILE>', 'export written by scripts/export-audit.ts')
-    .option('--checkpoint <note>', 'also check the entries are in this signed checkpoint (C2SP note file)')
-    .option('--previous <note>', 'with --checkpoint: check it extends this older checkpoint you kept')
-    .option('--origin <origin>', 'the log origin the checkpoints must carry (default: their own)')
-    .option('--log-key <base64>', "the log's audit public key for --checkpoint (default: a JSONL export's header keys)")
-    .option('--json', 'print the report as JSON for programs instead of text for people'),
-))
+const program = witnessOptions(
+  proofOptions(
+    new Command()
+      .name('verify-audit')
+      .description(
+        'Verify an hsm-signer-audit/1 export (JSONL or CSV) against the audit public keys in its header.\nCompare those keys, and the reported seq range and times, with what you expect.',
+      )
+      .argument('<FILE>', 'export written by scripts/export-audit.ts')
+      .option('--checkpoint <note>', 'also check the entries are in this signed checkpoint (C2SP note file)')
+      .option('--previous <note>', 'with --checkpoint: check it extends this older checkpoint you kept')
+      .option('--origin <origin>', 'the log origin the checkpoints must carry (default: their own)')
+      .option(
+        '--log-key <base64>',
+        "the log's audit public key for --checkpoint (default: a JSONL export's header keys)",
+      )
+      .option('--json', 'print the report as JSON for programs instead of text for people'),
+  ),
+)
   // A usage error is no verdict: keep exit 1 for "FAILED".
   .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2))
   .parse();

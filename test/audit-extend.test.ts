@@ -1,11 +1,11 @@
-import t from 'tap';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
-import { GENESIS, type AuditEntry } from '../src/core/audit/chain.js';
-import { entryBytes, entryLeafHash } from '../src/core/audit/leaf.js';
+import t from 'tap';
+import { entry } from '../harness/audit-export.js';
+import { type AuditEntry, GENESIS } from '../src/core/audit/chain.js';
 import { extendChecked } from '../src/core/audit/extend.js';
+import { entryBytes, entryLeafHash } from '../src/core/audit/leaf.js';
 import { EMPTY_FRONTIER, frontierNodes, leafHash, treeHead } from '../src/core/audit/merkle.js';
 import { MemoryTree } from '../src/core/audit/merkle-memory.js';
-import { entry } from '../harness/audit-export.js';
 
 /** n chained entries, as the store would hold them. */
 function log(n: number): AuditEntry[] {

@@ -8,8 +8,8 @@ import { status } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
-import { call } from '../src/client/client.js';
 import { OPEN_POLICY, refused, startTestSigner } from '../harness/signer.js';
+import { call } from '../src/client/client.js';
 
 const ts = await startTestSigner();
 t.teardown(() => ts.close());

@@ -3,17 +3,17 @@
 // deleted) and a cut tail on the live database stop checkpoints and signing.
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
-import t from 'tap';
 import type * as Tap from 'tap';
-import { call, nowTimestamp } from '../src/client/client.js';
-import { entryLeafHash } from '../src/core/audit/leaf.js';
-import { verifyConsistency, verifyInclusion } from '../src/core/audit/merkle-verify.js';
-import { openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
-import type { AuditEntry } from '../src/core/audit/chain.js';
+import t from 'tap';
 import { cutTailPg, rewriteHistoryPg } from '../harness/audit-adversary-pg.js';
 import { transfer } from '../harness/evm.js';
 import { startPostgres } from '../harness/postgres.js';
 import { healthOf, refused, startTestSigner } from '../harness/signer.js';
+import { call, nowTimestamp } from '../src/client/client.js';
+import type { AuditEntry } from '../src/core/audit/chain.js';
+import { entryLeafHash } from '../src/core/audit/leaf.js';
+import { verifyConsistency, verifyInclusion } from '../src/core/audit/merkle-verify.js';
+import { openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
 
 const pg = await startPostgres();
 t.teardown(() => pg.stop());

@@ -2,24 +2,25 @@
 // the signer runs and between runs): proofs from the Audit RPCs verify and fail when tampered;
 // a rewritten history or a cut tail stops checkpoints and signing; a fork shown to two auditors
 // is caught by verify-audit --previous.
-import { randomUUID } from 'node:crypto';
+
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import t from 'tap';
 import type * as Tap from 'tap';
-import { call, nowTimestamp } from '../src/client/client.js';
-import { entryLeafHash } from '../src/core/audit/leaf.js';
-import { verifyConsistency, verifyInclusion } from '../src/core/audit/merkle-verify.js';
-import { openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
-import type { AuditEntry } from '../src/core/audit/chain.js';
+import t from 'tap';
 import { cutTail, entries, rewriteHistory, withDb } from '../harness/audit-adversary.js';
 import { transfer } from '../harness/evm.js';
 import { healthOf, refused, startTestSigner } from '../harness/signer.js';
 import { repoRoot } from '../harness/token.js';
+import { call, nowTimestamp } from '../src/client/client.js';
+import type { AuditEntry } from '../src/core/audit/chain.js';
+import { entryLeafHash } from '../src/core/audit/leaf.js';
+import { verifyConsistency, verifyInclusion } from '../src/core/audit/merkle-verify.js';
+import { openLogCheckpoint } from '../src/core/audit/tlog-verify.js';
 
 const run = promisify(execFile);
 // Checkpoints only when the test asks: every entry count and interval out of reach.
@@ -58,7 +59,7 @@ async function exportTo(file: string): Promise<void> {
   ).ExportLog({});
   const lines: string[] = [];
   for await (const m of stream) lines.push(m.json);
-  await writeFile(file, lines.join('\n') + '\n');
+  await writeFile(file, `${lines.join('\n')}\n`);
 }
 
 const tsx = `${repoRoot}/node_modules/.bin/tsx`;
@@ -69,9 +70,9 @@ const conn = () => [
   '--ca',
   files.caCert,
   '--cert',
-  files.clients['auditor']!.cert,
+  files.clients.auditor!.cert,
   '--key',
-  files.clients['auditor']!.key,
+  files.clients.auditor!.key,
 ];
 async function script(name: string, args: string[]): Promise<{ code: number; out: string }> {
   try {

@@ -1,16 +1,16 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import t from 'tap';
-import { call, nowTimestamp } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
-import { verifyExport } from '../src/core/audit/verify.js';
 import { transfer } from '../harness/evm.js';
 import { OPEN_POLICY, startTestSigner } from '../harness/signer.js';
 import { repoRoot } from '../harness/token.js';
+import { call, nowTimestamp } from '../src/client/client.js';
+import { decodeError } from '../src/client/errors.js';
+import { verifyExport } from '../src/core/audit/verify.js';
 
 const run = promisify(execFile);
 const ts = await startTestSigner({ config: { audit: { checkpointEveryEntries: 5, checkpointEveryMs: 60_000 } } });
@@ -22,15 +22,37 @@ const auditor = ts.as('auditor');
 await call(admin.keyAdmin, 'CreateKey', { keyId: 'hot-a', algorithm: 'ECDSA_SECP256K1' });
 const requestId = randomUUID();
 const tx = transfer({ nonce: 3, value: 12345n });
-const signed = await call<{ signature: Buffer }>(engine.signer, 'Sign', { keyId: 'hot-a', requestId, clientTime: nowTimestamp(), ...tx.payload });
+const signed = await call<{ signature: Buffer }>(engine.signer, 'Sign', {
+  keyId: 'hot-a',
+  requestId,
+  clientTime: nowTimestamp(),
+  ...tx.payload,
+});
 await call(engine.signer, 'Sign', { keyId: 'hot-a', requestId, clientTime: nowTimestamp(), ...tx.payload });
-await call(engine.signer, 'Sign', { keyId: 'hot-a', requestId: randomUUID(), clientTime: nowTimestamp(), ...transfer({ nonce: 3, value: 1n }).payload }).catch(() => undefined);
-await call(engine.signer, 'Sign', { keyId: 'hot-a', requestId: randomUUID(), clientTime: nowTimestamp(), digest: randomBytes(31) }).catch(() => undefined);
-await call(engine.signer, 'SignBatch', { batchId: 'b-1', keyId: 'hot-a', clientTime: nowTimestamp(), items: [transfer({ nonce: 10 }).payload, transfer({ nonce: 11 }).payload] });
+await call(engine.signer, 'Sign', {
+  keyId: 'hot-a',
+  requestId: randomUUID(),
+  clientTime: nowTimestamp(),
+  ...transfer({ nonce: 3, value: 1n }).payload,
+}).catch(() => undefined);
+await call(engine.signer, 'Sign', {
+  keyId: 'hot-a',
+  requestId: randomUUID(),
+  clientTime: nowTimestamp(),
+  digest: randomBytes(31),
+}).catch(() => undefined);
+await call(engine.signer, 'SignBatch', {
+  batchId: 'b-1',
+  keyId: 'hot-a',
+  clientTime: nowTimestamp(),
+  items: [transfer({ nonce: 10 }).payload, transfer({ nonce: 11 }).payload],
+});
 await call(admin.keyAdmin, 'SetPolicy', { name: 'open', document: JSON.stringify(OPEN_POLICY) });
 
 async function exportAll(client = auditor): Promise<string[]> {
-  const stream = (client.audit as unknown as { ExportLog(r: object): grpc.ClientReadableStream<{ json: string }> }).ExportLog({});
+  const stream = (
+    client.audit as unknown as { ExportLog(r: object): grpc.ClientReadableStream<{ json: string }> }
+  ).ExportLog({});
   const lines: string[] = [];
   for await (const m of stream) lines.push(m.json);
   return lines;
@@ -42,7 +64,12 @@ async function* iterate(lines: string[]) {
 
 t.test('every event is in the log, chained and checkpointed', async (t) => {
   await new Promise((r) => setTimeout(r, 1200)); // one checkpointer tick: a periodic checkpoint
-  await call(engine.signer, 'Sign', { keyId: 'hot-a', requestId: randomUUID(), clientTime: nowTimestamp(), ...transfer({ nonce: 20 }).payload });
+  await call(engine.signer, 'Sign', {
+    keyId: 'hot-a',
+    requestId: randomUUID(),
+    clientTime: nowTimestamp(),
+    ...transfer({ nonce: 20 }).payload,
+  });
   const lines = await exportAll();
   const report = await verifyExport(iterate(lines));
   t.ok(report.ok, `the export verifies: ${JSON.stringify(report)}`);
@@ -60,10 +87,31 @@ t.test('every event is in the log, chained and checkpointed', async (t) => {
   ]) {
     t.ok(kinds.includes(want), `has ${want}`);
   }
-  t.equal(kinds.filter((k) => k === 'sign:allowed').length, 4, 'one entry per signature: two single signs and two batch items');
-  const first = entries.find((e) => e.kind === 'sign' && e.requestId === requestId && e.decision === 'allowed' && !e.reason);
-  t.equal(first.signatureHash, createHash('sha256').update(signed.signature).digest('hex'), 'the entry commits to the signature returned');
-  t.same(first.intent, { kind: 'evm', chainId: '1', nonce: '3', to: first.intent.to, value: '12345', maxFeePerGas: first.intent.maxFeePerGas }, 'the decoded intent');
+  t.equal(
+    kinds.filter((k) => k === 'sign:allowed').length,
+    4,
+    'one entry per signature: two single signs and two batch items',
+  );
+  const first = entries.find(
+    (e) => e.kind === 'sign' && e.requestId === requestId && e.decision === 'allowed' && !e.reason,
+  );
+  t.equal(
+    first.signatureHash,
+    createHash('sha256').update(signed.signature).digest('hex'),
+    'the entry commits to the signature returned',
+  );
+  t.same(
+    first.intent,
+    {
+      kind: 'evm',
+      chainId: '1',
+      nonce: '3',
+      to: first.intent.to,
+      value: '12345',
+      maxFeePerGas: first.intent.maxFeePerGas,
+    },
+    'the decoded intent',
+  );
   t.equal(first.client, 'payment-engine');
   const text = lines.join('\n');
   t.notMatch(text, new RegExp(ts.token.userPin), 'no PIN in the log');
@@ -78,19 +126,24 @@ t.test('every event is in the log, chained and checkpointed', async (t) => {
 
 t.test('only auditors export', async (t) => {
   for (const who of [engine, admin]) {
-    const e = await exportAll(who).then(() => undefined, (e) => e);
+    const e = await exportAll(who).then(
+      () => undefined,
+      (e) => e,
+    );
     t.equal(decodeError(e).code, status.PERMISSION_DENIED);
     t.equal(decodeError(e).reason, 'NOT_AUTHORIZED');
   }
 });
 
 t.test('export-audit and verify-audit scripts, JSONL and CSV', async (t) => {
-  const c = ts.pki.files.clients['auditor']!;
+  const c = ts.pki.files.clients.auditor!;
   const tls = ['--address', ts.address, '--ca', ts.pki.files.caCert, '--cert', c.cert, '--key', c.key];
   const tsx = `${repoRoot}/node_modules/.bin/tsx`;
   for (const format of ['jsonl', 'csv']) {
     const out = `${ts.dir}/audit.${format}`;
-    const exp = await run(tsx, ['scripts/export-audit.ts', '--format', format, '--out', out, ...tls], { cwd: repoRoot });
+    const exp = await run(tsx, ['scripts/export-audit.ts', '--format', format, '--out', out, ...tls], {
+      cwd: repoRoot,
+    });
     t.match(exp.stderr, /wrote \d+ records/);
     const ok = await run(tsx, ['scripts/verify-audit.ts', out], { cwd: repoRoot });
     t.match(ok.stdout, /^OK: \d+ entries/, `${format}: verifies`);

@@ -34,7 +34,11 @@ function tableAfter(title: string): string[] {
 const numeric = /^-?\d+(\.\d+)?(%|x)?$/;
 /** The cells of a table line (split on '|', then on blanks and '/'), without the row's name, c and flag. */
 const cells = (line: string) =>
-  line.split('|').slice(1).flatMap((c) => c.trim().split(/\s+|\s*\/\s*/)).filter((x) => x && x !== '!');
+  line
+    .split('|')
+    .slice(1)
+    .flatMap((c) => c.trim().split(/\s+|\s*\/\s*/))
+    .filter((x) => x && x !== '!');
 
 t.test('the headline: one-core efficiency, CPU beyond the HSM, latency at c=1', async (t) => {
   const pinning = lines.find((l) => l.startsWith('One-core efficiency: '));
@@ -87,7 +91,10 @@ t.test('every point the README reports has figures', async (t) => {
   const prio = tableAfter('Hot Sign, signer idle vs');
   t.equal(prio.length, 1, 'one priority row');
   t.match(prio[0] ?? '', /\|\s+-?\d+\.\d+x \|/, 'priority: p99 busy/idle is a number');
-  t.ok(lines.some((l) => l.startsWith('target (')), 'the targets are checked');
+  t.ok(
+    lines.some((l) => l.startsWith('target (')),
+    'the targets are checked',
+  );
 });
 
 t.test('the JSON results hold every row', async (t) => {

@@ -3,13 +3,13 @@ import { writeFile } from 'node:fs/promises';
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
-import { openStore } from '../src/infra/store/open.js';
 import { makePki } from '../harness/pki.js';
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { testConfig } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
+import { decodeError } from '../src/client/errors.js';
+import { openStore } from '../src/infra/store/open.js';
 
 // Issue 11, point 4: an authenticated client floods a signer process with 10,000 Sign calls
 // carrying random 64 KiB key ids and opens 5,000 WatchKeys streams. The signer must stay small

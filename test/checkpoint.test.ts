@@ -16,10 +16,6 @@ import {
   cosignedMessage,
 } from '../src/core/audit/cosignature.js';
 import {
-  type NoteSignature,
-  NoteError,
-  SIG_TYPE_COSIGNATURE_V1,
-  SIG_TYPE_ED25519,
   addSignatures,
   decodeBase64,
   ed25519Signer,
@@ -27,9 +23,13 @@ import {
   encodeVerifierKey,
   formatNote,
   keyId,
+  NoteError,
+  type NoteSignature,
   openNote,
   parseNote,
   parseVerifierKey,
+  SIG_TYPE_COSIGNATURE_V1,
+  SIG_TYPE_ED25519,
   signText,
 } from '../src/core/audit/note.js';
 
@@ -100,7 +100,10 @@ t.test('public vectors of other implementations', async (t) => {
   t.equal(opened.checkpoint.size, 1432088532);
   const root = decodeBase64('U7WM79jrzyhGZ5/GUBTpM7NzwdyfFx61t3RovgcC4Ro=')!;
   t.equal(bytesToHex(opened.checkpoint.root), bytesToHex(root));
-  t.same(opened.cosignatures.map((c) => [c.name, cosignatureTime(c.sig)]), [['remora.n621.de', 1779573024]]);
+  t.same(
+    opened.cosignatures.map((c) => [c.name, cosignatureTime(c.sig)]),
+    [['remora.n621.de', 1779573024]],
+  );
   refuses(t, () => openCheckpoint(ARCHE.replace('1432088532', '1432088533'), trust), 'bad-signature', 'size edited');
 
   // transparency-dev/formats note_cosigv1_test.go: a cosignature's timestamp.
@@ -211,8 +214,12 @@ t.test('signed notes that are refused', async (t) => {
   t.equal(parseNote(utf8ToBytes(note)).text, body, 'the same note as bytes parses');
   const ok = Array.from({ length: 16 }, (_, i) => ({ name: `w${i}`, keyId: i, sig: new Uint8Array(64) }));
   t.equal(parseNote(addSignatures(note, ok)).sigs.length, 17, 'the spec floor of 16 signatures (plus ours) parses');
-  refuses(t, () => parseVerifierKey(`${ORIGIN}+00000000+${Buffer.from([1, ...auditKey.publicKey]).toString('base64')}`),
-    'malformed', 'a verifier key whose ID does not match');
+  refuses(
+    t,
+    () => parseVerifierKey(`${ORIGIN}+00000000+${Buffer.from([1, ...auditKey.publicKey]).toString('base64')}`),
+    'malformed',
+    'a verifier key whose ID does not match',
+  );
 });
 
 t.test('cosignatures: a witness cosigns, the log collects, a verifier counts', async (t) => {
@@ -263,7 +270,7 @@ function flipLastSig(note: string): string {
 }
 
 // A checkpoint the arche2025h1 log served, as quoted in the tests of the tlog-scales package; wrapped.
-const ARCHE = [
+const ARCHE = `${[
   'arche2025h1.staging.ct.transparency.dev',
   '1432088532',
   'U7WM79jrzyhGZ5/GUBTpM7NzwdyfFx61t3RovgcC4Ro=',
@@ -280,4 +287,4 @@ const ARCHE = [
     'k5XeU/zZ0WBxtqB0DrAWfBw==',
   '— witness.stagemole.eu Z/euoAAAAABqEiEgw0i+7g2ENfDAWHmtRzCfKTHSDwYDJA2NmKeGi9Y8FtEyOUvVr+AJmIY/2' +
     'TUFucgKi7lI7cUiOvKFYe/TmN9DAg==',
-].join('\n') + '\n';
+].join('\n')}\n`;

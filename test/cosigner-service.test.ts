@@ -1,17 +1,17 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import t from 'tap';
-import { CosignerIdentity } from '../src/cosigner/identity.js';
-import { CosignerService } from '../src/cosigner/service.js';
-import { CosignerStore } from '../src/cosigner/store.js';
+import { makePki } from '../harness/pki.js';
+import { makeToken, tempDir } from '../harness/token.js';
 import { aggregate, decodePublic } from '../src/core/frost/participant.js';
 import { SUITES } from '../src/core/frost/suites.js';
 import type { Round1Entry } from '../src/core/frost/wire.js';
+import { CosignerIdentity } from '../src/cosigner/identity.js';
+import { CosignerService } from '../src/cosigner/service.js';
+import { CosignerStore } from '../src/cosigner/store.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 import { ensureSealingKey } from '../src/infra/hsm/seal.js';
 import { createLogger } from '../src/infra/log.js';
-import { makePki } from '../harness/pki.js';
-import { makeToken, tempDir } from '../harness/token.js';
 
 // The cosigner's domain object without its gRPC adapter: the test relays the rounds as the
 // coordinator does. Real SoftHSM sealing, real SQLite stores, real identity certificates; the
@@ -51,7 +51,10 @@ t.test('a DKG relayed between three service objects gives every cosigner the sam
   const forCosigner = (id: number) => shares.filter((x) => x.to === id);
   const r3 = await Promise.all(services.map((s, i) => s.round3({ sessionId, shares: forCosigner(i + 1) })));
   t.same(new Set(r3.map((o) => o.publicPackage)).size, 1, 'one public package');
-  t.same(r3.map((o) => o.epoch), [1, 1, 1]);
+  t.same(
+    r3.map((o) => o.epoch),
+    [1, 1, 1],
+  );
   publicPackage = r3[0]!.publicPackage;
   await t.rejects(one.commit({ keyId, keyVersion: 1, count: 1 }), refusal('SHARE_NOT_FOUND'), 'pending until Finish');
   for (const s of services) t.same(s.finish({ sessionId, commit: true }), {});

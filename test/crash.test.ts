@@ -1,15 +1,15 @@
 import { writeFile } from 'node:fs/promises';
-import Database from 'better-sqlite3';
 import { status } from '@grpc/grpc-js';
-import { Transaction, hexlify } from 'ethers';
+import Database from 'better-sqlite3';
+import { hexlify, Transaction } from 'ethers';
 import t from 'tap';
-import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
 import { transfer } from '../harness/evm.js';
 import { makePki } from '../harness/pki.js';
-import { freePort, startSignerProcess, type SignerProcess } from '../harness/process.js';
+import { freePort, type SignerProcess, startSignerProcess } from '../harness/process.js';
 import { testConfig } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
+import { decodeError } from '../src/client/errors.js';
 
 // Invariant 2 under crashes: SIGKILL the signer at random moments while it signs, restart it,
 // retry everything. Three payloads compete for each nonce, so a guard that lost a reservation
@@ -23,8 +23,17 @@ t.teardown(() => tmp.cleanup());
 const [pki, token] = await Promise.all([makePki(tmp.path), makeToken(tmp.path)]);
 const port = await freePort();
 const configFile = `${tmp.path}/signer.json`;
-await writeFile(configFile, JSON.stringify({ ...testConfig(tmp.path, pki, token), listen: `127.0.0.1:${port}`, replay: { leaseMs: 500 }, log: { level: 'info' } }));
-const clientFor = (cn: string): SignerClients => connect(`127.0.0.1:${port}`, { ca: pki.caCert, cert: pki.clients[cn]!.cert, key: pki.clients[cn]!.key });
+await writeFile(
+  configFile,
+  JSON.stringify({
+    ...testConfig(tmp.path, pki, token),
+    listen: `127.0.0.1:${port}`,
+    replay: { leaseMs: 500 },
+    log: { level: 'info' },
+  }),
+);
+const clientFor = (cn: string): SignerClients =>
+  connect(`127.0.0.1:${port}`, { ca: pki.caCert, cert: pki.clients[cn]!.cert, key: pki.clients[cn]!.key });
 
 let proc: SignerProcess = await startSignerProcess(configFile);
 t.teardown(() => proc.stop('SIGKILL'));
@@ -66,7 +75,11 @@ async function drive(client: SignerClients, ms: number) {
         const d = decodeError(e as never);
         if (d.reason === 'NONCE_ALREADY_SIGNED') refusedNonce.add(r.requestId);
         else if (d.code === status.UNAVAILABLE || d.code === status.CANCELLED) interrupted++;
-        else if (![status.UNAVAILABLE, status.ABORTED, status.DEADLINE_EXCEEDED, status.CANCELLED, status.INTERNAL].includes(d.code)) {
+        else if (
+          ![status.UNAVAILABLE, status.ABORTED, status.DEADLINE_EXCEEDED, status.CANCELLED, status.INTERNAL].includes(
+            d.code,
+          )
+        ) {
           throw new Error(`unexpected refusal ${d.code} ${d.reason}: ${d.message}`);
         }
         await new Promise((res) => setTimeout(res, 20));
@@ -94,7 +107,10 @@ client.close();
 
 t.test('every request was answered: signed or refused for its nonce', async (t) => {
   t.equal(seen.size + refusedNonce.size, requests.length);
-  t.ok(seen.size >= NONCES, `at least one payload signed per nonce (${seen.size} signed, ${refusedNonce.size} refused)`);
+  t.ok(
+    seen.size >= NONCES,
+    `at least one payload signed per nonce (${seen.size} signed, ${refusedNonce.size} refused)`,
+  );
   t.ok(interrupted > 0, `the kills cut off ${interrupted} calls in flight`);
 });
 
@@ -116,7 +132,12 @@ t.test('replays after the crashes return the stored results', async (t) => {
   let same = 0;
   for (const [requestId, tx] of answeredBeforeLastRestart) {
     const r = requests.find((x) => x.requestId === requestId)!;
-    const res = await call<{ evm: { signedTx: Buffer } }>(c.signer, 'Sign', { keyId: 'hot-crash', requestId, clientTime: nowTimestamp(), ...r.unsigned.payload });
+    const res = await call<{ evm: { signedTx: Buffer } }>(c.signer, 'Sign', {
+      keyId: 'hot-crash',
+      requestId,
+      clientTime: nowTimestamp(),
+      ...r.unsigned.payload,
+    });
     if (hexlify(res.evm.signedTx) === tx) same++;
   }
   c.close();
@@ -126,11 +147,23 @@ t.test('replays after the crashes return the stored results', async (t) => {
 t.test('the store agrees: one claim per nonce, holding the payload clients saw', async (t) => {
   await proc.stop('SIGTERM');
   const db = new Database(`${tmp.path}/signer.db`, { readonly: true });
-  const rows = db.prepare("SELECT nonce, state, result FROM nonces WHERE key_id = 'hot-crash@v1'").all() as Array<{ nonce: number; state: string; result: Buffer }>;
+  const rows = db.prepare("SELECT nonce, state, result FROM nonces WHERE key_id = 'hot-crash@v1'").all() as Array<{
+    nonce: number;
+    state: string;
+    result: Buffer;
+  }>;
   db.close();
   t.equal(rows.length, NONCES);
-  t.ok(rows.every((r) => r.state === 'done'), 'every claim completed');
-  const signedBy = new Map([...seen].map(([id, tx]) => [requests.find((r) => r.requestId === id)!.nonce, Transaction.from(tx).unsignedSerialized]));
+  t.ok(
+    rows.every((r) => r.state === 'done'),
+    'every claim completed',
+  );
+  const signedBy = new Map(
+    [...seen].map(([id, tx]) => [
+      requests.find((r) => r.requestId === id)!.nonce,
+      Transaction.from(tx).unsignedSerialized,
+    ]),
+  );
   const mismatched = rows.filter((r) => {
     const stored = JSON.parse(r.result.toString()).evm.signedTx.$b as string;
     return Transaction.from(`0x${stored}`).unsignedSerialized !== signedBy.get(r.nonce);

@@ -3,10 +3,10 @@ import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
-import { call, nowTimestamp } from '../src/client/client.js';
-import { decodeError, type DecodedError } from '../src/client/errors.js';
-import { signerV1 } from '../src/infra/grpc/proto.js';
 import { eventually, refusal, refused, startTestSigner } from '../harness/signer.js';
+import { call, nowTimestamp } from '../src/client/client.js';
+import { type DecodedError, decodeError } from '../src/client/errors.js';
+import { signerV1 } from '../src/infra/grpc/proto.js';
 
 // Every refusal must fit the 8 KiB metadata limit of default gRPC clients (C-core): the
 // percent-encoded grpc-message plus the base64 grpc-status-details-bin, with their names.

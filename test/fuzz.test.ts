@@ -3,10 +3,10 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
+import { FUZZ_SIGN_LIMIT, type FuzzCase, fuzzCase, pathOf, prng } from '../harness/fuzz.js';
+import { healthOf, startTestSigner } from '../harness/signer.js';
 import { call, nowTimestamp, type SignerClients } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { FUZZ_SIGN_LIMIT, fuzzCase, pathOf, prng, type FuzzCase } from '../harness/fuzz.js';
-import { healthOf, startTestSigner } from '../harness/signer.js';
 
 // Issue 11, point 9: generated malformed and mutated requests against one running signer, over
 // real gRPC with mTLS. Every one must be refused with a status and a reason (ErrorInfo), none
@@ -51,12 +51,12 @@ function send(c: FuzzCase, lane: number): Promise<Outcome> {
   const typed = c.as === 'admin' ? admin : engines[lane % CHANNELS]!;
   const client = (['WatchKeys', 'Sign', 'SignBatch', 'GetPublicKey'].includes(c.method)
     ? typed.signer
-    : typed.keyAdmin) as unknown as Record<string, Function>;
+    : typed.keyAdmin) as unknown as Record<string, (...args: unknown[]) => unknown>;
   if (c.stream) {
     const s: grpc.ClientReadableStream<unknown> =
       c.via === 'raw'
         ? raw.makeServerStreamRequest(pathOf(c.method), same, same, c.bytes, { deadline })
-        : client[c.method]!.call(client, c.request, { deadline });
+        : (client[c.method]!.call(client, c.request, { deadline }) as grpc.ClientReadableStream<unknown>);
     return new Promise((resolve) => {
       s.on('data', () => {
         s.cancel();

@@ -3,12 +3,12 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import t from 'tap';
 import { hexToBytes, serializeTransaction, type TransactionSerializable } from 'viem';
+import { refusal, startTestSigner } from '../harness/signer.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { CSV_HEADER, parseCsvLine, toCsvRow } from '../src/core/audit/csv.js';
 import type { EntryRecord, ExportRecord } from '../src/core/audit/format.js';
 import { verifyExport } from '../src/core/audit/verify.js';
-import { refusal, startTestSigner } from '../harness/signer.js';
 
 const ts = await startTestSigner();
 t.teardown(() => ts.close());

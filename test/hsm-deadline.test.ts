@@ -3,13 +3,13 @@ import * as grpc from '@grpc/grpc-js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
+import { newFaults, releaseHeld, withFaults } from '../harness/pkcs11-faults.js';
+import { eventually, healthOf, refusal, refused, startTestSigner } from '../harness/signer.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { SignerError } from '../src/core/errors.js';
 import { SessionPool } from '../src/infra/hsm/pool.js';
 import { ensureSealingKey, seal } from '../src/infra/hsm/seal.js';
-import { newFaults, releaseHeld, withFaults } from '../harness/pkcs11-faults.js';
-import { eventually, healthOf, refusal, refused, startTestSigner } from '../harness/signer.js';
 
 const { status } = grpc;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -154,7 +154,10 @@ t.test('withSession: the same deadlines, and a late result is wiped', async (t) 
   t.match(refusedLate, { reason: 'HSM_UNAVAILABLE', metadata: { timeout: 'call' } }, 'refused at the call deadline');
   t.equal(hsm.sessions.suspect, 1, 'its session is held');
   t.ok(await eventually(() => hsm.sessions.suspect === 0 && hsm.sessions.inUse === 0), 'and back when the call ends');
-  t.ok(secret.every((b) => b === 0), 'the late result was wiped');
+  t.ok(
+    secret.every((b) => b === 0),
+    'the late result was wiped',
+  );
 
   const sealKey = await ensureSealingKey(hsm, 'deadline-test');
   faults.hold = true;

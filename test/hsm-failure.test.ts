@@ -3,9 +3,9 @@ import { status } from '@grpc/grpc-js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import pkcs11js from 'pkcs11js';
 import t, { type Test } from 'tap';
+import { eventually, healthOf, refusal, startTestSigner } from '../harness/signer.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
-import { eventually, healthOf, refusal, startTestSigner } from '../harness/signer.js';
 
 // A real SoftHSM module behind a switch that makes it fail like a removed token or a dead
 // session: the only way to pull a software token out from under a running signer.
@@ -20,23 +20,26 @@ function withFaults(real: pkcs11js.PKCS11): pkcs11js.PKCS11 {
         return (...args: unknown[]) => {
           if (faults.token) return Promise.reject(removed('C_Sign'));
           if (faults.corrupt) {
-          // A glitching HSM: a well-formed but wrong signature.
-          return (v.apply(target, args) as Promise<Buffer>).then((sig) => {
-            const bad = Buffer.from(sig);
-            bad[40] = bad[40]! ^ 0x01;
-            return bad;
-          });
-        }
-        if (faults.sessionOnce) {
+            // A glitching HSM: a well-formed but wrong signature.
+            return (v.apply(target, args) as Promise<Buffer>).then((sig) => {
+              const bad = Buffer.from(sig);
+              bad[40] = bad[40]! ^ 0x01;
+              return bad;
+            });
+          }
+          if (faults.sessionOnce) {
             faults.sessionOnce = false;
-            return Promise.reject(new pkcs11js.Pkcs11Error('CKR_SESSION_HANDLE_INVALID', pkcs11js.CKR_SESSION_HANDLE_INVALID, 'C_Sign'));
+            return Promise.reject(
+              new pkcs11js.Pkcs11Error('CKR_SESSION_HANDLE_INVALID', pkcs11js.CKR_SESSION_HANDLE_INVALID, 'C_Sign'),
+            );
           }
           return v.apply(target, args);
         };
       }
       if (prop === 'C_OpenSession' || prop === 'C_GetSlotList') {
         return (...args: unknown[]) => {
-          if (faults.token) throw new pkcs11js.Pkcs11Error('CKR_TOKEN_NOT_PRESENT', pkcs11js.CKR_TOKEN_NOT_PRESENT, String(prop));
+          if (faults.token)
+            throw new pkcs11js.Pkcs11Error('CKR_TOKEN_NOT_PRESENT', pkcs11js.CKR_TOKEN_NOT_PRESENT, String(prop));
           return v.apply(target, args);
         };
       }
@@ -48,9 +51,17 @@ function withFaults(real: pkcs11js.PKCS11): pkcs11js.PKCS11 {
 const ts = await startTestSigner({ wrapModule: withFaults });
 t.teardown(() => ts.close());
 const engine = ts.as('payment-engine');
-const key = await call<{ publicKey: Buffer }>(ts.as('security-admin').keyAdmin, 'CreateKey', { keyId: 'hot', algorithm: 'ECDSA_SECP256K1' });
+const key = await call<{ publicKey: Buffer }>(ts.as('security-admin').keyAdmin, 'CreateKey', {
+  keyId: 'hot',
+  algorithm: 'ECDSA_SECP256K1',
+});
 const sign = (digest: Buffer) =>
-  call<{ signature: Buffer }>(engine.signer, 'Sign', { keyId: 'hot', requestId: randomUUID(), clientTime: nowTimestamp(), digest });
+  call<{ signature: Buffer }>(engine.signer, 'Sign', {
+    keyId: 'hot',
+    requestId: randomUUID(),
+    clientTime: nowTimestamp(),
+    digest,
+  });
 
 async function expectUnavailable(t: Test, p: Promise<unknown>) {
   const d = decodeError(await refusal(p));
@@ -72,7 +83,11 @@ t.test('a faulty signature from the HSM is never returned', async (t) => {
   faults.corrupt = true;
   try {
     for (const [keyId, payload] of payloads) {
-      const d = decodeError(await refusal(call(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload })));
+      const d = decodeError(
+        await refusal(
+          call(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload }),
+        ),
+      );
       t.equal(d.code, status.INTERNAL, `${keyId}: INTERNAL`);
       t.equal(d.reason, 'SIGNATURE_SELF_CHECK_FAILED', `${keyId}: the self-check caught it`);
     }
@@ -80,7 +95,12 @@ t.test('a faulty signature from the HSM is never returned', async (t) => {
     faults.corrupt = false;
   }
   for (const [keyId, payload] of payloads) {
-    const ok = await call<{ signature: Buffer }>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload });
+    const ok = await call<{ signature: Buffer }>(engine.signer, 'Sign', {
+      keyId,
+      requestId: randomUUID(),
+      clientTime: nowTimestamp(),
+      ...payload,
+    });
     t.equal(ok.signature.length, 64, `${keyId}: signs again once the HSM is healthy`);
   }
 });

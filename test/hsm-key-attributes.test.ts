@@ -1,10 +1,10 @@
 import pkcs11js from 'pkcs11js';
 import t, { type Test } from 'tap';
+import { makeToken, tempDir } from '../harness/token.js';
 import { CKR_ACTION_PROHIBITED, ckrCode, ckrName } from '../src/infra/hsm/errors.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 import { destroyPrivateKey, generateKeyPair } from '../src/infra/hsm/keypair.js';
 import { ensureSealingKey } from '../src/infra/hsm/seal.js';
-import { makeToken, tempDir } from '../harness/token.js';
 
 // Keys made by the signer's own code on a real SoftHSM token, read back and attacked through
 // PKCS#11 the way another program logged in to the same token could.
@@ -60,7 +60,11 @@ async function checkLocked(t: Test, what: string, cls: number, ckaId: Uint8Array
   await hsm.manage((s) => {
     const key = find(s, cls, ckaId);
     const names = Object.keys(ATTRS) as Array<keyof typeof ATTRS>;
-    const values = p11.C_GetAttributeValue(s, key, names.map((n) => ({ type: pkcs11js[n] })));
+    const values = p11.C_GetAttributeValue(
+      s,
+      key,
+      names.map((n) => ({ type: pkcs11js[n] })),
+    );
     names.forEach((n, i) => {
       const v = values[i]!.value as Buffer;
       t.equal(v.length === 1 && v[0] === 1, ATTRS[n], `${what}: ${n} is ${ATTRS[n]}`);
@@ -80,9 +84,17 @@ async function checkLocked(t: Test, what: string, cls: number, ckaId: Uint8Array
       'CKR_ACTION_PROHIBITED',
       `${what}: not modifiable`,
     );
-    t.equal(outcome(() => p11.C_CopyObject(s, key, [])), 'CKR_ACTION_PROHIBITED', `${what}: C_CopyObject refused`);
+    t.equal(
+      outcome(() => p11.C_CopyObject(s, key, [])),
+      'CKR_ACTION_PROHIBITED',
+      `${what}: C_CopyObject refused`,
+    );
     const weaker = [{ type: pkcs11js.CKA_TOKEN, value: false }];
-    t.equal(outcome(() => p11.C_CopyObject(s, key, weaker)), 'CKR_ACTION_PROHIBITED', `${what}: no session copy`);
+    t.equal(
+      outcome(() => p11.C_CopyObject(s, key, weaker)),
+      'CKR_ACTION_PROHIBITED',
+      `${what}: no session copy`,
+    );
   });
 }
 

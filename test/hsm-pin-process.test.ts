@@ -4,11 +4,11 @@ import { chmod, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import t from 'tap';
-import { call, connect, nowTimestamp } from '../src/client/client.js';
 import { makePki } from '../harness/pki.js';
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { eventually, healthOf, refused, testConfig } from '../harness/signer.js';
 import { makeToken, repoRoot, tempDir } from '../harness/token.js';
+import { call, connect, nowTimestamp } from '../src/client/client.js';
 
 // The real program (src/main.ts) in a child process, over the real SoftHSM module with one
 // switch (harness/faulty-main.ts): the token is "pulled out" while `removed` exists, and each
@@ -48,7 +48,7 @@ async function runToExit(configFile: string) {
 }
 
 t.test('a wrong PIN at start: one login attempt, a clear message, exit status 2', async (t) => {
-  const wrong = 'not-the-pin-' + randomBytes(4).toString('hex');
+  const wrong = `not-the-pin-${randomBytes(4).toString('hex')}`;
   const { file } = await configWithPinFile('wrong', wrong, 0o600);
   const r = await runToExit(file);
   t.equal(r.code, 2, 'exits with status 2');
@@ -106,7 +106,14 @@ t.test('SIGHUP after a refused PIN: one new login attempt, then SERVING', async 
   await sleep(800); // 8 recovery intervals
   t.equal(logins(proc.logs()), 2, 'none after it');
   t.equal(await healthOf(target), 'NOT_SERVING', 'still NOT_SERVING');
-  t.equal(proc.logs().split('\n').filter((l) => l.includes('HSM login refused')).length, 1, 'one log line');
+  t.equal(
+    proc
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('HSM login refused')).length,
+    1,
+    'one log line',
+  );
 
   await writeFile(pinFile, token.userPin);
   proc.child.kill('SIGHUP');

@@ -4,13 +4,13 @@ import { status } from '@grpc/grpc-js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
-import { call, nowTimestamp } from '../src/client/client.js';
-import { Hsm, HsmStartError } from '../src/infra/hsm/hsm.js';
-import { readPinFile } from '../src/infra/hsm/pin.js';
 import { captureLog } from '../harness/log-capture.js';
 import { newFaults, withFaults } from '../harness/pkcs11-faults.js';
 import { eventually, healthOf, refused, startTestSigner } from '../harness/signer.js';
 import { pkcs11Uri } from '../harness/token.js';
+import { call, nowTimestamp } from '../src/client/client.js';
+import { Hsm, HsmStartError } from '../src/infra/hsm/hsm.js';
+import { readPinFile } from '../src/infra/hsm/pin.js';
 
 // One signer on a real SoftHSM token; the module is real, with a switch that pulls the token out.
 const faults = newFaults();

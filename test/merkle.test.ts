@@ -1,15 +1,15 @@
 import { bytesToHex } from '@noble/hashes/utils.js';
 import t from 'tap';
 import {
-  EMPTY_FRONTIER,
-  EMPTY_ROOT,
-  type NodeId,
-  type NodeReader,
   appendLeaves,
   consistencyProof,
+  EMPTY_FRONTIER,
+  EMPTY_ROOT,
   frontierRoot,
   inclusionProof,
   leafHash,
+  type NodeId,
+  type NodeReader,
   nodeHash,
   treeHead,
 } from '../src/core/audit/merkle.js';

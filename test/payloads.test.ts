@@ -1,25 +1,12 @@
-import t, { type Test } from 'tap';
 import { status } from '@grpc/grpc-js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import {
-  Transaction,
-  Wallet,
-  encodeRlp,
-  getAddress,
-  getBytes,
-  hexlify,
-  type TransactionLike,
-} from 'ethers';
+import { encodeRlp, getAddress, getBytes, hexlify, Transaction, type TransactionLike, Wallet } from 'ethers';
+import t, { type Test } from 'tap';
 import { SignerError } from '../src/core/errors.js';
-import { statusOf } from '../src/infra/grpc/status.js';
 import { DIGEST_BYTES, parseDigest } from '../src/core/payloads/digest.js';
+import { assembleSignedEvm, type DecodedEvmTx, decodeEvmTransaction, evmAddress } from '../src/core/payloads/evm.js';
 import { MAX_MESSAGE_BYTES, parseMessage } from '../src/core/payloads/message.js';
-import {
-  assembleSignedEvm,
-  decodeEvmTransaction,
-  evmAddress,
-  type DecodedEvmTx,
-} from '../src/core/payloads/evm.js';
+import { statusOf } from '../src/infra/grpc/status.js';
 
 const N = secp256k1.Point.CURVE().n;
 const TO = '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed';
@@ -38,7 +25,7 @@ function assertPayloadInvalid(t: Test, fn: () => unknown, message?: RegExp) {
   t.fail('expected a refusal');
 }
 
-const bigToBytes32 = (n: bigint) => getBytes('0x' + n.toString(16).padStart(64, '0'));
+const bigToBytes32 = (n: bigint) => getBytes(`0x${n.toString(16).padStart(64, '0')}`);
 const bytesToBig = (b: Uint8Array) => BigInt(hexlify(b));
 
 /** Signs like an HSM would (high s allowed), then normalises to low-s as the caller must. */
@@ -65,27 +52,85 @@ interface Case {
 const goodCases: Case[] = [
   {
     name: 'eip1559 transfer mainnet with calldata',
-    tx: { type: 2, chainId: 1, nonce: 5, to: TO, value: 10n ** 18n, data: '0xdeadbeef', gasLimit: 21000, maxFeePerGas: 100_000_000_000n, maxPriorityFeePerGas: 2_000_000_000n },
+    tx: {
+      type: 2,
+      chainId: 1,
+      nonce: 5,
+      to: TO,
+      value: 10n ** 18n,
+      data: '0xdeadbeef',
+      gasLimit: 21000,
+      maxFeePerGas: 100_000_000_000n,
+      maxPriorityFeePerGas: 2_000_000_000n,
+    },
   },
   {
     name: 'eip1559 contract creation on Base',
-    tx: { type: 2, chainId: 8453, nonce: 0, to: null, value: 0, data: '0x6080604052348015600f57600080fd5b50', gasLimit: 500_000, maxFeePerGas: 1, maxPriorityFeePerGas: 1 },
+    tx: {
+      type: 2,
+      chainId: 8453,
+      nonce: 0,
+      to: null,
+      value: 0,
+      data: '0x6080604052348015600f57600080fd5b50',
+      gasLimit: 500_000,
+      maxFeePerGas: 1,
+      maxPriorityFeePerGas: 1,
+    },
   },
   {
     name: 'eip1559 all-zero fields, empty data',
-    tx: { type: 2, chainId: 10, nonce: 0, to: TO, value: 0, data: '0x', gasLimit: 0, maxFeePerGas: 0, maxPriorityFeePerGas: 0 },
+    tx: {
+      type: 2,
+      chainId: 10,
+      nonce: 0,
+      to: TO,
+      value: 0,
+      data: '0x',
+      gasLimit: 0,
+      maxFeePerGas: 0,
+      maxPriorityFeePerGas: 0,
+    },
   },
   {
     name: 'eip1559 large values',
-    tx: { type: 2, chainId: 2n ** 40n, nonce: 2 ** 52, to: TO, value: 2n ** 256n - 1n, data: '0x' + 'ab'.repeat(1000), gasLimit: 30_000_000, maxFeePerGas: 2n ** 200n, maxPriorityFeePerGas: 2n ** 199n },
+    tx: {
+      type: 2,
+      chainId: 2n ** 40n,
+      nonce: 2 ** 52,
+      to: TO,
+      value: 2n ** 256n - 1n,
+      data: `0x${'ab'.repeat(1000)}`,
+      gasLimit: 30_000_000,
+      maxFeePerGas: 2n ** 200n,
+      maxPriorityFeePerGas: 2n ** 199n,
+    },
   },
   {
     name: 'legacy EIP-155 mainnet',
-    tx: { type: 0, chainId: 1, nonce: 9, to: TO, value: 123456789n, data: '0x', gasLimit: 21000, gasPrice: 20_000_000_000n },
+    tx: {
+      type: 0,
+      chainId: 1,
+      nonce: 9,
+      to: TO,
+      value: 123456789n,
+      data: '0x',
+      gasLimit: 21000,
+      gasPrice: 20_000_000_000n,
+    },
   },
   {
     name: 'legacy EIP-155 BSC with calldata',
-    tx: { type: 0, chainId: 56, nonce: 1, to: TO, value: 0, data: '0xa9059cbb' + '00'.repeat(12) + TO.slice(2).toLowerCase() + '00'.repeat(31) + '01', gasLimit: 60_000, gasPrice: 3_000_000_000n },
+    tx: {
+      type: 0,
+      chainId: 56,
+      nonce: 1,
+      to: TO,
+      value: 0,
+      data: `0xa9059cbb${'00'.repeat(12)}${TO.slice(2).toLowerCase()}${'00'.repeat(31)}01`,
+      gasLimit: 60_000,
+      gasPrice: 3_000_000_000n,
+    },
   },
   {
     name: 'legacy EIP-155 Polygon contract creation',
@@ -93,7 +138,16 @@ const goodCases: Case[] = [
   },
   {
     name: 'legacy EIP-155 Sepolia large value',
-    tx: { type: 0, chainId: 11155111, nonce: 77, to: TO, value: 2n ** 255n + 12345n, data: '0x00', gasLimit: 21000, gasPrice: 1 },
+    tx: {
+      type: 0,
+      chainId: 11155111,
+      nonce: 77,
+      to: TO,
+      value: 2n ** 255n + 12345n,
+      data: '0x00',
+      gasLimit: 21000,
+      gasPrice: 1,
+    },
   },
 ];
 
@@ -157,41 +211,108 @@ const wallet = Wallet.createRandom();
 const signed2 = await wallet.signTransaction({ ...goodCases[0]!.tx, from: undefined });
 const signedLegacy = await wallet.signTransaction(goodCases[4]!.tx);
 const body2 = base2.slice(4);
-const typed = (type: string) => getBytes('0x' + type + body2);
+const typed = (type: string) => getBytes(`0x${type}${body2}`);
 const addr = TO.toLowerCase();
 // [nonce, gasPrice, gas, to, value, data, chainIdOrV, r, s]
 const legacyRaw = (f: string[]) => getBytes(encodeRlp(f));
-const eip1559Raw = (f: (string | string[])[]) => getBytes('0x02' + encodeRlp(f).slice(2));
+const eip1559Raw = (f: (string | string[])[]) => getBytes(`0x02${encodeRlp(f).slice(2)}`);
 
 const refusals: { name: string; bytes: Uint8Array; message: RegExp }[] = [
   { name: 'empty input', bytes: new Uint8Array(), message: /empty/ },
   { name: 'garbage bytes', bytes: getBytes('0xdeadbeef'), message: /truncated|RLP/ },
   { name: 'garbage 0xff', bytes: getBytes('0xffffffffffffffff'), message: /RLP/ },
-  { name: 'RLP string instead of list', bytes: getBytes('0x83abcdef'), message: /neither a typed envelope nor an RLP list/ },
+  {
+    name: 'RLP string instead of list',
+    bytes: getBytes('0x83abcdef'),
+    message: /neither a typed envelope nor an RLP list/,
+  },
   { name: 'truncated eip1559', bytes: getBytes(base2).subarray(0, 20), message: /truncated/ },
-  { name: 'eip1559 missing last byte', bytes: getBytes(base2).subarray(0, getBytes(base2).length - 1), message: /truncated/ },
+  {
+    name: 'eip1559 missing last byte',
+    bytes: getBytes(base2).subarray(0, getBytes(base2).length - 1),
+    message: /truncated/,
+  },
   { name: 'truncated legacy', bytes: getBytes(baseLegacy).subarray(0, 10), message: /truncated/ },
   { name: 'type 0x02 alone', bytes: getBytes('0x02'), message: /RLP|truncated/ },
-  { name: 'type 0x01', bytes: getBytes(Transaction.from({ type: 1, chainId: 1, nonce: 0, gasLimit: 21000, gasPrice: 1, to: TO }).unsignedSerialized), message: /type 0x01 \(EIP-2930/ },
+  {
+    name: 'type 0x01',
+    bytes: getBytes(
+      Transaction.from({ type: 1, chainId: 1, nonce: 0, gasLimit: 21000, gasPrice: 1, to: TO }).unsignedSerialized,
+    ),
+    message: /type 0x01 \(EIP-2930/,
+  },
   { name: 'type 0x03', bytes: typed('03'), message: /type 0x03 \(EIP-4844/ },
   { name: 'type 0x04', bytes: typed('04'), message: /type 0x04 \(EIP-7702/ },
   { name: 'unknown type 0x05', bytes: typed('05'), message: /type 0x05 is not supported/ },
-  { name: 'pre-EIP-155 legacy', bytes: getBytes(Transaction.from({ type: 0, nonce: 0, to: TO, value: 1, gasLimit: 21000, gasPrice: 1 }).unsignedSerialized), message: /pre-EIP-155/ },
-  { name: 'legacy chain id 0', bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x', '0x', '0x']), message: /chain id 0/ },
-  { name: 'eip1559 chain id 0', bytes: eip1559Raw(['0x', '0x', '0x01', '0x01', '0x5208', addr, '0x', '0x', []]), message: /chain id 0/ },
+  {
+    name: 'pre-EIP-155 legacy',
+    bytes: getBytes(
+      Transaction.from({ type: 0, nonce: 0, to: TO, value: 1, gasLimit: 21000, gasPrice: 1 }).unsignedSerialized,
+    ),
+    message: /pre-EIP-155/,
+  },
+  {
+    name: 'legacy chain id 0',
+    bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x', '0x', '0x']),
+    message: /chain id 0/,
+  },
+  {
+    name: 'eip1559 chain id 0',
+    bytes: eip1559Raw(['0x', '0x', '0x01', '0x01', '0x5208', addr, '0x', '0x', []]),
+    message: /chain id 0/,
+  },
   { name: 'already-signed eip1559', bytes: getBytes(signed2), message: /already signed/ },
   { name: 'already-signed legacy', bytes: getBytes(signedLegacy), message: /already signed/ },
-  { name: 'legacy with only s set', bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x01', '0x', '0x05']), message: /already signed/ },
-  { name: 'trailing byte on eip1559', bytes: getBytes(base2 + '00'), message: /trailing/ },
-  { name: 'trailing byte on legacy', bytes: getBytes(baseLegacy + '00'), message: /trailing/ },
-  { name: 'eip1559 with 10 fields', bytes: eip1559Raw(['0x01', '0x', '0x01', '0x01', '0x5208', addr, '0x', '0x', [], '0x']), message: /9 fields, got 10/ },
-  { name: 'legacy with 7 fields', bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x01']), message: /9 fields \(EIP-155\), got 7/ },
-  { name: 'non-canonical nonce (leading zero)', bytes: eip1559Raw(['0x01', '0x0005', '0x01', '0x01', '0x5208', addr, '0x', '0x', []]), message: /canonical/ },
-  { name: 'non-canonical legacy chain id', bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x0001', '0x', '0x']), message: /canonical/ },
-  { name: 'list where nonce belongs', bytes: eip1559Raw(['0x01', [], '0x01', '0x01', '0x5208', addr, '0x', '0x', []]), message: /canonical|decoded/ },
-  { name: 'recipient of 19 bytes', bytes: eip1559Raw(['0x01', '0x', '0x01', '0x01', '0x5208', '0x' + '11'.repeat(19), '0x', '0x', []]), message: /could not be decoded/ },
-  { name: 'tip above fee cap', bytes: eip1559Raw(['0x01', '0x', '0x05', '0x01', '0x5208', addr, '0x', '0x', []]), message: /could not be decoded/ },
-  { name: 'non-empty access list', bytes: getBytes(Transaction.from({ ...goodCases[0]!.tx, accessList: [{ address: TO, storageKeys: ['0x' + '00'.repeat(32)] }] }).unsignedSerialized), message: /access list/ },
+  {
+    name: 'legacy with only s set',
+    bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x01', '0x', '0x05']),
+    message: /already signed/,
+  },
+  { name: 'trailing byte on eip1559', bytes: getBytes(`${base2}00`), message: /trailing/ },
+  { name: 'trailing byte on legacy', bytes: getBytes(`${baseLegacy}00`), message: /trailing/ },
+  {
+    name: 'eip1559 with 10 fields',
+    bytes: eip1559Raw(['0x01', '0x', '0x01', '0x01', '0x5208', addr, '0x', '0x', [], '0x']),
+    message: /9 fields, got 10/,
+  },
+  {
+    name: 'legacy with 7 fields',
+    bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x01']),
+    message: /9 fields \(EIP-155\), got 7/,
+  },
+  {
+    name: 'non-canonical nonce (leading zero)',
+    bytes: eip1559Raw(['0x01', '0x0005', '0x01', '0x01', '0x5208', addr, '0x', '0x', []]),
+    message: /canonical/,
+  },
+  {
+    name: 'non-canonical legacy chain id',
+    bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x0001', '0x', '0x']),
+    message: /canonical/,
+  },
+  {
+    name: 'list where nonce belongs',
+    bytes: eip1559Raw(['0x01', [], '0x01', '0x01', '0x5208', addr, '0x', '0x', []]),
+    message: /canonical|decoded/,
+  },
+  {
+    name: 'recipient of 19 bytes',
+    bytes: eip1559Raw(['0x01', '0x', '0x01', '0x01', '0x5208', `0x${'11'.repeat(19)}`, '0x', '0x', []]),
+    message: /could not be decoded/,
+  },
+  {
+    name: 'tip above fee cap',
+    bytes: eip1559Raw(['0x01', '0x', '0x05', '0x01', '0x5208', addr, '0x', '0x', []]),
+    message: /could not be decoded/,
+  },
+  {
+    name: 'non-empty access list',
+    bytes: getBytes(
+      Transaction.from({ ...goodCases[0]!.tx, accessList: [{ address: TO, storageKeys: [`0x${'00'.repeat(32)}`] }] })
+        .unsignedSerialized,
+    ),
+    message: /access list/,
+  },
   {
     name: 'legacy chain id above 2^53',
     bytes: legacyRaw(['0x', '0x01', '0x5208', addr, '0x', '0x', '0x1000000000000001', '0x', '0x']),
@@ -213,7 +334,10 @@ t.test('refusals', async (t) => {
 
 t.test('no raw viem error escapes on mangled input', async (t) => {
   let seed = 0x1234567;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) & 0xff;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed >>> 8) & 0xff;
+  };
   let accepted = 0;
   for (const hex of [base2, baseLegacy]) {
     const good = getBytes(hex);

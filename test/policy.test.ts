@@ -1,26 +1,20 @@
-import t, { type Test } from 'tap';
 import { status } from '@grpc/grpc-js';
-import { Interface, Transaction, getBytes, type TransactionLike } from 'ethers';
-import { SignerError, type Reason } from '../src/core/errors.js';
-import { statusOf } from '../src/infra/grpc/status.js';
+import { getBytes, Interface, Transaction, type TransactionLike } from 'ethers';
+import t, { type Test } from 'tap';
+import { type Reason, SignerError } from '../src/core/errors.js';
 import { decodeErc20Call } from '../src/core/payloads/erc20.js';
 import { decodeEvmTransaction, type EvmIntent } from '../src/core/payloads/evm.js';
 import {
   checkFreshness,
+  type Decision,
   evaluate,
   evaluateBatch,
   nativeValue,
-  type Decision,
   type SignIntent,
   type VelocityUsage,
 } from '../src/core/policy/evaluate.js';
-import {
-  PolicyError,
-  compilePolicy,
-  findAmbiguities,
-  policyMatches,
-  selectPolicy,
-} from '../src/core/policy/schema.js';
+import { compilePolicy, findAmbiguities, PolicyError, policyMatches, selectPolicy } from '../src/core/policy/schema.js';
+import { statusOf } from '../src/infra/grpc/status.js';
 
 // ---------------------------------------------------------------------------------------------
 // The cast: addresses are EIP-55 in intents (as decoded); the policy writes some in lowercase.
@@ -41,14 +35,12 @@ const erc20 = new Interface([
   'function approve(address spender, uint256 amount)',
   'function balanceOf(address owner)',
 ]);
-const transfer = (to: string, amount: bigint) =>
-  erc20.encodeFunctionData('transfer', [to, amount]) as `0x${string}`;
+const transfer = (to: string, amount: bigint) => erc20.encodeFunctionData('transfer', [to, amount]) as `0x${string}`;
 const transferFrom = (from: string, to: string, amount: bigint) =>
   erc20.encodeFunctionData('transferFrom', [from, to, amount]) as `0x${string}`;
 const approve = (spender: string, amount: bigint) =>
   erc20.encodeFunctionData('approve', [spender, amount]) as `0x${string}`;
-const balanceOf = (owner: string) =>
-  erc20.encodeFunctionData('balanceOf', [owner]) as `0x${string}`;
+const balanceOf = (owner: string) => erc20.encodeFunctionData('balanceOf', [owner]) as `0x${string}`;
 const UNKNOWN_SELECTOR_CALL = '0x12345678000000000000000000000000000000000000000000000000000000ff';
 
 /** The hot-wallet policy every row starts from. */
@@ -123,13 +115,7 @@ const CODE: Partial<Record<Reason, status>> = {
 };
 
 /** Checks the outcome, and for a refusal everything a refusal promises. */
-function expectDecision(
-  t: Test,
-  d: Decision,
-  expected: Expected,
-  policy = 'hot-wallet',
-  calldata: string = '0x',
-) {
+function expectDecision(t: Test, d: Decision, expected: Expected, policy = 'hot-wallet', calldata: string = '0x') {
   if (expected === 'allow') {
     t.same(d, { allow: true }, 'allowed');
     return;
@@ -168,10 +154,25 @@ const rows: Row[] = [
   ['raw digest, payloadKinds lists evm only', {}, { kind: 'digest', evm: undefined }, 'RAW_SIGNING_DISABLED'],
   ['raw message, payloadKinds lists evm only', {}, { kind: 'message', evm: undefined }, 'RAW_SIGNING_DISABLED'],
   ['raw digest, listed', { payloadKinds: ['evm', 'digest'] }, { kind: 'digest', evm: undefined }, 'allow'],
-  ['raw message, digest listed but not message', { payloadKinds: ['digest'] }, { kind: 'message', evm: undefined }, 'RAW_SIGNING_DISABLED'],
-  ['payloadKinds absent defaults to evm only', { payloadKinds: undefined }, { kind: 'digest', evm: undefined }, 'RAW_SIGNING_DISABLED'],
+  [
+    'raw message, digest listed but not message',
+    { payloadKinds: ['digest'] },
+    { kind: 'message', evm: undefined },
+    'RAW_SIGNING_DISABLED',
+  ],
+  [
+    'payloadKinds absent defaults to evm only',
+    { payloadKinds: undefined },
+    { kind: 'digest', evm: undefined },
+    'RAW_SIGNING_DISABLED',
+  ],
   ['EVM, no evm section', { evm: undefined }, {}, 'PAYLOAD_KIND_NOT_ALLOWED'],
-  ['EVM, no evm section even though evm listed', { evm: undefined, payloadKinds: ['evm', 'digest'] }, {}, 'PAYLOAD_KIND_NOT_ALLOWED'],
+  [
+    'EVM, no evm section even though evm listed',
+    { evm: undefined, payloadKinds: ['evm', 'digest'] },
+    {},
+    'PAYLOAD_KIND_NOT_ALLOWED',
+  ],
   ['EVM, evm section but payloadKinds omits evm', { payloadKinds: ['digest'] }, {}, 'PAYLOAD_KIND_NOT_ALLOWED'],
 
   // chains
@@ -180,17 +181,42 @@ const rows: Row[] = [
 
   // contract creation
   ['contract creation, default', {}, { evm: { to: null, value: 0n, data: '0x6000' } }, 'CONTRACT_NOT_ALLOWED'],
-  ['contract creation, allowed', { evm: { allowContractCreation: true } }, { evm: { to: null, value: 0n, data: '0x6000' } }, 'allow'],
-  ['contract creation, allowed but value over maxValue', { evm: { allowContractCreation: true } }, { evm: { to: null, value: ETH + 1n, data: '0x6000' } }, 'VALUE_LIMIT'],
+  [
+    'contract creation, allowed',
+    { evm: { allowContractCreation: true } },
+    { evm: { to: null, value: 0n, data: '0x6000' } },
+    'allow',
+  ],
+  [
+    'contract creation, allowed but value over maxValue',
+    { evm: { allowContractCreation: true } },
+    { evm: { to: null, value: ETH + 1n, data: '0x6000' } },
+    'VALUE_LIMIT',
+  ],
 
   // fees
   ['maxFeePerGas exactly at the limit', {}, { evm: { maxFeePerGas: 100n * GWEI } }, 'allow'],
   ['maxFeePerGas one wei over', {}, { evm: { maxFeePerGas: 100n * GWEI + 1n } }, 'FEE_LIMIT'],
   ['priority fee exactly at the limit', {}, { evm: { maxPriorityFeePerGas: 2n * GWEI } }, 'allow'],
   ['priority fee one wei over', {}, { evm: { maxPriorityFeePerGas: 2n * GWEI + 1n } }, 'FEE_LIMIT'],
-  ['priority fee uncapped when the policy sets none', { evm: { maxPriorityFeePerGas: undefined } }, { evm: { maxPriorityFeePerGas: 50n * GWEI } }, 'allow'],
-  ['legacy gasPrice exactly at maxFeePerGas', {}, { evm: { type: 'legacy', maxFeePerGas: 100n * GWEI, maxPriorityFeePerGas: null } }, 'allow'],
-  ['legacy gasPrice one wei over maxFeePerGas', {}, { evm: { type: 'legacy', maxFeePerGas: 100n * GWEI + 1n, maxPriorityFeePerGas: null } }, 'FEE_LIMIT'],
+  [
+    'priority fee uncapped when the policy sets none',
+    { evm: { maxPriorityFeePerGas: undefined } },
+    { evm: { maxPriorityFeePerGas: 50n * GWEI } },
+    'allow',
+  ],
+  [
+    'legacy gasPrice exactly at maxFeePerGas',
+    {},
+    { evm: { type: 'legacy', maxFeePerGas: 100n * GWEI, maxPriorityFeePerGas: null } },
+    'allow',
+  ],
+  [
+    'legacy gasPrice one wei over maxFeePerGas',
+    {},
+    { evm: { type: 'legacy', maxFeePerGas: 100n * GWEI + 1n, maxPriorityFeePerGas: null } },
+    'FEE_LIMIT',
+  ],
   ['gas limit exactly at maxGas', {}, { evm: { gas: 100_000n } }, 'allow'],
   ['gas limit one over maxGas', {}, { evm: { gas: 100_001n } }, 'FEE_LIMIT'],
 
@@ -205,41 +231,141 @@ const rows: Row[] = [
   ['allow-list written lowercase, intent checksummed', {}, { evm: { to: CAROL } }, 'allow'],
   ['empty allow-list refuses every recipient', { evm: { destinations: { allow: [] } } }, {}, 'DESTINATION_NOT_ALLOWED'],
   ['any destination', { evm: { destinations: { any: true } } }, { evm: { to: BOB } }, 'allow'],
-  ['any destination except the deny-list', { evm: { destinations: { any: true, deny: [BOB.toLowerCase()] } } }, { evm: { to: BOB } }, 'DESTINATION_NOT_ALLOWED'],
-  ['any destination, deny-list not hit', { evm: { destinations: { any: true, deny: [BOB] } } }, { evm: { to: ALICE } }, 'allow'],
-  ['plain transfer to a listed contract still needs the allow-list', {}, { evm: { to: ROUTER } }, 'DESTINATION_NOT_ALLOWED'],
+  [
+    'any destination except the deny-list',
+    { evm: { destinations: { any: true, deny: [BOB.toLowerCase()] } } },
+    { evm: { to: BOB } },
+    'DESTINATION_NOT_ALLOWED',
+  ],
+  [
+    'any destination, deny-list not hit',
+    { evm: { destinations: { any: true, deny: [BOB] } } },
+    { evm: { to: ALICE } },
+    'allow',
+  ],
+  [
+    'plain transfer to a listed contract still needs the allow-list',
+    {},
+    { evm: { to: ROUTER } },
+    'DESTINATION_NOT_ALLOWED',
+  ],
 
   // ERC-20 calls to listed tokens
   ['USDC transfer exactly at maxAmount', {}, tokenCall(USDC, transfer(ALICE, 1000n * USDC_UNIT)), 'allow'],
-  ['USDC transfer one unit over maxAmount', {}, tokenCall(USDC, transfer(ALICE, 1000n * USDC_UNIT + 1n)), 'VALUE_LIMIT'],
-  ['USDC transfer to a recipient not in the allow-list', {}, tokenCall(USDC, transfer(BOB, 1n)), 'DESTINATION_NOT_ALLOWED'],
-  ['USDC transferFrom to an allowed recipient (from is not a destination)', {}, tokenCall(USDC, transferFrom(BOB, ALICE, 5n)), 'allow'],
-  ['USDC transferFrom to a recipient not in the allow-list', {}, tokenCall(USDC, transferFrom(ALICE, BOB, 5n)), 'DESTINATION_NOT_ALLOWED'],
+  [
+    'USDC transfer one unit over maxAmount',
+    {},
+    tokenCall(USDC, transfer(ALICE, 1000n * USDC_UNIT + 1n)),
+    'VALUE_LIMIT',
+  ],
+  [
+    'USDC transfer to a recipient not in the allow-list',
+    {},
+    tokenCall(USDC, transfer(BOB, 1n)),
+    'DESTINATION_NOT_ALLOWED',
+  ],
+  [
+    'USDC transferFrom to an allowed recipient (from is not a destination)',
+    {},
+    tokenCall(USDC, transferFrom(BOB, ALICE, 5n)),
+    'allow',
+  ],
+  [
+    'USDC transferFrom to a recipient not in the allow-list',
+    {},
+    tokenCall(USDC, transferFrom(ALICE, BOB, 5n)),
+    'DESTINATION_NOT_ALLOWED',
+  ],
   ['USDC approve to an allowed spender', {}, tokenCall(USDC, approve(CAROL, 10n)), 'allow'],
-  ['USDC approve to a spender not in the allow-list', {}, tokenCall(USDC, approve(BOB, 10n)), 'DESTINATION_NOT_ALLOWED'],
+  [
+    'USDC approve to a spender not in the allow-list',
+    {},
+    tokenCall(USDC, approve(BOB, 10n)),
+    'DESTINATION_NOT_ALLOWED',
+  ],
   ['USDC unlimited approve', {}, tokenCall(USDC, approve(ALICE, 2n ** 256n - 1n)), 'VALUE_LIMIT'],
-  ['USDC transfer, token amount is not native value', { evm: { maxValue: '0' } }, tokenCall(USDC, transfer(ALICE, 5n)), 'allow'],
-  ['USDC transfer carrying native value to a token not in the allow-list', {}, tokenCall(USDC, transfer(ALICE, 5n), { value: 1n }), 'DESTINATION_NOT_ALLOWED'],
+  [
+    'USDC transfer, token amount is not native value',
+    { evm: { maxValue: '0' } },
+    tokenCall(USDC, transfer(ALICE, 5n)),
+    'allow',
+  ],
+  [
+    'USDC transfer carrying native value to a token not in the allow-list',
+    {},
+    tokenCall(USDC, transfer(ALICE, 5n), { value: 1n }),
+    'DESTINATION_NOT_ALLOWED',
+  ],
   ['USDC transfer with a trailing byte', {}, tokenCall(USDC, `${transfer(ALICE, 5n)}00`), 'PAYLOAD_INVALID'],
-  ['USDC balanceOf: not a token movement, USDC not in contracts', {}, tokenCall(USDC, balanceOf(ALICE)), 'CONTRACT_NOT_ALLOWED'],
-  ['USDC balanceOf when USDC is also a listed contract', { evm: { contracts: [ROUTER, USDC] } }, tokenCall(USDC, balanceOf(ALICE)), 'allow'],
-  ['USDC listed as contract too: token limits still apply to transfers', { evm: { contracts: [ROUTER, USDC] } }, tokenCall(USDC, transfer(ALICE, 1000n * USDC_UNIT + 1n)), 'VALUE_LIMIT'],
-  ['tokens absent: every ERC-20 transfer refused', { evm: { tokens: undefined } }, tokenCall(USDC, transfer(ALICE, 1n)), 'CONTRACT_NOT_ALLOWED'],
+  [
+    'USDC balanceOf: not a token movement, USDC not in contracts',
+    {},
+    tokenCall(USDC, balanceOf(ALICE)),
+    'CONTRACT_NOT_ALLOWED',
+  ],
+  [
+    'USDC balanceOf when USDC is also a listed contract',
+    { evm: { contracts: [ROUTER, USDC] } },
+    tokenCall(USDC, balanceOf(ALICE)),
+    'allow',
+  ],
+  [
+    'USDC listed as contract too: token limits still apply to transfers',
+    { evm: { contracts: [ROUTER, USDC] } },
+    tokenCall(USDC, transfer(ALICE, 1000n * USDC_UNIT + 1n)),
+    'VALUE_LIMIT',
+  ],
+  [
+    'tokens absent: every ERC-20 transfer refused',
+    { evm: { tokens: undefined } },
+    tokenCall(USDC, transfer(ALICE, 1n)),
+    'CONTRACT_NOT_ALLOWED',
+  ],
 
   // ERC-20 calls to tokens the policy does not list, and other calldata
   ['DAI transfer: token not listed', {}, tokenCall(DAI, transfer(ALICE, 1n)), 'CONTRACT_NOT_ALLOWED'],
-  ['DAI transfer when DAI is a listed contract: a generic call', { evm: { contracts: [ROUTER, DAI] } }, tokenCall(DAI, transfer(BOB, 10n ** 30n)), 'allow'],
-  ['unknown selector to a listed contract, not in the allow-list', {}, tokenCall(ROUTER, UNKNOWN_SELECTOR_CALL), 'allow'],
-  ['listed contract with native value inside maxValue', {}, tokenCall(ROUTER, UNKNOWN_SELECTOR_CALL, { value: ETH }), 'allow'],
+  [
+    'DAI transfer when DAI is a listed contract: a generic call',
+    { evm: { contracts: [ROUTER, DAI] } },
+    tokenCall(DAI, transfer(BOB, 10n ** 30n)),
+    'allow',
+  ],
+  [
+    'unknown selector to a listed contract, not in the allow-list',
+    {},
+    tokenCall(ROUTER, UNKNOWN_SELECTOR_CALL),
+    'allow',
+  ],
+  [
+    'listed contract with native value inside maxValue',
+    {},
+    tokenCall(ROUTER, UNKNOWN_SELECTOR_CALL, { value: ETH }),
+    'allow',
+  ],
   ['unknown selector to a contract not listed', {}, tokenCall(BOB, UNKNOWN_SELECTOR_CALL), 'CONTRACT_NOT_ALLOWED'],
-  ['calldata to an allowed destination that is not a listed contract', {}, tokenCall(ALICE, '0xdeadbeef'), 'CONTRACT_NOT_ALLOWED'],
-  ['contracts absent: no calldata anywhere', { evm: { contracts: undefined } }, tokenCall(ROUTER, UNKNOWN_SELECTOR_CALL), 'CONTRACT_NOT_ALLOWED'],
+  [
+    'calldata to an allowed destination that is not a listed contract',
+    {},
+    tokenCall(ALICE, '0xdeadbeef'),
+    'CONTRACT_NOT_ALLOWED',
+  ],
+  [
+    'contracts absent: no calldata anywhere',
+    { evm: { contracts: undefined } },
+    tokenCall(ROUTER, UNKNOWN_SELECTOR_CALL),
+    'CONTRACT_NOT_ALLOWED',
+  ],
 
   // order: the earliest broken rule is the one reported
   ['wrong chain and over value: chain first', {}, { evm: { chainId: 10n, value: ETH + 1n } }, 'CHAIN_NOT_ALLOWED'],
   ['over fee and over value: fee first', {}, { evm: { gas: 100_001n, value: ETH + 1n } }, 'FEE_LIMIT'],
   ['over value and bad recipient: value first', {}, { evm: { to: BOB, value: ETH + 1n } }, 'VALUE_LIMIT'],
-  ['bad client and raw digest: client first', {}, { client: 'x', kind: 'digest', evm: undefined }, 'CLIENT_NOT_ALLOWED'],
+  [
+    'bad client and raw digest: client first',
+    {},
+    { client: 'x', kind: 'digest', evm: undefined },
+    'CLIENT_NOT_ALLOWED',
+  ],
 ];
 
 t.test('evaluate: one row per rule and boundary', async (t) => {
@@ -268,7 +394,11 @@ t.test('evaluate: refusals carry the numbers and the rule', async (t) => {
   t.match(chain, { message: /chain 10 is not allowed; the policy allows chains 1, 8453/ });
   const dest = evaluate(p, intentWith({ evm: { to: BOB } }), []);
   t.match(dest, { metadata: { rule: 'evm.destinations.allow', destination: BOB } });
-  const gas = evaluate(p, intentWith({ evm: { type: 'legacy', maxFeePerGas: 101n * GWEI, maxPriorityFeePerGas: null } }), []);
+  const gas = evaluate(
+    p,
+    intentWith({ evm: { type: 'legacy', maxFeePerGas: 101n * GWEI, maxPriorityFeePerGas: null } }),
+    [],
+  );
   t.match(gas, { message: /^gasPrice 101000000000 wei exceeds the policy limit 100000000000/ });
 });
 
@@ -288,15 +418,72 @@ const perClientValue = { scope: 'client', windowSeconds: 86400, maxValue: String
 const velocityRows: VelocityRow[] = [
   ['per key: the 10th of 10 signatures', [perKeyCount], [{ count: 9, value: 0n }], {}, 'allow'],
   ['per key: the 11th of 10 signatures', [perKeyCount], [{ count: 10, value: 0n }], {}, 'VELOCITY_LIMIT'],
-  ['per client: value lands exactly on the limit', [perClientValue], [{ count: 3, value: (3n * ETH) / 2n }], { evm: { value: ETH / 2n } }, 'allow'],
-  ['per client: one wei over the limit', [perClientValue], [{ count: 3, value: (3n * ETH) / 2n }], { evm: { value: ETH / 2n + 1n } }, 'VELOCITY_LIMIT'],
-  ['per client: count unlimited when only value is capped', [perClientValue], [{ count: 1_000_000, value: 0n }], {}, 'allow'],
-  ['both limits in one rule: count trips', [{ scope: 'key', windowSeconds: 60, maxCount: 1, maxValue: String(ETH) }], [{ count: 1, value: 0n }], {}, 'VELOCITY_LIMIT'],
-  ['second rule trips while the first passes', [perKeyCount, perClientValue], [{ count: 0, value: 0n }, { count: 0, value: 2n * ETH }], {}, 'VELOCITY_LIMIT'],
-  ['raw digest counts but moves no value', [{ scope: 'key', windowSeconds: 60, maxCount: 5, maxValue: '0' }], [{ count: 4, value: 0n }], { kind: 'digest', evm: undefined }, 'allow'],
-  ['raw digest still counts', [{ scope: 'key', windowSeconds: 60, maxCount: 5 }], [{ count: 5, value: 0n }], { kind: 'digest', evm: undefined }, 'VELOCITY_LIMIT'],
-  ['token transfer moves no native value', [{ scope: 'key', windowSeconds: 60, maxValue: '0' }], [{ count: 0, value: 0n }], tokenCall(USDC, transfer(ALICE, 5n)), 'allow'],
-  ['velocity comes after the static rules', [perKeyCount], [{ count: 10, value: 0n }], { evm: { to: BOB } }, 'DESTINATION_NOT_ALLOWED'],
+  [
+    'per client: value lands exactly on the limit',
+    [perClientValue],
+    [{ count: 3, value: (3n * ETH) / 2n }],
+    { evm: { value: ETH / 2n } },
+    'allow',
+  ],
+  [
+    'per client: one wei over the limit',
+    [perClientValue],
+    [{ count: 3, value: (3n * ETH) / 2n }],
+    { evm: { value: ETH / 2n + 1n } },
+    'VELOCITY_LIMIT',
+  ],
+  [
+    'per client: count unlimited when only value is capped',
+    [perClientValue],
+    [{ count: 1_000_000, value: 0n }],
+    {},
+    'allow',
+  ],
+  [
+    'both limits in one rule: count trips',
+    [{ scope: 'key', windowSeconds: 60, maxCount: 1, maxValue: String(ETH) }],
+    [{ count: 1, value: 0n }],
+    {},
+    'VELOCITY_LIMIT',
+  ],
+  [
+    'second rule trips while the first passes',
+    [perKeyCount, perClientValue],
+    [
+      { count: 0, value: 0n },
+      { count: 0, value: 2n * ETH },
+    ],
+    {},
+    'VELOCITY_LIMIT',
+  ],
+  [
+    'raw digest counts but moves no value',
+    [{ scope: 'key', windowSeconds: 60, maxCount: 5, maxValue: '0' }],
+    [{ count: 4, value: 0n }],
+    { kind: 'digest', evm: undefined },
+    'allow',
+  ],
+  [
+    'raw digest still counts',
+    [{ scope: 'key', windowSeconds: 60, maxCount: 5 }],
+    [{ count: 5, value: 0n }],
+    { kind: 'digest', evm: undefined },
+    'VELOCITY_LIMIT',
+  ],
+  [
+    'token transfer moves no native value',
+    [{ scope: 'key', windowSeconds: 60, maxValue: '0' }],
+    [{ count: 0, value: 0n }],
+    tokenCall(USDC, transfer(ALICE, 5n)),
+    'allow',
+  ],
+  [
+    'velocity comes after the static rules',
+    [perKeyCount],
+    [{ count: 10, value: 0n }],
+    { evm: { to: BOB } },
+    'DESTINATION_NOT_ALLOWED',
+  ],
 ];
 
 t.test('evaluate: velocity', async (t) => {
@@ -307,12 +494,24 @@ t.test('evaluate: velocity', async (t) => {
     });
   }
   const p = policyWith({ velocity: [perKeyCount, perClientValue] });
-  t.match(evaluate(p, intentWith(), [{ count: 10, value: 0n }, { count: 0, value: 0n }]), {
-    metadata: { rule: 'velocity[0]', scope: 'key', windowSeconds: '3600', limit: '10' },
-  });
-  t.match(evaluate(p, intentWith(), [{ count: 0, value: 0n }, { count: 0, value: 2n * ETH }]), {
-    metadata: { rule: 'velocity[1]', scope: 'client', windowSeconds: '86400' },
-  });
+  t.match(
+    evaluate(p, intentWith(), [
+      { count: 10, value: 0n },
+      { count: 0, value: 0n },
+    ]),
+    {
+      metadata: { rule: 'velocity[0]', scope: 'key', windowSeconds: '3600', limit: '10' },
+    },
+  );
+  t.match(
+    evaluate(p, intentWith(), [
+      { count: 0, value: 0n },
+      { count: 0, value: 2n * ETH },
+    ]),
+    {
+      metadata: { rule: 'velocity[1]', scope: 'client', windowSeconds: '86400' },
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -362,13 +561,58 @@ type BatchRow = [string, object, SignIntent[], VelocityUsage[], Expected, number
 const batchRows: BatchRow[] = [
   ['three items inside every limit', {}, [item(0n), item(1n), item(2n)], nothingUsed, 'allow'],
   ['one item more than maxItems', {}, [item(0n), item(1n), item(2n), item(3n)], nothingUsed, 'BATCH_LIMIT'],
-  ['total value exactly maxTotalValue', {}, [item(0n, { value: ETH }), item(1n, { value: half })], nothingUsed, 'allow'],
-  ['total value one wei over', {}, [item(0n, { value: ETH }), item(1n, { value: half + 1n })], nothingUsed, 'BATCH_LIMIT'],
-  ['second item to a recipient not allowed', {}, [item(0n), item(1n, { to: BOB }), item(2n)], nothingUsed, 'DESTINATION_NOT_ALLOWED', 1],
-  ['velocity count reached by the third item', {}, [item(0n), item(1n), item(2n)], [{ count: 3, value: 0n }], 'VELOCITY_LIMIT', 2],
-  ['velocity count exactly reached by the last item', {}, [item(0n), item(1n), item(2n)], [{ count: 2, value: 0n }], 'allow'],
-  ['velocity value crossed by the third item', {}, [item(0n), item(1n), item(2n)], [{ count: 0, value: ETH }], 'VELOCITY_LIMIT', 2],
-  ['velocity value exactly reached by the last item', {}, [item(0n), item(1n), item(2n)], [{ count: 0, value: half }], 'allow'],
+  [
+    'total value exactly maxTotalValue',
+    {},
+    [item(0n, { value: ETH }), item(1n, { value: half })],
+    nothingUsed,
+    'allow',
+  ],
+  [
+    'total value one wei over',
+    {},
+    [item(0n, { value: ETH }), item(1n, { value: half + 1n })],
+    nothingUsed,
+    'BATCH_LIMIT',
+  ],
+  [
+    'second item to a recipient not allowed',
+    {},
+    [item(0n), item(1n, { to: BOB }), item(2n)],
+    nothingUsed,
+    'DESTINATION_NOT_ALLOWED',
+    1,
+  ],
+  [
+    'velocity count reached by the third item',
+    {},
+    [item(0n), item(1n), item(2n)],
+    [{ count: 3, value: 0n }],
+    'VELOCITY_LIMIT',
+    2,
+  ],
+  [
+    'velocity count exactly reached by the last item',
+    {},
+    [item(0n), item(1n), item(2n)],
+    [{ count: 2, value: 0n }],
+    'allow',
+  ],
+  [
+    'velocity value crossed by the third item',
+    {},
+    [item(0n), item(1n), item(2n)],
+    [{ count: 0, value: ETH }],
+    'VELOCITY_LIMIT',
+    2,
+  ],
+  [
+    'velocity value exactly reached by the last item',
+    {},
+    [item(0n), item(1n), item(2n)],
+    [{ count: 0, value: half }],
+    'allow',
+  ],
   ['empty batch', {}, [], nothingUsed, 'REQUEST_INVALID'],
 ];
 
@@ -421,7 +665,12 @@ t.test('transactions built by ethers, decoded by decodeEvmTransaction', async (t
   };
   const p = policyWith();
   const usdcTransfer = (amount: bigint) =>
-    fromEthers({ ...eip1559, to: USDC.toLowerCase(), value: 0, data: erc20.encodeFunctionData('transfer', [CAROL, amount]) });
+    fromEthers({
+      ...eip1559,
+      to: USDC.toLowerCase(),
+      value: 0,
+      data: erc20.encodeFunctionData('transfer', [CAROL, amount]),
+    });
   expectDecision(t, evaluate(p, usdcTransfer(250n * USDC_UNIT), []), 'allow');
   expectDecision(t, evaluate(p, usdcTransfer(1001n * USDC_UNIT), []), 'VALUE_LIMIT');
 
@@ -459,7 +708,7 @@ t.test('decodeErc20Call', async (t) => {
       } catch (e) {
         t.type(e, SignerError);
         t.match(e, { reason: 'PAYLOAD_INVALID' });
-          t.equal(statusOf((e as SignerError).reason), status.INVALID_ARGUMENT);
+        t.equal(statusOf((e as SignerError).reason), status.INVALID_ARGUMENT);
         const args = data.slice(10, 40);
         if (args) t.notOk((e as Error).message.includes(args), 'calldata not echoed');
       }
@@ -494,31 +743,83 @@ t.test('compilePolicy: parsed once into bigints and lowercase sets', async (t) =
 const schemaRows: [string, RawPolicy, string][] = [
   ['unknown top-level field', { maxValue: '1' }, 'maxValue: unknown field'],
   ['misspelt evm field', { evm: { maxvalue: '1' } }, 'evm.maxvalue: unknown field'],
-  ['unknown field in a token entry', { evm: { tokens: { [USDC]: { maxAmount: '1', decimals: 6 } } } }, `evm.tokens.${USDC}.decimals: unknown field`],
+  [
+    'unknown field in a token entry',
+    { evm: { tokens: { [USDC]: { maxAmount: '1', decimals: 6 } } } },
+    `evm.tokens.${USDC}.decimals: unknown field`,
+  ],
   ['fractional wei', { evm: { maxValue: '1.5' } }, 'evm.maxValue: expected a decimal integer'],
   ['hex amount', { evm: { maxGas: '0x10' } }, 'evm.maxGas: expected a decimal integer'],
   ['leading zero', { evm: { maxFeePerGas: '010' } }, 'evm.maxFeePerGas: expected a decimal integer'],
   ['JSON number for wei', { evm: { maxValue: 1 } }, 'evm.maxValue: expected a decimal integer string'],
-  ['negative token amount', { evm: { tokens: { [USDC]: { maxAmount: '-1' } } } }, `evm.tokens.${USDC}.maxAmount: expected a decimal integer`],
+  [
+    'negative token amount',
+    { evm: { tokens: { [USDC]: { maxAmount: '-1' } } } },
+    `evm.tokens.${USDC}.maxAmount: expected a decimal integer`,
+  ],
   ['missing maxFeePerGas', { evm: { maxFeePerGas: undefined } }, 'evm.maxFeePerGas:'],
   ['empty chains', { evm: { chains: [] } }, 'evm.chains: expected at least one chain id'],
   ['chain as hex', { evm: { chains: ['0x1'] } }, 'evm.chains[0]: expected a chain id as a positive decimal integer'],
   ['chain 0', { evm: { chains: ['1', '0'] } }, 'evm.chains[1]:'],
-  ['bad address', { evm: { destinations: { allow: ['0x1234'] } } }, 'evm.destinations.allow[0]: expected a 0x-prefixed 20-byte address'],
-  ['bad EIP-55 checksum', { evm: { contracts: [ROUTER.replace('a', 'A')] } }, 'evm.contracts[0]: expected a 0x-prefixed 20-byte address'],
-  ['bad token address', { evm: { tokens: { '0xabc': { maxAmount: '1' } } } }, 'evm.tokens.0xabc: expected a 0x-prefixed 20-byte address'],
-  ['same token twice in different case', { evm: { tokens: { [USDC]: { maxAmount: '1' }, [USDC.toLowerCase()]: { maxAmount: '2' } } } }, 'listed twice'],
-  ['destinations with neither allow nor any', { evm: { destinations: {} } }, 'evm.destinations: expected exactly one of'],
-  ['destinations with both allow and any', { evm: { destinations: { allow: [], any: true } } }, 'evm.destinations: expected exactly one of'],
-  ['deny-list next to an allow-list', { evm: { destinations: { allow: [ALICE], deny: [BOB] } } }, 'evm.destinations.deny: only valid with "any": true'],
+  [
+    'bad address',
+    { evm: { destinations: { allow: ['0x1234'] } } },
+    'evm.destinations.allow[0]: expected a 0x-prefixed 20-byte address',
+  ],
+  [
+    'bad EIP-55 checksum',
+    { evm: { contracts: [ROUTER.replace('a', 'A')] } },
+    'evm.contracts[0]: expected a 0x-prefixed 20-byte address',
+  ],
+  [
+    'bad token address',
+    { evm: { tokens: { '0xabc': { maxAmount: '1' } } } },
+    'evm.tokens.0xabc: expected a 0x-prefixed 20-byte address',
+  ],
+  [
+    'same token twice in different case',
+    { evm: { tokens: { [USDC]: { maxAmount: '1' }, [USDC.toLowerCase()]: { maxAmount: '2' } } } },
+    'listed twice',
+  ],
+  [
+    'destinations with neither allow nor any',
+    { evm: { destinations: {} } },
+    'evm.destinations: expected exactly one of',
+  ],
+  [
+    'destinations with both allow and any',
+    { evm: { destinations: { allow: [], any: true } } },
+    'evm.destinations: expected exactly one of',
+  ],
+  [
+    'deny-list next to an allow-list',
+    { evm: { destinations: { allow: [ALICE], deny: [BOB] } } },
+    'evm.destinations.deny: only valid with "any": true',
+  ],
   ['any: false', { evm: { destinations: { any: false } } }, 'evm.destinations.any: expected true'],
   ['batch missing when traffic is both', { traffic: 'both' }, 'batch: required when traffic is "both"'],
   ['batch missing when traffic is batch', { traffic: 'batch' }, 'batch: required when traffic is "batch"'],
   ['batch on a hot-only policy', { batch: BATCH }, 'batch: only valid when traffic is "batch" or "both"'],
-  ['batch maxItems over 10000', { traffic: 'both', batch: { ...BATCH, maxItems: 10_001 } }, 'batch.maxItems: expected at most 10000'],
-  ['velocity rule without limits', { velocity: [{ scope: 'key', windowSeconds: 60 }] }, 'velocity[0]: a velocity rule needs maxCount, maxValue or both'],
-  ['velocity rule with unknown scope', { velocity: [{ scope: 'account', windowSeconds: 60, maxCount: 1 }] }, 'velocity[0].scope:'],
-  ['velocity window not an integer', { velocity: [{ scope: 'key', windowSeconds: 1.5, maxCount: 1 }] }, 'velocity[0].windowSeconds: expected an integer'],
+  [
+    'batch maxItems over 10000',
+    { traffic: 'both', batch: { ...BATCH, maxItems: 10_001 } },
+    'batch.maxItems: expected at most 10000',
+  ],
+  [
+    'velocity rule without limits',
+    { velocity: [{ scope: 'key', windowSeconds: 60 }] },
+    'velocity[0]: a velocity rule needs maxCount, maxValue or both',
+  ],
+  [
+    'velocity rule with unknown scope',
+    { velocity: [{ scope: 'account', windowSeconds: 60, maxCount: 1 }] },
+    'velocity[0].scope:',
+  ],
+  [
+    'velocity window not an integer',
+    { velocity: [{ scope: 'key', windowSeconds: 1.5, maxCount: 1 }] },
+    'velocity[0].windowSeconds: expected an integer',
+  ],
   ['freshness missing', { freshness: undefined }, 'freshness:'],
   ['skew of zero', { freshness: { maxSkewSeconds: 0 } }, 'freshness.maxSkewSeconds: expected at least 1'],
   ['skew over an hour', { freshness: { maxSkewSeconds: 3601 } }, 'freshness.maxSkewSeconds: expected at most 3600'],
@@ -539,7 +840,10 @@ t.test('compilePolicy: every problem names its field', async (t) => {
         const err = e as PolicyError;
         t.match(err.message, /^invalid policy "broken":/);
         t.ok(err.message.includes(line), `message names the field`, { message: err.message, line });
-        t.ok(err.issues.some((i) => i.includes(line)), 'issues list it too');
+        t.ok(
+          err.issues.some((i) => i.includes(line)),
+          'issues list it too',
+        );
       }
     });
   }

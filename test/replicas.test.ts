@@ -1,15 +1,15 @@
 import { writeFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
-import { Transaction, hexlify } from 'ethers';
+import { hexlify, Transaction } from 'ethers';
 import t from 'tap';
-import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
-import { decodeError } from '../src/client/errors.js';
 import { transfer } from '../harness/evm.js';
 import { makePki } from '../harness/pki.js';
 import { startPostgres } from '../harness/postgres.js';
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { testConfig } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
+import { decodeError } from '../src/client/errors.js';
 
 // Two signer processes share one PostgreSQL database (and one token, as replicas share an HSM
 // cluster). The same requests go to both at once: each request id and each account nonce must
@@ -49,7 +49,11 @@ async function replica(name: string) {
 }
 
 const a = await replica('a');
-const a_admin = connect(`127.0.0.1:${a.port}`, { ca: pki.caCert, cert: pki.clients['security-admin']!.cert, key: pki.clients['security-admin']!.key });
+const a_admin = connect(`127.0.0.1:${a.port}`, {
+  ca: pki.caCert,
+  cert: pki.clients['security-admin']!.cert,
+  key: pki.clients['security-admin']!.key,
+});
 await call(a_admin.keyAdmin, 'CreateKey', { keyId: 'hot-shared', algorithm: 'ECDSA_SECP256K1' });
 a_admin.close();
 const b = await replica('b');
@@ -63,7 +67,12 @@ const requests = Array.from({ length: NONCES * 2 }, (_, i) => ({
 async function send(client: SignerClients, r: { requestId: string; payload: object }, keyId = 'hot-shared') {
   for (;;) {
     try {
-      const res = await call<{ evm: { signedTx: Buffer } }>(client.signer, 'Sign', { keyId, requestId: r.requestId, clientTime: nowTimestamp(), ...r.payload });
+      const res = await call<{ evm: { signedTx: Buffer } }>(client.signer, 'Sign', {
+        keyId,
+        requestId: r.requestId,
+        clientTime: nowTimestamp(),
+        ...r.payload,
+      });
       return { signed: hexlify(res.evm.signedTx) };
     } catch (e) {
       const d = decodeError(e as never);
@@ -76,14 +85,20 @@ async function send(client: SignerClients, r: { requestId: string; payload: obje
   }
 }
 
-const results = await Promise.all(requests.map(async (r) => ({ r, viaA: await send(a.client, r), viaB: await send(b.client, r) })));
+const results = await Promise.all(
+  requests.map(async (r) => ({ r, viaA: await send(a.client, r), viaB: await send(b.client, r) })),
+);
 // Fire the whole set at both replicas at the same time as well.
-const raced = await Promise.all(requests.flatMap((r) => [send(a.client, r), send(b.client, r)].map(async (p) => ({ r, out: await p }))));
+const raced = await Promise.all(
+  requests.flatMap((r) => [send(a.client, r), send(b.client, r)].map(async (p) => ({ r, out: await p }))),
+);
 
 t.test('each request id gets one answer from both replicas', async (t) => {
   const split = results.filter(({ viaA, viaB }) => JSON.stringify(viaA) !== JSON.stringify(viaB));
   t.same(split, [], 'A and B answer every request identically');
-  const racedSplit = raced.filter(({ r, out }) => JSON.stringify(out) !== JSON.stringify(results.find((x) => x.r === r)!.viaA));
+  const racedSplit = raced.filter(
+    ({ r, out }) => JSON.stringify(out) !== JSON.stringify(results.find((x) => x.r === r)!.viaA),
+  );
   t.equal(racedSplit.length, 0, 'the concurrent re-sends replay the same answers');
 });
 
@@ -96,7 +111,10 @@ t.test('each account nonce is signed for exactly one payload', async (t) => {
     byNonce.set(r.nonce, (byNonce.get(r.nonce) ?? new Set()).add(Transaction.from(viaA.signed!).unsignedSerialized));
   }
   t.equal(byNonce.size, NONCES, 'every nonce signed');
-  t.ok([...byNonce.values()].every((s) => s.size === 1), 'never two payloads for one nonce');
+  t.ok(
+    [...byNonce.values()].every((s) => s.size === 1),
+    'never two payloads for one nonce',
+  );
 });
 
 t.test('the HSM signed each winning payload exactly once across both replicas', async (t) => {
@@ -105,8 +123,15 @@ t.test('the HSM signed each winning payload exactly once across both replicas', 
 });
 
 t.test('a key created on one replica is served by the other', async (t) => {
-  const admin = connect(`127.0.0.1:${a.port}`, { ca: pki.caCert, cert: pki.clients['security-admin']!.cert, key: pki.clients['security-admin']!.key });
-  const key = await call<{ evmAddress: string }>(admin.keyAdmin, 'CreateKey', { keyId: 'hot-late', algorithm: 'ECDSA_SECP256K1' });
+  const admin = connect(`127.0.0.1:${a.port}`, {
+    ca: pki.caCert,
+    cert: pki.clients['security-admin']!.cert,
+    key: pki.clients['security-admin']!.key,
+  });
+  const key = await call<{ evmAddress: string }>(admin.keyAdmin, 'CreateKey', {
+    keyId: 'hot-late',
+    algorithm: 'ECDSA_SECP256K1',
+  });
   admin.close();
   let signed: string | undefined;
   const until = Date.now() + 10_000;

@@ -1,5 +1,5 @@
-import { copyFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { copyFile, rm, writeFile } from 'node:fs/promises';
 import t from 'tap';
 import { makePki } from '../harness/pki.js';
 import { RestartableSigner } from '../harness/rollback.js';

@@ -2,7 +2,7 @@ import t from 'tap';
 import { checkRollback, nextMark, rolledBackError, type TreeHead } from '../src/core/audit/rollback.js';
 import { replicationWarnings } from '../src/core/store/replication.js';
 import { decodeMark, encodeMark } from '../src/infra/hsm/mark.js';
-import { RollbackGuard, type LogHeads, type MarkKeeper } from '../src/signer/audit/rollback-guard.js';
+import { type LogHeads, type MarkKeeper, RollbackGuard } from '../src/signer/audit/rollback-guard.js';
 
 const root = (b: number) => new Uint8Array(32).fill(b);
 const head = (size: number, b: number): TreeHead => ({ size, root: root(b) });
@@ -22,9 +22,14 @@ t.test('the rollback decision, as a table', async (t) => {
     const c = checkRollback(mark, 'hsm:default', size, at);
     t.equal(c.ok ? 'ok' : c.why, want, name);
   }
-  const e = rolledBackError(checkRollback(head(8, 1), 'hsm:r1', 6, undefined) as Extract<ReturnType<typeof checkRollback>, { ok: false }>);
+  const e = rolledBackError(
+    checkRollback(head(8, 1), 'hsm:r1', 6, undefined) as Extract<ReturnType<typeof checkRollback>, { ok: false }>,
+  );
   t.equal(e.reason, 'STORE_ROLLED_BACK');
-  t.same({ markedSize: e.metadata.markedSize, dbSize: e.metadata.dbSize, source: e.metadata.source }, { markedSize: '8', dbSize: '6', source: 'hsm:r1' });
+  t.same(
+    { markedSize: e.metadata.markedSize, dbSize: e.metadata.dbSize, source: e.metadata.source },
+    { markedSize: '8', dbSize: '6', source: 'hsm:r1' },
+  );
 });
 
 t.test('the mark is never lowered', async (t) => {
@@ -83,7 +88,11 @@ t.test('releases share mark writes, are serialised, and stop on a rollback while
   t.ok(await guard.checkAtStart(), 'an empty token passes');
   f.append(1);
   await guard.release();
-  t.same(f.writes.map((w) => w.size), [1], 'one write covers the commit');
+  t.same(
+    f.writes.map((w) => w.size),
+    [1],
+    'one write covers the commit',
+  );
   for (let i = 0; i < 10; i++) f.append(i + 2);
   await Promise.all(Array.from({ length: 10 }, () => guard.release()));
   t.ok(f.writes.length <= 3, `ten releases, ${f.writes.length - 1} more writes (one per group)`);
@@ -97,7 +106,11 @@ t.test('releases share mark writes, are serialised, and stop on a rollback while
   f.rollBackTo(5);
   const refused = await guard.release().catch((e) => e);
   t.equal(refused.reason, 'STORE_ROLLED_BACK', 'a database that lost released entries stops the release');
-  t.match(t.throws(() => guard.assertServing()), { reason: 'STORE_ROLLED_BACK' }, 'and every later request');
+  t.match(
+    t.throws(() => guard.assertServing()),
+    { reason: 'STORE_ROLLED_BACK' },
+    'and every later request',
+  );
   t.equal(tripped, 1, 'tripped once');
   t.equal(f.writes.at(-1)!.size, 12, 'the mark was not lowered');
 });
@@ -113,13 +126,25 @@ t.test('the start check looks at every kept head', async (t) => {
 t.test('PostgreSQL replication warnings, as a table', async (t) => {
   const base = { synchronousCommit: 'on', synchronousStandbyNames: '', standbys: [] };
   t.same(replicationWarnings(base), [], 'no standby: nothing to warn about');
-  const safe = { synchronousCommit: 'remote_apply', synchronousStandbyNames: 'FIRST 1 (s1)', standbys: [{ name: 's1', syncState: 'sync' }] };
+  const safe = {
+    synchronousCommit: 'remote_apply',
+    synchronousStandbyNames: 'FIRST 1 (s1)',
+    standbys: [{ name: 's1', syncState: 'sync' }],
+  };
   t.same(replicationWarnings(safe), [], 'a synchronous standby with remote_apply: safe');
-  const asyncStandby = replicationWarnings({ ...base, synchronousCommit: 'remote_apply', standbys: [{ name: 's1', syncState: 'async' }] });
+  const asyncStandby = replicationWarnings({
+    ...base,
+    synchronousCommit: 'remote_apply',
+    standbys: [{ name: 's1', syncState: 'async' }],
+  });
   t.match(asyncStandby.join('\n'), /s1 \(async\) is not synchronous/);
   t.match(asyncStandby.join('\n'), /synchronous_standby_names is empty/);
   const onOnly = replicationWarnings({ ...safe, synchronousCommit: 'on' });
   t.equal(onOnly.length, 1);
   t.match(onOnly[0], /synchronous_commit is on, not remote_apply/);
-  t.match(replicationWarnings({ ...safe, standbys: [{ name: 's1', syncState: 'potential' }] }).join(), /potential/, 'a potential standby is not synchronous');
+  t.match(
+    replicationWarnings({ ...safe, standbys: [{ name: 's1', syncState: 'potential' }] }).join(),
+    /potential/,
+    'a potential standby is not synchronous',
+  );
 });

@@ -5,12 +5,12 @@
  */
 import { status } from '@grpc/grpc-js';
 import type { Test } from 'tap';
+import { ETH } from '../harness/evm.js';
+import { type RestartableSigner, reconcile } from '../harness/rollback.js';
+import { healthOf, refused, type TestSigner } from '../harness/signer.js';
 import { call } from '../src/client/client.js';
 import { HsmMark } from '../src/infra/hsm/mark.js';
 import { openStore } from '../src/infra/store/open.js';
-import { reconcile, type RestartableSigner } from '../harness/rollback.js';
-import { healthOf, refused, type TestSigner } from '../harness/signer.js';
-import { ETH } from '../harness/evm.js';
 
 export interface Backup {
   take(): Promise<void>;
@@ -31,7 +31,11 @@ export async function rollbackScenario(t: Test, s: RestartableSigner, backup: Ba
   const store = await openStore(s.config.store);
   const head = (await store.auditHead())!;
   await store.close();
-  t.same(marks.map((m) => m.replica), ['default'], 'one mark object on the token, for this replica');
+  t.same(
+    marks.map((m) => m.replica),
+    ['default'],
+    'one mark object on the token, for this replica',
+  );
   t.equal(marks[0]!.head?.size, head.seq, 'the mark holds the audit size nonce 7 was released under');
   t.equal(Buffer.from(marks[0]!.head!.root).toString('hex'), head.hash, '...and its head');
 
@@ -52,7 +56,16 @@ export async function rollbackScenario(t: Test, s: RestartableSigner, backup: Ba
   t.match(dry.stdout, new RegExp(`released under ${head.seq} entries`), 'and names the lost range');
   const half = await reconcile(s.configFile, ['--accept-loss']);
   t.equal(half.code, 2, '--accept-loss needs an operator and a reason');
-  const done = await reconcile(s.configFile, ['--accept-loss', '--operator', 'alice', '--reason', 'INC-42 restore', '--fence', 'hot-k1@v1:1:7', '--json']);
+  const done = await reconcile(s.configFile, [
+    '--accept-loss',
+    '--operator',
+    'alice',
+    '--reason',
+    'INC-42 restore',
+    '--fence',
+    'hot-k1@v1:1:7',
+    '--json',
+  ]);
   t.equal(done.code, 0, `reconcile runs: ${done.stderr}`);
   const report = JSON.parse(done.stdout);
   t.same(report.fenced, ['hot-k1@v1:1:7'], 'nonce 7 is closed');
@@ -70,12 +83,17 @@ export async function rollbackScenario(t: Test, s: RestartableSigner, backup: Ba
   // than the mark by now, but it does not hold the marked head (diverged), or it is shorter.
   const lost = decision?.intent ?? {};
   t.ok(
-    lost.why === 'shorter' ? Number(lost.dbSize) < head.seq : lost.why === 'diverged' && lost.dbRootAtMark !== head.hash,
+    lost.why === 'shorter'
+      ? Number(lost.dbSize) < head.seq
+      : lost.why === 'diverged' && lost.dbRootAtMark !== head.hash,
     `the lost range: ${lost.why}, database size ${lost.dbSize} vs marked ${lost.markedSize}`,
   );
   t.equal(lost.markedRoot, head.hash, 'the lost range: the marked root');
   t.equal(decision?.intent?.operatorReason, 'INC-42 restore');
-  t.ok(entries.some((e) => e.kind === 'nonce.fence' && e.intent?.nonce === '7'), 'the fence is audited');
+  t.ok(
+    entries.some((e) => e.kind === 'nonce.fence' && e.intent?.nonce === '7'),
+    'the fence is audited',
+  );
   t.equal(report.resetTo.size, newHead.seq, 'the mark is reset to the database head');
 
   await s.start();

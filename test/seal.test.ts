@@ -3,9 +3,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
-import { Hsm } from '../src/infra/hsm/hsm.js';
-import { SealError, ensureSealingKey, seal, shareAad, unseal } from '../src/infra/hsm/seal.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { Hsm } from '../src/infra/hsm/hsm.js';
+import { ensureSealingKey, SealError, seal, shareAad, unseal } from '../src/infra/hsm/seal.js';
 
 // Invariant 1: a threshold share is stored only sealed under a non-extractable AES key of the
 // node's own token. A real SoftHSM token, so the key's attributes are the token's, not a mock's.
@@ -54,7 +54,10 @@ t.test('the additional data binds the key id and the group', async (t) => {
     ['raw concatenation instead of the encoding', Buffer.from('treasury-frostgroup-1')],
   ];
   for (const [name, other] of wrong) {
-    const err = await unseal(hsm, keyId, sealed, other).then(() => undefined, (e: unknown) => e);
+    const err = await unseal(hsm, keyId, sealed, other).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     t.type(err, SealError, `${name}: SealError`);
     t.match((err as Error).message, /sealed share failed authentication/, `${name}: says why`);
     t.notOk((err as Error).message.includes(share.toString('hex')), `${name}: no share bytes in the message`);
@@ -69,7 +72,10 @@ t.test('any flipped bit, truncation or unknown version is refused', async (t) =>
   for (let bit = 0; bit < sealed.length * 8; bit++) {
     const bad = Buffer.from(sealed);
     bad[bit >> 3] = bad[bit >> 3]! ^ (1 << (bit & 7));
-    const err = await unseal(hsm, keyId, bad, aad).then(() => undefined, (e: unknown) => e);
+    const err = await unseal(hsm, keyId, bad, aad).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     if (err instanceof SealError) refused++;
     else t.fail(`bit ${bit}: ${err === undefined ? 'unsealed' : String(err)}`);
   }
@@ -101,7 +107,9 @@ t.test('a share sealed under another sealing key does not unseal', async (t) => 
 
 t.test('concurrent seals and unseals share the session pool', async (t) => {
   const shares = Array.from({ length: 40 }, () => randomBytes(32));
-  const sealed = await Promise.all(shares.map((s, i) => seal(hsm, keyId, s, shareAad(`k${i}`, 'g'), i % 2 ? 'batch' : 'hot')));
+  const sealed = await Promise.all(
+    shares.map((s, i) => seal(hsm, keyId, s, shareAad(`k${i}`, 'g'), i % 2 ? 'batch' : 'hot')),
+  );
   const opened = await Promise.all(sealed.map((s, i) => unseal(hsm, keyId, s, shareAad(`k${i}`, 'g'))));
   t.same(opened, shares);
   t.equal(new Set(sealed.map((s) => s.subarray(1, 13).toString('hex'))).size, shares.length, 'no IV repeated');
@@ -150,12 +158,25 @@ t.test('the sealing key cannot be read or made extractable', async (t) => {
       [1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1],
       'sensitive, not extractable, private token object, encrypt/decrypt only, generated in the token',
     );
-    const [type, len] = p11.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_KEY_TYPE }, { type: pkcs11js.CKA_VALUE_LEN }]);
+    const [type, len] = p11.C_GetAttributeValue(session, key, [
+      { type: pkcs11js.CKA_KEY_TYPE },
+      { type: pkcs11js.CKA_VALUE_LEN },
+    ]);
     t.equal((type!.value as Buffer).readUInt32LE(), pkcs11js.CKK_AES, 'AES');
     t.equal((len!.value as Buffer).readUInt32LE(), 32, 'AES-256');
-    t.throws(() => p11.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_VALUE }]), { code: pkcs11js.CKR_ATTRIBUTE_SENSITIVE }, 'CKA_VALUE is unreadable');
-    t.throws(() => p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]), 'CKA_EXTRACTABLE cannot be turned on');
-    t.throws(() => p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_SENSITIVE, value: false }]), 'CKA_SENSITIVE cannot be turned off');
+    t.throws(
+      () => p11.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_VALUE }]),
+      { code: pkcs11js.CKR_ATTRIBUTE_SENSITIVE },
+      'CKA_VALUE is unreadable',
+    );
+    t.throws(
+      () => p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]),
+      'CKA_EXTRACTABLE cannot be turned on',
+    );
+    t.throws(
+      () => p11.C_SetAttributeValue(session, key, [{ type: pkcs11js.CKA_SENSITIVE, value: false }]),
+      'CKA_SENSITIVE cannot be turned off',
+    );
   });
 });
 
@@ -208,8 +229,16 @@ t.test('the token files on disk never hold the share', async (t) => {
     }
   };
   await walk(dir.path);
-  t.ok(files.some((f) => f.endsWith('.object')), 'the token directory holds object files');
+  t.ok(
+    files.some((f) => f.endsWith('.object')),
+    'the token directory holds object files',
+  );
   const contents = await Promise.all(files.map((f) => readFile(f)));
-  t.ok(contents.some((c) => containsPiece(c, marker)), 'control: a public object value is visible to the scan');
-  files.forEach((f, i) => t.notOk(containsPiece(contents[i]!, share), `${f.slice(dir.path.length + 1)}: no piece of the share`));
+  t.ok(
+    contents.some((c) => containsPiece(c, marker)),
+    'control: a public object value is visible to the scan',
+  );
+  files.forEach((f, i) =>
+    t.notOk(containsPiece(contents[i]!, share), `${f.slice(dir.path.length + 1)}: no piece of the share`),
+  );
 });

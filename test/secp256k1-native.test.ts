@@ -5,9 +5,9 @@ import { createRequire } from 'node:module';
 import { dirname, sep } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { secp256k1Addon, signatureCheck } from '../src/signer/signing/selfcheck.js';
-import { loadNativeSecp256k1 } from '../src/signer/signing/secp256k1-native.js';
 import { repoRoot, tempDir } from '../harness/token.js';
+import { loadNativeSecp256k1 } from '../src/signer/signing/secp256k1-native.js';
+import { secp256k1Addon, signatureCheck } from '../src/signer/signing/selfcheck.js';
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);

@@ -1,14 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
 import * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import { Transaction, Wallet, computeAddress, getBytes, hexlify } from 'ethers';
+import { computeAddress, getBytes, hexlify, Transaction, Wallet } from 'ethers';
 import pkcs11js from 'pkcs11js';
 import t from 'tap';
-import { call, connect, nowTimestamp } from '../src/client/client.js';
 import { healthOf, refusal, refused, startTestSigner, TEST_TOKEN } from '../harness/signer.js';
+import { call, connect, nowTimestamp } from '../src/client/client.js';
 
 const ts = await startTestSigner();
 t.teardown(() => ts.close());
@@ -16,11 +16,23 @@ const engine = ts.as('payment-engine');
 const admin = ts.as('security-admin');
 
 type Key = { keyId: string; version: number; algorithm: string; state: string; publicKey: Buffer; evmAddress: string };
-type SignRes = { signature: Buffer; recoveryId?: number | null; keyVersion: number; algorithm: string; evm?: Record<string, any> | null };
+type SignRes = {
+  signature: Buffer;
+  recoveryId?: number | null;
+  keyVersion: number;
+  algorithm: string;
+  evm?: Record<string, any> | null;
+};
 
 const create = (keyId: string, algorithm: string) => call<Key>(admin.keyAdmin, 'CreateKey', { keyId, algorithm });
 const sign = (keyId: string, payload: object, extra: object = {}, client = engine) =>
-  call<SignRes>(client.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload, ...extra });
+  call<SignRes>(client.signer, 'Sign', {
+    keyId,
+    requestId: randomUUID(),
+    clientTime: nowTimestamp(),
+    ...payload,
+    ...extra,
+  });
 
 const k1 = await create('hot-k1', 'ECDSA_SECP256K1');
 const r1 = await create('hot-r1', 'ECDSA_P256');
@@ -48,8 +60,13 @@ t.test('each algorithm signs and an independent verifier accepts the signature',
     const digest = randomBytes(32);
     const a = await sign('hot-k1', { digest });
     t.equal(a.signature.length, 64);
-    t.ok(secp256k1.verify(a.signature, digest, k1.publicKey, { prehash: false, lowS: true }), 'secp256k1 verifies, low-s');
-    const recovered = secp256k1.Signature.fromBytes(a.signature, 'compact').addRecoveryBit(a.recoveryId!).recoverPublicKey(digest);
+    t.ok(
+      secp256k1.verify(a.signature, digest, k1.publicKey, { prehash: false, lowS: true }),
+      'secp256k1 verifies, low-s',
+    );
+    const recovered = secp256k1.Signature.fromBytes(a.signature, 'compact')
+      .addRecoveryBit(a.recoveryId!)
+      .recoverPublicKey(digest);
     t.same(Buffer.from(recovered.toBytes(false)), k1.publicKey, 'recovery id recovers the key');
 
     const b = await sign('hot-r1', { digest });
@@ -67,8 +84,27 @@ t.test('each algorithm signs and an independent verifier accepts the signature',
 t.test('EVM transactions round-trip through ethers', async (t) => {
   const to = Wallet.createRandom().address;
   const txs = [
-    Transaction.from({ type: 2, chainId: 1, nonce: 7, to, value: 10n ** 18n, gasLimit: 21000, maxFeePerGas: 30_000_000_000n, maxPriorityFeePerGas: 1_000_000_000n }),
-    Transaction.from({ type: 2, chainId: 8453, nonce: 0, to: TEST_TOKEN, value: 0, data: '0xa9059cbb' + '00'.repeat(64), gasLimit: 60000, maxFeePerGas: 1n, maxPriorityFeePerGas: 1n }),
+    Transaction.from({
+      type: 2,
+      chainId: 1,
+      nonce: 7,
+      to,
+      value: 10n ** 18n,
+      gasLimit: 21000,
+      maxFeePerGas: 30_000_000_000n,
+      maxPriorityFeePerGas: 1_000_000_000n,
+    }),
+    Transaction.from({
+      type: 2,
+      chainId: 8453,
+      nonce: 0,
+      to: TEST_TOKEN,
+      value: 0,
+      data: `0xa9059cbb${'00'.repeat(64)}`,
+      gasLimit: 60000,
+      maxFeePerGas: 1n,
+      maxPriorityFeePerGas: 1n,
+    }),
     Transaction.from({ type: 0, chainId: 137, nonce: 42, to, value: 5n, gasLimit: 21000, gasPrice: 50_000_000_000n }),
   ];
   for (const tx of txs) {
@@ -83,7 +119,12 @@ t.test('EVM transactions round-trip through ethers', async (t) => {
     t.equal(BigInt(evm.nonce), BigInt(tx.nonce));
     t.equal(hexlify(evm.r), parsed.signature!.r);
     t.equal(hexlify(evm.s), parsed.signature!.s);
-    t.equal(BigInt(evm.v), parsed.signature!.v === 27 || parsed.signature!.v === 28 ? BigInt(parsed.signature!.networkV ?? parsed.signature!.yParity) : BigInt(parsed.signature!.v));
+    t.equal(
+      BigInt(evm.v),
+      parsed.signature!.v === 27 || parsed.signature!.v === 28
+        ? BigInt(parsed.signature!.networkV ?? parsed.signature!.yParity)
+        : BigInt(parsed.signature!.v),
+    );
   }
 });
 
@@ -101,30 +142,104 @@ t.test('the private key cannot be read or made extractable', async (t) => {
       { type: pkcs11js.CKA_EXTRACTABLE },
       { type: pkcs11js.CKA_TOKEN },
     ]);
-    t.same(attrs.map((a) => (a.value as Buffer)[0]), [1, 0, 1], 'sensitive, not extractable, token object');
-    t.throws(() => p11.C_GetAttributeValue(session, priv!, [{ type: pkcs11js.CKA_VALUE }]), { code: pkcs11js.CKR_ATTRIBUTE_SENSITIVE }, 'CKA_VALUE is unreadable');
-    t.throws(() => p11.C_SetAttributeValue(session, priv!, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]), 'CKA_EXTRACTABLE cannot be turned on');
-    t.throws(() => p11.C_SetAttributeValue(session, priv!, [{ type: pkcs11js.CKA_SENSITIVE, value: false }]), 'CKA_SENSITIVE cannot be turned off');
+    t.same(
+      attrs.map((a) => (a.value as Buffer)[0]),
+      [1, 0, 1],
+      'sensitive, not extractable, token object',
+    );
+    t.throws(
+      () => p11.C_GetAttributeValue(session, priv!, [{ type: pkcs11js.CKA_VALUE }]),
+      { code: pkcs11js.CKR_ATTRIBUTE_SENSITIVE },
+      'CKA_VALUE is unreadable',
+    );
+    t.throws(
+      () => p11.C_SetAttributeValue(session, priv!, [{ type: pkcs11js.CKA_EXTRACTABLE, value: true }]),
+      'CKA_EXTRACTABLE cannot be turned on',
+    );
+    t.throws(
+      () => p11.C_SetAttributeValue(session, priv!, [{ type: pkcs11js.CKA_SENSITIVE, value: false }]),
+      'CKA_SENSITIVE cannot be turned off',
+    );
   });
 });
 
 t.test('malformed requests are refused with their reason and the server keeps serving', async (t) => {
   const cases: Array<[string, () => Promise<unknown>, status, string]> = [
-    ['digest of 31 bytes', () => sign('hot-k1', { digest: randomBytes(31) }), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
-    ['digest of 33 bytes', () => sign('hot-r1', { digest: randomBytes(33) }), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
-    ['garbage RLP', () => sign('hot-k1', { evmTransaction: { unsignedTx: randomBytes(40) } }), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
-    ['empty RLP', () => sign('hot-k1', { evmTransaction: { unsignedTx: Buffer.alloc(0) } }), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
-    ['oversized message', () => sign('hot-ed', { message: randomBytes(65537) }), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
+    [
+      'digest of 31 bytes',
+      () => sign('hot-k1', { digest: randomBytes(31) }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_INVALID',
+    ],
+    [
+      'digest of 33 bytes',
+      () => sign('hot-r1', { digest: randomBytes(33) }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_INVALID',
+    ],
+    [
+      'garbage RLP',
+      () => sign('hot-k1', { evmTransaction: { unsignedTx: randomBytes(40) } }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_INVALID',
+    ],
+    [
+      'empty RLP',
+      () => sign('hot-k1', { evmTransaction: { unsignedTx: Buffer.alloc(0) } }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_INVALID',
+    ],
+    [
+      'oversized message',
+      () => sign('hot-ed', { message: randomBytes(65537) }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_INVALID',
+    ],
     ['empty message', () => sign('hot-ed', { message: Buffer.alloc(0) }), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
     ['no payload', () => sign('hot-k1', {}), status.INVALID_ARGUMENT, 'PAYLOAD_INVALID'],
-    ['message to an ECDSA key', () => sign('hot-k1', { message: randomBytes(10) }), status.INVALID_ARGUMENT, 'PAYLOAD_KIND_UNSUPPORTED'],
-    ['digest to an Ed25519 key', () => sign('hot-ed', { digest: randomBytes(32) }), status.INVALID_ARGUMENT, 'PAYLOAD_KIND_UNSUPPORTED'],
-    ['EVM tx to a P-256 key', () => sign('hot-r1', { evmTransaction: { unsignedTx: Buffer.from('02c0', 'hex') } }), status.INVALID_ARGUMENT, 'PAYLOAD_KIND_UNSUPPORTED'],
+    [
+      'message to an ECDSA key',
+      () => sign('hot-k1', { message: randomBytes(10) }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_KIND_UNSUPPORTED',
+    ],
+    [
+      'digest to an Ed25519 key',
+      () => sign('hot-ed', { digest: randomBytes(32) }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_KIND_UNSUPPORTED',
+    ],
+    [
+      'EVM tx to a P-256 key',
+      () => sign('hot-r1', { evmTransaction: { unsignedTx: Buffer.from('02c0', 'hex') } }),
+      status.INVALID_ARGUMENT,
+      'PAYLOAD_KIND_UNSUPPORTED',
+    ],
     ['unknown key', () => sign('no-such-key', { digest: randomBytes(32) }), status.NOT_FOUND, 'KEY_NOT_FOUND'],
-    ['unknown key version', () => sign('hot-k1', { digest: randomBytes(32) }, { keyVersion: 9 }), status.NOT_FOUND, 'KEY_VERSION_NOT_FOUND'],
-    ['empty request id', () => sign('hot-k1', { digest: randomBytes(32) }, { requestId: '' }), status.INVALID_ARGUMENT, 'REQUEST_INVALID'],
-    ['request id with spaces', () => sign('hot-k1', { digest: randomBytes(32) }, { requestId: 'a b' }), status.INVALID_ARGUMENT, 'REQUEST_INVALID'],
-    ['no client time', () => sign('hot-k1', { digest: randomBytes(32) }, { clientTime: null }), status.INVALID_ARGUMENT, 'REQUEST_INVALID'],
+    [
+      'unknown key version',
+      () => sign('hot-k1', { digest: randomBytes(32) }, { keyVersion: 9 }),
+      status.NOT_FOUND,
+      'KEY_VERSION_NOT_FOUND',
+    ],
+    [
+      'empty request id',
+      () => sign('hot-k1', { digest: randomBytes(32) }, { requestId: '' }),
+      status.INVALID_ARGUMENT,
+      'REQUEST_INVALID',
+    ],
+    [
+      'request id with spaces',
+      () => sign('hot-k1', { digest: randomBytes(32) }, { requestId: 'a b' }),
+      status.INVALID_ARGUMENT,
+      'REQUEST_INVALID',
+    ],
+    [
+      'no client time',
+      () => sign('hot-k1', { digest: randomBytes(32) }, { clientTime: null }),
+      status.INVALID_ARGUMENT,
+      'REQUEST_INVALID',
+    ],
     ['empty key id', () => sign('', { digest: randomBytes(32) }), status.INVALID_ARGUMENT, 'REQUEST_INVALID'],
   ];
   for (const [name, p, code, reason] of cases) await t.test(name, (t) => refused(t, p(), code, reason));
@@ -144,26 +259,55 @@ t.test('mutual TLS and roles', async (t) => {
   await refused(t, sign('hot-k1', { digest }, {}, ts.as('no-role-client')), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
   await refused(t, sign('hot-k1', { digest }, {}, admin), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
   await refused(t, sign('hot-k1', { digest }, {}, ts.as('other-engine')), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
-  await refused(t, call(engine.keyAdmin, 'CreateKey', { keyId: 'x1', algorithm: 'ED25519' }), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
-  await refused(t, call(ts.as('auditor').keyAdmin, 'CreateKey', { keyId: 'x1', algorithm: 'ED25519' }), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
-  await refused(t, call(ts.as('other-engine').signer, 'GetPublicKey', { keyId: 'hot-k1' }), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
+  await refused(
+    t,
+    call(engine.keyAdmin, 'CreateKey', { keyId: 'x1', algorithm: 'ED25519' }),
+    status.PERMISSION_DENIED,
+    'NOT_AUTHORIZED',
+  );
+  await refused(
+    t,
+    call(ts.as('auditor').keyAdmin, 'CreateKey', { keyId: 'x1', algorithm: 'ED25519' }),
+    status.PERMISSION_DENIED,
+    'NOT_AUTHORIZED',
+  );
+  await refused(
+    t,
+    call(ts.as('other-engine').signer, 'GetPublicKey', { keyId: 'hot-k1' }),
+    status.PERMISSION_DENIED,
+    'NOT_AUTHORIZED',
+  );
 
   // other-engine may sign only with shared-* keys.
   await create('shared-ed', 'ED25519');
   const shared = await sign('shared-ed', { message: Buffer.from('hi') }, {}, ts.as('other-engine'));
   t.equal(shared.signature.length, 64);
   const listed = await call<{ keys: Key[] }>(ts.as('other-engine').signer, 'ListKeys', {});
-  t.same(listed.keys.map((k) => k.keyId), ['shared-ed'], 'a signer lists only the keys it may use');
+  t.same(
+    listed.keys.map((k) => k.keyId),
+    ['shared-ed'],
+    'a signer lists only the keys it may use',
+  );
 
-  const noCert = new (await import('../src/infra/grpc/proto.js')).signerV1.Signer(ts.address, grpc.credentials.createSsl(ts.pki.caCert), {
-    'grpc.ssl_target_name_override': 'localhost',
-  });
+  const noCert = new (await import('../src/infra/grpc/proto.js')).signerV1.Signer(
+    ts.address,
+    grpc.credentials.createSsl(ts.pki.caCert),
+    {
+      'grpc.ssl_target_name_override': 'localhost',
+    },
+  );
   const e1 = await refusal(call(noCert, 'ListKeys', {}, 5000));
   t.equal(e1.code, status.UNAVAILABLE, 'no client certificate: the TLS handshake fails');
   noCert.close();
 
-  const foreign = connect(ts.address, { ca: ts.pki.caCert, cert: ts.pki.foreign.client.cert, key: ts.pki.foreign.client.key });
-  const e2 = await refusal(call(foreign.signer, 'Sign', { keyId: 'hot-k1', requestId: 'r', clientTime: nowTimestamp(), digest }, 5000));
+  const foreign = connect(ts.address, {
+    ca: ts.pki.caCert,
+    cert: ts.pki.foreign.client.cert,
+    key: ts.pki.foreign.client.key,
+  });
+  const e2 = await refusal(
+    call(foreign.signer, 'Sign', { keyId: 'hot-k1', requestId: 'r', clientTime: nowTimestamp(), digest }, 5000),
+  );
   t.equal(e2.code, status.UNAVAILABLE, 'certificate from another CA: the TLS handshake fails');
   foreign.close();
 
@@ -172,5 +316,6 @@ t.test('mutual TLS and roles', async (t) => {
 });
 
 t.test('health checking is served and reports SERVING', async (t) => {
-  for (const service of ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin']) t.equal(await healthOf(ts, service), 'SERVING', `health of "${service}"`);
+  for (const service of ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin'])
+    t.equal(await healthOf(ts, service), 'SERVING', `health of "${service}"`);
 });

@@ -4,9 +4,9 @@ import { promisify } from 'node:util';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import t from 'tap';
 import { makePki } from '../harness/pki.js';
+import { freePort, startSignerProcess, tsx } from '../harness/process.js';
 import { testConfig } from '../harness/signer.js';
 import { makeToken, repoRoot, tempDir } from '../harness/token.js';
-import { freePort, startSignerProcess, tsx } from '../harness/process.js';
 
 const run = promisify(execFile);
 const tmp = await tempDir('startup-');
@@ -32,9 +32,24 @@ t.test('a bad start exits non-zero with a message naming the cause', async (t) =
     ['bad listen field', { ...good, listen: 'nowhere' }, /listen: expected host:port/],
     ['unknown field', { ...good, sessions: 4 }, /\(root\)|sessions/],
     ['negative session count', { ...good, hsm: { ...good.hsm, sessions: 0 } }, /hsm\.sessions/],
-    ['missing module', { ...good, hsm: { ...good.hsm, uri: token.uri.replace(/module-path=[^&]+/, 'module-path=/nonexistent/libpkcs11.so') } }, /cannot load PKCS#11 module \/nonexistent\/libpkcs11\.so/],
-    ['unknown token', { ...good, hsm: { ...good.hsm, uri: token.uri.replace('token=test', 'token=nope') } }, /no initialised token with label "nope"/],
-    ['slot index instead of label', { ...good, hsm: { ...good.hsm, uri: token.uri.replace('token=test', 'slot-id=0') } }, /slot-id.*label or serial/],
+    [
+      'missing module',
+      {
+        ...good,
+        hsm: { ...good.hsm, uri: token.uri.replace(/module-path=[^&]+/, 'module-path=/nonexistent/libpkcs11.so') },
+      },
+      /cannot load PKCS#11 module \/nonexistent\/libpkcs11\.so/,
+    ],
+    [
+      'unknown token',
+      { ...good, hsm: { ...good.hsm, uri: token.uri.replace('token=test', 'token=nope') } },
+      /no initialised token with label "nope"/,
+    ],
+    [
+      'slot index instead of label',
+      { ...good, hsm: { ...good.hsm, uri: token.uri.replace('token=test', 'slot-id=0') } },
+      /slot-id.*label or serial/,
+    ],
   ];
   for (const [name, config, message] of cases) {
     const r = await startWith(name.replace(/\W/g, '-'), config);
@@ -46,7 +61,10 @@ t.test('a bad start exits non-zero with a message naming the cause', async (t) =
 t.test('a wrong PIN stops the start and the PIN is not printed', async (t) => {
   const wrongPin = `${tmp.path}/wrong.pin`;
   await writeFile(wrongPin, '000000-not-the-pin', { mode: 0o600 });
-  const r = await startWith('wrong-pin', { ...good, hsm: { ...good.hsm, uri: token.uri.replace(/pin-source=file:[^&]+/, `pin-source=file:${wrongPin}`) } });
+  const r = await startWith('wrong-pin', {
+    ...good,
+    hsm: { ...good.hsm, uri: token.uri.replace(/pin-source=file:[^&]+/, `pin-source=file:${wrongPin}`) },
+  });
   t.equal(r.code, 2, 'exit code 2');
   t.match(r.stderr, /login to token failed: CKR_PIN_INCORRECT/);
   t.notMatch(r.stderr, /000000-not-the-pin/, 'the PIN is not echoed');
@@ -61,27 +79,58 @@ t.test('the signer runs as a process and the security-team scripts drive it', as
   t.teardown(() => void proc.stop('SIGKILL'));
   t.match(proc.logs(), /"msg":"signer started"/, 'logs a structured start line');
 
-  const tls = (cn: string) => ['--address', `127.0.0.1:${port}`, '--ca', pki.files.caCert, '--cert', pki.files.clients[cn]!.cert, '--key', pki.files.clients[cn]!.key];
-  const script = (name: string, args: string[]) => run(tsx, [`scripts/${name}.ts`, ...args], { cwd: repoRoot, timeout: 30_000 });
+  const tls = (cn: string) => [
+    '--address',
+    `127.0.0.1:${port}`,
+    '--ca',
+    pki.files.caCert,
+    '--cert',
+    pki.files.clients[cn]!.cert,
+    '--key',
+    pki.files.clients[cn]!.key,
+  ];
+  const script = (name: string, args: string[]) =>
+    run(tsx, [`scripts/${name}.ts`, ...args], { cwd: repoRoot, timeout: 30_000 });
 
   const help = await script('create-key', ['--help']);
   t.match(help.stdout, /--algorithm/, 'scripts have --help');
-  const created = JSON.parse((await script('create-key', ['cli-k1', '--algorithm', 'ECDSA_SECP256K1', '--json', ...tls('security-admin')])).stdout);
+  const created = JSON.parse(
+    (await script('create-key', ['cli-k1', '--algorithm', 'ECDSA_SECP256K1', '--json', ...tls('security-admin')]))
+      .stdout,
+  );
   t.equal(created.keyId, 'cli-k1');
   const listed = JSON.parse((await script('list-keys', ['--json', ...tls('security-admin')])).stdout);
-  t.same(listed.map((k: { keyId: string }) => k.keyId), ['cli-k1']);
+  t.same(
+    listed.map((k: { keyId: string }) => k.keyId),
+    ['cli-k1'],
+  );
   const human = (await script('list-keys', tls('security-admin'))).stdout;
   t.match(human, /cli-k1\tv1\tECDSA_SECP256K1\tACTIVE/, 'a readable table for people');
 
   const digest = 'ab'.repeat(32);
-  const signed = JSON.parse((await script('sign', ['cli-k1', '--digest', digest, '--json', ...tls('payment-engine')])).stdout);
-  t.ok(secp256k1.verify(Buffer.from(signed.signature, 'hex'), Buffer.from(digest, 'hex'), Buffer.from(created.publicKey, 'hex'), { prehash: false }), 'the dev client gets a valid signature');
+  const signed = JSON.parse(
+    (await script('sign', ['cli-k1', '--digest', digest, '--json', ...tls('payment-engine')])).stdout,
+  );
+  t.ok(
+    secp256k1.verify(
+      Buffer.from(signed.signature, 'hex'),
+      Buffer.from(digest, 'hex'),
+      Buffer.from(created.publicKey, 'hex'),
+      { prehash: false },
+    ),
+    'the dev client gets a valid signature',
+  );
 
-  const shown = JSON.parse((await script('show-policy', ['--for-key', 'cli-k1', '--json', ...tls('security-admin')])).stdout);
+  const shown = JSON.parse(
+    (await script('show-policy', ['--for-key', 'cli-k1', '--json', ...tls('security-admin')])).stdout,
+  );
   t.equal(shown.name, 'open', 'show-policy finds the policy governing a key');
   const narrowed = `${tmp.path}/narrow.json`;
   await writeFile(narrowed, JSON.stringify({ ...shown.document, payloadKinds: ['evm'] }));
-  t.match((await script('set-policy', ['open', '--file', narrowed, ...tls('security-admin')])).stdout, /policy open is now version 2/);
+  t.match(
+    (await script('set-policy', ['open', '--file', narrowed, ...tls('security-admin')])).stdout,
+    /policy open is now version 2/,
+  );
   const raw = await script('sign', ['cli-k1', '--digest', digest, ...tls('payment-engine')]).catch((e) => e);
   t.match(raw.stderr, /status 7 reason RAW_SIGNING_DISABLED/, 'the new policy applies at once');
 

@@ -6,27 +6,28 @@
  * audit chain still verifies offline (an export through signer/audit/export.ts, checked by
  * core/audit/verify.ts with the fixture's audit public key) and continues from its head.
  */
-import { entryLeafHash } from '../src/core/audit/leaf.js';
-import { MemoryTree } from '../src/core/audit/merkle-memory.js';
-import { verifyInclusion } from '../src/core/audit/merkle-verify.js';
+
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import { verifyExport } from '../src/core/audit/verify.js';
-import type { AuditDraft } from '../src/core/audit/draft.js';
-import { Checkpointer } from '../src/signer/audit/checkpointer.js';
-import { exportRecords } from '../src/signer/audit/export.js';
-import { PostgresStore } from '../src/infra/store/postgres.js';
-import { SqliteStore } from '../src/infra/store/sqlite.js';
-import { SQLITE_MIGRATIONS } from '../src/infra/store/migrations/sqlite.js';
-import { POSTGRES_MIGRATIONS } from '../src/infra/store/migrations/postgres.js';
-import { V1_TABLES } from '../src/infra/store/migrations/migrations.js';
-import type { KeyRecord } from '../src/infra/store/store.js';
 import { startPostgres } from '../harness/postgres.js';
 import { tempDir } from '../harness/token.js';
+import type { AuditDraft } from '../src/core/audit/draft.js';
+import { entryLeafHash } from '../src/core/audit/leaf.js';
+import { MemoryTree } from '../src/core/audit/merkle-memory.js';
+import { verifyInclusion } from '../src/core/audit/merkle-verify.js';
+import { verifyExport } from '../src/core/audit/verify.js';
+import { V1_TABLES } from '../src/infra/store/migrations/migrations.js';
+import { POSTGRES_MIGRATIONS } from '../src/infra/store/migrations/postgres.js';
+import { SQLITE_MIGRATIONS } from '../src/infra/store/migrations/sqlite.js';
+import { PostgresStore } from '../src/infra/store/postgres.js';
+import { SqliteStore } from '../src/infra/store/sqlite.js';
+import type { KeyRecord } from '../src/infra/store/store.js';
+import { Checkpointer } from '../src/signer/audit/checkpointer.js';
+import { exportRecords } from '../src/signer/audit/export.js';
 import { readChain, type TestStore } from './store.suite.js';
 
 type Value = string | number | null | { hex: string };
@@ -69,7 +70,11 @@ async function treeBuilt(t: Test, s: TestStore): Promise<void> {
   const chain = await readChain(s);
   const reference = new MemoryTree();
   reference.append(chain.map(entryLeafHash));
-  t.same(await s.treeHead(chain.length), reference.root(), `the tree of main's ${chain.length} entries was built from their content`);
+  t.same(
+    await s.treeHead(chain.length),
+    reference.root(),
+    `the tree of main's ${chain.length} entries was built from their content`,
+  );
   const last = chain.length;
   const proof = await s.inclusionProof(1, last);
   t.ok(verifyInclusion(0, last, entryLeafHash(chain[0]!), proof, reference.root()), 'and proves their inclusion');
@@ -108,13 +113,18 @@ async function checkThroughStore(t: Test, s: TestStore): Promise<void> {
   const policies = await s.listPolicies();
   t.same(
     policies.map((p) => [p.name, p.version]),
-    [['cold', 1], ['hot', 2]],
+    [
+      ['cold', 1],
+      ['hot', 2],
+    ],
     'the latest version of each policy',
   );
   const history = await s.policyHistory('hot');
   t.same(
     history.map((p) => [p.version, p.document, p.updatedBy, p.updatedAt.getTime()]),
-    rowsOf('policies').filter((r) => r.name === 'hot').map((r) => [r.version, r.document, r.updated_by, r.updated_at]),
+    rowsOf('policies')
+      .filter((r) => r.name === 'hot')
+      .map((r) => [r.version, r.document, r.updated_by, r.updated_at]),
     'every version of a policy',
   );
 
@@ -201,12 +211,18 @@ async function verifies(t: Test, s: TestStore, what: string, expected?: { entrie
   const key = { ...fixture.auditKey, publicKey: Buffer.from(fixture.auditKey.publicKey, 'hex') };
   // The fixture's checkpoints cover main's head; an export of a longer log ends with one more.
   const sign = async (message: Uint8Array) => ed25519.sign(message, AUDIT_SECRET);
-  const checkpointer = new Checkpointer(s, key, sign, { everyEntries: 1000, everyMs: 60_000, origin: 'test.example/log' });
+  const checkpointer = new Checkpointer(s, key, sign, {
+    everyEntries: 1000,
+    everyMs: 60_000,
+    origin: 'test.example/log',
+  });
   const lines: string[] = [];
   for await (const r of exportRecords(s, checkpointer, [key], { from: null, to: null })) lines.push(JSON.stringify(r));
-  const report = await verifyExport((async function* () {
-    yield* lines;
-  })());
+  const report = await verifyExport(
+    (async function* () {
+      yield* lines;
+    })(),
+  );
   t.ok(report.ok, `${what}: ${JSON.stringify(report)}`);
   if (report.ok) t.equal(report.entries, expected?.entries ?? rowsOf('audit').length, 'every entry verified');
 }
@@ -265,7 +281,14 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
   const raw = new Database(path, { readonly: true });
   t.teardown(() => raw.close());
   const versions = raw.prepare('SELECT version, name FROM schema_version').all();
-  t.same(versions, [{ version: 1, name: 'initial' }, { version: 2, name: 'audit merkle tree' }], 'adopted as version 1, then 2');
+  t.same(
+    versions,
+    [
+      { version: 1, name: 'initial' },
+      { version: 2, name: 'audit merkle tree' },
+    ],
+    'adopted as version 1, then 2',
+  );
   t.equal(SQLITE_MIGRATIONS.length, 2, 'version 2 is the latest');
   t.same(dump(raw), before, 'every row of every table, byte for byte');
   await checkThroughStore(t, s);
@@ -274,7 +297,11 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
 
   const again = new SqliteStore(path);
   t.teardown(() => again.close());
-  t.same(raw.prepare('SELECT version FROM schema_version').all(), [{ version: 1 }, { version: 2 }], 'reopening migrates nothing');
+  t.same(
+    raw.prepare('SELECT version FROM schema_version').all(),
+    [{ version: 1 }, { version: 2 }],
+    'reopening migrates nothing',
+  );
   t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
 });
 
@@ -352,7 +379,14 @@ t.test('postgres', async (t) => {
     const before = await dump('main_db');
     const s = await PostgresStore.open(urlFor('main_db'));
     const versions = (await admin.query('SELECT version, name FROM main_db.schema_version')).rows;
-    t.same(versions, [{ version: 1, name: 'initial' }, { version: 2, name: 'audit merkle tree' }], 'adopted as version 1, then 2');
+    t.same(
+      versions,
+      [
+        { version: 1, name: 'initial' },
+        { version: 2, name: 'audit merkle tree' },
+      ],
+      'adopted as version 1, then 2',
+    );
     t.equal(POSTGRES_MIGRATIONS.length, 2, 'version 2 is the latest');
     t.same(await dump('main_db'), before, 'every row of every table, byte for byte');
     await checkThroughStore(t, s);

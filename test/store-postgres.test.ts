@@ -1,7 +1,7 @@
 import pg from 'pg';
 import t from 'tap';
-import { PostgresStore } from '../src/infra/store/postgres.js';
 import { startPostgres } from '../harness/postgres.js';
+import { PostgresStore } from '../src/infra/store/postgres.js';
 import { checkAuditRace, checkRace, raceProcesses, readChain, storeSuite, type TestStore } from './store.suite.js';
 
 const server = await startPostgres();
@@ -79,9 +79,6 @@ t.test('postgres: replicas starting together create the schema once', async (t) 
   const { url, schema } = await freshUrl();
   const stores = await Promise.all(Array.from({ length: 6 }, () => open(url, schema, 2)));
   t.teardown(() => Promise.all(stores.map((s) => s.close())));
-  const { rows } = await admin.query(
-    `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1`,
-    [schema],
-  );
+  const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1`, [schema]);
   t.equal(rows[0].n, 10, 'all nine tables and schema_version');
 });

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { tempDir } from '../harness/token.js';
+import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { checkAuditRace, checkRace, raceProcesses, storeSuite, type TestStore } from './store.suite.js';
 
 const tmp = await tempDir('store-sqlite-');
@@ -30,7 +30,9 @@ storeSuite(
       const db = new Database(paths.get(s)!, { readonly: true });
       try {
         return db
-          .prepare('SELECT payload_hash AS payloadHash, result FROM nonce_replacements WHERE key_id = ? AND chain_id = ? AND nonce = ? ORDER BY rowid')
+          .prepare(
+            'SELECT payload_hash AS payloadHash, result FROM nonce_replacements WHERE key_id = ? AND chain_id = ? AND nonce = ? ORDER BY rowid',
+          )
           .all(account, chainId, nonce) as Array<{ payloadHash: Buffer; result: Buffer | null }>;
       } finally {
         db.close();

@@ -3,19 +3,27 @@
  * test/store-<backend>.test.ts. `decide` functions here are minimal stand-ins for the replay
  * guard: the suite checks what the store reads, writes and makes atomic, not the policy.
  */
-import type { AuditTreeStore } from '../src/infra/store/audit-tree.js';
+
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Test } from 'tap';
-import { GENESIS, entryHash, type AuditEntry } from '../src/core/audit/chain.js';
-import type { AuditDraft } from '../src/core/audit/draft.js';
-import type { AuditStore, StoredCheckpoint } from '../src/infra/store/audit.js';
-import type { NonceClaim, ReplayStore, ReserveItem, ReservePlan, ReserveRequest, ReserveView } from '../src/core/replay/records.js';
-import { KeyExistsError, type KeyRecord, type Store } from '../src/infra/store/store.js';
-import { VELOCITY_BUCKET_MS } from '../src/core/replay/velocity.js';
-import { RACE, RACE_NOW, runAuditRace, runRace, type AuditRaceResult, type RaceResult } from '../harness/store-race.js';
+import { type AuditRaceResult, RACE, RACE_NOW, type RaceResult, runAuditRace, runRace } from '../harness/store-race.js';
 import { repoRoot } from '../harness/token.js';
+import { type AuditEntry, entryHash, GENESIS } from '../src/core/audit/chain.js';
+import type { AuditDraft } from '../src/core/audit/draft.js';
+import type {
+  NonceClaim,
+  ReplayStore,
+  ReserveItem,
+  ReservePlan,
+  ReserveRequest,
+  ReserveView,
+} from '../src/core/replay/records.js';
+import { VELOCITY_BUCKET_MS } from '../src/core/replay/velocity.js';
+import type { AuditStore, StoredCheckpoint } from '../src/infra/store/audit.js';
+import type { AuditTreeStore } from '../src/infra/store/audit-tree.js';
+import { KeyExistsError, type KeyRecord, type Store } from '../src/infra/store/store.js';
 
 export type TestStore = Store & ReplayStore & AuditStore & AuditTreeStore;
 
@@ -23,7 +31,12 @@ export interface SuiteOptions {
   /** Two independent instances (own connections) on one fresh, empty database. */
   twins?: () => Promise<[TestStore, TestStore]>;
   /** The archived claims (nonce_replacements) of one account's nonce, oldest first. */
-  replacements?: (store: TestStore, account: string, chainId: bigint, nonce: bigint) => Promise<Array<{ payloadHash: Buffer; result: Buffer | null }>>;
+  replacements?: (
+    store: TestStore,
+    account: string,
+    chainId: bigint,
+    nonce: bigint,
+  ) => Promise<Array<{ payloadHash: Buffer; result: Buffer | null }>>;
 }
 
 type Action = 'insert' | 'replaceNonce' | 'resume';
@@ -37,11 +50,26 @@ const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString('hex') :
 
 /** A claim; without an account, item() puts it on the account of its key's version 1. */
 function claim(nonce: bigint, over: Partial<NonceClaim> = {}): NonceClaim {
-  return { account: '', chainId: 1n, nonce, intentHash: h(`intent ${nonce}`), maxFeePerGas: 100n, maxPriorityFeePerGas: 2n, ...over };
+  return {
+    account: '',
+    chainId: 1n,
+    nonce,
+    intentHash: h(`intent ${nonce}`),
+    maxFeePerGas: 100n,
+    maxPriorityFeePerGas: 2n,
+    ...over,
+  };
 }
 
 function item(requestId: string, over: Partial<ReserveItem> = {}): ReserveItem {
-  const it: ReserveItem = { client: 'engine', requestId, keyId: 'k1', payloadHash: h(`payload ${requestId}`), value: 1n, ...over };
+  const it: ReserveItem = {
+    client: 'engine',
+    requestId,
+    keyId: 'k1',
+    payloadHash: h(`payload ${requestId}`),
+    value: 1n,
+    ...over,
+  };
   if (it.nonce && it.nonce.account === '') it.nonce = { ...it.nonce, account: `${it.keyId}@v1` };
   return it;
 }
@@ -56,7 +84,12 @@ async function peek(store: ReplayStore, req: ReserveRequest): Promise<ReserveVie
 }
 
 /** Writes `actions` (one per item, in order; undefined = no write) whatever the view says. */
-async function write(store: ReplayStore, req: ReserveRequest, actions: Array<Action | undefined>, batch?: ReservePlan<unknown>['batch']) {
+async function write(
+  store: ReplayStore,
+  req: ReserveRequest,
+  actions: Array<Action | undefined>,
+  batch?: ReservePlan<unknown>['batch'],
+) {
   const writes = actions.flatMap((action, index) => (action ? [{ index, action }] : []));
   return store.reserve(req, (view) => ({ outcome: view, writes, ...(batch ? { batch } : {}) }));
 }
@@ -92,11 +125,23 @@ export async function readChain(store: AuditStore): Promise<AuditEntry[]> {
  */
 export function checkChain(t: Test, entries: AuditEntry[], what = 'the chain'): void {
   const gap = entries.findIndex((e, i) => e.seq !== i + 1);
-  t.equal(gap, -1, `${what}: seq 1..${entries.length} without gaps${gap >= 0 ? ` (seq ${entries[gap]!.seq} at position ${gap + 1})` : ''}`);
+  t.equal(
+    gap,
+    -1,
+    `${what}: seq 1..${entries.length} without gaps${gap >= 0 ? ` (seq ${entries[gap]!.seq} at position ${gap + 1})` : ''}`,
+  );
   const link = entries.findIndex((e, i) => e.prevHash !== (i === 0 ? GENESIS : entries[i - 1]!.hash));
-  t.equal(link, -1, `${what}: each prevHash is the previous entry's hash${link >= 0 ? ` (not at seq ${entries[link]!.seq})` : ''}`);
+  t.equal(
+    link,
+    -1,
+    `${what}: each prevHash is the previous entry's hash${link >= 0 ? ` (not at seq ${entries[link]!.seq})` : ''}`,
+  );
   const bad = entries.findIndex(({ hash, ...rest }) => entryHash(rest) !== hash);
-  t.equal(bad, -1, `${what}: each hash is entryHash of its entry${bad >= 0 ? ` (not at seq ${entries[bad]!.seq})` : ''}`);
+  t.equal(
+    bad,
+    -1,
+    `${what}: each hash is entryHash of its entry${bad >= 0 ? ` (not at seq ${entries[bad]!.seq})` : ''}`,
+  );
 }
 
 /** The guard stand-in of the races: take it only if nobody holds the request id or nonce. */
@@ -129,7 +174,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const s = await fresh(t);
     const fee = 2n ** 255n + 1n;
     const a = item('a', { nonce: claim(7n, { maxFeePerGas: fee, maxPriorityFeePerGas: fee - 1n }), value: 5n });
-    t.equal(await s.reserve(request([a], at(0)), () => ({ outcome: 'ok', writes: [{ index: 0, action: 'insert' }] })), 'ok', 'resolves to the outcome');
+    t.equal(
+      await s.reserve(request([a], at(0)), () => ({ outcome: 'ok', writes: [{ index: 0, action: 'insert' }] })),
+      'ok',
+      'resolves to the outcome',
+    );
 
     const v = (await peek(s, request([a], at(1000)))).items[0]!;
     t.same(hex(v.request?.payloadHash), hex(a.payloadHash));
@@ -166,17 +215,28 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         at(1000),
       ),
     );
-    t.same(others.items, [{ nextNonce: 8n }, {}, {}, {}], 'records are per (client, request id) and per (key, chain, nonce)');
+    t.same(
+      others.items,
+      [{ nextNonce: 8n }, {}, {}, {}],
+      'records are per (client, request id) and per (key, chain, nonce)',
+    );
 
     const later = (await peek(s, request([a], at(LEASE)))).items[0]!;
     t.equal(later.request?.leaseExpired, true, 'the lease ends at now + leaseMs');
     t.equal(later.nonce?.leaseExpired, true);
-    t.equal((await peek(s, request([a], at(LEASE - 1)))).items[0]!.request?.leaseExpired, false, 'and not a millisecond earlier');
+    t.equal(
+      (await peek(s, request([a], at(LEASE - 1)))).items[0]!.request?.leaseExpired,
+      false,
+      'and not a millisecond earlier',
+    );
   });
 
   t.test(`${name}: nextNonce follows the highest claim of the key and chain`, async (t) => {
     const s = await fresh(t);
-    await write(s, request([item('x', { nonce: claim(2n ** 40n) }), item('y', { nonce: claim(3n) })], at(0)), ['insert', 'insert']);
+    await write(s, request([item('x', { nonce: claim(2n ** 40n) }), item('y', { nonce: claim(3n) })], at(0)), [
+      'insert',
+      'insert',
+    ]);
     const v = await peek(s, request([item('z', { nonce: claim(0n) })], at(0)));
     t.equal(v.items[0]!.nextNonce, 2n ** 40n + 1n);
   });
@@ -230,11 +290,14 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const b = item('b', { nonce: claim(2n) });
     await write(s, request([a, b], at(0)), ['insert', 'insert']);
     await s.complete([{ client: 'engine', requestId: 'b', result: Buffer.from('rb') }], []);
-    await s.abandon([
-      { client: 'engine', requestId: 'a' },
-      { client: 'engine', requestId: 'b' },
-      { client: 'engine', requestId: 'unknown' },
-    ], []);
+    await s.abandon(
+      [
+        { client: 'engine', requestId: 'a' },
+        { client: 'engine', requestId: 'b' },
+        { client: 'engine', requestId: 'unknown' },
+      ],
+      [],
+    );
     await s.abandon([], []);
     const v = await peek(s, request([a, b], at(1)));
     t.equal(v.items[0]!.request?.state, 'pending');
@@ -280,7 +343,10 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(before.items[0]!.nonce?.requestId, 'old', 'the bump sees the current holder');
     await write(s, request([bump], at(1000)), ['replaceNonce']);
 
-    const v = await peek(s, request([bump, old], at(2000), { velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }));
+    const v = await peek(
+      s,
+      request([bump, old], at(2000), { velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }),
+    );
     const n = v.items[0]!.nonce!;
     t.equal(n.requestId, 'bump');
     t.equal(n.client, 'engine');
@@ -305,7 +371,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
 
     await s.complete([{ client: 'engine', requestId: 'old', result: Buffer.from('late') }], []);
     const after = await peek(s, request([bump], at(3000)));
-    t.equal(after.items[0]!.nonce?.requestId, 'bump', "a late completion of the old holder doesn't touch the new claim");
+    t.equal(
+      after.items[0]!.nonce?.requestId,
+      'bump',
+      "a late completion of the old holder doesn't touch the new claim",
+    );
     t.equal(after.items[0]!.nonce?.state, 'pending');
   });
 
@@ -320,7 +390,10 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(n.requestId, 'c');
     t.equal(n.maxFeePerGas, 30n);
     if (opts.replacements) {
-      t.same((await opts.replacements(s, 'k1@v1', 1n, 1n)).map((r) => hex(r.payloadHash)), [hex(a.payloadHash), hex(b.payloadHash)]);
+      t.same(
+        (await opts.replacements(s, 'k1@v1', 1n, 1n)).map((r) => hex(r.payloadHash)),
+        [hex(a.payloadHash), hex(b.payloadHash)],
+      );
     }
   });
 
@@ -329,7 +402,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const big = 2n ** 200n + 1n;
     await write(s, request([item('a', { value: big })], at(0)), ['insert']);
     await write(s, request([item('b', { value: 7n })], at(60_000)), ['insert']);
-    await write(s, request([item('c', { keyId: 'k2', value: 1n }), item('d', { keyId: 'k2', value: 2n })], at(60_000)), ['insert', 'insert']);
+    await write(
+      s,
+      request([item('c', { keyId: 'k2', value: 1n }), item('d', { keyId: 'k2', value: 2n })], at(60_000)),
+      ['insert', 'insert'],
+    );
     await write(s, request([item('e', { client: 'other', keyId: 'k3', value: 100n })], at(61_000)), ['insert']);
     await write(s, request([item('f', { value: 1000n })], at(60_000)), [undefined]); // no write: not counted
 
@@ -379,13 +456,20 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       ],
     );
     t.equal((await peek(s, request([], at(1), { batch: { client: 'engine', batchId: 'batch-2' } }))).batch, undefined);
-    t.equal((await peek(s, request([], at(1), { batch: { client: 'other', batchId: 'batch-1' } }))).batch, undefined, 'batch ids are per client');
+    t.equal(
+      (await peek(s, request([], at(1), { batch: { client: 'other', batchId: 'batch-1' } }))).batch,
+      undefined,
+      'batch ids are per client',
+    );
 
     // A plan that cannot be applied (nonce 11 is taken) leaves no trace of any of its writes.
     const clash = [item('c-0', { nonce: claim(12n), value: 50n }), item('c-1', { nonce: claim(11n) })];
     const batch2 = { client: 'engine', batchId: 'batch-2' };
     await t.rejects(write(s, request(clash, at(2), { batch: batch2 }), ['insert', 'insert'], { itemsHash }));
-    const after = await peek(s, request(clash, at(3), { batch: batch2, velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }));
+    const after = await peek(
+      s,
+      request(clash, at(3), { batch: batch2, velocity: [{ scope: 'key', subject: 'k1', windowSeconds: 3600 }] }),
+    );
     t.same(after.items[0], { nextNonce: 12n }, 'first item not written');
     t.equal(after.items[1]!.nonce?.requestId, 'b-1', 'the holder is unchanged');
     t.equal(after.batch, undefined, 'batch not recorded');
@@ -407,7 +491,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
   t.test(`${name}: a failing reservation does not take others with it`, async (t) => {
     const s = await fresh(t);
     await write(s, request([item('taken', { nonce: claim(1n) })], at(0)), ['insert']);
-    const insert = (it: ReserveItem) => s.reserve(request([it], at(1)), () => ({ outcome: it.requestId, writes: [{ index: 0, action: 'insert' as const }] }));
+    const insert = (it: ReserveItem) =>
+      s.reserve(request([it], at(1)), () => ({
+        outcome: it.requestId,
+        writes: [{ index: 0, action: 'insert' as const }],
+      }));
     // All submitted in one turn: a store that groups reservations must isolate their failures.
     const results = await Promise.allSettled([
       insert(item('good-1', { nonce: claim(2n) })),
@@ -427,7 +515,13 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
       ['good-1', 'good-2', 'good-3'],
     );
-    const v = await peek(s, request(['good-1', 'throws', 'good-2', 'clash', 'good-3'].map((id) => item(id)), at(2)));
+    const v = await peek(
+      s,
+      request(
+        ['good-1', 'throws', 'good-2', 'clash', 'good-3'].map((id) => item(id)),
+        at(2),
+      ),
+    );
     t.same(
       v.items.map((x) => x.request?.state),
       ['pending', undefined, 'pending', undefined, 'pending'],
@@ -440,8 +534,12 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const old = item('old', { nonce: claim(1n) });
     const oldDone = item('old-done', { nonce: claim(2n) });
     const recent = item('recent', { nonce: claim(3n) });
-    await write(s, request([old, oldDone], at(0), { batch: { client: 'engine', batchId: 'old-batch' } }), ['insert', 'insert'], { itemsHash: h('x'),
-    });
+    await write(
+      s,
+      request([old, oldDone], at(0), { batch: { client: 'engine', batchId: 'old-batch' } }),
+      ['insert', 'insert'],
+      { itemsHash: h('x') },
+    );
     await s.complete([{ client: 'engine', requestId: 'old-done', result: Buffer.from('sig') }], []);
     await write(s, request([recent], at(120_000)), ['insert']);
 
@@ -478,7 +576,12 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       retireAt: null,
       ...over,
     });
-    const keys = [key('b-key', 1), key('a-key', 2, { state: 'verify-only', algorithm: 'ed25519' }), key('a-key', 1), key('B-key', 1, { state: 'disabled' })];
+    const keys = [
+      key('b-key', 1),
+      key('a-key', 2, { state: 'verify-only', algorithm: 'ed25519' }),
+      key('a-key', 1),
+      key('B-key', 1, { state: 'disabled' }),
+    ];
     for (const k of keys) await s.insertKey(k, []);
     const listed = await s.listKeys();
     t.same(
@@ -516,7 +619,14 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       stateChangedAt: at(0),
       retireAt: null,
     };
-    const v2: KeyRecord = { ...v1, version: 2, ckaId: h('cka rot 2').subarray(0, 16), publicKey: randomBytes(65), createdAt: at(1000), stateChangedAt: at(1000) };
+    const v2: KeyRecord = {
+      ...v1,
+      version: 2,
+      ckaId: h('cka rot 2').subarray(0, 16),
+      publicKey: randomBytes(65),
+      createdAt: at(1000),
+      stateChangedAt: at(1000),
+    };
     await s.insertKey(v1, []);
     await s.rotateKey(v2, 1, at(61_000), []);
     const [r1, r2] = await s.listKeys();
@@ -525,12 +635,23 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       ['verify-only', T0 + 1000, T0 + 61_000],
       'the old version is verify-only until retireAt',
     );
-    t.same([r2!.version, r2!.state, r2!.stateChangedAt.getTime(), r2!.retireAt], [2, 'active', T0 + 1000, null], 'the new one active');
+    t.same(
+      [r2!.version, r2!.state, r2!.stateChangedAt.getTime(), r2!.retireAt],
+      [2, 'active', T0 + 1000, null],
+      'the new one active',
+    );
     const v3 = { ...v2, version: 3, ckaId: h('cka rot 3').subarray(0, 16) };
     const stale = s.rotateKey(v3, 1, at(70_000), []);
     await t.rejects(stale, KeyExistsError, 'rotating from a version that is no longer active');
     await t.rejects(s.rotateKey({ ...v3, version: 2 }, 2, at(70_000), []), KeyExistsError, 'a version that exists');
-    t.same((await s.listKeys()).map((k) => [k.version, k.state]), [[1, 'verify-only'], [2, 'active']], 'a failed rotation changes nothing');
+    t.same(
+      (await s.listKeys()).map((k) => [k.version, k.state]),
+      [
+        [1, 'verify-only'],
+        [2, 'active'],
+      ],
+      'a failed rotation changes nothing',
+    );
 
     t.equal(await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(61_000), []), true);
     const again = await s.setKeyState('rot', 1, ['verify-only'], 'disabled', at(62_000), []);
@@ -612,7 +733,10 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.same(await states(), ['v1:verify-only:0', 'v2:active:1'], 'the refresh applied, the failed changes did not');
     t.equal(await s.setKeyState('aud', 1, ['verify-only'], 'disabled', at(70), [event('key.disable')]), true);
 
-    await t.rejects(s.putPolicy('p', '{"v":1}', 'alice', at(80), () => [bad()]), 'a policy without its entry fails');
+    await t.rejects(
+      s.putPolicy('p', '{"v":1}', 'alice', at(80), () => [bad()]),
+      'a policy without its entry fails',
+    );
     t.same(await s.policyHistory('p'), [], 'and is not stored');
     const policyEvent = (version: number) => [event('policy.set', { version: String(version) })];
     const p = await s.putPolicy('p', '{"v":1}', 'alice', at(80), policyEvent);
@@ -648,9 +772,17 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.same(await readChain(s), [], 'and no entries');
 
     const a = item('a', { nonce: claim(1n) });
-    const batchDraft = draft('batch-1', { kind: 'batch', intent: { items: '1', totalValue: '1' }, signatureHash: null });
+    const batchDraft = draft('batch-1', {
+      kind: 'batch',
+      intent: { items: '1', totalValue: '1' },
+      signatureHash: null,
+    });
     t.equal(
-      await s.reserve(request([a], at(0)), () => ({ outcome: 'reserved', writes: [{ index: 0, action: 'insert' }], audit: [batchDraft] })),
+      await s.reserve(request([a], at(0)), () => ({
+        outcome: 'reserved',
+        writes: [{ index: 0, action: 'insert' }],
+        audit: [batchDraft],
+      })),
       'reserved',
     );
     // A refusal: entries and no writes.
@@ -663,7 +795,10 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       ],
     }));
     await s.reserve(request([item('quiet')], at(1)), () => ({ outcome: 0, writes: [], audit: [] }));
-    await s.complete([{ client: 'engine', requestId: 'a', result: Buffer.from('signed a') }], [draft('a', { at: at(2) })]);
+    await s.complete(
+      [{ client: 'engine', requestId: 'a', result: Buffer.from('signed a') }],
+      [draft('a', { at: at(2) })],
+    );
     await s.complete([], [draft('failed', { at: at(2), decision: 'refused', reason: 'HSM', signatureHash: null })]);
     await s.complete([], []);
     const event: AuditDraft = {
@@ -679,7 +814,17 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       reason: null,
       signatureHash: null,
     };
-    await s.appendAudit([event, { ...event, kind: 'policy.set', keyId: null, keyVersion: null, client: 'admin', intent: { name: 'hot', version: '2' } }]);
+    await s.appendAudit([
+      event,
+      {
+        ...event,
+        kind: 'policy.set',
+        keyId: null,
+        keyVersion: null,
+        client: 'admin',
+        intent: { name: 'hot', version: '2' },
+      },
+    ]);
     await s.appendAudit([]);
 
     const entries = await readChain(s);
@@ -766,7 +911,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     // In one turn (one group transaction, where the store groups): failures take only their own
     // entries with them, and a group retried because of one of them appends the others once.
     const insert = (it: ReserveItem, audit: AuditDraft[]) =>
-      s.reserve(request([it], at(2)), () => ({ outcome: it.requestId, writes: [{ index: 0, action: 'insert' as const }], audit }));
+      s.reserve(request([it], at(2)), () => ({
+        outcome: it.requestId,
+        writes: [{ index: 0, action: 'insert' as const }],
+        audit,
+      }));
     const results = await Promise.allSettled([
       insert(item('good-1', { nonce: claim(2n) }), [draft('good-1')]),
       s.reserve(request([item('throws')], at(2)), () => {
@@ -775,7 +924,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       insert(item('good-2'), [draft('good-2'), draft('good-2b')]),
       insert(item('clash-2', { nonce: claim(1n) }), [draft('clash-2')]),
       insert(item('bad-draft'), [draft('bad-draft', { at: new Date(Number.NaN) })]),
-      s.reserve(request([item('refused')], at(2)), () => ({ outcome: 'refused', writes: [], audit: [draft('refused', { decision: 'refused' })] })),
+      s.reserve(request([item('refused')], at(2)), () => ({
+        outcome: 'refused',
+        writes: [],
+        audit: [draft('refused', { decision: 'refused' })],
+      })),
       insert(item('good-3', { nonce: claim(3n) }), [draft('good-3')]),
     ]);
     t.same(
@@ -793,8 +946,17 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(v.items[0]!.request, undefined, 'a reservation whose entry cannot be written writes nothing');
 
     // A completion whose entry cannot be written stores no result either.
-    await t.rejects(s.complete([{ client: 'engine', requestId: 'good-2', result: Buffer.from('sig') }], [draft('good-2', { at: new Date(Number.NaN) })]));
-    t.equal((await peek(s, request([item('good-2')], at(3)))).items[0]!.request?.state, 'pending', 'no result without its entry');
+    await t.rejects(
+      s.complete(
+        [{ client: 'engine', requestId: 'good-2', result: Buffer.from('sig') }],
+        [draft('good-2', { at: new Date(Number.NaN) })],
+      ),
+    );
+    t.equal(
+      (await peek(s, request([item('good-2')], at(3)))).items[0]!.request?.state,
+      'pending',
+      'no result without its entry',
+    );
     await t.rejects(s.appendAudit([draft('ok'), draft('bad', { at: new Date(Number.NaN) })]));
     t.equal((await readChain(s)).length, 5, 'appendAudit is all or nothing');
   });
@@ -804,7 +966,9 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const N = 2500;
     // Five calls in one turn (a store may append them in one transaction), 500 drafts each.
     await Promise.all(
-      Array.from({ length: 5 }, (_, c) => s.appendAudit(Array.from({ length: 500 }, (_, k) => draft(`e${c * 500 + k}`, { at: at(c * 500 + k) })))),
+      Array.from({ length: 5 }, (_, c) =>
+        s.appendAudit(Array.from({ length: 500 }, (_, k) => draft(`e${c * 500 + k}`, { at: at(c * 500 + k) }))),
+      ),
     );
     const entries = await readChain(s);
     t.equal(entries.length, N, `all ${N} entries`);
@@ -813,16 +977,30 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     const seqOf = new Map(entries.map((e) => [e.requestId, e.seq]));
     t.equal(seqOf.size, N, 'each draft once');
     t.ok(
-      Array.from({ length: N }, (_, i) => i).every((i) => i % 500 === 0 || seqOf.get(`e${i}`) === seqOf.get(`e${i - 1}`)! + 1),
+      Array.from({ length: N }, (_, i) => i).every(
+        (i) => i % 500 === 0 || seqOf.get(`e${i}`) === seqOf.get(`e${i - 1}`)! + 1,
+      ),
       "each call's drafts consecutive and in order",
     );
     const within = (from: number, to: number) => readRange(s, from, to);
-    t.same((await within(999, 1001)).map((e) => e.seq), [999, 1000, 1001], 'across a page boundary');
-    t.same((await within(1000, 2001)).map((e) => e.seq), Array.from({ length: 1002 }, (_, i) => 1000 + i), 'more than a page from the middle');
+    t.same(
+      (await within(999, 1001)).map((e) => e.seq),
+      [999, 1000, 1001],
+      'across a page boundary',
+    );
+    t.same(
+      (await within(1000, 2001)).map((e) => e.seq),
+      Array.from({ length: 1002 }, (_, i) => 1000 + i),
+      'more than a page from the middle',
+    );
     t.equal((await within(1500, Number.MAX_SAFE_INTEGER)).length, 1001, 'to the end');
     t.same(await within(N + 1, N + 100), [], 'past the head');
     t.same(await within(10, 9), [], 'an empty range');
-    t.same((await within(N, N)).map((e) => e.seq), [N], 'one entry');
+    t.same(
+      (await within(N, N)).map((e) => e.seq),
+      [N],
+      'one entry',
+    );
     let taken = 0;
     for await (const e of s.readAudit(1, N)) {
       if (++taken === 3) {
@@ -859,7 +1037,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     await s.putCheckpoint(cp(10, 'first'));
     await s.putCheckpoint(cp(10, 'second'));
     await Promise.all([s.putCheckpoint(cp(20, 'a')), s.putCheckpoint(cp(5, 'b')), s.putCheckpoint(cp(20, 'c'))]);
-    t.same(await s.checkpoints(0, 100), [cp(5, 'b'), cp(10, 'first'), cp(20, 'a')], 'in seq order, a repeated seq ignored');
+    t.same(
+      await s.checkpoints(0, 100),
+      [cp(5, 'b'), cp(10, 'first'), cp(20, 'a')],
+      'in seq order, a repeated seq ignored',
+    );
     t.same(await s.checkpoints(5, 10), [cp(5, 'b'), cp(10, 'first')], 'bounds inclusive');
     t.same(await s.checkpoints(11, 19), []);
   });
@@ -878,16 +1060,19 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
 
   if (opts.twins) {
     const twins = opts.twins;
-    t.test(`${name}: two instances on one database race: one winner per nonce, request id and velocity slot`, async (t) => {
-      const [a, b] = await twins();
-      t.teardown(async () => {
-        await a.close();
-        await b.close();
-      });
-      const results = await Promise.all([runRace(a, 'a'), runRace(b, 'b')]);
-      await checkRace(t, a, results);
-      await checkRace(t, b, results, { quiet: true });
-    });
+    t.test(
+      `${name}: two instances on one database race: one winner per nonce, request id and velocity slot`,
+      async (t) => {
+        const [a, b] = await twins();
+        t.teardown(async () => {
+          await a.close();
+          await b.close();
+        });
+        const results = await Promise.all([runRace(a, 'a'), runRace(b, 'b')]);
+        await checkRace(t, a, results);
+        await checkRace(t, b, results, { quiet: true });
+      },
+    );
 
     t.test(`${name}: two instances racing to take over expired leases and bump fees: one winner each`, async (t) => {
       const [a, b] = await twins();
@@ -900,14 +1085,23 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       // times at once by requests that only replace the original holder.
       const stale = Array.from({ length: 10 }, (_, i) => item(`stale-${i}`));
       const held = Array.from({ length: 10 }, (_, i) => item(`held-${i}`, { nonce: claim(BigInt(100 + i)) }));
-      await write(a, request([...stale, ...held], at(0)), [...stale, ...held].map(() => 'insert' as const));
-      await a.complete(held.map((it) => ({ client: it.client, requestId: it.requestId, result: Buffer.from('signed') })), []);
+      await write(
+        a,
+        request([...stale, ...held], at(0)),
+        [...stale, ...held].map(() => 'insert' as const),
+      );
+      await a.complete(
+        held.map((it) => ({ client: it.client, requestId: it.requestId, result: Buffer.from('signed') })),
+        [],
+      );
       const later = at(2 * LEASE);
       const takeovers = stale.flatMap((it, i) =>
         Array.from({ length: 10 }, (_, k) =>
           (k % 2 ? a : b).reserve(request([it], later), (view): ReservePlan<string | undefined> => {
             const r = view.items[0]!.request;
-            return r?.state === 'pending' && r.leaseExpired ? { outcome: `${i}`, writes: [{ index: 0, action: 'resume' }] } : { outcome: undefined, writes: [] };
+            return r?.state === 'pending' && r.leaseExpired
+              ? { outcome: `${i}`, writes: [{ index: 0, action: 'resume' }] }
+              : { outcome: undefined, writes: [] };
           }),
         ),
       );
@@ -917,7 +1111,10 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       const bumps = held.flatMap((it, i) =>
         Array.from({ length: 10 }, (_, k) =>
           (k % 2 ? a : b).reserve(
-            request([item(`bump-${i}-${k}`, { nonce: claim(BigInt(100 + i), { maxFeePerGas: 200n + BigInt(k) }) })], later),
+            request(
+              [item(`bump-${i}-${k}`, { nonce: claim(BigInt(100 + i), { maxFeePerGas: 200n + BigInt(k) }) })],
+              later,
+            ),
             (view): ReservePlan<string | undefined> =>
               view.items[0]!.nonce?.requestId === it.requestId
                 ? { outcome: `${i}/${k}`, writes: [{ index: 0, action: 'replaceNonce' }] }
@@ -926,20 +1123,37 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         ),
       );
       const bumped = (await Promise.all(bumps)).filter((x) => x !== undefined);
-      t.same(took.sort(), Array.from({ length: 10 }, (_, i) => `${i}`).sort(), 'each expired reservation is taken over exactly once');
+      t.same(
+        took.sort(),
+        Array.from({ length: 10 }, (_, i) => `${i}`).sort(),
+        'each expired reservation is taken over exactly once',
+      );
       t.same(
         bumped.map((x) => x!.split('/')[0]).sort(),
         Array.from({ length: 10 }, (_, i) => `${i}`).sort(),
         'each nonce is bumped exactly once',
       );
-      const v = await peek(b, request(held.map((it) => item('check', { nonce: it.nonce! })), later));
+      const v = await peek(
+        b,
+        request(
+          held.map((it) => item('check', { nonce: it.nonce! })),
+          later,
+        ),
+      );
       t.ok(
-        v.items.every((x, i) => x.nonce?.requestId === `bump-${bumped.find((w) => w!.startsWith(`${i}/`))!.replace('/', '-')}`),
+        v.items.every(
+          (x, i) => x.nonce?.requestId === `bump-${bumped.find((w) => w!.startsWith(`${i}/`))!.replace('/', '-')}`,
+        ),
         'the nonce is held by the winning bump',
       );
       if (opts.replacements) {
-        const archived = await Promise.all(held.map((it) => opts.replacements!(a, it.nonce!.account, 1n, it.nonce!.nonce)));
-        t.ok(archived.every((rows) => rows.length === 1), 'one archived claim per nonce');
+        const archived = await Promise.all(
+          held.map((it) => opts.replacements!(a, it.nonce!.account, 1n, it.nonce!.nonce)),
+        );
+        t.ok(
+          archived.every((rows) => rows.length === 1),
+          'one archived claim per nonce',
+        );
       }
     });
 
@@ -950,14 +1164,28 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         await b.close();
       });
       const ids = Array.from({ length: 20 }, (_, i) => `retry-${i}`);
-      await write(a, request(ids.map((id) => item(id)), at(0)), ids.map(() => 'insert' as const));
+      await write(
+        a,
+        request(
+          ids.map((id) => item(id)),
+          at(0),
+        ),
+        ids.map(() => 'insert' as const),
+      );
       const later = at(2 * LEASE);
       const retry = (s: TestStore, id: string) =>
-        s.reserve(request([item(id)], later), (view): ReservePlan<number> =>
-          view.items[0]!.request?.leaseExpired ? { outcome: 1, writes: [{ index: 0, action: 'resume' }] } : { outcome: 0, writes: [] },
+        s.reserve(
+          request([item(id)], later),
+          (view): ReservePlan<number> =>
+            view.items[0]!.request?.leaseExpired
+              ? { outcome: 1, writes: [{ index: 0, action: 'resume' }] }
+              : { outcome: 0, writes: [] },
         );
       const started = Date.now();
-      const took = await Promise.all([...ids.map((id) => retry(a, id)), ...[...ids].reverse().map((id) => retry(b, id))]);
+      const took = await Promise.all([
+        ...ids.map((id) => retry(a, id)),
+        ...[...ids].reverse().map((id) => retry(b, id)),
+      ]);
       const ms = Date.now() - started;
       t.equal(
         took.reduce((x, y) => x + y, 0),
@@ -1024,7 +1252,11 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
         'the old version verify-only, only the winner inserted',
       );
       const entries = await readChain(b);
-      t.same(entries.map((e) => [e.kind, e.keyVersion]), [['key.rotate', winner]], "one entry: the winner's");
+      t.same(
+        entries.map((e) => [e.kind, e.keyVersion]),
+        [['key.rotate', winner]],
+        "one entry: the winner's",
+      );
     });
 
     t.test(`${name}: two instances setting one policy get distinct versions`, async (t) => {
@@ -1044,7 +1276,8 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
       );
       const history = await a.policyHistory('p');
       t.equal(history.length, 20);
-      for (const p of puts) t.equal(history[p.version - 1]!.document, p.document, `version ${p.version} is what its put returned`);
+      for (const p of puts)
+        t.equal(history[p.version - 1]!.document, p.document, `version ${p.version} is what its put returned`);
       // Each put's entry once, made for the version that committed (a retried put appends once).
       const entries = await readChain(a);
       t.same(
@@ -1127,9 +1360,15 @@ export async function checkRace(t: Test, store: ReplayStore, results: RaceResult
   if (!quiet) {
     t.comment(`${attempts} reservations by ${results.length} participants, decide ran ${decides} times`);
     t.equal(byNonce.size, 50, 'every nonce 0..49 was won');
-    t.ok([...byNonce.values()].every((w) => w.length === 1), 'exactly one winner per nonce');
+    t.ok(
+      [...byNonce.values()].every((w) => w.length === 1),
+      'exactly one winner per nonce',
+    );
     t.equal(byRequest.size, 50, 'every request id r0..r49 was won');
-    t.ok([...byRequest.values()].every((w) => w.length === 1), 'exactly one winner per request id');
+    t.ok(
+      [...byRequest.values()].every((w) => w.length === 1),
+      'exactly one winner per request id',
+    );
     t.equal(
       results.reduce((n, r) => n + r.velocityWins, 0),
       RACE.velocityLimit,
@@ -1142,7 +1381,13 @@ export async function checkRace(t: Test, store: ReplayStore, results: RaceResult
   const nonceView = await peek(
     store,
     request(
-      Array.from({ length: 50 }, (_, n) => item(`check-${n}`, { client: RACE.client, keyId: RACE.key, nonce: claim(BigInt(n), { chainId: RACE.chainId }) })),
+      Array.from({ length: 50 }, (_, n) =>
+        item(`check-${n}`, {
+          client: RACE.client,
+          keyId: RACE.key,
+          nonce: claim(BigInt(n), { chainId: RACE.chainId }),
+        }),
+      ),
       RACE_NOW,
     ),
   );
@@ -1163,7 +1408,11 @@ export async function checkRace(t: Test, store: ReplayStore, results: RaceResult
     requestView.items.every((v, n) => v.request && hex(v.request.payloadHash) === byRequest.get(`r${n}`)?.[0]),
     'each request id holds its winner',
   );
-  t.same(requestView.velocity, [{ count: RACE.velocityLimit, value: BigInt(RACE.velocityLimit) }], 'velocity counted the winners only');
+  t.same(
+    requestView.velocity,
+    [{ count: RACE.velocityLimit, value: BigInt(RACE.velocityLimit) }],
+    'velocity counted the winners only',
+  );
 }
 
 /** Entries [from, to] through readAudit. */
@@ -1191,23 +1440,29 @@ export async function checkAuditRace(t: Test, store: AuditStore, results: AuditR
   );
   t.equal(entries.length, submitted, `N = ${submitted}, the drafts of the calls that succeeded`);
   checkChain(t, entries);
-  t.same(await store.auditHead(), entries.length ? { seq: entries.length, hash: entries.at(-1)!.hash } : undefined, 'the head is the last entry');
+  t.same(
+    await store.auditHead(),
+    entries.length ? { seq: entries.length, hash: entries.at(-1)!.hash } : undefined,
+    'the head is the last entry',
+  );
   const position = new Map<string, number>();
   const duplicates = entries.filter((e) => position.has(e.requestId!) || !position.set(e.requestId!, e.seq - 1));
-  t.same(duplicates.map((e) => e.requestId), [], 'no draft appended twice (a retried transaction appends once)');
+  t.same(
+    duplicates.map((e) => e.requestId),
+    [],
+    'no draft appended twice (a retried transaction appends once)',
+  );
   const split = calls.filter((c) => c.some((label, k) => position.get(label) !== position.get(c[0]!)! + k));
   t.same(split, [], "each call's drafts are consecutive and in order");
   // How often the chain passes from one participant's entries to another's (a store that
   // groups a turn's calls into one transaction interleaves them in large blocks).
   const owner = entries.map((e) => e.requestId!.split('/')[0]);
-  t.comment(`the chain passes between participants ${owner.filter((o, i) => i > 0 && o !== owner[i - 1]).length} times`);
+  t.comment(
+    `the chain passes between participants ${owner.filter((o, i) => i > 0 && o !== owner[i - 1]).length} times`,
+  );
   const won = results.flatMap((r) => r.won);
   t.equal(new Set(won).size, won.length, 'each shared reservation won once');
-  t.equal(
-    entries.filter((e) => e.requestId!.endsWith('/won')).length,
-    won.length,
-    'one "won" entry per win',
-  );
+  t.equal(entries.filter((e) => e.requestId!.endsWith('/won')).length, won.length, 'one "won" entry per win');
   t.equal(entries.filter((e) => e.requestId!.endsWith('/signed')).length, won.length, 'one completion entry per win');
 }
 
@@ -1217,10 +1472,17 @@ export async function checkAuditRace(t: Test, store: AuditStore, results: AuditR
  */
 export async function raceProcesses(target: string, participants: number): Promise<RaceResult[]>;
 export async function raceProcesses(target: string, participants: number, mode: 'audit'): Promise<AuditRaceResult[]>;
-export async function raceProcesses(target: string, participants: number, mode: 'replay' | 'audit' = 'replay'): Promise<unknown[]> {
+export async function raceProcesses(
+  target: string,
+  participants: number,
+  mode: 'replay' | 'audit' = 'replay',
+): Promise<unknown[]> {
   const tsx = `${repoRoot}/node_modules/.bin/tsx`;
   const workers = Array.from({ length: participants }, (_, i) => {
-    const child = spawn(tsx, ['harness/store-race-worker.ts', target, `p${i}`, mode], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(tsx, ['harness/store-race-worker.ts', target, `p${i}`, mode], {
+      cwd: repoRoot,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const lines = createInterface({ input: child.stdout });

@@ -11,10 +11,10 @@ import {
   decodeSecret,
   encodePublic,
   encodeSecret,
+  type Key,
   ParticipantFault,
   signShare,
   verifyShare,
-  type Key,
 } from '../src/core/frost/participant.js';
 import { refreshFinish, refreshRound1, refreshRound2 } from '../src/core/frost/refresh.js';
 import { isThresholdAlgorithm, SUITES, type Suite, type ThresholdAlgorithm } from '../src/core/frost/suites.js';
@@ -72,7 +72,13 @@ function refreshAll(suite: Suite, keys: Key[], alter = (_from: Identifier, _to: 
     const received = Object.fromEntries(
       ids.flatMap((from, j) => (j === i ? [] : [[from, alter(from, me, r2[j]![me]!)]])),
     );
-    return refreshFinish(suite, r1[i]!.secret, keys[i]!, r1.map((r) => r.public), received);
+    return refreshFinish(
+      suite,
+      r1[i]!.secret,
+      keys[i]!,
+      r1.map((r) => r.public),
+      received,
+    );
   };
   return { r1, finish };
 }
@@ -135,7 +141,10 @@ for (const alg of ['frost-ed25519', 'frost-secp256k1-tr'] as const) {
     t.throws(() => decodeSecret(suite, sealed, other.public), 'a share of another key is refused');
     const spliced = { ...json, verifyingShares: { ...json.verifyingShares } };
     const [a, b] = Object.keys(spliced.verifyingShares);
-    [spliced.verifyingShares[a!], spliced.verifyingShares[b!]] = [spliced.verifyingShares[b!], spliced.verifyingShares[a!]];
+    [spliced.verifyingShares[a!], spliced.verifyingShares[b!]] = [
+      spliced.verifyingShares[b!],
+      spliced.verifyingShares[a!],
+    ];
     t.throws(() => decodePublic(suite, spliced), 'swapped verifying shares are refused');
   });
 
@@ -191,7 +200,9 @@ for (const alg of ['frost-ed25519', 'frost-secp256k1-tr'] as const) {
     short.r1[2]!.public.commitment.push(short.r1[2]!.public.commitment[0]!);
     t.equal(faultOf(t, () => short.finish(0))?.participant, ids[2], 'wrong number of commitments: sender named');
 
-    const missing = refreshAll(suite, keys, (from, to, s) => (from === ids[2] && to === ids[0] ? new Uint8Array(0) : s));
+    const missing = refreshAll(suite, keys, (from, to, s) =>
+      from === ids[2] && to === ids[0] ? new Uint8Array(0) : s,
+    );
     t.equal(faultOf(t, () => missing.finish(0))?.participant, ids[2], 'malformed share: sender named');
   });
 
@@ -201,7 +212,11 @@ for (const alg of ['frost-ed25519', 'frost-secp256k1-tr'] as const) {
     const { finish } = refreshAll(suite, two);
     const fresh = two.map((_, i) => finish(i));
     const pub = fresh[0]!.public;
-    t.same(Object.keys(pub.verifyingShares).sort(), two.map((k) => k.secret.identifier).sort(), 'only participants keep a share');
+    t.same(
+      Object.keys(pub.verifyingShares).sort(),
+      two.map((k) => k.secret.identifier).sort(),
+      'only participants keep a share',
+    );
     t.ok(independent(sign(suite, fresh), message, suite.chainPublicKey(keys[0]!.public)), 'the remaining two sign');
   });
 
@@ -251,7 +266,10 @@ function checkRefresh(t: Test, suite: Suite, independent: Verifier, keys: Key[])
   t.equal(fault?.participant, oldId, 'aggregate refuses, naming the old share');
   const { Fn } = suite.frost.utils;
   const interpolatesToKey = (k: Key[]) => {
-    const secret = suite.frost.combineSecret(k.map((x) => x.secret), signers);
+    const secret = suite.frost.combineSecret(
+      k.map((x) => x.secret),
+      signers,
+    );
     return equalBytes(suite.Point.BASE.multiply(Fn.fromBytes(secret)).toBytes(), old.commitments[0]!);
   };
   t.ok(interpolatesToKey([fresh[0]!, fresh[1]!]), 'new shares interpolate to the group key');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Slots, type Lane } from '../src/signer/threshold/slots.js';
+import { type Lane, Slots } from '../src/signer/threshold/slots.js';
 
 /** Lets every settled promise's callbacks run. */
 const settle = () => new Promise<void>((r) => setImmediate(r));

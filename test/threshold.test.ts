@@ -6,9 +6,15 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { call, nowTimestamp } from '../src/client/client.js';
-import { COSIGNER_CLIENTS, cosignerClient, startCosigners, thresholdConfig, type CosignerNode } from '../harness/cosigners.js';
+import {
+  COSIGNER_CLIENTS,
+  type CosignerNode,
+  cosignerClient,
+  startCosigners,
+  thresholdConfig,
+} from '../harness/cosigners.js';
 import { eventually, refused, startTestSigner } from '../harness/signer.js';
+import { call, nowTimestamp } from '../src/client/client.js';
 
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({
@@ -27,27 +33,47 @@ t.teardown(async () => {
 const engine = ts.as('payment-engine');
 const admin = ts.as('security-admin');
 
-type Key = { keyId: string; version: number; algorithm: string; publicKey: Buffer; threshold: { minSigners: number; cosigners: number[]; epoch: number } | null };
+type Key = {
+  keyId: string;
+  version: number;
+  algorithm: string;
+  publicKey: Buffer;
+  threshold: { minSigners: number; cosigners: number[]; epoch: number } | null;
+};
 type SignRes = { signature: Buffer; keyVersion: number; algorithm: string };
 
-const create = (keyId: string, algorithm: string) => call<Key>(admin.keyAdmin, 'CreateKey', { keyId, algorithm }, 60_000);
+const create = (keyId: string, algorithm: string) =>
+  call<Key>(admin.keyAdmin, 'CreateKey', { keyId, algorithm }, 60_000);
 const sign = (keyId: string, payload: object, extra: object = {}) =>
-  call<SignRes>(engine.signer, 'Sign', { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload, ...extra }, 30_000);
+  call<SignRes>(
+    engine.signer,
+    'Sign',
+    { keyId, requestId: randomUUID(), clientTime: nowTimestamp(), ...payload, ...extra },
+    30_000,
+  );
 
 /** Every audit entry of a kind, from the signer's SQLite store. */
 function auditEntries(kind: string): Array<{ intent: Record<string, string> }> {
   const db = new Database(join(ts.dir, 'signer.db'), { readonly: true });
   try {
-    return (db.prepare('SELECT intent FROM audit WHERE kind = ? ORDER BY seq').all(kind) as Array<{ intent: string }>).map((r) => ({ intent: JSON.parse(r.intent) }));
+    return (
+      db.prepare('SELECT intent FROM audit WHERE kind = ? ORDER BY seq').all(kind) as Array<{ intent: string }>
+    ).map((r) => ({ intent: JSON.parse(r.intent) }));
   } finally {
     db.close();
   }
 }
 
-function sharesOf(node: CosignerNode): Array<{ key_id: string; version: number; epoch: number; state: string; sealed: Buffer; public_package: string }> {
+function sharesOf(
+  node: CosignerNode,
+): Array<{ key_id: string; version: number; epoch: number; state: string; sealed: Buffer; public_package: string }> {
   const db = new Database(node.dbPath, { readonly: true });
   try {
-    return db.prepare('SELECT key_id, version, epoch, state, sealed, public_package FROM shares ORDER BY key_id, version, epoch').all() as never;
+    return db
+      .prepare(
+        'SELECT key_id, version, epoch, state, sealed, public_package FROM shares ORDER BY key_id, version, epoch',
+      )
+      .all() as never;
   } finally {
     db.close();
   }
@@ -107,11 +133,19 @@ t.test('a batch of threshold signatures queues at the signer and every item veri
   const r = await call<{ results: Array<{ signed?: SignRes; error?: { reason: string } }> }>(
     engine.signer,
     'SignBatch',
-    { batchId: randomUUID(), keyId: 'tss-ed', clientTime: nowTimestamp(), items: messages.map((message) => ({ message })) },
+    {
+      batchId: randomUUID(),
+      keyId: 'tss-ed',
+      clientTime: nowTimestamp(),
+      items: messages.map((message) => ({ message })),
+    },
     120_000,
   );
   t.equal(r.results.length, 40);
-  t.ok(r.results.every((x, i) => x.signed && ed25519.verify(x.signed.signature, messages[i]!, ed.publicKey)), 'all 40 signed, in order, each verifies');
+  t.ok(
+    r.results.every((x, i) => x.signed && ed25519.verify(x.signed.signature, messages[i]!, ed.publicKey)),
+    'all 40 signed, in order, each verifies',
+  );
 });
 
 t.test('a retry replays the stored signature; a second payload for a declared nonce is refused', async (t) => {
@@ -127,8 +161,16 @@ t.test('a retry replays the stored signature; a second payload for a declared no
   const other = ts.as('other-engine');
   const [a, b] = [randomBytes(24), randomBytes(24)];
   const mine = await sign('shared-tss', { message: a }, { requestId: 'order-1' });
-  const theirs = await call<SignRes>(other.signer, 'Sign', { keyId: 'shared-tss', requestId: 'order-1', clientTime: nowTimestamp(), message: b }, 30_000);
-  t.ok(ed25519.verify(mine.signature, a, shared.publicKey) && ed25519.verify(theirs.signature, b, shared.publicKey), 'two clients, one request id, two payloads: both signed');
+  const theirs = await call<SignRes>(
+    other.signer,
+    'Sign',
+    { keyId: 'shared-tss', requestId: 'order-1', clientTime: nowTimestamp(), message: b },
+    30_000,
+  );
+  t.ok(
+    ed25519.verify(mine.signature, a, shared.publicKey) && ed25519.verify(theirs.signature, b, shared.publicKey),
+    'two clients, one request id, two payloads: both signed',
+  );
 });
 
 t.test('signing goes on with one cosigner down', async (t) => {
@@ -142,7 +184,10 @@ t.test('signing goes on with one cosigner down', async (t) => {
   await down.restart();
   await settle();
   const message = randomBytes(32);
-  t.ok(ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey), 'and after it restarted (its nonces are gone, refetched)');
+  t.ok(
+    ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey),
+    'and after it restarted (its nonces are gone, refetched)',
+  );
 });
 
 t.test('a hung cosigner misses its deadline, is named, and the others sign', async (t) => {
@@ -155,11 +200,20 @@ t.test('a hung cosigner misses its deadline, is named, and the others sign', asy
   const before = auditEntries('threshold.fault').length;
   for (let i = 0; i < 4; i++) {
     const message = randomBytes(32);
-    t.ok(ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey), `signed with cosigner ${hung.id} hung`);
+    t.ok(
+      ed25519.verify((await sign('tss-ed', { message })).signature, message, ed.publicKey),
+      `signed with cosigner ${hung.id} hung`,
+    );
   }
   const faults = auditEntries('threshold.fault').slice(before);
-  t.ok(faults.some((f) => f.intent.cosigner === String(hung.id) && f.intent.why === 'deadline'), `cosigner ${hung.id} named for missing the deadline`);
-  t.ok(faults.every((f) => f.intent.cosigner === String(hung.id)), 'and nobody else');
+  t.ok(
+    faults.some((f) => f.intent.cosigner === String(hung.id) && f.intent.why === 'deadline'),
+    `cosigner ${hung.id} named for missing the deadline`,
+  );
+  t.ok(
+    faults.every((f) => f.intent.cosigner === String(hung.id)),
+    'and nobody else',
+  );
 });
 
 t.test('a cosigner returning corrupted shares is named, and the others sign', async (t) => {
@@ -180,7 +234,10 @@ t.test('a cosigner returning corrupted shares is named, and the others sign', as
   }
   const faults = auditEntries('threshold.fault').slice(before);
   t.ok(faults.length >= 1, 'the fault is in the audit log');
-  t.ok(faults.every((f) => f.intent.cosigner === String(bad.id) && f.intent.why === 'invalid share'), `cosigner ${bad.id} named for an invalid share`);
+  t.ok(
+    faults.every((f) => f.intent.cosigner === String(bad.id) && f.intent.why === 'invalid share'),
+    `cosigner ${bad.id} named for an invalid share`,
+  );
   const metrics = await ts.signer.metrics.registry.getSingleMetricAsString('signer_cosigner_faults_total');
   t.match(metrics, new RegExp(`cosigner="${bad.id}",why="invalid share"`), 'and in the metrics');
 });
@@ -205,15 +262,26 @@ t.test('refresh keeps the public key, replaces every share and destroys the old 
   t.equal(k.threshold!.epoch, 2);
   for (const [i, node] of nodes.entries()) {
     const rows = sharesOf(node).filter((r) => r.key_id === 'tss-btc');
-    t.same(rows.map((r) => [r.epoch, r.state]), [[2, 'active']], `cosigner ${node.id}: only the new share remains`);
+    t.same(
+      rows.map((r) => [r.epoch, r.state]),
+      [[2, 'active']],
+      `cosigner ${node.id}: only the new share remains`,
+    );
     t.not(rows[0]!.public_package, before[i]!.public_package, 'verifying shares moved');
     for (const f of [node.dbPath, `${node.dbPath}-wal`]) {
       const bytes = await readFile(f).catch(() => Buffer.alloc(0));
-      t.equal(bytes.indexOf(before[i]!.sealed.subarray(13, 45)), -1, `the old sealed share is gone from ${f.endsWith('-wal') ? 'the WAL' : 'the database file'}`);
+      t.equal(
+        bytes.indexOf(before[i]!.sealed.subarray(13, 45)),
+        -1,
+        `the old sealed share is gone from ${f.endsWith('-wal') ? 'the WAL' : 'the database file'}`,
+      );
     }
   }
   const digest = randomBytes(32);
-  t.ok(schnorr.verify((await sign('tss-btc', { digest })).signature, digest, tr.publicKey), 'new shares sign under the same key');
+  t.ok(
+    schnorr.verify((await sign('tss-btc', { digest })).signature, digest, tr.publicKey),
+    'new shares sign under the same key',
+  );
   const refreshed = auditEntries('key.refresh');
   t.equal(refreshed.at(-1)!.intent.epoch, '2', 'the refresh is audited');
   await refused(t, call(admin.keyAdmin, 'RefreshShares', { keyId: 'nope' }), status.NOT_FOUND, 'KEY_NOT_FOUND');
@@ -229,18 +297,35 @@ t.test('a refresh schedule refreshes the shares of its key and keeps its public 
   const entry = auditEntries('key.refresh').find((e) => e.intent.trigger === 'schedule');
   t.ok(entry, 'audited as a scheduled refresh');
   const message = randomBytes(32);
-  t.ok(ed25519.verify((await sign('tss-sched', { message })).signature, message, k.publicKey), 'the refreshed shares sign');
+  t.ok(
+    ed25519.verify((await sign('tss-sched', { message })).signature, message, k.publicKey),
+    'the refreshed shares sign',
+  );
 });
 
 t.test('a compromised coordinator cannot get a share for a second payload on a nonce, or reuse a nonce', async (t) => {
   const clients = nodes.map((n) => cosignerClient(ts.pki, n.address));
   t.teardown(() => clients.forEach((c) => c.close()));
-  const commits = await Promise.all(clients.slice(0, 2).map((c) => call<{ commitments: Array<{ id: string; cosignerId: number; hiding: Buffer; binding: Buffer }>; epoch: number }>(c, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 2 })));
+  const commits = await Promise.all(
+    clients.slice(0, 2).map((c) =>
+      call<{
+        commitments: Array<{ id: string; cosignerId: number; hiding: Buffer; binding: Buffer }>;
+        epoch: number;
+      }>(c, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 2 }),
+    ),
+  );
   const list = (j: number) => commits.map((c) => c.commitments[j]!);
   const ask = (j: number, payload: Buffer, requestId: string) =>
     call<{ share: Buffer }>(clients[0]!, 'SignShare', {
-      keyId: 'tss-ed', keyVersion: 1, epoch: commits[0]!.epoch, requestId, payloadKind: 'message', payload,
-      replayScope: { chainId: '5', accountNonce: '42' }, nonceId: list(j)[0]!.id, commitments: list(j),
+      keyId: 'tss-ed',
+      keyVersion: 1,
+      epoch: commits[0]!.epoch,
+      requestId,
+      payloadKind: 'message',
+      payload,
+      replayScope: { chainId: '5', accountNonce: '42' },
+      nonceId: list(j)[0]!.id,
+      commitments: list(j),
     });
   const first = await ask(0, Buffer.from('pay alice 1'), 'r-1');
   t.equal(first.share.length, 32, 'a share for the first payload');
@@ -250,38 +335,87 @@ t.test('a compromised coordinator cannot get a share for a second payload on a n
   // every round-1 output is signed by its cosigner's identity certificate.
   const round1 = async () => {
     const sessionId = randomBytes(18).toString('base64url');
-    const params = { sessionId, ceremony: 'DKG', keyId: 'evil-dkg', keyVersion: 1, algorithm: 'frost-ed25519', minSigners: 2, participants: [1, 2, 3], epoch: 0, groupId: randomBytes(16) };
-    const r1 = await Promise.all(clients.map((c) => call<{ package: string; transportKey: Buffer; identityCert: string; signature: Buffer }>(c, 'Round1', params)));
+    const params = {
+      sessionId,
+      ceremony: 'DKG',
+      keyId: 'evil-dkg',
+      keyVersion: 1,
+      algorithm: 'frost-ed25519',
+      minSigners: 2,
+      participants: [1, 2, 3],
+      epoch: 0,
+      groupId: randomBytes(16),
+    };
+    const r1 = await Promise.all(
+      clients.map((c) =>
+        call<{ package: string; transportKey: Buffer; identityCert: string; signature: Buffer }>(c, 'Round1', params),
+      ),
+    );
     return { sessionId, honest: r1.map((o, i) => ({ cosignerId: i + 1, ...o })) };
   };
   const a = await round1();
   const forged = a.honest.map((e) => (e.cosignerId === 2 ? { ...e, transportKey: randomBytes(32) } : e));
-  const d = await refused(t, call(clients[0]!, 'Round2', { sessionId: a.sessionId, round1: forged }), status.FAILED_PRECONDITION, 'CEREMONY_FAILED');
+  const d = await refused(
+    t,
+    call(clients[0]!, 'Round2', { sessionId: a.sessionId, round1: forged }),
+    status.FAILED_PRECONDITION,
+    'CEREMONY_FAILED',
+  );
   t.equal(d.metadata.faultyCosigner, '2', 'the substituted entry is refused, naming whose it claims to be');
   t.match(d.message, /not signed by its identity/);
   const ok = await call<{ shares: unknown[] }>(clients[1]!, 'Round2', { sessionId: a.sessionId, round1: a.honest });
   t.equal(ok.shares.length, 2, 'control: the untouched entries pass');
   const b = await round1();
-  const stolen = b.honest.map((e) => (e.cosignerId === 3 ? { ...e, identityCert: ts.pki.clients['cosigner-2']!.cert.toString() } : e));
-  const d2 = await refused(t, call(clients[0]!, 'Round2', { sessionId: b.sessionId, round1: stolen }), status.FAILED_PRECONDITION, 'CEREMONY_FAILED');
+  const stolen = b.honest.map((e) =>
+    e.cosignerId === 3 ? { ...e, identityCert: ts.pki.clients['cosigner-2']!.cert.toString() } : e,
+  );
+  const d2 = await refused(
+    t,
+    call(clients[0]!, 'Round2', { sessionId: b.sessionId, round1: stolen }),
+    status.FAILED_PRECONDITION,
+    'CEREMONY_FAILED',
+  );
   t.match(d2.message, /not for CN=cosigner-3/, "another cosigner's certificate does not pass for cosigner 3");
-  for (const sessionId of [a.sessionId, b.sessionId]) await Promise.all(clients.map((c) => call(c, 'Finish', { sessionId, commit: false })));
+  for (const sessionId of [a.sessionId, b.sessionId])
+    await Promise.all(clients.map((c) => call(c, 'Finish', { sessionId, commit: false })));
   const foreign = cosignerClient(ts.pki, nodes[0]!.address, 'payment-engine');
   t.teardown(() => foreign.close());
-  await refused(t, call(foreign, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 1 }), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
+  await refused(
+    t,
+    call(foreign, 'Commit', { keyId: 'tss-ed', keyVersion: 1, count: 1 }),
+    status.PERMISSION_DENIED,
+    'NOT_AUTHORIZED',
+  );
 });
 
 t.test('a DKG with a cheating cosigner aborts and names it', async (t) => {
-  for (const [fault, who] of [['bad-proof', 3], ['bad-share', 2]] as const) {
+  for (const [fault, who] of [
+    ['bad-proof', 3],
+    ['bad-share', 2],
+  ] as const) {
     const cheat = nodes[who - 1]!;
     await cheat.restart(fault);
     await settle();
-    const d = await refused(t, create(`tss-cheat-${who}`, 'FROST_ED25519'), status.FAILED_PRECONDITION, 'PARTICIPANT_FAULT');
+    const d = await refused(
+      t,
+      create(`tss-cheat-${who}`, 'FROST_ED25519'),
+      status.FAILED_PRECONDITION,
+      'PARTICIPANT_FAULT',
+    );
     t.equal(d.metadata.cosigner, String(who), `${fault}: cosigner ${who} named`);
     await cheat.restart();
     await settle();
-    for (const node of nodes) t.notOk(sharesOf(node).some((r) => r.key_id === `tss-cheat-${who}`), `cosigner ${node.id} kept no share of the aborted key`);
-    await refused(t, call(engine.signer, 'GetPublicKey', { keyId: `tss-cheat-${who}` }), status.NOT_FOUND, 'KEY_NOT_FOUND');
+    for (const node of nodes)
+      t.notOk(
+        sharesOf(node).some((r) => r.key_id === `tss-cheat-${who}`),
+        `cosigner ${node.id} kept no share of the aborted key`,
+      );
+    await refused(
+      t,
+      call(engine.signer, 'GetPublicKey', { keyId: `tss-cheat-${who}` }),
+      status.NOT_FOUND,
+      'KEY_NOT_FOUND',
+    );
   }
 });
 
@@ -294,7 +428,11 @@ function clearShares(bytes: Uint8Array, id: Buffer, verifying: string): { found:
   const found: number[] = [];
   let candidates = 0;
   for (let i = buf.indexOf(id); i !== -1 && i + 64 <= buf.length; i = buf.indexOf(id, i + 1)) {
-    const s = BigInt(`0x${Buffer.from(buf.subarray(i + 32, i + 64)).reverse().toString('hex')}`);
+    const s = BigInt(
+      `0x${Buffer.from(buf.subarray(i + 32, i + 64))
+        .reverse()
+        .toString('hex')}`,
+    );
     if (s === 0n || s >= ed25519.Point.Fn.ORDER) continue;
     candidates++;
     if (ed25519.Point.BASE.multiply(s).toHex() === verifying) found.push(i);
@@ -305,17 +443,30 @@ function clearShares(bytes: Uint8Array, id: Buffer, verifying: string): { found:
 t.test('no cosigner file holds a share in the clear', async (t) => {
   // The search works: a share written in the clear among other bytes is found.
   const s = BigInt(`0x${randomBytes(31).toString('hex')}`) + 1n; // below the group order
-  const planted = Buffer.concat([randomBytes(100), Buffer.from([1, ...Array(31).fill(0)]), Buffer.from(ed25519.Point.Fn.toBytes(s)), randomBytes(50)]);
+  const planted = Buffer.concat([
+    randomBytes(100),
+    Buffer.from([1, ...Array(31).fill(0)]),
+    Buffer.from(ed25519.Point.Fn.toBytes(s)),
+    randomBytes(50),
+  ]);
   const one = Buffer.alloc(32);
   one[0] = 1;
-  t.same(clearShares(planted, one, ed25519.Point.BASE.multiply(s).toHex()).found, [100], 'control: a planted share is found');
+  t.same(
+    clearShares(planted, one, ed25519.Point.BASE.multiply(s).toHex()).found,
+    [100],
+    'control: a planted share is found',
+  );
 
-  const pub = JSON.parse(ts.signer.keys.get('tss-ed').threshold!.publicPackage) as { verifyingShares: Record<string, string> };
+  const pub = JSON.parse(ts.signer.keys.get('tss-ed').threshold!.publicPackage) as {
+    verifyingShares: Record<string, string>;
+  };
   for (const node of nodes) {
     const id = Buffer.alloc(32);
     id[0] = node.id;
     const verifying = pub.verifyingShares[id.toString('hex')]!;
-    const tokenFiles = (await readdir(join(node.dir, 'tokens'), { recursive: true, withFileTypes: true })).filter((f) => f.isFile()).map((f) => join(f.parentPath, f.name));
+    const tokenFiles = (await readdir(join(node.dir, 'tokens'), { recursive: true, withFileTypes: true }))
+      .filter((f) => f.isFile())
+      .map((f) => join(f.parentPath, f.name));
     const files = [node.dbPath, `${node.dbPath}-wal`, ...tokenFiles];
     let candidates = 0;
     for (const file of files) {
@@ -323,21 +474,41 @@ t.test('no cosigner file holds a share in the clear', async (t) => {
       candidates += r.candidates;
       t.same(r.found, [], `cosigner ${node.id}: ${file.slice(node.dir.length + 1)} holds no share in the clear`);
     }
-    t.ok(tokenFiles.length > 0, `cosigner ${node.id}: database, WAL and ${tokenFiles.length} token files searched (${candidates} candidate positions)`);
+    t.ok(
+      tokenFiles.length > 0,
+      `cosigner ${node.id}: database, WAL and ${tokenFiles.length} token files searched (${candidates} candidate positions)`,
+    );
   }
 });
 
 t.test('rotating a threshold key runs a new DKG; destroying a version destroys its shares', async (t) => {
-  const r = await call<{ active: Key; previous: Key }>(admin.keyAdmin, 'RotateKey', { keyId: 'shared-tss', overlapSeconds: 60 }, 60_000);
+  const r = await call<{ active: Key; previous: Key }>(
+    admin.keyAdmin,
+    'RotateKey',
+    { keyId: 'shared-tss', overlapSeconds: 60 },
+    60_000,
+  );
   t.equal(r.active.version, 2);
   t.notSame(r.active.publicKey, r.previous.publicKey, 'a new group key (a new address)');
   const message = randomBytes(32);
-  t.ok(ed25519.verify((await sign('shared-tss', { message })).signature, message, r.active.publicKey), 'the new version signs');
+  t.ok(
+    ed25519.verify((await sign('shared-tss', { message })).signature, message, r.active.publicKey),
+    'the new version signs',
+  );
   await call(admin.keyAdmin, 'DisableKeyVersion', { keyId: 'shared-tss', version: 1 });
-  await call(admin.keyAdmin, 'DestroyKeyVersion', { keyId: 'shared-tss', version: 1, confirmKeyId: 'shared-tss' }, 30_000);
+  await call(
+    admin.keyAdmin,
+    'DestroyKeyVersion',
+    { keyId: 'shared-tss', version: 1, confirmKeyId: 'shared-tss' },
+    30_000,
+  );
   for (const node of nodes) {
     const rows = sharesOf(node).filter((x) => x.key_id === 'shared-tss');
-    t.same(rows.map((x) => x.version), [2], `cosigner ${node.id} keeps only the new version's share`);
+    t.same(
+      rows.map((x) => x.version),
+      [2],
+      `cosigner ${node.id} keeps only the new version's share`,
+    );
   }
   await refused(t, sign('shared-tss', { message }, { keyVersion: 1 }), status.NOT_FOUND, 'KEY_VERSION_NOT_FOUND');
 });

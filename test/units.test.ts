@@ -1,10 +1,10 @@
 import t from 'tap';
 import { parseConfig } from '../src/infra/config/load.js';
-import { SessionPool } from '../src/infra/hsm/pool.js';
-import { parsePkcs11Uri } from '../src/infra/hsm/uri.js';
+import { normalisePin } from '../src/infra/config/pins.js';
 import { Authorizer } from '../src/infra/grpc/auth.js';
 import { PeerTrust } from '../src/infra/grpc/peer-trust.js';
-import { normalisePin } from '../src/infra/config/pins.js';
+import { SessionPool } from '../src/infra/hsm/pool.js';
+import { parsePkcs11Uri } from '../src/infra/hsm/uri.js';
 
 t.test('PKCS#11 URIs (RFC 7512)', async (t) => {
   t.same(parsePkcs11Uri('pkcs11:token=signer;object=hot-1?module-path=/usr/lib/x.so&pin-source=file:/run/pin'), {
@@ -13,7 +13,11 @@ t.test('PKCS#11 URIs (RFC 7512)', async (t) => {
     modulePath: '/usr/lib/x.so',
     pinFile: '/run/pin',
   });
-  t.same(parsePkcs11Uri('pkcs11:serial=0a1b;id=%01%02?pin-source=file:///p%20q'), { serial: '0a1b', id: Buffer.from([1, 2]), pinFile: '/p q' });
+  t.same(parsePkcs11Uri('pkcs11:serial=0a1b;id=%01%02?pin-source=file:///p%20q'), {
+    serial: '0a1b',
+    id: Buffer.from([1, 2]),
+    pinFile: '/p q',
+  });
   t.same(parsePkcs11Uri('pkcs11:token=My%20Token').token, 'My Token');
   const bad: Array<[string, RegExp]> = [
     ['token=x', /must start with "pkcs11:"/],
@@ -99,7 +103,11 @@ t.test('config: client pins are normalised, separate CA files resolve, a bad pin
     },
     '/etc/signer',
   );
-  const canonical = [`cert-sha256:${'ab'.repeat(32)}`, `spki-sha256:${'cd'.repeat(32)}`, `spki-sha256:${'0f'.repeat(32)}`];
+  const canonical = [
+    `cert-sha256:${'ab'.repeat(32)}`,
+    `spki-sha256:${'cd'.repeat(32)}`,
+    `spki-sha256:${'0f'.repeat(32)}`,
+  ];
   t.same(c.clients.a!.pins, canonical, 'hex with colons and base64 become lowercase hex');
   t.equal(c.tls.clientCaFile, '/etc/signer/clients-ca');
   t.equal(c.tls.crlFile, '/etc/signer/crl.pem');

@@ -25,7 +25,11 @@ export function clientsFrom(opts: Record<string, unknown>): SignerClients {
 
 /** JSON with bytes as hex, for people and programs alike. */
 export function toJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (x && x.type === 'Buffer' && Array.isArray(x.data) ? Buffer.from(x.data).toString('hex') : x), 2);
+  return JSON.stringify(
+    v,
+    (_k, x) => (x && x.type === 'Buffer' && Array.isArray(x.data) ? Buffer.from(x.data).toString('hex') : x),
+    2,
+  );
 }
 
 /** Prints a refusal with its status and reason and exits non-zero. */
@@ -43,7 +47,10 @@ export function fail(e: unknown, json: boolean): never {
  * Runs one script body with connected clients: prints refusals with their status and reason,
  * exits non-zero on failure, and always closes the channel.
  */
-export async function runWithClients(opts: Record<string, unknown>, body: (clients: SignerClients) => Promise<void>): Promise<void> {
+export async function runWithClients(
+  opts: Record<string, unknown>,
+  body: (clients: SignerClients) => Promise<void>,
+): Promise<void> {
   const clients = clientsFrom(opts);
   try {
     await body(clients);

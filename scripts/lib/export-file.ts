@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { CSV_HEADER, parseCsvLine } from '../../src/core/audit/csv.js';
-import { parseJsonLine, type ExportRecord } from '../../src/core/audit/format.js';
+import { type ExportRecord, parseJsonLine } from '../../src/core/audit/format.js';
 
 /** The records of an export file (JSONL or CSV, told apart by the first line), streamed. */
 export async function* readExport(file: string): AsyncGenerator<ExportRecord> {

@@ -30,8 +30,13 @@ export function connect(address: string, tls: ClientTls, serverName = 'localhost
 }
 
 /** Calls a unary method; rejects with the grpc ServiceError (decode it with decodeError). */
-export function call<Res = Record<string, unknown>>(client: grpc.Client, method: string, request: object, timeoutMs = 30_000): Promise<Res> {
-  const fn = (client as unknown as Record<string, Function>)[method];
+export function call<Res = Record<string, unknown>>(
+  client: grpc.Client,
+  method: string,
+  request: object,
+  timeoutMs = 30_000,
+): Promise<Res> {
+  const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
   if (typeof fn !== 'function') throw new Error(`no method ${method}`);
   return new Promise((resolve, reject) =>
     fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: Res) =>

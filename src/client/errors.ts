@@ -20,7 +20,9 @@ export function decodeError(e: grpc.ServiceError): DecodedError {
   };
   for (const d of st.details) {
     if ((d.type_url ?? d.typeUrl) === 'type.googleapis.com/google.rpc.RetryInfo') {
-      const r = RetryInfo.toObject(RetryInfo.decode(d.value), { longs: Number, defaults: true }) as { retryDelay?: { seconds: number; nanos: number } };
+      const r = RetryInfo.toObject(RetryInfo.decode(d.value), { longs: Number, defaults: true }) as {
+        retryDelay?: { seconds: number; nanos: number };
+      };
       out.retryDelayMs = (r.retryDelay?.seconds ?? 0) * 1000 + Math.round((r.retryDelay?.nanos ?? 0) / 1e6);
       continue;
     }

@@ -2,7 +2,7 @@ import type { Key } from '@noble/curves/abstract/frost.js';
 import { equalBytes } from '@noble/curves/utils.js';
 import { SignerError } from '../core/errors.js';
 import { ParticipantFault } from '../core/frost/participant.js';
-import { SUITES, isThresholdAlgorithm } from '../core/frost/suites.js';
+import { isThresholdAlgorithm, SUITES } from '../core/frost/suites.js';
 import type { CeremonyParams, Round1Entry, Round1Output, SealedShare } from '../core/frost/wire.js';
 import { Ceremony, type CeremonyFaults } from './ceremony.js';
 import type { CosignerIdentity } from './identity.js';

@@ -2,20 +2,26 @@ import type { DKG_Round1, DKG_Secret, Identifier, Key } from '@noble/curves/abst
 import { bytesToHex } from '@noble/curves/utils.js';
 import { dkgRound1, dkgRound2, dkgRound3 } from '../core/frost/dkg.js';
 import { ParticipantFault } from '../core/frost/participant.js';
-import { refreshFinish, refreshRound1, refreshRound2, type RefreshRound1, type RefreshSecret } from '../core/frost/refresh.js';
-import type { CosignerIdentity } from './identity.js';
-import type { Suite } from '../core/frost/suites.js';
-import { openFrom, sealFor, TransportError, transportKey, type TransportKey } from '../core/frost/transport.js';
 import {
+  type RefreshRound1,
+  type RefreshSecret,
+  refreshFinish,
+  refreshRound1,
+  refreshRound2,
+} from '../core/frost/refresh.js';
+import type { Suite } from '../core/frost/suites.js';
+import { openFrom, sealFor, TransportError, type TransportKey, transportKey } from '../core/frost/transport.js';
+import {
+  type CeremonyParams,
   decodeDkgRound1,
   decodeRefreshRound1,
   encodeDkgRound1,
   encodeRefreshRound1,
-  type CeremonyParams,
   type Round1Entry,
   type Round1Output,
   type SealedShare,
 } from '../core/frost/wire.js';
+import type { CosignerIdentity } from './identity.js';
 
 /** Test-only misbehaviour of a cosigner; production code never sets it. */
 export interface CeremonyFaults {
@@ -87,7 +93,14 @@ export class Ceremony {
       const share = out[this.ids.get(e.cosignerId)!];
       if (!share) throw new Error(`no round2 share computed for cosigner ${e.cosignerId}`);
       if (this.faults.badShare) share[0]! ^= 1;
-      const ciphertext = sealFor(this.transport, e.transportKey, this.params.sessionId, this.cosignerId, e.cosignerId, share);
+      const ciphertext = sealFor(
+        this.transport,
+        e.transportKey,
+        this.params.sessionId,
+        this.cosignerId,
+        e.cosignerId,
+        share,
+      );
       share.fill(0);
       return { from: this.cosignerId, to: e.cosignerId, ciphertext };
     });
@@ -101,7 +114,14 @@ export class Ceremony {
       const s = shares.filter((x) => x.from === e.cosignerId && x.to === this.cosignerId);
       if (s.length !== 1) throw new ParticipantFault(sender, s.length ? 'sent two shares' : 'sent no share');
       try {
-        received[sender] = openFrom(this.transport, e.transportKey, this.params.sessionId, e.cosignerId, this.cosignerId, s[0]!.ciphertext);
+        received[sender] = openFrom(
+          this.transport,
+          e.transportKey,
+          this.params.sessionId,
+          e.cosignerId,
+          this.cosignerId,
+          s[0]!.ciphertext,
+        );
       } catch (err) {
         if (err instanceof TransportError) throw new ParticipantFault(sender, 'share failed authentication');
         throw err;
@@ -110,10 +130,15 @@ export class Ceremony {
     try {
       if (this.params.kind === 'dkg') {
         const round1: DKG_Round1[] = this.others().map((e) => decodeDkgRound1(e.package, this.ids.get(e.cosignerId)!));
-        const round2 = Object.entries(received).map(([identifier, signingShare]) => ({ identifier, signingShare: Uint8Array.from(signingShare) }));
+        const round2 = Object.entries(received).map(([identifier, signingShare]) => ({
+          identifier,
+          signingShare: Uint8Array.from(signingShare),
+        }));
         return dkgRound3(this.suite, this.dkg!, round1, round2);
       }
-      const round1: RefreshRound1[] = this.entries.map((e) => decodeRefreshRound1(e.package, this.ids.get(e.cosignerId)!));
+      const round1: RefreshRound1[] = this.entries.map((e) =>
+        decodeRefreshRound1(e.package, this.ids.get(e.cosignerId)!),
+      );
       return refreshFinish(this.suite, this.refresh!, this.oldKey!, round1, received);
     } finally {
       for (const v of Object.values(received)) v.fill(0);

@@ -1,4 +1,4 @@
-import { X509Certificate, createHash, createPrivateKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { CeremonyParams, Round1Entry } from '../core/frost/wire.js';
 
@@ -31,7 +31,12 @@ export class CosignerIdentity {
     const problem = this.problem(entry.identityCert, entry.cosignerId);
     if (problem) return problem;
     const cert = new X509Certificate(entry.identityCert);
-    const ok = verify('sha256', signedBytes(params, entry.cosignerId, entry.package, entry.transportKey), cert.publicKey, Buffer.from(entry.signature));
+    const ok = verify(
+      'sha256',
+      signedBytes(params, entry.cosignerId, entry.package, entry.transportKey),
+      cert.publicKey,
+      Buffer.from(entry.signature),
+    );
     return ok ? undefined : 'round1 output not signed by its identity (altered in transit, or another ceremony)';
   }
 
@@ -42,10 +47,13 @@ export class CosignerIdentity {
     } catch {
       return 'identity certificate does not parse';
     }
-    if (!cert.verify(this.ca.publicKey) || !cert.checkIssued(this.ca)) return 'identity certificate is not issued by the CA';
+    if (!cert.verify(this.ca.publicKey) || !cert.checkIssued(this.ca))
+      return 'identity certificate is not issued by the CA';
     const now = Date.now();
-    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return 'identity certificate is not valid now';
-    if (!cert.subject.split('\n').includes(`CN=cosigner-${cosignerId}`)) return `identity certificate is not for CN=cosigner-${cosignerId}`;
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo))
+      return 'identity certificate is not valid now';
+    if (!cert.subject.split('\n').includes(`CN=cosigner-${cosignerId}`))
+      return `identity certificate is not for CN=cosigner-${cosignerId}`;
     return undefined;
   }
 }

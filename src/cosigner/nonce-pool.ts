@@ -13,7 +13,10 @@ export class NoncePool {
 
   add(keyRef: string, epoch: number, nonce: GenNonce): string {
     let pool = this.pools.get(keyRef);
-    if (!pool) this.pools.set(keyRef, (pool = new Map()));
+    if (!pool) {
+      pool = new Map();
+      this.pools.set(keyRef, pool);
+    }
     const id = randomBytes(12).toString('base64url');
     pool.set(id, { nonce, epoch });
     for (const [old, entry] of pool) {

@@ -1,17 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Config } from '../infra/config/schema.js';
+import { PeerAuthorizer } from '../infra/grpc/auth.js';
+import { signerV1 } from '../infra/grpc/proto.js';
+import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReloader } from '../infra/grpc/server-tls.js';
 import { Hsm } from '../infra/hsm/hsm.js';
 import { ensureSealingKey } from '../infra/hsm/seal.js';
 import type { Logger } from '../infra/log.js';
-import { signerV1 } from '../infra/grpc/proto.js';
-import { PeerAuthorizer } from '../infra/grpc/auth.js';
-import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReloader } from '../infra/grpc/server-tls.js';
-import { CosignerStore } from './store.js';
+import { mountWitness, WITNESS_SERVICE } from '../witness/server.js';
 import { cosignerGrpc } from './grpc.js';
-import { CosignerService, type CosignerFaults } from './service.js';
 import { CosignerIdentity } from './identity.js';
-import { WITNESS_SERVICE, mountWitness } from '../witness/server.js';
+import { type CosignerFaults, CosignerService } from './service.js';
+import { CosignerStore } from './store.js';
 
 export interface RunningCosigner {
   port: number;
@@ -70,7 +70,9 @@ export async function startCosigner(
     }
   }, 60_000);
   pruner.unref();
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
   log.info({ listen: config.listen, port, cosigner: me.id }, 'cosigner started');
   return {
     port,

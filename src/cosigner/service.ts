@@ -5,7 +5,7 @@ import { CosignerCeremonies, type Round1Request } from './ceremonies.js';
 import type { CeremonyFaults } from './ceremony.js';
 import type { CosignerIdentity } from './identity.js';
 import { ShareVault } from './shares.js';
-import { CosignerSigning, type CommitRequest, type CommitResponse, type SignShareRequest } from './signing.js';
+import { type CommitRequest, type CommitResponse, CosignerSigning, type SignShareRequest } from './signing.js';
 import type { CosignerStore } from './store.js';
 
 /** Test-only misbehaviour (a cheating or faulty cosigner); never set by main.ts. */

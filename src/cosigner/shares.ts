@@ -25,9 +25,7 @@ export class ShareVault {
    */
   private readonly checked = new Map<string, FrostPublic>();
 
-  constructor(
-    private readonly o: { id: number; hsm: Hsm; sealKey: Uint8Array; store: CosignerStore; log: Logger },
-  ) {}
+  constructor(private readonly o: { id: number; hsm: Hsm; sealKey: Uint8Array; store: CosignerStore; log: Logger }) {}
 
   /** The share row that signs for a key version (still sealed). */
   active(keyId: string, version: number): ShareRow {

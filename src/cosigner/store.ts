@@ -86,7 +86,17 @@ export class CosignerStore {
         `INSERT INTO shares (key_id, version, epoch, state, session_id, algorithm, group_id, public_package, sealed, created_at)
          VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`,
       )
-      .run(s.keyId, s.version, s.epoch, s.sessionId, s.algorithm, Buffer.from(s.groupId), s.publicPackage, Buffer.from(s.sealed), at.getTime());
+      .run(
+        s.keyId,
+        s.version,
+        s.epoch,
+        s.sessionId,
+        s.algorithm,
+        Buffer.from(s.groupId),
+        s.publicPackage,
+        Buffer.from(s.sealed),
+        at.getTime(),
+      );
   }
 
   /**
@@ -96,13 +106,17 @@ export class CosignerStore {
    */
   finish(sessionId: string, commit: boolean): ShareRow | undefined {
     const out = this.db.transaction(() => {
-      const row = this.db.prepare("SELECT * FROM shares WHERE session_id = ? AND state = 'pending'").get(sessionId) as Row | undefined;
+      const row = this.db.prepare("SELECT * FROM shares WHERE session_id = ? AND state = 'pending'").get(sessionId) as
+        | Row
+        | undefined;
       if (!row) return undefined;
       if (!commit) {
         this.db.prepare('DELETE FROM shares WHERE session_id = ?').run(sessionId);
         return undefined;
       }
-      this.db.prepare('DELETE FROM shares WHERE key_id = ? AND version = ? AND epoch <> ?').run(row.key_id, row.version, row.epoch);
+      this.db
+        .prepare('DELETE FROM shares WHERE key_id = ? AND version = ? AND epoch <> ?')
+        .run(row.key_id, row.version, row.epoch);
       this.db.prepare("UPDATE shares SET state = 'active' WHERE session_id = ?").run(sessionId);
       return fromRow({ ...row, state: 'active' });
     })();
@@ -121,11 +135,17 @@ export class CosignerStore {
 
   /** Drops pending shares of a key version whose ceremony never finished (a coordinator crash). */
   discardPending(keyId: string, version: number): void {
-    if (this.db.prepare("DELETE FROM shares WHERE key_id = ? AND version = ? AND state = 'pending'").run(keyId, version).changes) this.scrub();
+    if (
+      this.db.prepare("DELETE FROM shares WHERE key_id = ? AND version = ? AND state = 'pending'").run(keyId, version)
+        .changes
+    )
+      this.scrub();
   }
 
   active(keyId: string, version: number): ShareRow | undefined {
-    const r = this.db.prepare("SELECT * FROM shares WHERE key_id = ? AND version = ? AND state = 'active'").get(keyId, version) as Row | undefined;
+    const r = this.db
+      .prepare("SELECT * FROM shares WHERE key_id = ? AND version = ? AND state = 'active'")
+      .get(keyId, version) as Row | undefined;
     return r && fromRow(r);
   }
 
@@ -148,7 +168,9 @@ export class CosignerStore {
   claim(keyId: string, version: number, scopes: string[], payloadHash: Uint8Array, at: Date): string | undefined {
     return this.db.transaction(() => {
       const get = this.db.prepare('SELECT payload_hash FROM claims WHERE key_id = ? AND version = ? AND scope = ?');
-      const put = this.db.prepare('INSERT OR IGNORE INTO claims (key_id, version, scope, payload_hash, at) VALUES (?, ?, ?, ?, ?)');
+      const put = this.db.prepare(
+        'INSERT OR IGNORE INTO claims (key_id, version, scope, payload_hash, at) VALUES (?, ?, ?, ?, ?)',
+      );
       for (const scope of scopes) {
         const held = get.get(keyId, version, scope) as { payload_hash: Buffer } | undefined;
         if (held && !held.payload_hash.equals(Buffer.from(payloadHash))) return scope;

@@ -49,8 +49,18 @@ export interface AuditEntry {
 
 /** The fields an entry's JSON body holds, i.e. every field but the two chain links. */
 export const HASHED_FIELDS = [
-  'seq', 'at', 'kind', 'client', 'keyId', 'keyVersion', 'requestId',
-  'payloadHash', 'intent', 'decision', 'reason', 'signatureHash',
+  'seq',
+  'at',
+  'kind',
+  'client',
+  'keyId',
+  'keyVersion',
+  'requestId',
+  'payloadHash',
+  'intent',
+  'decision',
+  'reason',
+  'signatureHash',
 ] as const;
 
 const HEX32 = /^[0-9a-f]{64}$/;
@@ -108,7 +118,8 @@ export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
       throw new TypeError(`entryHash: unknown field ${JSON.stringify(k)}`);
     }
   }
-  if (typeof e.prevHash !== 'string' || !HEX32.test(e.prevHash)) throw new TypeError('entryHash: prevHash must be 64 lowercase hex digits');
+  if (typeof e.prevHash !== 'string' || !HEX32.test(e.prevHash))
+    throw new TypeError('entryHash: prevHash must be 64 lowercase hex digits');
   const body: Record<string, unknown> = {};
   for (const k of HASHED_FIELDS) body[k] = o[k];
   return bytesToHex(sha256(concatBytes(hexToBytes(e.prevHash), utf8ToBytes(canonicalJson(body)))));

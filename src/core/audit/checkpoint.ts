@@ -16,13 +16,13 @@
  */
 import { HASH_SIZE } from './merkle.js';
 import {
-  type NoteSignature,
-  type NoteSigner,
-  type NoteVerifier,
-  NoteError,
   checkKeyName,
   decodeBase64,
   encodeBase64,
+  NoteError,
+  type NoteSignature,
+  type NoteSigner,
+  type NoteVerifier,
   openNote,
   signNote,
 } from './note.js';
@@ -49,7 +49,7 @@ export function formatCheckpoint(cp: Checkpoint): string {
   if (ext.some((line) => line.length === 0 || line.includes('\n'))) {
     throw malformed('extension lines are non-empty single lines');
   }
-  const text = [cp.origin, String(cp.size), encodeBase64(cp.root), ...ext].join('\n') + '\n';
+  const text = `${[cp.origin, String(cp.size), encodeBase64(cp.root), ...ext].join('\n')}\n`;
   parseCheckpoint(text); // fail closed: never sign a text we would refuse
   return text;
 }

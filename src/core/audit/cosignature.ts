@@ -16,11 +16,11 @@
 import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { parseCheckpoint } from './checkpoint.js';
 import {
+  keyId,
+  NoteError,
   type NoteSigner,
   type NoteVerifier,
-  NoteError,
   SIG_TYPE_COSIGNATURE_V1,
-  keyId,
   verifyEd25519,
 } from './note.js';
 

@@ -13,21 +13,67 @@
  * canonical JSON escapes them, every row is one physical line.
  */
 import { canonicalJson } from './chain.js';
-import { MalformedRecord, validateRecord, type ExportRecord } from './format.js';
+import { type ExportRecord, MalformedRecord, validateRecord } from './format.js';
 
 export const CSV_COLUMNS = [
-  'type', 'seq', 'at', 'kind', 'client', 'keyId', 'keyVersion', 'requestId', 'payloadHash', 'intent',
-  'decision', 'reason', 'signatureHash', 'prevHash', 'hash', 'headHash', 'auditKeyId', 'auditKeyVersion',
-  'signature', 'publicKey', 'algorithm', 'format', 'exportedAt', 'from', 'to',
+  'type',
+  'seq',
+  'at',
+  'kind',
+  'client',
+  'keyId',
+  'keyVersion',
+  'requestId',
+  'payloadHash',
+  'intent',
+  'decision',
+  'reason',
+  'signatureHash',
+  'prevHash',
+  'hash',
+  'headHash',
+  'auditKeyId',
+  'auditKeyVersion',
+  'signature',
+  'publicKey',
+  'algorithm',
+  'format',
+  'exportedAt',
+  'from',
+  'to',
 ] as const;
 type Column = (typeof CSV_COLUMNS)[number];
 
 /** The first line of a CSV export (without its CRLF). */
 export const CSV_HEADER = CSV_COLUMNS.join(',');
 
-const ENTRY_COLUMNS: Column[] = ['seq', 'at', 'kind', 'client', 'keyId', 'keyVersion', 'requestId', 'payloadHash', 'intent', 'decision', 'reason', 'signatureHash', 'prevHash', 'hash'];
+const ENTRY_COLUMNS: Column[] = [
+  'seq',
+  'at',
+  'kind',
+  'client',
+  'keyId',
+  'keyVersion',
+  'requestId',
+  'payloadHash',
+  'intent',
+  'decision',
+  'reason',
+  'signatureHash',
+  'prevHash',
+  'hash',
+];
 const CHECKPOINT_COLUMNS: Column[] = ['seq', 'at', 'headHash', 'auditKeyId', 'auditKeyVersion', 'signature'];
-const HEADER_COLUMNS: Column[] = ['format', 'exportedAt', 'from', 'to', 'auditKeyId', 'auditKeyVersion', 'algorithm', 'publicKey'];
+const HEADER_COLUMNS: Column[] = [
+  'format',
+  'exportedAt',
+  'from',
+  'to',
+  'auditKeyId',
+  'auditKeyVersion',
+  'algorithm',
+  'publicKey',
+];
 
 /**
  * The CSV text of one record, without the final CRLF; a header with several audit keys gives
@@ -47,7 +93,17 @@ export function toCsvRow(record: ExportRecord): string {
       const { auditKeys, ...h } = record;
       const keys = auditKeys.length ? auditKeys : [null];
       return keys
-        .map((k) => row({ ...h, ...(k && { auditKeyId: k.keyId, auditKeyVersion: k.version, algorithm: k.algorithm, publicKey: k.publicKey }) }))
+        .map((k) =>
+          row({
+            ...h,
+            ...(k && {
+              auditKeyId: k.keyId,
+              auditKeyVersion: k.version,
+              algorithm: k.algorithm,
+              publicKey: k.publicKey,
+            }),
+          }),
+        )
         .join('\r\n');
     }
   }
@@ -79,13 +135,25 @@ function unescapeCell(cell: string): string {
  */
 export function parseCsvLine(text: string, line: number): ExportRecord {
   const cells = splitRow(text, line).map(unescapeCell);
-  if (cells.length !== CSV_COLUMNS.length) throw new MalformedRecord(line, `a row must have ${CSV_COLUMNS.length} cells, not ${cells.length}`);
-  const cell = Object.fromEntries(CSV_COLUMNS.map((c, i) => [c, cells[i] === '' ? null : cells[i]!])) as Record<Column, string | null>;
+  if (cells.length !== CSV_COLUMNS.length)
+    throw new MalformedRecord(line, `a row must have ${CSV_COLUMNS.length} cells, not ${cells.length}`);
+  const cell = Object.fromEntries(CSV_COLUMNS.map((c, i) => [c, cells[i] === '' ? null : cells[i]!])) as Record<
+    Column,
+    string | null
+  >;
   const type = cell.type;
-  const used = type === 'entry' ? ENTRY_COLUMNS : type === 'checkpoint' ? CHECKPOINT_COLUMNS : type === 'header' ? HEADER_COLUMNS : undefined;
+  const used =
+    type === 'entry'
+      ? ENTRY_COLUMNS
+      : type === 'checkpoint'
+        ? CHECKPOINT_COLUMNS
+        : type === 'header'
+          ? HEADER_COLUMNS
+          : undefined;
   if (!used) throw new MalformedRecord(line, 'unknown record type: expected "header", "entry" or "checkpoint"');
   for (const c of CSV_COLUMNS) {
-    if (c !== 'type' && cell[c] !== null && !used.includes(c)) throw new MalformedRecord(line, `column ${c} must be empty in a ${type} row`);
+    if (c !== 'type' && cell[c] !== null && !used.includes(c))
+      throw new MalformedRecord(line, `column ${c} must be empty in a ${type} row`);
   }
   let record: Record<string, unknown>;
   if (type === 'entry') {
@@ -96,11 +164,20 @@ export function parseCsvLine(text: string, line: number): ExportRecord {
     record.intent = intentOf(cell.intent, line);
   } else if (type === 'checkpoint') {
     const { seq, at, headHash, auditKeyId, auditKeyVersion, signature } = cell;
-    record = { type, seq: int(seq), headHash, at, auditKey: { keyId: auditKeyId, version: int(auditKeyVersion) }, signature };
+    record = {
+      type,
+      seq: int(seq),
+      headHash,
+      at,
+      auditKey: { keyId: auditKeyId, version: int(auditKeyVersion) },
+      signature,
+    };
   } else {
     const { format, exportedAt, from, to, auditKeyId, auditKeyVersion, algorithm, publicKey } = cell;
     const keyCells = [auditKeyId, auditKeyVersion, algorithm, publicKey];
-    const auditKeys = keyCells.every((c) => c === null) ? [] : [{ keyId: auditKeyId, version: int(auditKeyVersion), algorithm, publicKey }];
+    const auditKeys = keyCells.every((c) => c === null)
+      ? []
+      : [{ keyId: auditKeyId, version: int(auditKeyVersion), algorithm, publicKey }];
     record = { type, format, exportedAt, from, to, auditKeys };
   }
   return validateRecord(record, line);

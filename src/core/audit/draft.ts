@@ -40,7 +40,11 @@ export function draftToEntry(d: AuditDraft, seq: number, prevHash: string): Omit
 }
 
 /** A refusal decided before a payload could be decoded or bound to a key. */
-export function refusalDraft(kind: string, base: Pick<AuditDraft, 'at' | 'client' | 'keyId' | 'keyVersion' | 'requestId'>, reason: string): AuditDraft {
+export function refusalDraft(
+  kind: string,
+  base: Pick<AuditDraft, 'at' | 'client' | 'keyId' | 'keyVersion' | 'requestId'>,
+  reason: string,
+): AuditDraft {
   return { kind, ...base, payloadHash: null, intent: null, decision: 'refused', reason, signatureHash: null };
 }
 

@@ -12,7 +12,7 @@
  */
 import type { AuditEntry } from './chain.js';
 import { entryLeafHash } from './leaf.js';
-import { type Frontier, appendLeaves, frontierNodes, frontierRoot } from './merkle.js';
+import { appendLeaves, type Frontier, frontierNodes, frontierRoot } from './merkle.js';
 
 export type Extension =
   | { ok: true; frontier: Frontier; root: Uint8Array }

@@ -70,20 +70,33 @@ type Rule = readonly [test: (v: unknown) => boolean, expected: string];
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 // C0 controls and DEL: they would split a CSV or log line or drive an auditor's terminal.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 const positive: Rule = [(v) => Number.isSafeInteger(v) && (v as number) >= 1, 'a positive integer'];
-const text: Rule = [(v) => typeof v === 'string' && v.length > 0 && !CONTROL.test(v), 'a non-empty string without control characters'];
-const time: Rule = [(v) => typeof v === 'string' && ISO_UTC.test(v) && !Number.isNaN(Date.parse(v)), 'an ISO 8601 UTC time'];
+const text: Rule = [
+  (v) => typeof v === 'string' && v.length > 0 && !CONTROL.test(v),
+  'a non-empty string without control characters',
+];
+const time: Rule = [
+  (v) => typeof v === 'string' && ISO_UTC.test(v) && !Number.isNaN(Date.parse(v)),
+  'an ISO 8601 UTC time',
+];
 const hex32: Rule = [(v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v), '64 lowercase hex digits'];
 const hex64: Rule = [(v) => typeof v === 'string' && /^[0-9a-f]{128}$/.test(v), '128 lowercase hex digits'];
 const hex: Rule = [(v) => typeof v === 'string' && /^(?:[0-9a-f]{2})+$/.test(v), 'lowercase hex bytes'];
-const kind: Rule = [(v) => typeof v === 'string' && /^[a-z][a-z0-9._-]{0,63}$/.test(v), 'a lowercase event name like "key.create"'];
+const kind: Rule = [
+  (v) => typeof v === 'string' && /^[a-z][a-z0-9._-]{0,63}$/.test(v),
+  'a lowercase event name like "key.create"',
+];
 const intent: Rule = [
   (v) => isPlainObject(v) && Object.values(v).every((x) => typeof x === 'string'),
   'an object of strings',
 ];
-const oneOf = (...values: string[]): Rule => [(v) => values.includes(v as string), values.map((x) => JSON.stringify(x)).join(' or ')];
+const oneOf = (...values: string[]): Rule => [
+  (v) => values.includes(v as string),
+  values.map((x) => JSON.stringify(x)).join(' or '),
+];
 const orNull = ([test, expected]: Rule): Rule => [(v) => v === null || test(v), `${expected} or null`];
 
 const ENTRY: Record<keyof EntryRecord, Rule> = {
@@ -122,7 +135,12 @@ const HEADER: Record<keyof ExportHeader, Rule> = {
   to: orNull(time),
   auditKeys: [Array.isArray, 'an array'],
 };
-const AUDIT_KEY: Record<keyof AuditKeyInfo, Rule> = { keyId: text, version: positive, algorithm: oneOf('ed25519'), publicKey: hex32 };
+const AUDIT_KEY: Record<keyof AuditKeyInfo, Rule> = {
+  keyId: text,
+  version: positive,
+  algorithm: oneOf('ed25519'),
+  publicKey: hex32,
+};
 
 /**
  * Checks that a parsed value is a record of this format: exactly the fields of its type, each
@@ -138,7 +156,8 @@ export function validateRecord(value: unknown, line: number): ExportRecord {
       check(value.auditKey, KEY_REF, 'checkpoint.auditKey', line);
       return value as unknown as CheckpointRecord;
     case 'header':
-      if (value.format !== EXPORT_FORMAT) throw new MalformedRecord(line, `unknown format: this verifier reads ${EXPORT_FORMAT} only`);
+      if (value.format !== EXPORT_FORMAT)
+        throw new MalformedRecord(line, `unknown format: this verifier reads ${EXPORT_FORMAT} only`);
       check(value, HEADER, 'header', line);
       (value.auditKeys as unknown[]).forEach((k, i) => check(k, AUDIT_KEY, `header.auditKeys[${i}]`, line));
       return value as unknown as ExportHeader;
@@ -150,7 +169,8 @@ export function validateRecord(value: unknown, line: number): ExportRecord {
 function check(value: unknown, rules: Record<string, Rule>, what: string, line: number): Record<string, unknown> {
   if (!isPlainObject(value)) throw new MalformedRecord(line, `${what} must be an object`);
   for (const k of Object.keys(value)) {
-    if (!Object.hasOwn(rules, k)) throw new MalformedRecord(line, `${what} has an unknown field ${JSON.stringify(k.slice(0, 40))}`);
+    if (!Object.hasOwn(rules, k))
+      throw new MalformedRecord(line, `${what} has an unknown field ${JSON.stringify(k.slice(0, 40))}`);
   }
   for (const [k, [test, expected]] of Object.entries(rules)) {
     if (!Object.hasOwn(value, k)) throw new MalformedRecord(line, `${what} lacks the field "${k}"`);

@@ -8,7 +8,7 @@
  * would only repeat them. Changing this changes every tree head: it needs a new export format.
  */
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { type AuditEntry, HASHED_FIELDS, canonicalJson } from './chain.js';
+import { type AuditEntry, canonicalJson, HASHED_FIELDS } from './chain.js';
 import { leafHash } from './merkle.js';
 
 const LEAF_FIELDS: readonly string[] = [...HASHED_FIELDS, 'prevHash'];

@@ -4,13 +4,13 @@
  * {@link appendLeaves} yields (about two per leaf), so it is for tests and bounded exports.
  */
 import {
+  appendLeaves,
+  EMPTY_FRONTIER,
   type Frontier,
+  frontierRoot,
   type MerkleNode,
   type NodeId,
   type NodeReader,
-  EMPTY_FRONTIER,
-  appendLeaves,
-  frontierRoot,
   nodeKey,
 } from './merkle.js';
 

@@ -34,10 +34,17 @@ const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every
  * Does a database of `dbSize` entries, whose head at `mark.size` is `dbRootAtMark` (undefined
  * when it has fewer entries), contain the marked head? No mark (first start) always passes.
  */
-export function checkRollback(mark: TreeHead | undefined, source: string, dbSize: number, dbRootAtMark: Uint8Array | undefined): RollbackCheck {
+export function checkRollback(
+  mark: TreeHead | undefined,
+  source: string,
+  dbSize: number,
+  dbRootAtMark: Uint8Array | undefined,
+): RollbackCheck {
   if (!mark) return { ok: true };
-  if (dbSize < mark.size || dbRootAtMark === undefined) return { ok: false, why: 'shorter', marked: mark, source, dbSize };
-  if (!equal(dbRootAtMark, mark.root)) return { ok: false, why: 'diverged', marked: mark, source, dbSize, dbRootAtMark };
+  if (dbSize < mark.size || dbRootAtMark === undefined)
+    return { ok: false, why: 'shorter', marked: mark, source, dbSize };
+  if (!equal(dbRootAtMark, mark.root))
+    return { ok: false, why: 'diverged', marked: mark, source, dbSize, dbRootAtMark };
   return { ok: true };
 }
 

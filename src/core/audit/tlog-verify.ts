@@ -7,9 +7,9 @@
  */
 import type { AuditEntry } from './chain.js';
 import { entryHash } from './chain.js';
-import { type Checkpoint, type OpenedCheckpoint, type CheckpointTrust, openCheckpoint } from './checkpoint.js';
+import { type Checkpoint, type CheckpointTrust, type OpenedCheckpoint, openCheckpoint } from './checkpoint.js';
 import { entryLeafHash } from './leaf.js';
-import { type Frontier, EMPTY_FRONTIER, appendLeaves, frontierNodes, frontierRoot, inclusionRanges } from './merkle.js';
+import { appendLeaves, EMPTY_FRONTIER, type Frontier, frontierNodes, frontierRoot, inclusionRanges } from './merkle.js';
 import { verifyConsistency, verifyInclusion } from './merkle-verify.js';
 import { ed25519Verifier, parseNote } from './note.js';
 

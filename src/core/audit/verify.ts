@@ -43,11 +43,25 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { GENESIS, checkpointMessage, entryHash } from './chain.js';
+import { checkpointMessage, entryHash, GENESIS } from './chain.js';
 import { CSV_HEADER, parseCsvLine } from './csv.js';
-import { MalformedRecord, parseJsonLine, type CheckpointRecord, type EntryRecord, type ExportHeader, type ExportRecord } from './format.js';
+import {
+  type CheckpointRecord,
+  type EntryRecord,
+  type ExportHeader,
+  type ExportRecord,
+  MalformedRecord,
+  parseJsonLine,
+} from './format.js';
 
-export type ProblemKind = 'changed' | 'missing' | 'inserted' | 'reordered' | 'truncated' | 'bad-checkpoint' | 'malformed';
+export type ProblemKind =
+  | 'changed'
+  | 'missing'
+  | 'inserted'
+  | 'reordered'
+  | 'truncated'
+  | 'bad-checkpoint'
+  | 'malformed';
 
 export interface Problem {
   kind: ProblemKind;
@@ -104,7 +118,8 @@ export async function verifyExport(lines: AsyncIterable<string>): Promise<Verify
     }
     return v.end(source.format, source.lines);
   } catch (e) {
-    if (e instanceof MalformedRecord) return { ok: false, problem: { kind: 'malformed', seq: null, line: e.line, message: e.message } };
+    if (e instanceof MalformedRecord)
+      return { ok: false, problem: { kind: 'malformed', seq: null, line: e.line, message: e.message } };
     throw e;
   } finally {
     await source.close(); // stopping at the first problem: release the file behind the lines
@@ -155,8 +170,17 @@ class Source {
         this.held = more;
         break;
       }
-      if (h.exportedAt !== header.exportedAt || h.from !== header.from || h.to !== header.to || !h.auditKeys.length || !header.auditKeys.length) {
-        throw new MalformedRecord(more.line, 'header rows disagree (exportedAt, from, to) or mix empty and listed audit keys');
+      if (
+        h.exportedAt !== header.exportedAt ||
+        h.from !== header.from ||
+        h.to !== header.to ||
+        !h.auditKeys.length ||
+        !header.auditKeys.length
+      ) {
+        throw new MalformedRecord(
+          more.line,
+          'header rows disagree (exportedAt, from, to) or mix empty and listed audit keys',
+        );
       }
       header.auditKeys.push(...h.auditKeys);
     }
@@ -166,7 +190,8 @@ class Source {
   private async read(): Promise<Item | undefined> {
     const r = await this.it.next();
     if (r.done) {
-      if (this.lines === 0 || (this.format === 'csv' && this.lines === 1)) throw new MalformedRecord(this.lines + 1, 'missing header: the export is empty');
+      if (this.lines === 0 || (this.format === 'csv' && this.lines === 1))
+        throw new MalformedRecord(this.lines + 1, 'missing header: the export is empty');
       return undefined;
     }
     const line = ++this.lines;
@@ -180,7 +205,8 @@ class Source {
     }
     const record = this.format === 'csv' ? parseCsvLine(text, line) : parseJsonLine(text, line);
     const first = line === 1 || (this.format === 'csv' && line === 2);
-    if (first && record.type !== 'header') throw new MalformedRecord(line, 'missing header: the first record must be the export header');
+    if (first && record.type !== 'header')
+      throw new MalformedRecord(line, 'missing header: the first record must be the export header');
     return { line, record };
   }
 }
@@ -204,22 +230,52 @@ class Verifier {
   end(format: 'jsonl' | 'csv', lines: number): VerifyReport {
     const { first, prev } = this;
     if (!first || !prev) {
-      return { ok: false, problem: fail('truncated', null, lines, 'the export holds no entries: nothing is authenticated, and an empty export cannot be told apart from one whose entries were removed') };
+      return {
+        ok: false,
+        problem: fail(
+          'truncated',
+          null,
+          lines,
+          'the export holds no entries: nothing is authenticated, and an empty export cannot be told apart from one whose entries were removed',
+        ),
+      };
     }
     if (!this.covered) {
-      const last = this.lastCheckpoint === undefined ? 'no checkpoint at all' : `the last checkpoint covers seq ${this.lastCheckpoint}`;
-      return { ok: false, problem: fail('truncated', prev.seq, prev.line, `the export ends after entry ${prev.seq}, which no checkpoint covers (${last}): its end was cut or its final checkpoint removed`) };
+      const last =
+        this.lastCheckpoint === undefined
+          ? 'no checkpoint at all'
+          : `the last checkpoint covers seq ${this.lastCheckpoint}`;
+      return {
+        ok: false,
+        problem: fail(
+          'truncated',
+          prev.seq,
+          prev.line,
+          `the export ends after entry ${prev.seq}, which no checkpoint covers (${last}): its end was cut or its final checkpoint removed`,
+        ),
+      };
     }
-    return { ok: true, format, entries: this.entries, checkpoints: this.checkpoints, firstSeq: first.seq, lastSeq: prev.seq, from: first.at, to: prev.at };
+    return {
+      ok: true,
+      format,
+      entries: this.entries,
+      checkpoints: this.checkpoints,
+      firstSeq: first.seq,
+      lastSeq: prev.seq,
+      from: first.at,
+      to: prev.at,
+    };
   }
 
   private onHeader(h: ExportHeader, line: number): Problem | undefined {
     if (this.header) return fail('malformed', null, line, 'a second header');
     for (const k of h.auditKeys) {
       const id = keyName(k.keyId, k.version);
-      if (this.keys.has(id)) return fail('malformed', null, line, `header lists audit key ${k.keyId} v${k.version} twice`);
+      if (this.keys.has(id))
+        return fail('malformed', null, line, `header lists audit key ${k.keyId} v${k.version} twice`);
       const publicKey = hexToBytes(k.publicKey);
-      if (!ed25519.utils.isValidPublicKey(publicKey, false)) return fail('malformed', null, line, `audit key ${k.keyId} v${k.version} is not an Ed25519 public key`);
+      if (!ed25519.utils.isValidPublicKey(publicKey, false))
+        return fail('malformed', null, line, `audit key ${k.keyId} v${k.version} is not an Ed25519 public key`);
       this.keys.set(id, publicKey);
     }
     this.header = h;
@@ -229,8 +285,15 @@ class Verifier {
   private onEntry(e: EntryRecord, line: number): Finding | undefined {
     const { type: _type, hash, ...body } = e;
     const n = e.seq;
-    if (entryHash(body) !== hash) return fail('changed', n, line, `entry ${n} does not hash to its recorded hash: a field or the hash itself was edited`);
-    if ((n === 1) !== (e.prevHash === GENESIS)) return fail('changed', n, line, `entry ${n}: seq 1, and only seq 1, links to GENESIS`);
+    if (entryHash(body) !== hash)
+      return fail(
+        'changed',
+        n,
+        line,
+        `entry ${n} does not hash to its recorded hash: a field or the hash itself was edited`,
+      );
+    if ((n === 1) !== (e.prevHash === GENESIS))
+      return fail('changed', n, line, `entry ${n}: seq 1, and only seq 1, links to GENESIS`);
     const p = this.prev;
     const seen: Seen = { seq: n, hash, line, at: e.at };
     if (!p || (n === p.seq + 1 && e.prevHash === p.hash)) {
@@ -243,8 +306,19 @@ class Verifier {
     if (n === p.seq + 1) return this.brokenLink(p, seen);
     if (n > p.seq + 1) return this.gap(p, seen);
     if (n === p.seq) return this.twin(p, seen);
-    if (n >= this.first!.seq) return fail('inserted', n, line, `entry ${n} repeats a seq already present (the chain had reached ${p.seq} at line ${p.line})`);
-    return fail('reordered', n, line, `entry ${n} comes after entry ${p.seq} (line ${p.line}), before the export's first entry ${this.first!.seq}`);
+    if (n >= this.first!.seq)
+      return fail(
+        'inserted',
+        n,
+        line,
+        `entry ${n} repeats a seq already present (the chain had reached ${p.seq} at line ${p.line})`,
+      );
+    return fail(
+      'reordered',
+      n,
+      line,
+      `entry ${n} comes after entry ${p.seq} (line ${p.line}), before the export's first entry ${this.first!.seq}`,
+    );
   }
 
   /** N+1 does not link to N: blame the side the next record does not vouch for. */
@@ -252,12 +326,27 @@ class Verifier {
     return (next) => {
       const r = next?.record;
       if (r?.type === 'entry' && r.seq === e.seq && r.prevHash === p.hash) {
-        return fail('inserted', e.seq, e.line, `entry ${e.seq} does not link to entry ${p.seq}, and another entry ${e.seq} that does follows it`);
+        return fail(
+          'inserted',
+          e.seq,
+          e.line,
+          `entry ${e.seq} does not link to entry ${p.seq}, and another entry ${e.seq} that does follows it`,
+        );
       }
       if (this.vouches(next, e)) {
-        return fail('changed', p.seq, p.line, `entry ${p.seq}'s hash is not the prevHash entry ${e.seq} records, and entry ${e.seq} is vouched for by the next record: entry ${p.seq} was rewritten with a recomputed hash`);
+        return fail(
+          'changed',
+          p.seq,
+          p.line,
+          `entry ${p.seq}'s hash is not the prevHash entry ${e.seq} records, and entry ${e.seq} is vouched for by the next record: entry ${p.seq} was rewritten with a recomputed hash`,
+        );
       }
-      return fail('changed', e.seq, e.line, `entry ${e.seq} does not link to entry ${p.seq} (line ${p.line}): entry ${e.seq} was rewritten with a recomputed hash`);
+      return fail(
+        'changed',
+        e.seq,
+        e.line,
+        `entry ${e.seq} does not link to entry ${p.seq} (line ${p.line}): entry ${e.seq} was rewritten with a recomputed hash`,
+      );
     };
   }
 
@@ -269,7 +358,12 @@ class Verifier {
         return fail('reordered', r.seq, next!.line, `entry ${r.seq} comes after entry ${e.seq} (line ${e.line})`);
       }
       const range = e.seq === p.seq + 2 ? `entry ${p.seq + 1} is` : `entries ${p.seq + 1}..${e.seq - 1} are`;
-      return fail('missing', p.seq + 1, e.line, `${range} missing: entry ${e.seq} follows entry ${p.seq} (line ${p.line})`);
+      return fail(
+        'missing',
+        p.seq + 1,
+        e.line,
+        `${range} missing: entry ${e.seq} follows entry ${p.seq} (line ${p.line})`,
+      );
     };
     suspect.wantsEntry = true;
     return suspect;
@@ -277,33 +371,70 @@ class Verifier {
 
   /** Two adjacent entries with one seq: the one the next record does not vouch for is extra. */
   private twin(p: Seen, e: Seen): Finding {
-    if (e.hash === p.hash) return fail('inserted', e.seq, e.line, `entry ${e.seq} appears twice (lines ${p.line} and ${e.line})`);
+    if (e.hash === p.hash)
+      return fail('inserted', e.seq, e.line, `entry ${e.seq} appears twice (lines ${p.line} and ${e.line})`);
     return (next) => {
       const extra = this.vouches(next, e) ? p : e;
-      return fail('inserted', e.seq, extra.line, `two entries with seq ${e.seq} (lines ${p.line} and ${e.line}); the one at line ${extra.line} is not part of the chain`);
+      return fail(
+        'inserted',
+        e.seq,
+        extra.line,
+        `two entries with seq ${e.seq} (lines ${p.line} and ${e.line}); the one at line ${extra.line} is not part of the chain`,
+      );
     };
   }
 
   private onCheckpoint(c: CheckpointRecord, line: number): Finding | undefined {
     const key = `${c.auditKey.keyId} v${c.auditKey.version}`;
     if (!this.keys.has(keyName(c.auditKey.keyId, c.auditKey.version))) {
-      return fail('bad-checkpoint', c.seq, line, `checkpoint over seq ${c.seq} is signed by audit key ${key}, which the header does not list`);
+      return fail(
+        'bad-checkpoint',
+        c.seq,
+        line,
+        `checkpoint over seq ${c.seq} is signed by audit key ${key}, which the header does not list`,
+      );
     }
-    if (!this.signatureValid(c)) return fail('bad-checkpoint', c.seq, line, `checkpoint over seq ${c.seq}: the signature does not verify under audit key ${key}`);
+    if (!this.signatureValid(c))
+      return fail(
+        'bad-checkpoint',
+        c.seq,
+        line,
+        `checkpoint over seq ${c.seq}: the signature does not verify under audit key ${key}`,
+      );
     const p = this.prev;
     if (!p || c.seq > p.seq) {
       const absent = p ? p.seq + 1 : c.seq;
       const after = p ? `the last entry before it is ${p.seq}` : 'no entry precedes it';
       return (next) =>
         next === undefined
-          ? fail('truncated', absent, line, `the export ends with a checkpoint over seq ${c.seq} but ${after}: the entries it covers were cut`)
-          : fail('missing', absent, line, `a checkpoint over seq ${c.seq} follows, but ${after}: the entries up to ${c.seq} are missing`);
+          ? fail(
+              'truncated',
+              absent,
+              line,
+              `the export ends with a checkpoint over seq ${c.seq} but ${after}: the entries it covers were cut`,
+            )
+          : fail(
+              'missing',
+              absent,
+              line,
+              `a checkpoint over seq ${c.seq} follows, but ${after}: the entries up to ${c.seq} are missing`,
+            );
     }
     if (c.seq < p.seq) {
-      return fail('inserted', c.seq + 1, line, `the checkpoint over seq ${c.seq} comes after entry ${p.seq} (line ${p.line}): entries after ${c.seq} were inserted before it, or it was moved`);
+      return fail(
+        'inserted',
+        c.seq + 1,
+        line,
+        `the checkpoint over seq ${c.seq} comes after entry ${p.seq} (line ${p.line}): entries after ${c.seq} were inserted before it, or it was moved`,
+      );
     }
     if (c.headHash !== p.hash) {
-      return fail('changed', p.seq, p.line, `the signed checkpoint over seq ${p.seq} (line ${line}) records another hash for entry ${p.seq}: the entry was rewritten with a recomputed hash`);
+      return fail(
+        'changed',
+        p.seq,
+        p.line,
+        `the signed checkpoint over seq ${p.seq} (line ${line}) records another hash for entry ${p.seq}: the entry was rewritten with a recomputed hash`,
+      );
     }
     this.checkpoints++;
     this.lastCheckpoint = c.seq;
@@ -324,7 +455,9 @@ class Verifier {
     if (!publicKey) return false;
     try {
       // zip215: false is RFC 8032's strict decoding: one valid encoding per signature and key.
-      return ed25519.verify(hexToBytes(c.signature), checkpointMessage(c.seq, c.headHash), publicKey, { zip215: false });
+      return ed25519.verify(hexToBytes(c.signature), checkpointMessage(c.seq, c.headHash), publicKey, {
+        zip215: false,
+      });
     } catch {
       return false;
     }

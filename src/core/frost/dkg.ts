@@ -34,17 +34,12 @@ export function dkgRound1(
  * (send each to its participant only, encrypted). Throws `ParticipantFault` for a bad proof of
  * knowledge, a wrong number of commitments, an invalid element or a duplicated identifier.
  */
-export function dkgRound2(
-  suite: Suite,
-  secret: DKG_Secret,
-  others: DKG_Round1[],
-): Record<Identifier, DKG_Round2> {
+export function dkgRound2(suite: Suite, secret: DKG_Secret, others: DKG_Round1[]): Record<Identifier, DKG_Round2> {
   const seen = new Set<Identifier>();
   const own = bytesToHex(suite.frost.utils.Fn.toBytes(secret.identifier));
   for (const p of others) {
     if (p.identifier === own) throw new ParticipantFault(p.identifier, 'uses our identifier');
-    if (seen.has(p.identifier))
-      throw new ParticipantFault(p.identifier, 'sent two round1 packages');
+    if (seen.has(p.identifier)) throw new ParticipantFault(p.identifier, 'sent two round1 packages');
     seen.add(p.identifier);
   }
   try {
@@ -63,12 +58,7 @@ export function dkgRound2(
  * share is missing or inconsistent. For frost-secp256k1-tr the key noble returns is already
  * tweaked as a BIP-341 key-path-only output key (empty merkle root).
  */
-export function dkgRound3(
-  suite: Suite,
-  secret: DKG_Secret,
-  round1: DKG_Round1[],
-  round2: DKG_Round2[],
-): Key {
+export function dkgRound3(suite: Suite, secret: DKG_Secret, round1: DKG_Round1[], round2: DKG_Round2[]): Key {
   const senders = new Map(round1.map((p) => [p.identifier, p]));
   const received = new Set<Identifier>();
   for (const r of round2) {
@@ -79,18 +69,12 @@ export function dkgRound3(
     if (!shareMatches(suite, secret.identifier, sender.commitment, r.signingShare))
       throw new ParticipantFault(r.identifier, 'share does not match its round1 commitment');
   }
-  for (const id of senders.keys())
-    if (!received.has(id)) throw new ParticipantFault(id, 'sent no round2 share');
+  for (const id of senders.keys()) if (!received.has(id)) throw new ParticipantFault(id, 'sent no round2 share');
   return suite.frost.DKG.round3(secret, round1, round2);
 }
 
 /** share * G == sum_k commitment[k] * x^k; false for anything malformed. */
-function shareMatches(
-  suite: Suite,
-  x: bigint,
-  commitment: Uint8Array[],
-  share: Uint8Array,
-): boolean {
+function shareMatches(suite: Suite, x: bigint, commitment: Uint8Array[], share: Uint8Array): boolean {
   try {
     const points = commitment.map((c) => parseElement(suite, c));
     const expected = evaluateCommitment(suite, points, x);

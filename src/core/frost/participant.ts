@@ -10,13 +10,7 @@ import type {
 } from '@noble/curves/abstract/frost.js';
 import { bytesToHex, concatBytes, hexToBytes } from '@noble/curves/utils.js';
 import { z } from 'zod';
-import {
-  evaluateCommitment,
-  identifierScalar,
-  parseElement,
-  parseScalar,
-  type Suite,
-} from './suites.js';
+import { evaluateCommitment, identifierScalar, parseElement, parseScalar, type Suite } from './suites.js';
 
 export type { Key };
 

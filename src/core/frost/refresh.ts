@@ -14,10 +14,10 @@ import { equalBytes } from '@noble/curves/utils.js';
 import { ParticipantFault } from './participant.js';
 import {
   evaluateCommitment,
+  type GroupPoint,
   identifierScalar,
   parseElement,
   parseScalar,
-  type GroupPoint,
   type Suite,
 } from './suites.js';
 
@@ -150,8 +150,7 @@ export function refreshFinish(
 
   // Everyone's zero polynomials summed, in the exponent: how far the key's polynomial moves.
   const delta = Array.from({ length: signers.min }, () => suite.Point.ZERO);
-  for (const commitment of polynomials.values())
-    commitment.forEach((c, k) => (delta[k] = delta[k]!.add(c)));
+  for (const commitment of polynomials.values()) commitment.forEach((c, k) => (delta[k] = delta[k]!.add(c)));
   const commitments = old.commitments.map((c, k) =>
     k === 0 ? c.slice() : serialize(parseElement(suite, c).add(delta[k]!)),
   );
@@ -187,11 +186,7 @@ function sortParticipants(suite: Suite, ids: Identifier[]): Identifier[] {
  * Checks the round one broadcasts (exactly one per participant, own copy unchanged, min-1 valid
  * elements each) and returns each sender's full commitment, identity in place of the zero constant.
  */
-function collectRound1(
-  suite: Suite,
-  secret: RefreshSecret,
-  round1: RefreshRound1[],
-): Map<Identifier, GroupPoint[]> {
+function collectRound1(suite: Suite, secret: RefreshSecret, round1: RefreshRound1[]): Map<Identifier, GroupPoint[]> {
   const polynomials = new Map<Identifier, GroupPoint[]>();
   for (const p of round1) {
     const id = p.identifier;

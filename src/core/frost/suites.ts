@@ -121,8 +121,7 @@ export function identifierScalar(suite: Suite, id: Identifier): bigint {
 export function parseElement(suite: Suite, bytes: Uint8Array): GroupPoint {
   const p = suite.Point.fromBytes(bytes);
   p.assertValidity();
-  if (p.is0() || !p.isTorsionFree() || !equalBytes(p.toBytes(), bytes))
-    throw new Error('invalid group element');
+  if (p.is0() || !p.isTorsionFree() || !equalBytes(p.toBytes(), bytes)) throw new Error('invalid group element');
   return p;
 }
 

@@ -21,14 +21,30 @@ export function transportKey(): TransportKey {
 }
 
 function channelKey(mine: TransportKey, theirs: Uint8Array, session: string, from: number, to: number): Buffer {
-  if (theirs.length !== 32) throw new TransportError(`transport key of cosigner ${from === to ? from : `${from}/${to}`} is not 32 bytes`);
+  if (theirs.length !== 32)
+    throw new TransportError(`transport key of cosigner ${from === to ? from : `${from}/${to}`} is not 32 bytes`);
   const shared = x25519.getSharedSecret(mine.secret, theirs);
-  return Buffer.from(hkdf(sha256, shared, new TextEncoder().encode(session), new TextEncoder().encode(`hsm-signer/share/${from}->${to}`), 32));
+  return Buffer.from(
+    hkdf(
+      sha256,
+      shared,
+      new TextEncoder().encode(session),
+      new TextEncoder().encode(`hsm-signer/share/${from}->${to}`),
+      32,
+    ),
+  );
 }
 
 const aad = (session: string, from: number, to: number) => Buffer.from(`${session}\0${from}\0${to}`);
 
-export function sealFor(mine: TransportKey, theirs: Uint8Array, session: string, from: number, to: number, plaintext: Uint8Array): Buffer {
+export function sealFor(
+  mine: TransportKey,
+  theirs: Uint8Array,
+  session: string,
+  from: number,
+  to: number,
+  plaintext: Uint8Array,
+): Buffer {
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', channelKey(mine, theirs, session, from, to), iv);
   c.setAAD(aad(session, from, to));
@@ -36,7 +52,14 @@ export function sealFor(mine: TransportKey, theirs: Uint8Array, session: string,
   return Buffer.concat([iv, body, c.getAuthTag()]);
 }
 
-export function openFrom(mine: TransportKey, theirs: Uint8Array, session: string, from: number, to: number, sealed: Uint8Array): Buffer {
+export function openFrom(
+  mine: TransportKey,
+  theirs: Uint8Array,
+  session: string,
+  from: number,
+  to: number,
+  sealed: Uint8Array,
+): Buffer {
   if (sealed.length < 12 + 16) throw new TransportError(`share from cosigner ${from} is truncated`);
   const buf = Buffer.from(sealed);
   const d = createDecipheriv('aes-256-gcm', channelKey(mine, theirs, session, from, to), buf.subarray(0, 12));

@@ -58,13 +58,21 @@ const dkgRound1 = z.object({ identifier: hex, commitment: z.array(hex).min(1), p
 const refreshRound1 = z.object({ identifier: hex, commitment: z.array(hex) }).strict();
 
 export function encodeDkgRound1(p: DKG_Round1): string {
-  return JSON.stringify({ identifier: p.identifier, commitment: p.commitment.map(bytesToHex), proofOfKnowledge: bytesToHex(p.proofOfKnowledge) });
+  return JSON.stringify({
+    identifier: p.identifier,
+    commitment: p.commitment.map(bytesToHex),
+    proofOfKnowledge: bytesToHex(p.proofOfKnowledge),
+  });
 }
 
 export function decodeDkgRound1(text: string, sender: Identifier): DKG_Round1 {
   const p = parse(dkgRound1, text, sender);
   if (p.identifier !== sender) throw new ParticipantFault(sender, 'round1 package names another identifier');
-  return { identifier: p.identifier, commitment: p.commitment.map(hexToBytes), proofOfKnowledge: hexToBytes(p.proofOfKnowledge) };
+  return {
+    identifier: p.identifier,
+    commitment: p.commitment.map(hexToBytes),
+    proofOfKnowledge: hexToBytes(p.proofOfKnowledge),
+  };
 }
 
 export function encodeRefreshRound1(p: RefreshRound1): string {

@@ -1,18 +1,18 @@
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import {
   BaseError,
   bytesToHex,
   fromRlp,
   getAddress,
+  type Hex,
   hexToBigInt,
   hexToBytes,
   keccak256,
   parseTransaction,
   serializeTransaction,
-  type Hex,
   type TransactionSerializableEIP1559,
   type TransactionSerializableLegacy,
 } from 'viem';
-import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { SignerError } from '../errors.js';
 
 /** What an unsigned EVM transaction asks for, as decoded from the exact bytes that get signed. */
@@ -168,10 +168,7 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
   } else {
     const fields = decodeRlpList(hex, 'legacy transaction');
     if (fields.length === 6) {
-      refuse(
-        'legacy transaction has no chain id (pre-EIP-155); ' +
-          'its signature would be replayable on every chain',
-      );
+      refuse('legacy transaction has no chain id (pre-EIP-155); ' + 'its signature would be replayable on every chain');
     }
     if (fields.length !== 9) {
       refuse(`legacy transaction must have 9 fields (EIP-155), got ${fields.length}`);
@@ -199,8 +196,7 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
   // Catches non-canonical integers, wrong field shapes and anything viem silently dropped.
   if (reencoded !== hex) {
     refuse(
-      'EVM transaction is not canonically encoded: ' +
-        're-encoding the decoded fields does not reproduce the input',
+      'EVM transaction is not canonically encoded: ' + 're-encoding the decoded fields does not reproduce the input',
     );
   }
 
@@ -253,12 +249,7 @@ function sameFields(a: unknown[], b: unknown[]): boolean {
  * Guarantees: `signedRlp` is the decoded unsigned transaction, field for field, plus exactly
  * this signature; `txHash` is keccak256(signedRlp).
  */
-export function assembleSignedEvm(
-  tx: DecodedEvmTx,
-  r: Uint8Array,
-  s: Uint8Array,
-  yParity: 0 | 1,
-): SignedEvmTx {
+export function assembleSignedEvm(tx: DecodedEvmTx, r: Uint8Array, s: Uint8Array, yParity: 0 | 1): SignedEvmTx {
   const state = internal.get(tx);
   if (!state) throw new Error('assembleSignedEvm: tx was not produced by decodeEvmTransaction');
   if (bytesToHex(tx.signingHash) !== keccak256(state.unsignedHex)) {
@@ -279,10 +270,7 @@ export function assembleSignedEvm(
   if (sN === 0n || sN > SECP256K1_N / 2n) throw new Error('assembleSignedEvm: s is not low-s');
 
   const { tx: unsigned, unsignedHex } = state;
-  const v =
-    unsigned.type === 'eip1559'
-      ? BigInt(yParity)
-      : BigInt(unsigned.chainId!) * 2n + 35n + BigInt(yParity);
+  const v = unsigned.type === 'eip1559' ? BigInt(yParity) : BigInt(unsigned.chainId!) * 2n + 35n + BigInt(yParity);
   const prefix = unsigned.type === 'eip1559' ? 4 : 2; // hex chars of '0x' + type byte
   let signedHex: Hex;
   let before: unknown[];
@@ -329,9 +317,7 @@ export function assembleSignedEvm(
  */
 export function evmAddress(uncompressedPubKey65: Uint8Array): `0x${string}` {
   if (uncompressedPubKey65.length !== 65 || uncompressedPubKey65[0] !== 0x04) {
-    throw new Error(
-      `evmAddress: expected a 65-byte uncompressed key, got ${uncompressedPubKey65.length} bytes`,
-    );
+    throw new Error(`evmAddress: expected a 65-byte uncompressed key, got ${uncompressedPubKey65.length} bytes`);
   }
   secp256k1.Point.fromBytes(uncompressedPubKey65); // throws unless on the curve
   const hash = keccak256(uncompressedPubKey65.subarray(1));

@@ -14,10 +14,7 @@ export function parseMessage(bytes: Uint8Array): Uint8Array {
     throw new SignerError('PAYLOAD_INVALID', `message must be 1..${MAX_MESSAGE_BYTES} bytes, got 0`);
   }
   if (bytes.length > MAX_MESSAGE_BYTES) {
-    throw new SignerError(
-      'PAYLOAD_INVALID',
-      `message must be 1..${MAX_MESSAGE_BYTES} bytes, got ${bytes.length}`,
-    );
+    throw new SignerError('PAYLOAD_INVALID', `message must be 1..${MAX_MESSAGE_BYTES} bytes, got ${bytes.length}`);
   }
   return new Uint8Array(bytes);
 }

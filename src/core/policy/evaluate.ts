@@ -1,4 +1,4 @@
-import { SignerError, type Reason } from '../errors.js';
+import { type Reason, SignerError } from '../errors.js';
 import { decodeErc20Call, type Erc20Call } from '../payloads/erc20.js';
 import type { EvmIntent } from '../payloads/evm.js';
 import type { CompiledEvmRules, CompiledPolicy, PayloadKind } from './schema.js';
@@ -52,13 +52,8 @@ function deny(
   };
 }
 
-const refuse = (
-  p: CompiledPolicy,
-  reason: Reason,
-  rule: string,
-  message: string,
-  extra?: Record<string, string>,
-) => deny(p, reason, rule, message, extra);
+const refuse = (p: CompiledPolicy, reason: Reason, rule: string, message: string, extra?: Record<string, string>) =>
+  deny(p, reason, rule, message, extra);
 
 function evmOf(intent: SignIntent): EvmIntent {
   // A wiring bug, not a client mistake: the server decodes before it asks the policy.
@@ -123,12 +118,7 @@ function checkTraffic(p: CompiledPolicy, intent: SignIntent): Deny | null {
 
 function checkClient(p: CompiledPolicy, intent: SignIntent): Deny | null {
   if (p.clients === null || p.clients.has(intent.client)) return null;
-  return refuse(
-    p,
-    'CLIENT_NOT_ALLOWED',
-    'clients',
-    `client "${intent.client}" is not listed for this key`,
-  );
+  return refuse(p, 'CLIENT_NOT_ALLOWED', 'clients', `client "${intent.client}" is not listed for this key`);
 }
 
 const KIND_NAMES: Record<PayloadKind, string> = {
@@ -232,13 +222,9 @@ function checkFees(p: CompiledPolicy, rules: CompiledEvmRules, tx: EvmIntent): D
     );
   }
   if (tx.gas > rules.maxGas) {
-    return refuse(
-      p,
-      'FEE_LIMIT',
-      'evm.maxGas',
-      `gas limit ${tx.gas} exceeds the policy limit ${rules.maxGas}`,
-      { limit: String(rules.maxGas) },
-    );
+    return refuse(p, 'FEE_LIMIT', 'evm.maxGas', `gas limit ${tx.gas} exceeds the policy limit ${rules.maxGas}`, {
+      limit: String(rules.maxGas),
+    });
   }
   return null;
 }
@@ -255,8 +241,7 @@ function checkTokenCall(
       p,
       'VALUE_LIMIT',
       'evm.tokens',
-      `ERC-20 ${call.method} amount ${call.amount} exceeds the policy limit ${maxAmount} ` +
-        `for token ${tx.to}`,
+      `ERC-20 ${call.method} amount ${call.amount} exceeds the policy limit ${maxAmount} ` + `for token ${tx.to}`,
       { token: tx.to, limit: String(maxAmount) },
     );
   }
@@ -291,8 +276,7 @@ function checkCall(p: CompiledPolicy, rules: CompiledEvmRules, tx: EvmIntent): D
     'CONTRACT_NOT_ALLOWED',
     'evm.contracts',
     method
-      ? `ERC-20 ${method} to ${to}, which is in neither evm.tokens nor evm.contracts, ` +
-          'is not allowed'
+      ? `ERC-20 ${method} to ${to}, which is in neither evm.tokens nor evm.contracts, is not allowed`
       : `call to contract ${to}, which is not in evm.contracts, is not allowed`,
     { contract: to },
   );
@@ -310,12 +294,7 @@ function checkEvm(p: CompiledPolicy, rules: CompiledEvmRules, tx: EvmIntent): De
     );
   }
   if (tx.to === null && !rules.allowContractCreation) {
-    return refuse(
-      p,
-      'CONTRACT_NOT_ALLOWED',
-      'evm.allowContractCreation',
-      'contract creation is not allowed',
-    );
+    return refuse(p, 'CONTRACT_NOT_ALLOWED', 'evm.allowContractCreation', 'contract creation is not allowed');
   }
   const fees = checkFees(p, rules, tx);
   if (fees) return fees;
@@ -331,11 +310,7 @@ function checkEvm(p: CompiledPolicy, rules: CompiledEvmRules, tx: EvmIntent): De
   return checkCall(p, rules, tx);
 }
 
-function checkVelocity(
-  p: CompiledPolicy,
-  intent: SignIntent,
-  usage: readonly VelocityUsage[],
-): Deny | null {
+function checkVelocity(p: CompiledPolicy, intent: SignIntent, usage: readonly VelocityUsage[]): Deny | null {
   const value = nativeValue(intent);
   for (const [i, rule] of p.velocity.entries()) {
     const used = usage[i]!;
@@ -346,8 +321,7 @@ function checkVelocity(
         p,
         'VELOCITY_LIMIT',
         `velocity[${i}]`,
-        `${used.count} signatures already reserved ${per}; ` +
-          `one more exceeds the limit ${rule.maxCount}`,
+        `${used.count} signatures already reserved ${per}; ` + `one more exceeds the limit ${rule.maxCount}`,
         { ...where, limit: String(rule.maxCount) },
       );
     }
@@ -367,9 +341,7 @@ function checkVelocity(
 
 function assertUsage(p: CompiledPolicy, usage: readonly VelocityUsage[]): void {
   if (usage.length !== p.velocity.length) {
-    throw new Error(
-      `policy "${p.name}": expected ${p.velocity.length} velocity usages, got ${usage.length}`,
-    );
+    throw new Error(`policy "${p.name}": expected ${p.velocity.length} velocity usages, got ${usage.length}`);
   }
 }
 
@@ -384,11 +356,7 @@ function assertUsage(p: CompiledPolicy, usage: readonly VelocityUsage[]): void {
  * the caller MUST still reserve the velocity usage and the replay record atomically before
  * signing, and MUST have checked freshness with `checkFreshness`.
  */
-export function evaluate(
-  p: CompiledPolicy,
-  intent: SignIntent,
-  usage: readonly VelocityUsage[],
-): Decision {
+export function evaluate(p: CompiledPolicy, intent: SignIntent, usage: readonly VelocityUsage[]): Decision {
   assertUsage(p, usage);
   return (
     checkTraffic(p, intent) ??

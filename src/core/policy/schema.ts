@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import { getAddress } from 'viem';
+import { z } from 'zod';
 
 /**
  * The signing policy as an operator writes it (JSON). Every object is strict: an unknown or
@@ -9,9 +9,7 @@ import { getAddress } from 'viem';
  */
 
 const DECIMAL = /^(?:0|[1-9][0-9]*)$/;
-const decimal = z
-  .string({ error: 'expected a decimal integer string' })
-  .regex(DECIMAL, 'expected a decimal integer');
+const decimal = z.string({ error: 'expected a decimal integer string' }).regex(DECIMAL, 'expected a decimal integer');
 
 const chainId = z
   .string({ error: 'expected a chain id as a decimal string' })
@@ -24,21 +22,16 @@ function isAddressText(a: string): boolean {
   return hex === hex.toLowerCase() || hex === hex.toUpperCase() || getAddress(a) === a;
 }
 
-const address = z
-  .string({ error: 'expected an address string' })
-  .refine(isAddressText, {
-    error: 'expected a 0x-prefixed 20-byte address (EIP-55 checksum if mixed case)',
-  });
+const address = z.string({ error: 'expected an address string' }).refine(isAddressText, {
+  error: 'expected a 0x-prefixed 20-byte address (EIP-55 checksum if mixed case)',
+});
 
 const keyPattern = z
   .string({ error: 'expected a key id or prefix*' })
   .regex(/^(?:[^*]+\*?|\*)$/, 'expected a key id, or a prefix ending in a single trailing *');
 
 const positiveInt = (max?: number) => {
-  const n = z
-    .number({ error: 'expected an integer' })
-    .int('expected an integer')
-    .min(1, 'expected at least 1');
+  const n = z.number({ error: 'expected an integer' }).int('expected an integer').min(1, 'expected at least 1');
   return max === undefined ? n : n.max(max, `expected at most ${max}`);
 };
 
@@ -74,9 +67,8 @@ const destinations = z
       });
     }
   })
-  .transform(
-    (d): { allow: string[] } | { any: true; deny?: string[] } =>
-      d.allow !== undefined ? { allow: d.allow } : { any: true, ...(d.deny && { deny: d.deny }) },
+  .transform((d): { allow: string[] } | { any: true; deny?: string[] } =>
+    d.allow !== undefined ? { allow: d.allow } : { any: true, ...(d.deny && { deny: d.deny }) },
   );
 
 const evm = z
@@ -129,10 +121,7 @@ export const policySchema = z
     traffic: z.enum(['hot', 'batch', 'both']),
     /** Client certificate CNs; absent means any client that has key access. */
     clients: z.array(z.string().min(1)).optional(),
-    payloadKinds: z
-      .array(z.enum(payloadKinds))
-      .min(1, 'expected at least one payload kind')
-      .default(['evm']),
+    payloadKinds: z.array(z.enum(payloadKinds)).min(1, 'expected at least one payload kind').default(['evm']),
     freshness: z.object({ maxSkewSeconds: positiveInt(3600) }).strict(),
     /** Absent: no EVM transaction is allowed. */
     evm: evm.optional(),
@@ -176,10 +165,8 @@ export class PolicyError extends Error {
 /** `a.b[0].c: message`, and one line per unknown key so each names its own field. */
 function describeIssues(error: z.ZodError): string[] {
   const path = (p: readonly PropertyKey[]) =>
-    p.reduce<string>(
-      (s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)),
-      '',
-    ) || '(root)';
+    p.reduce<string>((s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), '') ||
+    '(root)';
   return error.issues.flatMap((i) => {
     if (i.code === 'unrecognized_keys') {
       return i.keys.map((k) => `${path([...i.path, k])}: unknown field`);
@@ -239,8 +226,7 @@ export interface CompiledPolicy {
   readonly batch: CompiledBatchLimits | null;
 }
 
-const lowerSet = (list: readonly string[] | undefined) =>
-  new Set((list ?? []).map((a) => a.toLowerCase()));
+const lowerSet = (list: readonly string[] | undefined) => new Set((list ?? []).map((a) => a.toLowerCase()));
 
 function compileEvm(e: NonNullable<Policy['evm']>, issues: string[]): CompiledEvmRules {
   const tokens = new Map<string, { maxAmount: bigint }>();
@@ -254,16 +240,12 @@ function compileEvm(e: NonNullable<Policy['evm']>, issues: string[]): CompiledEv
   return {
     chains: new Set(e.chains.map((c) => BigInt(c))),
     maxValue: BigInt(e.maxValue),
-    destinations:
-      'allow' in d
-        ? { kind: 'allow', allow: lowerSet(d.allow) }
-        : { kind: 'any', deny: lowerSet(d.deny) },
+    destinations: 'allow' in d ? { kind: 'allow', allow: lowerSet(d.allow) } : { kind: 'any', deny: lowerSet(d.deny) },
     tokens,
     contracts: lowerSet(e.contracts),
     allowContractCreation: e.allowContractCreation,
     maxFeePerGas: BigInt(e.maxFeePerGas),
-    maxPriorityFeePerGas:
-      e.maxPriorityFeePerGas === undefined ? null : BigInt(e.maxPriorityFeePerGas),
+    maxPriorityFeePerGas: e.maxPriorityFeePerGas === undefined ? null : BigInt(e.maxPriorityFeePerGas),
     maxGas: BigInt(e.maxGas),
     allowFeeBump: e.allowFeeBump,
   };
@@ -306,10 +288,7 @@ export function compilePolicy(raw: unknown, name: string): CompiledPolicy {
 }
 
 function policyError(name: string, issues: string[]): PolicyError {
-  return new PolicyError(
-    `invalid policy "${name}":\n${issues.map((l) => `  ${l}`).join('\n')}`,
-    issues,
-  );
+  return new PolicyError(`invalid policy "${name}":\n${issues.map((l) => `  ${l}`).join('\n')}`, issues);
 }
 
 /**
@@ -317,9 +296,7 @@ function policyError(name: string, issues: string[]): PolicyError {
  * `*` matches every key), anything else only the identical id.
  */
 export function policyMatches(keyPattern: string, keyId: string): boolean {
-  return keyPattern.endsWith('*')
-    ? keyId.startsWith(keyPattern.slice(0, -1))
-    : keyPattern === keyId;
+  return keyPattern.endsWith('*') ? keyId.startsWith(keyPattern.slice(0, -1)) : keyPattern === keyId;
 }
 
 /** Higher is more specific: an exact id beats any prefix, a longer prefix beats a shorter one. */
@@ -334,10 +311,7 @@ function specificity(keyPattern: string): number {
  * accident; `findAmbiguities` MUST be run at load so a tie is reported rather than silently
  * denying. The caller MUST refuse to sign when this returns undefined (deny by default).
  */
-export function selectPolicy(
-  policies: readonly CompiledPolicy[],
-  keyId: string,
-): CompiledPolicy | undefined {
+export function selectPolicy(policies: readonly CompiledPolicy[], keyId: string): CompiledPolicy | undefined {
   let best: CompiledPolicy | undefined;
   let bestRank = -1;
   let tied = false;
@@ -372,7 +346,5 @@ export function findAmbiguities(policies: readonly CompiledPolicy[]): PolicyAmbi
   for (const p of policies) {
     for (const k of new Set(p.keys)) owners.set(k, [...(owners.get(k) ?? []), p.name]);
   }
-  return [...owners]
-    .filter(([, names]) => names.length > 1)
-    .map(([pattern, names]) => ({ pattern, policies: names }));
+  return [...owners].filter(([, names]) => names.length > 1).map(([pattern, names]) => ({ pattern, policies: names }));
 }

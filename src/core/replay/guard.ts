@@ -1,7 +1,7 @@
-import { SignerError, type Reason } from '../errors.js';
-import type { ItemView, ReserveItem, ReservePlan, ReserveView, VelocityQuery } from './records.js';
-import { evaluate, evaluateBatch, type Decision, type SignIntent } from '../policy/evaluate.js';
+import { type Reason, SignerError } from '../errors.js';
+import { type Decision, evaluate, evaluateBatch, type SignIntent } from '../policy/evaluate.js';
 import type { CompiledPolicy } from '../policy/schema.js';
+import type { ItemView, ReserveItem, ReservePlan, ReserveView, VelocityQuery } from './records.js';
 
 /**
  * The replay guard: one pure decision over what the store holds for a request (its own record,
@@ -26,7 +26,12 @@ export const IN_FLIGHT_RETRY_MS = 250;
 
 type Plan = ReservePlan<GuardOutcome>;
 
-const refuse = (reason: Reason, message: string, metadata: Record<string, string> = {}, retryDelayMs?: number): Plan => ({
+const refuse = (
+  reason: Reason,
+  message: string,
+  metadata: Record<string, string> = {},
+  retryDelayMs?: number,
+): Plan => ({
   outcome: { ok: false, error: new SignerError(reason, message, metadata, retryDelayMs) },
   writes: [],
 });
@@ -37,7 +42,11 @@ const equal = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), B
 
 /** The velocity windows the policy needs read for this key and client, in rule order. */
 export function velocityQueries(p: CompiledPolicy, keyId: string, client: string): VelocityQuery[] {
-  return p.velocity.map((v) => ({ scope: v.scope, subject: v.scope === 'key' ? keyId : client, windowSeconds: v.windowSeconds }));
+  return p.velocity.map((v) => ({
+    scope: v.scope,
+    subject: v.scope === 'key' ? keyId : client,
+    windowSeconds: v.windowSeconds,
+  }));
 }
 
 /** Decides one hot or single request. */
@@ -49,9 +58,15 @@ export function decideSign(p: CompiledPolicy, item: ReserveItem, intent: SignInt
         requestId: item.requestId,
       });
     }
-    if (v.request.state === 'done') return { outcome: { ok: true, items: [{ kind: 'replay', result: v.request.result! }] }, writes: [] };
+    if (v.request.state === 'done')
+      return { outcome: { ok: true, items: [{ kind: 'replay', result: v.request.result! }] }, writes: [] };
     if (!v.request.leaseExpired) {
-      return refuse('REQUEST_IN_FLIGHT', `request_id "${item.requestId}" is being signed; retry shortly`, {}, IN_FLIGHT_RETRY_MS);
+      return refuse(
+        'REQUEST_IN_FLIGHT',
+        `request_id "${item.requestId}" is being signed; retry shortly`,
+        {},
+        IN_FLIGHT_RETRY_MS,
+      );
     }
     if (lostNonce(item, v.nonce)) return nonceTaken(item);
     return { outcome: { ok: true, items: [{ kind: 'sign' }] }, writes: [{ index: 0, action: 'resume' }] };
@@ -62,8 +77,15 @@ export function decideSign(p: CompiledPolicy, item: ReserveItem, intent: SignInt
     const where = { chainId: item.nonce.chainId.toString(), nonce: item.nonce.nonce.toString() };
     const inFlight = held.state === 'pending' && !held.leaseExpired;
     if (equal(held.payloadHash, item.payloadHash)) {
-      if (held.state === 'done') return { outcome: { ok: true, items: [{ kind: 'replay', result: held.result! }] }, writes: [] };
-      if (inFlight) return refuse('NONCE_IN_FLIGHT', `nonce ${where.nonce} on chain ${where.chainId} is being signed; retry shortly`, where, IN_FLIGHT_RETRY_MS);
+      if (held.state === 'done')
+        return { outcome: { ok: true, items: [{ kind: 'replay', result: held.result! }] }, writes: [] };
+      if (inFlight)
+        return refuse(
+          'NONCE_IN_FLIGHT',
+          `nonce ${where.nonce} on chain ${where.chainId} is being signed; retry shortly`,
+          where,
+          IN_FLIGHT_RETRY_MS,
+        );
     } else {
       const bump =
         p.evm?.allowFeeBump === true &&
@@ -71,13 +93,20 @@ export function decideSign(p: CompiledPolicy, item: ReserveItem, intent: SignInt
         item.nonce.maxFeePerGas > held.maxFeePerGas &&
         item.nonce.maxPriorityFeePerGas >= held.maxPriorityFeePerGas;
       if (!bump) {
-        return refuse('NONCE_ALREADY_SIGNED',
+        return refuse(
+          'NONCE_ALREADY_SIGNED',
           `nonce ${where.nonce} on chain ${where.chainId} was already signed for another payload` +
             (p.evm?.allowFeeBump ? ' (a replacement must keep recipient, value and data and raise the fee)' : ''),
           where,
         );
       }
-      if (inFlight) return refuse('NONCE_IN_FLIGHT', `nonce ${where.nonce} on chain ${where.chainId} is being signed; retry shortly`, where, IN_FLIGHT_RETRY_MS);
+      if (inFlight)
+        return refuse(
+          'NONCE_IN_FLIGHT',
+          `nonce ${where.nonce} on chain ${where.chainId} is being signed; retry shortly`,
+          where,
+          IN_FLIGHT_RETRY_MS,
+        );
     }
     action = 'replaceNonce';
   }
@@ -104,14 +133,20 @@ export function decideBatch(
   for (const [i, it] of items.entries()) {
     const v = view.items[i]!;
     if (v.request) {
-      return refuse('REQUEST_ID_REUSED', `request id "${it.requestId}" of item ${i} already exists`, { index: String(i) });
+      return refuse('REQUEST_ID_REUSED', `request id "${it.requestId}" of item ${i} already exists`, {
+        index: String(i),
+      });
     }
     if (it.nonce) {
       const slot = `${it.nonce.chainId}:${it.nonce.nonce}`;
       if (seen.has(slot)) {
-        return refuse('BATCH_NONCES_NOT_UNIQUE', `items ${seen.get(slot)} and ${i} use nonce ${it.nonce.nonce} on chain ${it.nonce.chainId}`, {
-          index: String(i),
-        });
+        return refuse(
+          'BATCH_NONCES_NOT_UNIQUE',
+          `items ${seen.get(slot)} and ${i} use nonce ${it.nonce.nonce} on chain ${it.nonce.chainId}`,
+          {
+            index: String(i),
+          },
+        );
       }
       seen.set(slot, i);
       if (v.nonce) {
@@ -119,11 +154,15 @@ export function decideBatch(
           outcomes.push({ kind: 'replay', result: v.nonce.result! });
           continue;
         }
-        return refuse('NONCE_ALREADY_SIGNED', `item ${i}: nonce ${it.nonce.nonce} on chain ${it.nonce.chainId} is already taken`, {
-          index: String(i),
-          chainId: it.nonce.chainId.toString(),
-          nonce: it.nonce.nonce.toString(),
-        });
+        return refuse(
+          'NONCE_ALREADY_SIGNED',
+          `item ${i}: nonce ${it.nonce.nonce} on chain ${it.nonce.chainId} is already taken`,
+          {
+            index: String(i),
+            chainId: it.nonce.chainId.toString(),
+            nonce: it.nonce.nonce.toString(),
+          },
+        );
       }
     }
     outcomes.push({ kind: 'sign' });
@@ -133,29 +172,48 @@ export function decideBatch(
     const gap = nonceGap(items, view, fresh);
     if (gap) return gap;
   }
-  const d = evaluateBatch(p, fresh.map((i) => intents[i]!), view.velocity);
+  const d = evaluateBatch(
+    p,
+    fresh.map((i) => intents[i]!),
+    view.velocity,
+  );
   if (!d.allow) {
     const at = d.metadata.index === undefined ? undefined : fresh[Number(d.metadata.index)];
     return refuse(d.reason, d.message, { ...d.metadata, ...(at === undefined ? {} : { index: String(at) }) });
   }
-  return { outcome: { ok: true, items: outcomes }, writes: fresh.map((index) => ({ index, action: 'insert' as const })), batch: { itemsHash: batch.itemsHash } };
+  return {
+    outcome: { ok: true, items: outcomes },
+    writes: fresh.map((index) => ({ index, action: 'insert' as const })),
+    batch: { itemsHash: batch.itemsHash },
+  };
 }
 
-function retriedBatch(items: ReserveItem[], view: ReserveView, batch: { batchId: string; itemsHash: Uint8Array }): Plan {
+function retriedBatch(
+  items: ReserveItem[],
+  view: ReserveView,
+  batch: { batchId: string; itemsHash: Uint8Array },
+): Plan {
   if (!equal(view.batch!.itemsHash, batch.itemsHash)) {
-    return refuse('BATCH_ID_REUSED', `batch_id "${batch.batchId}" was already used for other items`, { batchId: batch.batchId });
+    return refuse('BATCH_ID_REUSED', `batch_id "${batch.batchId}" was already used for other items`, {
+      batchId: batch.batchId,
+    });
   }
   const outcomes: ItemOutcome[] = [];
   const writes: Plan['writes'] = [];
   for (const [i] of items.entries()) {
     const r = view.items[i]!.request;
     if (r?.state === 'done') outcomes.push({ kind: 'replay', result: r.result! });
-    else if (r && r.leaseExpired) {
+    else if (r?.leaseExpired) {
       if (lostNonce(items[i]!, view.items[i]!.nonce)) return nonceTaken(items[i]!, i);
       outcomes.push({ kind: 'sign' });
       writes.push({ index: i, action: 'resume' });
     } else if (r) {
-      return refuse('BATCH_IN_FLIGHT', `batch "${batch.batchId}" is being signed; retry shortly`, { batchId: batch.batchId }, IN_FLIGHT_RETRY_MS);
+      return refuse(
+        'BATCH_IN_FLIGHT',
+        `batch "${batch.batchId}" is being signed; retry shortly`,
+        { batchId: batch.batchId },
+        IN_FLIGHT_RETRY_MS,
+      );
     } else {
       // The item's nonce was already signed identically when the batch was first reserved.
       const n = view.items[i]!.nonce;

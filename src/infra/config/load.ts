@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { configSchema, type Config } from './schema.js';
+import { type Config, configSchema } from './schema.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -28,7 +28,15 @@ export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
   }
   const c = parsed.data;
   const abs = (p: string) => resolve(baseDir, p);
-  const tlsFiles = ['caFile', 'certFile', 'keyFile', 'clientCaFile', 'peerCaFile', 'identityCaFile', 'crlFile'] as const;
+  const tlsFiles = [
+    'caFile',
+    'certFile',
+    'keyFile',
+    'clientCaFile',
+    'peerCaFile',
+    'identityCaFile',
+    'crlFile',
+  ] as const;
   for (const f of tlsFiles) {
     const p = c.tls[f];
     if (p !== undefined) c.tls[f] = abs(p);

@@ -8,11 +8,9 @@ const role = z.enum(['signer', 'admin', 'auditor']);
 const hsmAlgorithm = z.enum(['ecdsa-secp256k1', 'ecdsa-p256', 'ed25519']);
 const algorithm = z.enum([...hsmAlgorithm.options, 'frost-ed25519', 'frost-secp256k1-tr']);
 /** An Ed25519 public key as standard base64 of its 32 bytes. */
-const base64Key = z
-  .string()
-  .refine((v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').length === 32, {
-    message: 'expected base64 of a 32-byte Ed25519 public key',
-  });
+const base64Key = z.string().refine((v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').length === 32, {
+  message: 'expected base64 of a 32-byte Ed25519 public key',
+});
 const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict();
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -73,7 +71,11 @@ export const configSchema = z
      */
     connections: z
       .object({
-        maxAgeMs: z.number().int().min(1000).default(30 * 60_000),
+        maxAgeMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(30 * 60_000),
         maxAgeGraceMs: z.number().int().min(0).default(60_000),
       })
       .strict()
@@ -154,14 +156,22 @@ export const configSchema = z
     rollback: z
       .object({
         mark: z.boolean().default(true),
-        replica: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, '1..64 of A-Z a-z 0-9 . _ -').default('default'),
+        replica: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]{1,64}$/, '1..64 of A-Z a-z 0-9 . _ -')
+          .default('default'),
       })
       .strict()
       .default({ mark: true, replica: 'default' }),
     rotation: z
       .object({
         /** How long a rotated-out version stays verify-only before it is disabled. */
-        overlapSeconds: z.number().int().min(0).max(90 * 24 * 3600).default(24 * 3600),
+        overlapSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(90 * 24 * 3600)
+          .default(24 * 3600),
         /**
          * Scheduled rotation per key id: node-cron expressions (5 fields, or 6 with seconds
          * first), read in `timezone` (default UTC). A fire rotates the key only when its active
@@ -206,12 +216,32 @@ export const configSchema = z
       .object({
         messageBytes: z
           .object({
-            sign: z.number().int().min(1024).max(64 * MiB).default(256 * KiB),
+            sign: z
+              .number()
+              .int()
+              .min(1024)
+              .max(64 * MiB)
+              .default(256 * KiB),
             /** Sized for the largest batch (10,000 items) of EVM transfers. */
-            signBatch: z.number().int().min(1024).max(64 * MiB).default(4 * MiB),
-            setPolicy: z.number().int().min(1024).max(64 * MiB).default(1 * MiB),
+            signBatch: z
+              .number()
+              .int()
+              .min(1024)
+              .max(64 * MiB)
+              .default(4 * MiB),
+            setPolicy: z
+              .number()
+              .int()
+              .min(1024)
+              .max(64 * MiB)
+              .default(1 * MiB),
             /** Every other method: ids and small fields only. */
-            other: z.number().int().min(1024).max(64 * MiB).default(64 * KiB),
+            other: z
+              .number()
+              .int()
+              .min(1024)
+              .max(64 * MiB)
+              .default(64 * KiB),
           })
           .strict()
           .default(DEFAULT_MESSAGE_BYTES),
@@ -273,8 +303,12 @@ export const configSchema = z
         maxInFlight: z.number().int().min(1).max(1024).default(16),
       })
       .strict()
-      .refine((t) => t.minSigners <= t.cosigners.length, { message: 'minSigners must not exceed the number of cosigners' })
-      .refine((t) => new Set(t.cosigners.map((c) => c.id)).size === t.cosigners.length, { message: 'cosigner ids must be unique' })
+      .refine((t) => t.minSigners <= t.cosigners.length, {
+        message: 'minSigners must not exceed the number of cosigners',
+      })
+      .refine((t) => new Set(t.cosigners.map((c) => c.id)).size === t.cosigners.length, {
+        message: 'cosigner ids must be unique',
+      })
       .optional(),
     /** Cosigner role: this node's id and the client certificate CNs allowed to call it. */
     cosigner: z
@@ -352,8 +386,14 @@ export const configSchema = z
       .default({ level: 'info' }),
   })
   .strict()
-  .refine((c) => c.role !== 'cosigner' || c.cosigner !== undefined, { message: 'role "cosigner" needs a cosigner section', path: ['cosigner'] })
-  .refine((c) => c.role !== 'cosigner' || 'sqlite' in c.store, { message: 'a cosigner keeps its shares in an sqlite store', path: ['store'] })
+  .refine((c) => c.role !== 'cosigner' || c.cosigner !== undefined, {
+    message: 'role "cosigner" needs a cosigner section',
+    path: ['cosigner'],
+  })
+  .refine((c) => c.role !== 'cosigner' || 'sqlite' in c.store, {
+    message: 'a cosigner keeps its shares in an sqlite store',
+    path: ['store'],
+  })
   .refine((c) => c.role !== 'witness' || c.witnessing !== undefined, {
     message: 'role "witness" needs a witnessing section',
     path: ['witnessing'],

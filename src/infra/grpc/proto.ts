@@ -15,7 +15,10 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-export const packageDefinition = protoLoader.loadSync(['signer/v1/signer.proto', 'signer/v1/cosigner.proto', 'signer/v1/witness.proto'], LOADER_OPTIONS);
+export const packageDefinition = protoLoader.loadSync(
+  ['signer/v1/signer.proto', 'signer/v1/cosigner.proto', 'signer/v1/witness.proto'],
+  LOADER_OPTIONS,
+);
 
 interface SignerPackage {
   Signer: grpc.ServiceClientConstructor;
@@ -25,7 +28,8 @@ interface SignerPackage {
   Witness: grpc.ServiceClientConstructor;
 }
 
-export const signerV1 = (grpc.loadPackageDefinition(packageDefinition) as unknown as { signer: { v1: SignerPackage } }).signer.v1;
+export const signerV1 = (grpc.loadPackageDefinition(packageDefinition) as unknown as { signer: { v1: SignerPackage } })
+  .signer.v1;
 
 const rpcRoot = protobuf.loadSync(`${PROTO_DIR}/google/rpc/status.proto`);
 export const RpcStatus = rpcRoot.lookupType('google.rpc.Status');

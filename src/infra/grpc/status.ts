@@ -86,20 +86,22 @@ export const statusOf = (reason: Reason): grpc.status => REASON_STATUS[reason];
  * carry data from a library or the HSM.
  */
 export function toServiceError(e: unknown, log?: Logger): Partial<grpc.ServiceError> {
-  const err =
-    e instanceof SignerError ? e : new SignerError('INTERNAL', 'internal error; see the signer log');
+  const err = e instanceof SignerError ? e : new SignerError('INTERNAL', 'internal error; see the signer log');
   if (!(e instanceof SignerError)) log?.error({ err: e }, 'unexpected error');
   const message = bounded(err.message, MAX_MESSAGE_BYTES);
   const metadata = Object.fromEntries(
-    Object.entries(err.metadata).slice(0, MAX_METADATA_ENTRIES).map(([k, v]) => [k, bounded(v, MAX_METADATA_BYTES)]),
+    Object.entries(err.metadata)
+      .slice(0, MAX_METADATA_ENTRIES)
+      .map(([k, v]) => [k, bounded(v, MAX_METADATA_BYTES)]),
   );
-  const info = ErrorInfo.encode(
-    ErrorInfo.create({ reason: err.reason, domain: ERROR_DOMAIN, metadata }),
-  ).finish();
+  const info = ErrorInfo.encode(ErrorInfo.create({ reason: err.reason, domain: ERROR_DOMAIN, metadata })).finish();
   const details = [{ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: info }];
   if (err.retryDelayMs !== undefined) {
     const delay = { seconds: Math.floor(err.retryDelayMs / 1000), nanos: (err.retryDelayMs % 1000) * 1e6 };
-    details.push({ type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: RetryInfo.encode(RetryInfo.create({ retryDelay: delay })).finish() });
+    details.push({
+      type_url: 'type.googleapis.com/google.rpc.RetryInfo',
+      value: RetryInfo.encode(RetryInfo.create({ retryDelay: delay })).finish(),
+    });
   }
   const code = statusOf(err.reason);
   const encoded = RpcStatus.encode(RpcStatus.create({ code, message, details })).finish();

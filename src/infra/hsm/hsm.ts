@@ -1,16 +1,17 @@
 import pkcs11js from 'pkcs11js';
 import { SignerError } from '../../core/errors.js';
-import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import { CallDeadline } from './deadline.js';
 import { ckrCode, ckrName, classify, HsmStartError } from './errors.js';
-import { findSlot, loadModule, tryClose, tryFinalize, type Pkcs11 } from './module.js';
+import { findSlot, loadModule, type Pkcs11, tryClose, tryFinalize } from './module.js';
 import { ObjectCache } from './objects.js';
 import { isPinFailure, PinRefusedError, pinAdvice, readPinFile } from './pin.js';
 import { type Lane, SessionPool } from './pool.js';
-import { parsePkcs11Uri, type Pkcs11Uri } from './uri.js';
+import { type Pkcs11Uri, parsePkcs11Uri } from './uri.js';
 
 type Handle = Buffer;
+
 export type { Pkcs11 };
 export { HsmStartError };
 
@@ -97,7 +98,10 @@ export class Hsm {
     const p11 = opts.wrapModule ? opts.wrapModule(loaded) : loaded;
     const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
     if (opts.sessions > threads) {
-      opts.log?.warn({ sessions: opts.sessions, threads }, 'more HSM sessions than libuv threads: the extra sessions stay idle');
+      opts.log?.warn(
+        { sessions: opts.sessions, threads },
+        'more HSM sessions than libuv threads: the extra sessions stay idle',
+      );
     }
     const hsm = new Hsm(p11, { ...uri, pinFile }, pin, opts);
     try {
@@ -218,10 +222,12 @@ export class Hsm {
     let ended: Promise<unknown> = Promise.resolve();
     const run = () => this.run('hot', fn, undefined, (op) => (ended = op));
     const result = this.mgmt.then(run, run);
-    this.mgmt = result.then(
-      () => ended,
-      () => ended,
-    ).catch(() => undefined);
+    this.mgmt = result
+      .then(
+        () => ended,
+        () => ended,
+      )
+      .catch(() => undefined);
     return result;
   }
 
@@ -366,7 +372,10 @@ export class Hsm {
     this.recovering = undefined;
     if (this.closed || this.healthy || this.blocked) return;
     // Sessions still running an operation (a suspect call too) must finish before the slot is reset.
-    if (this.pool.inUse > 0) return this.scheduleRecovery();
+    if (this.pool.inUse > 0) {
+      this.scheduleRecovery();
+      return;
+    }
     for (const s of this.pool.takeIdle()) this.tryClose(s);
     try {
       if (this.slot) this.p11.C_CloseAllSessions(this.slot);
@@ -381,7 +390,8 @@ export class Hsm {
       for (const s of this.pool.takeIdle()) this.tryClose(s);
       if (e instanceof PinRefusedError) {
         this.opts.metrics?.hsmErrors.inc({ ckr: e.ckr, class: 'login' });
-        return this.block(e.ckr);
+        this.block(e.ckr);
+        return;
       }
       this.opts.log?.warn({ ckr: ckrName(e) }, 'HSM still unavailable');
       this.scheduleRecovery();

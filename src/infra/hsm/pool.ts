@@ -78,8 +78,7 @@ export class SessionPool<S> {
     if (next) {
       clearTimeout(next.timer);
       next.resolve(s);
-    }
-    else {
+    } else {
       this.busy--;
       this.free.push(s);
     }

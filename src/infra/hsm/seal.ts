@@ -69,7 +69,8 @@ export function ensureSealingKey(hsm: Hsm, label: string): Promise<Buffer> {
       { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
       { type: pkcs11js.CKA_LABEL, value: label },
     ]);
-    if (found.length > 1) throw new Error(`${found.length} AES keys are labelled "${label}" in the token; expected one`);
+    if (found.length > 1)
+      throw new Error(`${found.length} AES keys are labelled "${label}" in the token; expected one`);
     if (found.length === 1) return checkSealingKey(hsm, session, found[0]!, label);
     const ckaId = randomBytes(16);
     await hsm.p11.C_GenerateKeyAsync(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
@@ -97,8 +98,8 @@ export function ensureSealingKey(hsm: Hsm, label: string): Promise<Buffer> {
 
 /** The CKA_ID of a sealing key found by label, after checking it is one we would have made. */
 function checkSealingKey(hsm: Hsm, session: Buffer, key: Buffer, label: string): Buffer {
-  const [id, len, local, sensitive, alwaysSensitive, extractable, neverExtractable, encrypt, decrypt, token] =
-    hsm.p11.C_GetAttributeValue(session, key, [
+  const [id, len, local, sensitive, alwaysSensitive, extractable, neverExtractable, encrypt, decrypt, token] = hsm.p11
+    .C_GetAttributeValue(session, key, [
       { type: pkcs11js.CKA_ID },
       { type: pkcs11js.CKA_VALUE_LEN },
       { type: pkcs11js.CKA_LOCAL },
@@ -109,7 +110,8 @@ function checkSealingKey(hsm: Hsm, session: Buffer, key: Buffer, label: string):
       { type: pkcs11js.CKA_ENCRYPT },
       { type: pkcs11js.CKA_DECRYPT },
       { type: pkcs11js.CKA_TOKEN },
-    ]).map((a) => a.value as Buffer);
+    ])
+    .map((a) => a.value as Buffer);
   const on = (b: Buffer | undefined) => b !== undefined && b.length > 0 && b.some((x) => x !== 0);
   const ok =
     id !== undefined &&
@@ -168,7 +170,13 @@ function view(b: Uint8Array): Buffer {
  * `0x01 || iv || ciphertext || tag`. Random IVs keep the GCM bound of 2^32 seals per key well
  * out of reach for share counts. The caller still owns `plaintext` and SHOULD wipe it after use.
  */
-export async function seal(hsm: Hsm, keyCkaId: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, lane: Lane = 'hot'): Promise<Buffer> {
+export async function seal(
+  hsm: Hsm,
+  keyCkaId: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  lane: Lane = 'hot',
+): Promise<Buffer> {
   if (plaintext.length === 0) throw new TypeError('refusing to seal an empty share');
   const iv = randomBytes(IV_BYTES);
   const body = await hsm.withSession(lane, (session) => {
@@ -176,7 +184,9 @@ export async function seal(hsm: Hsm, keyCkaId: Uint8Array, plaintext: Uint8Array
     return hsm.p11.C_EncryptAsync(session, view(plaintext), Buffer.alloc(plaintext.length + TAG_BYTES));
   });
   if (body.length !== plaintext.length + TAG_BYTES) {
-    throw new Error(`the HSM returned ${body.length} bytes of AES-GCM output; expected ${plaintext.length + TAG_BYTES}`);
+    throw new Error(
+      `the HSM returned ${body.length} bytes of AES-GCM output; expected ${plaintext.length + TAG_BYTES}`,
+    );
   }
   return Buffer.concat([Buffer.of(VERSION), iv, body]);
 }
@@ -199,13 +209,23 @@ const AUTH_FAILED = new Set([
  * {@link SealError} on any mismatch or a malformed blob; no unauthenticated byte is returned.
  * The caller owns the returned plaintext and MUST wipe it (`fill(0)`) when the protocol step ends.
  */
-export async function unseal(hsm: Hsm, keyCkaId: Uint8Array, sealed: Uint8Array, aad: Uint8Array, lane: Lane = 'hot'): Promise<Buffer> {
+export async function unseal(
+  hsm: Hsm,
+  keyCkaId: Uint8Array,
+  sealed: Uint8Array,
+  aad: Uint8Array,
+  lane: Lane = 'hot',
+): Promise<Buffer> {
   const blob = view(sealed);
   if (blob.length < HEADER_BYTES + TAG_BYTES + 1) {
-    throw new SealError(`the sealed share failed authentication: ${blob.length} bytes is too short to be a sealed share`);
+    throw new SealError(
+      `the sealed share failed authentication: ${blob.length} bytes is too short to be a sealed share`,
+    );
   }
   if (blob[0] !== VERSION) {
-    throw new SealError(`the sealed share failed authentication: unknown format version 0x${blob[0]!.toString(16).padStart(2, '0')}`);
+    throw new SealError(
+      `the sealed share failed authentication: unknown format version 0x${blob[0]!.toString(16).padStart(2, '0')}`,
+    );
   }
   const iv = Buffer.from(blob.subarray(1, HEADER_BYTES));
   const body = blob.subarray(HEADER_BYTES);

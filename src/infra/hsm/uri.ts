@@ -13,7 +13,18 @@ export interface Pkcs11Uri {
   pinFile?: string;
 }
 
-const PATH_ATTRS = new Set(['token', 'serial', 'object', 'id', 'manufacturer', 'model', 'type', 'library-manufacturer', 'library-description', 'library-version']);
+const PATH_ATTRS = new Set([
+  'token',
+  'serial',
+  'object',
+  'id',
+  'manufacturer',
+  'model',
+  'type',
+  'library-manufacturer',
+  'library-description',
+  'library-version',
+]);
 const QUERY_ATTRS = new Set(['module-path', 'pin-source']);
 
 export class UriError extends Error {

@@ -1,5 +1,5 @@
-import { GENESIS, entryHash, type AuditEntry } from '../../core/audit/chain.js';
-import { draftToEntry, type AuditDraft } from '../../core/audit/draft.js';
+import { type AuditEntry, entryHash, GENESIS } from '../../core/audit/chain.js';
+import { type AuditDraft, draftToEntry } from '../../core/audit/draft.js';
 
 /** The audit table's columns, in the order of the values chainDrafts gives each row. */
 export const AUDIT_COLUMNS = [

@@ -7,15 +7,15 @@
 import type { AuditEntry } from '../../core/audit/chain.js';
 import { entryLeafHash } from '../../core/audit/leaf.js';
 import {
-  type Frontier,
-  type MerkleNode,
-  type NodeReader,
-  EMPTY_FRONTIER,
-  HASH_SIZE,
   appendLeaves,
   consistencyProof,
+  EMPTY_FRONTIER,
+  type Frontier,
   frontierNodes,
+  HASH_SIZE,
   inclusionProof,
+  type MerkleNode,
+  type NodeReader,
   treeHead,
 } from '../../core/audit/merkle.js';
 

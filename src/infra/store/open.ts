@@ -1,8 +1,8 @@
+import type { ReplayStore } from '../../core/replay/records.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { AuditStore } from './audit.js';
 import type { AuditTreeStore } from './audit-tree.js';
-import type { ReplayStore } from '../../core/replay/records.js';
 import type { Store } from './store.js';
 
 export type FullStore = Store & ReplayStore & AuditStore & AuditTreeStore;

@@ -1,31 +1,31 @@
-import type { AuditTreeStore, StoredNote } from './audit-tree.js';
-import type { NodeId } from '../../core/audit/merkle.js';
-import { PostgresAuditTree } from './postgres/audit-tree.js';
 import type pg from 'pg';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
+import type { NodeId } from '../../core/audit/merkle.js';
 import type { Completion, ReplayStore, ReservePlan, ReserveRequest, ReserveView } from '../../core/replay/records.js';
 import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
+import type { AuditTreeStore, StoredNote } from './audit-tree.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
+  type AuditRow,
   auditEntry,
+  type CheckpointRow,
   checkpointRecord,
   checkpointValues,
+  type KeyRow,
   keyRecord,
   keyValues,
-  policyRecord,
-  type AuditRow,
-  type CheckpointRow,
-  type KeyRow,
   type PolicyRow,
+  policyRecord,
 } from './codecs.js';
 import { migratePostgres } from './migrations/postgres.js';
+import { PostgresAuditTree } from './postgres/audit-tree.js';
 import { checkDrafts, checkRequest, checkText, seqBound } from './postgres/checks.js';
 import { openPool, withSessionLock } from './postgres/pool.js';
-import { MAX_GROUP_SIZE, reserveOp, runGroup, type ReserveOp } from './postgres/reserve-group.js';
+import { MAX_GROUP_SIZE, type ReserveOp, reserveOp, runGroup } from './postgres/reserve-group.js';
 import { q } from './postgres/sql.js';
-import { inTransaction, isUniqueViolation, withRetries, type AuditOf } from './postgres/transaction.js';
+import { type AuditOf, inTransaction, isUniqueViolation, withRetries } from './postgres/transaction.js';
 import {
   KeyExistsError,
   type KeyRecord,

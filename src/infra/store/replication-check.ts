@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { replicationWarnings, type ReplicationState } from '../../core/store/replication.js';
+import { type ReplicationState, replicationWarnings } from '../../core/store/replication.js';
 import type { Logger } from '../log.js';
 
 /** Reads what the PostgreSQL server says about its standbys and the commit level of our sessions. */

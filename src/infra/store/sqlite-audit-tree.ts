@@ -7,7 +7,7 @@ import type Database from 'better-sqlite3';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { NodeId } from '../../core/audit/merkle.js';
 import type { StoredNote } from './audit-tree.js';
-import { EMPTY_FRONTIER, decodeFrontier, encodeFrontier, treeAppend, treeReads } from './audit-tree-codec.js';
+import { decodeFrontier, EMPTY_FRONTIER, encodeFrontier, treeAppend, treeReads } from './audit-tree-codec.js';
 
 /** The tables; `audit_tree` holds one row (id 1): the tree's size and frontier. */
 export const SQLITE_AUDIT_TREE_DDL = `

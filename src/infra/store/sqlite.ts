@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
+import type { NodeId } from '../../core/audit/merkle.js';
 import type {
   Completion,
   ItemView,
@@ -13,29 +14,28 @@ import type {
 } from '../../core/replay/records.js';
 import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
-import { chainDrafts, type AuditHead } from './audit-chain.js';
+import { type AuditHead, chainDrafts } from './audit-chain.js';
 import type { AuditTreeStore, StoredNote } from './audit-tree.js';
-import type { NodeId } from '../../core/audit/merkle.js';
-import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
+  type AuditRow,
   auditEntry,
+  type CheckpointRow,
   checkpointRecord,
   checkpointValues,
+  type KeyRow,
   keyRecord,
   keyValues,
-  nonceRecord,
-  policyRecord,
-  requestRecord,
-  type AuditRow,
-  type CheckpointRow,
-  type KeyRow,
   type NonceRow,
+  nonceRecord,
   type PolicyRow,
+  policyRecord,
   type RequestRow,
+  requestRecord,
 } from './codecs.js';
 import { migrateSqlite } from './migrations/sqlite.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
+import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
   KeyExistsError,
   type KeyRecord,

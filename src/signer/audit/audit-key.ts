@@ -1,7 +1,7 @@
 import { CKM_EDDSA } from '../../infra/hsm/algorithms.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
-import { signatureCheck } from '../signing/selfcheck.js';
 import type { KeyRecord } from '../../infra/store/store.js';
+import { signatureCheck } from '../signing/selfcheck.js';
 import type { CheckpointSigner } from './checkpointer.js';
 
 /**

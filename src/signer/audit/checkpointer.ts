@@ -1,23 +1,23 @@
+import type { AuditEntry } from '../../core/audit/chain.js';
+import { checkpointMessage, entryHash } from '../../core/audit/chain.js';
+import { type Checkpoint, openCheckpoint, parseCheckpoint, signCheckpoint } from '../../core/audit/checkpoint.js';
+import { extendChecked } from '../../core/audit/extend.js';
+import { entryLeafHash } from '../../core/audit/leaf.js';
+import { EMPTY_FRONTIER, type Frontier, frontierNodes, frontierRoot } from '../../core/audit/merkle.js';
+import { verifyInclusion } from '../../core/audit/merkle-verify.js';
+import {
+  addSignatures,
+  ed25519Verifier,
+  type NoteSignature,
+  type NoteSigner,
+  keyId as noteKeyId,
+  parseNote,
+  SIG_TYPE_ED25519,
+} from '../../core/audit/note.js';
+import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { AuditStore, StoredCheckpoint } from '../../infra/store/audit.js';
 import type { AuditTreeStore, StoredNote } from '../../infra/store/audit-tree.js';
-import type { AuditEntry } from '../../core/audit/chain.js';
-import { checkpointMessage, entryHash } from '../../core/audit/chain.js';
-import { type Checkpoint, parseCheckpoint, signCheckpoint, openCheckpoint } from '../../core/audit/checkpoint.js';
-import { extendChecked } from '../../core/audit/extend.js';
-import { entryLeafHash } from '../../core/audit/leaf.js';
-import { type Frontier, EMPTY_FRONTIER, frontierNodes, frontierRoot } from '../../core/audit/merkle.js';
-import { verifyInclusion } from '../../core/audit/merkle-verify.js';
-import {
-  type NoteSignature,
-  type NoteSigner,
-  SIG_TYPE_ED25519,
-  addSignatures,
-  ed25519Verifier,
-  keyId as noteKeyId,
-  parseNote,
-} from '../../core/audit/note.js';
-import { SignerError } from '../../core/errors.js';
 
 export interface AuditKeyRef {
   keyId: string;

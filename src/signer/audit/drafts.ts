@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Prepared } from '../signing/service.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
+import type { Prepared } from '../signing/service.js';
 
 /**
  * Audit drafts of the signer. Each entry has one writer, and is committed in the store
@@ -20,7 +20,9 @@ import type { AuditDraft } from '../../core/audit/draft.js';
 /** What the policy saw, for the auditor: chain, nonce, recipient, value; never calldata or secrets. */
 export function intentOf(p: Prepared): Record<string, string> {
   if (!p.evm) {
-    const scope: Record<string, string> = p.scope ? { chainId: p.scope.chainId.toString(), nonce: p.scope.nonce.toString() } : {};
+    const scope: Record<string, string> = p.scope
+      ? { chainId: p.scope.chainId.toString(), nonce: p.scope.nonce.toString() }
+      : {};
     return { kind: p.kind, bytes: String(p.data.length), ...scope };
   }
   const t = p.evm.intent;
@@ -43,7 +45,11 @@ export interface DraftBase {
   requestId: string | null;
 }
 
-export function signDraft(base: DraftBase, p: Prepared, outcome: { decision: AuditDraft['decision']; reason?: string; signature?: Uint8Array }): AuditDraft {
+export function signDraft(
+  base: DraftBase,
+  p: Prepared,
+  outcome: { decision: AuditDraft['decision']; reason?: string; signature?: Uint8Array },
+): AuditDraft {
   return {
     kind: 'sign',
     ...base,

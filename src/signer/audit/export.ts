@@ -1,7 +1,6 @@
+import { EXPORT_FORMAT } from '../../core/audit/format.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import type { AuditKeyRef, Checkpointer } from './checkpointer.js';
-import { EXPORT_FORMAT } from '../../core/audit/format.js';
-
 
 /**
  * The records of an export, in order: a header with the audit public keys, then the entries of
@@ -22,7 +21,12 @@ export async function* exportRecords(
     exportedAt: new Date().toISOString(),
     from: period.from?.toISOString() ?? null,
     to: period.to?.toISOString() ?? null,
-    auditKeys: auditKeys.map((k) => ({ keyId: k.keyId, version: k.version, algorithm: 'ed25519', publicKey: Buffer.from(k.publicKey).toString('hex') })),
+    auditKeys: auditKeys.map((k) => ({
+      keyId: k.keyId,
+      version: k.version,
+      algorithm: 'ed25519',
+      publicKey: Buffer.from(k.publicKey).toString('hex'),
+    })),
   };
   const range = await store.auditRange(period.from, period.to);
   if (!range) return;
@@ -40,6 +44,7 @@ export async function* exportRecords(
     }
     // Signed only after the checkpointer has checked the log extends its last signed tree and
     // this entry, as stored, is in it: an export never signs whatever head the database holds.
-    if (entry.seq === range.last && !covered) yield { type: 'checkpoint', ...(await checkpointer.checkpointAt(entry.seq)) };
+    if (entry.seq === range.last && !covered)
+      yield { type: 'checkpoint', ...(await checkpointer.checkpointAt(entry.seq)) };
   }
 }

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
+import { eventDraft } from '../../core/audit/draft.js';
 import { checkRollback, lostRange, type RollbackCheck } from '../../core/audit/rollback.js';
 import type { ReplayStore } from '../../core/replay/records.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
 import { HsmMark } from '../../infra/hsm/mark.js';
 import type { AuditStore } from '../../infra/store/audit.js';
-import { eventDraft } from '../../core/audit/draft.js';
 import { chainHeads } from './log-heads.js';
 
 /** Nonces of one account to close because a signature for them may have been lost. */
@@ -21,7 +21,8 @@ export function parseFence(s: string): Fence {
   if (!m) throw new Error(`--fence ${s}: expected <key id>@v<version>:<chain id>:<nonce>[-<last nonce>]`);
   const first = BigInt(m[4]!);
   const last = BigInt(m[5] ?? m[4]!);
-  if (last < first || last - first >= 10_000n) throw new Error(`--fence ${s}: a range of 1..10000 nonces, first <= last`);
+  if (last < first || last - first >= 10_000n)
+    throw new Error(`--fence ${s}: a range of 1..10000 nonces, first <= last`);
   const nonces: bigint[] = [];
   for (let n = first; n <= last; n++) nonces.push(n);
   return { keyId: m[1]!, version: Number(m[2]), chainId: BigInt(m[3]!), nonces };

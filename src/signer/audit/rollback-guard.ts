@@ -1,4 +1,11 @@
-import { checkRollback, lostRange, nextMark, rolledBackError, type RollbackCheck, type TreeHead } from '../../core/audit/rollback.js';
+import {
+  checkRollback,
+  lostRange,
+  nextMark,
+  type RollbackCheck,
+  rolledBackError,
+  type TreeHead,
+} from '../../core/audit/rollback.js';
 import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
 
@@ -75,13 +82,15 @@ export class RollbackGuard {
     if (this.running || this.waiters.length === 0) return;
     this.running = true;
     const group = this.waiters.splice(0);
-    this.advance().then(
-      () => group.forEach((w) => w.resolve()),
-      (e) => group.forEach((w) => w.reject(e)),
-    ).finally(() => {
-      this.running = false;
-      this.pump();
-    });
+    this.advance()
+      .then(
+        () => group.forEach((w) => w.resolve()),
+        (e) => group.forEach((w) => w.reject(e)),
+      )
+      .finally(() => {
+        this.running = false;
+        this.pump();
+      });
   }
 
   private async advance(): Promise<void> {
@@ -99,8 +108,14 @@ export class RollbackGuard {
     try {
       await this.o.mark.advance(next);
     } catch (e) {
-      this.o.log?.error({ err: e instanceof SignerError ? e.message : (e as Error).message }, 'could not record the released audit head in the HSM');
-      throw new SignerError('HSM_UNAVAILABLE', 'could not record the audit head in the HSM before releasing signatures; retry (a retry replays the result)');
+      this.o.log?.error(
+        { err: e instanceof SignerError ? e.message : (e as Error).message },
+        'could not record the released audit head in the HSM',
+      );
+      throw new SignerError(
+        'HSM_UNAVAILABLE',
+        'could not record the audit head in the HSM before releasing signatures; retry (a retry replays the result)',
+      );
     }
   }
 

@@ -23,7 +23,9 @@ export async function openRollbackGuard(
 ): Promise<RollbackGuard | undefined> {
   metrics.storeRolledBack.set(0);
   if (!config.mark) {
-    log?.warn('rollback.mark is off: a restored or failed-over database can make this signer sign a second payload for a nonce');
+    log?.warn(
+      'rollback.mark is off: a restored or failed-over database can make this signer sign a second payload for a nonce',
+    );
     return undefined;
   }
   const mark = await HsmMark.open(hsm, config.replica);

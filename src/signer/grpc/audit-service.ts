@@ -1,14 +1,14 @@
 import type * as grpc from '@grpc/grpc-js';
-import { exportRecords } from '../audit/export.js';
-import type { AuditKeyRef, Checkpointer } from '../audit/checkpointer.js';
-import type { Logger } from '../../infra/log.js';
-import type { AuditStore } from '../../infra/store/audit.js';
-import type { AuditTreeStore } from '../../infra/store/audit-tree.js';
+import { encodeVerifierKey, SIG_TYPE_ED25519 } from '../../core/audit/note.js';
+import { SignerError } from '../../core/errors.js';
 import type { Authorizer } from '../../infra/grpc/auth.js';
 import { toServiceError } from '../../infra/grpc/status.js';
 import { unary } from '../../infra/grpc/unary.js';
-import { SignerError } from '../../core/errors.js';
-import { encodeVerifierKey, SIG_TYPE_ED25519 } from '../../core/audit/note.js';
+import type { Logger } from '../../infra/log.js';
+import type { AuditStore } from '../../infra/store/audit.js';
+import type { AuditTreeStore } from '../../infra/store/audit-tree.js';
+import type { AuditKeyRef, Checkpointer } from '../audit/checkpointer.js';
+import { exportRecords } from '../audit/export.js';
 
 type Ts = { seconds: string; nanos: number } | null;
 const dateOf = (t: Ts) => (t ? new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)) : null);

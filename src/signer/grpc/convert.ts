@@ -1,7 +1,7 @@
-import type { Algorithm } from '../../infra/config/schema.js';
 import { evmAddress } from '../../core/payloads/evm.js';
-import { ALG_TO_WIRE } from '../signing/response.js';
+import type { Algorithm } from '../../infra/config/schema.js';
 import type { KeyRecord, KeyState } from '../../infra/store/store.js';
+import { ALG_TO_WIRE } from '../signing/response.js';
 
 const STATE_TO_WIRE: Record<KeyState, string> = {
   active: 'ACTIVE',
@@ -9,7 +9,6 @@ const STATE_TO_WIRE: Record<KeyState, string> = {
   disabled: 'DISABLED',
   destroyed: 'DESTROYED',
 };
-
 
 export function algorithmFromWire(name: string): Algorithm | undefined {
   return (Object.keys(ALG_TO_WIRE) as Algorithm[]).find((a) => ALG_TO_WIRE[a] === name);
@@ -31,7 +30,8 @@ export function keyToWire(k: KeyRecord) {
     createdAt: timestamp(k.createdAt),
     stateChangedAt: timestamp(k.stateChangedAt),
     retireAt: k.retireAt ? timestamp(k.retireAt) : null,
-    threshold: k.threshold ? { minSigners: k.threshold.minSigners, cosigners: k.threshold.cosigners, epoch: k.threshold.epoch } : null,
+    threshold: k.threshold
+      ? { minSigners: k.threshold.minSigners, cosigners: k.threshold.cosigners, epoch: k.threshold.epoch }
+      : null,
   };
 }
-

@@ -1,12 +1,12 @@
 import type * as grpc from '@grpc/grpc-js';
 import { SignerError } from '../../core/errors.js';
-import type { KeyRegistry } from '../keys/registry.js';
-import type { Logger } from '../../infra/log.js';
-import type { PolicyRegistry } from '../policy/registry.js';
-import type { PolicyRecord, Store } from '../../infra/store/store.js';
 import type { Authorizer } from '../../infra/grpc/auth.js';
-import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { unary } from '../../infra/grpc/unary.js';
+import type { Logger } from '../../infra/log.js';
+import type { PolicyRecord, Store } from '../../infra/store/store.js';
+import type { KeyRegistry } from '../keys/registry.js';
+import type { PolicyRegistry } from '../policy/registry.js';
+import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { requireId } from './ids.js';
 
 const policyToWire = (p: PolicyRecord) => ({
@@ -32,7 +32,11 @@ export function keyAdminHandlers(deps: {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       const algorithm = algorithmFromWire(call.request.algorithm);
-      if (!algorithm) throw new SignerError('REQUEST_INVALID', 'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR');
+      if (!algorithm)
+        throw new SignerError(
+          'REQUEST_INVALID',
+          'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR',
+        );
       const key = await keys.create(requireId('key_id', 'key', call.request.keyId), algorithm, { client: id.client });
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
       return keyToWire(key);
@@ -41,23 +45,33 @@ export function keyAdminHandlers(deps: {
     RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
       const id = auth.require(call, 'admin');
       const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
-      const { next, previous } = await keys.rotate(requireId('key_id', 'key', call.request.keyId), overlap, { client: id.client });
+      const { next, previous } = await keys.rotate(requireId('key_id', 'key', call.request.keyId), overlap, {
+        client: id.client,
+      });
       const after = keys.history(next.keyId);
-      return { active: keyToWire(after.find((k) => k.version === next.version)!), previous: keyToWire(after.find((k) => k.version === previous.version)!) };
+      return {
+        active: keyToWire(after.find((k) => k.version === next.version)!),
+        previous: keyToWire(after.find((k) => k.version === previous.version)!),
+      };
     }),
 
     DisableKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number }, unknown>) => {
       const id = auth.require(call, 'admin');
-      const k = await keys.disable(requireId('key_id', 'key', call.request.keyId), call.request.version, { client: id.client });
+      const k = await keys.disable(requireId('key_id', 'key', call.request.keyId), call.request.version, {
+        client: id.client,
+      });
       return keyToWire(k);
     }),
 
-    DestroyKeyVersion: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
-      const id = auth.require(call, 'admin');
-      const keyId = requireId('key_id', 'key', call.request.keyId);
-      const k = await keys.destroy(keyId, call.request.version, call.request.confirmKeyId, { client: id.client });
-      return keyToWire(k);
-    }),
+    DestroyKeyVersion: unary(
+      log,
+      async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
+        const id = auth.require(call, 'admin');
+        const keyId = requireId('key_id', 'key', call.request.keyId);
+        const k = await keys.destroy(keyId, call.request.version, call.request.confirmKeyId, { client: id.client });
+        return keyToWire(k);
+      },
+    ),
 
     RefreshShares: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.require(call, 'admin');
@@ -77,14 +91,17 @@ export function keyAdminHandlers(deps: {
       return policyToWire(await policies.set(name, call.request.document, id.client, new Date()));
     }),
 
-    GetPolicy: unary(log, async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {
-      // Auditors read policies too: what was allowed is part of what they check.
-      const id = auth.identify(call);
-      if (!id.roles.has('auditor')) auth.require(call, 'admin');
-      const r = call.request;
-      if (r.selector === 'name') return policyToWire(policies.get(requireId('name', 'key', r.name!)));
-      if (r.selector === 'keyId') return policyToWire(policies.recordForKey(requireId('key_id', 'key', r.keyId!)));
-      throw new SignerError('REQUEST_INVALID', 'name or key_id is required');
-    }),
+    GetPolicy: unary(
+      log,
+      async (call: grpc.ServerUnaryCall<{ selector?: 'name' | 'keyId'; name?: string; keyId?: string }, unknown>) => {
+        // Auditors read policies too: what was allowed is part of what they check.
+        const id = auth.identify(call);
+        if (!id.roles.has('auditor')) auth.require(call, 'admin');
+        const r = call.request;
+        if (r.selector === 'name') return policyToWire(policies.get(requireId('name', 'key', r.name!)));
+        if (r.selector === 'keyId') return policyToWire(policies.recordForKey(requireId('key_id', 'key', r.keyId!)));
+        throw new SignerError('REQUEST_INVALID', 'name or key_id is required');
+      },
+    ),
   };
 }

@@ -1,19 +1,14 @@
 import { createServer, type Server as HttpServer } from 'node:http';
+import { hostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import type { Config } from '../../infra/config/schema.js';
-import { Hsm, type Pkcs11 } from '../../infra/hsm/hsm.js';
-import { KeyRegistry } from '../keys/registry.js';
-import type { Logger } from '../../infra/log.js';
-import { Metrics } from '../../infra/metrics.js';
-import { packageDefinition, signerV1 } from '../../infra/grpc/proto.js';
-import { SigningService } from '../signing/service.js';
-import { PolicyRegistry } from '../policy/registry.js';
+import { eventDraft } from '../../core/audit/draft.js';
 import { MAX_VELOCITY_WINDOW_SECONDS } from '../../core/policy/schema.js';
-import { SignFlow } from '../signing/flow.js';
-import { openStore } from '../../infra/store/open.js';
+import type { Config } from '../../infra/config/schema.js';
 import { Authorizer } from '../../infra/grpc/auth.js';
+import { packageDefinition, signerV1 } from '../../infra/grpc/proto.js';
+import { guardService } from '../../infra/grpc/request-guard.js';
 import {
   caFileFor,
   connectionOptions,
@@ -21,22 +16,27 @@ import {
   serverCredentials,
   startReloader,
 } from '../../infra/grpc/server-tls.js';
-import { keyAdminHandlers } from './keyadmin-service.js';
-import { auditHandlers } from './audit-service.js';
-import { hostname } from 'node:os';
-import { Checkpointer } from '../audit/checkpointer.js';
+import { Hsm, type Pkcs11 } from '../../infra/hsm/hsm.js';
+import type { Logger } from '../../infra/log.js';
+import { Metrics } from '../../infra/metrics.js';
+import { openStore } from '../../infra/store/open.js';
 import { checkpointSigner } from '../audit/audit-key.js';
-import { eventDraft } from '../../core/audit/draft.js';
-import { attachWitnesses } from '../audit/witnesses.js';
+import { Checkpointer } from '../audit/checkpointer.js';
 import { openRollbackGuard } from '../audit/rollback-setup.js';
-import { signerHandlers } from './signer-service.js';
+import { attachWitnesses } from '../audit/witnesses.js';
+import { KeyRegistry } from '../keys/registry.js';
+import { PolicyRegistry } from '../policy/registry.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
-import { KeyWatchers } from './watch.js';
-import { edgeGuard, serverOptions } from './limits.js';
-import { guardService } from '../../infra/grpc/request-guard.js';
+import { SignFlow } from '../signing/flow.js';
+import { SigningService } from '../signing/service.js';
 import { Ceremonies } from '../threshold/ceremonies.js';
 import { CosignerClients } from '../threshold/cosigner-client.js';
 import { ThresholdSigner } from '../threshold/threshold-signer.js';
+import { auditHandlers } from './audit-service.js';
+import { keyAdminHandlers } from './keyadmin-service.js';
+import { edgeGuard, serverOptions } from './limits.js';
+import { signerHandlers } from './signer-service.js';
+import { KeyWatchers } from './watch.js';
 
 export interface RunningSigner {
   /** The bound gRPC port (useful when config listens on port 0). */
@@ -122,7 +122,15 @@ export async function startSigner(
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
   const rollbackGate = rollback ? { gate: rollback } : {};
-  const flow = new SignFlow({ signing, store, policies, log, leaseMs: config.replay.leaseMs, ...rollbackGate, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const flow = new SignFlow({
+    signing,
+    store,
+    policies,
+    log,
+    leaseMs: config.replay.leaseMs,
+    ...rollbackGate,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   // Versions whose overlap ended are disabled (and audited) by whichever replica sees it first.
   const retirer = setInterval(() => {
     keys.retireDue().catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
@@ -131,12 +139,21 @@ export async function startSigner(
   const pruner = setInterval(() => {
     const now = Date.now();
     store
-      .prune({ requests: new Date(now - REPLAY_RETENTION_MS), velocity: new Date(now - MAX_VELOCITY_WINDOW_SECONDS * 1000) })
+      .prune({
+        requests: new Date(now - REPLAY_RETENTION_MS),
+        velocity: new Date(now - MAX_VELOCITY_WINDOW_SECONDS * 1000),
+      })
       .catch((e) => log.error({ err: e }, 'pruning replay records failed'));
   }, 60_000);
   pruner.unref();
   // Scheduled rotation; a fire missed while down is caught up here, before serving.
-  const scheduler = new RotationScheduler({ keys, store, schedules: config.rotation.schedules, overlapMs: config.rotation.overlapSeconds * 1000, log });
+  const scheduler = new RotationScheduler({
+    keys,
+    store,
+    schedules: config.rotation.schedules,
+    overlapMs: config.rotation.overlapSeconds * 1000,
+    log,
+  });
   await scheduler.start();
 
   const limits = config.limits;
@@ -154,7 +171,9 @@ export async function startSigner(
   serve(signerV1.KeyAdmin.service, admin);
   serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const serving = () => hsm.up && !rollback?.rolledBack && !checkpointer.inconsistency;
-  const health = new HealthImplementation(Object.fromEntries(SERVICES.map((s) => [s, serving() ? 'SERVING' : 'NOT_SERVING'])));
+  const health = new HealthImplementation(
+    Object.fromEntries(SERVICES.map((s) => [s, serving() ? 'SERVING' : 'NOT_SERVING'])),
+  );
   health.addToServer(server);
   new ReflectionService(packageDefinition).addToServer(server);
   // NOT_SERVING while the token is unavailable or the store rolled back, and for good once the
@@ -185,7 +204,10 @@ export async function startSigner(
     await new Promise<void>((resolve) => http!.listen(p, host, resolve));
     metricsPort = (http.address() as { port: number }).port;
   }
-  log.info({ listen: config.listen, port, metricsPort, keys: keys.list().length, sessions: config.hsm.sessions }, 'signer started');
+  log.info(
+    { listen: config.listen, port, metricsPort, keys: keys.list().length, sessions: config.hsm.sessions },
+    'signer started',
+  );
 
   return {
     port,
@@ -214,7 +236,9 @@ export async function startSigner(
       keys.stop();
       await checkpointer.stop();
       // Fails when the log was cut or rewritten under us (the tree refuses): still stop.
-      await store.appendAudit([eventDraft('service.stop', new Date(), null)]).catch((e) => log.error({ err: e }, 'could not audit the stop'));
+      await store
+        .appendAudit([eventDraft('service.stop', new Date(), null)])
+        .catch((e) => log.error({ err: e }, 'could not audit the stop'));
       await checkpointer.checkpointHead().catch((e) => log.error({ err: e }, 'final audit checkpoint failed'));
       await witnesses?.drain();
       // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.

@@ -1,18 +1,18 @@
 import type * as grpc from '@grpc/grpc-js';
+import { refusalDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
-import type { KeyRegistry } from '../keys/registry.js';
+import type { Authorizer, Identity } from '../../infra/grpc/auth.js';
+import { statusOf, toServiceError } from '../../infra/grpc/status.js';
+import { unary } from '../../infra/grpc/unary.js';
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
+import type { AuditStore } from '../../infra/store/audit.js';
+import type { KeyRegistry } from '../keys/registry.js';
 import type { CheckedBatch, SignFlow } from '../signing/flow.js';
-import type { Authorizer, Identity } from '../../infra/grpc/auth.js';
 import { keyToWire } from './convert.js';
-import { unary } from '../../infra/grpc/unary.js';
-import { statusOf, toServiceError } from '../../infra/grpc/status.js';
 import { requireId } from './ids.js';
 import { payloadOf, timeOf, type WireBatchRequest, type WireSignRequest } from './requests.js';
 import type { KeyWatchers } from './watch.js';
-import { refusalDraft } from '../../core/audit/draft.js';
-import type { AuditStore } from '../../infra/store/audit.js';
 
 /** The metric label of every key id that is not a known key: labels stay one per real key. */
 export const UNKNOWN_KEY_LABEL = '_unknown';
@@ -62,7 +62,10 @@ export function signerHandlers(deps: {
       const reason = (e as Partial<SignerError>).reason ?? 'INTERNAL';
       metrics.signs.inc({ key: label(), algorithm, outcome: reason });
       const metadata = (e as Partial<SignerError>).metadata;
-      log.info({ client: id.client, keyId: keyId ?? null, requestId: requestId ?? null, ...what, reason, ...metadata }, 'sign refused');
+      log.info(
+        { client: id.client, keyId: keyId ?? null, requestId: requestId ?? null, ...what, reason, ...metadata },
+        'sign refused',
+      );
       return reason;
     };
     try {
@@ -79,7 +82,13 @@ export function signerHandlers(deps: {
       const reason = refusal(e);
       const known = keyId !== undefined && keys.has(keyId);
       const version = known ? (keys.history(keyId!).find((v) => v.state === 'active')?.version ?? null) : null;
-      const base = { at: new Date(), client: id.client, keyId: known ? keyId! : null, keyVersion: version, requestId: requestId ?? null };
+      const base = {
+        at: new Date(),
+        client: id.client,
+        keyId: known ? keyId! : null,
+        keyVersion: version,
+        requestId: requestId ?? null,
+      };
       // Not into a log found rewritten: the append may itself fail there, and the refusal would
       // turn into INTERNAL; the log line (refusal() above) records it.
       if (reason !== 'AUDIT_LOG_INCONSISTENT') await audit.appendAudit([refusalDraft(what.kind, base, reason)]);
@@ -105,7 +114,15 @@ export function signerHandlers(deps: {
         const clientTime = timeOf(req.clientTime);
         const payload = payloadOf(req);
         const deadline = deadlineOf(call);
-        return flow.checkSign({ client: id.client, keyId, keyVersion: req.keyVersion, requestId, clientTime, payload, deadline });
+        return flow.checkSign({
+          client: id.client,
+          keyId,
+          keyVersion: req.keyVersion,
+          requestId,
+          clientTime,
+          payload,
+          deadline,
+        });
       };
       return observed(id, req, { kind: 'sign' }, check, (checked) => flow.sign(checked));
     }),
@@ -163,7 +180,12 @@ export function signerHandlers(deps: {
       const id = auth.identify(call);
       const all = id.roles.has('admin') || id.roles.has('auditor');
       if (!all) auth.require(call, 'signer');
-      return { keys: keys.list().filter((k) => all || auth.maySign(id.client, k.keyId)).map(keyToWire) };
+      return {
+        keys: keys
+          .list()
+          .filter((k) => all || auth.maySign(id.client, k.keyId))
+          .map(keyToWire),
+      };
     }),
   };
 }

@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events';
-import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
+import type { AuditDraft } from '../../core/audit/draft.js';
+import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
+import { isThresholdAlgorithm } from '../../core/frost/suites.js';
+import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
 import { destroyPrivateKey, generateKeyPair, readPublicKey } from '../../infra/hsm/keypair.js';
 import type { Logger } from '../../infra/log.js';
 import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../../infra/store/store.js';
 import type { Ceremonies } from '../threshold/ceremonies.js';
-import { isThresholdAlgorithm } from '../../core/frost/suites.js';
-import type { AuditDraft } from '../../core/audit/draft.js';
-import { eventDraft } from '../../core/audit/draft.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Keys the service uses itself; clients can neither create nor sign with them. */
@@ -99,13 +99,18 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   forSigning(keyId: string, version: number): KeyRecord {
     if (version === 0) return this.get(keyId);
     const k = this.clientVersions(keyId).find((v) => v.version === version);
-    if (!k || k.state === 'destroyed') throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
+    if (!k || k.state === 'destroyed')
+      throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
     if (k.state !== 'active') {
-      throw new SignerError('KEY_VERSION_RETIRED', `key "${keyId}" version ${version} is ${k.state}; sign with the active version`, {
-        keyId,
-        version: String(version),
-        state: k.state,
-      });
+      throw new SignerError(
+        'KEY_VERSION_RETIRED',
+        `key "${keyId}" version ${version} is ${k.state}; sign with the active version`,
+        {
+          keyId,
+          version: String(version),
+          state: k.state,
+        },
+      );
     }
     return k;
   }
@@ -178,7 +183,8 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
         await this.store.rotateKey(next, previous.version, new Date(now.getTime() + overlapMs), audit);
       } catch (e) {
         await this.discard(next);
-        if (e instanceof KeyExistsError) throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
+        if (e instanceof KeyExistsError)
+          throw new SignerError('KEY_ROTATION_CONFLICT', `key "${keyId}" was rotated concurrently; retry`, { keyId });
         throw e;
       }
       await this.reload();
@@ -198,13 +204,21 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
    */
   destroy(keyId: string, version: number, confirmKeyId: string, by: Actor, now = new Date()): Promise<KeyRecord> {
     if (confirmKeyId !== keyId) {
-      return Promise.reject(new SignerError('CONFIRMATION_REQUIRED', `destroying a key version needs confirm_key_id = "${keyId}"`, { keyId }));
+      return Promise.reject(
+        new SignerError('CONFIRMATION_REQUIRED', `destroying a key version needs confirm_key_id = "${keyId}"`, {
+          keyId,
+        }),
+      );
     }
     return this.exclusive(async () => {
       const k = this.history(keyId).find((v) => v.version === version);
       if (!k) throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
       if (k.state !== 'disabled') {
-        throw new SignerError('KEY_STATE_INVALID', `only a disabled version can be destroyed; v${version} is ${k.state}`, { keyId });
+        throw new SignerError(
+          'KEY_STATE_INVALID',
+          `only a disabled version can be destroyed; v${version} is ${k.state}`,
+          { keyId },
+        );
       }
       if (k.threshold) await this.requireCeremonies().destroy(k);
       else await destroyPrivateKey(this.hsm, k.ckaId);
@@ -220,7 +234,10 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     return this.exclusive(async () => {
       await this.reload();
       const k = this.get(keyId);
-      if (!k.threshold) throw new SignerError('KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, { keyId });
+      if (!k.threshold)
+        throw new SignerError('KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, {
+          keyId,
+        });
       const info = await this.requireCeremonies().refresh(k, (next) => {
         const audit = [keyEvent('key.refresh', new Date(), by, k, { epoch: String(next.epoch) })];
         return this.store.updateThreshold(k.keyId, k.version, next, audit);
@@ -340,8 +357,17 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
 
   /** Generates a version's key pair inside the HSM; the record is not stored yet. */
   private async newVersion(keyId: string, version: number, algorithm: Algorithm, now: Date): Promise<KeyRecord> {
-    const base = { keyId, version, algorithm, state: 'active' as const, createdAt: now, stateChangedAt: now, retireAt: null };
-    if (isThresholdAlgorithm(algorithm)) return { ...base, ...(await this.requireCeremonies().generate(keyId, version, algorithm)) };
+    const base = {
+      keyId,
+      version,
+      algorithm,
+      state: 'active' as const,
+      createdAt: now,
+      stateChangedAt: now,
+      retireAt: null,
+    };
+    if (isThresholdAlgorithm(algorithm))
+      return { ...base, ...(await this.requireCeremonies().generate(keyId, version, algorithm)) };
     const { ckaId, publicKey } = await generateKeyPair(this.hsm, algorithm, `${keyId}/v${version}`);
     return { ...base, ckaId, publicKey };
   }
@@ -354,7 +380,10 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
 
   private requireCeremonies(): Ceremonies {
     if (!this.ceremonies) {
-      throw new SignerError('THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
+      throw new SignerError(
+        'THRESHOLD_NOT_CONFIGURED',
+        'threshold keys need cosigners: set the threshold section of the config',
+      );
     }
     return this.ceremonies;
   }

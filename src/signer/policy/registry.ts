@@ -1,10 +1,16 @@
-import { SignerError } from '../../core/errors.js';
-import type { Logger } from '../../infra/log.js';
-import type { PolicyRecord, Store } from '../../infra/store/store.js';
-import { compilePolicy, findAmbiguities, PolicyError, selectPolicy, type CompiledPolicy } from '../../core/policy/schema.js';
 import { createHash } from 'node:crypto';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
+import { SignerError } from '../../core/errors.js';
+import {
+  type CompiledPolicy,
+  compilePolicy,
+  findAmbiguities,
+  PolicyError,
+  selectPolicy,
+} from '../../core/policy/schema.js';
+import type { Logger } from '../../infra/log.js';
+import type { PolicyRecord, Store } from '../../infra/store/store.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
@@ -35,12 +41,16 @@ export class PolicyRegistry {
       try {
         return compilePolicy(doc, name);
       } catch (e) {
-        if (e instanceof PolicyError) throw new PolicyError(e.issues.map((i) => `policies.${name}.${i}`).join('\n'), e.issues);
+        if (e instanceof PolicyError)
+          throw new PolicyError(e.issues.map((i) => `policies.${name}.${i}`).join('\n'), e.issues);
         throw e;
       }
     });
     const clash = findAmbiguities(compiled);
-    if (clash.length) throw new PolicyError(`policies: key pattern "${clash[0]!.pattern}" is claimed by ${clash[0]!.policies.join(' and ')}`);
+    if (clash.length)
+      throw new PolicyError(
+        `policies: key pattern "${clash[0]!.pattern}" is claimed by ${clash[0]!.policies.join(' and ')}`,
+      );
     const recorded: PolicyRecord[] = [];
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
@@ -60,7 +70,10 @@ export class PolicyRegistry {
         compiled.push(compilePolicy(JSON.parse(r.document), r.name));
       } catch (e) {
         // Keys it governed fall back to deny; the error is the operator's to fix.
-        this.log?.error({ policy: r.name, version: r.version, err: (e as Error).message }, 'stored policy does not compile; not applied');
+        this.log?.error(
+          { policy: r.name, version: r.version, err: (e as Error).message },
+          'stored policy does not compile; not applied',
+        );
       }
     }
     this.compiled = compiled;
@@ -68,7 +81,10 @@ export class PolicyRegistry {
   }
 
   startRefresh(ms: number): void {
-    this.timer = setInterval(() => this.refresh().catch((e) => this.log?.error({ err: e }, 'policy refresh failed')), ms);
+    this.timer = setInterval(
+      () => this.refresh().catch((e) => this.log?.error({ err: e }, 'policy refresh failed')),
+      ms,
+    );
     this.timer.unref();
   }
 
@@ -79,7 +95,8 @@ export class PolicyRegistry {
   /** The policy governing a key; PERMISSION_DENIED `NO_POLICY` when none does (deny by default). */
   forKey(keyId: string): CompiledPolicy {
     const p = selectPolicy(this.compiled, keyId);
-    if (!p) throw new SignerError('NO_POLICY', `no policy governs key "${keyId}"; nothing is signed without one`, { keyId });
+    if (!p)
+      throw new SignerError('NO_POLICY', `no policy governs key "${keyId}"; nothing is signed without one`, { keyId });
     return p;
   }
 
@@ -95,19 +112,25 @@ export class PolicyRegistry {
 
   /** Validates and stores a new version; refused versions change nothing. */
   async set(name: string, document: string, by: string, now: Date): Promise<PolicyRecord> {
-    if (!NAME.test(name)) throw new SignerError('POLICY_INVALID', 'a policy name is 1..64 of [a-z0-9._-], starting with a letter or digit');
+    if (!NAME.test(name))
+      throw new SignerError('POLICY_INVALID', 'a policy name is 1..64 of [a-z0-9._-], starting with a letter or digit');
     let compiled: CompiledPolicy;
     try {
       compiled = compilePolicy(JSON.parse(document), name);
     } catch (e) {
-      if (e instanceof SyntaxError) throw new SignerError('POLICY_INVALID', `the policy document is not JSON: ${e.message}`);
+      if (e instanceof SyntaxError)
+        throw new SignerError('POLICY_INVALID', `the policy document is not JSON: ${e.message}`);
       if (e instanceof PolicyError) throw new SignerError('POLICY_INVALID', e.message, { name });
       throw e;
     }
     const others = this.compiled.filter((p) => p.name !== name);
     const clash = findAmbiguities([...others, compiled]);
     if (clash.length) {
-      throw new SignerError('POLICY_INVALID', `key pattern "${clash[0]!.pattern}" is already governed by ${clash[0]!.policies.filter((n) => n !== name).join(', ')}`, { name });
+      throw new SignerError(
+        'POLICY_INVALID',
+        `key pattern "${clash[0]!.pattern}" is already governed by ${clash[0]!.policies.filter((n) => n !== name).join(', ')}`,
+        { name },
+      );
     }
     const record = await this.put(name, JSON.stringify(JSON.parse(document)), by, now);
     await this.refresh();

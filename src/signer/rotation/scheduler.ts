@@ -1,8 +1,8 @@
 import cron, { type ScheduledTask } from 'node-cron';
-import type { KeyRegistry } from '../keys/registry.js';
+import { lastFireAtOrBefore, rotationDue } from '../../core/rotation/due.js';
 import type { Logger } from '../../infra/log.js';
 import type { Store } from '../../infra/store/store.js';
-import { lastFireAtOrBefore, rotationDue } from '../../core/rotation/due.js';
+import type { KeyRegistry } from '../keys/registry.js';
 
 export interface RotationSchedule {
   cron: string;
@@ -99,11 +99,17 @@ export class RotationScheduler {
       const by = { client: 'scheduler', context: fire };
       if (schedule.action === 'refresh') {
         const k = await keys.refreshShares(keyId, by);
-        log.info({ keyId, version: k.version, epoch: k.threshold!.epoch, cron: schedule.cron, scheduledAt, trigger }, 'threshold shares refreshed by schedule');
+        log.info(
+          { keyId, version: k.version, epoch: k.threshold!.epoch, cron: schedule.cron, scheduledAt, trigger },
+          'threshold shares refreshed by schedule',
+        );
         return true;
       }
       const { next, previous } = await keys.rotate(keyId, overlapMs, by, at);
-      log.info({ keyId, from: previous.version, to: next.version, cron: schedule.cron, scheduledAt, trigger }, 'key rotated by schedule');
+      log.info(
+        { keyId, from: previous.version, to: next.version, cron: schedule.cron, scheduledAt, trigger },
+        'key rotated by schedule',
+      );
       return true;
     });
     if (rotated === undefined) log.debug({ keyId }, 'scheduled rotation left to the replica holding the job lock');
@@ -123,7 +129,8 @@ export class RotationScheduler {
         return false;
       }
       // A refresh schedule counts from the current shares; a rotation from the version's creation.
-      activeCreatedAt = s.action === 'refresh' && active.threshold ? new Date(active.threshold.sharesSince) : active.createdAt;
+      activeCreatedAt =
+        s.action === 'refresh' && active.threshold ? new Date(active.threshold.sharesSince) : active.createdAt;
     } catch {
       this.deps.log.warn({ keyId }, 'rotation schedule names a key with no active version; nothing to rotate');
       return false;

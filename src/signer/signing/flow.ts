@@ -1,16 +1,22 @@
 import { createHash } from 'node:crypto';
-import { SignerError, type Reason } from '../../core/errors.js';
+import type { AuditDraft } from '../../core/audit/draft.js';
+import { faultDraft } from '../../core/audit/draft.js';
+import { type Reason, SignerError } from '../../core/errors.js';
+import { checkFreshness, nativeValue, type SignIntent } from '../../core/policy/evaluate.js';
+import type { CompiledPolicy } from '../../core/policy/schema.js';
+import {
+  decideBatch,
+  decideSign,
+  type GuardOutcome,
+  type ItemOutcome,
+  velocityQueries,
+} from '../../core/replay/guard.js';
+import type { Completion, NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../../core/replay/records.js';
 import type { Lane } from '../../infra/hsm/pool.js';
 import type { Logger } from '../../infra/log.js';
-import { checkFreshness, nativeValue, type SignIntent } from '../../core/policy/evaluate.js';
-import { decideBatch, decideSign, velocityQueries, type GuardOutcome, type ItemOutcome } from '../../core/replay/guard.js';
-import { faultDraft } from '../../core/audit/draft.js';
-import { signDraft, type DraftBase } from '../audit/drafts.js';
-import type { AuditDraft } from '../../core/audit/draft.js';
 import type { AuditStore } from '../../infra/store/audit.js';
+import { type DraftBase, signDraft } from '../audit/drafts.js';
 import type { PolicyRegistry } from '../policy/registry.js';
-import type { CompiledPolicy } from '../../core/policy/schema.js';
-import type { Completion, NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../../core/replay/records.js';
 import { signResultToWire } from './response.js';
 import { decodeResult, encodeResult } from './result-codec.js';
 import type { Payload, Prepared, SigningService } from './service.js';
@@ -114,10 +120,24 @@ export class SignFlow {
     const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
     const policy = this.o.policies.forKey(c.keyId);
     const now = this.clock();
-    const base: DraftBase = { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared.key.version, requestId: c.requestId };
+    const base: DraftBase = {
+      at: now,
+      client: c.client,
+      keyId: c.keyId,
+      keyVersion: prepared.key.version,
+      requestId: c.requestId,
+    };
     requireFresh(policy, c.clientTime, now);
     const intent = signIntent(c.client, 'hot', prepared);
-    return { prepared, policy, intent, item: reserveItem(c.client, c.requestId, prepared, intent), base, now, deadline: c.deadline };
+    return {
+      prepared,
+      policy,
+      intent,
+      item: reserveItem(c.client, c.requestId, prepared, intent),
+      base,
+      now,
+      deadline: c.deadline,
+    };
   }
 
   /** Reserves, signs and stores a checked request; every outcome is audited on the way. */
@@ -143,7 +163,8 @@ export class SignFlow {
   /** Batch id and size, every item's payload, policy and freshness; throws the refusal (not audited here). */
   async checkBatch(c: BatchCall): Promise<CheckedBatch> {
     this.o.gate?.assertServing();
-    if (!/^[\x21-\x7e]{1,100}$/.test(c.batchId)) throw new SignerError('REQUEST_INVALID', 'batch_id must be 1..100 printable ASCII characters');
+    if (!/^[\x21-\x7e]{1,100}$/.test(c.batchId))
+      throw new SignerError('REQUEST_INVALID', 'batch_id must be 1..100 printable ASCII characters');
     if (c.payloads.length === 0 || c.payloads.length > MAX_BATCH_ITEMS) {
       throw new SignerError('REQUEST_INVALID', `a batch has 1..${MAX_BATCH_ITEMS} items, got ${c.payloads.length}`);
     }
@@ -154,7 +175,8 @@ export class SignFlow {
       try {
         prepared.push(this.o.signing.prepare(c.keyId, p));
       } catch (e) {
-        if (e instanceof SignerError) throw new SignerError(e.reason, `item ${i}: ${e.message}`, { ...e.metadata, index: String(i) });
+        if (e instanceof SignerError)
+          throw new SignerError(e.reason, `item ${i}: ${e.message}`, { ...e.metadata, index: String(i) });
         throw e;
       }
     }
@@ -174,7 +196,13 @@ export class SignFlow {
   async signBatch(b: CheckedBatch): Promise<BatchResult[]> {
     const { call: c, prepared, policy, intents, items, batch, totalValue, now } = b;
     const outcome = await this.o.store.reserve(
-      { items, velocity: velocityQueries(policy, c.keyId, c.client), batch: { client: c.client, batchId: c.batchId }, leaseMs: this.leaseMs, now },
+      {
+        items,
+        velocity: velocityQueries(policy, c.keyId, c.client),
+        batch: { client: c.client, batchId: c.batchId },
+        leaseMs: this.leaseMs,
+        now,
+      },
       (view) => {
         const plan = decideBatch(policy, items, intents, view, batch);
         const draft: AuditDraft = {
@@ -197,13 +225,29 @@ export class SignFlow {
     if (!outcome.ok) throw outcome.error;
     const toSign = outcome.items.flatMap((o, i) =>
       o.kind === 'sign'
-        ? [{ prepared: prepared[i]!, item: items[i]!, index: i, base: { at: now, client: c.client, keyId: c.keyId, keyVersion: prepared[i]!.key.version, requestId: items[i]!.requestId } }]
+        ? [
+            {
+              prepared: prepared[i]!,
+              item: items[i]!,
+              index: i,
+              base: {
+                at: now,
+                client: c.client,
+                keyId: c.keyId,
+                keyVersion: prepared[i]!.key.version,
+                requestId: items[i]!.requestId,
+              },
+            },
+          ]
         : [],
     );
     const signed = await this.signAll(toSign, 'batch', c.deadline);
     // Replayed items leave too: the mark must cover them even when nothing new was signed.
-    if (outcome.items.some((o) => o.kind === 'replay') && !signed.some((r) => !('error' in r))) await this.o.gate?.release();
-    const results: BatchResult[] = outcome.items.map((o) => (o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never }));
+    if (outcome.items.some((o) => o.kind === 'replay') && !signed.some((r) => !('error' in r)))
+      await this.o.gate?.release();
+    const results: BatchResult[] = outcome.items.map((o) =>
+      o.kind === 'replay' ? { signed: decodeResult<WireSignResponse>(o.result) } : { signed: undefined as never },
+    );
     toSign.forEach(({ index }, k) => {
       const r = signed[k]!;
       results[index] = 'error' in r ? { error: r.error } : { signed: r.wire };
@@ -238,19 +282,24 @@ export class SignFlow {
       list.map(({ prepared, item, base }) => {
         const faults: AuditDraft[] = [];
         const onFault = (f: Parameters<typeof faultDraft>[1]) => faults.push(faultDraft(this.clock(), f));
-        return this.o.signing.sign(prepared, lane, { client: item.client, requestId: item.requestId, onFault, deadline }).then(
-          (signed): Signed => {
-            const wire = signResultToWire(signed, item.requestId);
-            const draft = signDraft(base, prepared, { decision: 'allowed', signature: wire.signature });
-            return { wire, result: encodeResult(wire), item, drafts: [...faults, draft] };
-          },
-          (reason): Signed => {
-            const e = reason instanceof SignerError ? reason : new SignerError('INTERNAL', 'internal error; see the signer log');
-            if (!(reason instanceof SignerError)) this.o.log?.error({ err: reason }, 'signing failed');
-            const draft = signDraft(base, prepared, { decision: 'refused', reason: e.reason });
-            return { error: { reason: e.reason, message: e.message }, cause: e, item, drafts: [...faults, draft] };
-          },
-        );
+        return this.o.signing
+          .sign(prepared, lane, { client: item.client, requestId: item.requestId, onFault, deadline })
+          .then(
+            (signed): Signed => {
+              const wire = signResultToWire(signed, item.requestId);
+              const draft = signDraft(base, prepared, { decision: 'allowed', signature: wire.signature });
+              return { wire, result: encodeResult(wire), item, drafts: [...faults, draft] };
+            },
+            (reason): Signed => {
+              const e =
+                reason instanceof SignerError
+                  ? reason
+                  : new SignerError('INTERNAL', 'internal error; see the signer log');
+              if (!(reason instanceof SignerError)) this.o.log?.error({ err: reason }, 'signing failed');
+              const draft = signDraft(base, prepared, { decision: 'refused', reason: e.reason });
+              return { error: { reason: e.reason, message: e.message }, cause: e, item, drafts: [...faults, draft] };
+            },
+          );
       }),
     );
     const failed = out.filter((r) => 'error' in r);
@@ -263,9 +312,12 @@ export class SignFlow {
     await Promise.all([
       this.completeInSlices(signed),
       failed.length
-        ? this.o.store.abandon(release, failed.flatMap((r) => r.drafts)).catch((e) =>
-            this.o.log?.error({ err: e }, 'could not release or audit failed reservations'),
-          )
+        ? this.o.store
+            .abandon(
+              release,
+              failed.flatMap((r) => r.drafts),
+            )
+            .catch((e) => this.o.log?.error({ err: e }, 'could not release or audit failed reservations'))
         : undefined,
     ]);
     // After the commit, before any signature leaves: the mark must cover these entries. If it
@@ -280,9 +332,13 @@ type Signed =
   | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem; drafts: AuditDraft[] };
 
 /** Adds the audit entry of a decision made in the reservation: a refusal or a replay. */
-function audited(plan: ReservePlan<GuardOutcome>, draft: (o: { decision: AuditDraft['decision']; reason?: string }) => AuditDraft): ReservePlan<GuardOutcome> {
+function audited(
+  plan: ReservePlan<GuardOutcome>,
+  draft: (o: { decision: AuditDraft['decision']; reason?: string }) => AuditDraft,
+): ReservePlan<GuardOutcome> {
   if (!plan.outcome.ok) return { ...plan, audit: [draft({ decision: 'refused', reason: plan.outcome.error.reason })] };
-  if (plan.outcome.items[0]!.kind === 'replay') return { ...plan, audit: [draft({ decision: 'allowed', reason: 'REPLAY' })] };
+  if (plan.outcome.items[0]!.kind === 'replay')
+    return { ...plan, audit: [draft({ decision: 'allowed', reason: 'REPLAY' })] };
   return plan;
 }
 
@@ -319,7 +375,14 @@ function reserveItem(client: string, requestId: string, p: Prepared, intent: Sig
  * cannot tell what the payload keeps), so only the identical payload replays.
  */
 function scopeClaim(p: Prepared): NonceClaim {
-  return { account: `${p.key.keyId}@v${p.key.version}`, chainId: p.scope!.chainId, nonce: p.scope!.nonce, intentHash: p.payloadHash, maxFeePerGas: 0n, maxPriorityFeePerGas: 0n };
+  return {
+    account: `${p.key.keyId}@v${p.key.version}`,
+    chainId: p.scope!.chainId,
+    nonce: p.scope!.nonce,
+    intentHash: p.payloadHash,
+    maxFeePerGas: 0n,
+    maxPriorityFeePerGas: 0n,
+  };
 }
 
 /** What a fee bump must keep (recipient, value, data) and what it must raise (fees). */
@@ -329,7 +392,9 @@ function nonceClaim(p: Prepared): NonceClaim {
     account: `${p.key.keyId}@v${p.key.version}`,
     chainId: t.chainId,
     nonce: t.nonce,
-    intentHash: createHash('sha256').update(`${t.to ?? 'create'}\0${t.value}\0${t.data}`).digest(),
+    intentHash: createHash('sha256')
+      .update(`${t.to ?? 'create'}\0${t.value}\0${t.data}`)
+      .digest(),
     maxFeePerGas: t.maxFeePerGas,
     maxPriorityFeePerGas: t.maxPriorityFeePerGas ?? t.maxFeePerGas,
   };

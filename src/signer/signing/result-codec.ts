@@ -14,6 +14,8 @@ export function encodeResult(wire: object): Uint8Array {
 
 export function decodeResult<T = Record<string, unknown>>(bytes: Uint8Array): T {
   return JSON.parse(Buffer.from(bytes).toString('utf8'), (_k, v) =>
-    v && typeof v === 'object' && typeof v.$b === 'string' && Object.keys(v).length === 1 ? Buffer.from(v.$b, 'hex') : v,
+    v && typeof v === 'object' && typeof v.$b === 'string' && Object.keys(v).length === 1
+      ? Buffer.from(v.$b, 'hex')
+      : v,
   ) as T;
 }

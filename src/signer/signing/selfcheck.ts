@@ -1,8 +1,8 @@
-import { createPublicKey, verify as opensslVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject, verify as opensslVerify } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import type { Algorithm } from '../../infra/config/schema.js';
 import { SignerError } from '../../core/errors.js';
+import type { Algorithm } from '../../infra/config/schema.js';
 import { loadNativeSecp256k1 } from './secp256k1-native.js';
 
 /**
@@ -29,7 +29,10 @@ export type SignatureCheck = (signed: Uint8Array, hsmOutput: Uint8Array) => Prom
 export type TokenVerify = (signed: Uint8Array, signature: Uint8Array) => Promise<boolean>;
 
 const selfCheckFailed = () =>
-  new SignerError('SIGNATURE_SELF_CHECK_FAILED', 'the HSM returned a signature that does not verify; nothing was returned');
+  new SignerError(
+    'SIGNATURE_SELF_CHECK_FAILED',
+    'the HSM returned a signature that does not verify; nothing was returned',
+  );
 
 // SPKI prefix for a raw Ed25519 public key (RFC 8410).
 const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
@@ -47,7 +50,11 @@ const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
  */
 export function signatureCheck(algorithm: Algorithm, publicKey: Uint8Array, tokenVerify: TokenVerify): SignatureCheck {
   if (algorithm === 'ed25519') {
-    const key: KeyObject = createPublicKey({ key: Buffer.concat([ED25519_SPKI, publicKey]), format: 'der', type: 'spki' });
+    const key: KeyObject = createPublicKey({
+      key: Buffer.concat([ED25519_SPKI, publicKey]),
+      format: 'der',
+      type: 'spki',
+    });
     return async (signed, out) => {
       if (out.length !== 64 || !opensslVerify(null, signed, key, out)) throw selfCheckFailed();
       return { bytes: out };
@@ -79,7 +86,7 @@ export function signatureCheck(algorithm: Algorithm, publicKey: Uint8Array, toke
 
 function lowS(curve: typeof secp256k1 | typeof p256, out: Uint8Array): Uint8Array {
   if (out.length !== 64) throw selfCheckFailed();
-  let sig;
+  let sig: ReturnType<typeof curve.Signature.fromBytes>;
   try {
     sig = curve.Signature.fromBytes(out, 'compact');
   } catch {

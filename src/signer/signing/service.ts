@@ -1,17 +1,23 @@
 import { createHash } from 'node:crypto';
-import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
 import { SignerError } from '../../core/errors.js';
+import { isThresholdAlgorithm } from '../../core/frost/suites.js';
+import { parseDigest } from '../../core/payloads/digest.js';
+import {
+  assembleSignedEvm,
+  type DecodedEvmTx,
+  decodeEvmTransaction,
+  evmAddress,
+  type SignedEvmTx,
+} from '../../core/payloads/evm.js';
+import { parseMessage } from '../../core/payloads/message.js';
+import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
 import { ALGORITHMS } from '../../infra/hsm/algorithms.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
 import type { Lane } from '../../infra/hsm/pool.js';
-import type { KeyRegistry } from '../keys/registry.js';
-import { parseDigest } from '../../core/payloads/digest.js';
-import { assembleSignedEvm, decodeEvmTransaction, evmAddress, type DecodedEvmTx, type SignedEvmTx } from '../../core/payloads/evm.js';
-import { parseMessage } from '../../core/payloads/message.js';
 import type { KeyRecord } from '../../infra/store/store.js';
+import type { KeyRegistry } from '../keys/registry.js';
 import type { FaultListener, ThresholdSigner } from '../threshold/threshold-signer.js';
-import { isThresholdAlgorithm } from '../../core/frost/suites.js';
-import { signatureCheck, type Signature, type SignatureCheck } from './selfcheck.js';
+import { type Signature, type SignatureCheck, signatureCheck } from './selfcheck.js';
 
 /**
  * The (chain, account nonce) a payload the service does not decode spends, declared by the
@@ -78,16 +84,18 @@ export class SigningService {
   prepare(keyId: string, payload: Payload, version = 0): Prepared {
     const key = this.keys.forSigning(keyId, version);
     if (!ACCEPTS[key.algorithm].has(payload.kind)) {
-      throw new SignerError('PAYLOAD_KIND_UNSUPPORTED', `key "${keyId}" (${key.algorithm}) does not sign ${payload.kind} payloads`, {
-        keyId,
-        algorithm: key.algorithm,
-      });
+      throw new SignerError(
+        'PAYLOAD_KIND_UNSUPPORTED',
+        `key "${keyId}" (${key.algorithm}) does not sign ${payload.kind} payloads`,
+        {
+          keyId,
+          algorithm: key.algorithm,
+        },
+      );
     }
-    const raw = payload.kind === 'digest' ? payload.digest : payload.kind === 'message' ? payload.message : payload.unsignedTx;
-    const payloadHash = createHash('sha256')
-      .update(`${key.keyId}\0${payload.kind}\0`)
-      .update(raw)
-      .digest();
+    const raw =
+      payload.kind === 'digest' ? payload.digest : payload.kind === 'message' ? payload.message : payload.unsignedTx;
+    const payloadHash = createHash('sha256').update(`${key.keyId}\0${payload.kind}\0`).update(raw).digest();
     if (payload.kind === 'evm') {
       const evm = decodeEvmTransaction(payload.unsignedTx);
       return { key, kind: 'evm', data: evm.signingHash, evm, payloadHash };
@@ -104,10 +112,17 @@ export class SigningService {
   async sign(
     p: Prepared,
     lane: Lane = 'hot',
-    request: { client: string; requestId: string; onFault?: FaultListener; deadline?: number | undefined } = { client: '', requestId: '' },
+    request: { client: string; requestId: string; onFault?: FaultListener; deadline?: number | undefined } = {
+      client: '',
+      requestId: '',
+    },
   ): Promise<SignResult> {
     if (isThresholdAlgorithm(p.key.algorithm)) {
-      if (!this.threshold) throw new SignerError('THRESHOLD_NOT_CONFIGURED', 'threshold keys need cosigners: set the threshold section of the config');
+      if (!this.threshold)
+        throw new SignerError(
+          'THRESHOLD_NOT_CONFIGURED',
+          'threshold keys need cosigners: set the threshold section of the config',
+        );
       // The aggregate is checked with an independent verifier before it is returned.
       const { client, requestId } = request;
       const kind = p.kind as 'message' | 'digest';
@@ -119,7 +134,12 @@ export class SigningService {
     const raw = await this.hsm.sign(p.key.ckaId, mechanism, p.data, lane, request.deadline);
     const signature = await this.check(p.key, lane)(p.data, raw);
     if (!p.evm) return { key: p.key, signature };
-    const signed = assembleSignedEvm(p.evm, signature.bytes.subarray(0, 32), signature.bytes.subarray(32), signature.recoveryId!);
+    const signed = assembleSignedEvm(
+      p.evm,
+      signature.bytes.subarray(0, 32),
+      signature.bytes.subarray(32),
+      signature.recoveryId!,
+    );
     return {
       key: p.key,
       signature,
@@ -132,7 +152,9 @@ export class SigningService {
     let c = this.checks.get(id);
     if (!c) {
       const mechanism = { mechanism: ALGORITHMS[key.algorithm as HsmAlgorithm].sign };
-      c = signatureCheck(key.algorithm as HsmAlgorithm, key.publicKey, (data, sig) => this.hsm.verify(key.ckaId, mechanism, data, sig, lane));
+      c = signatureCheck(key.algorithm as HsmAlgorithm, key.publicKey, (data, sig) =>
+        this.hsm.verify(key.ckaId, mechanism, data, sig, lane),
+      );
       this.checks.set(id, c);
     }
     return c;

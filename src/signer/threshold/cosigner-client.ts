@@ -29,7 +29,11 @@ export class CosignerClients {
     private readonly cfg: ThresholdConfig,
     caFile: string,
   ) {
-    const creds = grpc.credentials.createSsl(readFileSync(caFile), readFileSync(cfg.tls.keyFile), readFileSync(cfg.tls.certFile));
+    const creds = grpc.credentials.createSsl(
+      readFileSync(caFile),
+      readFileSync(cfg.tls.keyFile),
+      readFileSync(cfg.tls.certFile),
+    );
     for (const c of cfg.cosigners) {
       const name = c.serverName ?? c.address.slice(0, c.address.lastIndexOf(':'));
       this.clients.set(

@@ -1,11 +1,11 @@
 import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
 import { type Reason, SignerError } from '../../core/errors.js';
+import { aggregate, decodePublic, ParticipantFault, verifyShare } from '../../core/frost/participant.js';
+import { SUITES, type Suite, type ThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { Logger } from '../../infra/log.js';
 import type { KeyRecord } from '../../infra/store/store.js';
-import { CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
-import { ParticipantFault, aggregate, decodePublic, verifyShare } from '../../core/frost/participant.js';
-import { SUITES, type Suite, type ThresholdAlgorithm } from '../../core/frost/suites.js';
-import { Slots, type Lane } from './slots.js';
+import { type CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
+import { type Lane, Slots } from './slots.js';
 
 export interface ThresholdRequest {
   client: string;
@@ -25,7 +25,13 @@ interface Pooled {
   binding: Uint8Array;
 }
 
-export type FaultListener = (f: { keyId: string; version: number; cosigner: number; why: string; requestId: string }) => void;
+export type FaultListener = (f: {
+  keyId: string;
+  version: number;
+  cosigner: number;
+  why: string;
+  requestId: string;
+}) => void;
 
 /** How long a cosigner at fault is tried after the others. */
 const BENCH_MS = 5000;
@@ -101,7 +107,11 @@ export class ThresholdSigner {
         continue;
       }
       const list: NonceCommitments[] = picked
-        .map((p) => ({ identifier: suite.frost.Identifier.fromNumber(p.cosignerId), hiding: Uint8Array.from(p.hiding), binding: Uint8Array.from(p.binding) }))
+        .map((p) => ({
+          identifier: suite.frost.Identifier.fromNumber(p.cosignerId),
+          hiding: Uint8Array.from(p.hiding),
+          binding: Uint8Array.from(p.binding),
+        }))
         .sort((a, b) => (a.identifier < b.identifier ? -1 : 1));
       const wireList = picked.map((p) => ({ cosignerId: p.cosignerId, hiding: p.hiding, binding: p.binding }));
       const answers = await Promise.allSettled(
@@ -114,7 +124,9 @@ export class ThresholdSigner {
             requestId: req.requestId,
             payloadKind: req.kind,
             payload: Buffer.from(req.payload),
-            replayScope: req.scope ? { chainId: req.scope.chainId.toString(), accountNonce: req.scope.nonce.toString() } : null,
+            replayScope: req.scope
+              ? { chainId: req.scope.chainId.toString(), accountNonce: req.scope.nonce.toString() }
+              : null,
             nonceId: p.id,
             commitments: wireList,
           }),
@@ -124,10 +136,15 @@ export class ThresholdSigner {
       let retry = false;
       answers.forEach((a, i) => {
         const id = picked[i]!.cosignerId;
-        if (a.status === 'fulfilled') return void (shares[suite.frost.Identifier.fromNumber(id)] = a.value.share);
+        if (a.status === 'fulfilled') {
+          shares[suite.frost.Identifier.fromNumber(id)] = a.value.share;
+          return;
+        }
         const f = a.reason as CosignerFault;
         if (f.refusal?.reason && REPLAY_REASONS.has(f.refusal.reason)) {
-          throw new SignerError(f.refusal.reason as Reason, `cosigner ${id} refused: ${f.refusal.message}`, { cosigner: String(id) });
+          throw new SignerError(f.refusal.reason as Reason, `cosigner ${id} refused: ${f.refusal.message}`, {
+            cosigner: String(id),
+          });
         }
         if (f.why === 'NONCE_UNKNOWN') {
           // The cosigner restarted and lost its nonces (by design): refetch, do not blame.
@@ -162,10 +179,14 @@ export class ThresholdSigner {
       }
     }
     const named = [...excluded].map(([id, why]) => `${id} (${why})`).join(', ');
-    throw new SignerError('THRESHOLD_UNAVAILABLE', `fewer than ${info.minSigners} cosigners could sign${named ? `; left out: ${named}` : ''}`, {
-      keyId: key.keyId,
-      faultyCosigners: [...excluded.keys()].join(','),
-    });
+    throw new SignerError(
+      'THRESHOLD_UNAVAILABLE',
+      `fewer than ${info.minSigners} cosigners could sign${named ? `; left out: ${named}` : ''}`,
+      {
+        keyId: key.keyId,
+        faultyCosigners: [...excluded.keys()].join(','),
+      },
+    );
   }
 
   /** Leaves a cosigner out of this signature; the signer-wide and the request's listeners hear of it. */
@@ -174,7 +195,10 @@ export class ThresholdSigner {
     excluded.set(cosigner, why);
     this.benchedUntil.set(cosigner, Date.now() + BENCH_MS);
     this.pools.get(this.poolKey(key))?.delete(cosigner);
-    this.log?.warn({ keyId: key.keyId, version: key.version, cosigner, why, requestId }, 'cosigner fault; signing with another subset');
+    this.log?.warn(
+      { keyId: key.keyId, version: key.version, cosigner, why, requestId },
+      'cosigner fault; signing with another subset',
+    );
     this.onFault({ keyId: key.keyId, version: key.version, cosigner, why, requestId });
     req.onFault?.({ keyId: key.keyId, version: key.version, cosigner, why, requestId });
   }
@@ -213,7 +237,10 @@ export class ThresholdSigner {
         if (g.status === 'rejected') {
           const why = (g.reason as CosignerFault).why ?? 'unavailable';
           // Its shares are a refresh ahead of (or behind) ours: not a fault, the epoch catches up.
-          if (why === 'SHARE_EPOCH_MISMATCH') return void (stale = true);
+          if (why === 'SHARE_EPOCH_MISMATCH') {
+            stale = true;
+            return;
+          }
           return this.fault(key, excluded, id, why, req);
         }
         const one = pools.get(id)?.shift();
@@ -233,7 +260,11 @@ export class ThresholdSigner {
     let running = this.inflight.get(k);
     if (!running) {
       running = this.cosigners
-        .call<{ commitments: Pooled[]; epoch: number }>(id, 'Commit', { keyId: key.keyId, keyVersion: key.version, count: this.cfg.poolSize })
+        .call<{ commitments: Pooled[]; epoch: number }>(id, 'Commit', {
+          keyId: key.keyId,
+          keyVersion: key.version,
+          count: this.cfg.poolSize,
+        })
         .then((out) => {
           if (out.epoch !== key.threshold!.epoch) throw new CosignerFault(id, 'SHARE_EPOCH_MISMATCH');
           const pools = this.poolsOf(key);
@@ -260,8 +291,10 @@ export class ThresholdSigner {
     if (!p) {
       // A new epoch: the commitments (and public package) of earlier epochs are dead.
       const version = `${key.keyId}@v${key.version}#`;
-      for (const cache of [this.pools, this.publics]) for (const old of [...cache.keys()]) if (old.startsWith(version) && old !== k) cache.delete(old);
-      this.pools.set(k, (p = new Map()));
+      for (const cache of [this.pools, this.publics])
+        for (const old of [...cache.keys()]) if (old.startsWith(version) && old !== k) cache.delete(old);
+      p = new Map();
+      this.pools.set(k, p);
     }
     return p;
   }
@@ -269,7 +302,10 @@ export class ThresholdSigner {
   private publicOf(key: KeyRecord, suite: Suite): FrostPublic {
     const k = this.poolKey(key);
     let pub = this.publics.get(k);
-    if (!pub) this.publics.set(k, (pub = decodePublic(suite, JSON.parse(key.threshold!.publicPackage))));
+    if (!pub) {
+      pub = decodePublic(suite, JSON.parse(key.threshold!.publicPackage));
+      this.publics.set(k, pub);
+    }
     return pub;
   }
 }

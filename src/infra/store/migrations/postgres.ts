@@ -1,6 +1,6 @@
-import { migrateAuditTree } from '../postgres/audit-tree.js';
 import type { PoolClient } from 'pg';
-import { pendingMigrations, requireV1, type Migration } from './migrations.js';
+import { migrateAuditTree } from '../postgres/audit-tree.js';
+import { type Migration, pendingMigrations, requireV1 } from './migrations.js';
 
 export interface PostgresMigration extends Migration {
   /** Runs inside the migration transaction. */

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
+import { type AuditRow, auditEntry } from '../codecs.js';
 import { SqliteAuditTree } from '../sqlite-audit-tree.js';
-import { auditEntry, type AuditRow } from '../codecs.js';
-import { V1_ADDED_KEY_COLUMNS, pendingMigrations, requireV1, type Migration } from './migrations.js';
+import { type Migration, pendingMigrations, requireV1, V1_ADDED_KEY_COLUMNS } from './migrations.js';
 
 export interface SqliteMigration extends Migration {
   /** Runs inside the migration transaction. */

@@ -4,14 +4,15 @@
  * writes the entries, their nodes and the new frontier in ONE statement (data-modifying CTEs),
  * so the two-round-trip append path keeps its shape.
  */
-import type { PoolClient, QueryConfig, QueryResult } from 'pg';
+
 import type pg from 'pg';
+import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { AuditDraft } from '../../../core/audit/draft.js';
 import type { Frontier, NodeId } from '../../../core/audit/merkle.js';
-import { AUDIT_COLUMNS, chainDrafts, type AuditHead } from '../audit-chain.js';
+import { AUDIT_COLUMNS, type AuditHead, chainDrafts } from '../audit-chain.js';
 import type { StoredNote } from '../audit-tree.js';
-import { EMPTY_FRONTIER, decodeFrontier, encodeFrontier, treeAppend, treeReads } from '../audit-tree-codec.js';
-import { auditEntry, type AuditRow } from '../codecs.js';
+import { decodeFrontier, EMPTY_FRONTIER, encodeFrontier, treeAppend, treeReads } from '../audit-tree-codec.js';
+import { type AuditRow, auditEntry } from '../codecs.js';
 
 export const POSTGRES_AUDIT_TREE_DDL = `
 CREATE TABLE IF NOT EXISTS audit_nodes (

@@ -12,8 +12,8 @@
  */
 import type { QueryConfig, QueryResult } from 'pg';
 import type { AuditDraft } from '../../../core/audit/draft.js';
+import { type AppendPoint, appendPointOf, HEAD_AND_TREE, insertWithTree } from './audit-tree.js';
 import { AUDIT_LOCK, q } from './sql.js';
-import { HEAD_AND_TREE, appendPointOf, insertWithTree, type AppendPoint } from './audit-tree.js';
 
 /**
  * The audit lock and the head read under it, with the Merkle tree's frontier (audit-tree.ts):

@@ -5,7 +5,7 @@
 import type { QueryConfig, QueryResult } from 'pg';
 import type { ItemView, ReserveItem, ReservePlan, ReserveRequest, ReserveView } from '../../../core/replay/records.js';
 import { velocityBucket } from '../../../core/replay/velocity.js';
-import { nonceRecord, requestRecord, type NonceRow, type RequestRow } from '../codecs.js';
+import { type NonceRow, nonceRecord, type RequestRow, requestRecord } from '../codecs.js';
 import { q } from './sql.js';
 
 /**

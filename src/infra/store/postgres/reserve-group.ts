@@ -7,7 +7,7 @@ import { auditInsert, auditLockAndHead, headOf } from './audit.js';
 import { checkDrafts } from './checks.js';
 import { lockSubjects, viewQueries, writeQueries } from './reservation.js';
 import { q } from './sql.js';
-import { MAX_ATTEMPTS, backoff, isRetryable } from './transaction.js';
+import { backoff, isRetryable, MAX_ATTEMPTS } from './transaction.js';
 
 /** Reservations per group transaction: bounds how long one group holds its locks. */
 export const MAX_GROUP_SIZE = 64;
