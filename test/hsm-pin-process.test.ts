@@ -22,6 +22,8 @@ process.env.PKCS11_REMOVED_FILE = removed;
 const ENTRY = 'harness/faulty-main.ts';
 const logins = (out: string) => out.split('\n').filter((l) => l === '{"pkcs11":"C_Login"}').length;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A child compiles the program with tsx first: on a busy test machine that alone takes half a minute. */
+const START_MS = 60_000;
 
 async function configWithPinFile(name: string, pin: string, mode: number, listen = '127.0.0.1:0') {
   const pinFile = `${tmp.path}/${name}.pin`;
@@ -39,7 +41,7 @@ async function configWithPinFile(name: string, pin: string, mode: number, listen
 async function runToExit(configFile: string) {
   try {
     const args = ['--import', 'tsx', ENTRY, '--config', configFile];
-    const r = await run(process.execPath, args, { cwd: repoRoot, timeout: 30_000 });
+    const r = await run(process.execPath, args, { cwd: repoRoot, timeout: START_MS });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string; killed: boolean };
@@ -69,7 +71,7 @@ t.test('a PIN file open to others: refused at start before any login', async (t)
 t.test('SIGHUP after a refused PIN: one new login attempt, then SERVING', async (t) => {
   const port = await freePort();
   const { file, pinFile } = await configWithPinFile('run', token.userPin, 0o600, `127.0.0.1:${port}`);
-  const proc = await startSignerProcess(file, 30_000, { entry: ENTRY });
+  const proc = await startSignerProcess(file, START_MS, { entry: ENTRY });
   t.teardown(() => void proc.stop('SIGKILL'));
   const address = `127.0.0.1:${port}`;
   const target = { pki, address };
