@@ -21,6 +21,9 @@ const ts = await startTestSigner({
   config: {
     store: { postgres: { url: pg.url } },
     audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000, origin: 'pg.example/hsm-signer' },
+    // The checkpointer's own defence, alone: with the HSM rollback mark on, a cut or rewritten
+    // log is refused earlier, as STORE_ROLLED_BACK (test/rollback-*.test.ts).
+    rollback: { mark: false },
   },
 });
 t.teardown(() => ts.close());

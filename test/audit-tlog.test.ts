@@ -27,6 +27,9 @@ const run = promisify(execFile);
 const ts = await startTestSigner({
   config: {
     audit: { checkpointEveryEntries: 1_000_000, checkpointEveryMs: 3_600_000, origin: 'test.example/hsm-signer' },
+    // The checkpointer's own defence, alone: with the HSM rollback mark on, a cut or rewritten
+    // log is refused earlier, as STORE_ROLLED_BACK (test/rollback-*.test.ts).
+    rollback: { mark: false },
   },
 });
 t.teardown(() => ts.close());
