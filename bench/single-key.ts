@@ -206,7 +206,10 @@ export async function singleKeyRows(
 
       /** Hot EVM Sign on a second signer whose store is the PostgreSQL cluster, warmed up like the first. */
       async function postgresRow(): Promise<void> {
-        const store = { store: { postgres: { url: pg!.url } } };
+        // Mark off: the HSM rollback mark on this shared bench token belongs to the SQLite signer's
+        // log, which this fresh database does not hold (the guard would rightly refuse). The mark's
+        // cost is its own row (rollback mark on vs off, SQLite).
+        const store = { store: { postgres: { url: pg!.url } }, rollback: { mark: false } };
         const starting = startBenchSigner(ctx, 'signer-postgres', [[EVM.hotPg, WIRE[K1]]], store);
         const signer = await starting.catch((e: Error) => {
           out.notes.push(`PostgreSQL row skipped: its signer did not start: ${e.message.split('\n')[0]}`);

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { makePki } from '../harness/pki.js';
+import { DEFAULT_CLIENTS, makePki } from '../harness/pki.js';
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { testConfig } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
@@ -26,7 +26,7 @@ const DEFAULT_WATCH_CAP = 16;
 t.setTimeout(600_000);
 const tmp = await tempDir('bounds-load-');
 t.teardown(() => tmp.cleanup());
-const [pki, token] = await Promise.all([makePki(tmp.path), makeToken(tmp.path)]);
+const [pki, token] = await Promise.all([makePki(tmp.path, [...DEFAULT_CLIENTS, 'other-engine']), makeToken(tmp.path)]);
 const [port, metricsPort] = [await freePort(), await freePort()];
 const configFile = `${tmp.path}/signer.json`;
 const raw = testConfig(tmp.path, pki, token, {
