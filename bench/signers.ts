@@ -62,6 +62,13 @@ function benchPolicies(batchItems: number): Record<string, unknown> {
  * `keys` ([id, wire algorithm]) created one after the other by KeyAdmin.CreateKey: SoftHSM 2.6
  * fails on concurrent key generation, across processes too.
  */
+/**
+ * For every bench signer but the first SQLite one: the HSM rollback mark on the shared bench token
+ * records the first signer's log, which another signer's fresh database does not hold (its guard
+ * would rightly refuse to sign). The mark's own cost is its row (rollback mark on vs off, SQLite).
+ */
+export const NO_MARK = { rollback: { mark: false } } as const;
+
 export async function startBenchSigner(
   ctx: BenchContext,
   name: string,

@@ -13,7 +13,7 @@ import { measurePoint, type PointOptions, type Row, type Side } from './point.js
 import { measurePriority, type PriorityPoint, startBatchDriver } from './priority.js';
 import { type Algorithm, type RawKey, RawToken } from './raw.js';
 import type { BenchContext, BenchPostgres, BenchSigner } from './signers.js';
-import { signerChannels, startBenchSigner } from './signers.js';
+import { NO_MARK, signerChannels, startBenchSigner } from './signers.js';
 import { POINTS } from './targets.js';
 
 const K1 = 'ecdsa-secp256k1';
@@ -168,7 +168,7 @@ export async function singleKeyRows(
        * and on the SQLite signer (mark on, the default), same run, same concurrency.
        */
       async function markRow(): Promise<void> {
-        const off = await startBenchSigner(ctx, 'signer-nomark', [[EVM.hot, WIRE[K1]]], { rollback: { mark: false } });
+        const off = await startBenchSigner(ctx, 'signer-nomark', [[EVM.hot, WIRE[K1]]], NO_MARK);
         const ch = await signerChannels(off.address, tls, opts.channels);
         try {
           const offNonces = new Nonces();
@@ -206,10 +206,7 @@ export async function singleKeyRows(
 
       /** Hot EVM Sign on a second signer whose store is the PostgreSQL cluster, warmed up like the first. */
       async function postgresRow(): Promise<void> {
-        // Mark off: the HSM rollback mark on this shared bench token belongs to the SQLite signer's
-        // log, which this fresh database does not hold (the guard would rightly refuse). The mark's
-        // cost is its own row (rollback mark on vs off, SQLite).
-        const store = { store: { postgres: { url: pg!.url } }, rollback: { mark: false } };
+        const store = { store: { postgres: { url: pg!.url } }, ...NO_MARK };
         const starting = startBenchSigner(ctx, 'signer-postgres', [[EVM.hotPg, WIRE[K1]]], store);
         const signer = await starting.catch((e: Error) => {
           out.notes.push(`PostgreSQL row skipped: its signer did not start: ${e.message.split('\n')[0]}`);

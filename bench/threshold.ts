@@ -16,7 +16,7 @@ import { sampleCpu } from './cpu.js';
 import { type Op, runCount } from './load.js';
 import { thresholdPayloads, thresholdSignOp, verifies } from './ops.js';
 import { measurePoint, type Row } from './point.js';
-import { type BenchContext, signerChannels, startBenchSigner } from './signers.js';
+import { type BenchContext, NO_MARK, signerChannels, startBenchSigner } from './signers.js';
 
 /** Wire names of the suites (KeyAdmin.CreateKey), and what the report calls them. */
 export const THRESHOLD_SUITES: Record<ThresholdAlgorithm, { wire: string; point: string }> = {
@@ -90,7 +90,7 @@ export async function thresholdRows(ctx: BenchContext, o: ThresholdOptions): Pro
   try {
     const keyIds = o.suites.map((suite): [string, string] => [`bench-${suite}`, THRESHOLD_SUITES[suite].wire]);
     const threshold = { ...thresholdConfig(cosigners, ctx.pki, 2, 3000), poolSize: o.poolSize };
-    const signer = await startBenchSigner(ctx, 'signer-threshold', keyIds, { threshold });
+    const signer = await startBenchSigner(ctx, 'signer-threshold', keyIds, { threshold, ...NO_MARK });
     const ch = await signerChannels(signer.address, { ca: ctx.pki.caCert, ...ctx.pki.clients['payment-engine']! });
     const ours = [signer.pid, ...cosignerPids];
     const cosignerCpu = Object.fromEntries(cosignerPids.map((p, i) => [`cosigner-${i + 1}`, p]));
