@@ -99,7 +99,7 @@ t.test('every point the README reports has figures', async (t) => {
 
 t.test('the JSON results hold every row', async (t) => {
   const json = JSON.parse(await readFile(out, 'utf8')) as { rows: unknown[]; batches: unknown[]; priority: unknown[] };
-  t.equal(json.rows.length, 3 + 7 + 6, 'one-core, shared and threshold rows');
+  t.equal(json.rows.length, 3 + 8 + 6, 'one-core, shared (with rollback mark on vs off) and threshold rows');
   t.equal(json.batches.length, 1);
   t.equal(json.priority.length, 1);
 });

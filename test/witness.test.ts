@@ -204,10 +204,15 @@ t.test('verify-audit --witnesses k checks the cosignatures of a checkpoint', asy
   const keyArgs = (ws: Array<Pick<WitnessNode, 'name' | 'publicKey'>>) =>
     ws.flatMap((w) => ['--witness-key', `${w.name}=${w.publicKey}`]);
   const verify = (args: string[]) =>
-    promisify(execFile)(tsx, ['scripts/verify-audit.ts', exportFile, '--checkpoint', noteFile, ...args], {
-      cwd: repoRoot,
-      timeout: 60_000,
-    }).then(
+    // The export here is not the stand-in log's: only the note's signatures are checked.
+    promisify(execFile)(
+      tsx,
+      ['scripts/verify-audit.ts', exportFile, '--checkpoint', noteFile, '--signatures-only', ...args],
+      {
+        cwd: repoRoot,
+        timeout: 60_000,
+      },
+    ).then(
       (r) => ({ code: 0, out: r.stdout }),
       (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
     );

@@ -124,10 +124,16 @@ export class SigningService {
           'threshold keys need cosigners: set the threshold section of the config',
         );
       // The aggregate is checked with an independent verifier before it is returned.
-      const { client, requestId } = request;
+      // The request's onFault hears of each cosigner left out (for the request's audit entries).
+      const { client, requestId, onFault } = request;
       const kind = p.kind as 'message' | 'digest';
       const scope = p.scope ? { scope: p.scope } : {};
-      const bytes = await this.threshold.sign(p.key, { client, requestId, kind, payload: p.data, ...scope }, lane);
+      const faults = onFault ? { onFault } : {};
+      const bytes = await this.threshold.sign(
+        p.key,
+        { client, requestId, kind, payload: p.data, ...scope, ...faults },
+        lane,
+      );
       return { key: p.key, signature: { bytes } };
     }
     const mechanism = { mechanism: ALGORITHMS[p.key.algorithm as HsmAlgorithm].sign };
