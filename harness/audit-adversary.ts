@@ -8,46 +8,16 @@
 import Database from 'better-sqlite3';
 import { type AuditEntry, entryHash, GENESIS } from '../src/core/audit/chain.js';
 import { EMPTY_FRONTIER, encodeFrontier, treeAppend } from '../src/infra/store/audit-tree-codec.js';
+import { type AuditRow, auditEntry } from '../src/infra/store/codecs.js';
 
-export interface Row {
-  seq: number;
-  at: string;
-  kind: string;
-  client: string | null;
-  key_id: string | null;
-  key_version: number | null;
-  request_id: string | null;
-  payload_hash: string | null;
-  intent: string | null;
-  decision: AuditEntry['decision'];
-  reason: string | null;
-  signature_hash: string | null;
-  prev_hash: string;
-  hash: string;
-}
-
-export const entryOf = (r: Row): AuditEntry => ({
-  seq: r.seq,
-  at: r.at,
-  kind: r.kind,
-  client: r.client,
-  keyId: r.key_id,
-  keyVersion: r.key_version,
-  requestId: r.request_id,
-  payloadHash: r.payload_hash,
-  intent: r.intent === null ? null : (JSON.parse(r.intent) as Record<string, string>),
-  decision: r.decision,
-  reason: r.reason,
-  signatureHash: r.signature_hash,
-  prevHash: r.prev_hash,
-  hash: r.hash,
-});
+/** An audit row as the file holds it, read back with the store's own codec. */
+export type Row = AuditRow;
 
 /** `rows` with entry `seq` edited and every chain hash from it on recomputed. */
 export function rechain(rows: readonly Row[], seq: number, edit: Partial<AuditEntry>): AuditEntry[] {
   let prev = GENESIS;
   return rows.map((r) => {
-    const e = entryOf(r);
+    const e = auditEntry(r);
     const edited = { ...e, ...(e.seq === seq ? edit : {}), prevHash: prev };
     const { hash: _h, ...body } = edited;
     prev = entryHash(body);
@@ -98,5 +68,5 @@ export function rebuildTree(db: Database.Database, entries: readonly AuditEntry[
 
 /** Every entry as stored. */
 export function entries(path: string): AuditEntry[] {
-  return withDb(path, (db) => (db.prepare('SELECT * FROM audit ORDER BY seq').all() as Row[]).map(entryOf));
+  return withDb(path, (db) => (db.prepare('SELECT * FROM audit ORDER BY seq').all() as Row[]).map(auditEntry));
 }
