@@ -89,12 +89,7 @@ export async function startBenchSigner(
   });
   const configFile = `${ctx.dir}/${name}.json`;
   await writeFile(configFile, JSON.stringify(config, null, 2));
-  const before = process.env.NODE_OPTIONS;
-  if (ctx.nodeArgs.length) process.env.NODE_OPTIONS = [before, ...ctx.nodeArgs].filter(Boolean).join(' ');
-  // spawn() runs synchronously inside the call, so the child has its environment once it returns.
-  const starting = startSignerProcess(configFile, 60_000);
-  if (before === undefined) delete process.env.NODE_OPTIONS;
-  else process.env.NODE_OPTIONS = before;
+  const starting = startSignerProcess(configFile, 60_000, { nodeArgs: ctx.nodeArgs });
   const proc = await starting;
   const pid = proc.child.pid!;
   ctx.noise.watch(name, () => sampleCpu(pid).total);

@@ -27,13 +27,14 @@ export interface SignerProcess {
 export async function startSignerProcess(
   configFile: string,
   timeoutMs = 30_000,
-  opts: { entry?: string; ready?: string; args?: string[] } = {},
+  opts: { entry?: string; ready?: string; args?: string[]; nodeArgs?: string[] } = {},
 ): Promise<SignerProcess> {
   // node itself, not the tsx CLI: tsx runs the program in a grandchild that a SIGKILL would miss.
   // A compiled entry (dist/main.js) runs without the loader, as in production.
   const entry = opts.entry ?? 'src/main.ts';
   const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
-  const args = [...loader, entry, '--config', configFile, ...(opts.args ?? [])];
+  // Node flags such as --cpu-prof go on the command line: NODE_OPTIONS refuses some of them.
+  const args = [...(opts.nodeArgs ?? []), ...loader, entry, '--config', configFile, ...(opts.args ?? [])];
   const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const ready = `"${opts.ready ?? 'signer started'}"`;
   let out = '';
