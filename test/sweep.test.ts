@@ -10,8 +10,8 @@ import { BOB, GWEI, transfer } from '../harness/evm.js';
 import { tsx } from '../harness/process.js';
 import { OPEN_POLICY, refused, startTestSigner, TEST_TOKEN } from '../harness/signer.js';
 import { repoRoot, tempDir } from '../harness/token.js';
-import { parseConfig } from '../src/infra/config/load.js';
 import { call, nowTimestamp } from '../src/client/client.js';
+import { parseConfig } from '../src/infra/config/load.js';
 
 const run = promisify(execFile);
 const erc20 = new Interface(['function transfer(address to, uint256 amount)', 'function approve(address, uint256)']);
@@ -174,7 +174,14 @@ t.test('sweep-plan lists what the retired version holds and transactions the sig
   await writeFile(
     file,
     JSON.stringify([
-      { keyId: 'sweep-k', version: 1, chainId: 1, native: String(10n ** 18n), tokens: { [TEST_TOKEN]: '42' }, nonce: 4 },
+      {
+        keyId: 'sweep-k',
+        version: 1,
+        chainId: 1,
+        native: String(10n ** 18n),
+        tokens: { [TEST_TOKEN]: '42' },
+        nonce: 4,
+      },
       { keyId: 'sweep-k', version: 2, chainId: 1, native: '5', nonce: 0 },
       { keyId: 'sweep-k', version: 1, chainId: 1, native: '0', tokens: { [other]: '0' }, nonce: 9 },
     ]),
@@ -208,7 +215,9 @@ t.test('sweep-plan lists what the retired version holds and transactions the sig
   const reserve = (100_000n + 21_000n) * 50n * GWEI;
   t.equal(txs[1]!.value, String(10n ** 18n - reserve), 'the native rest after the maximum fees');
   for (const x of txs) {
-    const res = await signAs('sweep-k', 1, { evmTransaction: { unsignedTx: Buffer.from(x.unsignedTx.slice(2), 'hex') } });
+    const res = await signAs('sweep-k', 1, {
+      evmTransaction: { unsignedTx: Buffer.from(x.unsignedTx.slice(2), 'hex') },
+    });
     t.equal(sender(res), old.evmAddress, `planned ${x.kind} sweep is signed by the retired version`);
   }
   const human = await run(tsx, args, { cwd: repoRoot, timeout: 60_000 });

@@ -124,7 +124,15 @@ function transactions(
   let nonce = b.nonce;
   for (const [token, amount] of Object.entries(tokens)) {
     const data = encodeFunctionData({ abi: erc20Abi, functionName: 'transfer', args: [to, BigInt(amount)] });
-    const tx = { ...common, type: 'eip1559' as const, nonce, to: getAddress(token), value: 0n, data, gas: fees.tokenGas };
+    const tx = {
+      ...common,
+      type: 'eip1559' as const,
+      nonce,
+      to: getAddress(token),
+      value: 0n,
+      data,
+      gas: fees.tokenGas,
+    };
     out.push({
       kind: 'erc20',
       nonce: nonce++,
@@ -163,10 +171,7 @@ export function formatPlans(plans: VersionPlan[]): string {
   const lines: string[] = [];
   for (const p of plans) {
     const head = `${p.keyId} v${p.version} ${p.state} chain ${p.chainId} ${p.address ?? '-'}`;
-    const holds = [
-      `native ${p.native}`,
-      ...Object.entries(p.tokens).map(([t, a]) => `${t} ${a}`),
-    ].join(', ');
+    const holds = [`native ${p.native}`, ...Object.entries(p.tokens).map(([t, a]) => `${t} ${a}`)].join(', ');
     lines.push(`${head}: ${p.status}${p.note ? ` (${p.note})` : ''}`);
     lines.push(`  holds ${holds}`);
     if (p.transactions.length) lines.push(`  to v${p.activeVersion} ${p.activeAddress}:`);

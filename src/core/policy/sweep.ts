@@ -105,7 +105,9 @@ function shapeOf(p: CompiledPolicy, s: CompiledSweepRule, tx: EvmIntent, active:
       'sweep.tokens',
       'a token sweep carries no native value (it would stay in the token contract)',
     );
-  return call.recipient.toLowerCase() === active.toLowerCase() ? 'erc20' : notActive('ERC-20 recipient', call.recipient);
+  return call.recipient.toLowerCase() === active.toLowerCase()
+    ? 'erc20'
+    : notActive('ERC-20 recipient', call.recipient);
 }
 
 /**

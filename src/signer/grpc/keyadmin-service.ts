@@ -74,7 +74,14 @@ export function keyAdminHandlers(deps: {
         const id = auth.require(call, 'admin');
         const keyId = requireId('key_id', 'key', call.request.keyId);
         const r = call.request;
-        const k = await keys.destroy(keyId, r.version, r.confirmKeyId, { client: id.client }, new Date(), r.confirmSwept);
+        const k = await keys.destroy(
+          keyId,
+          r.version,
+          r.confirmKeyId,
+          { client: id.client },
+          new Date(),
+          r.confirmSwept,
+        );
         return keyToWire(k);
       },
     ),

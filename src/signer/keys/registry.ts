@@ -48,7 +48,7 @@ function keyEvent(
  * cannot be audited does not happen.
  *
  * Version states: active (signs; one per key), verify-only (public key served, signing refused
- * with KEY_VERSION_RETIRED except sweeps to the active address, `forSweep`), disabled (likewise,
+ * with KEY_VERSION_RETIRED except sweeps to the active address, ./sweep.ts), disabled (likewise,
  * after the overlap), destroyed (the private key object is gone from the token).
  */
 export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
@@ -113,27 +113,6 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       );
     }
     return k;
-  }
-
-  /**
-   * For a sweep: a retired (verify-only or disabled) version named explicitly, with the active
-   * version whose address it may pay (src/core/policy/sweep.ts decides what it may sign). Null
-   * when `version` is 0 or the active one: an ordinary request. KEY_VERSION_NOT_FOUND for a
-   * missing or destroyed version; KEY_VERSION_RETIRED when the key has no active version to
-   * sweep to.
-   */
-  forSweep(keyId: string, version: number): { retired: KeyRecord; active: KeyRecord } | null {
-    if (version === 0) return null;
-    const k = this.clientVersions(keyId).find((v) => v.version === version);
-    if (!k || k.state === 'destroyed')
-      throw new SignerError('KEY_VERSION_NOT_FOUND', `key "${keyId}" has no version ${version}`, { keyId });
-    if (k.state === 'active') return null;
-    const active = this.clientVersions(keyId).find((v) => v.state === 'active');
-    if (!active) {
-      const why = `key "${keyId}" version ${version} is ${k.state} and the key has no active version to sweep to`;
-      throw new SignerError('KEY_VERSION_RETIRED', why, { keyId, version: String(version), state: k.state });
-    }
-    return { retired: k, active };
   }
 
   has(keyId: string): boolean {

@@ -1,8 +1,8 @@
 import cron, { type ScheduledTask } from 'node-cron';
+import { rotationSafe } from '../../core/policy/sweep.js';
 import { lastFireAtOrBefore, rotationDue } from '../../core/rotation/due.js';
 import type { Logger } from '../../infra/log.js';
 import type { Store } from '../../infra/store/store.js';
-import { rotationSafe } from '../../core/policy/sweep.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { PolicyRegistry } from '../policy/registry.js';
 
@@ -157,7 +157,11 @@ export class RotationScheduler {
     } catch {
       why = 'no policy governs the key';
     }
-    if (why) this.deps.log.error({ keyId, why }, 'scheduled rotation of an EVM key skipped: nothing could sweep the old address');
+    if (why)
+      this.deps.log.error(
+        { keyId, why },
+        'scheduled rotation of an EVM key skipped: nothing could sweep the old address',
+      );
     return why !== null;
   }
 }

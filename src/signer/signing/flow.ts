@@ -154,7 +154,9 @@ export class SignFlow {
       { items: [item], velocity: velocityQueries(policy, item.keyId, item.client), leaseMs: this.leaseMs, now },
       (view) =>
         audited(
-          sweepRefusal ? { outcome: { ok: false, error: sweepRefusal }, writes: [] } : decideSign(policy, item, intent, view),
+          sweepRefusal
+            ? { outcome: { ok: false, error: sweepRefusal }, writes: [] }
+            : decideSign(policy, item, intent, view),
           (o) => signDraft(base, prepared, o),
         ),
     );

@@ -16,6 +16,7 @@ import type { Hsm } from '../../infra/hsm/hsm.js';
 import type { Lane } from '../../infra/hsm/pool.js';
 import type { KeyRecord } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
+import { sweepVersions } from '../keys/sweep.js';
 import type { FaultListener, ThresholdSigner } from '../threshold/threshold-signer.js';
 import { type Signature, type SignatureCheck, signatureCheck } from './selfcheck.js';
 
@@ -87,7 +88,7 @@ export class SigningService {
    * INVALID_ARGUMENT refusals, or KEY_VERSION_RETIRED for a pinned version that no longer signs.
    */
   prepare(keyId: string, payload: Payload, version = 0): Prepared {
-    const sweep = this.keys.forSweep(keyId, version);
+    const sweep = sweepVersions(this.keys, keyId, version);
     if (sweep) return this.prepareSweep(sweep.retired, sweep.active, payload);
     const key = this.keys.forSigning(keyId, version);
     if (!ACCEPTS[key.algorithm].has(payload.kind)) {
