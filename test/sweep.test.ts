@@ -8,7 +8,7 @@ import { hexlify, Interface, Transaction } from 'ethers';
 import t from 'tap';
 import { BOB, GWEI, transfer } from '../harness/evm.js';
 import { tsx } from '../harness/process.js';
-import { OPEN_POLICY, refused, startTestSigner, TEST_TOKEN } from '../harness/signer.js';
+import { eventually, OPEN_POLICY, refused, startTestSigner, TEST_TOKEN } from '../harness/signer.js';
 import { repoRoot, tempDir } from '../harness/token.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { parseConfig } from '../src/infra/config/load.js';
@@ -34,8 +34,13 @@ const SWEEP_POLICY = {
 };
 const { sweep: _dropped, ...NO_SWEEP_POLICY } = { ...SWEEP_POLICY, keys: ['nosweep-k'] };
 
+const SCHED_POLICY = { ...SWEEP_POLICY, keys: ['sched-evm'] };
 const ts = await startTestSigner({
-  config: { policies: { open: OPEN_POLICY, sweepy: SWEEP_POLICY, unswept: NO_SWEEP_POLICY } },
+  config: {
+    policies: { open: OPEN_POLICY, sweepy: SWEEP_POLICY, unswept: NO_SWEEP_POLICY, schedy: SCHED_POLICY },
+    // Every second, once the active version is 2 s old: the fire-time check is what stops it.
+    rotation: { overlapSeconds: 3600, schedules: { 'sched-evm': { cron: '* * * * * *', minAgeSeconds: 2 } } },
+  },
 });
 t.teardown(() => ts.close());
 const engine = ts.as('payment-engine');
@@ -285,4 +290,16 @@ t.test('config check: a rotation schedule on an EVM key needs a sweep rule', asy
   t.match(r.stderr, /rotation\.schedules\.nosweep-k: .*policies\.unswept\.sweep is required/, 'names the field');
   // A key whose policy has a sweep rule may be scheduled.
   t.doesNotThrow(() => parseConfig({ ...raw, rotation: { schedules: { 'sweep-k': { cron: '0 0 * * *' } } } }));
+});
+
+t.test('a scheduled rotation of an EVM key waits while its policy has no sweep rule', async (t) => {
+  const versions = async () =>
+    (await call<{ keys: Key[] }>(admin.signer, 'ListKeys', {})).keys.filter((k) => k.keyId === 'sched-evm').length;
+  const { sweep: _s, ...without } = SCHED_POLICY;
+  await call(admin.keyAdmin, 'SetPolicy', { name: 'schedy', document: JSON.stringify(without) });
+  await call(admin.keyAdmin, 'CreateKey', { keyId: 'sched-evm', algorithm: 'ECDSA_SECP256K1' });
+  await new Promise((r) => setTimeout(r, 4500));
+  t.equal(await versions(), 1, 'not rotated: the old address could not be swept');
+  await call(admin.keyAdmin, 'SetPolicy', { name: 'schedy', document: JSON.stringify(SCHED_POLICY) });
+  t.ok(await eventually(async () => (await versions()) >= 2, 5000), 'rotated once the sweep rule is back');
 });
