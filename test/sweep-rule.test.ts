@@ -130,7 +130,7 @@ t.test('decideSweep: only the two shapes, to the active address, under the caps'
     ['gas above the cap', tx({ gas: 150001n }), 'FEE_LIMIT', 'sweep.maxGas'],
   ];
   for (const [name, intent, reason, rule] of cases) {
-    const d = decideSweep(policy, intent, ACTIVE);
+    const d = decideSweep(policy, intent, ACTIVE, 'c');
     if (reason === null) {
       t.ok(d.allow, `${name}: allowed`);
       // The guard's second look, inside the reservation, agrees.
@@ -144,8 +144,12 @@ t.test('decideSweep: only the two shapes, to the active address, under the caps'
       if (!d.allow) t.equal(d.metadata.rule, rule, `${name}: names ${rule}`);
     }
   }
-  const none = decideSweep(compilePolicy(base, 'p'), tx(), ACTIVE);
+  const none = decideSweep(compilePolicy(base, 'p'), tx(), ACTIVE, 'c');
   t.equal(none.allow ? null : none.reason, 'KEY_VERSION_RETIRED', 'no sweep rule: retired as before');
+  const listed = compilePolicy({ ...base, clients: ['engine'], sweep }, 'p');
+  const stranger = decideSweep(listed, tx({ to: BOB }), ACTIVE, 'c');
+  t.equal(stranger.allow ? null : stranger.reason, 'CLIENT_NOT_ALLOWED', 'an unlisted client learns nothing more');
+  t.ok(decideSweep(listed, tx(), ACTIVE, 'engine').allow, 'a listed client sweeps');
 });
 
 t.test('rotationSafe: an EVM policy needs a sweep rule', async (t) => {

@@ -111,11 +111,14 @@ function shapeOf(p: CompiledPolicy, s: CompiledSweepRule, tx: EvmIntent, active:
 }
 
 /**
- * Decides whether a retired version of a key may sign `tx` as a sweep to `activeAddress`.
- * Without a sweep rule in the key's policy the answer is KEY_VERSION_RETIRED, as for any other
+ * Decides whether a retired version of a key may sign `tx` for `client` as a sweep to
+ * `activeAddress`. A client the policy does not list learns nothing more (CLIENT_NOT_ALLOWED);
+ * without a sweep rule in the key's policy the answer is KEY_VERSION_RETIRED, as for any other
  * payload; then, in order: chain, shape and destination, fees.
  */
-export function decideSweep(p: CompiledPolicy, tx: EvmIntent, activeAddress: string): SweepDecision {
+export function decideSweep(p: CompiledPolicy, tx: EvmIntent, activeAddress: string, client: string): SweepDecision {
+  if (p.clients !== null && !p.clients.has(client))
+    return deny(p, 'CLIENT_NOT_ALLOWED', 'clients', `client "${client}" is not listed for this key`);
   const s = p.sweep;
   if (!s)
     return deny(

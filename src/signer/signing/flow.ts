@@ -123,7 +123,9 @@ export class SignFlow {
     const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
     const keyPolicy = this.o.policies.forKey(c.keyId);
     // A retired version: only a sweep, reserved under the policy its sweep rule implies.
-    const swept = prepared.sweep ? sweepDecision(keyPolicy, { ...prepared, sweep: prepared.sweep }) : undefined;
+    const swept = prepared.sweep
+      ? sweepDecision(keyPolicy, { ...prepared, sweep: prepared.sweep }, c.client)
+      : undefined;
     const policy = swept?.policy ?? keyPolicy;
     const now = this.clock();
     const base: DraftBase = {

@@ -13,8 +13,9 @@ import type { Prepared } from './service.js';
 export function sweepDecision(
   policy: CompiledPolicy,
   p: Prepared & { sweep: NonNullable<Prepared['sweep']> },
+  client: string,
 ): { policy: CompiledPolicy; refusal?: SignerError } {
-  const d = decideSweep(policy, p.evm!.intent, p.sweep.activeAddress);
+  const d = decideSweep(policy, p.evm!.intent, p.sweep.activeAddress, client);
   if (!d.allow) {
     const metadata = { ...d.metadata, keyId: p.key.keyId, version: String(p.key.version), state: p.key.state };
     return { policy, refusal: new SignerError(d.reason, d.message, metadata) };
