@@ -50,6 +50,13 @@ export const OPEN_POLICY = {
     maxGas: '30000000',
   },
   batch: { maxItems: 5000, maxTotalValue: (10n ** 27n).toString() },
+  // Retired versions may sweep to the active address (rotation schedules on EVM keys need it).
+  sweep: {
+    chains: ['1', '10', '137', '8453', '11155111'],
+    tokens: [TEST_TOKEN],
+    maxFeePerGas: (10n ** 13n).toString(),
+    maxGas: '30000000',
+  },
 };
 
 /** The config a test signer runs with: every role, keys open to payment-engine. */

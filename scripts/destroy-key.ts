@@ -9,6 +9,10 @@ const program = command(
   .argument('<key-id>', 'key')
   .requiredOption('--version <n>', 'version to destroy (must be disabled)')
   .requiredOption('--confirm <key-id>', 'repeat the key id to confirm')
+  .option(
+    '--confirm-swept',
+    'EVM keys: confirm the version holds nothing any more (swept to the active address: see sweep-plan)',
+  )
   .parse();
 const opts = program.opts();
 await runWithClients(opts, async (clients) => {
@@ -16,6 +20,7 @@ await runWithClients(opts, async (clients) => {
     keyId: program.args[0],
     version: Number(opts.version),
     confirmKeyId: String(opts.confirm),
+    confirmSwept: !!opts.confirmSwept,
   });
   console.log(opts.json ? toJson(k) : `${k.keyId} v${k.version} is ${k.state}`);
 });

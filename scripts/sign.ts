@@ -13,6 +13,7 @@ const program = command('sign', 'Sign with a key (Signer.Sign): the dev client o
   .option('--account-nonce <n>', 'with --chain-id: the account nonce or sequence the payload uses')
   .option('--evm-tx <hex>', 'unsigned EVM transaction, EIP-1559 or legacy EIP-155 (secp256k1 keys)')
   .option('--request-id <id>', 'idempotency id; a retry must reuse it', randomUUID())
+  .option('--key-version <n>', 'sign with this version (a retired EVM version signs only sweeps: sweep-plan)', '0')
   .parse();
 const opts = program.opts();
 const hex = (s: string) => Buffer.from(s.replace(/^0x/, ''), 'hex');
@@ -32,6 +33,7 @@ const scope =
 await runWithClients(opts, async (clients) => {
   const res = await call<Record<string, any>>(clients.signer, 'Sign', {
     keyId: program.args[0],
+    keyVersion: Number(opts.keyVersion),
     requestId: opts.requestId,
     clientTime: nowTimestamp(),
     ...payload,

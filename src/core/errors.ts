@@ -46,6 +46,8 @@ export type Reason =
   | 'POLICY_INVALID'
   | 'POLICY_NOT_FOUND'
   | 'KEY_VERSION_RETIRED'
+  // A retired EVM key version asked to sign something other than a sweep to the active address.
+  | 'SWEEP_NOT_ALLOWED'
   | 'KEY_ROTATION_CONFLICT'
   | 'CONFIRMATION_REQUIRED'
   | 'KEY_STATE_INVALID'

@@ -1,5 +1,6 @@
 import { getAddress } from 'viem';
 import { z } from 'zod';
+import { type CompiledSweepRule, compileSweepRule, sweepRuleSchema } from './sweep-rule.js';
 
 /**
  * The signing policy as an operator writes it (JSON). Every object is strict: an unknown or
@@ -127,6 +128,8 @@ export const policySchema = z
     evm: evm.optional(),
     velocity: z.array(velocityRule).optional(),
     batch: batch.optional(),
+    /** What retired versions of the key may still sign: sweeps to the active address (sweep-rule.ts). */
+    sweep: sweepRuleSchema.optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -224,6 +227,8 @@ export interface CompiledPolicy {
   readonly velocity: readonly CompiledVelocityRule[];
   /** Present exactly when traffic is 'batch' or 'both'. */
   readonly batch: CompiledBatchLimits | null;
+  /** Absent or null: retired versions sign nothing (src/core/policy/sweep.ts). */
+  readonly sweep?: CompiledSweepRule | null;
 }
 
 const lowerSet = (list: readonly string[] | undefined) => new Set((list ?? []).map((a) => a.toLowerCase()));
@@ -262,6 +267,7 @@ export function compilePolicy(raw: unknown, name: string): CompiledPolicy {
   if (!parsed.success) throw policyError(name, issues);
   const p = parsed.data;
   const evm = p.evm ? compileEvm(p.evm, issues) : null;
+  const sweep = p.sweep ? compileSweepRule(p.sweep, issues) : null;
   if (issues.length > 0) throw policyError(name, issues);
   return {
     name,
@@ -284,6 +290,7 @@ export function compilePolicy(raw: unknown, name: string): CompiledPolicy {
           contiguousNonces: p.batch.contiguousNonces,
         }
       : null,
+    sweep,
   };
 }
 

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { type CompiledPolicy, compilePolicy, selectPolicy } from '../../core/policy/schema.js';
+import { rotationSafe } from '../../core/policy/sweep.js';
 import { type Config, configSchema } from './schema.js';
 
 export class ConfigError extends Error {
@@ -27,6 +29,8 @@ export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
     throw new ConfigError(`invalid config:\n${lines.join('\n')}`);
   }
   const c = parsed.data;
+  const stranding = strandingSchedules(c);
+  if (stranding.length) throw new ConfigError(`invalid config:\n${stranding.map((l) => `  ${l}`).join('\n')}`);
   const abs = (p: string) => resolve(baseDir, p);
   const tlsFiles = [
     'caFile',
@@ -43,4 +47,31 @@ export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
   }
   if ('sqlite' in c.store) c.store.sqlite.path = abs(c.store.sqlite.path);
   return c;
+}
+
+/**
+ * A scheduled rotation of a key that signs EVM transactions moves its address every time; the
+ * funds left at (or later sent to) the old address can only leave through a sweep, so such a
+ * schedule needs a sweep rule in the key's policy (src/core/policy/sweep.ts). The config does not
+ * know key algorithms: a key counts as EVM when its config policy allows EVM transactions (the
+ * scheduler checks the real key and its current policy again at every fire). Policies that do not
+ * compile are reported by the signer at start, not here.
+ */
+function strandingSchedules(c: Config): string[] {
+  const compiled = Object.entries(c.policies).flatMap(([name, doc]): CompiledPolicy[] => {
+    try {
+      return [compilePolicy(doc, name)];
+    } catch {
+      return [];
+    }
+  });
+  return Object.entries(c.rotation.schedules).flatMap(([keyId, s]) => {
+    if (s.action !== 'rotate') return [];
+    const p = selectPolicy(compiled, keyId);
+    if (!p || rotationSafe(p)) return [];
+    return [
+      `rotation.schedules.${keyId}: rotating an EVM key strands the old address's funds; ` +
+        `policies.${p.name}.sweep is required (what retired versions may sweep to the active address)`,
+    ];
+  });
 }

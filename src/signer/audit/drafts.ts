@@ -26,7 +26,12 @@ export function intentOf(p: Prepared): Record<string, string> {
     return { kind: p.kind, bytes: String(p.data.length), ...scope };
   }
   const t = p.evm.intent;
+  // A retired version's request can only be a sweep to the active version: said so here.
+  const sweep: Record<string, string> = p.sweep
+    ? { purpose: 'sweep', activeVersion: String(p.sweep.activeVersion), activeAddress: p.sweep.activeAddress }
+    : {};
   return {
+    ...sweep,
     kind: 'evm',
     chainId: t.chainId.toString(),
     nonce: t.nonce.toString(),

@@ -65,10 +65,23 @@ export function keyAdminHandlers(deps: {
 
     DestroyKeyVersion: unary(
       log,
-      async (call: grpc.ServerUnaryCall<{ keyId: string; version: number; confirmKeyId: string }, unknown>) => {
+      async (
+        call: grpc.ServerUnaryCall<
+          { keyId: string; version: number; confirmKeyId: string; confirmSwept: boolean },
+          unknown
+        >,
+      ) => {
         const id = auth.require(call, 'admin');
         const keyId = requireId('key_id', 'key', call.request.keyId);
-        const k = await keys.destroy(keyId, call.request.version, call.request.confirmKeyId, { client: id.client });
+        const r = call.request;
+        const k = await keys.destroy(
+          keyId,
+          r.version,
+          r.confirmKeyId,
+          { client: id.client },
+          new Date(),
+          r.confirmSwept,
+        );
         return keyToWire(k);
       },
     ),

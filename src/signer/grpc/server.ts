@@ -153,6 +153,7 @@ export async function startSigner(
     schedules: config.rotation.schedules,
     overlapMs: config.rotation.overlapSeconds * 1000,
     log,
+    policies,
   });
   await scheduler.start();
 

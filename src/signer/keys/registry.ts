@@ -48,8 +48,8 @@ function keyEvent(
  * cannot be audited does not happen.
  *
  * Version states: active (signs; one per key), verify-only (public key served, signing refused
- * with KEY_VERSION_RETIRED), disabled (likewise, after the overlap), destroyed (the private key
- * object is gone from the token).
+ * with KEY_VERSION_RETIRED except sweeps to the active address, ./sweep.ts), disabled (likewise,
+ * after the overlap), destroyed (the private key object is gone from the token).
  */
 export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   private versions = new Map<string, KeyRecord[]>();
@@ -200,9 +200,19 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
 
   /**
    * Destroys a disabled version's private key in the token (C_DestroyObject). Irreversible, so
-   * the caller MUST confirm by naming the key id again.
+   * the caller MUST confirm by naming the key id again; for an EVM key (secp256k1: its address
+   * may hold funds) the caller MUST also confirm that the version was swept (`confirmSwept`),
+   * and that confirmation is recorded in the destroy's audit entry. The signer cannot see
+   * balances: the confirmation is the operator's word (README, "Sweeping a retired key").
    */
-  destroy(keyId: string, version: number, confirmKeyId: string, by: Actor, now = new Date()): Promise<KeyRecord> {
+  destroy(
+    keyId: string,
+    version: number,
+    confirmKeyId: string,
+    by: Actor,
+    now = new Date(),
+    confirmSwept = false,
+  ): Promise<KeyRecord> {
     if (confirmKeyId !== keyId) {
       return Promise.reject(
         new SignerError('CONFIRMATION_REQUIRED', `destroying a key version needs confirm_key_id = "${keyId}"`, {
@@ -220,9 +230,17 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
           { keyId },
         );
       }
+      const evm = k.algorithm === 'ecdsa-secp256k1';
+      if (evm && !confirmSwept) {
+        throw new SignerError(
+          'CONFIRMATION_REQUIRED',
+          `v${version} of EVM key "${keyId}" may still hold funds: sweep it to the active address, then destroy with confirm_swept`,
+          { keyId, version: String(version), confirm: 'confirm_swept' },
+        );
+      }
       if (k.threshold) await this.requireCeremonies().destroy(k);
       else await destroyPrivateKey(this.hsm, k.ckaId);
-      return this.markState(k, ['disabled'], 'destroyed', by, now);
+      return this.markState(k, ['disabled'], 'destroyed', by, now, evm ? { confirmedSwept: 'true' } : {});
     });
   }
 
@@ -279,9 +297,17 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     });
   }
 
-  private async markState(k: KeyRecord, from: KeyState[], to: KeyState, by: Actor, now: Date): Promise<KeyRecord> {
+  private async markState(
+    k: KeyRecord,
+    from: KeyState[],
+    to: KeyState,
+    by: Actor,
+    now: Date,
+    facts: Record<string, string> = {},
+  ): Promise<KeyRecord> {
     const kind = to === 'destroyed' ? 'key.destroy' : 'key.disable';
-    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now, [keyEvent(kind, now, by, k)]))) {
+    const audit = [keyEvent(kind, now, by, k, facts)];
+    if (!(await this.store.setKeyState(k.keyId, k.version, from, to, now, audit))) {
       await this.reload();
       throw new SignerError('KEY_STATE_INVALID', `key "${k.keyId}" v${k.version} cannot go from ${k.state} to ${to}`, {
         keyId: k.keyId,

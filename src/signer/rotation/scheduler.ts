@@ -1,8 +1,10 @@
 import cron, { type ScheduledTask } from 'node-cron';
+import { rotationSafe } from '../../core/policy/sweep.js';
 import { lastFireAtOrBefore, rotationDue } from '../../core/rotation/due.js';
 import type { Logger } from '../../infra/log.js';
 import type { Store } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
+import type { PolicyRegistry } from '../policy/registry.js';
 
 export interface RotationSchedule {
   cron: string;
@@ -19,6 +21,8 @@ export interface SchedulerDeps {
   overlapMs: number;
   log: Logger;
   clock?: () => Date;
+  /** When set, an EVM key is rotated only while its policy has a sweep rule (nothing stranded). */
+  policies?: Pick<PolicyRegistry, 'forKey'>;
 }
 
 /**
@@ -128,6 +132,7 @@ export class RotationScheduler {
         this.deps.log.warn({ keyId }, 'refresh schedule names a key that is not a threshold key; nothing to refresh');
         return false;
       }
+      if (s.action !== 'refresh' && active.algorithm === 'ecdsa-secp256k1' && this.strands(keyId)) return false;
       // A refresh schedule counts from the current shares; a rotation from the version's creation.
       activeCreatedAt =
         s.action === 'refresh' && active.threshold ? new Date(active.threshold.sharesSince) : active.createdAt;
@@ -136,5 +141,27 @@ export class RotationScheduler {
       return false;
     }
     return rotationDue({ cron: s.cron, minAgeSeconds: s.minAgeSeconds, timezone: s.timezone, activeCreatedAt, now });
+  }
+
+  /**
+   * Whether rotating this EVM key now would strand its old address: the config check refuses
+   * such schedules, but the policy may have changed since (SetPolicy) or match another way.
+   */
+  private strands(keyId: string): boolean {
+    const policies = this.deps.policies;
+    if (!policies) return false;
+    let why: string | null;
+    try {
+      const p = policies.forKey(keyId);
+      why = rotationSafe(p) ? null : `policy "${p.name}" has no sweep rule`;
+    } catch {
+      why = 'no policy governs the key';
+    }
+    if (why)
+      this.deps.log.error(
+        { keyId, why },
+        'scheduled rotation of an EVM key skipped: nothing could sweep the old address',
+      );
+    return why !== null;
   }
 }

@@ -20,6 +20,7 @@ import type { PolicyRegistry } from '../policy/registry.js';
 import { signResultToWire } from './response.js';
 import { decodeResult, encodeResult } from './result-codec.js';
 import type { Payload, Prepared, SigningService } from './service.js';
+import { sweepDecision } from './sweep.js';
 
 export type WireSignResponse = ReturnType<typeof signResultToWire>;
 export type BatchResult = { signed: WireSignResponse } | { error: { reason: Reason; message: string } };
@@ -80,6 +81,8 @@ export interface CheckedSign {
   now: Date;
   /** The gRPC call's deadline (epoch ms), if the client set one. */
   deadline?: number | undefined;
+  /** A sweep the sweep rule refused: audited (with its sweep intent) by the reservation. */
+  sweepRefusal?: SignerError;
 }
 
 /** A batch that passed every check made before its reservation. */
@@ -118,7 +121,12 @@ export class SignFlow {
   checkSign(c: SignCall): CheckedSign {
     this.o.gate?.assertServing();
     const prepared = this.o.signing.prepare(c.keyId, c.payload, c.keyVersion);
-    const policy = this.o.policies.forKey(c.keyId);
+    const keyPolicy = this.o.policies.forKey(c.keyId);
+    // A retired version: only a sweep, reserved under the policy its sweep rule implies.
+    const swept = prepared.sweep
+      ? sweepDecision(keyPolicy, { ...prepared, sweep: prepared.sweep }, c.client)
+      : undefined;
+    const policy = swept?.policy ?? keyPolicy;
     const now = this.clock();
     const base: DraftBase = {
       at: now,
@@ -137,15 +145,22 @@ export class SignFlow {
       base,
       now,
       deadline: c.deadline,
+      ...(swept?.refusal ? { sweepRefusal: swept.refusal } : {}),
     };
   }
 
   /** Reserves, signs and stores a checked request; every outcome is audited on the way. */
   async sign(s: CheckedSign): Promise<WireSignResponse> {
-    const { prepared, policy, intent, item, base, now, deadline } = s;
+    const { prepared, policy, intent, item, base, now, deadline, sweepRefusal } = s;
     const outcome = await this.o.store.reserve(
       { items: [item], velocity: velocityQueries(policy, item.keyId, item.client), leaseMs: this.leaseMs, now },
-      (view) => audited(decideSign(policy, item, intent, view), (o) => signDraft(base, prepared, o)),
+      (view) =>
+        audited(
+          sweepRefusal
+            ? { outcome: { ok: false, error: sweepRefusal }, writes: [] }
+            : decideSign(policy, item, intent, view),
+          (o) => signDraft(base, prepared, o),
+        ),
     );
     // Decided, and audited, in the reservation's transaction.
     if (!outcome.ok) throw outcome.error;
@@ -365,7 +380,8 @@ function reserveItem(client: string, requestId: string, p: Prepared, intent: Sig
     requestId,
     keyId: p.key.keyId,
     payloadHash: p.payloadHash,
-    value: nativeValue(intent),
+    // A sweep moves funds between two addresses of the same key: not counted as value spent.
+    value: p.sweep ? 0n : nativeValue(intent),
     ...(p.evm ? { nonce: nonceClaim(p) } : p.scope ? { nonce: scopeClaim(p) } : {}),
   };
 }

@@ -16,6 +16,7 @@ import type { Hsm } from '../../infra/hsm/hsm.js';
 import type { Lane } from '../../infra/hsm/pool.js';
 import type { KeyRecord } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
+import { sweepVersions } from '../keys/sweep.js';
 import type { FaultListener, ThresholdSigner } from '../threshold/threshold-signer.js';
 import { type Signature, type SignatureCheck, signatureCheck } from './selfcheck.js';
 
@@ -46,6 +47,11 @@ export interface Prepared {
    * a retry that spans a rotation must find the original result, not look like another payload.
    */
   payloadHash: Uint8Array;
+  /**
+   * Set when `key` is a retired version named explicitly: the request can only be a sweep to the
+   * active version's address (src/core/policy/sweep.ts decides, in the sign flow).
+   */
+  sweep?: { activeVersion: number; activeAddress: `0x${string}` };
 }
 
 export interface SignResult {
@@ -82,6 +88,8 @@ export class SigningService {
    * INVALID_ARGUMENT refusals, or KEY_VERSION_RETIRED for a pinned version that no longer signs.
    */
   prepare(keyId: string, payload: Payload, version = 0): Prepared {
+    const sweep = sweepVersions(this.keys, keyId, version);
+    if (sweep) return this.prepareSweep(sweep.retired, sweep.active, payload);
     const key = this.keys.forSigning(keyId, version);
     if (!ACCEPTS[key.algorithm].has(payload.kind)) {
       throw new SignerError(
@@ -102,6 +110,29 @@ export class SigningService {
     }
     const data = payload.kind === 'digest' ? parseDigest(payload.digest) : parseMessage(payload.message);
     return { key, kind: payload.kind, data, payloadHash, ...(payload.scope ? { scope: payload.scope } : {}) };
+  }
+
+  /**
+   * A retired version signs only EVM transactions (sweeps, decided by the flow); anything else
+   * is refused as before a sweep existed, with KEY_VERSION_RETIRED.
+   */
+  private prepareSweep(retired: KeyRecord, active: KeyRecord, payload: Payload): Prepared {
+    if (payload.kind !== 'evm' || retired.algorithm !== 'ecdsa-secp256k1' || active.algorithm !== 'ecdsa-secp256k1') {
+      const why =
+        `key "${retired.keyId}" version ${retired.version} is ${retired.state}; sign with the active version ` +
+        '(a retired EVM version signs only sweeps: EVM transfers to the active address)';
+      throw new SignerError('KEY_VERSION_RETIRED', why, {
+        keyId: retired.keyId,
+        version: String(retired.version),
+        state: retired.state,
+      });
+    }
+    // Bound to the retired version: the same bytes as an ordinary request are another request.
+    const hashed = `${retired.keyId}\0evm-sweep@v${retired.version}\0`;
+    const payloadHash = createHash('sha256').update(hashed).update(payload.unsignedTx).digest();
+    const evm = decodeEvmTransaction(payload.unsignedTx);
+    const sweep = { activeVersion: active.version, activeAddress: evmAddress(active.publicKey) };
+    return { key: retired, kind: 'evm', data: evm.signingHash, evm, payloadHash, sweep };
   }
 
   /**
