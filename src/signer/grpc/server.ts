@@ -83,8 +83,10 @@ export async function startSigner(
   let onRollback = () => {};
   const rollback = await openRollbackGuard(hsm, store, config.rollback, metrics, () => onRollback(), log);
   const cosigners = config.threshold ? new CosignerClients(config.threshold, caFileFor(config.tls, 'peer')) : undefined;
-  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
+  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, store, log));
   await keys.load();
+  // A DKG or refresh a crash interrupted is finished or undone before anything signs.
+  await keys.recoverCeremonies();
   keys.startRefresh(config.refreshMs);
   const auditKey = await keys.serviceKey('_audit', 'ed25519');
   const checkpointer = new Checkpointer(
