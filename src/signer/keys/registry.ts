@@ -260,7 +260,13 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
    */
   async recoverCeremonies(jobs: Pick<Store, 'withJobLock'> = this.store): Promise<void> {
     if (!this.ceremonies) return;
-    const keyIds = new Set((await this.store.listCeremonies()).map((c) => c.keyId));
+    let keyIds: Set<string>;
+    try {
+      keyIds = new Set((await this.store.listCeremonies()).map((c) => c.keyId));
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message }, 'stored threshold ceremonies could not be read');
+      return;
+    }
     for (const keyId of keyIds) {
       try {
         const run = () =>
