@@ -49,7 +49,6 @@ let clients: SignerClients[] = [];
 t.teardown(async () => {
   clients.forEach((c) => c.close());
   await proc?.stop('SIGKILL');
-  if (process.env.CEREMONY_TEST_LOGS) await writeFile(join(process.env.CEREMONY_TEST_LOGS, 'last.log'), proc!.logs());
 });
 /** Starts the signer (held at `pause` = "<point>:<op>" when given); returns admin and engine clients. */
 async function start(pause?: string) {
@@ -66,11 +65,8 @@ async function start(pause?: string) {
   };
   return { admin: as('security-admin'), engine: as('payment-engine'), hold, startedAt, readyAt };
 }
-let starts = 0;
 async function kill() {
   await proc!.stop('SIGKILL');
-  if (process.env.CEREMONY_TEST_LOGS)
-    await writeFile(join(process.env.CEREMONY_TEST_LOGS, `${++starts}.log`), proc!.logs());
   clients.forEach((c) => c.close());
   clients = [];
 }
