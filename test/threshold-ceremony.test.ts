@@ -276,3 +276,42 @@ t.test('Finish with nothing pending is refused; destroy keeps to its session', a
   const message = randomBytes(40);
   t.ok(ed25519.verify((await sign(s.engine, 'crash-ed', { message })).signature, message, ed.publicKey), 'still signs');
 });
+
+t.test('a cosigner reporting another package after its commit: nothing is activated', async (t) => {
+  await kill();
+  s = await start('prepared:create');
+  const created = call(s.admin.keyAdmin, 'CreateKey', { keyId: 'bad-pkg', algorithm: 'FROST_ED25519' }, 120_000);
+  const outcome = refused(t, created, status.FAILED_PRECONDITION, 'CEREMONY_FAILED');
+  t.ok(await reached(s.hold, 'prepared'), 'held with the DKG prepared');
+  // The attacker edits cosigner 3's database: its pending share now claims another package.
+  const db = new Database(nodes[2]!.dbPath);
+  db.pragma('busy_timeout = 5000');
+  const { public_package: text } = db
+    .prepare("SELECT public_package FROM shares WHERE key_id = 'bad-pkg' AND state = 'pending'")
+    .get() as { public_package: string };
+  let flipped = false;
+  const tampered = JSON.stringify(JSON.parse(text), (_k, v) => {
+    if (flipped || typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)) return v;
+    flipped = true;
+    return v.slice(0, -1) + (v.endsWith('0') ? '1' : '0');
+  });
+  t.ok(flipped && tampered !== text, 'a hex value of the package changed');
+  db.prepare("UPDATE shares SET public_package = ? WHERE key_id = 'bad-pkg'").run(tampered);
+  db.close();
+  await writeFile(join(s.hold, 'release-prepared'), '');
+  const d = await outcome;
+  t.equal(d.metadata.cosigner, '3', 'the cosigner whose report differs is named');
+  const listed = await call<{ keys: Key[] }>(s.engine.signer, 'ListKeys', {});
+  t.notOk(
+    listed.keys.some((k) => k.keyId === 'bad-pkg'),
+    'the key version is not activated',
+  );
+  t.same(
+    ceremonies()
+      .filter((c) => c.key_id === 'bad-pkg')
+      .map((c) => c.step),
+    ['prepared'],
+    'the ceremony stays stored for an operator',
+  );
+  t.same(audit('key.create', 'bad-pkg'), [], 'no key.create entry');
+});
