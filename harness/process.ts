@@ -27,7 +27,14 @@ export interface SignerProcess {
 export async function startSignerProcess(
   configFile: string,
   timeoutMs = 30_000,
-  opts: { entry?: string; ready?: string; args?: string[]; nodeArgs?: string[] } = {},
+  opts: {
+    entry?: string;
+    ready?: string;
+    args?: string[];
+    nodeArgs?: string[];
+    /** More environment for the child (e.g. a test-only hook). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<SignerProcess> {
   // node itself, not the tsx CLI: tsx runs the program in a grandchild that a SIGKILL would miss.
   // A compiled entry (dist/main.js) runs without the loader, as in production.
@@ -35,7 +42,8 @@ export async function startSignerProcess(
   const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
   // Node flags such as --cpu-prof go on the command line: NODE_OPTIONS refuses some of them.
   const args = [...(opts.nodeArgs ?? []), ...loader, entry, '--config', configFile, ...(opts.args ?? [])];
-  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+  const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env });
   const ready = `"${opts.ready ?? 'signer started'}"`;
   let out = '';
   let err = '';

@@ -21,13 +21,21 @@ const share = (sessionId: string, epoch: number) => ({
   sealed: randomBytes(93),
 });
 
+/** Records the ceremony (as Round1 does), then stores its pending share (as Round3 does). */
+function pending(sessionId: string, epoch: number, version = 1) {
+  const begun = store.beginCeremony({ sessionId, keyId: 'k', version, kind: 'refresh', epoch }, new Date(), 60_000);
+  if (begun !== 'ok') throw new Error(`ceremony not begun: ${JSON.stringify(begun)}`);
+  const s = { ...share(sessionId, epoch), version };
+  store.putPending(s, new Date());
+  return s;
+}
+
 t.test('a ceremony share signs only once committed; committing deletes the other epochs from disk', async (t) => {
-  const first = share('session-one-aaaaaaaa', 1);
-  store.putPending(first, new Date());
+  const first = pending('session-one-aaaaaaaa', 1);
   t.equal(store.active('k', 1), undefined, 'pending: not the signing share');
-  t.equal(store.finish('session-one-aaaaaaaa', true)?.epoch, 1);
-  const second = share('session-two-bbbbbbbb', 2);
-  store.putPending(second, new Date());
+  const done = store.finish('session-one-aaaaaaaa', true);
+  t.equal(done.done === 'committed' && done.row.epoch, 1);
+  pending('session-two-bbbbbbbb', 2);
   t.equal(store.active('k', 1)?.epoch, 1, 'the old share signs until the refresh commits');
   store.finish('session-two-bbbbbbbb', true);
   t.same(
@@ -42,14 +50,74 @@ t.test('a ceremony share signs only once committed; committing deletes the other
       `old ciphertext gone from ${f.endsWith('-wal') ? 'the WAL' : 'the database'}`,
     );
   }
-  store.putPending(share('session-three-cccccc', 3), new Date());
-  store.discardPending('k', 1);
-  t.same(
-    store.all().map((r) => r.epoch),
-    [2],
-    'a stale pending share is dropped, the active one kept',
+  t.same(store.finish('session-two-bbbbbbbb', true), { done: 'not-pending' }, 'a committed session commits once');
+  t.same(store.finish('never-started-xxxxxx', true), { done: 'not-pending' }, 'an unknown session commits nothing');
+  t.same(store.finish('never-started-xxxxxx', false), { done: 'not-pending' }, 'nor discards anything');
+});
+
+t.test(
+  'ceremonies of one key version never replace each other; discard and destroy keep to their session',
+  async (t) => {
+    pending('session-three-cccccc', 3);
+    const second = store.beginCeremony(
+      { sessionId: 'session-four-dddddddd', keyId: 'k', version: 1, kind: 'refresh', epoch: 2 },
+      new Date(),
+      60_000,
+    );
+    t.same(
+      second,
+      { busy: 'session-three-cccccc' },
+      'a second ceremony is refused while the first has a pending share',
+    );
+    t.same(
+      store.all().map((r) => [r.epoch, r.state]),
+      [
+        [2, 'active'],
+        [3, 'pending'],
+      ],
+    );
+    t.same(
+      store.finish('session-three-cccccc', false),
+      { done: 'discarded' },
+      'the first is discarded by its own session',
+    );
+    t.same(
+      store.all().map((r) => r.epoch),
+      [2],
+      'its pending share is dropped, the active one kept',
+    );
+    t.equal(store.ceremonyState('session-three-cccccc'), 'discarded');
+    t.same(store.finish('session-three-cccccc', true), { done: 'not-pending' }, 'a discarded session commits nothing');
+    t.equal(store.destroy('k', 1, 'session-one-aaaaaaaa'), 0, "another session's destroy leaves the share");
+    t.equal(store.destroy('k', 1, 'session-two-bbbbbbbb'), 1, 'the session that made it destroys it');
+    t.same(store.all(), []);
+  },
+);
+
+t.test('a ceremony running when the cosigner stopped is discarded at the next start', async (t) => {
+  const p = `${tmp.path}/restart.db`;
+  const a = new CosignerStore(p);
+  t.equal(
+    a.beginCeremony(
+      { sessionId: 'session-five-eeeeeeee', keyId: 'k', version: 9, kind: 'dkg', epoch: 0 },
+      new Date(),
+      60_000,
+    ),
+    'ok',
   );
-  t.equal(store.finish('session-three-cccccc', true), undefined, 'nothing left to commit');
+  a.close();
+  const b = new CosignerStore(p);
+  t.teardown(() => b.close());
+  t.equal(b.ceremonyState('session-five-eeeeeeee'), 'discarded', 'its rounds were in memory: it cannot go on');
+  t.equal(
+    b.beginCeremony(
+      { sessionId: 'session-six-ffffffff', keyId: 'k', version: 9, kind: 'dkg', epoch: 0 },
+      new Date(),
+      60_000,
+    ),
+    'ok',
+    'a new ceremony of the key version may start',
+  );
 });
 
 t.test('claims: one payload per scope; request records expire, nonce records never', async (t) => {

@@ -80,5 +80,9 @@ t.test('postgres: replicas starting together create the schema once', async (t) 
   const stores = await Promise.all(Array.from({ length: 6 }, () => open(url, schema, 2)));
   t.teardown(() => Promise.all(stores.map((s) => s.close())));
   const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = $1`, [schema]);
-  t.equal(rows[0].n, 13, 'all nine tables, schema_version and the audit tree (audit_nodes, audit_tree, audit_notes)');
+  t.equal(
+    rows[0].n,
+    14,
+    'all nine tables, schema_version, the audit tree (audit_nodes, audit_tree, audit_notes) and ceremonies',
+  );
 });

@@ -11,7 +11,7 @@ import type { Test } from 'tap';
 import { type AuditRaceResult, RACE, RACE_NOW, type RaceResult, runAuditRace, runRace } from '../harness/store-race.js';
 import { repoRoot } from '../harness/token.js';
 import { type AuditEntry, entryHash, GENESIS } from '../src/core/audit/chain.js';
-import type { AuditDraft } from '../src/core/audit/draft.js';
+import { type AuditDraft, eventDraft } from '../src/core/audit/draft.js';
 import type {
   NonceClaim,
   ReplayStore,
@@ -23,7 +23,7 @@ import type {
 import { VELOCITY_BUCKET_MS } from '../src/core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from '../src/infra/store/audit.js';
 import type { AuditTreeStore } from '../src/infra/store/audit-tree.js';
-import { KeyExistsError, type KeyRecord, type Store } from '../src/infra/store/store.js';
+import { type CeremonyRecord, KeyExistsError, type KeyRecord, type Store } from '../src/infra/store/store.js';
 
 export type TestStore = Store & ReplayStore & AuditStore & AuditTreeStore;
 
@@ -660,6 +660,64 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(missing, false, 'not a version that does not exist');
     const [d1] = await s.listKeys();
     t.same([d1!.state, d1!.stateChangedAt.getTime(), d1!.retireAt], ['disabled', T0 + 61_000, null]);
+  });
+
+  t.test(`${name}: ceremonies: one per key version; a key change ends its own, in its transaction`, async (t) => {
+    const s = await fresh(t);
+    const ev = (kind: string) => eventDraft(kind, at(0), 'admin', { keyId: 'tss', keyVersion: 1 });
+    const c = (sessionId: string, version = 1): CeremonyRecord => ({
+      sessionId,
+      keyId: 'tss',
+      version,
+      kind: 'dkg',
+      participants: [1, 2, 3],
+      step: 'started',
+      plan: '{"op":"create"}',
+      startedAt: at(version),
+    });
+    await s.putCeremony(c('session-a'), [ev('ceremony.start')]);
+    await t.rejects(s.putCeremony(c('session-b'), []), KeyExistsError, 'a second ceremony of the key version');
+    await s.putCeremony({ ...c('session-a'), step: 'prepared', plan: '{"op":"create","epoch":1}' }, [
+      ev('ceremony.prepare'),
+    ]);
+    await s.putCeremony(c('session-c', 2), []);
+    t.same(
+      (await s.listCeremonies()).map((r) => [r.sessionId, r.version, r.step, r.plan, r.participants]),
+      [
+        ['session-a', 1, 'prepared', '{"op":"create","epoch":1}', [1, 2, 3]],
+        ['session-c', 2, 'started', '{"op":"create"}', [1, 2, 3]],
+      ],
+      'stored, the step moved forward in place',
+    );
+    const key: KeyRecord = {
+      keyId: 'tss',
+      version: 1,
+      algorithm: 'frost-ed25519',
+      ckaId: h('cka tss 1').subarray(0, 16),
+      publicKey: randomBytes(32),
+      state: 'active',
+      createdAt: at(0),
+      stateChangedAt: at(0),
+      retireAt: null,
+    };
+    const entries = (await readChain(s)).length;
+    await t.rejects(s.insertKey(key, [ev('key.create')], 'session-gone'), 'a key change whose ceremony is gone');
+    t.same(await s.listKeys(), [], 'changes nothing');
+    t.equal((await readChain(s)).length, entries, 'and writes no entry');
+    await s.insertKey(key, [ev('key.create')], 'session-a');
+    t.same(
+      (await s.listCeremonies()).map((r) => r.sessionId),
+      ['session-c'],
+      'the key and the end of its ceremony commit together',
+    );
+    t.equal(await s.dropCeremony('session-c', [ev('ceremony.rollback')]), true);
+    t.equal(await s.dropCeremony('session-c', [ev('ceremony.rollback')]), false, 'dropped once');
+    const kinds = (await readChain(s)).map((e) => e.kind);
+    t.same(
+      kinds.filter((k) => k.startsWith('ceremony.') || k.startsWith('key.')),
+      ['ceremony.start', 'ceremony.prepare', 'key.create', 'ceremony.rollback'],
+      'each change with its entry',
+    );
   });
 
   t.test(`${name}: policies keep every version`, async (t) => {

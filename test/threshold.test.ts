@@ -1,11 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import Database from 'better-sqlite3';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   COSIGNER_CLIENTS,
   type CosignerNode,
@@ -303,6 +304,29 @@ t.test('a refresh schedule refreshes the shares of its key and keeps its public 
   );
 });
 
+/** Discards a test DKG: cosigner 1 refused its round 2 (and dropped it), 2 and 3 still run it. */
+async function discardEvil(t: Test, clients: grpc.Client[], sessionId: string): Promise<void> {
+  const round1 = {
+    sessionId: randomBytes(18).toString('base64url'),
+    ceremony: 'DKG',
+    keyId: 'evil-dkg',
+    keyVersion: 1,
+    algorithm: 'frost-ed25519',
+    minSigners: 2,
+    participants: [1, 2, 3],
+    epoch: 0,
+    groupId: randomBytes(16),
+  };
+  await refused(t, call(clients[2]!, 'Round1', round1), status.ABORTED, 'KEY_ROTATION_CONFLICT');
+  await refused(
+    t,
+    call(clients[0]!, 'Finish', { sessionId, commit: false }),
+    status.FAILED_PRECONDITION,
+    'CEREMONY_NOT_PENDING',
+  );
+  for (const c of clients.slice(1)) t.same(await call(c, 'Finish', { sessionId, commit: false }), {});
+}
+
 t.test('a compromised coordinator cannot get a share for a second payload on a nonce, or reuse a nonce', async (t) => {
   const clients = nodes.map((n) => cosignerClient(ts.pki, n.address));
   t.teardown(() => clients.forEach((c) => c.close()));
@@ -365,6 +389,9 @@ t.test('a compromised coordinator cannot get a share for a second payload on a n
   t.match(d.message, /not signed by its identity/);
   const ok = await call<{ shares: unknown[] }>(clients[1]!, 'Round2', { sessionId: a.sessionId, round1: a.honest });
   t.equal(ok.shares.length, 2, 'control: the untouched entries pass');
+  // Cosigner 1 dropped the ceremony when it refused; 2 and 3 still run it, and no second DKG of
+  // the key version starts on them until it is discarded by its own session.
+  await discardEvil(t, clients, a.sessionId);
   const b = await round1();
   const stolen = b.honest.map((e) =>
     e.cosignerId === 3 ? { ...e, identityCert: ts.pki.clients['cosigner-2']!.cert.toString() } : e,
@@ -376,8 +403,7 @@ t.test('a compromised coordinator cannot get a share for a second payload on a n
     'CEREMONY_FAILED',
   );
   t.match(d2.message, /not for CN=cosigner-3/, "another cosigner's certificate does not pass for cosigner 3");
-  for (const sessionId of [a.sessionId, b.sessionId])
-    await Promise.all(clients.map((c) => call(c, 'Finish', { sessionId, commit: false })));
+  await discardEvil(t, clients, b.sessionId);
   const foreign = cosignerClient(ts.pki, nodes[0]!.address, 'payment-engine');
   t.teardown(() => foreign.close());
   await refused(

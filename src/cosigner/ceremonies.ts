@@ -58,6 +58,9 @@ export class CosignerCeremonies {
     if (!/^[A-Za-z0-9_-]{16,64}$/.test(r.sessionId) || this.running.has(r.sessionId)) {
       throw new SignerError('REQUEST_INVALID', 'session_id must be new and 16..64 url-safe characters');
     }
+    if (!Number.isInteger(r.keyVersion) || r.keyVersion < 1 || typeof r.keyId !== 'string' || !r.keyId) {
+      throw new SignerError('REQUEST_INVALID', 'key_id and key_version are required');
+    }
     const kind = r.ceremony === 'REFRESH' ? 'refresh' : r.ceremony === 'DKG' ? 'dkg' : undefined;
     if (!kind) throw new SignerError('REQUEST_INVALID', 'ceremony must be DKG or REFRESH');
     const suite = SUITES[r.algorithm];
@@ -75,7 +78,23 @@ export class CosignerCeremonies {
     } else if (this.o.store.active(r.keyId, r.keyVersion)) {
       throw new SignerError('KEY_EXISTS', `cosigner ${id} already holds a share of ${r.keyId} v${r.keyVersion}`);
     }
-    this.o.store.discardPending(r.keyId, r.keyVersion);
+    // Recorded before any state of this ceremony exists here; another ceremony of the same key
+    // version (running, or with a pending share) is never replaced: the coordinator that
+    // started it commits or discards it by its own session id.
+    const begun = this.o.store.beginCeremony(
+      { sessionId: r.sessionId, keyId: r.keyId, version: r.keyVersion, kind, epoch: r.epoch },
+      new Date(),
+      CEREMONY_TTL_MS,
+    );
+    if (begun === 'session-used') throw new SignerError('REQUEST_INVALID', 'session_id must be new');
+    if (begun !== 'ok') {
+      old?.secret.signingShare.fill(0);
+      throw new SignerError(
+        'KEY_ROTATION_CONFLICT',
+        `cosigner ${id} has ceremony ${begun.busy} of ${r.keyId} v${r.keyVersion} in progress; it must finish first`,
+        { cosigner: String(id), sessionId: begun.busy },
+      );
+    }
     const params: CeremonyParams = {
       sessionId: r.sessionId,
       kind,
@@ -87,10 +106,16 @@ export class CosignerCeremonies {
       participants,
       epoch: r.epoch,
     };
-    const c = new Ceremony(params, id, suite, this.o.identity, old, this.o.faults);
-    const out = c.round1();
-    this.running.set(r.sessionId, c);
-    return out;
+    try {
+      const c = new Ceremony(params, id, suite, this.o.identity, old, this.o.faults);
+      const out = c.round1();
+      this.running.set(r.sessionId, c);
+      return out;
+    } catch (e) {
+      old?.secret.signingShare.fill(0);
+      this.o.store.abandonCeremony(r.sessionId);
+      throw e;
+    }
   }
 
   /** Checks every round-1 output and answers with this cosigner's encrypted round-2 shares. */
@@ -117,9 +142,14 @@ export class CosignerCeremonies {
     try {
       const publicPackage = await this.o.shares.putPending(p, epoch, key);
       return { publicPackage, epoch };
+    } catch (e) {
+      this.o.store.abandonCeremony(p.sessionId);
+      throw e;
     } finally {
       key.secret.signingShare.fill(0);
       c.erase();
+      // Round three is the last: what remains of the ceremony is its pending share, in the store.
+      this.running.delete(p.sessionId);
     }
   }
 
@@ -129,11 +159,16 @@ export class CosignerCeremonies {
     this.running.delete(sessionId);
   }
 
+  /** A ceremony that failed here: its rounds are forgotten and it is recorded as discarded. */
+  private fail(sessionId: string): void {
+    this.end(sessionId);
+    this.o.store.abandonCeremony(sessionId);
+  }
+
   private get(sessionId: string): Ceremony {
     for (const [id, c] of this.running) {
       if (Date.now() - c.startedAt <= CEREMONY_TTL_MS) continue;
-      c.erase();
-      this.running.delete(id);
+      this.fail(id);
     }
     const c = this.running.get(sessionId);
     if (!c) {
@@ -145,7 +180,7 @@ export class CosignerCeremonies {
 
   /** Another participant's fault names that cosigner, so the coordinator can report it. */
   private blame(c: Ceremony, e: unknown): never {
-    this.end(c.params.sessionId);
+    this.fail(c.params.sessionId);
     if (e instanceof ParticipantFault) {
       const culprit = c.cosignerOf(e.participant);
       const what = e.message.replace(/^participant [0-9a-f]+: /, '');

@@ -28,5 +28,6 @@ export function cosignerGrpc(service: CosignerService, peers: PeerAuthorizer, lo
     Commit: rpc((r: In<'commit'>) => service.commit(r)),
     SignShare: rpc((r: In<'signShare'>) => service.signShare(r)),
     DestroyShares: rpc((r: In<'destroyShares'>) => service.destroyShares(r)),
+    ShareStatus: rpc((r: In<'shareStatus'>) => service.shareStatus(r)),
   };
 }

@@ -1,3 +1,4 @@
+import { SignerError } from '../core/errors.js';
 import type { Round1Entry, Round1Output, SealedShare } from '../core/frost/wire.js';
 import type { Hsm } from '../infra/hsm/hsm.js';
 import type { Logger } from '../infra/log.js';
@@ -60,16 +61,52 @@ export class CosignerService {
     return this.ceremonies.round3(r);
   }
 
-  /** Commits (older epochs and their nonces go) or discards a ceremony's pending share. */
+  /**
+   * Commits (older epochs and their nonces go) or discards the pending share of one ceremony
+   * session; CEREMONY_NOT_PENDING when that session has nothing pending here (never started,
+   * already committed or discarded): a commit never succeeds without the share it commits.
+   */
   finish(r: { sessionId: string; commit: boolean }): Record<string, never> {
     const { sessionId, commit: keep } = r;
-    this.ceremonies.end(sessionId);
-    const row = this.o.store.finish(sessionId, keep);
-    if (row) {
+    if (!keep) this.ceremonies.end(sessionId);
+    const out = this.o.store.finish(sessionId, keep);
+    if (out.done === 'not-pending') {
+      const state = this.o.store.ceremonyState(sessionId) ?? 'unknown';
+      throw new SignerError(
+        'CEREMONY_NOT_PENDING',
+        `cosigner ${this.o.id} has nothing pending for ceremony ${sessionId} (${state}); nothing to ${keep ? 'commit' : 'discard'}`,
+        { cosigner: String(this.o.id), state },
+      );
+    }
+    if (out.done === 'committed') {
+      const { row } = out;
       this.signing.forget(row.keyId, row.version);
       this.o.log.info({ keyId: row.keyId, version: row.version, epoch: row.epoch }, 'threshold share committed');
-    }
+    } else this.o.log.info({ sessionId }, 'threshold ceremony discarded');
     return {};
+  }
+
+  /**
+   * The share that signs a key version here (epoch, the ceremony that made it, its public
+   * package) and where one ceremony stands here: what the coordinator confirms after a commit,
+   * and reads at restart to resume or roll back an interrupted ceremony.
+   */
+  shareStatus(r: { keyId: string; keyVersion: number; sessionId: string }): {
+    hasActive: boolean;
+    activeEpoch: number;
+    activeSessionId: string;
+    activePublicPackage: string;
+    sessionState: string;
+  } {
+    const active = this.o.store.active(r.keyId, r.keyVersion);
+    const state = r.sessionId ? this.o.store.ceremonyState(r.sessionId) : undefined;
+    return {
+      hasActive: !!active,
+      activeEpoch: active?.epoch ?? 0,
+      activeSessionId: active?.sessionId ?? '',
+      activePublicPackage: active?.publicPackage ?? '',
+      sessionState: state ?? 'none',
+    };
   }
 
   /** Signing round one: fresh nonces, kept in memory; their commitments. */
@@ -82,12 +119,18 @@ export class CosignerService {
     return this.signing.signShare(r);
   }
 
-  /** Destroys every share of a key version held here, and its pooled nonces. */
-  destroyShares(r: { keyId: string; keyVersion: number }): { destroyed: number } {
+  /**
+   * Destroys the shares of a key version held here, and its pooled nonces: every share, or with
+   * `sessionId` only the shares that ceremony made (a coordinator removing what its own
+   * ceremony created cannot destroy another ceremony's shares).
+   */
+  destroyShares(r: { keyId: string; keyVersion: number; sessionId?: string }): { destroyed: number } {
     const { keyId, keyVersion } = r;
-    this.signing.forget(keyId, keyVersion);
-    const destroyed = this.o.store.destroy(keyId, keyVersion);
-    this.o.log.info({ keyId, version: keyVersion, destroyed }, 'threshold shares destroyed');
+    const sessionId = r.sessionId || undefined;
+    if (sessionId) this.ceremonies.end(sessionId);
+    const destroyed = this.o.store.destroy(keyId, keyVersion, sessionId);
+    if (destroyed) this.signing.forget(keyId, keyVersion);
+    this.o.log.info({ keyId, version: keyVersion, destroyed, sessionId }, 'threshold shares destroyed');
     return { destroyed };
   }
 }

@@ -15,6 +15,17 @@ CREATE TABLE IF NOT EXISTS shares (
   created_at     INTEGER NOT NULL,
   PRIMARY KEY (key_id, version, epoch)
 );
+CREATE TABLE IF NOT EXISTS ceremonies (
+  session_id TEXT    PRIMARY KEY,
+  key_id     TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  kind       TEXT    NOT NULL,
+  epoch      INTEGER NOT NULL,
+  state      TEXT    NOT NULL CHECK (state IN ('running', 'pending', 'committed', 'discarded')),
+  started_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ceremonies_key ON ceremonies (key_id, version, state);
 CREATE TABLE IF NOT EXISTS claims (
   key_id       TEXT    NOT NULL,
   version      INTEGER NOT NULL,
@@ -23,6 +34,12 @@ CREATE TABLE IF NOT EXISTS claims (
   at           INTEGER NOT NULL,
   PRIMARY KEY (key_id, version, scope)
 );`;
+
+/** Where one ceremony stands on this cosigner. */
+export type CeremonyState = 'running' | 'pending' | 'committed' | 'discarded';
+
+/** What `finish` did: committed (the row now signs), discarded, or nothing pending for the session. */
+export type FinishOutcome = { done: 'committed'; row: ShareRow } | { done: 'discarded' } | { done: 'not-pending' };
 
 /** One sealed share: the ciphertext, and the public facts its AES-GCM additional data binds. */
 export interface ShareRow {
@@ -77,50 +94,115 @@ export class CosignerStore {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
+    // A ceremony's rounds live in memory: those that were running when this process stopped
+    // cannot go on (their pending shares, if any, stay until the coordinator commits or drops them).
+    this.db
+      .prepare("UPDATE ceremonies SET state = 'discarded', updated_at = ? WHERE state = 'running'")
+      .run(Date.now());
+  }
+
+  /**
+   * Records a new ceremony before any of its state exists here. Refused (returns why) when the
+   * session id was used before, or another ceremony of the same key version is running (younger
+   * than `ttlMs`) or holds a pending share: a second DKG or refresh never replaces the first's.
+   */
+  beginCeremony(
+    c: { sessionId: string; keyId: string; version: number; kind: string; epoch: number },
+    at: Date,
+    ttlMs: number,
+  ): 'ok' | 'session-used' | { busy: string } {
+    return this.db.transaction(() => {
+      if (this.db.prepare('SELECT 1 FROM ceremonies WHERE session_id = ?').get(c.sessionId)) return 'session-used';
+      const busy = this.db
+        .prepare(
+          `SELECT session_id FROM ceremonies WHERE key_id = ? AND version = ?
+           AND (state = 'pending' OR (state = 'running' AND updated_at > ?))`,
+        )
+        .get(c.keyId, c.version, at.getTime() - ttlMs) as { session_id: string } | undefined;
+      if (busy) return { busy: busy.session_id };
+      this.db
+        .prepare(
+          `INSERT INTO ceremonies (session_id, key_id, version, kind, epoch, state, started_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`,
+        )
+        .run(c.sessionId, c.keyId, c.version, c.kind, c.epoch, at.getTime(), at.getTime());
+      return 'ok' as const;
+    })();
+  }
+
+  /** A ceremony's state here, or undefined when this cosigner never saw it. */
+  ceremonyState(sessionId: string): CeremonyState | undefined {
+    const r = this.db.prepare('SELECT state FROM ceremonies WHERE session_id = ?').get(sessionId) as
+      | { state: CeremonyState }
+      | undefined;
+    return r?.state;
+  }
+
+  /** A running ceremony that failed here: it can no longer go on. */
+  abandonCeremony(sessionId: string): void {
+    this.db
+      .prepare("UPDATE ceremonies SET state = 'discarded', updated_at = ? WHERE session_id = ? AND state = 'running'")
+      .run(Date.now(), sessionId);
   }
 
   /** A finished ceremony's share, not yet signing until `finish` commits it. */
   putPending(s: Omit<ShareRow, 'state'>, at: Date): void {
-    this.db
-      .prepare(
-        `INSERT INTO shares (key_id, version, epoch, state, session_id, algorithm, group_id, public_package, sealed, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        s.keyId,
-        s.version,
-        s.epoch,
-        s.sessionId,
-        s.algorithm,
-        Buffer.from(s.groupId),
-        s.publicPackage,
-        Buffer.from(s.sealed),
-        at.getTime(),
-      );
+    this.db.transaction(() => {
+      const moved = this.db
+        .prepare("UPDATE ceremonies SET state = 'pending', updated_at = ? WHERE session_id = ? AND state = 'running'")
+        .run(at.getTime(), s.sessionId);
+      if (moved.changes !== 1) throw new Error(`ceremony ${s.sessionId} is not running here`);
+      this.db
+        .prepare(
+          `INSERT INTO shares (key_id, version, epoch, state, session_id, algorithm, group_id, public_package, sealed, created_at)
+           VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          s.keyId,
+          s.version,
+          s.epoch,
+          s.sessionId,
+          s.algorithm,
+          Buffer.from(s.groupId),
+          s.publicPackage,
+          Buffer.from(s.sealed),
+          at.getTime(),
+        );
+    })();
   }
 
   /**
-   * Commits a ceremony: its share becomes the one that signs and every other epoch of the key
-   * version is deleted (the refreshed-away shares). Or discards the pending share. Returns the
-   * committed share, or undefined when the session has no pending share.
+   * Commits a ceremony: its pending share becomes the one that signs and every other epoch of
+   * the key version is deleted (the refreshed-away shares). Or discards the session's pending
+   * share (or its running rounds). Only this session's rows are touched; `not-pending` when the
+   * session has nothing to commit (or discard) here.
    */
-  finish(sessionId: string, commit: boolean): ShareRow | undefined {
-    const out = this.db.transaction(() => {
+  finish(sessionId: string, commit: boolean): FinishOutcome {
+    const now = Date.now();
+    const out = this.db.transaction((): FinishOutcome => {
       const row = this.db.prepare("SELECT * FROM shares WHERE session_id = ? AND state = 'pending'").get(sessionId) as
         | Row
         | undefined;
-      if (!row) return undefined;
+      const mark = (state: CeremonyState, from: CeremonyState[]) =>
+        this.db
+          .prepare(
+            `UPDATE ceremonies SET state = ?, updated_at = ? WHERE session_id = ?
+             AND state IN (${from.map(() => '?').join(', ')})`,
+          )
+          .run(state, now, sessionId, ...from).changes;
       if (!commit) {
-        this.db.prepare('DELETE FROM shares WHERE session_id = ?').run(sessionId);
-        return undefined;
+        if (row) this.db.prepare("DELETE FROM shares WHERE session_id = ? AND state = 'pending'").run(sessionId);
+        return mark('discarded', ['running', 'pending']) || row ? { done: 'discarded' } : { done: 'not-pending' };
       }
+      if (!row) return { done: 'not-pending' };
       this.db
         .prepare('DELETE FROM shares WHERE key_id = ? AND version = ? AND epoch <> ?')
         .run(row.key_id, row.version, row.epoch);
       this.db.prepare("UPDATE shares SET state = 'active' WHERE session_id = ?").run(sessionId);
-      return fromRow({ ...row, state: 'active' });
+      mark('committed', ['pending']);
+      return { done: 'committed', row: fromRow({ ...row, state: 'active' }) };
     })();
-    this.scrub();
+    if (out.done !== 'not-pending') this.scrub();
     return out;
   }
 
@@ -131,15 +213,6 @@ export class CosignerStore {
    */
   private scrub(): void {
     this.db.pragma('wal_checkpoint(TRUNCATE)');
-  }
-
-  /** Drops pending shares of a key version whose ceremony never finished (a coordinator crash). */
-  discardPending(keyId: string, version: number): void {
-    if (
-      this.db.prepare("DELETE FROM shares WHERE key_id = ? AND version = ? AND state = 'pending'").run(keyId, version)
-        .changes
-    )
-      this.scrub();
   }
 
   active(keyId: string, version: number): ShareRow | undefined {
@@ -154,8 +227,24 @@ export class CosignerStore {
     return (this.db.prepare('SELECT * FROM shares ORDER BY key_id, version, epoch').all() as Row[]).map(fromRow);
   }
 
-  destroy(keyId: string, version: number): number {
-    const n = this.db.prepare('DELETE FROM shares WHERE key_id = ? AND version = ?').run(keyId, version).changes;
+  /** The pending share of a session, if it has one here. */
+  pendingOf(sessionId: string): ShareRow | undefined {
+    const r = this.db.prepare("SELECT * FROM shares WHERE session_id = ? AND state = 'pending'").get(sessionId) as
+      | Row
+      | undefined;
+    return r && fromRow(r);
+  }
+
+  /**
+   * Destroys the shares of a key version: all of them, or with `sessionId` only those that
+   * ceremony made (a replica cleaning up after itself cannot touch another ceremony's shares).
+   */
+  destroy(keyId: string, version: number, sessionId?: string): number {
+    const n = sessionId
+      ? this.db
+          .prepare('DELETE FROM shares WHERE key_id = ? AND version = ? AND session_id = ?')
+          .run(keyId, version, sessionId).changes
+      : this.db.prepare('DELETE FROM shares WHERE key_id = ? AND version = ?').run(keyId, version).changes;
     this.scrub();
     return n;
   }

@@ -7,7 +7,7 @@ import type { AuditEntry } from '../../core/audit/chain.js';
 import type { NonceRecord, RecordState, RequestRecord } from '../../core/replay/records.js';
 import type { Algorithm } from '../config/schema.js';
 import type { StoredCheckpoint } from './audit.js';
-import type { KeyRecord, KeyState, PolicyRecord, ThresholdInfo } from './store.js';
+import type { CeremonyRecord, KeyRecord, KeyState, PolicyRecord, ThresholdInfo } from './store.js';
 
 type Int = number | string | bigint;
 const int = (v: Int) => Number(v);
@@ -193,3 +193,38 @@ export function checkpointRecord(r: CheckpointRow): StoredCheckpoint {
     signature: r.signature,
   };
 }
+
+export interface CeremonyRow {
+  session_id: string;
+  key_id: string;
+  version: number;
+  kind: string;
+  participants: string;
+  step: string;
+  plan: string;
+  started_at: Int;
+}
+
+export const ceremonyRecord = (r: CeremonyRow): CeremonyRecord => ({
+  sessionId: r.session_id,
+  keyId: r.key_id,
+  version: int(r.version),
+  kind: r.kind as CeremonyRecord['kind'],
+  participants: JSON.parse(r.participants) as number[],
+  step: r.step as CeremonyRecord['step'],
+  plan: r.plan,
+  startedAt: new Date(int(r.started_at)),
+});
+
+/** (session_id, key_id, version, kind, participants, step, plan, started_at) */
+export const ceremonyValues = (c: CeremonyRecord) =>
+  [
+    c.sessionId,
+    c.keyId,
+    c.version,
+    c.kind,
+    JSON.stringify(c.participants),
+    c.step,
+    c.plan,
+    c.startedAt.getTime(),
+  ] as const;

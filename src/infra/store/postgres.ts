@@ -10,7 +10,10 @@ import { Batcher, type Settled } from './batcher.js';
 import {
   type AuditRow,
   auditEntry,
+  type CeremonyRow,
   type CheckpointRow,
+  ceremonyRecord,
+  ceremonyValues,
   checkpointRecord,
   checkpointValues,
   type KeyRow,
@@ -27,6 +30,7 @@ import { MAX_GROUP_SIZE, type ReserveOp, reserveOp, runGroup } from './postgres/
 import { q } from './postgres/sql.js';
 import { type AuditOf, inTransaction, isUniqueViolation, withRetries } from './postgres/transaction.js';
 import {
+  type CeremonyRecord,
   KeyExistsError,
   type KeyRecord,
   type KeyState,
@@ -117,26 +121,70 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     return new PostgresStore(pool, poolSize);
   }
 
-  async insertKey(k: KeyRecord, audit: AuditDraft[]): Promise<void> {
-    await this.keyChange(k, [q('insertKey', keyValues(k))], audit);
-  }
-
-  async rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date, audit: AuditDraft[]): Promise<void> {
-    const values = [...keyValues(next), next.createdAt.getTime(), retireAt.getTime(), previousVersion];
-    await this.keyChange(next, [q('rotateKey', values)], ([r]) => {
-      if (r!.rowCount !== 1) throw new KeyExistsError(`key ${next.keyId} v${previousVersion} is no longer active`);
+  async insertKey(k: KeyRecord, audit: AuditDraft[], ceremony?: string): Promise<void> {
+    const [end, check] = endCeremony(ceremony);
+    await this.keyChange(k, [q('insertKey', keyValues(k)), ...end], (r) => {
+      check(r.slice(1));
       return audit;
     });
   }
 
-  async updateThreshold(keyId: string, version: number, info: ThresholdInfo, audit: AuditDraft[]): Promise<void> {
+  async rotateKey(
+    next: KeyRecord,
+    previousVersion: number,
+    retireAt: Date,
+    audit: AuditDraft[],
+    ceremony?: string,
+  ): Promise<void> {
+    const values = [...keyValues(next), next.createdAt.getTime(), retireAt.getTime(), previousVersion];
+    const [end, check] = endCeremony(ceremony);
+    await this.keyChange(next, [q('rotateKey', values), ...end], ([r, ...rest]) => {
+      if (r!.rowCount !== 1) throw new KeyExistsError(`key ${next.keyId} v${previousVersion} is no longer active`);
+      check(rest);
+      return audit;
+    });
+  }
+
+  async updateThreshold(
+    keyId: string,
+    version: number,
+    info: ThresholdInfo,
+    audit: AuditDraft[],
+    ceremony?: string,
+  ): Promise<void> {
     checkDrafts(audit);
+    const [end, check] = endCeremony(ceremony);
     await withRetries(this.pool, (c) =>
-      inTransaction(c, [q('updateThreshold', [JSON.stringify(info), keyId, version])], ([r]) => {
+      inTransaction(c, [q('updateThreshold', [JSON.stringify(info), keyId, version]), ...end], ([r, ...rest]) => {
         if (r!.rowCount !== 1) throw new Error(`key ${keyId} v${version} is not stored`);
+        check(rest);
         return audit;
       }),
     );
+  }
+
+  async putCeremony(c: CeremonyRecord, audit: AuditDraft[]): Promise<void> {
+    checkDrafts(audit);
+    try {
+      await withRetries(this.pool, (cl) => inTransaction(cl, [q('putCeremony', [...ceremonyValues(c)])], audit), {
+        retryUnique: false,
+      });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new KeyExistsError(`a ceremony of key ${c.keyId} v${c.version} is in progress`);
+      throw e;
+    }
+  }
+
+  async listCeremonies(): Promise<CeremonyRecord[]> {
+    return (await this.pool.query<CeremonyRow>(q('listCeremonies', []))).rows.map(ceremonyRecord);
+  }
+
+  async dropCeremony(sessionId: string, audit: AuditDraft[]): Promise<boolean> {
+    checkDrafts(audit);
+    const [r] = await withRetries(this.pool, (c) =>
+      inTransaction(c, [q('dropCeremony', [sessionId])], ([gone]) => (gone!.rowCount === 1 ? audit : [])),
+    );
+    return r!.rowCount === 1;
   }
 
   async setKeyState(
@@ -336,6 +384,21 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
       throw e;
     }
   }
+}
+
+/**
+ * The statement removing the ceremony a key change completes, and the check that it removed
+ * one: a ceremony finished or rolled back elsewhere fails (and rolls back) the key change.
+ */
+function endCeremony(sessionId: string | undefined): [pg.QueryConfig[], (r: pg.QueryResult[]) => void] {
+  if (sessionId === undefined) return [[], () => undefined];
+  return [
+    [q('dropCeremony', [sessionId])],
+    ([r]) => {
+      if (r!.rowCount !== 1)
+        throw new Error(`ceremony ${sessionId} is no longer stored: finished or rolled back elsewhere`);
+    },
+  ];
 }
 
 /** The outcome of each call of a run that commits as a whole (a failed run fails them all). */

@@ -20,7 +20,10 @@ import { Batcher, type Settled } from './batcher.js';
 import {
   type AuditRow,
   auditEntry,
+  type CeremonyRow,
   type CheckpointRow,
+  ceremonyRecord,
+  ceremonyValues,
   checkpointRecord,
   checkpointValues,
   type KeyRow,
@@ -37,6 +40,7 @@ import { migrateSqlite } from './migrations/sqlite.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
+  type CeremonyRecord,
   KeyExistsError,
   type KeyRecord,
   type KeyState,
@@ -78,29 +82,75 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     this.group = new Batcher((ops) => this.commitGroup(ops));
   }
 
-  insertKey(k: KeyRecord, audit: AuditDraft[]): Promise<void> {
+  insertKey(k: KeyRecord, audit: AuditDraft[], ceremony?: string): Promise<void> {
     return this.write(() => {
       this.insertKeyRow(k);
+      this.endCeremony(ceremony);
       this.append(audit);
     });
   }
 
-  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date, audit: AuditDraft[]): Promise<void> {
+  rotateKey(
+    next: KeyRecord,
+    previousVersion: number,
+    retireAt: Date,
+    audit: AuditDraft[],
+    ceremony?: string,
+  ): Promise<void> {
     return this.write(() => {
       const moved = this.q.retireActive.run(next.createdAt.getTime(), retireAt.getTime(), next.keyId, previousVersion);
       if (moved.changes !== 1) throw new KeyExistsError(`key ${next.keyId} v${previousVersion} is no longer active`);
       this.insertKeyRow(next);
+      this.endCeremony(ceremony);
       this.append(audit);
     });
   }
 
-  updateThreshold(keyId: string, version: number, info: ThresholdInfo, audit: AuditDraft[]): Promise<void> {
+  updateThreshold(
+    keyId: string,
+    version: number,
+    info: ThresholdInfo,
+    audit: AuditDraft[],
+    ceremony?: string,
+  ): Promise<void> {
     return this.write(() => {
       if (this.q.updateThreshold.run(JSON.stringify(info), keyId, version).changes !== 1) {
         throw new Error(`key ${keyId} v${version} is not stored`);
       }
+      this.endCeremony(ceremony);
       this.append(audit);
     });
+  }
+
+  putCeremony(c: CeremonyRecord, audit: AuditDraft[]): Promise<void> {
+    return this.write(() => {
+      try {
+        this.q.putCeremony.run(...ceremonyValues(c));
+      } catch (e) {
+        if (isConstraint(e)) throw new KeyExistsError(`a ceremony of key ${c.keyId} v${c.version} is in progress`);
+        throw e;
+      }
+      this.append(audit);
+    });
+  }
+
+  async listCeremonies(): Promise<CeremonyRecord[]> {
+    return (this.q.listCeremonies.all() as CeremonyRow[]).map(ceremonyRecord);
+  }
+
+  dropCeremony(sessionId: string, audit: AuditDraft[]): Promise<boolean> {
+    return this.write(() => {
+      if (this.q.dropCeremony.run(sessionId).changes !== 1) return false;
+      this.append(audit);
+      return true;
+    });
+  }
+
+  /** Removes the ceremony a key change completes; throws (rolling the change back) if it is gone. */
+  private endCeremony(sessionId: string | undefined): void {
+    if (sessionId !== undefined && this.q.dropCeremony.run(sessionId).changes !== 1) {
+      throw new Error(`ceremony ${sessionId} is no longer stored: finished or rolled back elsewhere`);
+    }
   }
 
   setKeyState(

@@ -37,6 +37,24 @@ export interface ThresholdInfo {
   publicPackage: string;
 }
 
+/**
+ * A threshold ceremony (DKG or share refresh) in progress, stored before any cosigner changes
+ * state and removed in the transaction that activates its outcome or records its rollback.
+ * At most one per key version.
+ */
+export interface CeremonyRecord {
+  sessionId: string;
+  keyId: string;
+  version: number;
+  kind: 'dkg' | 'refresh';
+  participants: number[];
+  /** started: rounds running, nothing agreed. prepared: every cosigner holds the pending share of `plan`'s package. */
+  step: 'started' | 'prepared';
+  /** JSON: what the key becomes once every cosigner committed (src/signer/threshold/plan.ts). */
+  plan: string;
+  startedAt: Date;
+}
+
 /** One version of a named policy; every version is kept, so changes are on record. */
 export interface PolicyRecord {
   name: string;
@@ -57,8 +75,12 @@ export interface PolicyRecord {
  * are durable together or not at all. A change that does not apply writes no entry.
  */
 export interface Store {
-  /** Inserts a key version; fails with `KeyExistsError` if (keyId, version) or its CKA_ID exists. */
-  insertKey(k: KeyRecord, audit: AuditDraft[]): Promise<void>;
+  /**
+   * Inserts a key version; fails with `KeyExistsError` if (keyId, version) or its CKA_ID exists.
+   * `ceremony`: the session whose outcome this is, removed in the same transaction (which fails
+   * when that ceremony is no longer stored: another replica finished or rolled it back).
+   */
+  insertKey(k: KeyRecord, audit: AuditDraft[], ceremony?: string): Promise<void>;
   /** Every version of every key, by key id then version. */
   listKeys(): Promise<KeyRecord[]>;
   /**
@@ -66,9 +88,30 @@ export interface Store {
    * one transaction. Fails with KeyExistsError when another replica rotated first (the
    * version exists or `previousVersion` is no longer active).
    */
-  rotateKey(next: KeyRecord, previousVersion: number, retireAt: Date, audit: AuditDraft[]): Promise<void>;
+  rotateKey(
+    next: KeyRecord,
+    previousVersion: number,
+    retireAt: Date,
+    audit: AuditDraft[],
+    ceremony?: string,
+  ): Promise<void>;
   /** Records a threshold version's refreshed shares (new epoch, public package); throws if the version is gone. */
-  updateThreshold(keyId: string, version: number, info: ThresholdInfo, audit: AuditDraft[]): Promise<void>;
+  updateThreshold(
+    keyId: string,
+    version: number,
+    info: ThresholdInfo,
+    audit: AuditDraft[],
+    ceremony?: string,
+  ): Promise<void>;
+  /**
+   * Stores a ceremony or moves it to its next step (same session id); a second ceremony of the
+   * same key version is refused with `KeyExistsError`.
+   */
+  putCeremony(c: CeremonyRecord, audit: AuditDraft[]): Promise<void>;
+  /** Every stored ceremony, oldest first. */
+  listCeremonies(): Promise<CeremonyRecord[]>;
+  /** Removes a rolled-back ceremony with its entries; false (and no entry) when it was not stored. */
+  dropCeremony(sessionId: string, audit: AuditDraft[]): Promise<boolean>;
   /** Moves a version to `to` if its state is one of `from`; false (and no entry) when it was not. */
   setKeyState(
     keyId: string,

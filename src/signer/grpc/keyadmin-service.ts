@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { SignerError } from '../../core/errors.js';
+import { isThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { Authorizer } from '../../infra/grpc/auth.js';
 import { unary } from '../../infra/grpc/unary.js';
 import type { Logger } from '../../infra/log.js';
@@ -28,6 +29,16 @@ export function keyAdminHandlers(deps: {
 }): grpc.UntypedServiceImplementation {
   // Each change is audited by the registry that makes it, in the change's own transaction.
   const { auth, keys, policies, jobs, overlapMs, log } = deps;
+  /** A threshold key's DKG holds the job lock of scheduled rotation and refresh: one ceremony per key across replicas. */
+  const ceremonyLock = async <T>(keyId: string, threshold: boolean, fn: () => Promise<T>): Promise<T> => {
+    if (!threshold) return fn();
+    const done = await jobs.withJobLock(`rotate:${keyId}`, fn);
+    if (done === undefined) {
+      const why = `key "${keyId}" is being created, rotated or refreshed elsewhere; retry`;
+      throw new SignerError('KEY_ROTATION_CONFLICT', why, { keyId });
+    }
+    return done;
+  };
   return {
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
@@ -37,7 +48,10 @@ export function keyAdminHandlers(deps: {
           'REQUEST_INVALID',
           'algorithm must be ECDSA_SECP256K1, ECDSA_P256, ED25519, FROST_ED25519 or FROST_SECP256K1_TR',
         );
-      const key = await keys.create(requireId('key_id', 'key', call.request.keyId), algorithm, { client: id.client });
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      const key = await ceremonyLock(keyId, isThresholdAlgorithm(algorithm), () =>
+        keys.create(keyId, algorithm, { client: id.client }),
+      );
       log.info({ client: id.client, keyId: key.keyId, algorithm }, 'key created by admin');
       return keyToWire(key);
     }),
@@ -45,9 +59,13 @@ export function keyAdminHandlers(deps: {
     RotateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; overlapSeconds: number }, unknown>) => {
       const id = auth.require(call, 'admin');
       const overlap = call.request.overlapSeconds > 0 ? call.request.overlapSeconds * 1000 : overlapMs;
-      const { next, previous } = await keys.rotate(requireId('key_id', 'key', call.request.keyId), overlap, {
-        client: id.client,
-      });
+      const keyId = requireId('key_id', 'key', call.request.keyId);
+      // A key made on another replica may not be loaded here yet (a version keeps its key's algorithm).
+      if (!keys.has(keyId)) await keys.load();
+      const threshold = keys.has(keyId) && isThresholdAlgorithm(keys.history(keyId)[0]!.algorithm);
+      const { next, previous } = await ceremonyLock(keyId, threshold, () =>
+        keys.rotate(keyId, overlap, { client: id.client }),
+      );
       const after = keys.history(next.keyId);
       return {
         active: keyToWire(after.find((k) => k.version === next.version)!),

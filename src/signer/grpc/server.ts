@@ -60,6 +60,9 @@ const SERVICES = ['', 'signer.v1.Signer', 'signer.v1.KeyAdmin', 'signer.v1.Audit
  */
 const REPLAY_RETENTION_MS = 2 * 3600_000 + 60_000;
 
+/** How often stored (interrupted) threshold ceremonies are tried again. */
+const CEREMONY_RETRY_MS = 15_000;
+
 /**
  * Opens the HSM and the store, then serves Signer, KeyAdmin, health and reflection over mutual
  * TLS. Health follows the HSM: NOT_SERVING while the token is unavailable.
@@ -83,8 +86,10 @@ export async function startSigner(
   let onRollback = () => {};
   const rollback = await openRollbackGuard(hsm, store, config.rollback, metrics, () => onRollback(), log);
   const cosigners = config.threshold ? new CosignerClients(config.threshold, caFileFor(config.tls, 'peer')) : undefined;
-  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, log));
+  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, store, log));
   await keys.load();
+  // A DKG or refresh a crash interrupted is finished or undone before anything signs.
+  await keys.recoverCeremonies();
   keys.startRefresh(config.refreshMs);
   const auditKey = await keys.serviceKey('_audit', 'ed25519');
   const checkpointer = new Checkpointer(
@@ -136,6 +141,10 @@ export async function startSigner(
     keys.retireDue().catch((e) => log.warn({ err: (e as Error).message }, 'retiring key versions failed'));
   }, config.refreshMs);
   retirer.unref();
+  // A ceremony left stored because a cosigner was unreachable is finished once it is back
+  // (one query when there is none; never concurrently with a ceremony: job lock + registry order).
+  const settler = setInterval(() => void keys.recoverCeremonies(), CEREMONY_RETRY_MS);
+  settler.unref();
   const pruner = setInterval(() => {
     const now = Date.now();
     store
@@ -232,6 +241,7 @@ export async function startSigner(
       http?.close();
       clearInterval(pruner);
       clearInterval(retirer);
+      clearInterval(settler);
       await scheduler.stop();
       policies.stop();
       keys.stop();

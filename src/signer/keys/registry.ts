@@ -2,13 +2,14 @@ import { EventEmitter } from 'node:events';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
-import { isThresholdAlgorithm } from '../../core/frost/suites.js';
+import { isThresholdAlgorithm, type ThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { Algorithm, HsmAlgorithm } from '../../infra/config/schema.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
 import { destroyPrivateKey, generateKeyPair, readPublicKey } from '../../infra/hsm/keypair.js';
 import type { Logger } from '../../infra/log.js';
 import { KeyExistsError, type KeyRecord, type KeyState, type Store } from '../../infra/store/store.js';
-import type { Ceremonies } from '../threshold/ceremonies.js';
+import type { Activate, Ceremonies } from '../threshold/ceremonies.js';
+import type { CeremonyPlan } from '../threshold/plan.js';
 
 const KEY_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Keys the service uses itself; clients can neither create nor sign with them. */
@@ -176,6 +177,12 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       await this.reload();
       const previous = this.get(keyId);
       const latest = Math.max(...this.history(keyId).map((v) => v.version));
+      if (isThresholdAlgorithm(previous.algorithm)) {
+        const r = { keyId, version: latest + 1, algorithm: previous.algorithm };
+        const next = await this.thresholdVersion(r, { op: 'rotate', previousVersion: previous.version, overlapMs, by });
+        this.log?.info({ keyId, from: previous.version, to: next.version }, 'key rotated');
+        return { next, previous };
+      }
       const next = await this.newVersion(keyId, latest + 1, previous.algorithm, now);
       const facts = { previousVersion: String(previous.version), overlapSeconds: String(Math.round(overlapMs / 1000)) };
       const audit = [keyEvent('key.rotate', now, by, next, facts)];
@@ -250,20 +257,92 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
    */
   refreshShares(keyId: string, by: Actor): Promise<KeyRecord> {
     return this.exclusive(async () => {
+      // An interrupted ceremony of this key is finished or undone first (the caller holds its job lock).
+      await this.requireCeremonies().recover(this.activate, keyId);
       await this.reload();
       const k = this.get(keyId);
       if (!k.threshold)
         throw new SignerError('KEY_STATE_INVALID', `key "${keyId}" is not a threshold key; rotate it instead`, {
           keyId,
         });
-      const info = await this.requireCeremonies().refresh(k, (next) => {
-        const audit = [keyEvent('key.refresh', new Date(), by, k, { epoch: String(next.epoch) })];
-        return this.store.updateThreshold(k.keyId, k.version, next, audit);
-      });
+      await this.requireCeremonies().refresh(k, by, this.activate);
       await this.reload();
-      return { ...k, threshold: info };
+      return this.get(keyId);
     });
   }
+
+  /**
+   * At start (and when asked): finishes or undoes the threshold ceremonies a crash interrupted,
+   * each under its key's job lock, so a replica never settles a ceremony another is running.
+   * Never throws: a ceremony that cannot be settled now is logged and tried again next time.
+   */
+  async recoverCeremonies(jobs: Pick<Store, 'withJobLock'> = this.store): Promise<void> {
+    if (!this.ceremonies) return;
+    let keyIds: Set<string>;
+    try {
+      keyIds = new Set((await this.store.listCeremonies()).map((c) => c.keyId));
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message }, 'stored threshold ceremonies could not be read');
+      return;
+    }
+    for (const keyId of keyIds) {
+      try {
+        const run = () =>
+          this.exclusive(async () => {
+            await this.requireCeremonies().recover(this.activate, keyId);
+            await this.reload();
+          });
+        // Another replica holding the lock is running (or settling) this key's ceremony itself.
+        await jobs.withJobLock(`rotate:${keyId}`, run);
+      } catch (e) {
+        this.log?.error({ keyId, err: (e as Error).message }, 'an interrupted threshold ceremony could not be settled');
+      }
+    }
+  }
+
+  /**
+   * A new threshold key version by DKG, activated (with its audit entry) only once every
+   * cosigner committed its share. An interrupted ceremony of the key is settled first.
+   */
+  private async thresholdVersion(
+    r: { keyId: string; version: number; algorithm: ThresholdAlgorithm },
+    intent: Pick<CeremonyPlan, 'op' | 'previousVersion' | 'overlapMs' | 'by'>,
+  ): Promise<KeyRecord> {
+    const ceremonies = this.requireCeremonies();
+    await ceremonies.recover(this.activate, r.keyId);
+    await this.reload();
+    if (this.versions.get(r.keyId)?.some((v) => v.version >= r.version)) {
+      // The ceremony just finished made this version: the caller's view is stale.
+      const why = `key "${r.keyId}" changed while an interrupted ceremony was finished; retry`;
+      throw new SignerError('KEY_ROTATION_CONFLICT', why, { keyId: r.keyId });
+    }
+    await ceremonies.generate(r, intent, this.activate);
+    await this.reload();
+    const k = this.versions.get(r.keyId)?.find((v) => v.version === r.version);
+    if (!k) throw new Error(`key ${r.keyId} v${r.version} was activated but is not served`);
+    this.log?.info({ keyId: r.keyId, algorithm: r.algorithm, version: r.version }, 'threshold key version created');
+    return k;
+  }
+
+  /** A ceremony's outcome, its audit entry and the ceremony's removal: one store transaction. */
+  private readonly activate: Activate = async (change, sessionId, by, resumed) => {
+    const now = new Date();
+    const facts = { sessionId, ...(resumed ? { resumed: 'true' } : {}) };
+    if (change.op === 'refresh') {
+      const k = { keyId: change.keyId, version: change.version };
+      const audit = [keyEvent('key.refresh', now, by, k, { ...facts, epoch: String(change.info.epoch) })];
+      return this.store.updateThreshold(change.keyId, change.version, change.info, audit, sessionId);
+    }
+    const k = change.record;
+    if (change.op === 'create') {
+      const audit = [keyEvent('key.create', now, by, k, { ...facts, algorithm: k.algorithm })];
+      return this.store.insertKey(k, audit, sessionId);
+    }
+    const overlapSeconds = String(Math.round((change.retireAt.getTime() - now.getTime()) / 1000));
+    const rotated = { ...facts, previousVersion: String(change.previousVersion), overlapSeconds };
+    const audit = [keyEvent('key.rotate', now, by, k, rotated)];
+    return this.store.rotateKey(k, change.previousVersion, change.retireAt, audit, sessionId);
+  };
 
   /**
    * Disables verify-only versions whose overlap has ended; idempotent across replicas (the
@@ -367,6 +446,8 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
 
   private async generate(keyId: string, algorithm: Algorithm, by: Actor): Promise<KeyRecord> {
     if (this.versions.has(keyId)) throw new SignerError('KEY_EXISTS', `key "${keyId}" exists`, { keyId });
+    if (isThresholdAlgorithm(algorithm))
+      return this.thresholdVersion({ keyId, version: 1, algorithm }, { op: 'create', by });
     const now = new Date();
     const record = await this.newVersion(keyId, 1, algorithm, now);
     try {
@@ -382,7 +463,7 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
   }
 
   /** Generates a version's key pair inside the HSM; the record is not stored yet. */
-  private async newVersion(keyId: string, version: number, algorithm: Algorithm, now: Date): Promise<KeyRecord> {
+  private async newVersion(keyId: string, version: number, algorithm: HsmAlgorithm, now: Date): Promise<KeyRecord> {
     const base = {
       keyId,
       version,
@@ -392,16 +473,18 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
       stateChangedAt: now,
       retireAt: null,
     };
-    if (isThresholdAlgorithm(algorithm))
-      return { ...base, ...(await this.requireCeremonies().generate(keyId, version, algorithm)) };
     const { ckaId, publicKey } = await generateKeyPair(this.hsm, algorithm, `${keyId}/v${version}`);
     return { ...base, ckaId, publicKey };
   }
 
-  /** Removes a generated key (pair or shares) that lost a race to another replica. */
+  /**
+   * Removes a generated key pair that lost a race to another replica. (A threshold version's
+   * ceremony removes only the shares it made itself: Ceremonies.complete.)
+   */
   private async discard(k: KeyRecord): Promise<void> {
-    const done = k.threshold ? this.requireCeremonies().destroy(k) : destroyPrivateKey(this.hsm, k.ckaId, true);
-    await done.catch((e) => this.log?.warn({ err: (e as Error).message }, 'could not remove an unused key'));
+    await destroyPrivateKey(this.hsm, k.ckaId, true).catch((e) =>
+      this.log?.warn({ err: (e as Error).message }, 'could not remove an unused key'),
+    );
   }
 
   private requireCeremonies(): Ceremonies {

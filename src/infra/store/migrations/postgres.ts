@@ -134,6 +134,25 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     // this version gets its tree built here from the stored entries.
     up: migrateAuditTree,
   },
+  {
+    version: 3,
+    name: 'threshold ceremonies',
+    // A DKG or refresh in progress, written before any cosigner changes state, so a restarted
+    // signer resumes or rolls it back (src/signer/threshold/recovery.ts). One per key version.
+    async up(c) {
+      await c.query(`CREATE TABLE ceremonies (
+        session_id   TEXT    PRIMARY KEY,
+        key_id       TEXT    NOT NULL,
+        version      INTEGER NOT NULL,
+        kind         TEXT    NOT NULL CHECK (kind IN ('dkg', 'refresh')),
+        participants TEXT    NOT NULL,
+        step         TEXT    NOT NULL CHECK (step IN ('started', 'prepared')),
+        plan         TEXT    NOT NULL,
+        started_at   BIGINT  NOT NULL,
+        UNIQUE (key_id, version)
+      )`);
+    },
+  },
 ];
 
 /** Table -> columns of the schema the connection works in. */

@@ -143,7 +143,29 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       SqliteAuditTree.migrate(db, (from, limit) => (read.all(from, limit) as AuditRow[]).map(auditEntry));
     },
   },
+  {
+    version: 3,
+    name: 'threshold ceremonies',
+    // A DKG or refresh in progress, written before any cosigner changes state, so a restarted
+    // signer resumes or rolls it back (src/signer/threshold/recovery.ts). One per key version.
+    up(db) {
+      db.exec(CEREMONIES);
+    },
+  },
 ];
+
+const CEREMONIES = `
+CREATE TABLE ceremonies (
+  session_id   TEXT    PRIMARY KEY,
+  key_id       TEXT    NOT NULL,
+  version      INTEGER NOT NULL,
+  kind         TEXT    NOT NULL CHECK (kind IN ('dkg', 'refresh')),
+  participants TEXT    NOT NULL,
+  step         TEXT    NOT NULL CHECK (step IN ('started', 'prepared')),
+  plan         TEXT    NOT NULL,
+  started_at   INTEGER NOT NULL,
+  UNIQUE (key_id, version)
+)`;
 
 function tables(db: Database.Database): string[] {
   const rows = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as Array<{ name: string }>;

@@ -162,6 +162,12 @@ export const SQL = {
     ON CONFLICT (seq) DO NOTHING`,
   checkpoints: `SELECT seq, head_hash, at, key_id, key_version, signature FROM audit_checkpoints
     WHERE seq >= $1::bigint AND seq <= $2::bigint ORDER BY seq`,
+  putCeremony: `INSERT INTO ceremonies (session_id, key_id, version, kind, participants, step, plan, started_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (session_id) DO UPDATE SET step = excluded.step, plan = excluded.plan`,
+  listCeremonies: `SELECT session_id, key_id, version, kind, participants, step, plan, started_at
+    FROM ceremonies ORDER BY started_at, session_id`,
+  dropCeremony: 'DELETE FROM ceremonies WHERE session_id = $1',
   pruneVelocity: 'DELETE FROM velocity WHERE bucket < $1',
   pruneBatches: 'DELETE FROM batches WHERE created_at < $1',
   // Rows locked in the order reservations and complete() lock them: no lock cycle.

@@ -75,6 +75,13 @@ export function prepareStatements(db: Database.Database) {
        ON CONFLICT (seq) DO NOTHING`,
     ),
     checkpoints: p('SELECT * FROM audit_checkpoints WHERE seq >= ? AND seq <= ? ORDER BY seq'),
+    putCeremony: p(
+      `INSERT INTO ceremonies (session_id, key_id, version, kind, participants, step, plan, started_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (session_id) DO UPDATE SET step = excluded.step, plan = excluded.plan`,
+    ),
+    listCeremonies: p('SELECT * FROM ceremonies ORDER BY started_at, session_id'),
+    dropCeremony: p('DELETE FROM ceremonies WHERE session_id = ?'),
   };
 }
 
