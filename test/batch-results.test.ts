@@ -120,11 +120,8 @@ t.test('every signature of the 10,000 is retrievable through paging with a defau
     // Pages of 1000, and the default page size for one batch.
     const results = await allPages(b.id, k === 0 ? 0 : 1000);
     t.equal(results.length, b.count, `batch from nonce ${b.first}: ${b.count} results`);
-    t.same(
-      results.map((r) => r.signed?.evm.signedTx.toString('hex')),
-      b.signedTx,
-      'the pages hold what SignBatch returned',
-    );
+    const same = results.filter((r, i) => r.signed?.evm.signedTx.toString('hex') === b.signedTx[i]).length;
+    t.equal(same, b.count, 'the pages hold what SignBatch returned');
     total += verified(results, b.first, (n) => 2000n + BigInt(n));
   }
   t.equal(total, ITEMS, 'all 10,000 recovered to the key’s address by ethers, at their nonces and amounts');

@@ -181,20 +181,27 @@ export function signerHandlers(deps: {
 
     WatchKeys: (call: grpc.ServerWritableStream<{ keyId: string }, unknown>) => {
       let client: string;
+      let expiresAt: number;
       let visible: (keyId: string) => boolean;
-      try {
+      // Run at the open and again while the stream lives (KeyWatchers.revalidate).
+      const authorize = () => {
         const id = auth.identify(call);
         const all = id.roles.has('admin') || id.roles.has('auditor');
         if (!all) auth.require(call, 'signer');
+        return { id, all };
+      };
+      try {
+        const { id, all } = authorize();
         // Empty: every key the client may see.
         const only = call.request.keyId === '' ? '' : requireId('key_id', 'key', call.request.keyId);
         client = id.client;
+        expiresAt = id.notAfter;
         visible = (keyId) => (!only || keyId === only) && (all || auth.maySign(id.client, keyId));
       } catch (e) {
         call.emit('error', toServiceError(e, log));
         return;
       }
-      watchers.watch(call, client, visible);
+      watchers.watch(call, client, visible, authorize, expiresAt);
     },
 
     ListKeys: unary(log, async (call: grpc.ServerUnaryCall<unknown, unknown>) => {
