@@ -353,6 +353,11 @@ export const configSchema = z
         name: z.string().regex(/^[^\s+]+$/, 'a key name has no spaces and no "+"'),
         /** Client certificate CNs (from the tls CA) allowed to call, e.g. the signer's. */
         clients: z.array(z.string().min(1)).min(1),
+        /**
+         * Pins per client CN, as `clients.<name>.pins` on a signer. With `tls.crlFile` they are
+         * checked at every call and reloaded (SIGHUP, file watch) like a signer's.
+         */
+        clientPins: z.record(z.string().min(1), pins).default({}),
         /** The logs witnessed: origin line and the log's Ed25519 audit public key (base64, 32 bytes). */
         logs: z.array(z.object({ origin: z.string().min(1), publicKey: base64Key }).strict()).min(1),
         /**
