@@ -34,8 +34,13 @@ const key = await call<{ evmAddress: string }>(admin.keyAdmin, 'CreateKey', {
 const erc20 = new Interface(['function transfer(address to, uint256 amount)']);
 /** An ERC-20 transfer of `amount` at `nonce`, as the payment engine sends it. */
 const item = (nonce: number, amount: bigint) =>
-  transfer({ nonce, to: TEST_TOKEN, value: 0n, gasLimit: 65_000n, data: erc20.encodeFunctionData('transfer', [ALICE, amount]) })
-    .payload;
+  transfer({
+    nonce,
+    to: TEST_TOKEN,
+    value: 0n,
+    gasLimit: 65_000n,
+    data: erc20.encodeFunctionData('transfer', [ALICE, amount]),
+  }).payload;
 
 type Signed = { evm: { signedTx: Buffer }; requestId: string };
 type Result = { signed?: Signed | null; error?: { reason: string } | null };
@@ -101,11 +106,7 @@ t.test('the same nonces, other amounts, in batches of maxItems: all signed, defa
     const res = await signBatch(id, items);
     t.comment(`${count} items signed and returned in ${Date.now() - started} ms`);
     t.equal(res.results.length, count, `batch from nonce ${first}: every result arrived`);
-    t.equal(
-      res.results.filter((r) => r.signed).length,
-      count,
-      'each signed (verified below, compared with the pages)',
-    );
+    t.equal(res.results.filter((r) => r.signed).length, count, 'each signed (verified below, compared with the pages)');
     batches.push({ id, first, count, signedTx: res.results.map((r) => r.signed!.evm.signedTx.toString('hex')) });
   }
   t.equal(
@@ -129,7 +130,12 @@ t.test('every signature of the 10,000 is retrievable through paging with a defau
 
 t.test('another client finds no batch of it; the same answer as for an unknown id', async (t) => {
   const other = ts.as('other-engine');
-  const theirs = await refused(t, getPage(batches[0]!.id, '', 0, other.signer), grpc.status.NOT_FOUND, 'BATCH_NOT_FOUND');
+  const theirs = await refused(
+    t,
+    getPage(batches[0]!.id, '', 0, other.signer),
+    grpc.status.NOT_FOUND,
+    'BATCH_NOT_FOUND',
+  );
   const unknownId = randomUUID();
   const unknown = await refused(t, getPage(unknownId, '', 0, other.signer), grpc.status.NOT_FOUND, 'BATCH_NOT_FOUND');
   t.equal(theirs.message.replace(batches[0]!.id, 'ID'), unknown.message.replace(unknownId, 'ID'), 'same message');
@@ -159,7 +165,11 @@ t.test('a response lost after the commit: the results are read back in pages', a
   await refused(t, signBatch(randomUUID(), [item(ITEMS, 1n)]), grpc.status.ALREADY_EXISTS, 'NONCE_ALREADY_SIGNED');
   const results = await allPages(id, 100, narrow);
   t.equal(results.length, 300);
-  t.equal(verified(results, ITEMS, (n) => 3000n + BigInt(n - ITEMS)), 300, 'all 300 through the narrow client');
+  t.equal(
+    verified(results, ITEMS, (n) => 3000n + BigInt(n - ITEMS)),
+    300,
+    'all 300 through the narrow client',
+  );
   const again = await signBatch(id, items);
   t.same(
     again.results.map((r) => r.signed!.evm.signedTx.toString('hex')),
@@ -167,4 +177,3 @@ t.test('a response lost after the commit: the results are read back in pages', a
     'the pages hold exactly what a retry of the batch returns',
   );
 });
-

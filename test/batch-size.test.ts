@@ -112,8 +112,11 @@ t.test('the largest result of each kind encodes within its bound', async (t) => 
   t.ok(error <= BATCH_RESPONSE_BASE + resultBound(undefined), `item error: ${error} bytes`);
 
   // 10,000 of the largest ERC-20 results, as one response and as one page.
-  const unsigned = transfer({ to: TEST_TOKEN, value: 0n, data: erc20.encodeFunctionData('transfer', [ALICE, U256_MAX]) })
-    .payload;
+  const unsigned = transfer({
+    to: TEST_TOKEN,
+    value: 0n,
+    data: erc20.encodeFunctionData('transfer', [ALICE, U256_MAX]),
+  }).payload;
   const bound = itemBound(unsigned);
   const signedTx = unsigned.evmTransaction.unsignedTx.length + SIGNED_TX_GROWTH;
   const results = Array.from({ length: 10_000 }, () => ({ signed: largestResponse(signedTx) }));

@@ -26,7 +26,13 @@ async function writeConfig(pins: Record<string, string[]> = {}) {
   const clients = Object.fromEntries(
     Object.entries(base.clients).map(([cn, c]) => [cn, pins[cn] ? { ...c, pins: pins[cn] } : c]),
   );
-  const config = { ...base, clients, listen: `127.0.0.1:${port}`, tls: { ...base.tls, crlFile }, log: { level: 'info' } };
+  const config = {
+    ...base,
+    clients,
+    listen: `127.0.0.1:${port}`,
+    tls: { ...base.tls, crlFile },
+    log: { level: 'info' },
+  };
   await writeFile(`${configFile}.new`, JSON.stringify(config, null, 2));
   await rename(`${configFile}.new`, configFile);
 }
@@ -41,7 +47,11 @@ const clientWith = (pair: KeyPair): SignerClients => {
   open.push(c);
   return c;
 };
-const reloads = () => proc.logs().split('\n').filter((l) => l.includes('"msg":"trust reloaded"')).length;
+const reloads = () =>
+  proc
+    .logs()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"trust reloaded"')).length;
 
 interface Watch {
   keys: string[];
@@ -51,9 +61,9 @@ interface Watch {
 }
 /** Opens WatchKeys and resolves once the first key arrived (the stream is established). */
 async function watch(c: SignerClients): Promise<Watch> {
-  const stream = (c.signer as unknown as { WatchKeys(r: object): grpc.ClientReadableStream<{ keyId: string }> }).WatchKeys(
-    { keyId: '' },
-  );
+  const stream = (
+    c.signer as unknown as { WatchKeys(r: object): grpc.ClientReadableStream<{ keyId: string }> }
+  ).WatchKeys({ keyId: '' });
   const w: Watch = { keys: [], cancel: () => stream.cancel() };
   stream.on('data', (k) => w.keys.push(k.keyId));
   stream.on('error', (e: grpc.ServiceError) => {

@@ -59,7 +59,11 @@ await writeConfig();
 const proc = await startSignerProcess(configFile, 60_000, { ready: 'witness started' });
 t.teardown(() => proc.stop('SIGKILL'));
 
-const reloads = () => proc.logs().split('\n').filter((l) => l.includes('"msg":"trust reloaded"')).length;
+const reloads = () =>
+  proc
+    .logs()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"trust reloaded"')).length;
 async function sighup(): Promise<void> {
   const before = reloads();
   proc.child.kill('SIGHUP');
@@ -87,7 +91,8 @@ async function grow(n: number): Promise<{ oldSize: number; consistencyProof: Buf
   const proof = cosigned === 0 ? [] : (await consistencyProof(tree, cosigned, tree.size)).map((p) => Buffer.from(p));
   return { oldSize: cosigned, consistencyProof: proof, checkpoint };
 }
-const addCheckpoint = (c: grpc.Client, req: object) => call<{ cosignature: string; size: string }>(c, 'AddCheckpoint', req);
+const addCheckpoint = (c: grpc.Client, req: object) =>
+  call<{ cosignature: string; size: string }>(c, 'AddCheckpoint', req);
 const latestSize = async (c: grpc.Client) =>
   Number((await call<{ size: string }>(c, 'GetLatest', { origin: ORIGIN })).size);
 
@@ -129,7 +134,12 @@ t.test('pins: a signer certificate that matches none of its pins is refused', as
   const pin = await pinsOf(replacement.files.cert);
   await writeConfig({ 'signer-prod': [pin.spki] });
   await sighup();
-  await refused(t, addCheckpoint(witnessAs(third), await grow(1)), grpc.status.UNAUTHENTICATED, 'CERTIFICATE_NOT_PINNED');
+  await refused(
+    t,
+    addCheckpoint(witnessAs(third), await grow(1)),
+    grpc.status.UNAUTHENTICATED,
+    'CERTIFICATE_NOT_PINNED',
+  );
   const res = await addCheckpoint(witnessAs(replacement), await grow(0));
   t.equal(Number(res.size), 10, 'the pinned certificate is cosigned');
 });

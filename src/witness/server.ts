@@ -3,13 +3,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { encodeVerifierKey, SIG_TYPE_COSIGNATURE_V1 } from '../core/audit/note.js';
 import type { Config } from '../infra/config/schema.js';
 import { signerV1 } from '../infra/grpc/proto.js';
-import {
-  caFileFor,
-  connectionOptions,
-  peerTrust,
-  serverCredentials,
-  startReloader,
-} from '../infra/grpc/server-tls.js';
+import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReloader } from '../infra/grpc/server-tls.js';
 import { Hsm } from '../infra/hsm/hsm.js';
 import type { Logger } from '../infra/log.js';
 import { type WitnessCallers, witnessGrpc } from './grpc.js';

@@ -6,7 +6,14 @@ import type { Completion, ReplayStore, ReservePlan, ReserveRequest, ReserveView 
 import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
 import type { AuditTreeStore, StoredNote } from './audit-tree.js';
-import { BATCH_ITEMS_SQL, type BatchItemRow, type BatchPage, type BatchResultStore, batchItemIds, batchPage } from './batch-results.js';
+import {
+  BATCH_ITEMS_SQL,
+  type BatchItemRow,
+  type BatchPage,
+  type BatchResultStore,
+  batchItemIds,
+  batchPage,
+} from './batch-results.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
   type AuditRow,
@@ -319,9 +326,19 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     return results[2]!.rowCount ?? 0;
   }
 
-  async batchResults(client: string, batchId: string, from: number, count: number, now: Date): Promise<BatchPage | undefined> {
+  async batchResults(
+    client: string,
+    batchId: string,
+    from: number,
+    count: number,
+    now: Date,
+  ): Promise<BatchPage | undefined> {
     const values = [client, batchId, batchItemIds(batchId, from, count)];
-    const { rows } = await this.pool.query<BatchItemRow>({ name: 'signer_batchItems', text: BATCH_ITEMS_SQL.postgres, values });
+    const { rows } = await this.pool.query<BatchItemRow>({
+      name: 'signer_batchItems',
+      text: BATCH_ITEMS_SQL.postgres,
+      values,
+    });
     return batchPage(rows, batchId, from, count, now);
   }
 

@@ -16,7 +16,14 @@ import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
 import { type AuditHead, chainDrafts } from './audit-chain.js';
 import type { AuditTreeStore, StoredNote } from './audit-tree.js';
-import { BATCH_ITEMS_SQL, type BatchItemRow, type BatchPage, type BatchResultStore, batchItemIds, batchPage } from './batch-results.js';
+import {
+  BATCH_ITEMS_SQL,
+  type BatchItemRow,
+  type BatchPage,
+  type BatchResultStore,
+  batchItemIds,
+  batchPage,
+} from './batch-results.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
   type AuditRow,
@@ -259,7 +266,13 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   }
 
   /** A read outside the write group: WAL readers see the last commit, and complete() commits before returning. */
-  async batchResults(client: string, batchId: string, from: number, count: number, now: Date): Promise<BatchPage | undefined> {
+  async batchResults(
+    client: string,
+    batchId: string,
+    from: number,
+    count: number,
+    now: Date,
+  ): Promise<BatchPage | undefined> {
     this.batchItems ??= this.db.prepare(BATCH_ITEMS_SQL.sqlite);
     const ids = JSON.stringify(batchItemIds(batchId, from, count));
     return batchPage(this.batchItems.all(ids, client, batchId) as BatchItemRow[], batchId, from, count, now);

@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { SignerError } from '../../core/errors.js';
 import type { Authorizer } from '../../infra/grpc/auth.js';
 import { statusOf } from '../../infra/grpc/status.js';
@@ -22,9 +22,7 @@ interface Request {
   pageSize: number;
 }
 
-type WireResult =
-  | { signed: WireSignResponse }
-  | { error: { code: grpc.status; reason: string; message: string } };
+type WireResult = { signed: WireSignResponse } | { error: { code: grpc.status; reason: string; message: string } };
 
 /**
  * Signer.GetBatchResults: a committed batch's results, read back from the store in pages, for a

@@ -58,9 +58,7 @@ const SIGN_RESPONSE_BASE =
 
 /** SignedEvmTransaction: r, s, v, y_parity, signed_tx, tx_hash, chain_id, nonce, from. */
 const evmBytes = (signedTx: number) =>
-  fieldBytes(
-    fieldBytes(32) * 3 + UINT64 + UINT32 + fieldBytes(signedTx) + UINT64 + UINT64 + fieldBytes(ADDRESS),
-  );
+  fieldBytes(fieldBytes(32) * 3 + UINT64 + UINT32 + fieldBytes(signedTx) + UINT64 + UINT64 + fieldBytes(ADDRESS));
 
 /** ItemError: code, reason, message. */
 const ITEM_ERROR = fieldBytes(INT32 + fieldBytes(MAX_REASON) + fieldBytes(MAX_ITEM_MESSAGE_BYTES));
@@ -109,4 +107,3 @@ export function requireBatchResponseFits(items: readonly WirePayload[], limitByt
     { maxItems: String(fit), limitBytes: String(limitBytes), boundBytes: String(total), items: String(items.length) },
   );
 }
-

@@ -169,7 +169,9 @@ export async function startSigner(
     server.addService(g.definition, g.implementation);
   };
   const gate = () => checkpointer.assertConsistent();
-  serve(signerV1.Signer.service, signerHandlers({
+  serve(
+    signerV1.Signer.service,
+    signerHandlers({
       auth,
       keys,
       flow,
@@ -179,7 +181,8 @@ export async function startSigner(
       log,
       gate,
       batchResponseBytes: limits.batchResponseBytes,
-    }),);
+    }),
+  );
   const overlapMs = config.rotation.overlapSeconds * 1000;
   const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
   serve(signerV1.KeyAdmin.service, admin);
