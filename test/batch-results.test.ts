@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { copyFile, rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { hexlify, Interface, Transaction } from 'ethers';
 import t from 'tap';
@@ -176,4 +178,19 @@ t.test('a response lost after the commit: the results are read back in pages', a
     results.map((r) => r.signed!.evm.signedTx.toString('hex')),
     'the pages hold exactly what a retry of the batch returns',
   );
+});
+
+t.test('a store restored from an older copy releases no stored result', async (t) => {
+  // A file-level backup, then one more batch commits (the rollback mark moves past the copy).
+  const db = `${ts.dir}/signer.db`;
+  await copyFile(db, `${db}.bak`);
+  if (existsSync(`${db}-wal`)) await copyFile(`${db}-wal`, `${db}-wal.bak`);
+  await signBatch(randomUUID(), [item(ITEMS + 300, 1n)]);
+  await ts.restart(async () => {
+    await copyFile(`${db}.bak`, db);
+    await rm(`${db}-shm`, { force: true });
+    if (existsSync(`${db}-wal.bak`)) await copyFile(`${db}-wal.bak`, `${db}-wal`);
+  });
+  // The restored copy still holds the first batch's results: they do not leave through paging.
+  await refused(t, getPage(batches[0]!.id), grpc.status.FAILED_PRECONDITION, 'STORE_ROLLED_BACK');
 });

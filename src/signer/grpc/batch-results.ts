@@ -5,7 +5,7 @@ import { statusOf } from '../../infra/grpc/status.js';
 import { unary } from '../../infra/grpc/unary.js';
 import type { Logger } from '../../infra/log.js';
 import type { BatchItemRecord, BatchResultStore } from '../../infra/store/batch-results.js';
-import type { WireSignResponse } from '../signing/flow.js';
+import type { ReleaseGate, WireSignResponse } from '../signing/flow.js';
 import { decodeResult } from '../signing/result-codec.js';
 import { PAGE_RESPONSE_BASE, resultBound } from './batch-size.js';
 import { preview, requireId } from './ids.js';
@@ -35,11 +35,19 @@ export function batchResultsHandler(deps: {
   auth: Authorizer;
   store: BatchResultStore;
   limitBytes: number;
+  /** Throws while signing is stopped (AUDIT_LOG_INCONSISTENT), as before a Sign replay. */
+  gate?: (() => void) | undefined;
+  /** The rollback mark (absent when off): stored signatures leave only once it covers them. */
+  release?: ReleaseGate | undefined;
   log: Logger;
 }): grpc.handleUnaryCall<Request, unknown> {
-  const { auth, store, limitBytes, log } = deps;
+  const { auth, store, limitBytes, gate, release, log } = deps;
   return unary(log, async (call: grpc.ServerUnaryCall<Request, unknown>) => {
     const id = auth.require(call, 'signer');
+    // Stored signatures leave here as they do in a replay: not from a rolled-back store or a
+    // rewritten log, and not before the rollback mark covers their entries.
+    gate?.();
+    release?.assertServing();
     const batchId = requireId('batch_id', 'batch', call.request.batchId);
     const from = pageStart(call.request.pageToken);
     const size = pageSize(call.request.pageSize);
@@ -61,6 +69,7 @@ export function batchResultsHandler(deps: {
       bytes += bound;
       results.push(result);
     }
+    if (results.some((r) => 'signed' in r)) await release?.release();
     const next = from + results.length;
     const more = results.length < page.items.length || page.more;
     return { batchId, firstIndex: from, results, nextPageToken: more ? String(next) : '' };

@@ -181,6 +181,7 @@ export async function startSigner(
       log,
       gate,
       batchResponseBytes: limits.batchResponseBytes,
+      release: rollback,
     }),
   );
   const overlapMs = config.rotation.overlapSeconds * 1000;

@@ -9,7 +9,7 @@ import type { Metrics } from '../../infra/metrics.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import type { BatchResultStore } from '../../infra/store/batch-results.js';
 import type { KeyRegistry } from '../keys/registry.js';
-import type { CheckedBatch, SignFlow } from '../signing/flow.js';
+import type { CheckedBatch, ReleaseGate, SignFlow } from '../signing/flow.js';
 import { batchResultsHandler } from './batch-results.js';
 import { MAX_ITEM_MESSAGE_BYTES, requireBatchResponseFits } from './batch-size.js';
 import { keyToWire } from './convert.js';
@@ -38,8 +38,10 @@ export function signerHandlers(deps: {
   log: Logger;
   /** Throws when signing must stop (the audit log does not extend the last signed checkpoint). */
   gate?: () => void;
+  /** The rollback mark's release gate, for stored results read back (GetBatchResults). */
+  release?: ReleaseGate | undefined;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, audit, metrics, watchers, log, gate, batchResponseBytes } = deps;
+  const { auth, keys, flow, audit, metrics, watchers, log, gate, release, batchResponseBytes } = deps;
 
   /**
    * Checks the ids, authorises a sign on the key, counts and logs the outcome, and audits the
@@ -170,7 +172,7 @@ export function signerHandlers(deps: {
       return observed(id, { keyId: req.keyId, requestId: req.batchId }, what, check, run);
     }),
 
-    GetBatchResults: batchResultsHandler({ auth, store: audit, limitBytes: batchResponseBytes, log }),
+    GetBatchResults: batchResultsHandler({ auth, store: audit, limitBytes: batchResponseBytes, gate, release, log }),
 
     GetPublicKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.identify(call);
