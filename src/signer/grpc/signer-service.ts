@@ -9,7 +9,7 @@ import type { Metrics } from '../../infra/metrics.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import type { BatchResultStore } from '../../infra/store/batch-results.js';
 import type { KeyRegistry } from '../keys/registry.js';
-import type { CheckedBatch, ReleaseGate, SignFlow } from '../signing/flow.js';
+import { type CheckedBatch, MAX_BATCH_ITEMS, type ReleaseGate, type SignFlow } from '../signing/flow.js';
 import { batchResultsHandler } from './batch-results.js';
 import { MAX_ITEM_MESSAGE_BYTES, requireBatchResponseFits } from './batch-size.js';
 import { keyToWire } from './convert.js';
@@ -141,7 +141,8 @@ export function signerHandlers(deps: {
       const check = (keyId: string, batchId: string) => {
         // First: a response the client could not read would leave it without the signatures
         // of nonces this batch spends. Refused here, nothing is reserved.
-        requireBatchResponseFits(req.items, batchResponseBytes);
+        // (Beyond the hard cap on items, the count's own refusal says more: checkBatch.)
+        if (req.items.length <= MAX_BATCH_ITEMS) requireBatchResponseFits(req.items, batchResponseBytes);
         const clientTime = timeOf(req.clientTime);
         const payloads = req.items.map((item, i) => {
           try {
