@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, randomUUID, X509Certificate } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
@@ -6,7 +6,7 @@ import { DEFAULT_CLIENTS, issueClient, type KeyPair, makePki, pinsOf, writeCrl }
 import { freePort, startSignerProcess } from '../harness/process.js';
 import { eventually, testConfig } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
-import { call, connect, type SignerClients } from '../src/client/client.js';
+import { call, connect, nowTimestamp, type SignerClients } from '../src/client/client.js';
 import { type DecodedError, decodeError } from '../src/client/errors.js';
 
 // Issue 11, point 2: a certificate revoked, unpinned or expired loses its open streams too, not
@@ -141,4 +141,44 @@ t.test('an expiring certificate’s stream ends at its expiry, without a reload'
   t.equal(w.ended!.error.reason, 'CERTIFICATE_EXPIRED');
   t.ok(w.ended!.at >= notAfter && w.ended!.at - notAfter < 2500, `${w.ended!.at - notAfter} ms after notAfter`);
   t.equal(reloads(), before, 'no reload was needed');
+});
+
+t.test('a revoked auditor’s open ExportLog stream ends with the revocation', async (t) => {
+  // Enough entries that the export outlasts the client's pause: 600 signatures in one batch.
+  const engine = clientWith(replacement);
+  const items = Array.from({ length: 600 }, () => ({ digest: randomBytes(32) }));
+  await call(
+    engine.signer,
+    'SignBatch',
+    { batchId: randomUUID(), keyId: 'hot-ws', clientTime: nowTimestamp(), items },
+    300_000,
+  );
+  const pair = await issueClient(pki, 'auditor');
+  const stream = (
+    clientWith(pair).audit as unknown as { ExportLog(r: object): grpc.ClientReadableStream<{ json: string }> }
+  ).ExportLog({});
+  let records = 0;
+  let ended: DecodedError | undefined;
+  let finished = false;
+  stream.on('data', () => {
+    records++;
+    if (records === 1) stream.pause();
+  });
+  stream.on('error', (e: grpc.ServiceError) => {
+    ended = decodeError(e);
+  });
+  stream.on('end', () => {
+    finished = true;
+  });
+  t.ok(await eventually(() => records > 0, 20_000), 'the export started');
+  // The server fills the flow-control window and waits; meanwhile the auditor is revoked.
+  await new Promise((r) => setTimeout(r, 500));
+  await reloadAfter(() => writeCrl(pki, crlFile, [original.cert, pair.cert]));
+  stream.resume();
+  // grpc-js ends the readable side before it reports the status: the status is what counts.
+  t.ok(await eventually(() => ended !== undefined || finished, 30_000), 'the stream ended');
+  t.ok(await eventually(() => ended !== undefined, 2000), 'with an error status, not OK');
+  t.equal(ended?.code, grpc.status.UNAUTHENTICATED);
+  t.equal(ended?.reason, 'CERTIFICATE_REVOKED');
+  t.ok(records < 600, `${records} records before the refusal`);
 });
