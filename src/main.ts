@@ -26,7 +26,7 @@ try {
     config.role === 'cosigner'
       ? await (await import('./cosigner/server.js')).startCosigner(config, log, { configFile: file })
       : config.role === 'witness'
-        ? await (await import('./witness/server.js')).startWitness(config, log)
+        ? await (await import('./witness/server.js')).startWitness(config, log, { configFile: file })
         : await (await import('./signer/grpc/server.js')).startSigner(config, log, { configFile: file });
   let stopping = false;
   const stop = (signal: string) => {

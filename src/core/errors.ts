@@ -75,7 +75,12 @@ export type Reason =
   // Store rollback (src/core/audit/rollback.ts): the database lost entries signatures were released under.
   | 'STORE_ROLLED_BACK'
   // Audit log (src/signer/audit): the database's log does not extend the last signed checkpoint.
-  | 'AUDIT_LOG_INCONSISTENT';
+  | 'AUDIT_LOG_INCONSISTENT'
+  // Batch results (src/signer/grpc/batch-size.ts, batch-results.ts): a response too large for
+  // the client to read, results read back by batch id.
+  | 'BATCH_RESPONSE_TOO_LARGE'
+  | 'BATCH_NOT_FOUND'
+  | 'BATCH_ITEM_UNSIGNED';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

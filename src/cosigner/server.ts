@@ -56,7 +56,10 @@ export async function startCosigner(
   server.addService(signerV1.Cosigner.service, cosignerGrpc(service, peers, log));
   // Every cosigner is also a witness of the signer's audit log, with its own key and file.
   const w = config.witnessing;
-  const witness = w ? await mountWitness(server, w, w.dbPath!, hsm, log) : undefined;
+  // Its callers pass the cosigner's own certificate checks (peer CA, CRL, peer pins).
+  const witnessClients = new Set(w?.clients ?? []);
+  const callers = { trust, clients: () => witnessClients };
+  const witness = w ? await mountWitness(server, w, w.dbPath!, hsm, log, callers) : undefined;
   const services = ['', 'signer.v1.Cosigner', ...(witness ? [WITNESS_SERVICE] : [])];
   const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'SERVING' as const])));
   health.addToServer(server);

@@ -15,6 +15,8 @@ const certPair = z.object({ certFile: z.string().min(1), keyFile: z.string().min
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const DEFAULT_MESSAGE_BYTES = { sign: 256 * KiB, signBatch: 4 * MiB, setPolicy: 1 * MiB, other: 64 * KiB };
+/** Half a MiB under the 4 MiB default receive limit of gRPC clients. */
+export const DEFAULT_BATCH_RESPONSE_BYTES = 4 * MiB - 512 * KiB;
 /** Certificate pins in canonical form (src/infra/config/pins.ts). */
 const pins = z.array(
   z.string().transform((v, ctx) => {
@@ -253,6 +255,18 @@ export const configSchema = z
         maxWatchStreamsPerClient: z.number().int().min(1).max(10_000).default(16),
         /** At stop, calls still running after this are cancelled. */
         shutdownGraceMs: z.number().int().min(0).max(60_000).default(2000),
+        /**
+         * The largest SignBatch response (and GetBatchResults page) the signer sends, in bytes:
+         * a batch whose response could exceed it is refused before anything is reserved
+         * (BATCH_RESPONSE_TOO_LARGE). Below the 4 MiB receive limit of default gRPC clients,
+         * with room for the frame; raise it only for clients that raised theirs.
+         */
+        batchResponseBytes: z
+          .number()
+          .int()
+          .min(64 * KiB)
+          .max(64 * MiB)
+          .default(DEFAULT_BATCH_RESPONSE_BYTES),
       })
       .strict()
       .default({
@@ -261,6 +275,7 @@ export const configSchema = z
         maxInFlightPerClient: 256,
         maxWatchStreamsPerClient: 16,
         shutdownGraceMs: 2000,
+        batchResponseBytes: DEFAULT_BATCH_RESPONSE_BYTES,
       }),
     /** How often a replica reloads keys and policies that other replicas changed. */
     refreshMs: z.number().int().min(100).default(5000),
@@ -338,6 +353,11 @@ export const configSchema = z
         name: z.string().regex(/^[^\s+]+$/, 'a key name has no spaces and no "+"'),
         /** Client certificate CNs (from the tls CA) allowed to call, e.g. the signer's. */
         clients: z.array(z.string().min(1)).min(1),
+        /**
+         * Pins per client CN, as `clients.<name>.pins` on a signer. With `tls.crlFile` they are
+         * checked at every call and reloaded (SIGHUP, file watch) like a signer's.
+         */
+        clientPins: z.record(z.string().min(1), pins).default({}),
         /** The logs witnessed: origin line and the log's Ed25519 audit public key (base64, 32 bytes). */
         logs: z.array(z.object({ origin: z.string().min(1), publicKey: base64Key }).strict()).min(1),
         /**

@@ -6,6 +6,8 @@ export interface Identity {
   /** Subject CN of the verified client certificate. */
   client: string;
   roles: ReadonlySet<Role>;
+  /** When the certificate's validity ends (ms since the epoch): a stream held open ends then. */
+  notAfter: number;
 }
 
 /**
@@ -33,9 +35,9 @@ export class Authorizer {
   }
 
   identify(call: Call): Identity {
-    const client = this.trust.verify(call).cn;
-    const roles = new Set(this.clients[client]?.roles ?? []);
-    return { client, roles };
+    const cert = this.trust.verify(call);
+    const roles = new Set(this.clients[cert.cn]?.roles ?? []);
+    return { client: cert.cn, roles, notAfter: cert.notAfter };
   }
 
   /** The caller's identity if it holds `role`; PERMISSION_DENIED otherwise. */

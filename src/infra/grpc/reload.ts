@@ -15,6 +15,11 @@ export interface TrustReloadOptions {
   watch: boolean;
   /** Applies the reloadable part (clients, pins, peers) of a config that parsed. */
   apply: (config: Config) => void;
+  /**
+   * Runs after each reload that applied, once the new CRL and pins are in force: open streams,
+   * which make no further calls, are checked again here (src/signer/grpc/watch.ts).
+   */
+  onApplied?: () => void;
   log: Logger;
 }
 
@@ -65,11 +70,16 @@ export class TrustReloader {
       if (config) this.o.apply(config);
       if (crl) trust.setRevocations(crl);
       log.info({ trigger, config: Boolean(config), revokedSerials: crl?.entries }, 'trust reloaded');
-      return true;
     } catch (e) {
       log.error({ trigger, problem: describe(e) }, 'trust reload failed; the previous CRL and clients stay in force');
       return false;
     }
+    try {
+      this.o.onApplied?.();
+    } catch (e) {
+      log.error({ trigger, err: e }, 'checking open streams against the reloaded trust failed');
+    }
+    return true;
   }
 
   /**

@@ -47,6 +47,8 @@ export async function startReloader(o: {
   trust: PeerTrust;
   configFile: string | undefined;
   apply: (config: Config) => void;
+  /** After each reload that applied (TrustReloadOptions.onApplied). */
+  onApplied?: () => void;
   log: Logger;
 }): Promise<TrustReloader> {
   const { tls } = o.config;
@@ -57,6 +59,7 @@ export async function startReloader(o: {
       crlFile: tls.crlFile,
       watch: tls.watch,
       apply: o.apply,
+      ...(o.onApplied ? { onApplied: o.onApplied } : {}),
       log: o.log,
     });
   } catch (e) {

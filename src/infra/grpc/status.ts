@@ -18,6 +18,8 @@ export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
   CEREMONY_NOT_FOUND: S.NOT_FOUND,
   SHARE_NOT_FOUND: S.NOT_FOUND,
   WITNESS_UNKNOWN_ORIGIN: S.NOT_FOUND,
+  // Unknown, pruned, or another client's: the same answer, so existence does not leak.
+  BATCH_NOT_FOUND: S.NOT_FOUND,
   CHECKPOINT_SIGNATURE_INVALID: S.INVALID_ARGUMENT,
   PAYLOAD_INVALID: S.INVALID_ARGUMENT,
   PAYLOAD_KIND_UNSUPPORTED: S.INVALID_ARGUMENT,
@@ -45,6 +47,8 @@ export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
   VELOCITY_LIMIT: S.RESOURCE_EXHAUSTED,
   MESSAGE_TOO_LARGE: S.RESOURCE_EXHAUSTED,
   CLIENT_OVERLOADED: S.RESOURCE_EXHAUSTED,
+  // A size bound, like MESSAGE_TOO_LARGE: the response, not the request (metadata maxItems).
+  BATCH_RESPONSE_TOO_LARGE: S.RESOURCE_EXHAUSTED,
   STALE_REQUEST: S.FAILED_PRECONDITION,
   FUTURE_REQUEST: S.FAILED_PRECONDITION,
   NONCE_GAP: S.FAILED_PRECONDITION,
@@ -69,6 +73,8 @@ export const REASON_STATUS: Readonly<Record<Reason, grpc.status>> = {
   REQUEST_IN_FLIGHT: S.ABORTED,
   NONCE_IN_FLIGHT: S.ABORTED,
   BATCH_IN_FLIGHT: S.ABORTED,
+  // A batch item reserved but not signed (its signing failed): retrying the batch signs it.
+  BATCH_ITEM_UNSIGNED: S.ABORTED,
   KEY_ROTATION_CONFLICT: S.ABORTED,
   // Retry with a consistency proof from the witness's latest size (ErrorInfo metadata latest_size).
   WITNESS_CONFLICT: S.ABORTED,

@@ -3,9 +3,10 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { AuditStore } from './audit.js';
 import type { AuditTreeStore } from './audit-tree.js';
+import type { BatchResultStore } from './batch-results.js';
 import type { Store } from './store.js';
 
-export type FullStore = Store & ReplayStore & AuditStore & AuditTreeStore;
+export type FullStore = Store & ReplayStore & AuditStore & AuditTreeStore & BatchResultStore;
 
 /**
  * Opens the configured backend; PostgreSQL is loaded only when configured, and its replication

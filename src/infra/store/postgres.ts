@@ -6,6 +6,14 @@ import type { Completion, ReplayStore, ReservePlan, ReserveRequest, ReserveView 
 import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
 import type { AuditTreeStore, StoredNote } from './audit-tree.js';
+import {
+  BATCH_ITEMS_SQL,
+  type BatchItemRow,
+  type BatchPage,
+  type BatchResultStore,
+  batchItemIds,
+  batchPage,
+} from './batch-results.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
   type AuditRow,
@@ -70,7 +78,7 @@ const AUDIT_PAGE = 1000;
  * after the head the previous one committed: seq 1..N without gaps (a rolled-back transaction
  * numbered nothing that anyone saw) or forks.
  */
-export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeStore {
+export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeStore, BatchResultStore {
   /** Reservations gathered into group transactions (postgres/reserve-group.ts). */
   private readonly reservations: Batcher<ReserveOp, unknown>;
   /** Completions of one turn: one transaction, one commit, one turn of the audit lock. */
@@ -364,6 +372,22 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
       ]),
     );
     return results[2]!.rowCount ?? 0;
+  }
+
+  async batchResults(
+    client: string,
+    batchId: string,
+    from: number,
+    count: number,
+    now: Date,
+  ): Promise<BatchPage | undefined> {
+    const values = [client, batchId, batchItemIds(batchId, from, count)];
+    const { rows } = await this.pool.query<BatchItemRow>({
+      name: 'signer_batchItems',
+      text: BATCH_ITEMS_SQL.postgres,
+      values,
+    });
+    return batchPage(rows, batchId, from, count, now);
   }
 
   withJobLock<T>(name: string, fn: () => Promise<T>): Promise<T | undefined> {

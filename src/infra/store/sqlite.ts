@@ -16,6 +16,14 @@ import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
 import { type AuditHead, chainDrafts } from './audit-chain.js';
 import type { AuditTreeStore, StoredNote } from './audit-tree.js';
+import {
+  BATCH_ITEMS_SQL,
+  type BatchItemRow,
+  type BatchPage,
+  type BatchResultStore,
+  batchItemIds,
+  batchPage,
+} from './batch-results.js';
 import { Batcher, type Settled } from './batcher.js';
 import {
   type AuditRow,
@@ -64,7 +72,7 @@ const isConstraint = (e: unknown) => (e as { code?: string }).code?.startsWith('
  * far below the HSM, one per turn costs almost nothing per request. A failing write (its audit
  * entry included) rolls back only its savepoint.
  */
-export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeStore {
+export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeStore, BatchResultStore {
   private readonly db: Database.Database;
   private readonly group: Batcher<() => unknown, unknown>;
   private readonly q: Statements;
@@ -306,6 +314,21 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
       return this.q.pruneRequests.run(t).changes;
     });
   }
+
+  /** A read outside the write group: WAL readers see the last commit, and complete() commits before returning. */
+  async batchResults(
+    client: string,
+    batchId: string,
+    from: number,
+    count: number,
+    now: Date,
+  ): Promise<BatchPage | undefined> {
+    this.batchItems ??= this.db.prepare(BATCH_ITEMS_SQL.sqlite);
+    const ids = JSON.stringify(batchItemIds(batchId, from, count));
+    return batchPage(this.batchItems.all(ids, client, batchId) as BatchItemRow[], batchId, from, count, now);
+  }
+
+  private batchItems: Database.Statement | undefined;
 
   /** One process owns the database file, so no other replica can be running the job. */
   withJobLock<T>(_name: string, fn: () => Promise<T>): Promise<T | undefined> {

@@ -21,6 +21,9 @@ function size(v: string | number, field: string): number {
   return n;
 }
 
+/** Records an export sends between two checks of the auditor's certificate. */
+const RECHECK_EVERY = 256;
+
 /** The Audit service: a thin adapter over the store, the checkpointer and the export (auditor role). */
 export function auditHandlers(deps: {
   auth: Authorizer;
@@ -39,13 +42,20 @@ export function auditHandlers(deps: {
       try {
         const id = auth.require(call, 'auditor');
         log.info({ client: id.client, from: call.request.from, to: call.request.to }, 'audit export');
+        let sent = 0;
         for await (const record of exportRecords(store, checkpointer, auditKeys(), {
           from: dateOf(call.request.from),
           to: dateOf(call.request.to),
         })) {
           if (call.cancelled) return;
+          // A long export is a call that outlives reloads: its certificate is checked again as
+          // it goes (revoked, unpinned, expired: the export ends with that refusal).
+          if (++sent % RECHECK_EVERY === 0) auth.require(call, 'auditor');
           // Respect flow control: a slow auditor must not make the server buffer the whole log.
-          if (!call.write({ json: JSON.stringify(record) })) await new Promise((r) => call.once('drain', r));
+          if (!call.write({ json: JSON.stringify(record) })) {
+            await new Promise((r) => call.once('drain', r));
+            auth.require(call, 'auditor');
+          }
         }
         call.end();
       } catch (e) {

@@ -79,7 +79,10 @@ export async function startSigner(
   const trust = peerTrust(config, caFileFor(config.tls, 'client'), { pins: {}, requirePins: false }, log);
   const auth = new Authorizer(trust, config.clients, config.keyAccess, config.tls.requirePins);
   const apply = (c: Config) => auth.update(c.clients, c.keyAccess, c.tls.requirePins);
-  const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, log });
+  // Open streams are authorized again after each reload (set once the watchers exist).
+  let onTrustChange = () => {};
+  const onApplied = () => onTrustChange();
+  const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, onApplied, log });
   const hsm = await Hsm.open({ ...config.hsm, metrics, log, wrapModule: opts.wrapModule });
   const store = await openStore(config.store, log);
   // Before anything is served: a database that lost released entries stops signing (health set below).
@@ -169,13 +172,28 @@ export async function startSigner(
   const limits = config.limits;
   const server = new grpc.Server({ ...serverOptions(limits), ...connectionOptions(config) });
   const watchers = new KeyWatchers(keys, limits.maxWatchStreamsPerClient, log);
+  onTrustChange = () => watchers.revalidate();
   const guard = edgeGuard(limits, auth, log);
   const serve = (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) => {
     const g = guardService(def, impl, guard);
     server.addService(g.definition, g.implementation);
   };
   const gate = () => checkpointer.assertConsistent();
-  serve(signerV1.Signer.service, signerHandlers({ auth, keys, flow, audit: store, metrics, watchers, log, gate }));
+  serve(
+    signerV1.Signer.service,
+    signerHandlers({
+      auth,
+      keys,
+      flow,
+      audit: store,
+      metrics,
+      watchers,
+      log,
+      gate,
+      batchResponseBytes: limits.batchResponseBytes,
+      release: rollback,
+    }),
+  );
   const overlapMs = config.rotation.overlapSeconds * 1000;
   const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
   serve(signerV1.KeyAdmin.service, admin);

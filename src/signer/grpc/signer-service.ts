@@ -2,13 +2,16 @@ import type * as grpc from '@grpc/grpc-js';
 import { refusalDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
 import type { Authorizer, Identity } from '../../infra/grpc/auth.js';
-import { statusOf, toServiceError } from '../../infra/grpc/status.js';
+import { bounded, statusOf, toServiceError } from '../../infra/grpc/status.js';
 import { unary } from '../../infra/grpc/unary.js';
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
 import type { AuditStore } from '../../infra/store/audit.js';
+import type { BatchResultStore } from '../../infra/store/batch-results.js';
 import type { KeyRegistry } from '../keys/registry.js';
-import type { CheckedBatch, SignFlow } from '../signing/flow.js';
+import { type CheckedBatch, MAX_BATCH_ITEMS, type ReleaseGate, type SignFlow } from '../signing/flow.js';
+import { batchResultsHandler } from './batch-results.js';
+import { MAX_ITEM_MESSAGE_BYTES, requireBatchResponseFits } from './batch-size.js';
 import { keyToWire } from './convert.js';
 import { requireId } from './ids.js';
 import { payloadOf, timeOf, type WireBatchRequest, type WireSignRequest } from './requests.js';
@@ -27,14 +30,18 @@ export function signerHandlers(deps: {
   auth: Authorizer;
   keys: KeyRegistry;
   flow: SignFlow;
-  audit: AuditStore;
+  audit: AuditStore & BatchResultStore;
   metrics: Metrics;
+  /** The largest SignBatch response or GetBatchResults page, in bytes (limits.batchResponseBytes). */
+  batchResponseBytes: number;
   watchers: KeyWatchers;
   log: Logger;
   /** Throws when signing must stop (the audit log does not extend the last signed checkpoint). */
   gate?: () => void;
+  /** The rollback mark's release gate, for stored results read back (GetBatchResults). */
+  release?: ReleaseGate | undefined;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, audit, metrics, watchers, log, gate } = deps;
+  const { auth, keys, flow, audit, metrics, watchers, log, gate, release, batchResponseBytes } = deps;
 
   /**
    * Checks the ids, authorises a sign on the key, counts and logs the outcome, and audits the
@@ -132,6 +139,10 @@ export function signerHandlers(deps: {
       const id = auth.require(call, 'signer');
       const what = { kind: 'batch', items: req.items.length } as const;
       const check = (keyId: string, batchId: string) => {
+        // First: a response the client could not read would leave it without the signatures
+        // of nonces this batch spends. Refused here, nothing is reserved.
+        // (Beyond the hard cap on items, the count's own refusal says more: checkBatch.)
+        if (req.items.length <= MAX_BATCH_ITEMS) requireBatchResponseFits(req.items, batchResponseBytes);
         const clientTime = timeOf(req.clientTime);
         const payloads = req.items.map((item, i) => {
           try {
@@ -145,11 +156,24 @@ export function signerHandlers(deps: {
       };
       const run = async (checked: CheckedBatch, _keyId: string, batchId: string) => {
         const results = await flow.signBatch(checked);
-        const wire = results.map((r) => ('error' in r ? { error: { code: statusOf(r.error.reason), ...r.error } } : r));
+        // Item messages are cut, so an item error has a size bound (batch-size.ts).
+        const wire = results.map((r) =>
+          'error' in r
+            ? {
+                error: {
+                  code: statusOf(r.error.reason),
+                  reason: r.error.reason,
+                  message: bounded(r.error.message, MAX_ITEM_MESSAGE_BYTES),
+                },
+              }
+            : r,
+        );
         return { batchId, results: wire };
       };
       return observed(id, { keyId: req.keyId, requestId: req.batchId }, what, check, run);
     }),
+
+    GetBatchResults: batchResultsHandler({ auth, store: audit, limitBytes: batchResponseBytes, gate, release, log }),
 
     GetPublicKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string }, unknown>) => {
       const id = auth.identify(call);
@@ -160,20 +184,27 @@ export function signerHandlers(deps: {
 
     WatchKeys: (call: grpc.ServerWritableStream<{ keyId: string }, unknown>) => {
       let client: string;
+      let expiresAt: number;
       let visible: (keyId: string) => boolean;
-      try {
+      // Run at the open and again while the stream lives (KeyWatchers.revalidate).
+      const authorize = () => {
         const id = auth.identify(call);
         const all = id.roles.has('admin') || id.roles.has('auditor');
         if (!all) auth.require(call, 'signer');
+        return { id, all };
+      };
+      try {
+        const { id, all } = authorize();
         // Empty: every key the client may see.
         const only = call.request.keyId === '' ? '' : requireId('key_id', 'key', call.request.keyId);
         client = id.client;
+        expiresAt = id.notAfter;
         visible = (keyId) => (!only || keyId === only) && (all || auth.maySign(id.client, keyId));
       } catch (e) {
         call.emit('error', toServiceError(e, log));
         return;
       }
-      watchers.watch(call, client, visible);
+      watchers.watch(call, client, visible, authorize, expiresAt);
     },
 
     ListKeys: unary(log, async (call: grpc.ServerUnaryCall<unknown, unknown>) => {
