@@ -25,6 +25,8 @@ const ts = await startTestSigner({
   hsm: { sessions: 4, batchSessionWaitMs: 300_000 },
 });
 t.teardown(() => ts.close());
+// 10,000 signatures made and 10,000 recovered: minutes on a loaded 2-core machine, past tap's default.
+t.setTimeout(900_000);
 /** Default client limits: grpc-js reads at most 4 MiB. */
 const engine = ts.as('payment-engine');
 const admin = ts.as('security-admin');
