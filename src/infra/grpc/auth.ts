@@ -1,4 +1,5 @@
 import { SignerError } from '../../core/errors.js';
+import type { RequestKey } from '../../core/request-signing/verify.js';
 import type { Config, Role } from '../config/schema.js';
 import type { Call, PeerTrust } from './peer-trust.js';
 
@@ -6,6 +7,8 @@ export interface Identity {
   /** Subject CN of the verified client certificate. */
   client: string;
   roles: ReadonlySet<Role>;
+  /** The certificate's key, when it can sign requests (P-256 or Ed25519). */
+  certKey?: RequestKey | undefined;
 }
 
 /**
@@ -33,9 +36,9 @@ export class Authorizer {
   }
 
   identify(call: Call): Identity {
-    const client = this.trust.verify(call).cn;
-    const roles = new Set(this.clients[client]?.roles ?? []);
-    return { client, roles };
+    const cert = this.trust.verify(call);
+    const roles = new Set(this.clients[cert.cn]?.roles ?? []);
+    return { client: cert.cn, roles, certKey: cert.requestKey };
   }
 
   /** The caller's identity if it holds `role`; PERMISSION_DENIED otherwise. */

@@ -143,6 +143,14 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       SqliteAuditTree.migrate(db, (from, limit) => (read.all(from, limit) as AuditRow[]).map(auditEntry));
     },
   },
+  {
+    version: 3,
+    name: 'audit request signatures',
+    // The client's signed request of sign and batch entries (AuditEntry.request); NULL in older rows.
+    up(db) {
+      db.exec('ALTER TABLE audit ADD COLUMN request TEXT');
+    },
+  },
 ];
 
 function tables(db: Database.Database): string[] {
