@@ -5,6 +5,7 @@
  * counted as the bench's own by the noise check while it runs.
  */
 
+import { certificateSigner, signingInterceptor } from '../src/client/request-signing.js';
 import { writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { Pki } from '../harness/pki.js';
@@ -142,6 +143,8 @@ export async function signerChannels(address: string, tls: ClientTls, n = 1): Pr
       'grpc.ssl_target_name_override': 'localhost',
       'grpc.default_authority': 'localhost',
       'grpc.use_local_subchannel_pool': 1,
+      // Each request signed with the client certificate's key, as connect() does.
+      interceptors: [signingInterceptor(certificateSigner(tls))],
     };
     const signers = Array.from({ length: n }, () => new signerV1.Signer(address, creds, options));
     ch = { signers, close: () => signers.forEach((s) => s.close()) };
