@@ -13,6 +13,11 @@ const program = command('sign', 'Sign with a key (Signer.Sign): the dev client o
   .option('--account-nonce <n>', 'with --chain-id: the account nonce or sequence the payload uses')
   .option('--evm-tx <hex>', 'unsigned EVM transaction, EIP-1559 or legacy EIP-155 (secp256k1 keys)')
   .option('--request-id <id>', 'idempotency id; a retry must reuse it', randomUUID())
+  .option(
+    '--request-key <file>',
+    'PEM private key registered for this client (clients.<name>.requestKeys) to sign the request with; ' +
+      'default: the client certificate key (--key)',
+  )
   .parse();
 const opts = program.opts();
 const hex = (s: string) => Buffer.from(s.replace(/^0x/, ''), 'hex');
