@@ -30,11 +30,21 @@ interface VectorRequest {
   keyVersion: number;
   id: string;
   clientTime: { seconds: string; nanos: number };
-  payloads: Array<{ kind: 'digest' | 'message' | 'evm_transaction'; hex: string; scope: { chainId: string; nonce: string } | null }>;
+  payloads: Array<{
+    kind: 'digest' | 'message' | 'evm_transaction';
+    hex: string;
+    scope: { chainId: string; nonce: string } | null;
+  }>;
 }
 const vectors = JSON.parse(readFileSync(`${repoRoot}/test/vectors/sign-request/vectors.json`, 'utf8')) as {
   keys: Record<'p256' | 'ed25519', { privateKeyPem: string; publicKeyPem: string; fingerprint: string }>;
-  vectors: Array<{ name: string; request: VectorRequest; text: string; sha256: string; signatures: Record<'p256' | 'ed25519', string> }>;
+  vectors: Array<{
+    name: string;
+    request: VectorRequest;
+    text: string;
+    sha256: string;
+    signatures: Record<'p256' | 'ed25519', string>;
+  }>;
   invalid: Array<{ name: string; request: VectorRequest }>;
 };
 
@@ -64,7 +74,13 @@ function wireOf(r: VectorRequest): object {
   });
   if (r.kind === 'batch')
     return { batchId: r.id, keyId: r.keyId, clientTime: r.clientTime, items: r.payloads.map(item) };
-  return { keyId: r.keyId, requestId: r.id, keyVersion: r.keyVersion, clientTime: r.clientTime, ...item(r.payloads[0]!) };
+  return {
+    keyId: r.keyId,
+    requestId: r.id,
+    keyVersion: r.keyVersion,
+    clientTime: r.clientTime,
+    ...item(r.payloads[0]!),
+  };
 }
 
 const keys = {
@@ -98,7 +114,11 @@ t.test('the canonical bytes are the vectors, and their signatures verify (noble)
 
 t.test('values the format cannot carry are refused, not encoded', async (t) => {
   for (const v of vectors.invalid) t.throws(() => canonicalRequestText(canonical(v.request)), RangeError, v.name);
-  t.throws(() => parseCanonicalRequest(`${vectors.vectors[0]!.text}digest - ${'0'.repeat(64)}\n`), RangeError, 'an extra line');
+  t.throws(
+    () => parseCanonicalRequest(`${vectors.vectors[0]!.text}digest - ${'0'.repeat(64)}\n`),
+    RangeError,
+    'an extra line',
+  );
   t.throws(() => parseCanonicalRequest(vectors.vectors[0]!.text.replace('version 0', 'version 00')), RangeError);
 });
 
@@ -119,7 +139,8 @@ t.test('the client signs what the signer will decode: proto round trip, then the
         verifyRequestSignature(keys[alg], Buffer.from(v.text, 'utf8'), signed.requestSignature),
         `${v.name}: ${algorithm} signature over the vector bytes`,
       );
-      if (alg === 'ed25519') t.equal(signed.requestSignature.toString('hex'), v.signatures.ed25519, 'deterministic Ed25519');
+      if (alg === 'ed25519')
+        t.equal(signed.requestSignature.toString('hex'), v.signatures.ed25519, 'deterministic Ed25519');
     }
   }
   const already = { keyId: 'k', requestSignature: Buffer.from('00', 'hex'), requestSigningKey: 'x' };
@@ -150,10 +171,7 @@ t.test('audit entries: `request` is hashed only when present, so old entries kee
   const old = entry();
   const { prevHash, ...body } = old;
   // The hash of the format before request signing, written out: sha256(prevHash || canonical JSON of the 12 fields).
-  const before = createHash('sha256')
-    .update(Buffer.from(prevHash, 'hex'))
-    .update(canonicalJson(body))
-    .digest('hex');
+  const before = createHash('sha256').update(Buffer.from(prevHash, 'hex')).update(canonicalJson(body)).digest('hex');
   t.equal(entryHash(old), before, 'an entry without request hashes as before');
   t.equal(Buffer.from(entryBytes(old)).toString(), canonicalJson({ ...body, prevHash }), 'and has the same leaf bytes');
   const request = {
@@ -173,7 +191,10 @@ t.test('audit entries: `request` is hashed only when present, so old entries kee
   const oldRow = toCsvRow(plain).replace(/,$/, '');
   t.same(parseCsvLine(oldRow, 1), plain, 'a CSV row from before the request column');
   t.throws(() => parseJsonLine(JSON.stringify({ ...record, request: { ...request, extra: '1' } }), 1), /unknown field/);
-  t.throws(() => parseJsonLine(JSON.stringify({ ...record, request: { ...request, signingKey: 'x' } }), 1), /signingKey/);
+  t.throws(
+    () => parseJsonLine(JSON.stringify({ ...record, request: { ...request, signingKey: 'x' } }), 1),
+    /signingKey/,
+  );
 });
 
 t.test('the offline request check: covered signatures pass, anything else is named', async (t) => {
@@ -199,14 +220,28 @@ t.test('the offline request check: covered signatures pass, anything else is nam
     ['another request id', { requestId: 'other', request: req(v) }, /another request id/],
     ['another key', { keyId: 'hot-2', request: req(v) }, /another key/],
     ['another client', { client: 'other-engine', request: req(v) }, /another client/],
-    ['a forged signature', { requestId: v.request.id, request: { ...req(v), signature: b.signatures.p256 } }, /does not verify/],
-    ['an unknown key', { requestId: v.request.id, request: { ...req(v), signingKey: keys.ed25519.fingerprint } }, /not a key you supplied/],
+    [
+      'a forged signature',
+      { requestId: v.request.id, request: { ...req(v), signature: b.signatures.p256 } },
+      /does not verify/,
+    ],
+    [
+      'an unknown key',
+      { requestId: v.request.id, request: { ...req(v), signingKey: keys.ed25519.fingerprint } },
+      /not a key you supplied/,
+    ],
     ['a batch item past the batch', { requestId: `${b.request.id}#3` }, /without a client request/],
   ];
   for (const [name, over, what] of cases) {
     const a = auditor();
     a.accept({
-      ...entry({ kind: 'batch', requestId: b.request.id, intent: { items: '3' }, signatureHash: null, request: req(b) }),
+      ...entry({
+        kind: 'batch',
+        requestId: b.request.id,
+        intent: { items: '3' },
+        signatureHash: null,
+        request: req(b),
+      }),
       hash: '',
     });
     a.accept({ ...entry(over), hash: '' });
