@@ -5,7 +5,6 @@
  * counted as the bench's own by the noise check while it runs.
  */
 
-import { certificateSigner, signingInterceptor } from '../src/client/request-signing.js';
 import { writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { Pki } from '../harness/pki.js';
@@ -14,6 +13,7 @@ import { freePort, startSignerProcess } from '../harness/process.js';
 import { OPEN_POLICY, testConfig } from '../harness/signer.js';
 import type { TestToken } from '../harness/token.js';
 import { type ClientTls, call, connect } from '../src/client/client.js';
+import { certificateSigner, signingInterceptor } from '../src/client/request-signing.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import { type CpuSource, findPostmaster, sampleCpu, sampleTree } from './cpu.js';
 import type { Noise } from './noise.js';

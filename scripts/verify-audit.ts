@@ -65,7 +65,7 @@ const program = witnessOptions(
       )
       .option(
         '--client-key <cn=file>',
-        "with --requests: the client CN and a PEM file of its certificate(s) or public key(s) (P-256, Ed25519); repeat for more clients or keys",
+        'with --requests: the client CN and a PEM file of its certificate(s) or public key(s) (P-256, Ed25519); repeat for more clients or keys',
         (v: string, all: string[]) => [...all, v],
         [] as string[],
       )

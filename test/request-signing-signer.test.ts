@@ -245,7 +245,7 @@ t.test('batches: the signature covers every item; one altered item is refused', 
   t.ok(entry?.request, 'the batch entry carries the request');
   t.match(
     Buffer.from(entry!.request!.message, 'hex').toString(),
-    /^hsm-signer\/sign-request\/v1\nkind batch\n[^]*\npayloads 3\n/,
+    /^hsm-signer\/sign-request\/v1\nkind batch\n[\s\S]*\npayloads 3\n/,
   );
 });
 

@@ -7,6 +7,11 @@
  *            right after the entry whose seq it covers; the export ends with a checkpoint over
  *            its last entry.
  *
+ * An entry may carry one optional field, `request` (the client's signed request, chain.ts
+ * AuditRequest), added after the format's first release: entries without it, i.e. every older
+ * entry, are read, hashed and verified exactly as before; a reader of the first release refuses
+ * an entry that has it (unknown field) rather than verifying it without it.
+ *
  * The header is not signed: it only names the audit public keys, which the auditor MUST
  * compare with the ones they hold. Records are validated strictly (no unknown or missing
  * fields, lowercase hex, ISO UTC times, no control characters in string fields) so one record

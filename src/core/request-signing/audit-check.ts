@@ -76,7 +76,8 @@ export class RequestAuditor {
       return fail("its request's signature does not verify");
     if (parsed.keyId !== e.keyId) return fail('its request names another key');
     if (parsed.id !== e.requestId) return fail('its request names another request id');
-    if (parsed.keyVersion !== 0 && parsed.keyVersion !== e.keyVersion) return fail('its request names another key version');
+    if (parsed.keyVersion !== 0 && parsed.keyVersion !== e.keyVersion)
+      return fail('its request names another key version');
     const kind = e.kind === 'batch' ? 'batch' : 'sign';
     if (parsed.kind !== kind) return fail(`its request is a ${parsed.kind} request in a ${e.kind} entry`);
     if (kind === 'batch') {

@@ -1,3 +1,4 @@
+# Writes vectors.json in the current directory (run it from test/vectors/sign-request/).
 import hashlib, json
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives import serialization, hashes
