@@ -55,6 +55,25 @@ const dump = (db: Database.Database) =>
     TABLES.map((table) => [table, db.prepare(`SELECT * FROM ${table} ORDER BY rowid`).safeIntegers(true).all()]),
   );
 
+/** Columns later migrations add to version 1's tables (audit.request: migration 'audit request signatures'). */
+const ADDED_COLUMNS: Record<string, string[]> = { audit: ['request'] };
+
+/** A dump without the added columns, after checking they are NULL in every row that was already there. */
+function withoutAdded(t: Test, d: Record<string, unknown[]>): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {};
+  for (const [table, rows] of Object.entries(d)) {
+    out[table] = rows.map((r) => {
+      const row = { ...(r as Record<string, unknown>) };
+      for (const c of ADDED_COLUMNS[table] ?? []) {
+        if (row[c] !== null) t.fail(`${table}.${c} of an old row is not NULL`);
+        delete row[c];
+      }
+      return row;
+    });
+  }
+  return out;
+}
+
 const tmp = await tempDir('store-migrate-');
 t.teardown(() => tmp.cleanup());
 
@@ -283,14 +302,14 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
   const versions = raw.prepare('SELECT version, name FROM schema_version').all();
   t.same(
     versions,
-    [
-      { version: 1, name: 'initial' },
-      { version: 2, name: 'audit merkle tree' },
-    ],
-    'adopted as version 1, then 2',
+    SQLITE_MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+    'adopted as version 1, then every later one',
   );
-  t.equal(SQLITE_MIGRATIONS.length, 2, 'version 2 is the latest');
-  t.same(dump(raw), before, 'every row of every table, byte for byte');
+  t.same(versions.slice(0, 2), [
+    { version: 1, name: 'initial' },
+    { version: 2, name: 'audit merkle tree' },
+  ]);
+  t.same(withoutAdded(t, dump(raw)), before, 'every row of every table, byte for byte');
   await checkThroughStore(t, s);
   await continuesChain(t, s);
   await s.close();
@@ -299,7 +318,7 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
   t.teardown(() => again.close());
   t.same(
     raw.prepare('SELECT version FROM schema_version').all(),
-    [{ version: 1 }, { version: 2 }],
+    SQLITE_MIGRATIONS.map((m) => ({ version: m.version })),
     'reopening migrates nothing',
   );
   t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
@@ -339,9 +358,13 @@ t.test('sqlite: a database of another shape or a newer version is not opened', a
   const newer = `${tmp.path}/newer.db`;
   new SqliteStore(newer).close();
   const n = new Database(newer);
-  n.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (3, 'from the future', 0)").run();
+  const future = SQLITE_MIGRATIONS.length + 1;
+  n.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'from the future', 0)").run(future);
   n.close();
-  t.throws(() => new SqliteStore(newer), /schema is at version 3, newer than this build's 2/);
+  t.throws(
+    () => new SqliteStore(newer),
+    new RegExp(`schema is at version ${future}, newer than this build's ${future - 1}`),
+  );
 });
 
 t.test('postgres', async (t) => {
@@ -381,28 +404,38 @@ t.test('postgres', async (t) => {
     const versions = (await admin.query('SELECT version, name FROM main_db.schema_version')).rows;
     t.same(
       versions,
-      [
-        { version: 1, name: 'initial' },
-        { version: 2, name: 'audit merkle tree' },
-      ],
-      'adopted as version 1, then 2',
+      POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+      'adopted as version 1, then every later one',
     );
-    t.equal(POSTGRES_MIGRATIONS.length, 2, 'version 2 is the latest');
-    t.same(await dump('main_db'), before, 'every row of every table, byte for byte');
+    t.same(versions.slice(0, 2), [
+      { version: 1, name: 'initial' },
+      { version: 2, name: 'audit merkle tree' },
+    ]);
+    t.same(withoutAdded(t, await dump('main_db')), before, 'every row of every table, byte for byte');
     await checkThroughStore(t, s);
     await continuesChain(t, s);
     await s.close();
     const again = await PostgresStore.open(urlFor('main_db'));
     t.teardown(() => again.close());
     const after = (await admin.query('SELECT version FROM main_db.schema_version')).rows;
-    t.same(after, [{ version: 1 }, { version: 2 }], 'reopening migrates nothing');
+    t.same(
+      after,
+      POSTGRES_MIGRATIONS.map((m) => ({ version: m.version })),
+      'reopening migrates nothing',
+    );
     t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
   });
 
   t.test('a newer schema version is not opened', async (t) => {
     await admin.query('CREATE SCHEMA newer_db');
     await (await PostgresStore.open(urlFor('newer_db'))).close();
-    await admin.query("INSERT INTO newer_db.schema_version (version, name, applied_at) VALUES (3, 'future', 0)");
-    await t.rejects(PostgresStore.open(urlFor('newer_db')), /schema is at version 3, newer than this build's 2/);
+    const future = POSTGRES_MIGRATIONS.length + 1;
+    await admin.query("INSERT INTO newer_db.schema_version (version, name, applied_at) VALUES ($1, 'future', 0)", [
+      future,
+    ]);
+    await t.rejects(
+      PostgresStore.open(urlFor('newer_db')),
+      new RegExp(`schema is at version ${future}, newer than this build's ${future - 1}`),
+    );
   });
 });
