@@ -13,6 +13,7 @@ import { freePort, startSignerProcess } from '../harness/process.js';
 import { OPEN_POLICY, testConfig } from '../harness/signer.js';
 import type { TestToken } from '../harness/token.js';
 import { type ClientTls, call, connect } from '../src/client/client.js';
+import { certificateSigner, signingInterceptor } from '../src/client/request-signing.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import { type CpuSource, findPostmaster, sampleCpu, sampleTree } from './cpu.js';
 import type { Noise } from './noise.js';
@@ -137,6 +138,8 @@ export async function signerChannels(address: string, tls: ClientTls, n = 1): Pr
       'grpc.ssl_target_name_override': 'localhost',
       'grpc.default_authority': 'localhost',
       'grpc.use_local_subchannel_pool': 1,
+      // Each request signed with the client certificate's key, as connect() does.
+      interceptors: [signingInterceptor(certificateSigner(tls))],
     };
     const signers = Array.from({ length: n }, () => new signerV1.Signer(address, creds, options));
     ch = { signers, close: () => signers.forEach((s) => s.close()) };

@@ -75,6 +75,8 @@ export function testConfig(dir: string, pki: Pki, token: TestToken, over: Partia
       'other-engine': { roles: ['signer'] },
     },
     keyAccess: { '*': ['payment-engine'], 'shared-*': ['other-engine'] },
+    // As scripts/dev-setup.sh writes it: every Sign and SignBatch carries the client's signature.
+    requireSignedRequests: true,
     policies: { open: OPEN_POLICY },
     log: { level: 'fatal' },
     ...over,

@@ -307,6 +307,9 @@ else
         auditor: { roles: ["auditor"] },
       },
       keyAccess: { "*": ["payment-engine"] },
+      // Every Sign and SignBatch carries the client's request signature (README "How a payment
+      // engine signs its requests"); scripts/sign.ts signs with the client certificate's key.
+      requireSignedRequests: true,
       // The demo keys sign everything a demo needs; real policies are narrower (README "Policies").
       policies: {
         "dev-hot": {

@@ -14,6 +14,11 @@ const program = command('sign', 'Sign with a key (Signer.Sign): the dev client o
   .option('--evm-tx <hex>', 'unsigned EVM transaction, EIP-1559 or legacy EIP-155 (secp256k1 keys)')
   .option('--request-id <id>', 'idempotency id; a retry must reuse it', randomUUID())
   .option('--key-version <n>', 'sign with this version (a retired EVM version signs only sweeps: sweep-plan)', '0')
+  .option(
+    '--request-key <file>',
+    'PEM private key registered for this client (clients.<name>.requestKeys) to sign the request with; ' +
+      'default: the client certificate key (--key)',
+  )
   .parse();
 const opts = program.opts();
 const hex = (s: string) => Buffer.from(s.replace(/^0x/, ''), 'hex');

@@ -9,9 +9,13 @@
  * the OLDER one you kept. Proofs the export cannot supply (the compact range before a period
  * export's first entry, consistency to a larger tree) are fetched from Audit with the auditor
  * certificate: they are untrusted, only the signed roots and the recomputed leaves are.
+ *
+ * With --requests, it also checks that every signature in the export was asked for by a client:
+ * each entry's signed request (format hsm-signer/sign-request/v1) verifies under a key of its
+ * client that you supply with --client-key CN=FILE (src/core/request-signing/audit-check.ts).
  */
 
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { hexToBytes } from '@noble/hashes/utils.js';
@@ -27,6 +31,10 @@ import {
   RunRoot,
 } from '../src/core/audit/tlog-verify.js';
 import { formatReport, type VerifyReport, verifyExport } from '../src/core/audit/verify.js';
+import { RequestAuditor, type RequestReport } from '../src/core/request-signing/audit-check.js';
+import type { RequestKey } from '../src/core/request-signing/verify.js';
+import { requestKeyOf } from '../src/infra/config/request-keys.js';
+import { parseCertificates } from '../src/infra/grpc/peer-cert.js';
 import { readExport } from './lib/export-file.js';
 import { proofOptions, readNote } from './lib/proof-options.js';
 import type { ProofSource } from './lib/proofs.js';
@@ -51,6 +59,16 @@ const program = witnessOptions(
         '--signatures-only',
         "with --checkpoint: check only the note's log signature and --witnesses cosignatures, not that the export's entries are in its tree",
       )
+      .option(
+        '--requests',
+        "also check that every signature in the export was asked for by a client: each entry's signed request verifies under a key you supply with --client-key",
+      )
+      .option(
+        '--client-key <cn=file>',
+        'with --requests: the client CN and a PEM file of its certificate(s) or public key(s) (P-256, Ed25519); repeat for more clients or keys',
+        (v: string, all: string[]) => [...all, v],
+        [] as string[],
+      )
       .option('--json', 'print the report as JSON for programs instead of text for people'),
   ),
 )
@@ -71,6 +89,13 @@ try {
   program.error((e as Error).message);
 }
 if (required > witnessKeys.length) program.error(`--witnesses ${required} but ${witnessKeys.length} --witness-key`);
+if ((opts.clientKey as string[]).length > 0 && !opts.requests) program.error('--client-key needs --requests');
+let clientKeys: Map<string, RequestKey[]> = new Map();
+try {
+  clientKeys = readClientKeys(opts.clientKey as string[]);
+} catch (e) {
+  program.error((e as Error).message);
+}
 
 function noVerdict(message: string): never {
   if (json) process.stdout.write(`${JSON.stringify({ error: message })}\n`);
@@ -107,11 +132,29 @@ if (report.ok && opts.checkpoint) {
     source.close();
   }
 }
-const ok = report.ok && checks.every((c) => c.ok);
-if (json) process.stdout.write(`${JSON.stringify({ ...report, ok, checks })}\n`);
+// Request signatures: only over an export whose chain verified (its entries are the log's).
+let requests: RequestReport | undefined;
+if (report.ok && opts.requests) {
+  const auditor = new RequestAuditor(clientKeys);
+  for await (const r of readExport(file)) {
+    if (r.type !== 'entry') continue;
+    const { type: _t, ...e } = r;
+    auditor.accept(e);
+  }
+  requests = auditor.report();
+}
+const ok = report.ok && checks.every((c) => c.ok) && (requests?.ok ?? true);
+if (json) process.stdout.write(`${JSON.stringify({ ...report, ok, checks, ...(requests ? { requests } : {}) })}\n`);
 else {
   process.stdout.write(`${formatReport(report)}\n`);
   for (const c of checks) process.stdout.write(`${c.ok ? 'ok    ' : 'FAILED'} ${c.what}\n`);
+  if (requests) {
+    for (const f of requests.findings) process.stdout.write(`FAILED entry ${f.seq}: ${f.what}\n`);
+    process.stdout.write(
+      `${requests.ok ? 'OK' : 'FAILED'}: requests: ${requests.verified} client request signatures verified, ` +
+        `${requests.covered} signatures asked for by a client, ${requests.findings.length} problems\n`,
+    );
+  }
   if (report.ok && checks.length)
     process.stdout.write(
       ok ? `OK: checkpoint ${required > 0 ? 'witnessed' : 'verified'}\n` : 'FAILED: checkpoint check\n',
@@ -181,6 +224,26 @@ async function checkTree(firstSeq: number, lastSeq: number, source: ProofSource)
 
 function verifyConsistencyOf(a: number, b: number, proof: Uint8Array[], ra: Uint8Array, rb: Uint8Array): boolean {
   return checkConsistent({ origin: '', size: a, root: ra }, { origin: '', size: b, root: rb }, proof).ok;
+}
+
+/** --client-key cn=file values: each file's certificates and public keys, by client CN. */
+function readClientKeys(values: string[]): Map<string, RequestKey[]> {
+  const out = new Map<string, RequestKey[]>();
+  for (const v of values) {
+    const i = v.indexOf('=');
+    if (i <= 0) throw new Error('--client-key is <client CN>=<PEM file>');
+    const [cn, path] = [v.slice(0, i), v.slice(i + 1)];
+    const pem = readFileSync(path, 'utf8');
+    const keys = [
+      ...parseCertificates(pem).map((c) => requestKeyOf(c.publicKey, 'certificate')),
+      ...(pem.match(/-----BEGIN PUBLIC KEY-----[\s\S]+?-----END PUBLIC KEY-----/g) ?? []).map((b) =>
+        requestKeyOf(b, 'registered'),
+      ),
+    ];
+    if (keys.length === 0) throw new Error(`${path} holds no certificate or public key`);
+    out.set(cn, [...(out.get(cn) ?? []), ...keys]);
+  }
+  return out;
 }
 
 /** The audit keys of the export's header (none for CSV: pass --log-key). */

@@ -55,6 +55,25 @@ const dump = (db: Database.Database) =>
     TABLES.map((table) => [table, db.prepare(`SELECT * FROM ${table} ORDER BY rowid`).safeIntegers(true).all()]),
   );
 
+/** Columns later migrations add to version 1's tables (audit.request: migration 'audit request signatures'). */
+const ADDED_COLUMNS: Record<string, string[]> = { audit: ['request'] };
+
+/** A dump without the added columns, after checking they are NULL in every row that was already there. */
+function withoutAdded(t: Test, d: Record<string, unknown[]>): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {};
+  for (const [table, rows] of Object.entries(d)) {
+    out[table] = rows.map((r) => {
+      const row = { ...(r as Record<string, unknown>) };
+      for (const c of ADDED_COLUMNS[table] ?? []) {
+        if (row[c] !== null) t.fail(`${table}.${c} of an old row is not NULL`);
+        delete row[c];
+      }
+      return row;
+    });
+  }
+  return out;
+}
+
 const tmp = await tempDir('store-migrate-');
 t.teardown(() => tmp.cleanup());
 
@@ -290,7 +309,7 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
     { version: 1, name: 'initial' },
     { version: 2, name: 'audit merkle tree' },
   ]);
-  t.same(dump(raw), before, 'every row of every table, byte for byte');
+  t.same(withoutAdded(t, dump(raw)), before, 'every row of every table, byte for byte');
   await checkThroughStore(t, s);
   await continuesChain(t, s);
   await s.close();
@@ -386,7 +405,11 @@ t.test('postgres', async (t) => {
       POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
       'adopted as version 1, then every later one',
     );
-    t.same(await dump('main_db'), before, 'every row of every table, byte for byte');
+    t.same(versions.slice(0, 2), [
+      { version: 1, name: 'initial' },
+      { version: 2, name: 'audit merkle tree' },
+    ]);
+    t.same(withoutAdded(t, await dump('main_db')), before, 'every row of every table, byte for byte');
     await checkThroughStore(t, s);
     await continuesChain(t, s);
     await s.close();

@@ -1069,6 +1069,22 @@ export function storeSuite(t: Test, name: string, open: () => Promise<TestStore>
     t.equal(taken, 3, 'a reader may stop early');
   });
 
+  t.test(`${name}: an entry's signed request is stored, read back and hashed with it`, async (t) => {
+    const s = await fresh(t);
+    const request = {
+      message: 'aa'.repeat(40),
+      signature: 'bb'.repeat(70),
+      signingKey: `spki-sha256:${'cc'.repeat(32)}`,
+    };
+    await s.appendAudit([draft('plain'), draft('signed', { request }), draft('plain-2')]);
+    const entries = await readChain(s);
+    checkChain(t, entries);
+    t.same(entries[1]!.request, request, 'the request reads back');
+    t.notOk('request' in entries[0]! || 'request' in entries[2]!, 'entries without one have no request field');
+    const { hash, request: _r, ...without } = entries[1]!;
+    t.not(entryHash(without), hash, 'the request is part of the hash');
+  });
+
   t.test(`${name}: auditRange finds the seq range of a time range`, async (t) => {
     const s = await fresh(t);
     t.equal(await s.auditRange(null, null), undefined, 'an empty log');

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { connect, readTls, type SignerClients } from '../../src/client/client.js';
 import { decodeError } from '../../src/client/errors.js';
+import { certificateSigner, requestSigner } from '../../src/client/request-signing.js';
 
 const DEV_PKI = fileURLToPath(new URL('../../.dev/pki/', import.meta.url));
 
@@ -20,7 +22,13 @@ export function command(name: string, description: string, identity: string): Co
 
 export function clientsFrom(opts: Record<string, unknown>): SignerClients {
   const s = (k: string) => String(opts[k]);
-  return connect(s('address'), readTls({ caFile: s('ca'), certFile: s('cert'), keyFile: s('key') }));
+  const tls = readTls({ caFile: s('ca'), certFile: s('cert'), keyFile: s('key') });
+  // Requests are signed with the certificate's key, or with a registered key (--request-key).
+  const signing =
+    opts.requestKey === undefined
+      ? {}
+      : { signRequests: requestSigner(certificateSigner(tls).client, readFileSync(s('requestKey'))) };
+  return connect(s('address'), tls, 'localhost', signing);
 }
 
 /** JSON with bytes as hex, for people and programs alike. */

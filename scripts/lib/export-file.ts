@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { CSV_HEADER, parseCsvLine } from '../../src/core/audit/csv.js';
+import { isCsvHeader, parseCsvLine } from '../../src/core/audit/csv.js';
 import { type ExportRecord, parseJsonLine } from '../../src/core/audit/format.js';
 
 /** The records of an export file (JSONL or CSV, told apart by the first line), streamed. */
@@ -13,7 +13,7 @@ export async function* readExport(file: string): AsyncGenerator<ExportRecord> {
     let text = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (n === 1) {
       if (text.startsWith('\ufeff')) text = text.slice(1);
-      if (text === CSV_HEADER) {
+      if (isCsvHeader(text)) {
         csv = true;
         continue;
       }

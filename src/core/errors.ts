@@ -13,6 +13,9 @@ export type Reason =
   | 'CERTIFICATE_REVOKED'
   | 'CERTIFICATE_NOT_PINNED'
   | 'CERTIFICATE_EXPIRED'
+  // Client-signed requests (src/core/request-signing, proto SignRequest's comments).
+  | 'REQUEST_SIGNATURE_INVALID'
+  | 'REQUEST_SIGNATURE_REQUIRED'
   | 'NOT_AUTHORIZED'
   | 'HSM_UNAVAILABLE'
   | 'HSM_ERROR'

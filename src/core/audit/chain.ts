@@ -41,11 +41,37 @@ export interface AuditEntry {
   reason: string | null;
   /** Hex sha256 of the signature bytes returned. */
   signatureHash: string | null;
+  /**
+   * The client's signed request this entry records (sign and batch entries of clients that sign
+   * their requests). Absent, not null, in every other entry and in every entry written before
+   * request signing existed: an entry without it hashes to exactly the bytes it did before.
+   */
+  request?: AuditRequest;
   /** Hex hash of entry seq-1 ({@link GENESIS} for seq 1). */
   prevHash: string;
   /** Hex {@link entryHash} of this entry. */
   hash: string;
 }
+
+/**
+ * A client's request signature as the audit log keeps it (src/core/request-signing): the exact
+ * bytes signed, so an auditor verifies them without the payload and reads off which client, key,
+ * request id and client time they name.
+ */
+export interface AuditRequest {
+  /** Hex of the canonical request bytes (format hsm-signer/sign-request/v1, their first line). */
+  message: string;
+  /** Hex of the client's signature over them (DER ECDSA P-256 or 64-byte Ed25519). */
+  signature: string;
+  /** `spki-sha256:<hex>` of the key that signed. */
+  signingKey: string;
+}
+
+/**
+ * Fields hashed only when present, each added after the first release of the format: an entry
+ * without them hashes (and its leaf encodes) exactly as before, so old logs still verify.
+ */
+export const OPTIONAL_FIELDS = ['request'] as const;
 
 /** The fields an entry's JSON body holds, i.e. every field but the two chain links. */
 export const HASHED_FIELDS = [
@@ -102,7 +128,8 @@ export function canonicalJson(v: unknown): string {
 
 /**
  * The hash of an entry: hex sha256( 32 bytes of prevHash || utf8(canonicalJson(body)) ), where
- * body is the entry's {@link HASHED_FIELDS}, i.e. the entry without prevHash and hash.
+ * body is the entry's {@link HASHED_FIELDS} and those of its {@link OPTIONAL_FIELDS} it has,
+ * i.e. the entry without prevHash and hash.
  *
  * prevHash stays outside the JSON on purpose: the link is a fixed-length binary prefix that no
  * field value can imitate or shift and no canonicalisation rule touches, and the JSON hashed is
@@ -114,7 +141,12 @@ export function canonicalJson(v: unknown): string {
 export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
   const o = e as unknown as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (k !== 'prevHash' && k !== 'hash' && !(HASHED_FIELDS as readonly string[]).includes(k)) {
+    if (
+      k !== 'prevHash' &&
+      k !== 'hash' &&
+      !(HASHED_FIELDS as readonly string[]).includes(k) &&
+      !(OPTIONAL_FIELDS as readonly string[]).includes(k)
+    ) {
       throw new TypeError(`entryHash: unknown field ${JSON.stringify(k)}`);
     }
   }
@@ -122,6 +154,7 @@ export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
     throw new TypeError('entryHash: prevHash must be 64 lowercase hex digits');
   const body: Record<string, unknown> = {};
   for (const k of HASHED_FIELDS) body[k] = o[k];
+  for (const k of OPTIONAL_FIELDS) if (o[k] !== undefined) body[k] = o[k];
   return bytesToHex(sha256(concatBytes(hexToBytes(e.prevHash), utf8ToBytes(canonicalJson(body)))));
 }
 

@@ -41,11 +41,18 @@ export const CSV_COLUMNS = [
   'exportedAt',
   'from',
   'to',
+  // Added with request signing (an entry's optional `request`, canonical JSON); rows and
+  // headers written before it lack this last column and still parse.
+  'request',
 ] as const;
 type Column = (typeof CSV_COLUMNS)[number];
 
 /** The first line of a CSV export (without its CRLF). */
 export const CSV_HEADER = CSV_COLUMNS.join(',');
+/** The first line of CSV exports written before the `request` column. */
+export const CSV_HEADER_BEFORE_REQUEST = CSV_COLUMNS.slice(0, -1).join(',');
+/** Whether a first line is a CSV export's column row (this one or the one before `request`). */
+export const isCsvHeader = (line: string): boolean => line === CSV_HEADER || line === CSV_HEADER_BEFORE_REQUEST;
 
 const ENTRY_COLUMNS: Column[] = [
   'seq',
@@ -62,6 +69,7 @@ const ENTRY_COLUMNS: Column[] = [
   'signatureHash',
   'prevHash',
   'hash',
+  'request',
 ];
 const CHECKPOINT_COLUMNS: Column[] = ['seq', 'at', 'headHash', 'auditKeyId', 'auditKeyVersion', 'signature'];
 const HEADER_COLUMNS: Column[] = [
@@ -82,8 +90,12 @@ const HEADER_COLUMNS: Column[] = [
 export function toCsvRow(record: ExportRecord): string {
   switch (record.type) {
     case 'entry': {
-      const { type, ...e } = record;
-      return row({ type, ...e, intent: e.intent === null ? null : canonicalJson(e.intent) });
+      const { type, request, ...e } = record;
+      const json = {
+        intent: e.intent === null ? null : canonicalJson(e.intent),
+        request: request ? canonicalJson(request) : null,
+      };
+      return row({ type, ...e, ...json });
     }
     case 'checkpoint': {
       const { auditKey, ...c } = record;
@@ -135,6 +147,8 @@ function unescapeCell(cell: string): string {
  */
 export function parseCsvLine(text: string, line: number): ExportRecord {
   const cells = splitRow(text, line).map(unescapeCell);
+  // A row from before the `request` column: that cell is empty.
+  if (cells.length === CSV_COLUMNS.length - 1) cells.push('');
   if (cells.length !== CSV_COLUMNS.length)
     throw new MalformedRecord(line, `a row must have ${CSV_COLUMNS.length} cells, not ${cells.length}`);
   const cell = Object.fromEntries(CSV_COLUMNS.map((c, i) => [c, cells[i] === '' ? null : cells[i]!])) as Record<
@@ -161,7 +175,9 @@ export function parseCsvLine(text: string, line: number): ExportRecord {
     for (const c of ENTRY_COLUMNS) record[c] = cell[c];
     record.seq = int(cell.seq);
     record.keyVersion = int(cell.keyVersion);
-    record.intent = intentOf(cell.intent, line);
+    record.intent = jsonCell(cell.intent, 'intent', line);
+    if (cell.request === null) delete record.request;
+    else record.request = jsonCell(cell.request, 'request', line);
   } else if (type === 'checkpoint') {
     const { seq, at, headHash, auditKeyId, auditKeyVersion, signature } = cell;
     record = {
@@ -188,13 +204,13 @@ function int(s: string | null): number | string | null {
   return s !== null && /^[1-9][0-9]{0,15}$/.test(s) ? Number(s) : s;
 }
 
-function intentOf(s: string | null, line: number): unknown {
+function jsonCell(s: string | null, column: string, line: number): unknown {
   if (s === null) return null;
   let v: unknown;
   try {
     v = JSON.parse(s);
   } catch {
-    throw new MalformedRecord(line, 'intent must be canonical JSON');
+    throw new MalformedRecord(line, `${column} must be canonical JSON`);
   }
   // One spelling per intent: otherwise the same entry could be written two ways.
   let canonical: string | undefined;
@@ -203,7 +219,7 @@ function intentOf(s: string | null, line: number): unknown {
   } catch {
     canonical = undefined;
   }
-  if (canonical !== s) throw new MalformedRecord(line, 'intent must be canonical JSON');
+  if (canonical !== s) throw new MalformedRecord(line, `${column} must be canonical JSON`);
   return v;
 }
 

@@ -1,4 +1,4 @@
-import type { AuditEntry } from './chain.js';
+import type { AuditEntry, AuditRequest } from './chain.js';
 
 /** An audit entry before the store numbers and chains it. MUST NOT carry secrets. */
 export interface AuditDraft {
@@ -16,6 +16,8 @@ export interface AuditDraft {
   reason: string | null;
   /** sha256 of the signature bytes returned, for signed entries. */
   signatureHash: Uint8Array | null;
+  /** The client's signed request (sign and batch entries of clients that sign), else absent. */
+  request?: AuditRequest | undefined;
 }
 
 const hex = (b: Uint8Array | null) => (b === null ? null : Buffer.from(b).toString('hex'));
@@ -35,6 +37,7 @@ export function draftToEntry(d: AuditDraft, seq: number, prevHash: string): Omit
     decision: d.decision,
     reason: d.reason,
     signatureHash: hex(d.signatureHash),
+    ...(d.request ? { request: d.request } : {}),
     prevHash,
   };
 }

@@ -7,12 +7,17 @@
  *            right after the entry whose seq it covers; the export ends with a checkpoint over
  *            its last entry.
  *
+ * An entry may carry one optional field, `request` (the client's signed request, chain.ts
+ * AuditRequest), added after the format's first release: entries without it, i.e. every older
+ * entry, are read, hashed and verified exactly as before; a reader of the first release refuses
+ * an entry that has it (unknown field) rather than verifying it without it.
+ *
  * The header is not signed: it only names the audit public keys, which the auditor MUST
  * compare with the ones they hold. Records are validated strictly (no unknown or missing
  * fields, lowercase hex, ISO UTC times, no control characters in string fields) so one record
  * has exactly one reading in both JSONL and CSV (csv.ts).
  */
-import type { AuditCheckpoint, AuditEntry } from './chain.js';
+import type { AuditCheckpoint, AuditEntry, AuditRequest } from './chain.js';
 
 export const EXPORT_FORMAT = 'hsm-signer-audit/1';
 
@@ -99,7 +104,20 @@ const oneOf = (...values: string[]): Rule => [
 ];
 const orNull = ([test, expected]: Rule): Rule => [(v) => v === null || test(v), `${expected} or null`];
 
-const ENTRY: Record<keyof EntryRecord, Rule> = {
+/** Fields an entry may lack (chain.ts OPTIONAL_FIELDS); when present they follow these rules. */
+const ENTRY_OPTIONAL: Record<string, Rule> = {
+  request: [(v) => isPlainObject(v), 'an object'],
+};
+const REQUEST: Record<keyof AuditRequest, Rule> = {
+  message: hex,
+  signature: hex,
+  signingKey: [
+    (v) => typeof v === 'string' && /^spki-sha256:[0-9a-f]{64}$/.test(v),
+    '"spki-sha256:" and 64 lowercase hex digits',
+  ],
+};
+
+const ENTRY: Record<Exclude<keyof EntryRecord, 'request'>, Rule> = {
   type: oneOf('entry'),
   seq: positive,
   at: time,
@@ -150,7 +168,9 @@ export function validateRecord(value: unknown, line: number): ExportRecord {
   if (!isPlainObject(value)) throw new MalformedRecord(line, 'a record must be a JSON object');
   switch (value.type) {
     case 'entry':
-      return check(value, ENTRY, 'entry', line) as unknown as EntryRecord;
+      check(value, ENTRY, 'entry', line, ENTRY_OPTIONAL);
+      if (value.request !== undefined) check(value.request, REQUEST, 'entry.request', line);
+      return value as unknown as EntryRecord;
     case 'checkpoint':
       check(value, CHECKPOINT, 'checkpoint', line);
       check(value.auditKey, KEY_REF, 'checkpoint.auditKey', line);
@@ -166,9 +186,20 @@ export function validateRecord(value: unknown, line: number): ExportRecord {
   }
 }
 
-function check(value: unknown, rules: Record<string, Rule>, what: string, line: number): Record<string, unknown> {
+function check(
+  value: unknown,
+  rules: Record<string, Rule>,
+  what: string,
+  line: number,
+  optional: Record<string, Rule> = {},
+): Record<string, unknown> {
   if (!isPlainObject(value)) throw new MalformedRecord(line, `${what} must be an object`);
   for (const k of Object.keys(value)) {
+    if (Object.hasOwn(optional, k)) {
+      const [test, expected] = optional[k]!;
+      if (!test(value[k])) throw new MalformedRecord(line, `${what}.${k} must be ${expected}`);
+      continue;
+    }
     if (!Object.hasOwn(rules, k))
       throw new MalformedRecord(line, `${what} has an unknown field ${JSON.stringify(k.slice(0, 40))}`);
   }

@@ -4,11 +4,11 @@
  * entry content before it signs) and offline verifiers (which recompute them from an export).
  *
  * Leaf data = utf8(canonicalJson(entry without `hash`)): every field an auditor sees, including
- * the chain link `prevHash`, but not `hash`, which is derived from the others (entryHash) and
+ * the chain link `prevHash` and the optional fields an entry has (chain.ts OPTIONAL_FIELDS), but not `hash`, which is derived from the others (entryHash) and
  * would only repeat them. Changing this changes every tree head: it needs a new export format.
  */
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { type AuditEntry, canonicalJson, HASHED_FIELDS } from './chain.js';
+import { type AuditEntry, canonicalJson, HASHED_FIELDS, OPTIONAL_FIELDS } from './chain.js';
 import { leafHash } from './merkle.js';
 
 const LEAF_FIELDS: readonly string[] = [...HASHED_FIELDS, 'prevHash'];
@@ -23,13 +23,16 @@ export function entryBytes(e: Omit<AuditEntry, 'hash'> & { hash?: string; type?:
   const body: Record<string, unknown> = {};
   for (const k of Object.keys(o)) {
     if (k === 'hash' || k === 'type') continue;
-    if (!LEAF_FIELDS.includes(k)) throw new TypeError(`entryBytes: unknown field ${JSON.stringify(k)}`);
+    if (!LEAF_FIELDS.includes(k) && !(OPTIONAL_FIELDS as readonly string[]).includes(k))
+      throw new TypeError(`entryBytes: unknown field ${JSON.stringify(k)}`);
   }
   for (const k of LEAF_FIELDS) {
     if (!Object.hasOwn(o, k) || o[k] === undefined)
       throw new TypeError(`entryBytes: missing field ${JSON.stringify(k)}`);
     body[k] = o[k];
   }
+  // Present only in entries that have them: older leaves keep their bytes.
+  for (const k of OPTIONAL_FIELDS) if (o[k] !== undefined) body[k] = o[k];
   return utf8ToBytes(canonicalJson(body));
 }
 

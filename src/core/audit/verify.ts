@@ -44,7 +44,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { checkpointMessage, entryHash, GENESIS } from './chain.js';
-import { CSV_HEADER, parseCsvLine } from './csv.js';
+import { isCsvHeader, parseCsvLine } from './csv.js';
 import {
   type CheckpointRecord,
   type EntryRecord,
@@ -198,7 +198,7 @@ class Source {
     let text = r.value.endsWith('\r') ? r.value.slice(0, -1) : r.value;
     if (line === 1) {
       if (text.startsWith('\ufeff')) text = text.slice(1); // a BOM from a spreadsheet's "save as CSV"
-      if (text === CSV_HEADER) {
+      if (isCsvHeader(text)) {
         this.format = 'csv';
         return this.read();
       }

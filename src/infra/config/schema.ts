@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { timezoneProblem } from '../../core/rotation/due.js';
 import { cronProblem } from './cron.js';
 import { normalisePin } from './pins.js';
+import { requestKeyOf } from './request-keys.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
 const role = z.enum(['signer', 'admin', 'auditor']);
@@ -17,6 +18,18 @@ const MiB = 1024 * KiB;
 const DEFAULT_MESSAGE_BYTES = { sign: 256 * KiB, signBatch: 4 * MiB, setPolicy: 1 * MiB, other: 64 * KiB };
 /** Half a MiB under the 4 MiB default receive limit of gRPC clients. */
 export const DEFAULT_BATCH_RESPONSE_BYTES = 4 * MiB - 512 * KiB;
+/** A client's request-signing public key: PEM SPKI of a P-256 or Ed25519 key. */
+const requestKeyPem = z.string().refine(
+  (v) => {
+    try {
+      requestKeyOf(v, 'registered');
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'expected a PEM public key (SubjectPublicKeyInfo), P-256 or Ed25519' },
+);
 /** Certificate pins in canonical form (src/infra/config/pins.ts). */
 const pins = z.array(
   z.string().transform((v, ctx) => {
@@ -284,7 +297,32 @@ export const configSchema = z
      * src/infra/config/pins.ts; several during a rollover) narrow a client to those certificates
      * or keys. Reloaded on SIGHUP and when the config file changes.
      */
-    clients: z.record(z.string().min(1), z.object({ roles: z.array(role).min(1), pins: pins.optional() }).strict()),
+    clients: z.record(
+      z.string().min(1),
+      z
+        .object({
+          roles: z.array(role).min(1),
+          pins: pins.optional(),
+          /**
+           * Whether this client's Sign and SignBatch must carry a request signature (README "How a
+           * payment engine signs its requests"). Absent: the deployment's `requireSignedRequests`.
+           */
+          requireSignedRequests: z.boolean().optional(),
+          /**
+           * Public keys (PEM SubjectPublicKeyInfo, P-256 or Ed25519) the client may sign requests
+           * with besides its certificate's key; several during a rollover.
+           */
+          requestKeys: z.array(requestKeyPem).optional(),
+        })
+        .strict(),
+    ),
+    /**
+     * The deployment default of `clients.<name>.requireSignedRequests`. Absent means false: a
+     * config written before request signing existed keeps serving its unsigned payment engine
+     * (the signer logs a warning per such client at start). New deployments set it to true, as
+     * scripts/dev-setup.sh does.
+     */
+    requireSignedRequests: z.boolean().default(false),
     /**
      * Which clients may sign with which keys. Keys are exact ids or prefixes ending in `*`.
      * A key matching no entry can be signed by nobody.

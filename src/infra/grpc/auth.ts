@@ -1,4 +1,5 @@
 import { SignerError } from '../../core/errors.js';
+import type { RequestKey } from '../../core/request-signing/verify.js';
 import type { Config, Role } from '../config/schema.js';
 import type { Call, PeerTrust } from './peer-trust.js';
 
@@ -8,6 +9,8 @@ export interface Identity {
   roles: ReadonlySet<Role>;
   /** When the certificate's validity ends (ms since the epoch): a stream held open ends then. */
   notAfter: number;
+  /** The certificate's key, when it can sign requests (P-256 or Ed25519). */
+  certKey?: RequestKey | undefined;
 }
 
 /**
@@ -37,7 +40,7 @@ export class Authorizer {
   identify(call: Call): Identity {
     const cert = this.trust.verify(call);
     const roles = new Set(this.clients[cert.cn]?.roles ?? []);
-    return { client: cert.cn, roles, notAfter: cert.notAfter };
+    return { client: cert.cn, roles, notAfter: cert.notAfter, certKey: cert.requestKey };
   }
 
   /** The caller's identity if it holds `role`; PERMISSION_DENIED otherwise. */

@@ -1,6 +1,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import type { RequestKey } from '../../core/request-signing/verify.js';
 import { pinOf } from '../config/pins.js';
+import { requestKeyOf } from '../config/request-keys.js';
 
 /** What the per-call checks need of a peer certificate, parsed once per certificate. */
 export interface PeerCert {
@@ -15,6 +17,8 @@ export interface PeerCert {
   notAfter: number;
   /** The configured CA that issued it (its cert-sha256 pin), or undefined when none did. */
   issuer: string | undefined;
+  /** The certificate's key as a request-signing key (P-256 or Ed25519), undefined for others. */
+  requestKey: RequestKey | undefined;
 }
 
 /** A serial number (hex, any case, leading zeros or not) in the form CRL entries are compared in. */
@@ -61,7 +65,16 @@ export class PeerCertCache {
       notBefore: Date.parse(x.validFrom),
       notAfter: Date.parse(x.validTo),
       issuer: issuer && caId(issuer),
+      requestKey: certRequestKey(x),
     };
+  }
+}
+
+function certRequestKey(x: X509Certificate): RequestKey | undefined {
+  try {
+    return requestKeyOf(x.publicKey, 'certificate');
+  } catch {
+    return undefined;
   }
 }
 

@@ -18,6 +18,8 @@ export const AUDIT_COLUMNS = [
   'signature_hash',
   'prev_hash',
   'hash',
+  // The entry's signed request as JSON (AuditEntry.request); NULL when it has none.
+  'request',
 ] as const;
 
 export interface AuditHead {
@@ -67,6 +69,7 @@ export function chainDrafts(
       entry.signatureHash,
       prevHash,
       hash,
+      entry.request ? JSON.stringify(entry.request) : null,
     ]);
     prevHash = hash;
   }

@@ -3,7 +3,7 @@
  * SQLite and PostgreSQL; only integer transport differs (SQLite returns numbers, or bigints from
  * safeIntegers statements; node-pg returns BIGINT as decimal strings), hence `Int`.
  */
-import type { AuditEntry } from '../../core/audit/chain.js';
+import type { AuditEntry, AuditRequest } from '../../core/audit/chain.js';
 import type { NonceRecord, RecordState, RequestRecord } from '../../core/replay/records.js';
 import type { Algorithm } from '../config/schema.js';
 import type { StoredCheckpoint } from './audit.js';
@@ -149,6 +149,8 @@ export interface AuditRow {
   signature_hash: string | null;
   prev_hash: string;
   hash: string;
+  /** The signed request as JSON; NULL (or no column, before its migration) when none. */
+  request?: string | null;
 }
 
 export function auditEntry(r: AuditRow): AuditEntry {
@@ -165,6 +167,7 @@ export function auditEntry(r: AuditRow): AuditEntry {
     decision: r.decision,
     reason: r.reason,
     signatureHash: r.signature_hash,
+    ...(r.request ? { request: JSON.parse(r.request) as AuditRequest } : {}),
     prevHash: r.prev_hash,
     hash: r.hash,
   };

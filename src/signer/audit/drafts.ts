@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { AuditRequest } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { Prepared } from '../signing/service.js';
 
@@ -48,6 +49,8 @@ export interface DraftBase {
   keyId: string | null;
   keyVersion: number | null;
   requestId: string | null;
+  /** The client's signed request, for the entries of a signed Sign (a batch's is on its batch entry). */
+  request?: AuditRequest | undefined;
 }
 
 export function signDraft(

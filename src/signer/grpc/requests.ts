@@ -1,4 +1,5 @@
 import { SignerError } from '../../core/errors.js';
+import type { CanonicalPayload } from '../../core/request-signing/canonical.js';
 import type { Payload } from '../signing/service.js';
 
 /** Request messages as proto-loader decodes them (64-bit integers as decimal strings). */
@@ -81,4 +82,16 @@ export function payloadOf(req: WirePayload): Payload {
 export function timeOf(t: WireTimestamp | null): Date {
   if (!t) throw new SignerError('REQUEST_INVALID', 'client_time is required');
   return new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6));
+}
+
+/** A decoded payload as a line of the canonical request (src/core/request-signing/canonical.ts). */
+export function canonicalPayload(p: Payload): CanonicalPayload {
+  switch (p.kind) {
+    case 'digest':
+      return { kind: 'digest', bytes: p.digest, scope: p.scope };
+    case 'message':
+      return { kind: 'message', bytes: p.message, scope: p.scope };
+    case 'evm':
+      return { kind: 'evm_transaction', bytes: p.unsignedTx };
+  }
 }

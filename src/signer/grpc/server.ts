@@ -5,6 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { eventDraft } from '../../core/audit/draft.js';
 import { MAX_VELOCITY_WINDOW_SECONDS } from '../../core/policy/schema.js';
+import { ConfigRequestKeys } from '../../infra/config/request-keys.js';
 import type { Config } from '../../infra/config/schema.js';
 import { Authorizer } from '../../infra/grpc/auth.js';
 import { packageDefinition, signerV1 } from '../../infra/grpc/proto.js';
@@ -35,6 +36,7 @@ import { ThresholdSigner } from '../threshold/threshold-signer.js';
 import { auditHandlers } from './audit-service.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
 import { edgeGuard, serverOptions } from './limits.js';
+import { RequestSignatures } from './request-signature.js';
 import { signerHandlers } from './signer-service.js';
 import { KeyWatchers } from './watch.js';
 
@@ -78,7 +80,15 @@ export async function startSigner(
   // Clients' certificates are checked again at every call; the CRL and clients reload.
   const trust = peerTrust(config, caFileFor(config.tls, 'client'), { pins: {}, requirePins: false }, log);
   const auth = new Authorizer(trust, config.clients, config.keyAccess, config.tls.requirePins);
-  const apply = (c: Config) => auth.update(c.clients, c.keyAccess, c.tls.requirePins);
+  // Client request signatures; keys registered in the config (later: in the store, under a quorum).
+  const signatures = new RequestSignatures(config, new ConfigRequestKeys(config.clients));
+  const unsigned = signatures.unsignedClients(config.clients);
+  if (unsigned.length > 0)
+    log.warn({ clients: unsigned }, 'these signer clients may send unsigned requests (requireSignedRequests is off)');
+  const apply = (c: Config) => {
+    auth.update(c.clients, c.keyAccess, c.tls.requirePins);
+    signatures.update(c);
+  };
   // Open streams are authorized again after each reload (set once the watchers exist).
   let onTrustChange = () => {};
   const onApplied = () => onTrustChange();
@@ -188,6 +198,7 @@ export async function startSigner(
       audit: store,
       metrics,
       watchers,
+      signatures,
       log,
       gate,
       batchResponseBytes: limits.batchResponseBytes,

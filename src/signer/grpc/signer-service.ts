@@ -14,7 +14,8 @@ import { batchResultsHandler } from './batch-results.js';
 import { MAX_ITEM_MESSAGE_BYTES, requireBatchResponseFits } from './batch-size.js';
 import { keyToWire } from './convert.js';
 import { requireId } from './ids.js';
-import { payloadOf, timeOf, type WireBatchRequest, type WireSignRequest } from './requests.js';
+import type { RequestSignatures, WireRequestSignature } from './request-signature.js';
+import { canonicalPayload, payloadOf, timeOf, type WireBatchRequest, type WireSignRequest } from './requests.js';
 import type { KeyWatchers } from './watch.js';
 
 /** The metric label of every key id that is not a known key: labels stay one per real key. */
@@ -35,13 +36,15 @@ export function signerHandlers(deps: {
   /** The largest SignBatch response or GetBatchResults page, in bytes (limits.batchResponseBytes). */
   batchResponseBytes: number;
   watchers: KeyWatchers;
+  /** Client request signatures: checked after the request parsed, before anything is reserved. */
+  signatures: RequestSignatures;
   log: Logger;
   /** Throws when signing must stop (the audit log does not extend the last signed checkpoint). */
   gate?: () => void;
   /** The rollback mark's release gate, for stored results read back (GetBatchResults). */
   release?: ReleaseGate | undefined;
 }): grpc.UntypedServiceImplementation {
-  const { auth, keys, flow, audit, metrics, watchers, log, gate, release, batchResponseBytes } = deps;
+  const { auth, keys, flow, audit, metrics, watchers, signatures, log, gate, release, batchResponseBytes } = deps;
 
   /**
    * Checks the ids, authorises a sign on the key, counts and logs the outcome, and audits the
@@ -114,12 +117,25 @@ export function signerHandlers(deps: {
   }
 
   return {
-    Sign: unary(log, async (call: grpc.ServerUnaryCall<WireSignRequest, unknown>) => {
+    Sign: unary(log, async (call: grpc.ServerUnaryCall<WireSignRequest & WireRequestSignature, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
       const check = (keyId: string, requestId: string) => {
         const clientTime = timeOf(req.clientTime);
         const payload = payloadOf(req);
+        const request = signatures.check(
+          id,
+          () => ({
+            kind: 'sign',
+            client: id.client,
+            keyId,
+            keyVersion: req.keyVersion,
+            id: requestId,
+            clientTimeMs: clientTime.getTime(),
+            payloads: [canonicalPayload(payload)],
+          }),
+          req,
+        );
         const deadline = deadlineOf(call);
         return flow.checkSign({
           client: id.client,
@@ -129,12 +145,13 @@ export function signerHandlers(deps: {
           clientTime,
           payload,
           deadline,
+          request,
         });
       };
       return observed(id, req, { kind: 'sign' }, check, (checked) => flow.sign(checked));
     }),
 
-    SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest, unknown>) => {
+    SignBatch: unary(log, async (call: grpc.ServerUnaryCall<WireBatchRequest & WireRequestSignature, unknown>) => {
       const req = call.request;
       const id = auth.require(call, 'signer');
       const what = { kind: 'batch', items: req.items.length } as const;
@@ -151,8 +168,21 @@ export function signerHandlers(deps: {
             throw new SignerError('PAYLOAD_INVALID', `item ${i}: ${(e as Error).message}`, { index: String(i) });
           }
         });
+        const request = signatures.check(
+          id,
+          () => ({
+            kind: 'batch',
+            client: id.client,
+            keyId,
+            keyVersion: 0,
+            id: batchId,
+            clientTimeMs: clientTime.getTime(),
+            payloads: payloads.map(canonicalPayload),
+          }),
+          req,
+        );
         const deadline = deadlineOf(call);
-        return flow.checkBatch({ client: id.client, keyId, batchId, clientTime, payloads, deadline });
+        return flow.checkBatch({ client: id.client, keyId, batchId, clientTime, payloads, deadline, request });
       };
       const run = async (checked: CheckedBatch, _keyId: string, batchId: string) => {
         const results = await flow.signBatch(checked);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { AuditRequest } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { faultDraft } from '../../core/audit/draft.js';
 import { type Reason, SignerError } from '../../core/errors.js';
@@ -56,6 +57,8 @@ export interface SignCall {
   payload: Payload;
   /** The gRPC call's deadline (epoch ms), if the client set one. */
   deadline?: number | undefined;
+  /** The client's verified request signature, kept with the request's audit entries. */
+  request?: AuditRequest | undefined;
 }
 
 export interface BatchCall {
@@ -66,6 +69,8 @@ export interface BatchCall {
   payloads: Payload[];
   /** The gRPC call's deadline (epoch ms), if the client set one. */
   deadline?: number | undefined;
+  /** The client's verified request signature, kept with the batch's audit entry. */
+  request?: AuditRequest | undefined;
 }
 
 /** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
@@ -134,6 +139,7 @@ export class SignFlow {
       keyId: c.keyId,
       keyVersion: prepared.key.version,
       requestId: c.requestId,
+      ...(c.request ? { request: c.request } : {}),
     };
     requireFresh(policy, c.clientTime, now);
     const intent = signIntent(c.client, 'hot', prepared);
@@ -232,6 +238,7 @@ export class SignFlow {
           decision: plan.outcome.ok ? 'allowed' : 'refused',
           reason: plan.outcome.ok ? (plan.writes.length === 0 ? 'REPLAY' : null) : plan.outcome.error.reason,
           signatureHash: null,
+          ...(c.request ? { request: c.request } : {}),
         };
         return { ...plan, audit: [draft] };
       },

@@ -153,6 +153,14 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       )`);
     },
   },
+  {
+    version: 4,
+    name: 'audit request signatures',
+    // The client's signed request of sign and batch entries (AuditEntry.request); NULL in older rows.
+    async up(c) {
+      await c.query('ALTER TABLE audit ADD COLUMN IF NOT EXISTS request TEXT');
+    },
+  },
 ];
 
 /** Table -> columns of the schema the connection works in. */

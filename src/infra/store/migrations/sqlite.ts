@@ -152,6 +152,14 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       db.exec(CEREMONIES);
     },
   },
+  {
+    version: 4,
+    name: 'audit request signatures',
+    // The client's signed request of sign and batch entries (AuditEntry.request); NULL in older rows.
+    up(db) {
+      db.exec('ALTER TABLE audit ADD COLUMN request TEXT');
+    },
+  },
 ];
 
 const CEREMONIES = `

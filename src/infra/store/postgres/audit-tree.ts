@@ -43,7 +43,8 @@ export const INSERT_WITH_TREE = `WITH e AS (
     INSERT INTO audit (${AUDIT_COLUMNS.join(', ')})
     SELECT * FROM unnest(${cols[0]}::bigint[], ${cols[1]}::text[], ${cols[2]}::bigint[], ${cols[3]}::text[],
       ${cols[4]}::text[], ${cols[5]}::text[], ${cols[6]}::int4[], ${cols[7]}::text[], ${cols[8]}::text[], ${cols[9]}::text[],
-      ${cols[10]}::text[], ${cols[11]}::text[], ${cols[12]}::text[], ${cols[13]}::text[], ${cols[14]}::text[])),
+      ${cols[10]}::text[], ${cols[11]}::text[], ${cols[12]}::text[], ${cols[13]}::text[], ${cols[14]}::text[],
+      ${cols[15]}::text[])),
   nodes AS (INSERT INTO audit_nodes (level, idx, hash)
     SELECT * FROM unnest($${n + 1}::int4[], $${n + 2}::bigint[], $${n + 3}::bytea[]))
   UPDATE audit_tree SET size = $${n + 4}::bigint, frontier = $${n + 5}::bytea WHERE id = 1 AND size = $${n + 6}::bigint`;

@@ -115,12 +115,12 @@ export const SQL = {
   // cast as `seq`: ORDER BY seq would then sort text ("999" > "1000").
   auditHead: 'SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1',
   insertAudit: `INSERT INTO audit (seq, at, at_ms, kind, client, key_id, key_version, request_id, payload_hash, intent,
-      decision, reason, signature_hash, prev_hash, hash)
+      decision, reason, signature_hash, prev_hash, hash, request)
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int4[],
       $8::text[],
-      $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])`,
+      $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])`,
   readAudit: `SELECT seq, at, kind, client, key_id, key_version, request_id, payload_hash, intent, decision, reason,
-      signature_hash, prev_hash, hash
+      signature_hash, prev_hash, hash, request
     FROM audit WHERE seq >= $1::bigint AND seq <= $2::bigint ORDER BY seq LIMIT $3`,
   abandonNonces: `WITH l AS MATERIALIZED (SELECT n.key_id, n.chain_id, n.nonce FROM nonces n
       JOIN unnest($1::text[], $2::text[]) AS q(client, request_id)

@@ -66,7 +66,7 @@ export function prepareStatements(db: Database.Database) {
     auditHead: p('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1'),
     insertAudit: p(
       `INSERT INTO audit (seq, at, at_ms, kind, client, key_id, key_version, request_id, payload_hash, intent, decision,
-         reason, signature_hash, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         reason, signature_hash, prev_hash, hash, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     readAudit: p('SELECT * FROM audit WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?'),
     auditRange: p('SELECT min(seq) AS first, max(seq) AS last FROM audit WHERE at_ms >= ? AND at_ms < ?'),
