@@ -72,7 +72,15 @@ export type Reason =
   // Store rollback (src/core/audit/rollback.ts): the database lost entries signatures were released under.
   | 'STORE_ROLLED_BACK'
   // Audit log (src/signer/audit): the database's log does not extend the last signed checkpoint.
-  | 'AUDIT_LOG_INCONSISTENT';
+  | 'AUDIT_LOG_INCONSISTENT'
+  // Admin quorum (src/core/admin, src/signer/policy/proposals.ts): proposals, approvals, freezes.
+  | 'QUORUM_REQUIRED'
+  | 'PROPOSAL_NOT_FOUND'
+  | 'PROPOSAL_CLOSED'
+  | 'APPROVAL_INVALID'
+  | 'APPROVAL_DUPLICATE'
+  | 'KEY_FROZEN'
+  | 'POLICY_FROZEN';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and
