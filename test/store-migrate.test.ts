@@ -283,13 +283,13 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
   const versions = raw.prepare('SELECT version, name FROM schema_version').all();
   t.same(
     versions,
-    [
-      { version: 1, name: 'initial' },
-      { version: 2, name: 'audit merkle tree' },
-    ],
-    'adopted as version 1, then 2',
+    SQLITE_MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+    'adopted as version 1, then every later one',
   );
-  t.equal(SQLITE_MIGRATIONS.length, 2, 'version 2 is the latest');
+  t.same(versions.slice(0, 2), [
+    { version: 1, name: 'initial' },
+    { version: 2, name: 'audit merkle tree' },
+  ]);
   t.same(dump(raw), before, 'every row of every table, byte for byte');
   await checkThroughStore(t, s);
   await continuesChain(t, s);
@@ -299,7 +299,7 @@ t.test('sqlite: a database made by main is adopted as version 1 with nothing los
   t.teardown(() => again.close());
   t.same(
     raw.prepare('SELECT version FROM schema_version').all(),
-    [{ version: 1 }, { version: 2 }],
+    SQLITE_MIGRATIONS.map((m) => ({ version: m.version })),
     'reopening migrates nothing',
   );
   t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
@@ -339,9 +339,11 @@ t.test('sqlite: a database of another shape or a newer version is not opened', a
   const newer = `${tmp.path}/newer.db`;
   new SqliteStore(newer).close();
   const n = new Database(newer);
-  n.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (3, 'from the future', 0)").run();
+  const future = SQLITE_MIGRATIONS.length + 1;
+  n.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'from the future', 0)").run(future);
   n.close();
-  t.throws(() => new SqliteStore(newer), /schema is at version 3, newer than this build's 2/);
+  const why = `schema is at version ${future}, newer than this build's ${future - 1}`;
+  t.throws(() => new SqliteStore(newer), new RegExp(why));
 });
 
 t.test('postgres', async (t) => {
@@ -381,13 +383,13 @@ t.test('postgres', async (t) => {
     const versions = (await admin.query('SELECT version, name FROM main_db.schema_version')).rows;
     t.same(
       versions,
-      [
-        { version: 1, name: 'initial' },
-        { version: 2, name: 'audit merkle tree' },
-      ],
-      'adopted as version 1, then 2',
+      POSTGRES_MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+      'adopted as version 1, then every later one',
     );
-    t.equal(POSTGRES_MIGRATIONS.length, 2, 'version 2 is the latest');
+    t.same(versions.slice(0, 2), [
+      { version: 1, name: 'initial' },
+      { version: 2, name: 'audit merkle tree' },
+    ]);
     t.same(await dump('main_db'), before, 'every row of every table, byte for byte');
     await checkThroughStore(t, s);
     await continuesChain(t, s);
@@ -395,14 +397,17 @@ t.test('postgres', async (t) => {
     const again = await PostgresStore.open(urlFor('main_db'));
     t.teardown(() => again.close());
     const after = (await admin.query('SELECT version FROM main_db.schema_version')).rows;
-    t.same(after, [{ version: 1 }, { version: 2 }], 'reopening migrates nothing');
+    t.same(after, POSTGRES_MIGRATIONS.map((m) => ({ version: m.version })), 'reopening migrates nothing');
     t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
   });
 
   t.test('a newer schema version is not opened', async (t) => {
     await admin.query('CREATE SCHEMA newer_db');
     await (await PostgresStore.open(urlFor('newer_db'))).close();
-    await admin.query("INSERT INTO newer_db.schema_version (version, name, applied_at) VALUES (3, 'future', 0)");
-    await t.rejects(PostgresStore.open(urlFor('newer_db')), /schema is at version 3, newer than this build's 2/);
+    const future = POSTGRES_MIGRATIONS.length + 1;
+    const insert = "INSERT INTO newer_db.schema_version (version, name, applied_at) VALUES ($1, 'future', 0)";
+    await admin.query(insert, [future]);
+    const why = `schema is at version ${future}, newer than this build's ${future - 1}`;
+    await t.rejects(PostgresStore.open(urlFor('newer_db')), new RegExp(why));
   });
 });
