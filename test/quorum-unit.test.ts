@@ -92,7 +92,7 @@ t.test('loosenings: every way the new version allows more', async (t) => {
       ...OPEN_POLICY,
       clients: ['payment-engine'],
       payloadKinds: ['evm'],
-      evm: { ...OPEN_POLICY.evm, destinations: { allow: ['0x' + '11'.repeat(20)] }, maxPriorityFeePerGas: '5' },
+      evm: { ...OPEN_POLICY.evm, destinations: { allow: [`0x${'11'.repeat(20)}`] }, maxPriorityFeePerGas: '5' },
       velocity: [{ scope: 'key', windowSeconds: 3600, maxCount: 10 }],
     },
     'p',
@@ -107,7 +107,7 @@ t.test('loosenings: every way the new version allows more', async (t) => {
         ...over,
         evm: {
           ...OPEN_POLICY.evm,
-          destinations: { allow: ['0x' + '11'.repeat(20)] },
+          destinations: { allow: [`0x${'11'.repeat(20)}`] },
           maxPriorityFeePerGas: '5',
           ...evm,
         },
@@ -120,11 +120,11 @@ t.test('loosenings: every way the new version allows more', async (t) => {
     ['value raised', with_({}, { maxValue: (10n ** 25n).toString() }), /evm.maxValue: raised/],
     [
       'destination added',
-      with_({}, { destinations: { allow: ['0x' + '11'.repeat(20), '0x' + '22'.repeat(20)] } }),
+      with_({}, { destinations: { allow: [`0x${'11'.repeat(20)}`, `0x${'22'.repeat(20)}`] } }),
       /destinations.allow: adds/,
     ],
     ['any destination', with_({}, { destinations: { any: true } }), /any address/],
-    ['contract added', with_({}, { contracts: ['0x' + '33'.repeat(20)] }), /evm.contracts: adds/],
+    ['contract added', with_({}, { contracts: [`0x${'33'.repeat(20)}`] }), /evm.contracts: adds/],
     ['chain added', with_({}, { chains: [...OPEN_POLICY.evm.chains, '42161'] }), /evm.chains: adds 42161/],
     ['client added', with_({ clients: ['payment-engine', 'x'] }), /clients: adds x/],
     ['any client', with_({ clients: undefined }), /any client/],
@@ -142,7 +142,7 @@ t.test('loosenings: every way the new version allows more', async (t) => {
     ['batch raised', with_({ batch: { ...OPEN_POLICY.batch, maxItems: 5001 } }), /batch.maxItems: raised/],
     [
       'token added',
-      with_({}, { tokens: { ...OPEN_POLICY.evm.tokens, ['0x' + '44'.repeat(20)]: { maxAmount: '1' } } }),
+      with_({}, { tokens: { ...OPEN_POLICY.evm.tokens, [`0x${'44'.repeat(20)}`]: { maxAmount: '1' } } }),
       /evm.tokens: adds/,
     ],
   ];

@@ -397,7 +397,11 @@ t.test('postgres', async (t) => {
     const again = await PostgresStore.open(urlFor('main_db'));
     t.teardown(() => again.close());
     const after = (await admin.query('SELECT version FROM main_db.schema_version')).rows;
-    t.same(after, POSTGRES_MIGRATIONS.map((m) => ({ version: m.version })), 'reopening migrates nothing');
+    t.same(
+      after,
+      POSTGRES_MIGRATIONS.map((m) => ({ version: m.version })),
+      'reopening migrates nothing',
+    );
     t.equal((await readChain(again)).length, rowsOf('audit').length + 1);
   });
 
