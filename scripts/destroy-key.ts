@@ -1,5 +1,6 @@
 import { call } from '../src/client/client.js';
 import { command, runWithClients, toJson } from './lib/cli.js';
+import { describe, type WireProposal } from './lib/proposals.js';
 
 const program = command(
   'destroy-key',
@@ -9,9 +10,16 @@ const program = command(
   .argument('<key-id>', 'key')
   .requiredOption('--version <n>', 'version to destroy (must be disabled)')
   .requiredOption('--confirm <key-id>', 'repeat the key id to confirm')
+  .option('--propose', 'with an admin quorum: propose the destruction (KeyAdmin.ProposeDestroyKeyVersion)')
   .parse();
 const opts = program.opts();
 await runWithClients(opts, async (clients) => {
+  const destroy = { keyId: program.args[0], version: Number(opts.version), confirmKeyId: String(opts.confirm) };
+  if (opts.propose) {
+    const p = await call<WireProposal>(clients.keyAdmin, 'ProposeDestroyKeyVersion', { destroy });
+    console.log(opts.json ? toJson(p) : describe(p));
+    return;
+  }
   const k = await call<Record<string, unknown>>(clients.keyAdmin, 'DestroyKeyVersion', {
     keyId: program.args[0],
     version: Number(opts.version),

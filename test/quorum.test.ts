@@ -3,12 +3,16 @@
  * with the P-256 key of their own client certificate (signed here with Node's crypto, verified
  * by the signer with @noble/curves). The attacker edits the database as any DB writer could.
  */
+import { execFile } from 'node:child_process';
 import { sign as nodeSign, randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { eventually, OPEN_POLICY, refused, startTestSigner } from '../harness/signer.js';
+import { repoRoot } from '../harness/token.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { proposalBytes } from '../src/core/admin/proposal.js';
 import { canonicalJson } from '../src/core/policy/canonical.js';
@@ -291,6 +295,55 @@ t.test('destroying a key version needs the quorum', async (t) => {
     auditKinds().some((e) => e.kind === 'key.destroy' && e.intent?.proposal === p.id),
     'destroy audited with its proposal',
   );
+});
+
+t.test('scripts: propose, review the diff and loosenings, approve with the key file', async (t) => {
+  const run = promisify(execFile);
+  const tsx = `${repoRoot}/node_modules/.bin/tsx`;
+  const as = (cn: string) => [
+    '--address',
+    ts.address,
+    '--ca',
+    ts.pki.files.caCert,
+    '--cert',
+    ts.pki.files.clients[cn]!.cert,
+    '--key',
+    ts.pki.files.clients[cn]!.key,
+  ];
+  const base = await getPolicy();
+  const file = `${ts.dir}/next.json`;
+  const next = { ...JSON.parse(base.document), evm: { ...JSON.parse(base.document).evm, maxGas: '1000' } };
+  await writeFile(file, JSON.stringify(next, null, 4));
+  const proposed = await run(tsx, ['scripts/propose-policy.ts', 'open', '--file', file, '--json', ...as('admin-a')], {
+    cwd: repoRoot,
+  });
+  const id = (JSON.parse(proposed.stdout) as { id: string }).id;
+  const approveAs = (who: Admin) =>
+    run(
+      tsx,
+      [
+        'scripts/approve-policy.ts',
+        id,
+        '--admin',
+        who,
+        '--admin-key',
+        ts.pki.files.clients[ADMINS[who]]!.key,
+        '--yes',
+        '--json',
+        ...as(ADMINS[who]),
+      ],
+      { cwd: repoRoot },
+    );
+  const first = await approveAs('alice');
+  t.match(first.stderr, /^- {5}"maxGas": "30000000"/m, 'the diff shows the old line');
+  t.match(first.stderr, /^\+ {5}"maxGas": "1000"/m, 'and the new one');
+  t.match(first.stderr, /nothing: applies once approved/, 'a tightening, said before signing');
+  t.equal(JSON.parse(first.stdout).state, 'open');
+  const second = await approveAs('bob');
+  t.equal(JSON.parse(second.stdout).state, 'activated');
+  t.equal((await getPolicy()).version, base.version + 1);
+  const listed = await run(tsx, ['scripts/list-proposals.ts', '--all', ...as('admin-c')], { cwd: repoRoot });
+  t.match(listed.stdout, new RegExp(`proposal ${id}: policy open`));
 });
 
 t.test('after a restart the activated version stays and the config does not override it', async (t) => {
