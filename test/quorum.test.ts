@@ -197,6 +197,22 @@ t.test('a loosening approved by the quorum can be cancelled by any one admin', a
   t.ok(auditKinds().some((e) => e.kind === 'proposal.cancel' && e.intent?.proposal === p.id));
 });
 
+t.test('approval times backdated in the database do not shorten the delay', async (t) => {
+  const base = await getPolicy();
+  const looser = { ...JSON.parse(base.document), freshness: { maxSkewSeconds: 700 } };
+  const p = await proposePolicy(looser);
+  await approve(p, 'alice');
+  const approved = await approve(p, 'bob');
+  t.equal(approved.state, 'approved');
+  const db = new Database(`${ts.dir}/signer.db`);
+  db.prepare('UPDATE proposal_approvals SET approved_at = approved_at - ? WHERE proposal_id = ?').run(86_400_000, p.id);
+  db.close();
+  await new Promise((r) => setTimeout(r, 1000));
+  t.equal((await getPolicy()).version, base.version, 'still waiting after the attacker moved the approvals back a day');
+  t.same((await proposal(p.id)).activatesAt, approved.activatesAt, 'due when it was due');
+  await ka('CancelProposal', { proposalId: p.id, reason: 'test' });
+});
+
 t.test('a document edited in the database after approval never activates', async (t) => {
   const base = await getPolicy();
   const looser = { ...JSON.parse(base.document), freshness: { maxSkewSeconds: 600 } };

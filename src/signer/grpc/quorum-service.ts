@@ -33,7 +33,7 @@ function proposalToWire(p: ProposalView) {
     })),
     quorum: p.quorum,
     loosenings: a.loosenings,
-    approvedAt: a.check.reachedAt ? timestamp(a.check.reachedAt) : null,
+    approvedAt: a.approvedAt ? timestamp(a.approvedAt) : null,
     activatesAt: a.dueAt ? timestamp(a.dueAt) : null,
     note: p.note ?? (a.blocked || ''),
     signingBytes: Buffer.from(p.signingBytes),

@@ -10,6 +10,8 @@ export interface Assessment {
   check: QuorumCheck;
   /** Why it waits for the delay (empty: it only tightens and applies once approved). */
   loosenings: string[];
+  /** When the quorum was reached (as this process counts it: QuorumClock); null while short of it. */
+  approvedAt: Date | null;
   /** When it applies: the quorum's approval plus the delay if it loosens; null while short of the quorum. */
   dueAt: Date | null;
   /** Why it can never apply as stored (stale base, invalid document); null when it can. */
@@ -37,15 +39,17 @@ export function assess(
   p: ProposalRecord,
   records: ReadonlyMap<string, PolicyRecord>,
   compiled: readonly CompiledPolicy[],
+  clock?: QuorumClock,
 ): Assessment {
   const check = checkQuorum(admins, subjectOf(p), p.approvals);
+  const from = check.reachedAt && (clock ? clock.reached(p.id, check.reachedAt) : check.reachedAt);
   const delayed = (loose: string[]) =>
-    check.reachedAt && new Date(check.reachedAt.getTime() + (loose.length ? admins.delaySeconds * 1000 : 0));
+    from && new Date(from.getTime() + (loose.length ? admins.delaySeconds * 1000 : 0));
   if (p.kind !== 'policy') {
     const loose = [
       p.kind === 'destroy-key' ? 'destroys a key version (irreversible)' : `lifts a freeze of ${p.target}`,
     ];
-    return { check, loosenings: loose, dueAt: delayed(loose), blocked: null, compiled: null };
+    return { check, approvedAt: from, loosenings: loose, dueAt: delayed(loose), blocked: null, compiled: null };
   }
   const base = records.get(p.target)?.version ?? 0;
   let next: CompiledPolicy;
@@ -54,6 +58,7 @@ export function assess(
   } catch (e) {
     return {
       check,
+      approvedAt: from,
       loosenings: [],
       dueAt: null,
       blocked: `the document is invalid: ${(e as Error).message}`,
@@ -69,7 +74,42 @@ export function assess(
       : clash.length
         ? `key pattern "${clash[0]!.pattern}" is already governed by another policy`
         : null;
-  return { check, loosenings: loose, dueAt: blocked ? null : delayed(loose), blocked, compiled: next };
+  return {
+    check,
+    approvedAt: from,
+    loosenings: loose,
+    dueAt: blocked ? null : delayed(loose),
+    blocked,
+    compiled: next,
+  };
+}
+
+/**
+ * When this process first saw each proposal reach its quorum. An approval's time is a column a
+ * database writer can backdate to skip the delay; the delay is therefore counted from the later
+ * of the stored time and the moment this process saw the quorum (the approving replica sees it
+ * at once, the others within refreshMs). Only what was already approved when the process
+ * started is taken at its stored time, so a restart does not restart every delay.
+ */
+export class QuorumClock {
+  private readonly seen = new Map<string, number>();
+  private started = false;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Call after the first load: from then on, newly reached quorums are timed by this process. */
+  markStarted(): void {
+    this.started = true;
+  }
+
+  reached(id: string, stored: Date): Date {
+    let at = this.seen.get(id);
+    if (at === undefined) {
+      at = this.started ? Math.max(stored.getTime(), this.now()) : stored.getTime();
+      this.seen.set(id, at);
+    }
+    return new Date(Math.max(at, stored.getTime()));
+  }
 }
 
 export interface PendingPolicy {
@@ -84,12 +124,13 @@ export function pendingPolicies(
   proposals: readonly ProposalRecord[],
   records: ReadonlyMap<string, PolicyRecord>,
   compiled: readonly CompiledPolicy[],
+  clock: QuorumClock,
   log?: Logger,
 ): PendingPolicy[] {
   const out: PendingPolicy[] = [];
   for (const p of proposals) {
     if (p.kind !== 'policy' || p.state !== 'open') continue;
-    const a = assess(admins, p, records, compiled);
+    const a = assess(admins, p, records, compiled, clock);
     if (a.check.invalid.length) log?.warn({ proposal: p.id, invalid: a.check.invalid }, 'approvals that do not count');
     if (a.dueAt && a.compiled) out.push({ proposalId: p.id, compiled: a.compiled, dueAt: a.dueAt });
   }

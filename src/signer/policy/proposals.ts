@@ -176,7 +176,7 @@ export class Proposals {
     const records = new Map((await this.store.listPolicies()).map((r) => [r.name, r]));
     return {
       ...p,
-      assessment: assess(this.admins, p, records, this.policies.storedPolicies()),
+      assessment: assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock),
       quorum: this.admins.quorum,
       activeDocument: p.kind === 'policy' ? (records.get(p.target)?.document ?? '') : '',
       signingBytes: proposalBytes(subjectOf(p)),
@@ -204,13 +204,15 @@ export class Proposals {
     return this.ticking;
   }
 
-  private async applyDue(now: Date): Promise<void> {
+  private async applyDue(asked: Date): Promise<void> {
     await this.policies.refresh();
+    // The refresh may have just seen a quorum reached (QuorumClock): judge by the time after it.
+    const now = new Date(Math.max(asked.getTime(), Date.now()));
     let changed = false;
     for (const p of await this.store.listProposals()) {
       if (p.state !== 'open') continue;
       const records = new Map((await this.store.listPolicies()).map((r) => [r.name, r]));
-      const a = assess(this.admins, p, records, this.policies.storedPolicies());
+      const a = assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock);
       if (a.blocked && a.check.reachedAt) changed = (await this.close(p, 'failed', a, now, {})) || changed;
       else if (a.dueAt && a.dueAt <= now) changed = (await this.activate(p, a, now)) || changed;
     }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { AdminSet } from '../../core/admin/approvals.js';
+import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
@@ -11,8 +11,8 @@ import {
   selectPolicy,
 } from '../../core/policy/schema.js';
 import type { Logger } from '../../infra/log.js';
-import type { FreezeRecord, PolicyRecord, Store } from '../../infra/store/store.js';
-import { type PendingPolicy, pendingPolicies } from './pending.js';
+import type { FreezeRecord, PolicyRecord, ProposalRecord, Store } from '../../infra/store/store.js';
+import { type PendingPolicy, pendingPolicies, QuorumClock, subjectOf } from './pending.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
@@ -29,6 +29,8 @@ export class PolicyRegistry {
   /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
   private pending: PendingPolicy[] = [];
   private frozen: { key: Set<string>; policy: Set<string> } = { key: new Set(), policy: new Set() };
+  /** When this process saw each quorum reached (the delay's start; see QuorumClock). */
+  readonly clock = new QuorumClock();
   /** Called when a read finds an approved version due, so the store catches up (proposals.ts). */
   onDue: () => void = () => {};
 
@@ -101,8 +103,18 @@ export class PolicyRegistry {
       : [[], await this.store.listFreezes()];
     this.compiled = compiled;
     this.records = new Map(records.map((r) => [r.name, r]));
-    this.pending = this.admins ? pendingPolicies(this.admins, pending, this.records, compiled, this.log) : [];
+    this.pending = this.admins
+      ? pendingPolicies(this.admins, pending, this.records, compiled, this.clock, this.log)
+      : [];
+    // Non-policy proposals are timed too, so their delays start when first seen as well.
+    if (this.admins) for (const p of pending) if (p.state === 'open' && p.kind !== 'policy') this.observe(p);
+    this.clock.markStarted();
     this.setFrozen(freezes);
+  }
+
+  private observe(p: ProposalRecord): void {
+    const r = checkQuorum(this.admins!, subjectOf(p), p.approvals).reachedAt;
+    if (r) this.clock.reached(p.id, r);
   }
 
   /** Applies freezes at once on this replica (the store has them for the others' next refresh). */
