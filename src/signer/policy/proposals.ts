@@ -38,6 +38,7 @@ export class Proposals {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> = Promise.resolve();
   private kicked = false;
+  private lastKick = 0;
 
   constructor(
     private readonly store: Store,
@@ -185,8 +186,10 @@ export class Proposals {
 
   /** Starts a tick unless one is queued already. */
   private kick(): void {
-    if (this.kicked) return;
+    // Reads call this while something is due: at most one check a second, however busy.
+    if (this.kicked || Date.now() - this.lastKick < 1000) return;
     this.kicked = true;
+    this.lastKick = Date.now();
     this.tick(new Date())
       .catch((e) => this.log.error({ err: (e as Error).message }, 'applying due proposals failed'))
       .finally(() => {
