@@ -275,7 +275,8 @@ issue() {
 }
 
 issue server hsm-signer server_ext
-for cn in payment-engine security-admin auditor; do
+# admin-alice, admin-bob, admin-carol: the admin quorum (2 of 3) signs with these certificates' keys.
+for cn in payment-engine security-admin auditor admin-alice admin-bob admin-carol; do
   issue "$cn" "$cn" client_ext
 done
 
@@ -305,6 +306,20 @@ else
         "payment-engine": { roles: ["signer"] },
         "security-admin": { roles: ["admin"] },
         auditor: { roles: ["auditor"] },
+        "admin-alice": { roles: ["admin"] },
+        "admin-bob": { roles: ["admin"] },
+        "admin-carol": { roles: ["admin"] },
+      },
+      // Policy changes, destroys and unfreezes need 2 of these 3 admins (README "Admin quorum");
+      // a loosening waits a minute here (a day by default).
+      admins: {
+        quorum: 2,
+        policyDelaySeconds: 60,
+        members: {
+          alice: { certificateFile: `${DEV}/pki/admin-alice.crt` },
+          bob: { certificateFile: `${DEV}/pki/admin-bob.crt` },
+          carol: { certificateFile: `${DEV}/pki/admin-carol.crt` },
+        },
       },
       keyAccess: { "*": ["payment-engine"] },
       // Every Sign and SignBatch carries the client's request signature (README "How a payment
@@ -348,7 +363,8 @@ cat >&2 <<EOF
 hsm-signer dev environment (all of it in .dev/, git-ignored; rm -rf .dev to start over)
   config        .dev/signer.json
   HSM token     'signer' in .dev/tokens (SoftHSM2, conf .dev/softhsm2.conf; PINs in .dev/pins/, mode 0600)
-  certificates  .dev/pki/: ca, server, payment-engine (signer), security-admin (admin), auditor
+  certificates  .dev/pki/: ca, server, payment-engine (signer), security-admin (admin), auditor,
+                admin-alice, admin-bob, admin-carol (the admin quorum, 2 of 3)
   store         .dev/signer.db (SQLite)
   gRPC (mTLS)   127.0.0.1:50051      metrics  http://127.0.0.1:9464/metrics
   demo keys     hot-secp256k1, hot-p256, hot-ed25519

@@ -83,7 +83,15 @@ export type Reason =
   // the client to read, results read back by batch id.
   | 'BATCH_RESPONSE_TOO_LARGE'
   | 'BATCH_NOT_FOUND'
-  | 'BATCH_ITEM_UNSIGNED';
+  | 'BATCH_ITEM_UNSIGNED'
+  // Admin quorum (src/core/admin, src/signer/policy/proposals.ts): proposals, approvals, freezes.
+  | 'QUORUM_REQUIRED'
+  | 'PROPOSAL_NOT_FOUND'
+  | 'PROPOSAL_CLOSED'
+  | 'APPROVAL_INVALID'
+  | 'APPROVAL_DUPLICATE'
+  | 'KEY_FROZEN'
+  | 'POLICY_FROZEN';
 
 /**
  * A refusal or failure that crosses the API boundary. The message is shown to callers and

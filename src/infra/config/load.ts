@@ -46,6 +46,8 @@ export function parseConfig(raw: unknown, baseDir = process.cwd()): Config {
     if (p !== undefined) c.tls[f] = abs(p);
   }
   if ('sqlite' in c.store) c.store.sqlite.path = abs(c.store.sqlite.path);
+  for (const m of Object.values(c.admins?.members ?? {}))
+    if (m.certificateFile !== undefined) m.certificateFile = abs(m.certificateFile);
   return c;
 }
 

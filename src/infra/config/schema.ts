@@ -329,6 +329,38 @@ export const configSchema = z
      */
     keyAccess: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
     metrics: z.object({ listen: hostPort }).strict().optional(),
+    /**
+     * The admin quorum (README "Admin quorum"): with this section, policies, key destruction and
+     * unfreezing change only by proposals that `quorum` distinct members approve, each with a
+     * signature by their own key over the proposal's canonical bytes; a loosening waits
+     * `policyDelaySeconds` after approval. Each member is a client certificate (its P-256 key,
+     * `certificateFile`) or a registered key (`publicKey`: PEM SPKI, P-256 or Ed25519).
+     */
+    admins: z
+      .object({
+        quorum: z.number().int().min(1).max(64),
+        policyDelaySeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(30 * 86400)
+          .default(86400),
+        members: z.record(
+          z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an admin name is 1..64 of [A-Za-z0-9._-]'),
+          z
+            .object({ certificateFile: z.string().min(1).optional(), publicKey: z.string().min(1).optional() })
+            .strict()
+            .refine((m) => (m.certificateFile === undefined) !== (m.publicKey === undefined), {
+              message: 'expected exactly one of certificateFile or publicKey',
+            }),
+        ),
+      })
+      .strict()
+      .refine((a) => a.quorum <= Object.keys(a.members).length, {
+        message: 'quorum is larger than the number of members',
+        path: ['quorum'],
+      })
+      .optional(),
     /** Signer role: the cosigners that hold threshold keys' shares (FROST, src/threshold). */
     threshold: z
       .object({

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Approval } from '../../core/admin/approvals.js';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { NodeId } from '../../core/audit/merkle.js';
@@ -34,15 +35,19 @@ import { migratePostgres } from './migrations/postgres.js';
 import { PostgresAuditTree } from './postgres/audit-tree.js';
 import { checkDrafts, checkRequest, checkText, seqBound } from './postgres/checks.js';
 import { openPool, withSessionLock } from './postgres/pool.js';
+import { PostgresProposals } from './postgres/proposals.js';
 import { MAX_GROUP_SIZE, type ReserveOp, reserveOp, runGroup } from './postgres/reserve-group.js';
 import { q } from './postgres/sql.js';
 import { type AuditOf, inTransaction, isUniqueViolation, withRetries } from './postgres/transaction.js';
 import {
   type CeremonyRecord,
+  type FreezeRecord,
   KeyExistsError,
   type KeyRecord,
   type KeyState,
   type PolicyRecord,
+  type ProposalEffects,
+  type ProposalRecord,
   type Store,
   type ThresholdInfo,
 } from './store.js';
@@ -87,12 +92,14 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
   // meanwhile go together into the next one, in call order.
   private readonly appends: Batcher<AuditDraft[], void>;
   private readonly tree: PostgresAuditTree;
+  private readonly proposals: PostgresProposals;
 
   private constructor(
     private readonly pool: pg.Pool,
     poolSize: number,
   ) {
     this.tree = new PostgresAuditTree(pool);
+    this.proposals = new PostgresProposals(pool);
     // Group transactions in flight at once: one holding its locks, one queued behind it. More
     // would mostly wait for the same locks and take connections from complete() and others.
     const maxGroups = Math.max(1, Math.min(2, poolSize - 1));
@@ -237,6 +244,35 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
 
   async policyHistory(name: string): Promise<PolicyRecord[]> {
     return (await this.pool.query<PolicyRow>(q('policyHistory', [name]))).rows.map(policyRecord);
+  }
+
+  insertProposal(p: Parameters<Store['insertProposal']>[0], audit: AuditDraft[]): Promise<void> {
+    return this.proposals.insert(p, audit);
+  }
+
+  addApproval(proposalId: string, approval: Approval, audit: AuditDraft[]): Promise<boolean> {
+    return this.proposals.approve(proposalId, approval, audit);
+  }
+
+  closeProposal(
+    id: string,
+    close: Parameters<Store['closeProposal']>[1],
+    effects: ProposalEffects,
+    audit: (policyVersion: number | null) => AuditDraft[],
+  ): Promise<{ policy: PolicyRecord | null } | null> {
+    return this.proposals.close(id, close, effects, audit);
+  }
+
+  listProposals(): Promise<ProposalRecord[]> {
+    return this.proposals.list();
+  }
+
+  freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {
+    return this.proposals.freeze(f, audit);
+  }
+
+  listFreezes(): Promise<FreezeRecord[]> {
+    return this.proposals.freezes();
   }
 
   reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Approval } from '../../core/admin/approvals.js';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { NodeId } from '../../core/audit/merkle.js';
@@ -45,14 +46,18 @@ import {
   requestRecord,
 } from './codecs.js';
 import { migrateSqlite } from './migrations/sqlite.js';
+import { SqliteProposals } from './sqlite/proposals.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
   type CeremonyRecord,
+  type FreezeRecord,
   KeyExistsError,
   type KeyRecord,
   type KeyState,
   type PolicyRecord,
+  type ProposalEffects,
+  type ProposalRecord,
   type Store,
   type ThresholdInfo,
 } from './store.js';
@@ -77,6 +82,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   private readonly group: Batcher<() => unknown, unknown>;
   private readonly q: Statements;
   private readonly tree: SqliteAuditTree;
+  private readonly proposals: SqliteProposals;
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true });
@@ -87,6 +93,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     migrateSqlite(this.db);
     this.q = prepareStatements(this.db);
     this.tree = new SqliteAuditTree(this.db);
+    this.proposals = new SqliteProposals(this.db);
     this.group = new Batcher((ops) => this.commitGroup(ops));
   }
 
@@ -207,6 +214,50 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
 
   async policyHistory(name: string): Promise<PolicyRecord[]> {
     return (this.q.policyHistory.all(name) as PolicyRow[]).map(policyRecord);
+  }
+
+  insertProposal(p: Parameters<Store['insertProposal']>[0], audit: AuditDraft[]): Promise<void> {
+    return this.write(() => {
+      this.proposals.insert(p);
+      this.append(audit);
+    });
+  }
+
+  addApproval(proposalId: string, approval: Approval, audit: AuditDraft[]): Promise<boolean> {
+    return this.write(() => {
+      if (!this.proposals.approve(proposalId, approval)) return false;
+      this.append(audit);
+      return true;
+    });
+  }
+
+  closeProposal(
+    id: string,
+    close: Parameters<Store['closeProposal']>[1],
+    effects: ProposalEffects,
+    audit: (policyVersion: number | null) => AuditDraft[],
+  ): Promise<{ policy: PolicyRecord | null } | null> {
+    return this.write(() => {
+      const r = this.proposals.close(id, close, effects);
+      if (r) this.append(audit(r.policy?.version ?? null));
+      return r;
+    });
+  }
+
+  async listProposals(): Promise<ProposalRecord[]> {
+    return this.proposals.list();
+  }
+
+  freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {
+    return this.write(() => {
+      if (!this.proposals.freeze(f)) return false;
+      this.append(audit);
+      return true;
+    });
+  }
+
+  async listFreezes(): Promise<FreezeRecord[]> {
+    return this.proposals.freezes();
   }
 
   reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {

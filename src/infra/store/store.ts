@@ -1,3 +1,5 @@
+import type { Approval } from '../../core/admin/approvals.js';
+import type { ProposalKind } from '../../core/admin/proposal.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { Algorithm } from '../config/schema.js';
 
@@ -64,6 +66,44 @@ export interface PolicyRecord {
   updatedAt: Date;
   /** Client CN of the admin who set it, or "config". */
   updatedBy: string;
+}
+
+export type ProposalState = 'open' | 'cancelled' | 'activated' | 'failed';
+
+/**
+ * A change only the admin quorum makes (src/signer/policy/proposals.ts). Whether it is approved
+ * is never stored: it is recomputed from the approvals' signatures over what is stored here.
+ */
+export interface ProposalRecord {
+  id: string;
+  kind: ProposalKind;
+  target: string;
+  baseVersion: number;
+  document: string;
+  proposedBy: string;
+  proposedAt: Date;
+  state: ProposalState;
+  closedAt: Date | null;
+  closedBy: string | null;
+  /** Why it was cancelled or failed, or what its activation did. */
+  note: string | null;
+  approvals: Approval[];
+}
+
+/** An emergency stop by one admin: signing with the key, or under the policy, is refused until a quorum unfreezes it. */
+export interface FreezeRecord {
+  kind: 'key' | 'policy';
+  target: string;
+  frozenAt: Date;
+  frozenBy: string;
+}
+
+/** What closing a proposal does in the same transaction. */
+export interface ProposalEffects {
+  /** Appends this document as the policy's next version (its activation). */
+  policy?: { name: string; document: string; updatedBy: string };
+  /** Lifts a freeze. */
+  unfreeze?: { kind: FreezeRecord['kind']; target: string };
 }
 
 /**
@@ -136,6 +176,31 @@ export interface Store {
   listPolicies(): Promise<PolicyRecord[]>;
   /** Every version of one policy, oldest first. */
   policyHistory(name: string): Promise<PolicyRecord[]>;
+  insertProposal(
+    p: Omit<ProposalRecord, 'approvals' | 'state' | 'closedAt' | 'closedBy' | 'note'>,
+    audit: AuditDraft[],
+  ): Promise<void>;
+  /**
+   * Records an approval of an open proposal; false (no entry) when it is no longer open. Throws
+   * ApprovalExistsError when this admin already approved it.
+   */
+  addApproval(proposalId: string, approval: Approval, audit: AuditDraft[]): Promise<boolean>;
+  /**
+   * Closes an open proposal (cancelled, activated or failed) with its effects, in one
+   * transaction; `audit` gets the policy version the effects appended (or null). Null, and
+   * nothing written, when the proposal was no longer open (another replica closed it).
+   */
+  closeProposal(
+    id: string,
+    close: { state: Exclude<ProposalState, 'open'>; at: Date; by: string; note: string },
+    effects: ProposalEffects,
+    audit: (policyVersion: number | null) => AuditDraft[],
+  ): Promise<{ policy: PolicyRecord | null } | null>;
+  /** Every proposal with its approvals, oldest first. */
+  listProposals(): Promise<ProposalRecord[]>;
+  /** Records a freeze; false (and no entry) when that key or policy is frozen already. */
+  freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean>;
+  listFreezes(): Promise<FreezeRecord[]>;
   /**
    * Runs `fn` only if no other replica is running the job `name` right now; undefined (and `fn`
    * not run) when another holds it. Not a queue: a caller that loses simply skips this turn.
@@ -146,4 +211,8 @@ export interface Store {
 
 export class KeyExistsError extends Error {
   override name = 'KeyExistsError';
+}
+
+export class ApprovalExistsError extends Error {
+  override name = 'ApprovalExistsError';
 }

@@ -6,9 +6,11 @@ import { unary } from '../../infra/grpc/unary.js';
 import type { Logger } from '../../infra/log.js';
 import type { PolicyRecord, Store } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
+import type { Proposals } from '../policy/proposals.js';
 import type { PolicyRegistry } from '../policy/registry.js';
 import { algorithmFromWire, keyToWire, timestamp } from './convert.js';
 import { requireId } from './ids.js';
+import { quorumHandlers } from './quorum-service.js';
 
 const policyToWire = (p: PolicyRecord) => ({
   name: p.name,
@@ -25,6 +27,8 @@ export function keyAdminHandlers(deps: {
   jobs: Pick<Store, 'withJobLock'>;
   /** Default overlap of a rotation: how long the previous version stays verify-only. */
   overlapMs: number;
+  /** The admin quorum's flow; undefined when the config has no `admins`. */
+  proposals?: Proposals | undefined;
   log: Logger;
 }): grpc.UntypedServiceImplementation {
   // Each change is audited by the registry that makes it, in the change's own transaction.
@@ -40,6 +44,7 @@ export function keyAdminHandlers(deps: {
     return done;
   };
   return {
+    ...quorumHandlers({ auth, proposals: deps.proposals, log }),
     CreateKey: unary(log, async (call: grpc.ServerUnaryCall<{ keyId: string; algorithm: string }, unknown>) => {
       const id = auth.require(call, 'admin');
       const algorithm = algorithmFromWire(call.request.algorithm);
@@ -91,6 +96,14 @@ export function keyAdminHandlers(deps: {
       ) => {
         const id = auth.require(call, 'admin');
         const keyId = requireId('key_id', 'key', call.request.keyId);
+        if (deps.proposals)
+          throw new SignerError(
+            'QUORUM_REQUIRED',
+            'destroying a key version needs the admin quorum: use ProposeDestroyKeyVersion',
+            {
+              keyId,
+            },
+          );
         const r = call.request;
         const k = await keys.destroy(
           keyId,

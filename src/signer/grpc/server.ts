@@ -6,6 +6,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { eventDraft } from '../../core/audit/draft.js';
 import { MAX_VELOCITY_WINDOW_SECONDS } from '../../core/policy/schema.js';
 import { ConfigRequestKeys } from '../../infra/config/request-keys.js';
+import { loadAdmins } from '../../infra/config/admins.js';
 import type { Config } from '../../infra/config/schema.js';
 import { Authorizer } from '../../infra/grpc/auth.js';
 import { packageDefinition, signerV1 } from '../../infra/grpc/proto.js';
@@ -26,6 +27,7 @@ import { Checkpointer } from '../audit/checkpointer.js';
 import { openRollbackGuard } from '../audit/rollback-setup.js';
 import { attachWitnesses } from '../audit/witnesses.js';
 import { KeyRegistry } from '../keys/registry.js';
+import { Proposals } from '../policy/proposals.js';
 import { PolicyRegistry } from '../policy/registry.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
 import { SignFlow } from '../signing/flow.js';
@@ -122,11 +124,15 @@ export async function startSigner(
     ? attachWitnesses(checkpointer, config.witness, config.tls.caFile, (a, b) => store.consistencyProof(a, b), log)
     : undefined;
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
-  const policies = new PolicyRegistry(store, log);
+  const admins = loadAdmins(config.admins);
+  const policies = new PolicyRegistry(store, log, admins);
   // Config policies that changed are stored as new versions, each with its audit entry.
   await policies.seed(config.policies, new Date());
   checkpointer.start();
   policies.startRefresh(config.refreshMs);
+  // Approved proposals apply when due: checked at every refresh and whenever a read finds one due.
+  const proposals = admins && new Proposals(store, policies, keys, admins, log);
+  proposals?.start(config.refreshMs);
   // A cosigner left out of a signature is named in the metrics here, and in the audit log by
   // the sign flow, with the outcome of the request it failed (flow.ts).
   const thresholdSigner =
@@ -206,7 +212,7 @@ export async function startSigner(
     }),
   );
   const overlapMs = config.rotation.overlapSeconds * 1000;
-  const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, log });
+  const admin = keyAdminHandlers({ auth, keys, policies, jobs: store, overlapMs, proposals, log });
   serve(signerV1.KeyAdmin.service, admin);
   serve(signerV1.Audit.service, auditHandlers({ auth, store, checkpointer, auditKeys: () => [checkpointer.key], log }));
   const serving = () => hsm.up && !rollback?.rolledBack && !checkpointer.inconsistency;
@@ -273,6 +279,7 @@ export async function startSigner(
       clearInterval(settler);
       await scheduler.stop();
       policies.stop();
+      await proposals?.stop();
       keys.stop();
       await checkpointer.stop();
       // Fails when the log was cut or rewritten under us (the tree refuses): still stop.

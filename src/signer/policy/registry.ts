@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
@@ -10,7 +11,8 @@ import {
   selectPolicy,
 } from '../../core/policy/schema.js';
 import type { Logger } from '../../infra/log.js';
-import type { PolicyRecord, Store } from '../../infra/store/store.js';
+import type { FreezeRecord, PolicyRecord, ProposalRecord, Store } from '../../infra/store/store.js';
+import { type PendingPolicy, pendingPolicies, QuorumClock, subjectOf } from './pending.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
@@ -24,10 +26,19 @@ export class PolicyRegistry {
   private compiled: CompiledPolicy[] = [];
   private records = new Map<string, PolicyRecord>();
   private timer: NodeJS.Timeout | undefined;
+  /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
+  private pending: PendingPolicy[] = [];
+  private frozen: { key: Set<string>; policy: Set<string> } = { key: new Set(), policy: new Set() };
+  /** When this process saw each quorum reached (the delay's start; see QuorumClock). */
+  readonly clock = new QuorumClock();
+  /** Called when a read finds an approved version due, so the store catches up (proposals.ts). */
+  onDue: () => void = () => {};
 
   constructor(
     private readonly store: Store,
     private readonly log?: Logger,
+    /** With an admin quorum, only approved proposals change policies (README "Admin quorum"). */
+    readonly admins?: AdminSet,
   ) {}
 
   /**
@@ -54,8 +65,19 @@ export class PolicyRegistry {
     const recorded: PolicyRecord[] = [];
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
-      const lastByConfig = (await this.store.policyHistory(name)).filter((r) => r.updatedBy === 'config').pop();
-      if (lastByConfig?.document !== text) recorded.push(await this.put(name, text, 'config', now));
+      const history = await this.store.policyHistory(name);
+      const lastByConfig = history.filter((r) => r.updatedBy === 'config').pop();
+      if (lastByConfig?.document === text) continue;
+      // Under a quorum the config file only seeds a policy's first version: whoever can edit
+      // the file must not be able to skip the approvals and the delay.
+      if (this.admins && history.length > 0) {
+        this.log?.warn(
+          { policy: name },
+          'config policy differs from the stored one; ignored (admin quorum: propose it)',
+        );
+        continue;
+      }
+      recorded.push(await this.put(name, text, 'config', now));
     }
     await this.refresh();
     return recorded;
@@ -76,8 +98,46 @@ export class PolicyRegistry {
         );
       }
     }
+    const [pending, freezes] = this.admins
+      ? await Promise.all([this.store.listProposals(), this.store.listFreezes()])
+      : [[], await this.store.listFreezes()];
     this.compiled = compiled;
     this.records = new Map(records.map((r) => [r.name, r]));
+    this.pending = this.admins
+      ? pendingPolicies(this.admins, pending, this.records, compiled, this.clock, this.log)
+      : [];
+    // Non-policy proposals are timed too, so their delays start when first seen as well.
+    if (this.admins) for (const p of pending) if (p.state === 'open' && p.kind !== 'policy') this.observe(p);
+    this.clock.markStarted();
+    this.setFrozen(freezes);
+  }
+
+  private observe(p: ProposalRecord): void {
+    const r = checkQuorum(this.admins!, subjectOf(p), p.approvals).reachedAt;
+    if (r) this.clock.reached(p.id, r);
+  }
+
+  /** Applies freezes at once on this replica (the store has them for the others' next refresh). */
+  setFrozen(freezes: readonly FreezeRecord[]): void {
+    const of = (kind: FreezeRecord['kind']) => new Set(freezes.filter((f) => f.kind === kind).map((f) => f.target));
+    this.frozen = { key: of('key'), policy: of('policy') };
+  }
+
+  isFrozen(kind: FreezeRecord['kind'], target: string): boolean {
+    return this.frozen[kind].has(target);
+  }
+
+  /**
+   * The policies in force at `now`: the stored versions, with any quorum-approved version whose
+   * time has come in place of its base. Computed on read, so an approved change applies at its
+   * time on every replica whether or not a timer has run (the store catches up via onDue).
+   */
+  private active(now: Date): CompiledPolicy[] {
+    const due = this.pending.filter((p) => p.dueAt <= now);
+    if (due.length === 0) return this.compiled;
+    this.onDue();
+    const names = new Set(due.map((p) => p.compiled.name));
+    return [...this.compiled.filter((c) => !names.has(c.name)), ...due.map((p) => p.compiled)];
   }
 
   startRefresh(ms: number): void {
@@ -92,12 +152,35 @@ export class PolicyRegistry {
     clearInterval(this.timer);
   }
 
-  /** The policy governing a key; PERMISSION_DENIED `NO_POLICY` when none does (deny by default). */
-  forKey(keyId: string): CompiledPolicy {
-    const p = selectPolicy(this.compiled, keyId);
+  /**
+   * The policy governing a key for signing; PERMISSION_DENIED `NO_POLICY` when none does (deny
+   * by default), FAILED_PRECONDITION `KEY_FROZEN` / `POLICY_FROZEN` while an admin froze either.
+   */
+  forKey(keyId: string, now = new Date()): CompiledPolicy {
+    if (this.frozen.key.has(keyId))
+      throw new SignerError('KEY_FROZEN', `key "${keyId}" is frozen by an admin; unfreezing needs the admin quorum`, {
+        keyId,
+      });
+    const p = this.governing(keyId, now);
+    if (this.frozen.policy.has(p.name))
+      throw new SignerError(
+        'POLICY_FROZEN',
+        `policy "${p.name}" governing key "${keyId}" is frozen by an admin; unfreezing needs the admin quorum`,
+        { keyId, policy: p.name },
+      );
+    return p;
+  }
+
+  private governing(keyId: string, now: Date): CompiledPolicy {
+    const p = selectPolicy(this.active(now), keyId);
     if (!p)
       throw new SignerError('NO_POLICY', `no policy governs key "${keyId}"; nothing is signed without one`, { keyId });
     return p;
+  }
+
+  /** The compiled stored (activated) versions, for proposals' checks. */
+  storedPolicies(): readonly CompiledPolicy[] {
+    return this.compiled;
   }
 
   get(name: string): PolicyRecord {
@@ -107,11 +190,17 @@ export class PolicyRegistry {
   }
 
   recordForKey(keyId: string): PolicyRecord {
-    return this.get(this.forKey(keyId).name);
+    return this.get(this.governing(keyId, new Date()).name);
   }
 
   /** Validates and stores a new version; refused versions change nothing. */
   async set(name: string, document: string, by: string, now: Date): Promise<PolicyRecord> {
+    if (this.admins)
+      throw new SignerError(
+        'QUORUM_REQUIRED',
+        `policies change only by proposals approved by ${this.admins.quorum} admins: use ProposePolicy`,
+        { name },
+      );
     if (!NAME.test(name))
       throw new SignerError('POLICY_INVALID', 'a policy name is 1..64 of [a-z0-9._-], starting with a letter or digit');
     let compiled: CompiledPolicy;

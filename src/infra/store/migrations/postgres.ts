@@ -116,6 +116,36 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
   signature   TEXT    NOT NULL
 );`;
 
+/** Version 3: the admin quorum's tables. */
+const ADMIN_QUORUM = `
+CREATE TABLE proposals (
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  kind         TEXT    NOT NULL,
+  target       TEXT    NOT NULL,
+  base_version INTEGER NOT NULL,
+  document     TEXT    NOT NULL,
+  proposed_by  TEXT    NOT NULL,
+  proposed_at  BIGINT  NOT NULL,
+  state        TEXT    NOT NULL,
+  closed_at    BIGINT,
+  closed_by    TEXT,
+  note         TEXT
+);
+CREATE TABLE proposal_approvals (
+  proposal_id TEXT COLLATE "C" NOT NULL REFERENCES proposals (id),
+  admin       TEXT COLLATE "C" NOT NULL,
+  signature   BYTEA   NOT NULL,
+  approved_at BIGINT  NOT NULL,
+  PRIMARY KEY (proposal_id, admin)
+);
+CREATE TABLE freezes (
+  kind      TEXT COLLATE "C" NOT NULL,
+  target    TEXT COLLATE "C" NOT NULL,
+  frozen_at BIGINT  NOT NULL,
+  frozen_by TEXT    NOT NULL,
+  PRIMARY KEY (kind, target)
+);`;
+
 /** PostgreSQL's migrations, version N at index N - 1. Forward-only: never edit a released one. */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
@@ -159,6 +189,14 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     // The client's signed request of sign and batch entries (AuditEntry.request); NULL in older rows.
     async up(c) {
       await c.query('ALTER TABLE audit ADD COLUMN IF NOT EXISTS request TEXT');
+    },
+  },
+  {
+    version: 5,
+    name: 'admin quorum',
+    // Proposals only a quorum of admins closes, their signed approvals, and single-admin freezes.
+    async up(c) {
+      await c.query(ADMIN_QUORUM);
     },
   },
 ];

@@ -117,6 +117,36 @@ const ADDED_TYPES: Record<(typeof V1_ADDED_KEY_COLUMNS)[number], string> = {
   threshold: 'TEXT',
 };
 
+/** Version 3: the admin quorum's tables. */
+const ADMIN_QUORUM = `
+CREATE TABLE proposals (
+  id           TEXT    PRIMARY KEY,
+  kind         TEXT    NOT NULL,
+  target       TEXT    NOT NULL,
+  base_version INTEGER NOT NULL,
+  document     TEXT    NOT NULL,
+  proposed_by  TEXT    NOT NULL,
+  proposed_at  INTEGER NOT NULL,
+  state        TEXT    NOT NULL,
+  closed_at    INTEGER,
+  closed_by    TEXT,
+  note         TEXT
+);
+CREATE TABLE proposal_approvals (
+  proposal_id TEXT    NOT NULL REFERENCES proposals (id),
+  admin       TEXT    NOT NULL,
+  signature   BLOB    NOT NULL,
+  approved_at INTEGER NOT NULL,
+  PRIMARY KEY (proposal_id, admin)
+);
+CREATE TABLE freezes (
+  kind      TEXT    NOT NULL,
+  target    TEXT    NOT NULL,
+  frozen_at INTEGER NOT NULL,
+  frozen_by TEXT    NOT NULL,
+  PRIMARY KEY (kind, target)
+);`;
+
 /** SQLite's migrations, version N at index N - 1. Forward-only: never edit a released one. */
 export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
   {
@@ -158,6 +188,14 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
     // The client's signed request of sign and batch entries (AuditEntry.request); NULL in older rows.
     up(db) {
       db.exec('ALTER TABLE audit ADD COLUMN request TEXT');
+    },
+  },
+  {
+    version: 5,
+    name: 'admin quorum',
+    // Proposals only a quorum of admins closes, their signed approvals, and single-admin freezes.
+    up(db) {
+      db.exec(ADMIN_QUORUM);
     },
   },
 ];

@@ -1,0 +1,142 @@
+import { type AdminSet, checkQuorum, type QuorumCheck } from '../../core/admin/approvals.js';
+import type { ProposalSubject } from '../../core/admin/proposal.js';
+import { loosenings } from '../../core/policy/loosening.js';
+import { type CompiledPolicy, compilePolicy, findAmbiguities } from '../../core/policy/schema.js';
+import type { Logger } from '../../infra/log.js';
+import type { PolicyRecord, ProposalRecord } from '../../infra/store/store.js';
+
+/** What a proposal amounts to now: its valid approvals, what it loosens, when it may apply. */
+export interface Assessment {
+  check: QuorumCheck;
+  /** Why it waits for the delay (empty: it only tightens and applies once approved). */
+  loosenings: string[];
+  /** When the quorum was reached (as this process counts it: QuorumClock); null while short of it. */
+  approvedAt: Date | null;
+  /** When it applies: the quorum's approval plus the delay if it loosens; null while short of the quorum. */
+  dueAt: Date | null;
+  /** Why it can never apply as stored (stale base, invalid document); null when it can. */
+  blocked: string | null;
+  /** policy proposals: the document compiled. */
+  compiled: CompiledPolicy | null;
+}
+
+export const subjectOf = (p: ProposalRecord): ProposalSubject => ({
+  kind: p.kind,
+  id: p.id,
+  target: p.target,
+  baseVersion: p.baseVersion,
+  document: p.document,
+});
+
+/**
+ * Re-verifies a proposal's approvals against what is stored now and works out when it applies.
+ * `records`/`compiled`: the stored (activated) policy versions. A policy proposal is blocked
+ * when the policy moved on since it was proposed (its diff and loosenings were reviewed against
+ * another base), or when its document no longer compiles or clashes with another policy.
+ */
+export function assess(
+  admins: AdminSet,
+  p: ProposalRecord,
+  records: ReadonlyMap<string, PolicyRecord>,
+  compiled: readonly CompiledPolicy[],
+  clock?: QuorumClock,
+): Assessment {
+  const check = checkQuorum(admins, subjectOf(p), p.approvals);
+  const from = check.reachedAt && (clock ? clock.reached(p.id, check.reachedAt) : check.reachedAt);
+  const delayed = (loose: string[]) =>
+    from && new Date(from.getTime() + (loose.length ? admins.delaySeconds * 1000 : 0));
+  if (p.kind !== 'policy') {
+    const loose = [
+      p.kind === 'destroy-key' ? 'destroys a key version (irreversible)' : `lifts a freeze of ${p.target}`,
+    ];
+    return { check, approvedAt: from, loosenings: loose, dueAt: delayed(loose), blocked: null, compiled: null };
+  }
+  const base = records.get(p.target)?.version ?? 0;
+  let next: CompiledPolicy;
+  try {
+    next = compilePolicy(JSON.parse(p.document), p.target);
+  } catch (e) {
+    return {
+      check,
+      approvedAt: from,
+      loosenings: [],
+      dueAt: null,
+      blocked: `the document is invalid: ${(e as Error).message}`,
+      compiled: null,
+    };
+  }
+  const current = compiled.find((c) => c.name === p.target) ?? null;
+  const loose = loosenings(current, next);
+  const clash = findAmbiguities([...compiled.filter((c) => c.name !== p.target), next]);
+  const blocked =
+    base !== p.baseVersion
+      ? `policy "${p.target}" is at version ${base}, not the base version ${p.baseVersion} it was proposed against`
+      : clash.length
+        ? `key pattern "${clash[0]!.pattern}" is already governed by another policy`
+        : null;
+  return {
+    check,
+    approvedAt: from,
+    loosenings: loose,
+    dueAt: blocked ? null : delayed(loose),
+    blocked,
+    compiled: next,
+  };
+}
+
+/**
+ * When this process first saw each proposal reach its quorum. An approval's time is a column a
+ * database writer can backdate to skip the delay; the delay is therefore counted from the later
+ * of the stored time and the moment this process saw the quorum (the approving replica sees it
+ * at once, the others within refreshMs). Only what was already approved when the process
+ * started is taken at its stored time, so a restart does not restart every delay.
+ */
+export class QuorumClock {
+  private readonly seen = new Map<string, number>();
+  private started = false;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Call after the first load: from then on, newly reached quorums are timed by this process. */
+  markStarted(): void {
+    this.started = true;
+  }
+
+  reached(id: string, stored: Date): Date {
+    let at = this.seen.get(id);
+    if (at === undefined) {
+      at = this.started ? Math.max(stored.getTime(), this.now()) : stored.getTime();
+      this.seen.set(id, at);
+    }
+    return new Date(Math.max(at, stored.getTime()));
+  }
+}
+
+export interface PendingPolicy {
+  proposalId: string;
+  compiled: CompiledPolicy;
+  dueAt: Date;
+}
+
+/** Open policy proposals the quorum approved (signatures verified now), with their time to apply. */
+export function pendingPolicies(
+  admins: AdminSet,
+  proposals: readonly ProposalRecord[],
+  records: ReadonlyMap<string, PolicyRecord>,
+  compiled: readonly CompiledPolicy[],
+  clock: QuorumClock,
+  log?: Logger,
+): PendingPolicy[] {
+  const out: PendingPolicy[] = [];
+  for (const p of proposals) {
+    if (p.kind !== 'policy' || p.state !== 'open') continue;
+    const a = assess(admins, p, records, compiled, clock);
+    if (a.check.invalid.length) log?.warn({ proposal: p.id, invalid: a.check.invalid }, 'approvals that do not count');
+    if (a.dueAt && a.compiled) out.push({ proposalId: p.id, compiled: a.compiled, dueAt: a.dueAt });
+  }
+  // Two approved proposals for one policy: only the first can apply (the other's base moves on).
+  const seen = new Set<string>();
+  return out
+    .sort((x, y) => x.dueAt.getTime() - y.dueAt.getTime())
+    .filter((p) => !seen.has(p.compiled.name) && seen.add(p.compiled.name));
+}
