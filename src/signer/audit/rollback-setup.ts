@@ -4,7 +4,8 @@ import { HsmMark } from '../../infra/hsm/mark.js';
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
 import type { AuditStore } from '../../infra/store/audit.js';
-import { chainHeads } from './log-heads.js';
+import type { AuditTreeStore } from '../../infra/store/audit-tree.js';
+import { treeHeads } from './log-heads.js';
 import { RollbackGuard } from './rollback-guard.js';
 
 /**
@@ -15,7 +16,7 @@ import { RollbackGuard } from './rollback-guard.js';
  */
 export async function openRollbackGuard(
   hsm: Hsm,
-  store: AuditStore,
+  store: AuditStore & AuditTreeStore,
   config: Config['rollback'],
   metrics: Metrics,
   onTrip: () => void,
@@ -30,7 +31,7 @@ export async function openRollbackGuard(
   }
   const mark = await HsmMark.open(hsm, config.replica);
   const guard = new RollbackGuard({
-    heads: chainHeads(store),
+    heads: treeHeads(store),
     log,
     onTrip: () => {
       metrics.storeRolledBack.set(1);
