@@ -60,7 +60,7 @@ try {
   const cold0 = performance.now();
   for await (const e of store.readAudit(1, coldN)) entryLeafHash(e);
   const coldMs = ((performance.now() - cold0) * base) / coldN;
-  await checkpointer.seed({ frontier: { size: base, hashes: [...(await store.readNodes(frontierNodes(base)))] } });
+  await checkpointer.seed([], { frontier: { size: base, hashes: [...(await store.readNodes(frontierNodes(base)))] } });
   // Steady state: EVERY new entries since the last signed tree.
   await store.appendAudit(drafts(base, EVERY));
   const cp0 = performance.now();
