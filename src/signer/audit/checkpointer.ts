@@ -329,8 +329,12 @@ export class Checkpointer {
     }
     const entries = size > from ? await this.readRange(from + 1, size) : [];
     const storedRoot = size > 0 && size >= from ? await this.store.treeHead(size) : frontierRoot(EMPTY_FRONTIER);
-    const storedFrontier = size >= from && from > 0 ? await this.store.readNodes(frontierNodes(from)) : undefined;
-    const ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
+    let ext = extendChecked(this.signed.frontier, size, entries, storedRoot);
+    if (!ext.ok && size >= from && from > 0) {
+      // Only to say which range moved: the stored nodes of the signed frontier, read on failure.
+      const storedFrontier = await this.store.readNodes(frontierNodes(from));
+      ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
+    }
     if (!ext.ok) {
       this.halt({ range: ext.range, signedSize: from, message: ext.message });
       this.assertConsistent();
@@ -349,11 +353,18 @@ export class Checkpointer {
     }
     if (size === 0) return undefined;
     const checkpoint: Checkpoint = { origin: this.opts.origin, size, root: ok.root };
-    const note = await signCheckpoint(checkpoint, this.noteSigner);
-    const stored: StoredNote = { size, note, at: new Date().toISOString() };
-    await this.store.putCheckpointNote(stored);
     const last = entries.at(-1);
-    if (last) await this.legacy(last.seq, last.hash);
+    // Both signatures at once (the HSM has sessions for both), then both rows in one group
+    // commit (the SQLite store batches concurrent writes into one transaction): one fsync.
+    const [note, legacySig] = await Promise.all([
+      signCheckpoint(checkpoint, this.noteSigner),
+      last ? this.sign(checkpointMessage(last.seq, last.hash)) : undefined,
+    ]);
+    const stored: StoredNote = { size, note, at: new Date().toISOString() };
+    await Promise.all([
+      this.store.putCheckpointNote(stored),
+      last && legacySig ? this.store.putCheckpoint(this.legacyRow(last.seq, last.hash, legacySig)) : undefined,
+    ]);
     this.signed = { frontier: ok.frontier, root: ok.root, at: Date.now(), note: stored };
     const signed = { ...stored, checkpoint: parseCheckpoint(parseNote(note).text) };
     for (const l of this.signedListeners) {
@@ -367,15 +378,19 @@ export class Checkpointer {
   }
 
   private async legacy(seq: number, hash: string): Promise<StoredCheckpoint> {
-    const cp: StoredCheckpoint = {
+    const cp = this.legacyRow(seq, hash, await this.sign(checkpointMessage(seq, hash)));
+    await this.store.putCheckpoint(cp);
+    return cp;
+  }
+
+  private legacyRow(seq: number, hash: string, signature: Uint8Array): StoredCheckpoint {
+    return {
       seq,
       headHash: hash,
       at: new Date().toISOString(),
       auditKey: { keyId: this.key.keyId, version: this.key.version },
-      signature: Buffer.from(await this.sign(checkpointMessage(seq, hash))).toString('hex'),
+      signature: Buffer.from(signature).toString('hex'),
     };
-    await this.store.putCheckpoint(cp);
-    return cp;
   }
 
   private async readRange(from: number, to: number): Promise<AuditEntry[]> {
