@@ -6,6 +6,7 @@
  * what lives outside the database (the HSM rollback mark; a witness's latest cosigned
  * checkpoint), finds the database does not hold it, signs nothing and refuses signing.
  */
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
@@ -71,7 +72,7 @@ async function expectStopped(t: Test, s: RestartableSigner, path: string, seq: n
 
 t.test('the HSM mark: a rewritten log with every checkpoint deleted is not signed after restart', async (t) => {
   const dir = `${tmp.path}/mark`;
-  await (await import('node:fs/promises')).mkdir(dir);
+  await mkdir(dir);
   const s = signer(dir);
   await s.start();
   await call(s.admin!.keyAdmin, 'CreateKey', { keyId: 'hot-k1', algorithm: 'ECDSA_SECP256K1' });
@@ -86,7 +87,7 @@ t.test('the HSM mark: a rewritten log with every checkpoint deleted is not signe
 
 t.test('a witness: with the mark off, its latest cosigned head still catches the rewrite', async (t) => {
   const dir = `${tmp.path}/witness`;
-  await (await import('node:fs/promises')).mkdir(dir);
+  await mkdir(dir);
   const origin = 'audit.test/hsm-signer/restart';
   const over = { rollback: { mark: false }, audit: { origin, checkpointEveryMs: 100 } };
   // First run without witnesses: the audit key is made, and the witness is configured with it.
@@ -94,6 +95,8 @@ t.test('a witness: with the mark off, its latest cosigned head still catches the
   await first.start();
   const publicKey = Buffer.from(first.signer!.checkpointer.key.publicKey).toString('base64');
   await first.stop();
+  // A backup from before the witnessed run: restored at the end, it lacks witnessed entries.
+  await copyFile(`${dir}/signer.db`, `${dir}/signer.db.bak`);
   witnesses.push(...(await startWitnesses(tmp.path, pki, [{ origin, publicKey }], { n: 1 })));
   const s = signer(dir, { ...over, witness: witnessConfig(witnesses, pki, 1) });
   await s.start();
@@ -110,4 +113,18 @@ t.test('a witness: with the mark off, its latest cosigned head still catches the
   await expectStopped(t, s, path, seq);
   const after = await call<{ size: string; checkpoint: string }>(w, 'GetLatest', { origin });
   t.equal(after.checkpoint, before.checkpoint, 'the witness still holds the honest head');
+
+  // The old backup restored (mark off): only the witness knows entries are gone.
+  await copyFile(`${dir}/signer.db.bak`, path);
+  await rm(`${path}-wal`, { force: true });
+  await rm(`${path}-shm`, { force: true });
+  const notesBefore = rows(path, 'audit_notes');
+  await s.start();
+  const d = await refused(t, s.sign('hot-k1', 9, ETH), status.FAILED_PRECONDITION, 'STORE_ROLLED_BACK');
+  t.equal(d.metadata.source, `witness:${witnesses[0]!.name}`, 'the witness is named as the source');
+  t.equal(d.metadata.markedSize, before.size, 'with the size it cosigned');
+  t.equal(await healthOf({ address: s.address, pki } as TestSigner), 'NOT_SERVING');
+  t.equal((await s.signer!.metrics.storeRolledBack.get()).values[0]?.value, 1, 'signer_store_rolled_back is 1');
+  await s.stop();
+  t.equal(rows(path, 'audit_notes'), notesBefore, 'nothing is checkpointed on the restored log');
 });
