@@ -10,9 +10,9 @@ import { RollbackGuard } from './rollback-guard.js';
 
 /**
  * Opens this replica's mark in the HSM and checks the database against every mark on the token
- * (every replica's). Witnesses keep the latest head too (issue 10, point 4): when a
- * `Witness.GetLatest` client exists, its heads join `all()` here, with source `witness:<name>`.
- * Undefined when `rollback.mark` is off.
+ * (every replica's), as tree heads (log-heads.ts). The witnesses' latest heads are checked by the
+ * checkpointer at start (Checkpointer.seed, trusted-heads.ts), which refuses a database shorter
+ * than any of them with STORE_ROLLED_BACK too. Undefined when `rollback.mark` is off.
  */
 export async function openRollbackGuard(
   hsm: Hsm,
