@@ -4,7 +4,7 @@ import { type Checkpoint, openCheckpoint, parseCheckpoint, signCheckpoint } from
 import { extendChecked } from '../../core/audit/extend.js';
 import { entryLeafHash } from '../../core/audit/leaf.js';
 import { EMPTY_FRONTIER, type Frontier, frontierNodes, frontierRoot } from '../../core/audit/merkle.js';
-import { verifyConsistency, verifyInclusion } from '../../core/audit/merkle-verify.js';
+import { verifyInclusion } from '../../core/audit/merkle-verify.js';
 import {
   addSignatures,
   ed25519Verifier,
@@ -14,11 +14,12 @@ import {
   parseNote,
   SIG_TYPE_ED25519,
 } from '../../core/audit/note.js';
-import { checkRollback, type RollbackCheck, rolledBackError } from '../../core/audit/rollback.js';
+import { type RollbackCheck, rolledBackError } from '../../core/audit/rollback.js';
 import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { AuditStore, StoredCheckpoint } from '../../infra/store/audit.js';
 import type { AuditTreeStore, StoredNote } from '../../infra/store/audit-tree.js';
+import { proveTrustedHead, type TrustedHead } from './trusted-heads.js';
 
 export interface AuditKeyRef {
   keyId: string;
@@ -48,13 +49,6 @@ export interface Inconsistency {
   message: string;
   /** Set when the database lost entries a trusted head holds: refused as STORE_ROLLED_BACK. */
   rolledBack?: RolledBack;
-}
-
-/** A tree head kept outside the database: source `hsm:<replica>` (rollback mark), `witness:<name>`. */
-export interface TrustedHead {
-  source: string;
-  size: number;
-  root: Uint8Array;
 }
 
 type RolledBack = Extract<RollbackCheck, { ok: false }>;
@@ -166,44 +160,9 @@ export class Checkpointer {
     const stored = await this.verifiedStoredNote();
     if (stored) heads.push({ source: 'store', size: stored.checkpoint.size, root: stored.checkpoint.root });
     if (heads.length === 0) return;
-    const top = heads.reduce((a, b) => (b.size > a.size ? b : a));
-    const dbSize = (await this.store.auditHead())?.seq ?? 0;
-    if (dbSize < top.size) {
-      const rolledBack = checkRollback(top, top.source, dbSize, undefined) as RolledBack;
-      return this.halt({
-        range: { from: dbSize + 1, to: top.size },
-        signedSize: top.size,
-        message: `the database holds ${dbSize} entries but ${top.source} holds a signed head of ${top.size}: entries ${dbSize + 1}..${top.size} are gone`,
-        rolledBack,
-      });
-    }
-    let frontier: Frontier;
-    try {
-      frontier = { size: top.size, hashes: [...(await this.store.readNodes(frontierNodes(top.size)))] };
-    } catch {
-      frontier = { size: top.size, hashes: [] };
-    }
-    if (top.size > 0 && (frontier.hashes.length === 0 || !equal(frontierRoot(frontier), top.root))) {
-      return this.halt({
-        range: { from: 1, to: top.size },
-        signedSize: top.size,
-        message: `the database's tree at size ${top.size} is not the head ${top.source} holds: entries 1..${top.size} or their tree nodes were rewritten`,
-      });
-    }
-    for (const h of heads) {
-      if (h === top || h.size === 0) continue;
-      const ok =
-        h.size === top.size
-          ? equal(h.root, top.root)
-          : verifyConsistency(h.size, top.size, await this.store.consistencyProof(h.size, top.size), h.root, top.root);
-      if (!ok) {
-        return this.halt({
-          range: { from: 1, to: h.size },
-          signedSize: top.size,
-          message: `the head ${h.source} holds (size ${h.size}) is not a prefix of the one ${top.source} holds (size ${top.size}) in this database`,
-        });
-      }
-    }
+    const checked = await proveTrustedHead(this.store, heads);
+    if (!checked.ok) return this.halt(checked.inconsistency);
+    const { top, frontier } = checked;
     const note = stored && stored.stored.size === top.size ? stored.stored : undefined;
     this.signed = { frontier, root: top.root, at: Date.now(), ...(note ? { note } : {}) };
     this.opts.log?.info(
@@ -223,13 +182,16 @@ export class Checkpointer {
     const size = (await this.store.auditHead())?.seq ?? 0;
     if (size <= from) return;
     const entries = await this.readRange(from + 1, size);
-    const ext = extendChecked(
-      this.signed.frontier,
-      size,
-      entries,
-      await this.store.treeHead(size),
-      from > 0 ? await this.store.readNodes(frontierNodes(from)) : undefined,
-    );
+    let storedRoot: Uint8Array;
+    let storedFrontier: readonly Uint8Array[] | undefined;
+    try {
+      storedRoot = await this.store.treeHead(size);
+      storedFrontier = from > 0 ? await this.store.readNodes(frontierNodes(from)) : undefined;
+    } catch (e) {
+      const message = `the database's tree cannot give its head at size ${size}: ${(e as Error).message}`;
+      return this.halt({ range: { from: from + 1, to: size }, signedSize: from, message });
+    }
+    const ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
     if (!ext.ok) this.halt({ range: ext.range, signedSize: from, message: ext.message });
   }
 
