@@ -118,7 +118,7 @@ try {
   const fileBytes = statSync(path).size;
   const f = (x: number) => x.toFixed(3);
   console.log(
-    `audit tree: ${ENTRIES} entries appended in ${fillS.toFixed(1)} s (${Math.round(ENTRIES / fillS)}/s, batches of ${BATCH}); ${nodes} nodes (${(nodes / ENTRIES).toFixed(2)} per entry)`,
+    `audit tree: ${base} entries appended in ${fillS.toFixed(1)} s (${Math.round(base / fillS)}/s, batches of ${BATCH}), ${ENTRIES} with the checkpoint rounds; ${nodes} nodes (${(nodes / ENTRIES).toFixed(2)} per entry)`,
   );
   console.log(
     `checkpoint at ${ENTRIES} (${EVERY} new entries: read, recompute leaves, compare, sign, store): median ${checkpointMs.toFixed(1)} ms of ${ROUNDS} (${cpMs[0]!.toFixed(1)}..${cpMs.at(-1)!.toFixed(1)})  [target <= 100 ms]`,
