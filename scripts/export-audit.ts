@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { CSV_HEADER, toCsvRow } from '../src/core/audit/csv.js';
 import { clientsFrom, command, fail } from './lib/cli.js';
@@ -29,6 +30,12 @@ try {
   if (opts.format === 'csv') out.write(`${CSV_HEADER}\r\n`);
   // Constant memory: one record at a time, pausing the stream while the file catches up.
   for await (const msg of stream) {
+    // The closing checkpoint note has no CSV row: a CSV export gets it beside it, for --checkpoint.
+    if (opts.format === 'csv' && msg.json.startsWith('{"type":"note"')) {
+      await writeFile(`${opts.out}.note`, (JSON.parse(msg.json) as { note: string }).note);
+      process.stderr.write(`export-audit: the checkpoint note it ends under is in ${opts.out}.note\n`);
+      continue;
+    }
     const line = opts.format === 'csv' ? `${toCsvRow(JSON.parse(msg.json))}\r\n` : `${msg.json}\n`;
     if (!out.write(line)) await once(out, 'drain');
     if (++records % 10_000 === 0) process.stderr.write(`export-audit: ${records} records\n`);

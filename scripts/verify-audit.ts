@@ -4,9 +4,11 @@
  * The file is streamed, so its size does not matter. AUDIT_VERIFY_RSS=1 prints the process's
  * peak RSS on stderr.
  *
- * With --checkpoint NOTE (a C2SP checkpoint you keep, e.g. witnessed), it also checks that the
- * export's entries are in that checkpoint's tree; with --previous OLDER, that NOTE's tree extends
- * the OLDER one you kept. Proofs the export cannot supply (the compact range before a period
+ * An export that ends with its checkpoint note (format.ts, `note`) is checked against it by
+ * default, offline, with the proofs it carries: the report names that checkpoint (origin, size,
+ * root, cosignatures). With --checkpoint NOTE (a C2SP checkpoint you keep, e.g. witnessed), it
+ * checks the export's entries against that one instead; with --previous OLDER, that the
+ * checkpoint's tree extends the OLDER one you kept. Proofs the export cannot supply (the compact range before a period
  * export's first entry, consistency to a larger tree) are fetched from Audit with the auditor
  * certificate: they are untrusted, only the signed roots and the recomputed leaves are.
  *
@@ -21,7 +23,9 @@ import { createInterface } from 'node:readline';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { Command } from 'commander';
 import type { AuditEntry } from '../src/core/audit/chain.js';
-import { NoteError } from '../src/core/audit/note.js';
+import { parseCheckpoint } from '../src/core/audit/checkpoint.js';
+import type { NoteRecord } from '../src/core/audit/format.js';
+import { NoteError, parseNote } from '../src/core/audit/note.js';
 import {
   type Check,
   checkConsistent,
@@ -37,8 +41,14 @@ import { requestKeyOf } from '../src/infra/config/request-keys.js';
 import { parseCertificates } from '../src/infra/grpc/peer-cert.js';
 import { readExport } from './lib/export-file.js';
 import { proofOptions, readNote } from './lib/proof-options.js';
-import type { ProofSource } from './lib/proofs.js';
 import { checkWitnessed, parseWitnessKeys, witnessOptions } from './lib/witnesses.js';
+
+/** Where a tree check gets its proofs: the export's own note record, or the Audit service. */
+interface Proofs {
+  inclusion(seq: number, treeSize: number): Promise<{ hashes: Uint8Array[] }>;
+  consistency(fromSize: number, toSize: number): Promise<Uint8Array[]>;
+  close(): void;
+}
 
 const program = witnessOptions(
   proofOptions(
@@ -69,6 +79,7 @@ const program = witnessOptions(
         (v: string, all: string[]) => [...all, v],
         [] as string[],
       )
+      .option('--no-note', 'do not check the export against the checkpoint note it ends with')
       .option('--json', 'print the report as JSON for programs instead of text for people'),
   ),
 )
@@ -81,7 +92,7 @@ const json = !!opts.json;
 if (opts.previous && !opts.checkpoint) program.error('--previous needs --checkpoint');
 const required = Number(opts.witnesses);
 if (!Number.isSafeInteger(required) || required < 0) program.error('--witnesses is a number of witnesses');
-if (required > 0 && !opts.checkpoint) program.error('--witnesses needs --checkpoint');
+// --witnesses with no --checkpoint applies to the export's own note (checked once it is read).
 let witnessKeys: ReturnType<typeof parseWitnessKeys> = [];
 try {
   witnessKeys = parseWitnessKeys(opts.witnessKey as string[]);
@@ -113,16 +124,33 @@ try {
   noVerdict(code ? `cannot read ${file}: ${code}` : `internal error: ${(e as Error).message}`);
 }
 
-let checks: Check[] = [];
-if (report.ok && opts.checkpoint) {
-  const { ProofSource } = await import('./lib/proofs.js');
-  const source = new ProofSource(opts);
+const checks: Check[] = [];
+// The checkpoint to check against: --checkpoint, else the note the export ends with.
+const embedded = report.ok && opts.note !== false ? report.note : undefined;
+const noteText = opts.checkpoint ? readNote(String(opts.checkpoint)) : embedded?.note;
+if (report.ok && !noteText && required > 0)
+  noVerdict('--witnesses needs --checkpoint: this export carries no checkpoint note');
+if (report.ok && noteText) {
+  const source: Proofs =
+    !opts.checkpoint && !opts.previous
+      ? exportProofs(embedded!, report.firstSeq, report.lastSeq)
+      : new (await import('./lib/proofs.js')).ProofSource(opts);
   try {
-    if (!opts.signaturesOnly) checks = await checkTree(report.firstSeq, report.lastSeq, source);
+    if (!opts.checkpoint) {
+      // The record's size picks the proofs; the signed text is what counts: they must agree.
+      const signed = parseCheckpoint(parseNote(noteText).text).size;
+      const same = signed === embedded!.size;
+      const sizeCheck: Check = same
+        ? { ok: true, what: `checkpoint note of size ${signed} carried by the export` }
+        : { ok: false, what: `the export's note record says size ${embedded!.size} but its note signs size ${signed}` };
+      checks.push(sizeCheck);
+    }
+    // Once failed, proofs for another size would only give no verdict.
+    if (!checks.some((c) => !c.ok) && !opts.signaturesOnly)
+      checks.push(...(await checkTree(report.firstSeq, report.lastSeq, noteText, source)));
     if (required > 0 || opts.signaturesOnly) {
       const logKeys = opts.logKey ? [new Uint8Array(Buffer.from(String(opts.logKey), 'base64'))] : await headerKeys();
-      const note = readNote(String(opts.checkpoint));
-      checks.push(...checkWitnessed(note, logKeys, witnessKeys, required, opts.origin as string | undefined));
+      checks.push(...checkWitnessed(noteText, logKeys, witnessKeys, required, opts.origin as string | undefined));
     }
   } catch (e) {
     if (e instanceof NoteError)
@@ -164,7 +192,7 @@ if (process.env.AUDIT_VERIFY_RSS) process.stderr.write(`peak RSS: ${process.reso
 process.exitCode = ok ? 0 : 1;
 
 /** The entries firstSeq..lastSeq of the (already chain-verified) export against --checkpoint. */
-async function checkTree(firstSeq: number, lastSeq: number, source: ProofSource): Promise<Check[]> {
+async function checkTree(firstSeq: number, lastSeq: number, noteText: string, source: Proofs): Promise<Check[]> {
   const keys: Uint8Array[] = [];
   const entries = readExport(file);
   const out: Check[] = [];
@@ -178,8 +206,14 @@ async function checkTree(firstSeq: number, lastSeq: number, source: ProofSource)
       break;
     }
   }
-  const cp = openLogCheckpoint(readNote(String(opts.checkpoint)), keys, { origin }).checkpoint;
-  out.push({ ok: true, what: `checkpoint ${cp.origin} size ${cp.size} is signed by an audit key of the header` });
+  const opened = openLogCheckpoint(noteText, keys, { origin });
+  const cp = opened.checkpoint;
+  const root = Buffer.from(cp.root).toString('base64');
+  const cosigned = parseNote(noteText).sigs.length - 1;
+  out.push({
+    ok: true,
+    what: `checkpoint ${cp.origin} size ${cp.size} root ${root} (${cosigned} other signature lines) is signed by an audit key of the header`,
+  });
   // The compact range before the first entry: the left half of the first entry's audit path.
   let run = new RunRoot();
   if (firstSeq > 1) {
@@ -244,6 +278,24 @@ function readClientKeys(values: string[]): Map<string, RequestKey[]> {
     out.set(cn, [...(out.get(cn) ?? []), ...keys]);
   }
   return out;
+}
+
+/** The proofs the export's note record carries; any other is not in the file. */
+function exportProofs(n: NoteRecord, first: number, last: number): Proofs {
+  const bytes = (hs: string[]) => hs.map((h) => hexToBytes(h));
+  return {
+    async inclusion(seq, treeSize) {
+      if (seq !== first || treeSize !== n.size)
+        throw new Error(`the export carries no inclusion proof of ${seq} in a tree of ${treeSize}`);
+      return { hashes: bytes(n.inclusion) };
+    },
+    async consistency(fromSize, toSize) {
+      if (fromSize !== last || toSize !== n.size)
+        throw new Error(`the export carries no consistency proof from ${fromSize} to ${toSize}`);
+      return bytes(n.consistency);
+    },
+    close() {},
+  };
 }
 
 /** The audit keys of the export's header (none for CSV: pass --log-key). */

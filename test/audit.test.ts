@@ -120,8 +120,10 @@ t.test('every event is in the log, chained and checkpointed', async (t) => {
   t.equal(header.auditKeys[0].keyId, '_audit');
   const records = lines.map((l) => JSON.parse(l));
   t.ok(records.filter((r) => r.type === 'checkpoint').length >= 2, 'periodic and final checkpoints');
-  t.equal(records.at(-1).type, 'checkpoint', 'the export ends with a checkpoint');
-  t.equal(records.at(-1).seq, entries.at(-1).seq, 'covering the last entry');
+  t.equal(records.at(-2).type, 'checkpoint', 'the entries end with a chain checkpoint');
+  t.equal(records.at(-2).seq, entries.at(-1).seq, 'covering the last entry');
+  t.equal(records.at(-1).type, 'note', 'the export ends with the tree checkpoint note it ends under');
+  t.ok(records.at(-1).size >= entries.at(-1).seq, 'covering the last entry');
 });
 
 t.test('only auditors export', async (t) => {

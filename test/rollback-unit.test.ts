@@ -1,7 +1,13 @@
+import type Database from 'better-sqlite3';
 import t from 'tap';
+import { withDb } from '../harness/audit-adversary.js';
+import { tempDir } from '../harness/token.js';
+import { eventDraft } from '../src/core/audit/draft.js';
 import { checkRollback, nextMark, rolledBackError, type TreeHead } from '../src/core/audit/rollback.js';
 import { replicationWarnings } from '../src/core/store/replication.js';
 import { decodeMark, encodeMark } from '../src/infra/hsm/mark.js';
+import { SqliteStore } from '../src/infra/store/sqlite.js';
+import { treeHeads } from '../src/signer/audit/log-heads.js';
 import { type LogHeads, type MarkKeeper, RollbackGuard } from '../src/signer/audit/rollback-guard.js';
 
 const root = (b: number) => new Uint8Array(32).fill(b);
@@ -44,6 +50,40 @@ t.test('the mark label round-trips and refuses other formats', async (t) => {
   t.equal(decodeMark(encodeMark('r1', undefined)), undefined, 'a fresh object has no head');
   t.throws(() => decodeMark('something else'), /unknown format/);
   t.throws(() => encodeMark('r1', { size: 1, root: new Uint8Array(31) }), /32 bytes/);
+  t.match(encodeMark('r1', head(42, 7)), / size=42 tree=0707/, 'written as a tree head');
+  const legacy = `hsm-signer-audit-mark-r1 size=42 root=${'07'.repeat(32)}`;
+  t.same(decodeMark(legacy), { ...head(42, 7), chainHash: true }, "the previous release's mark reads as a chain hash");
+  t.throws(() => encodeMark('r1', { ...head(1, 1), chainHash: true }), /never as a chain hash/);
+});
+
+t.test("tree heads over a real SQLite store, and the previous release's chain-hash marks", async (t) => {
+  const tmp = await tempDir('log-heads-');
+  t.teardown(() => tmp.cleanup());
+  const path = `${tmp.path}/signer.db`;
+  const store = new SqliteStore(path);
+  t.teardown(() => store.close());
+  for (let i = 0; i < 5; i++) await store.appendAudit([eventDraft('test.event', new Date(), `c${i}`)]);
+  const heads = treeHeads(store);
+  const h = await heads.head();
+  t.equal(h.size, 5);
+  t.same(h.root, await store.treeHead(5), 'the head is the Merkle tree head, not a chain hash');
+  t.same(await heads.rootAt(3), await store.treeHead(3));
+  t.equal(await heads.rootAt(6), undefined, 'beyond the log: undefined');
+  let chain3 = '';
+  for await (const e of store.readAudit(3, 3)) chain3 = e.hash;
+  const legacy = { size: 3, root: new Uint8Array(Buffer.from(chain3, 'hex')), chainHash: true as const };
+  const guard = (m: TreeHead) =>
+    new RollbackGuard({
+      heads,
+      mark: { head: m, advance: async () => {}, all: async () => [{ source: 'hsm:old', head: m }] },
+    });
+  t.ok(await guard(legacy).checkAtStart(), "an intact log passes the previous release's mark");
+  t.notOk(await guard({ ...legacy, chainHash: undefined }).checkAtStart(), 'read as a tree head it would not');
+  // Entry 3's content edited in the file, its stored hash kept: the recomputed hash differs.
+  withDb(path, (db: Database.Database) => db.prepare("UPDATE audit SET client = 'mallory' WHERE seq = 3").run());
+  const g = guard(legacy);
+  t.notOk(await g.checkAtStart(), 'an entry edited under its old hash trips the legacy check');
+  t.equal(g.rolledBack?.why, 'diverged');
 });
 
 /** A log and a mark in memory, to test the guard's batching and its run-time check. */

@@ -30,6 +30,8 @@ export async function rollbackScenario(t: Test, s: RestartableSigner, backup: Ba
   const marks = await HsmMark.readAll(s.signer!.hsm);
   const store = await openStore(s.config.store);
   const head = (await store.auditHead())!;
+  // The mark holds the RFC 9162 tree head, the one checkpoints and witnesses sign.
+  const treeRoot = Buffer.from(await store.treeHead(head.seq)).toString('hex');
   await store.close();
   t.same(
     marks.map((m) => m.replica),
@@ -37,7 +39,8 @@ export async function rollbackScenario(t: Test, s: RestartableSigner, backup: Ba
     'one mark object on the token, for this replica',
   );
   t.equal(marks[0]!.head?.size, head.seq, 'the mark holds the audit size nonce 7 was released under');
-  t.equal(Buffer.from(marks[0]!.head!.root).toString('hex'), head.hash, '...and its head');
+  t.equal(Buffer.from(marks[0]!.head!.root).toString('hex'), treeRoot, '...and its tree head');
+  t.notOk(marks[0]!.head!.chainHash, 'written as a tree head, not a chain hash');
 
   await s.stop();
   await backup.restore();
@@ -83,12 +86,10 @@ export async function rollbackScenario(t: Test, s: RestartableSigner, backup: Ba
   // than the mark by now, but it does not hold the marked head (diverged), or it is shorter.
   const lost = decision?.intent ?? {};
   t.ok(
-    lost.why === 'shorter'
-      ? Number(lost.dbSize) < head.seq
-      : lost.why === 'diverged' && lost.dbRootAtMark !== head.hash,
+    lost.why === 'shorter' ? Number(lost.dbSize) < head.seq : lost.why === 'diverged' && lost.dbRootAtMark !== treeRoot,
     `the lost range: ${lost.why}, database size ${lost.dbSize} vs marked ${lost.markedSize}`,
   );
-  t.equal(lost.markedRoot, head.hash, 'the lost range: the marked root');
+  t.equal(lost.markedRoot, treeRoot, 'the lost range: the marked tree head');
   t.equal(decision?.intent?.operatorReason, 'INC-42 restore');
   t.ok(
     entries.some((e) => e.kind === 'nonce.fence' && e.intent?.nonce === '7'),

@@ -4,9 +4,12 @@
  * refuse forks and rollbacks of a log whose database was rewritten, keep that state across a
  * restart, and admit only the configured client certificate.
  *
- * The log under witness here is a stand-in for the signer's audit store (its Merkle wiring is on
- * another branch): entries in a SQLite file, the RFC 9162 tree recomputed from the rows, and an
- * Ed25519 log key that signs whatever head the file holds, as an HSM would.
+ * The log under witness here is a stand-in: entries in a SQLite file, the RFC 9162 tree
+ * recomputed from the rows, and an Ed25519 log key that signs whatever head the file holds, as a
+ * compromised signer would. The real signer no longer signs a rewritten head (it seeds from the
+ * witnesses at start and checks the database first), so the witnesses' own fork and rollback
+ * refusals are exercised here; test/witness-signer.test.ts runs the tampering case against a
+ * real signer process and its SQLite file.
  */
 
 import { execFile } from 'node:child_process';

@@ -118,6 +118,10 @@ export function toCsvRow(record: ExportRecord): string {
         )
         .join('\r\n');
     }
+    case 'note':
+      // Multi-line text and proof lists have no column: scripts/export-audit.ts writes the note
+      // beside a CSV export (<out>.note), and the auditor passes it as --checkpoint.
+      throw new TypeError('the checkpoint note record has no CSV form');
   }
 }
 

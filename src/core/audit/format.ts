@@ -6,6 +6,14 @@
  *   then     {"type":"entry",...AuditEntry} in seq order, each {"type":"checkpoint",...AuditCheckpoint}
  *            right after the entry whose seq it covers; the export ends with a checkpoint over
  *            its last entry.
+ *   last     {"type":"note","size":N,"note":signed note,"inclusion":[hex32],"consistency":[hex32]}
+ *            (JSONL only; exports before it lack it): the C2SP tree checkpoint the export ends
+ *            under (size N >= its last seq, the log's signature and the witness cosignatures
+ *            collected so far) with the proofs that tie the export's entries to it offline:
+ *            the audit path of the first entry in the tree of N (its left half is the tree
+ *            before the period; empty when the export starts at seq 1) and the consistency
+ *            proof from the last entry's size to N (empty when N is the last seq). Untrusted
+ *            like every proof: only the note's signatures and the recomputed leaves count.
  *
  * An entry may carry one optional field, `request` (the client's signed request, chain.ts
  * AuditRequest), added after the format's first release: entries without it, i.e. every older
@@ -41,7 +49,14 @@ export interface ExportHeader {
 
 export type EntryRecord = { type: 'entry' } & AuditEntry;
 export type CheckpointRecord = { type: 'checkpoint' } & AuditCheckpoint;
-export type ExportRecord = ExportHeader | EntryRecord | CheckpointRecord;
+export interface NoteRecord {
+  type: 'note';
+  size: number;
+  note: string;
+  inclusion: string[];
+  consistency: string[];
+}
+export type ExportRecord = ExportHeader | EntryRecord | CheckpointRecord | NoteRecord;
 
 /** A line that is not a valid record; `line` is 1-based. The message names fields, never values. */
 export class MalformedRecord extends Error {
@@ -143,6 +158,21 @@ const CHECKPOINT: Record<keyof CheckpointRecord, Rule> = {
   auditKey: [(v) => isPlainObject(v), 'an object'],
   signature: hex64,
 };
+const proof: Rule = [
+  (v) => Array.isArray(v) && v.length <= 128 && v.every((h) => hex32[0](h)),
+  'an array of at most 128 hashes of 64 lowercase hex digits',
+];
+const NOTE: Record<keyof NoteRecord, Rule> = {
+  type: oneOf('note'),
+  size: positive,
+  // A signed note is lines of text: newlines, and no other control character.
+  note: [
+    (v) => typeof v === 'string' && v.length > 0 && v.length <= 65_536 && !CONTROL.test(v.replaceAll('\n', '')),
+    'a signed note (text lines, at most 64 KiB)',
+  ],
+  inclusion: proof,
+  consistency: proof,
+};
 const KEY_REF: Record<keyof AuditCheckpoint['auditKey'], Rule> = { keyId: text, version: positive };
 
 const HEADER: Record<keyof ExportHeader, Rule> = {
@@ -175,6 +205,8 @@ export function validateRecord(value: unknown, line: number): ExportRecord {
       check(value, CHECKPOINT, 'checkpoint', line);
       check(value.auditKey, KEY_REF, 'checkpoint.auditKey', line);
       return value as unknown as CheckpointRecord;
+    case 'note':
+      return check(value, NOTE, 'note', line) as unknown as NoteRecord;
     case 'header':
       if (value.format !== EXPORT_FORMAT)
         throw new MalformedRecord(line, `unknown format: this verifier reads ${EXPORT_FORMAT} only`);
@@ -182,7 +214,7 @@ export function validateRecord(value: unknown, line: number): ExportRecord {
       (value.auditKeys as unknown[]).forEach((k, i) => check(k, AUDIT_KEY, `header.auditKeys[${i}]`, line));
       return value as unknown as ExportHeader;
     default:
-      throw new MalformedRecord(line, 'unknown record type: expected "header", "entry" or "checkpoint"');
+      throw new MalformedRecord(line, 'unknown record type: expected "header", "entry", "checkpoint" or "note"');
   }
 }
 

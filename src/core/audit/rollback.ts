@@ -8,10 +8,15 @@
  */
 import { SignerError } from '../errors.js';
 
-/** A log's size and its head (the Merkle root, or the chain hash of entry `size`). */
+/** A log's size and its RFC 9162 tree head at that size. */
 export interface TreeHead {
   size: number;
   root: Uint8Array;
+  /**
+   * Set on a mark written by the release before the tree heads: `root` is then the hash-chain
+   * hash of entry `size` (which commits to every entry before it), checked against that.
+   */
+  chainHash?: true;
 }
 
 export type RollbackCheck =

@@ -51,6 +51,7 @@ import {
   type ExportHeader,
   type ExportRecord,
   MalformedRecord,
+  type NoteRecord,
   parseJsonLine,
 } from './format.js';
 
@@ -84,6 +85,8 @@ export type VerifyReport =
       from: string;
       /** `at` of the last entry. */
       to: string;
+      /** The tree checkpoint the export ends under, with its proofs (checked by tlog-verify.ts). */
+      note?: NoteRecord;
     }
   | { ok: false; problem: Problem };
 
@@ -220,8 +223,12 @@ class Verifier {
   private checkpoints = 0;
   private lastCheckpoint: number | undefined;
   private covered = false;
+  private note: NoteRecord | undefined;
 
   accept({ line, record }: Item): Finding | undefined {
+    // The note closes the export: anything after it was appended to a finished export.
+    if (this.note) return fail('malformed', null, line, 'a record after the closing checkpoint note');
+    if (record.type === 'note') return this.onNote(record, line);
     if (record.type === 'header') return this.onHeader(record, line);
     if (record.type === 'entry') return this.onEntry(record, line);
     return this.onCheckpoint(record, line);
@@ -264,7 +271,18 @@ class Verifier {
       lastSeq: prev.seq,
       from: first.at,
       to: prev.at,
+      ...(this.note ? { note: this.note } : {}),
     };
+  }
+
+  private onNote(n: NoteRecord, line: number): Problem | undefined {
+    const p = this.prev;
+    if (!p || !this.covered)
+      return fail('malformed', p?.seq ?? null, line, 'the checkpoint note comes before the final chain checkpoint');
+    if (n.size < p.seq)
+      return fail('truncated', p.seq, line, `the closing note covers ${n.size} entries, not the last entry ${p.seq}`);
+    this.note = n;
+    return undefined;
   }
 
   private onHeader(h: ExportHeader, line: number): Problem | undefined {

@@ -7,7 +7,9 @@
  * Contract
  * - The object is CKA_TOKEN and CKA_PRIVATE (read and written only by a logged-in user), created
  *   at first start. The head is kept in its CKA_LABEL, `hsm-signer-audit-mark-<replica>
- *   size=<n> root=<64 hex>`: SoftHSM 2.6 refuses C_SetAttributeValue on a data object's
+ *   size=<n> tree=<64 hex>` (the RFC 9162 tree head at size n; a mark written by the previous
+ *   release reads `root=<64 hex>`, the hash-chain hash of entry n, and decodes with `chainHash`
+ *   set so the guard checks it the old way until the next release rewrites it): SoftHSM 2.6 refuses C_SetAttributeValue on a data object's
  *   CKA_VALUE (CKR_ATTRIBUTE_READ_ONLY) and the label is the attribute it lets us change, in
  *   one call, in place (no window in which the token holds no mark).
  * - `advance` writes with one C_SetAttributeValue and never lowers the mark (a smaller or equal
@@ -28,17 +30,19 @@ export function encodeMark(replica: string, h: TreeHead | undefined): string {
   if (!h) return markLabel(replica);
   if (!Number.isSafeInteger(h.size) || h.size < 0) throw new Error('mark size must be a safe non-negative integer');
   if (h.root.length !== ROOT_SIZE) throw new Error(`mark root must be ${ROOT_SIZE} bytes`);
-  return `${markLabel(replica)} size=${h.size} root=${Buffer.from(h.root).toString('hex')}`;
+  if (h.chainHash) throw new Error('a mark is written as a tree head, never as a chain hash');
+  return `${markLabel(replica)} size=${h.size} tree=${Buffer.from(h.root).toString('hex')}`;
 }
 
 /** Decodes a mark label; undefined for a freshly created object. Throws on anything else. */
 export function decodeMark(label: string): TreeHead | undefined {
-  const m = / size=(\d{1,16}) root=([0-9a-f]{64})$/.exec(label);
+  const m = / size=(\d{1,16}) (tree|root)=([0-9a-f]{64})$/.exec(label);
   if (!m) {
     if (/^hsm-signer-audit-mark-[A-Za-z0-9._-]+$/.test(label)) return undefined;
     throw new Error('the rollback mark object holds an unknown format');
   }
-  return { size: Number(m[1]), root: new Uint8Array(Buffer.from(m[2]!, 'hex')) };
+  const head: TreeHead = { size: Number(m[1]), root: new Uint8Array(Buffer.from(m[3]!, 'hex')) };
+  return m[2] === 'root' ? { ...head, chainHash: true } : head;
 }
 
 /** Every replica's mark on the token: what a starting replica checks its database against. */

@@ -14,10 +14,12 @@ import {
   parseNote,
   SIG_TYPE_ED25519,
 } from '../../core/audit/note.js';
+import { type RollbackCheck, rolledBackError } from '../../core/audit/rollback.js';
 import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { AuditStore, StoredCheckpoint } from '../../infra/store/audit.js';
 import type { AuditTreeStore, StoredNote } from '../../infra/store/audit-tree.js';
+import { proveTrustedHead, type TrustedHead } from './trusted-heads.js';
 
 export interface AuditKeyRef {
   keyId: string;
@@ -45,7 +47,11 @@ export interface Inconsistency {
   range: { from: number; to: number };
   signedSize: number;
   message: string;
+  /** Set when the database lost entries a trusted head holds: refused as STORE_ROLLED_BACK. */
+  rolledBack?: RolledBack;
 }
+
+type RolledBack = Extract<RollbackCheck, { ok: false }>;
 
 /** A checkpoint note the checkpointer signed, with the tree it describes. */
 export interface SignedCheckpoint extends StoredNote {
@@ -120,6 +126,7 @@ export class Checkpointer {
   assertConsistent(): void {
     const b = this.broken;
     if (!b) return;
+    if (b.rolledBack) throw rolledBackError(b.rolledBack);
     throw new SignerError(
       'AUDIT_LOG_INCONSISTENT',
       `signing stopped: the audit log does not extend the last signed checkpoint (size ${b.signedSize}); entries ${b.range.from}..${b.range.to} differ`,
@@ -132,37 +139,76 @@ export class Checkpointer {
   }
 
   /**
-   * Seeds the frontier from the newest stored note that verifies under the audit key and whose
-   * root the stored nodes give; with none, from the empty tree (then the first checkpoint
-   * recomputes every leaf). `mark`, when given (the HSM rollback mark), is trusted instead.
+   * Seeds "the last signed tree" at start, from the largest head it can trust: the newest stored
+   * note that verifies under the audit key, and the `external` heads kept OUTSIDE the database
+   * (the HSM rollback marks, each reachable witness's latest checkpoint for this origin), so that
+   * deleting the checkpoint rows between two runs cannot make a rewritten log look new. Then it
+   * proves the database extends that head before anything is signed: the stored tree nodes must
+   * give the trusted root at its size (a node cannot be forged to hash to a given root), every
+   * other trusted head must be a prefix of it (consistency proofs, verified), and the entries
+   * after it are recomputed from their content (see {@link verifyTail}). A database shorter
+   * than a trusted head halts with STORE_ROLLED_BACK (released entries are gone: nonce claims
+   * too), any other mismatch with AUDIT_LOG_INCONSISTENT. With no trusted head at all, the first
+   * checkpoint recomputes every leaf. `frontier` (benchmarks only) is trusted as is.
    */
-  async seed(mark?: { frontier: Frontier }): Promise<void> {
-    if (mark) {
-      this.signed = { frontier: mark.frontier, root: frontierRoot(mark.frontier), at: Date.now() };
+  async seed(external: readonly TrustedHead[] = [], opts: { frontier?: Frontier } = {}): Promise<void> {
+    if (opts.frontier) {
+      this.signed = { frontier: opts.frontier, root: frontierRoot(opts.frontier), at: Date.now() };
       return;
     }
-    const stored = await this.store.latestCheckpointNote();
-    if (!stored) return;
-    let cp: Checkpoint;
+    const heads = [...external];
+    const stored = await this.verifiedStoredNote();
+    if (stored) heads.push({ source: 'store', size: stored.checkpoint.size, root: stored.checkpoint.root });
+    if (heads.length === 0) return;
+    const checked = await proveTrustedHead(this.store, heads);
+    if (!checked.ok) return this.halt(checked.inconsistency);
+    const { top, frontier } = checked;
+    const note = stored && stored.stored.size === top.size ? stored.stored : undefined;
+    this.signed = { frontier, root: top.root, at: Date.now(), ...(note ? { note } : {}) };
+    this.opts.log?.info(
+      { size: top.size, source: top.source, heads: heads.map((h) => `${h.source}=${h.size}`) },
+      'audit checkpointer seeded from the largest trusted head',
+    );
+    await this.verifyTail();
+  }
+
+  /**
+   * Recomputes the leaves of the entries after the last signed tree from their stored content
+   * and checks that the database's head is that tree extended with them, without signing: at
+   * start, so a tail rewritten while the signer was stopped stops signing before any request.
+   */
+  private async verifyTail(): Promise<void> {
+    const from = this.signed.frontier.size;
+    const size = (await this.store.auditHead())?.seq ?? 0;
+    if (size <= from) return;
+    const entries = await this.readRange(from + 1, size);
+    let storedRoot: Uint8Array;
+    let storedFrontier: readonly Uint8Array[] | undefined;
     try {
-      cp = openCheckpoint(stored.note, { origin: this.opts.origin, log: this.verifier }).checkpoint;
+      storedRoot = await this.store.treeHead(size);
+      storedFrontier = from > 0 ? await this.store.readNodes(frontierNodes(from)) : undefined;
+    } catch (e) {
+      const message = `the database's tree cannot give its head at size ${size}: ${(e as Error).message}`;
+      return this.halt({ range: { from: from + 1, to: size }, signedSize: from, message });
+    }
+    const ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
+    if (!ext.ok) this.halt({ range: ext.range, signedSize: from, message: ext.message });
+  }
+
+  /** The newest stored note, if it verifies under the audit key for this origin. */
+  private async verifiedStoredNote(): Promise<{ stored: StoredNote; checkpoint: Checkpoint } | undefined> {
+    const stored = await this.store.latestCheckpointNote();
+    if (!stored) return undefined;
+    try {
+      const { checkpoint } = openCheckpoint(stored.note, { origin: this.opts.origin, log: this.verifier });
+      return { stored, checkpoint };
     } catch (e) {
       this.opts.log?.warn(
         { size: stored.size, why: (e as Error).message },
-        'the newest stored checkpoint does not verify; seeding from the empty tree',
+        'the newest stored checkpoint does not verify; not trusted',
       );
-      return;
+      return undefined;
     }
-    const ids = frontierNodes(cp.size);
-    const frontier = { size: cp.size, hashes: [...(await this.store.readNodes(ids))] };
-    if (!equal(frontierRoot(frontier), cp.root)) {
-      return this.halt({
-        range: { from: 1, to: cp.size },
-        signedSize: cp.size,
-        message: `the stored tree nodes do not give the root of the signed checkpoint at size ${cp.size}`,
-      });
-    }
-    this.signed = { frontier, root: cp.root, at: Date.now(), note: stored };
   }
 
   start(): void {
@@ -243,11 +289,14 @@ export class Checkpointer {
       this.assertConsistent();
       return undefined;
     }
-    const entries: AuditEntry[] = [];
-    if (size > from) for await (const e of this.store.readAudit(from + 1, size)) entries.push(e);
+    const entries = size > from ? await this.readRange(from + 1, size) : [];
     const storedRoot = size > 0 && size >= from ? await this.store.treeHead(size) : frontierRoot(EMPTY_FRONTIER);
-    const storedFrontier = size >= from && from > 0 ? await this.store.readNodes(frontierNodes(from)) : undefined;
-    const ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
+    let ext = extendChecked(this.signed.frontier, size, entries, storedRoot);
+    if (!ext.ok && size >= from && from > 0) {
+      // Only to say which range moved: the stored nodes of the signed frontier, read on failure.
+      const storedFrontier = await this.store.readNodes(frontierNodes(from));
+      ext = extendChecked(this.signed.frontier, size, entries, storedRoot, storedFrontier);
+    }
     if (!ext.ok) {
       this.halt({ range: ext.range, signedSize: from, message: ext.message });
       this.assertConsistent();
@@ -266,11 +315,18 @@ export class Checkpointer {
     }
     if (size === 0) return undefined;
     const checkpoint: Checkpoint = { origin: this.opts.origin, size, root: ok.root };
-    const note = await signCheckpoint(checkpoint, this.noteSigner);
-    const stored: StoredNote = { size, note, at: new Date().toISOString() };
-    await this.store.putCheckpointNote(stored);
     const last = entries.at(-1);
-    if (last) await this.legacy(last.seq, last.hash);
+    // Both signatures at once (the HSM has sessions for both), then both rows in one group
+    // commit (the SQLite store batches concurrent writes into one transaction): one fsync.
+    const [note, legacySig] = await Promise.all([
+      signCheckpoint(checkpoint, this.noteSigner),
+      last ? this.sign(checkpointMessage(last.seq, last.hash)) : undefined,
+    ]);
+    const stored: StoredNote = { size, note, at: new Date().toISOString() };
+    await Promise.all([
+      this.store.putCheckpointNote(stored),
+      last && legacySig ? this.store.putCheckpoint(this.legacyRow(last.seq, last.hash, legacySig)) : undefined,
+    ]);
     this.signed = { frontier: ok.frontier, root: ok.root, at: Date.now(), note: stored };
     const signed = { ...stored, checkpoint: parseCheckpoint(parseNote(note).text) };
     for (const l of this.signedListeners) {
@@ -284,15 +340,25 @@ export class Checkpointer {
   }
 
   private async legacy(seq: number, hash: string): Promise<StoredCheckpoint> {
-    const cp: StoredCheckpoint = {
+    const cp = this.legacyRow(seq, hash, await this.sign(checkpointMessage(seq, hash)));
+    await this.store.putCheckpoint(cp);
+    return cp;
+  }
+
+  private legacyRow(seq: number, hash: string, signature: Uint8Array): StoredCheckpoint {
+    return {
       seq,
       headHash: hash,
       at: new Date().toISOString(),
       auditKey: { keyId: this.key.keyId, version: this.key.version },
-      signature: Buffer.from(await this.sign(checkpointMessage(seq, hash))).toString('hex'),
+      signature: Buffer.from(signature).toString('hex'),
     };
-    await this.store.putCheckpoint(cp);
-    return cp;
+  }
+
+  private async readRange(from: number, to: number): Promise<AuditEntry[]> {
+    const entries: AuditEntry[] = [];
+    for await (const e of this.store.readAudit(from, to)) entries.push(e);
+    return entries;
   }
 
   private async readOne(seq: number): Promise<AuditEntry | undefined> {
@@ -305,7 +371,7 @@ export class Checkpointer {
     this.broken = i;
     this.opts.log?.error(
       { signedSize: i.signedSize, from: i.range.from, to: i.range.to },
-      `AUDIT LOG INCONSISTENT: ${i.message}; no checkpoint signed, signing stopped until an operator investigates and restarts`,
+      `${i.rolledBack ? 'STORE ROLLED BACK' : 'AUDIT LOG INCONSISTENT'}: ${i.message}; no checkpoint signed, signing stopped until an operator investigates and restarts`,
     );
     for (const l of this.brokenListeners) l(i);
   }

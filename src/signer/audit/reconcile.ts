@@ -5,7 +5,8 @@ import type { ReplayStore } from '../../core/replay/records.js';
 import type { Hsm } from '../../infra/hsm/hsm.js';
 import { HsmMark } from '../../infra/hsm/mark.js';
 import type { AuditStore } from '../../infra/store/audit.js';
-import { chainHeads } from './log-heads.js';
+import type { AuditTreeStore } from '../../infra/store/audit-tree.js';
+import { treeHeads } from './log-heads.js';
 
 /** Nonces of one account to close because a signature for them may have been lost. */
 export interface Fence {
@@ -48,15 +49,15 @@ const FENCE_CLIENT = 'reconcile-rollback';
  */
 export async function reconcileRollback(
   hsm: Hsm,
-  store: AuditStore & ReplayStore,
+  store: AuditStore & AuditTreeStore & ReplayStore,
   decision: { operator: string; reason: string; fences: Fence[]; now: Date; dryRun?: boolean },
 ): Promise<ReconcileReport> {
-  const heads = chainHeads(store);
+  const heads = treeHeads(store);
   const db = await heads.head();
   const marks = await HsmMark.readAll(hsm);
   const rolledBack: ReconcileReport['rolledBack'] = [];
   for (const m of marks) {
-    const atMark = m.head && m.head.size <= db.size ? await heads.rootAt(m.head.size) : undefined;
+    const atMark = m.head && m.head.size <= db.size ? await heads.rootAt(m.head.size, m.head) : undefined;
     const c = checkRollback(m.head, `hsm:${m.replica}`, db.size, atMark);
     if (!c.ok) rolledBack.push(c);
   }
@@ -86,7 +87,12 @@ export async function reconcileRollback(
 }
 
 /** Claims one nonce for a payload nobody can send; false when the database already has a claim. */
-async function fence(store: AuditStore & ReplayStore, f: Fence, nonce: bigint, now: Date): Promise<boolean> {
+async function fence(
+  store: AuditStore & AuditTreeStore & ReplayStore,
+  f: Fence,
+  nonce: bigint,
+  now: Date,
+): Promise<boolean> {
   const account = `${f.keyId}@v${f.version}`;
   const requestId = `rollback-fence:${account}:${f.chainId}:${nonce}`;
   // Not the hash of any payload: a payload hash is over key id, kind and bytes, never this text.

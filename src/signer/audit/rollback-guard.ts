@@ -12,8 +12,11 @@ import type { Logger } from '../../infra/log.js';
 /** The database's log as the guard sees it: its head, and its head at an earlier size. */
 export interface LogHeads {
   head(): Promise<TreeHead>;
-  /** The head the log had at `size` entries; undefined when it has fewer. */
-  rootAt(size: number): Promise<Uint8Array | undefined>;
+  /**
+   * The head the log had at `size` entries; undefined when it has fewer. With `chainHash` (a mark
+   * of the previous release), the hash-chain hash of entry `size` instead of the tree head.
+   */
+  rootAt(size: number, opts?: { chainHash?: boolean }): Promise<Uint8Array | undefined>;
 }
 
 /** Where the mark is kept (src/infra/hsm/mark.ts): this replica's, and every head to check at start. */
@@ -50,7 +53,7 @@ export class RollbackGuard {
   async checkAtStart(): Promise<boolean> {
     const db = await this.o.heads.head();
     for (const { source, head } of await this.o.mark.all()) {
-      const atMark = head && head.size <= db.size ? await this.o.heads.rootAt(head.size) : undefined;
+      const atMark = head && head.size <= db.size ? await this.o.heads.rootAt(head.size, head) : undefined;
       const c = checkRollback(head, source, db.size, atMark);
       if (!c.ok) {
         this.trip(c);
@@ -97,7 +100,7 @@ export class RollbackGuard {
     this.assertServing();
     const mark = this.o.mark.head;
     const db = await this.o.heads.head();
-    const atMark = mark && mark.size <= db.size ? await this.o.heads.rootAt(mark.size) : undefined;
+    const atMark = mark && mark.size <= db.size ? await this.o.heads.rootAt(mark.size, mark) : undefined;
     const c = checkRollback(mark, 'hsm', db.size, atMark);
     if (!c.ok) {
       this.trip(c);

@@ -4,18 +4,19 @@ import { HsmMark } from '../../infra/hsm/mark.js';
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
 import type { AuditStore } from '../../infra/store/audit.js';
-import { chainHeads } from './log-heads.js';
+import type { AuditTreeStore } from '../../infra/store/audit-tree.js';
+import { treeHeads } from './log-heads.js';
 import { RollbackGuard } from './rollback-guard.js';
 
 /**
  * Opens this replica's mark in the HSM and checks the database against every mark on the token
- * (every replica's). Witnesses keep the latest head too (issue 10, point 4): when a
- * `Witness.GetLatest` client exists, its heads join `all()` here, with source `witness:<name>`.
- * Undefined when `rollback.mark` is off.
+ * (every replica's), as tree heads (log-heads.ts). The witnesses' latest heads are checked by the
+ * checkpointer at start (Checkpointer.seed, trusted-heads.ts), which refuses a database shorter
+ * than any of them with STORE_ROLLED_BACK too. Undefined when `rollback.mark` is off.
  */
 export async function openRollbackGuard(
   hsm: Hsm,
-  store: AuditStore,
+  store: AuditStore & AuditTreeStore,
   config: Config['rollback'],
   metrics: Metrics,
   onTrip: () => void,
@@ -30,7 +31,7 @@ export async function openRollbackGuard(
   }
   const mark = await HsmMark.open(hsm, config.replica);
   const guard = new RollbackGuard({
-    heads: chainHeads(store),
+    heads: treeHeads(store),
     log,
     onTrip: () => {
       metrics.storeRolledBack.set(1);

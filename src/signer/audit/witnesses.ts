@@ -98,7 +98,12 @@ export class WitnessPublisher {
     return Promise.all(
       this.cfg.endpoints.map(async (w) => {
         try {
-          const r = await call<{ size: string; checkpoint: string }>(this.client(w.name), 'GetLatest', { origin });
+          const r = await call<{ size: string; checkpoint: string }>(
+            this.client(w.name),
+            'GetLatest',
+            { origin },
+            this.cfg.deadlineMs,
+          );
           return { name: w.name, size: Number(r.size), checkpoint: r.checkpoint };
         } catch (e) {
           return this.failure(w.name, e);

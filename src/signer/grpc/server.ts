@@ -25,6 +25,7 @@ import { openStore } from '../../infra/store/open.js';
 import { checkpointSigner } from '../audit/audit-key.js';
 import { Checkpointer } from '../audit/checkpointer.js';
 import { openRollbackGuard } from '../audit/rollback-setup.js';
+import { trustedHeads } from '../audit/trusted-heads.js';
 import { attachWitnesses } from '../audit/witnesses.js';
 import { KeyRegistry } from '../keys/registry.js';
 import { Proposals } from '../policy/proposals.js';
@@ -118,11 +119,20 @@ export async function startSigner(
       log,
     },
   );
-  await checkpointer.seed();
   // Witnesses cosign the checkpointer's C2SP notes, each proven consistent with their last one.
   const witnesses = config.witness
     ? attachWitnesses(checkpointer, config.witness, config.tls.caFile, (a, b) => store.consistencyProof(a, b), log)
     : undefined;
+  // From the largest head kept outside the database (marks, witnesses) or a verified stored note.
+  const origin = checkpointer.origin;
+  const external = await trustedHeads({
+    ...(config.rollback.mark ? { hsm } : {}),
+    ...(witnesses ? { witnesses: witnesses.publisher } : {}),
+    origin,
+    log: checkpointer.verifier,
+    logger: log,
+  });
+  await checkpointer.seed(external);
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const admins = loadAdmins(config.admins);
   const policies = new PolicyRegistry(store, log, admins);
@@ -226,11 +236,15 @@ export async function startSigner(
   const setHealth = () => SERVICES.forEach((s) => health.setStatus(s, serving() ? 'SERVING' : 'NOT_SERVING'));
   hsm.onHealthChange(setHealth);
   onRollback = setHealth;
-  checkpointer.onInconsistent(() => {
-    metrics.auditInconsistent.set(1);
+  const inconsistencyMetric = (i = checkpointer.inconsistency) => {
+    if (i?.rolledBack) metrics.storeRolledBack.set(1);
+    else metrics.auditInconsistent.set(i ? 1 : 0);
+  };
+  checkpointer.onInconsistent((i) => {
+    inconsistencyMetric(i);
     setHealth();
   });
-  metrics.auditInconsistent.set(checkpointer.inconsistency ? 1 : 0);
+  inconsistencyMetric();
   setHealth();
 
   const port = await new Promise<number>((resolve, reject) =>
