@@ -70,6 +70,25 @@ if [ "$MODE" = test ] && [ -z "${SIGNER_TEST_PG_URL:-}" ] && ! have_postgres; th
   have_postgres || die "/usr/lib/postgresql/*/bin/initdb still not found after installing postgresql"
 fi
 
+# The Python example client's test (test/python-client.test.ts) runs examples/python on Debian's
+# python3 with grpcio, protobuf and cryptography, and compiles its stubs with protoc and
+# grpc_python_plugin (not python3-grpc-tools: its protoc is too old for proto3 `optional`;
+# libprotobuf-dev brings google/protobuf/*.proto). PyPI is not needed.
+have_python_grpc() {
+  command -v protoc >/dev/null 2>&1 && [ -x /usr/bin/grpc_python_plugin ] &&
+    [ -f /usr/include/google/protobuf/timestamp.proto ] &&
+    /usr/bin/python3 -c 'import grpc, google.protobuf, cryptography' >/dev/null 2>&1
+}
+if [ "$MODE" = test ] && ! have_python_grpc; then
+  command -v apt-get >/dev/null 2>&1 ||
+    die "python3 with grpcio/protobuf/cryptography and protoc + grpc_python_plugin are missing and apt-get is not available"
+  PACKAGES="python3-grpcio python3-protobuf python3-cryptography protobuf-compiler protobuf-compiler-grpc libprotobuf-dev"
+  log "installing $PACKAGES (apt-get)"
+  mkdir -p .test
+  as_root flock .test/apt.lock sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $PACKAGES" >&2
+  have_python_grpc || die "the Python client's packages are still missing after installing them"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # node_modules: (re)install when never installed or package.json / package-lock.json changed since.
 
@@ -322,8 +341,8 @@ else
         },
       },
       keyAccess: { "*": ["payment-engine"] },
-      // Every Sign and SignBatch carries the client's request signature (README "How a payment
-      // engine signs its requests"); scripts/sign.ts signs with the client certificate's key.
+      // Every Sign and SignBatch carries a request signature by its client (README "How a payment
+      // engine signs its requests"); scripts/sign.ts signs with the key of the client certificate.
       requireSignedRequests: true,
       // The demo keys sign everything a demo needs; real policies are narrower (README "Policies").
       policies: {
