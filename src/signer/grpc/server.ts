@@ -104,7 +104,7 @@ export async function startSigner(
     ? attachWitnesses(checkpointer, config.witness, config.tls.caFile, (a, b) => store.consistencyProof(a, b), log)
     : undefined;
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
-  const policies = new PolicyRegistry(store, log);
+  const policies = new PolicyRegistry(store, log, metrics);
   // Config policies that changed are stored as new versions, each with its audit entry.
   await policies.seed(config.policies, new Date());
   checkpointer.start();

@@ -10,6 +10,7 @@ import {
   selectPolicy,
 } from '../../core/policy/schema.js';
 import type { Logger } from '../../infra/log.js';
+import type { Metrics } from '../../infra/metrics.js';
 import type { PolicyRecord, Store } from '../../infra/store/store.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -22,12 +23,15 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
  */
 export class PolicyRegistry {
   private compiled: CompiledPolicy[] = [];
+  /** Latest versions that do not compile: they still govern their patterns, by refusing. */
+  private broken: BrokenPolicy[] = [];
   private records = new Map<string, PolicyRecord>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly log?: Logger,
+    private readonly metrics?: Pick<Metrics, 'policiesInvalid'>,
   ) {}
 
   /**
@@ -65,19 +69,24 @@ export class PolicyRegistry {
   async refresh(): Promise<void> {
     const records = await this.store.listPolicies();
     const compiled: CompiledPolicy[] = [];
+    const broken: BrokenPolicy[] = [];
     for (const r of records) {
       try {
         compiled.push(compilePolicy(JSON.parse(r.document), r.name));
       } catch (e) {
-        // Keys it governed fall back to deny; the error is the operator's to fix.
+        // Fail closed: the policy keeps its key patterns and refuses them, rather than leaving
+        // its keys to a broader pattern (`*`). Logged at every reload until an operator fixes it.
+        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document) });
         this.log?.error(
           { policy: r.name, version: r.version, err: (e as Error).message },
-          'stored policy does not compile; not applied',
+          'stored policy does not compile; the keys it governs are refused (POLICY_UNAVAILABLE)',
         );
       }
     }
     this.compiled = compiled;
+    this.broken = broken;
     this.records = new Map(records.map((r) => [r.name, r]));
+    this.metrics?.policiesInvalid.set(broken.length);
   }
 
   startRefresh(ms: number): void {
@@ -92,12 +101,35 @@ export class PolicyRegistry {
     clearInterval(this.timer);
   }
 
-  /** The policy governing a key; PERMISSION_DENIED `NO_POLICY` when none does (deny by default). */
+  /**
+   * The policy governing a key; PERMISSION_DENIED `NO_POLICY` when none does (deny by default),
+   * FAILED_PRECONDITION `POLICY_UNAVAILABLE` when the one that does is stored but does not
+   * compile (or one whose key patterns cannot even be read exists: it might govern any key).
+   */
   forKey(keyId: string): CompiledPolicy {
-    const p = selectPolicy(this.compiled, keyId);
-    if (!p)
+    const unreadable = this.broken.find((b) => b.keys === null);
+    const candidates = [
+      ...this.compiled.map((p) => ({ keys: p.keys, p })),
+      ...this.broken.map((b) => ({ keys: b.keys ?? [], b })),
+    ];
+    const chosen = unreadable ? { b: unreadable } : selectPolicy(candidates, keyId);
+    if (chosen && 'b' in chosen) {
+      const b = chosen.b;
+      throw new SignerError(
+        'POLICY_UNAVAILABLE',
+        `policy "${b.name}" (version ${b.version}) governs key "${keyId}" but does not compile; ` +
+          'nothing is signed under it until an operator fixes it',
+        { keyId, policy: b.name, version: String(b.version) },
+      );
+    }
+    if (!chosen)
       throw new SignerError('NO_POLICY', `no policy governs key "${keyId}"; nothing is signed without one`, { keyId });
-    return p;
+    return chosen.p;
+  }
+
+  /** Names of the stored policies that do not compile (what the gauge counts). */
+  invalid(): string[] {
+    return this.broken.map((b) => b.name);
   }
 
   get(name: string): PolicyRecord {
@@ -146,4 +178,23 @@ export class PolicyRegistry {
     ];
     return this.store.putPolicy(name, document, by, now, audit);
   }
+}
+
+interface BrokenPolicy {
+  name: string;
+  version: number;
+  /** Its `keys` patterns if they can be read; null: unknown, so it may govern any key. */
+  keys: string[] | null;
+}
+
+/** The key patterns of a policy document that fails to compile, if they are readable at all. */
+function patternsOf(document: string): string[] | null {
+  try {
+    const keys = (JSON.parse(document) as { keys?: unknown }).keys;
+    if (Array.isArray(keys) && keys.length > 0 && keys.every((k) => typeof k === 'string' && k.length > 0))
+      return keys as string[];
+  } catch {
+    // not JSON: the patterns are unknown
+  }
+  return null;
 }

@@ -1,0 +1,57 @@
+import { SignerError } from '../../core/errors.js';
+import type { GuardOutcome } from '../../core/replay/guard.js';
+import type { ReservePlan, ReserveView } from '../../core/replay/records.js';
+
+/**
+ * What a reservation re-reads in its own transaction, because the registries in memory may be
+ * `refreshMs` old: the key version's state (DisableKeyVersion on any replica stops signing at
+ * once on all of them) and the policy's latest version (a change on another replica is applied
+ * before signing, never after).
+ */
+export interface Expected {
+  keyId: string;
+  version: number;
+  /** The state the key registry had when the request was prepared. */
+  keyState: string;
+  policy: string;
+  /** The version of the policy the request was checked against. */
+  policyVersion: number;
+}
+
+/** The policy changed since this signer compiled it: refresh and decide again. */
+export const STALE = Symbol('policy changed');
+export type Stale = typeof STALE;
+
+export const expectedCheck = (e: Expected) => ({ keyId: e.keyId, version: e.version, policy: e.policy });
+
+/**
+ * A refusal plan when the key version no longer signs, STALE when the policy moved on (or the
+ * refusal POLICY_UNAVAILABLE when it did so again right after a refresh), else undefined: the
+ * guard decides.
+ */
+export function checkInTransaction(
+  view: ReserveView,
+  e: Expected,
+  refreshed: boolean,
+): ReservePlan<GuardOutcome> | Stale | undefined {
+  if (view.keyState !== e.keyState) {
+    const now = view.keyState ?? 'gone';
+    const error = new SignerError(
+      'KEY_VERSION_RETIRED',
+      `key "${e.keyId}" version ${e.version} is ${now} (changed on another replica); sign with the active version`,
+      { keyId: e.keyId, version: String(e.version), state: now },
+    );
+    return { outcome: { ok: false, error }, writes: [] };
+  }
+  if (view.policyVersion !== e.policyVersion) {
+    if (!refreshed) return STALE;
+    const error = new SignerError(
+      'POLICY_UNAVAILABLE',
+      `policy "${e.policy}" is changing (version ${view.policyVersion ?? 'none'} stored, ${e.policyVersion} loaded); retry shortly`,
+      { policy: e.policy },
+      250,
+    );
+    return { outcome: { ok: false, error }, writes: [] };
+  }
+  return undefined;
+}
