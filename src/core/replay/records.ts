@@ -93,8 +93,11 @@ export interface ReserveView {
   batch?: BatchRecord;
   /** The state of the key version in `check`, read in the transaction; null when it is gone. */
   keyState?: string | null;
-  /** The latest stored version of the policy in `check`; null when there is none. */
-  policyVersion?: number | null;
+  /**
+   * With `check.policies`: how many policy versions are stored, all names together. Versions are
+   * only ever appended, so any policy change on any replica (a new policy included) changes it.
+   */
+  policyEpoch?: number;
 }
 
 /**
@@ -126,10 +129,10 @@ export interface ReserveRequest {
   attempt?: string;
   /**
    * Read inside the transaction, for the decision: the key version's current state and the
-   * policy's latest version. What the registries hold in memory may be refreshMs old; these are
-   * what every replica committed.
+   * policies' epoch. What the registries hold in memory may be refreshMs old; these are what
+   * every replica committed.
    */
-  check?: { keyId: string; version: number; policy?: string };
+  check?: { keyId: string; version: number; policies?: boolean };
 }
 
 export interface Completion {

@@ -391,9 +391,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     if (req.check) {
       const k = this.q.keyState.get(req.check.keyId, req.check.version) as { state: string } | undefined;
       view.keyState = k?.state ?? null;
-      if (req.check.policy !== undefined) {
-        view.policyVersion = (this.q.policyVersion.get(req.check.policy) as { v: number | null }).v;
-      }
+      if (req.check.policies) view.policyEpoch = (this.q.policyEpoch.get() as { n: number }).n;
     }
     if (req.batch) {
       const b = this.q.batch.get(req.batch.client, req.batch.batchId) as { items_hash: Buffer } | undefined;

@@ -127,6 +127,16 @@ export class PolicyRegistry {
     return chosen.p;
   }
 
+  /**
+   * How many policy versions the loaded set stands for (versions run 1..n per name and are
+   * never deleted): equal to the store's count exactly when nothing changed since the load.
+   */
+  epoch(): number {
+    let n = 0;
+    for (const r of this.records.values()) n += r.version;
+    return n;
+  }
+
   /** Names of the stored policies that do not compile (what the gauge counts). */
   invalid(): string[] {
     return this.broken.map((b) => b.name);

@@ -192,7 +192,7 @@ export class SignFlow {
       version: prepared.key.version,
       keyState: prepared.key.state,
       policy: policy.name,
-      policyVersion: this.o.policies.get(policy.name).version,
+      policyEpoch: this.o.policies.epoch(),
     };
   }
 

@@ -5,8 +5,8 @@ import type { ReservePlan, ReserveView } from '../../core/replay/records.js';
 /**
  * What a reservation re-reads in its own transaction, because the registries in memory may be
  * `refreshMs` old: the key version's state (DisableKeyVersion on any replica stops signing at
- * once on all of them) and the policy's latest version (a change on another replica is applied
- * before signing, never after).
+ * once on all of them) and the policies' epoch (a policy set on another replica, a new one
+ * included, is applied before signing, never after).
  */
 export interface Expected {
   keyId: string;
@@ -14,15 +14,15 @@ export interface Expected {
   /** The state the key registry had when the request was prepared. */
   keyState: string;
   policy: string;
-  /** The version of the policy the request was checked against. */
-  policyVersion: number;
+  /** The policy registry's epoch (src/signer/policy/registry.ts) the request was checked under. */
+  policyEpoch: number;
 }
 
 /** The policy changed since this signer compiled it: refresh and decide again. */
 export const STALE = Symbol('policy changed');
 export type Stale = typeof STALE;
 
-export const expectedCheck = (e: Expected) => ({ keyId: e.keyId, version: e.version, policy: e.policy });
+export const expectedCheck = (e: Expected) => ({ keyId: e.keyId, version: e.version, policies: true });
 
 /**
  * A refusal plan when the key version no longer signs, STALE when the policy moved on (or the
@@ -43,11 +43,11 @@ export function checkInTransaction(
     );
     return { outcome: { ok: false, error }, writes: [] };
   }
-  if (view.policyVersion !== e.policyVersion) {
+  if (view.policyEpoch !== e.policyEpoch) {
     if (!refreshed) return STALE;
     const error = new SignerError(
       'POLICY_UNAVAILABLE',
-      `policy "${e.policy}" is changing (version ${view.policyVersion ?? 'none'} stored, ${e.policyVersion} loaded); retry shortly`,
+      `the policies are changing (${view.policyEpoch} versions stored, ${e.policyEpoch} loaded); retry shortly`,
       { policy: e.policy },
       250,
     );

@@ -55,7 +55,6 @@ export function checkRequest(req: ReserveRequest): void {
     checkText('key id', req.check.keyId);
     if (!Number.isInteger(req.check.version) || Math.abs(req.check.version) > INT4_MAX)
       throw new RangeError(`key version ${req.check.version} is not a 32-bit integer`);
-    if (req.check.policy !== undefined) checkText('policy', req.check.policy);
   }
   if (req.batch) {
     checkText('client', req.batch.client);

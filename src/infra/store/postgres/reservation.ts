@@ -70,7 +70,7 @@ export function viewQueries(req: ReserveRequest, now: number) {
   if (req.batch) queries.push(q('batch', [req.batch.client, req.batch.batchId]));
   if (req.check) {
     queries.push(q('keyState', [req.check.keyId, req.check.version]));
-    if (req.check.policy !== undefined) queries.push(q('policyVersion', [req.check.policy]));
+    if (req.check.policies) queries.push(q('policyEpoch', []));
   }
 
   const view = (results: QueryResult[]): ReserveView => {
@@ -109,10 +109,7 @@ export function viewQueries(req: ReserveRequest, now: number) {
     }
     if (req.check) {
       out.keyState = (take()[0] as { state: string } | undefined)?.state ?? null;
-      if (req.check.policy !== undefined) {
-        const v = (take()[0] as { v: number | null } | undefined)?.v;
-        out.policyVersion = v === null || v === undefined ? null : Number(v);
-      }
+      if (req.check.policies) out.policyEpoch = Number((take()[0] as { n: number }).n);
     }
     return out;
   };

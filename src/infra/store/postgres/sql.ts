@@ -51,7 +51,7 @@ export const SQL = {
   // The key version's state, share-locked: a state change on any replica waits for this
   // reservation to commit, or commits first and is seen here.
   keyState: 'SELECT state FROM keys WHERE key_id = $1 AND version = $2 FOR SHARE',
-  policyVersion: 'SELECT max(version) AS v FROM policies WHERE name = $1',
+  policyEpoch: 'SELECT count(*)::int AS n FROM policies',
   // A group of reservations (see runGroup) locks all the existing rows its reservations will
   // read up front, in the order complete() uses, rather than reservation by reservation.
   prelockRequests: `SELECT 1 FROM unnest($1::text[], $2::text[]) AS q(client, request_id)

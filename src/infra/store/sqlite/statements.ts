@@ -54,7 +54,7 @@ export function prepareStatements(db: Database.Database) {
        WHERE client = ? AND request_id = ? AND state = 'pending' AND (? IS NULL OR attempt IS ?)`,
     ),
     keyState: p('SELECT state FROM keys WHERE key_id = ? AND version = ?'),
-    policyVersion: p('SELECT max(version) AS v FROM policies WHERE name = ?'),
+    policyEpoch: p('SELECT count(*) AS n FROM policies'),
     tokenVelocity: p(
       'SELECT count, amount FROM token_velocity WHERE scope = ? AND subject = ? AND token = ? AND bucket >= ?',
     ),
