@@ -126,6 +126,7 @@ export async function startSigner(
     signing,
     store,
     policies,
+    keys,
     log,
     leaseMs: config.replay.leaseMs,
     ...rollbackGate,

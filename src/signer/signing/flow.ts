@@ -36,6 +36,8 @@ export interface SignFlowOptions {
   clock?: () => Date;
   /** How long a reservation stays owned by the signer that made it. */
   leaseMs?: number;
+  /** Reloaded with the policies when a reservation finds a key's state changed meanwhile. */
+  keys?: { load(): Promise<void> };
   /** Rollback detection (src/signer/audit/rollback-guard.ts); absent when the mark is off. */
   gate?: ReleaseGate;
 }
@@ -168,7 +170,7 @@ export class SignFlow {
         return audited(gate ?? decideSign(policy, item, intent, view), (o) => signDraft(base, prepared, o));
       },
     );
-    // The policy changed on another replica: load it and check the request against it again.
+    // A key state or a policy changed on another replica: load them and check the request again.
     if (outcome === STALE) return this.sign(await this.recheck(s), { ...retry, refreshed: true });
     // Decided, and audited, in the reservation's transaction.
     if (!outcome.ok) throw outcome.error;
@@ -185,7 +187,11 @@ export class SignFlow {
     return result.wire;
   }
 
-  /** The key state and policy version a request was checked against. */
+  private async reload(): Promise<void> {
+    await Promise.all([this.o.policies.refresh(), this.o.keys?.load()]);
+  }
+
+  /** The key state and policy epoch a request was checked against. */
   private expected(prepared: Prepared, policy: CompiledPolicy): Expected {
     return {
       keyId: prepared.key.keyId,
@@ -201,7 +207,7 @@ export class SignFlow {
    * callers expect what it throws to be on record.
    */
   private async recheck(s: CheckedSign): Promise<CheckedSign> {
-    await this.o.policies.refresh();
+    await this.reload();
     try {
       return this.checkSign(s.call);
     } catch (e) {
@@ -315,7 +321,7 @@ export class SignFlow {
 
   /** As recheck, for a batch: its refusal is audited here. */
   private async recheckBatch(b: CheckedBatch): Promise<CheckedBatch> {
-    await this.o.policies.refresh();
+    await this.reload();
     try {
       return await this.checkBatch(b.call);
     } catch (e) {

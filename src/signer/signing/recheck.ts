@@ -18,16 +18,16 @@ export interface Expected {
   policyEpoch: number;
 }
 
-/** The policy changed since this signer compiled it: refresh and decide again. */
-export const STALE = Symbol('policy changed');
+/** The key or the policies changed since this signer loaded them: reload and check again. */
+export const STALE = Symbol('registries stale');
 export type Stale = typeof STALE;
 
 export const expectedCheck = (e: Expected) => ({ keyId: e.keyId, version: e.version, policies: true });
 
 /**
- * A refusal plan when the key version no longer signs, STALE when the policy moved on (or the
- * refusal POLICY_UNAVAILABLE when it did so again right after a refresh), else undefined: the
- * guard decides.
+ * STALE when the key version's state or the policies moved on since they were loaded; right
+ * after a reload, a refusal instead (KEY_VERSION_RETIRED, or POLICY_UNAVAILABLE with a retry:
+ * they changed again meanwhile). Undefined: the guard decides.
  */
 export function checkInTransaction(
   view: ReserveView,
@@ -35,6 +35,7 @@ export function checkInTransaction(
   refreshed: boolean,
 ): ReservePlan<GuardOutcome> | Stale | undefined {
   if (view.keyState !== e.keyState) {
+    if (!refreshed) return STALE;
     const now = view.keyState ?? 'gone';
     const error = new SignerError(
       'KEY_VERSION_RETIRED',
