@@ -37,6 +37,7 @@ import {
 import { migrateSqlite } from './migrations/sqlite.js';
 import { protectDatabaseFiles, protectWalFiles } from './sqlite/files.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
+import { addTokenVelocity, tokenUsage } from './sqlite/token-velocity.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
   KeyExistsError,
@@ -190,8 +191,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
         this.addVelocity('key', it.keyId, now, it.value);
         this.addVelocity('client', it.client, now, it.value);
         if (it.token) {
-          this.addTokenVelocity('key', it.keyId, it.token.contract, now, it.token.amount);
-          this.addTokenVelocity('client', it.client, it.token.contract, now, it.token.amount);
+          addTokenVelocity(this.q, 'key', it.keyId, it.token.contract, now, it.token.amount);
+          addTokenVelocity(this.q, 'client', it.client, it.token.contract, now, it.token.amount);
         }
       }
       if (plan.audit) this.append(plan.audit);
@@ -384,7 +385,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
         value: a.value + BigInt(r.value),
       });
       const usage: ReserveView['velocity'][number] = rows.reduce(sum, { count: 0, value: 0n });
-      if (v.tokens?.length) usage.tokens = new Map(v.tokens.map((t) => [t, this.tokenUsage(v, t, since)]));
+      if (v.tokens?.length) usage.tokens = new Map(v.tokens.map((t) => [t, tokenUsage(this.q, v, t, since)]));
       return usage;
     });
     const view: ReserveView = { items, velocity };
@@ -398,22 +399,6 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
       if (b) view.batch = { itemsHash: b.items_hash };
     }
     return view;
-  }
-
-  private tokenUsage(v: ReserveRequest['velocity'][number], token: string, since: number) {
-    const rows = this.q.tokenVelocity.all(v.scope, v.subject, token, since) as Array<{ count: number; amount: string }>;
-    return rows.reduce((a, r) => ({ count: a.count + r.count, amount: a.amount + BigInt(r.amount) }), {
-      count: 0,
-      amount: 0n,
-    });
-  }
-
-  private addTokenVelocity(scope: 'key' | 'client', subject: string, token: string, now: number, amount: bigint) {
-    const bucket = velocityBucket(now);
-    this.q.countTokenBucket.run(scope, subject, token, bucket);
-    // ERC-20 amounts go up to 2^256: summed as decimal text, like native values.
-    const cur = this.q.tokenBucket.get(scope, subject, token, bucket) as { amount: string };
-    this.q.addTokenAmount.run((BigInt(cur.amount) + amount).toString(), scope, subject, token, bucket);
   }
 
   private addVelocity(scope: 'key' | 'client', subject: string, now: number, value: bigint): void {
