@@ -15,7 +15,12 @@ import { call, connect, nowTimestamp } from '../src/client/client.js';
 const pg = await startPostgres();
 t.teardown(() => pg.stop());
 const tmp = await tempDir('replicas-policy-');
-t.teardown(() => tmp.cleanup());
+const procs: Array<{ stop(signal: NodeJS.Signals): Promise<unknown> }> = [];
+// The processes first: their token and files must not be in use when the directory goes.
+t.teardown(async () => {
+  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+  await tmp.cleanup();
+});
 const [pki, token] = await Promise.all([makePki(tmp.path), makeToken(tmp.path)]);
 
 async function replica(name: string) {
@@ -31,8 +36,7 @@ async function replica(name: string) {
       log: { level: 'info' },
     }),
   );
-  const proc = await startSignerProcess(file);
-  t.teardown(() => proc.stop('SIGKILL'));
+  procs.push(await startSignerProcess(file));
   const as = (cn: string) => {
     const c = pki.clients[cn]!;
     const clients = connect(`127.0.0.1:${port}`, { ca: pki.caCert, cert: c.cert, key: c.key });
