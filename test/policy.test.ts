@@ -735,8 +735,8 @@ t.test('compilePolicy: parsed once into bigints and lowercase sets', async (t) =
   t.same(p.velocity, []);
   t.equal(policyWith({ evm: undefined }).evm, null);
   const b = payoutPolicy();
-  t.same(b.batch, { maxItems: 3, maxTotalValue: (3n * ETH) / 2n, contiguousNonces: true });
-  t.same(b.velocity, [{ scope: 'key', windowSeconds: 3600, maxCount: 5, maxValue: 2n * ETH }]);
+  t.same(b.batch, { maxItems: 3, maxTotalValue: (3n * ETH) / 2n, contiguousNonces: true, maxTokenTotals: new Map() });
+  t.same(b.velocity, [{ scope: 'key', windowSeconds: 3600, maxCount: 5, maxValue: 2n * ETH, tokens: new Map() }]);
 });
 
 // [what is wrong, policy override, the line the error must contain]
@@ -808,7 +808,7 @@ const schemaRows: [string, RawPolicy, string][] = [
   [
     'velocity rule without limits',
     { velocity: [{ scope: 'key', windowSeconds: 60 }] },
-    'velocity[0]: a velocity rule needs maxCount, maxValue or both',
+    'velocity[0]: a velocity rule needs maxCount, maxValue, tokens or several',
   ],
   [
     'velocity rule with unknown scope',

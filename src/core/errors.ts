@@ -47,6 +47,8 @@ export type Reason =
   | 'BATCH_EXPIRED'
   | 'NO_POLICY'
   | 'POLICY_INVALID'
+  // A stored policy that does not compile governs the key (fail closed), or it changed under the request.
+  | 'POLICY_UNAVAILABLE'
   | 'POLICY_NOT_FOUND'
   | 'KEY_VERSION_RETIRED'
   // A retired EVM key version asked to sign something other than a sweep to the active address.

@@ -85,6 +85,11 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly policiesInvalid = new Gauge({
+    name: 'signer_policies_invalid',
+    help: 'Stored policies that do not compile; their keys are refused (POLICY_UNAVAILABLE) until fixed',
+    registers: [this.registry],
+  });
   readonly auditInconsistent = new Gauge({
     name: 'signer_audit_inconsistent',
     help: '1 once the audit log was found not to extend the last signed checkpoint (signing stopped)',

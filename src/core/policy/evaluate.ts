@@ -2,6 +2,14 @@ import { type Reason, SignerError } from '../errors.js';
 import { decodeErc20Call, type Erc20Call } from '../payloads/erc20.js';
 import type { EvmIntent } from '../payloads/evm.js';
 import type { CompiledEvmRules, CompiledPolicy, PayloadKind } from './schema.js';
+import {
+  addTokenUsage,
+  checkBatchTokenTotals,
+  checkTokenVelocity,
+  copyTokenUsage,
+  type TokenUsage,
+  tokenMove,
+} from './token-limits.js';
 
 /** What a sign request asks for, as the policy sees it: identity, key, traffic class, payload. */
 export interface SignIntent {
@@ -20,6 +28,8 @@ export interface VelocityUsage {
   count: number;
   /** Native value, wei. */
   value: bigint;
+  /** ERC-20 usage per token contract the rule limits (lowercase), when it limits any. */
+  tokens?: ReadonlyMap<string, TokenUsage>;
 }
 
 export type Decision =
@@ -364,6 +374,7 @@ export function evaluate(p: CompiledPolicy, intent: SignIntent, usage: readonly 
     checkKind(p, intent) ??
     (intent.kind === 'evm' ? checkEvm(p, p.evm!, evmOf(intent)) : null) ??
     checkVelocity(p, intent, usage) ??
+    checkTokenVelocity(p, tokenMove(intent.evm), usage) ??
     ALLOW
   );
 }
@@ -418,7 +429,10 @@ export function evaluateBatch(
       { limit: String(limits.maxTotalValue) },
     );
   }
-  const running = usage.map((u) => ({ count: u.count, value: u.value }));
+  const moves = intents.map((i) => tokenMove(i.evm));
+  const tokenTotals = checkBatchTokenTotals(p, moves);
+  if (tokenTotals) return tokenTotals;
+  const running = usage.map(copyTokenUsage);
   for (const [i, intent] of intents.entries()) {
     const d = evaluate(p, intent, running);
     if (!d.allow) {
@@ -433,6 +447,7 @@ export function evaluateBatch(
       u.count += 1;
       u.value += value;
     }
+    addTokenUsage(running, moves[i]);
   }
   return ALLOW;
 }

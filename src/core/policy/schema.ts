@@ -99,10 +99,22 @@ const velocityRule = z
     maxCount: positiveInt().optional(),
     /** Native value, wei, summed over the window. */
     maxValue: decimal.optional(),
+    /** ERC-20 token contract → count of calls and amount summed over the window (src/core/policy/token-limits.ts). */
+    tokens: z
+      .record(
+        address,
+        z
+          .object({ maxCount: positiveInt().optional(), maxAmount: decimal.optional() })
+          .strict()
+          .refine((t) => t.maxCount !== undefined || t.maxAmount !== undefined, {
+            error: 'a token limit needs maxCount, maxAmount or both',
+          }),
+      )
+      .optional(),
   })
   .strict()
-  .refine((r) => r.maxCount !== undefined || r.maxValue !== undefined, {
-    error: 'a velocity rule needs maxCount, maxValue or both',
+  .refine((r) => r.maxCount !== undefined || r.maxValue !== undefined || r.tokens !== undefined, {
+    error: 'a velocity rule needs maxCount, maxValue, tokens or several',
   });
 
 const batch = z
@@ -110,6 +122,8 @@ const batch = z
     maxItems: positiveInt(10_000),
     /** Sum of native value over the batch, wei. */
     maxTotalValue: decimal,
+    /** ERC-20 token contract → sum of amounts over the batch's items. */
+    maxTokenTotals: z.record(address, decimal).optional(),
     /** Each EVM item's nonce is the previous item's (same key and chain) plus one. */
     contiguousNonces: z.boolean().default(false),
   })
@@ -205,12 +219,16 @@ export interface CompiledVelocityRule {
   readonly windowSeconds: number;
   readonly maxCount: number | null;
   readonly maxValue: bigint | null;
+  /** Lowercase token contract → limits over the window; empty when none. */
+  readonly tokens: ReadonlyMap<string, { readonly maxCount: number | null; readonly maxAmount: bigint | null }>;
 }
 
 export interface CompiledBatchLimits {
   readonly maxItems: number;
   readonly maxTotalValue: bigint;
   readonly contiguousNonces: boolean;
+  /** Lowercase token contract → sum of amounts over a batch; empty when none. */
+  readonly maxTokenTotals: ReadonlyMap<string, bigint>;
 }
 
 /** A validated policy in the form evaluation reads: bigints and lowercase address sets. */
@@ -268,8 +286,7 @@ export function compilePolicy(raw: unknown, name: string): CompiledPolicy {
   const p = parsed.data;
   const evm = p.evm ? compileEvm(p.evm, issues) : null;
   const sweep = p.sweep ? compileSweepRule(p.sweep, issues) : null;
-  if (issues.length > 0) throw policyError(name, issues);
-  return {
+  const compiled: CompiledPolicy = {
     name,
     keys: [...p.keys],
     traffic: p.traffic,
@@ -277,21 +294,43 @@ export function compilePolicy(raw: unknown, name: string): CompiledPolicy {
     payloadKinds: new Set(p.payloadKinds),
     maxSkewSeconds: p.freshness.maxSkewSeconds,
     evm,
-    velocity: (p.velocity ?? []).map((r) => ({
+    velocity: (p.velocity ?? []).map((r, i) => ({
       scope: r.scope,
       windowSeconds: r.windowSeconds,
       maxCount: r.maxCount ?? null,
       maxValue: r.maxValue === undefined ? null : BigInt(r.maxValue),
+      tokens: lowerMap(r.tokens, `velocity[${i}].tokens`, issues, (t) => ({
+        maxCount: t.maxCount ?? null,
+        maxAmount: t.maxAmount === undefined ? null : BigInt(t.maxAmount),
+      })),
     })),
     batch: p.batch
       ? {
           maxItems: p.batch.maxItems,
           maxTotalValue: BigInt(p.batch.maxTotalValue),
           contiguousNonces: p.batch.contiguousNonces,
+          maxTokenTotals: lowerMap(p.batch.maxTokenTotals, 'batch.maxTokenTotals', issues, (v) => BigInt(v)),
         }
       : null,
     sweep,
   };
+  if (issues.length > 0) throw policyError(name, issues);
+  return compiled;
+}
+
+/** A token-address record keyed by lowercase address; two spellings of one address are an issue. */
+function lowerMap<V, W>(
+  rec: Record<string, V> | undefined,
+  path: string,
+  issues: string[],
+  f: (v: V) => W,
+): ReadonlyMap<string, W> {
+  const out = new Map<string, W>();
+  for (const [addr, v] of Object.entries(rec ?? {})) {
+    if (out.has(addr.toLowerCase())) issues.push(`${path}.${addr}: listed twice (addresses ignore case)`);
+    out.set(addr.toLowerCase(), f(v));
+  }
+  return out;
 }
 
 function policyError(name: string, issues: string[]): PolicyError {
@@ -318,8 +357,11 @@ function specificity(keyPattern: string): number {
  * accident; `findAmbiguities` MUST be run at load so a tie is reported rather than silently
  * denying. The caller MUST refuse to sign when this returns undefined (deny by default).
  */
-export function selectPolicy(policies: readonly CompiledPolicy[], keyId: string): CompiledPolicy | undefined {
-  let best: CompiledPolicy | undefined;
+export function selectPolicy<P extends Pick<CompiledPolicy, 'keys'>>(
+  policies: readonly P[],
+  keyId: string,
+): P | undefined {
+  let best: P | undefined;
   let bestRank = -1;
   let tied = false;
   for (const p of policies) {

@@ -46,7 +46,21 @@ export function velocityQueries(p: CompiledPolicy, keyId: string, client: string
     scope: v.scope,
     subject: v.scope === 'key' ? keyId : client,
     windowSeconds: v.windowSeconds,
+    ...(v.tokens.size > 0 ? { tokens: [...v.tokens.keys()] } : {}),
   }));
+}
+
+/**
+ * A lease takeover signs on today's policy, not on the decision the crashed attempt was given:
+ * the rules are evaluated again. Velocity was counted when the request was first reserved, so
+ * the item is checked as if nothing else were in its windows (it is already part of them).
+ */
+function reevaluate(p: CompiledPolicy, intent: SignIntent, velocity: readonly unknown[]): Decision {
+  return evaluate(
+    p,
+    intent,
+    velocity.map(() => ({ count: 0, value: 0n, tokens: new Map() })),
+  );
 }
 
 /** Decides one hot or single request. */
@@ -69,6 +83,8 @@ export function decideSign(p: CompiledPolicy, item: ReserveItem, intent: SignInt
       );
     }
     if (lostNonce(item, v.nonce)) return nonceTaken(item);
+    const again = reevaluate(p, intent, view.velocity);
+    if (!again.allow) return denied(again);
     return { outcome: { ok: true, items: [{ kind: 'sign' }] }, writes: [{ index: 0, action: 'resume' }] };
   }
   let action: 'insert' | 'replaceNonce' = 'insert';
@@ -126,7 +142,7 @@ export function decideBatch(
   view: ReserveView,
   batch: { batchId: string; itemsHash: Uint8Array },
 ): Plan {
-  if (view.batch) return retriedBatch(items, view, batch);
+  if (view.batch) return retriedBatch(p, items, intents, view, batch);
   const seen = new Map<string, number>();
   const outcomes: ItemOutcome[] = [];
   const fresh: number[] = [];
@@ -189,7 +205,9 @@ export function decideBatch(
 }
 
 function retriedBatch(
+  p: CompiledPolicy,
   items: ReserveItem[],
+  intents: SignIntent[],
   view: ReserveView,
   batch: { batchId: string; itemsHash: Uint8Array },
 ): Plan {
@@ -205,6 +223,10 @@ function retriedBatch(
     if (r?.state === 'done') outcomes.push({ kind: 'replay', result: r.result! });
     else if (r?.leaseExpired) {
       if (lostNonce(items[i]!, view.items[i]!.nonce)) return nonceTaken(items[i]!, i);
+      const again = reevaluate(p, intents[i]!, view.velocity);
+      if (!again.allow) {
+        return refuse(again.reason, `batch item ${i}: ${again.message}`, { ...again.metadata, index: String(i) });
+      }
       outcomes.push({ kind: 'sign' });
       writes.push({ index: i, action: 'resume' });
     } else if (r) {

@@ -1,4 +1,5 @@
 import type { AuditDraft } from '../audit/draft.js';
+import type { TokenMove, TokenUsage } from '../policy/token-limits.js';
 
 /**
  * The replay guard's view of the store: what a reservation reads and writes. The decision
@@ -30,6 +31,8 @@ export interface ReserveItem {
   nonce?: NonceClaim;
   /** Native value moved, counted by velocity limits. */
   value: bigint;
+  /** The ERC-20 amount moved (transfer, transferFrom, approve), counted by per-token velocity. */
+  token?: TokenMove;
 }
 
 export type RecordState = 'pending' | 'done';
@@ -59,11 +62,15 @@ export interface VelocityQuery {
   scope: 'key' | 'client';
   subject: string;
   windowSeconds: number;
+  /** Token contracts (lowercase) whose usage in the window is read too. */
+  tokens?: readonly string[];
 }
 
 export interface VelocityUsage {
   count: number;
   value: bigint;
+  /** Per token contract asked for (lowercase): ERC-20 count and amount in the window. */
+  tokens?: ReadonlyMap<string, TokenUsage>;
 }
 
 export interface ItemView {
@@ -84,6 +91,13 @@ export interface ReserveView {
   /** One per query, in query order, read under the reservation's locks. */
   velocity: VelocityUsage[];
   batch?: BatchRecord;
+  /** The state of the key version in `check`, read in the transaction; null when it is gone. */
+  keyState?: string | null;
+  /**
+   * With `check.policies`: how many policy versions are stored, all names together. Versions are
+   * only ever appended, so any policy change on any replica (a new policy included) changes it.
+   */
+  policyEpoch?: number;
 }
 
 /**
@@ -107,12 +121,31 @@ export interface ReserveRequest {
   /** Pending records stay owned by their signer this long (ms); afterwards a retry takes over. */
   leaseMs: number;
   now: Date;
+  /**
+   * This reservation's attempt id: written on the records it inserts or takes over (resume), so
+   * that only this attempt's completion can finish them (a late completion of an attempt whose
+   * lease was taken over is dropped).
+   */
+  attempt?: string;
+  /**
+   * Read inside the transaction, for the decision: the key version's current state and the
+   * policies' epoch. What the registries hold in memory may be refreshMs old; these are what
+   * every replica committed.
+   */
+  check?: { keyId: string; version: number; policies?: boolean };
 }
 
 export interface Completion {
   client: string;
   requestId: string;
   result: Uint8Array;
+  /** The attempt that reserved it; absent: any attempt (the record must still be pending). */
+  attempt?: string;
+}
+
+/** The completions that did not apply: their record was done already or owned by another attempt. */
+export interface CompleteResult {
+  dropped: Array<{ client: string; requestId: string }>;
 }
 
 /** Durable replay records; every method commits before it resolves. */
@@ -124,14 +157,15 @@ export interface ReplayStore {
   reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T>;
   /**
    * Stores the results of signed items, marks their requests and nonce claims done, and appends
-   * their audit entries, in one transaction.
+   * their audit entries, in one transaction. A completion applies only to a record that is still
+   * pending and owned by its attempt; the others are dropped (and returned), never overwrite.
    */
-  complete(done: Completion[], audit: AuditDraft[]): Promise<void>;
+  complete(done: Completion[], audit: AuditDraft[]): Promise<CompleteResult>;
   /**
    * Ends the lease of pending items whose signing failed, so a retry can take over at once, and
    * appends the entries of those failures, in one transaction.
    */
-  abandon(items: Array<{ client: string; requestId: string }>, audit: AuditDraft[]): Promise<void>;
+  abandon(items: Array<{ client: string; requestId: string; attempt?: string }>, audit: AuditDraft[]): Promise<void>;
   /**
    * Deletes idempotency records and batches created before `requests`, and velocity usage older
    * than `velocity` (which MUST be older than the longest velocity window). Nonce claims are

@@ -3,7 +3,14 @@ import type { Approval } from '../../core/admin/approvals.js';
 import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { NodeId } from '../../core/audit/merkle.js';
-import type { Completion, ReplayStore, ReservePlan, ReserveRequest, ReserveView } from '../../core/replay/records.js';
+import type {
+  CompleteResult,
+  Completion,
+  ReplayStore,
+  ReservePlan,
+  ReserveRequest,
+  ReserveView,
+} from '../../core/replay/records.js';
 import { velocityBucket } from '../../core/replay/velocity.js';
 import type { AuditStore, StoredCheckpoint } from './audit.js';
 import type { AuditTreeStore, StoredNote } from './audit-tree.js';
@@ -87,7 +94,7 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
   /** Reservations gathered into group transactions (postgres/reserve-group.ts). */
   private readonly reservations: Batcher<ReserveOp, unknown>;
   /** Completions of one turn: one transaction, one commit, one turn of the audit lock. */
-  private readonly completions: Batcher<{ done: Completion[]; audit: AuditDraft[] }, void>;
+  private readonly completions: Batcher<{ done: Completion[]; audit: AuditDraft[] }, CompleteResult>;
   // One append transaction at a time: they queue for the audit lock anyway, and calls made
   // meanwhile go together into the next one, in call order.
   private readonly appends: Batcher<AuditDraft[], void>;
@@ -106,8 +113,14 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     const groups = (ops: ReserveOp[]) => runGroup(this.pool, ops);
     this.reservations = new Batcher(groups, { maxInFlight: maxGroups, maxSize: MAX_GROUP_SIZE });
     const completions = async (calls: Array<{ done: Completion[]; audit: AuditDraft[] }>) => {
-      await this.completeNow(calls);
-      return calls.map(committed);
+      const applied = await this.completeNow(calls);
+      return calls.map(
+        (c): Settled<CompleteResult> => ({
+          value: {
+            dropped: c.done.filter((d) => !applied.has(d)).map((d) => ({ client: d.client, requestId: d.requestId })),
+          },
+        }),
+      );
     };
     this.completions = new Batcher(completions, { maxInFlight: 2, maxSize: 1000 });
     this.appends = new Batcher(async (calls: AuditDraft[][]) => {
@@ -284,25 +297,38 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     return this.reservations.submit(reserveOp(req, decide)) as Promise<T>;
   }
 
-  async complete(done: Completion[], audit: AuditDraft[]): Promise<void> {
+  async complete(done: Completion[], audit: AuditDraft[]): Promise<CompleteResult> {
     for (const d of done) {
       checkText('client', d.client);
       checkText('request id', d.requestId);
+      if (d.attempt !== undefined) checkText('attempt', d.attempt);
     }
     checkDrafts(audit);
-    if (done.length === 0 && audit.length === 0) return;
-    await this.completions.submit({ done, audit: [...audit] }, done.length + audit.length);
+    if (done.length === 0 && audit.length === 0) return { dropped: [] };
+    return this.completions.submit({ done, audit: [...audit] }, done.length + audit.length);
   }
 
-  /** The completions of one run: results, then the calls' audit entries in call order, then COMMIT. */
-  private async completeNow(calls: Array<{ done: Completion[]; audit: AuditDraft[] }>): Promise<void> {
-    // The same request twice: the last result wins, as with SQLite's sequential updates.
-    const last = new Map(calls.flatMap((c) => c.done).map((d) => [JSON.stringify([d.client, d.requestId]), d]));
-    const rows = [...last.values()];
+  /**
+   * The completions of one run: results, then the calls' audit entries in call order, then
+   * COMMIT. Returns the completions that applied; a record done already or owned by another
+   * attempt is not touched (as with SQLite, the first completion of a request wins).
+   */
+  private async completeNow(calls: Array<{ done: Completion[]; audit: AuditDraft[] }>): Promise<Set<Completion>> {
+    const first = new Map<string, Completion>();
+    for (const d of calls.flatMap((c) => c.done)) {
+      const k = JSON.stringify([d.client, d.requestId]);
+      if (!first.has(k)) first.set(k, d);
+    }
+    const rows = [...first.values()];
     const values = [rows.map((d) => d.client), rows.map((d) => d.requestId), rows.map((d) => Buffer.from(d.result))];
-    const queries = rows.length > 0 ? [q('completeRequests', values), q('completeNonces', values)] : [];
+    const queries =
+      rows.length > 0
+        ? [q('completeRequests', [...values, rows.map((d) => d.attempt ?? null)]), q('completeNonces', values)]
+        : [];
     const audit = calls.flatMap((c) => c.audit);
-    await withRetries(this.pool, (c) => inTransaction(c, queries, audit));
+    const results = await withRetries(this.pool, (c) => inTransaction(c, queries, audit));
+    const applied = (results[0]?.rows ?? []) as Array<{ client: string; request_id: string }>;
+    return new Set(applied.map((r) => first.get(JSON.stringify([r.client, r.request_id]))!));
   }
 
   async appendAudit(drafts: AuditDraft[]): Promise<void> {
@@ -386,14 +412,19 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     return (await this.pool.query<CheckpointRow>(q('checkpoints', bounds))).rows.map(checkpointRecord);
   }
 
-  async abandon(items: Array<{ client: string; requestId: string }>, audit: AuditDraft[]): Promise<void> {
+  async abandon(
+    items: Array<{ client: string; requestId: string; attempt?: string }>,
+    audit: AuditDraft[],
+  ): Promise<void> {
     for (const it of items) {
       checkText('client', it.client);
       checkText('request id', it.requestId);
+      if (it.attempt !== undefined) checkText('attempt', it.attempt);
     }
     checkDrafts(audit);
     if (items.length === 0 && audit.length === 0) return;
-    const values = [items.map((d) => d.client), items.map((d) => d.requestId)];
+    // Only the attempt that owns a record gives its lease up.
+    const values = [items.map((d) => d.client), items.map((d) => d.requestId), items.map((d) => d.attempt ?? null)];
     const queries = items.length > 0 ? [q('abandonRequests', values), q('abandonNonces', values)] : [];
     await withRetries(this.pool, (c) => inTransaction(c, queries, audit));
   }
@@ -403,11 +434,12 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     const results = await withRetries(this.pool, (c) =>
       inTransaction(c, [
         q('pruneVelocity', [velocityBucket(before.velocity.getTime()) - 1]),
+        q('pruneTokenVelocity', [velocityBucket(before.velocity.getTime()) - 1]),
         q('pruneBatches', [t]),
         q('pruneRequests', [t]),
       ]),
     );
-    return results[2]!.rowCount ?? 0;
+    return results[3]!.rowCount ?? 0;
   }
 
   async batchResults(

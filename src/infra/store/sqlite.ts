@@ -6,6 +6,7 @@ import type { AuditEntry } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import type { NodeId } from '../../core/audit/merkle.js';
 import type {
+  CompleteResult,
   Completion,
   ItemView,
   ReplayStore,
@@ -46,8 +47,10 @@ import {
   requestRecord,
 } from './codecs.js';
 import { migrateSqlite } from './migrations/sqlite.js';
+import { protectDatabaseFiles, protectWalFiles } from './sqlite/files.js';
 import { SqliteProposals } from './sqlite/proposals.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
+import { addTokenVelocity, tokenUsage } from './sqlite/token-velocity.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
   type CeremonyRecord,
@@ -85,9 +88,12 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   private readonly proposals: SqliteProposals;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Owner-only before the first byte is written; refuses a world-writable directory.
+    protectDatabaseFiles(path);
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
+    protectWalFiles(path);
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     migrateSqlite(this.db);
@@ -268,11 +274,12 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
       for (const w of plan.writes) {
         const it = req.items[w.index]!;
         if (w.action === 'resume') {
-          this.q.renewRequest.run(lease, it.client, it.requestId);
+          this.q.resumeRequest.run(lease, req.attempt ?? null, it.client, it.requestId);
           this.q.renewNonce.run(lease, it.client, it.requestId);
           continue;
         }
-        this.q.insertRequest.run(it.client, it.requestId, it.keyId, Buffer.from(it.payloadHash), lease, now);
+        const attempt = req.attempt ?? null;
+        this.q.insertRequest.run(it.client, it.requestId, it.keyId, Buffer.from(it.payloadHash), lease, now, attempt);
         if (it.nonce) {
           const n = it.nonce;
           const claim = [
@@ -292,6 +299,10 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
         }
         this.addVelocity('key', it.keyId, now, it.value);
         this.addVelocity('client', it.client, now, it.value);
+        if (it.token) {
+          addTokenVelocity(this.q, 'key', it.keyId, it.token.contract, now, it.token.amount);
+          addTokenVelocity(this.q, 'client', it.client, it.token.contract, now, it.token.amount);
+        }
       }
       if (plan.audit) this.append(plan.audit);
       if (plan.batch && req.batch) {
@@ -301,21 +312,30 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  complete(done: Completion[], audit: AuditDraft[]): Promise<void> {
+  complete(done: Completion[], audit: AuditDraft[]): Promise<CompleteResult> {
     return this.write(() => {
+      const dropped: CompleteResult['dropped'] = [];
       for (const d of done) {
         const result = Buffer.from(d.result);
-        this.q.completeRequest.run(result, d.client, d.requestId);
+        const attempt = d.attempt ?? null;
+        // A record done already, or taken over by a later attempt, keeps what it has: a replay
+        // must return the signature its client was given.
+        if (this.q.completeRequest.run(result, d.client, d.requestId, attempt, attempt).changes !== 1) {
+          dropped.push({ client: d.client, requestId: d.requestId });
+          continue;
+        }
         this.q.completeNonce.run(result, d.client, d.requestId);
       }
       this.append(audit);
+      return { dropped };
     });
   }
 
-  abandon(items: Array<{ client: string; requestId: string }>, audit: AuditDraft[]): Promise<void> {
+  abandon(items: Array<{ client: string; requestId: string; attempt?: string }>, audit: AuditDraft[]): Promise<void> {
     return this.write(() => {
       for (const it of items) {
-        this.q.renewRequest.run(0, it.client, it.requestId);
+        const attempt = it.attempt ?? null;
+        if (this.q.abandonRequest.run(it.client, it.requestId, attempt, attempt).changes !== 1) continue;
         this.q.renewNonce.run(0, it.client, it.requestId);
       }
       this.append(audit);
@@ -361,6 +381,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     return this.write(() => {
       const t = before.requests.getTime();
       this.q.pruneVelocity.run(velocityBucket(before.velocity.getTime()) - 1);
+      this.q.pruneTokenVelocity.run(velocityBucket(before.velocity.getTime()) - 1);
       this.q.pruneBatches.run(t);
       return this.q.pruneRequests.run(t).changes;
     });
@@ -487,9 +508,16 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
         count: a.count + r.count,
         value: a.value + BigInt(r.value),
       });
-      return rows.reduce(sum, { count: 0, value: 0n });
+      const usage: ReserveView['velocity'][number] = rows.reduce(sum, { count: 0, value: 0n });
+      if (v.tokens?.length) usage.tokens = new Map(v.tokens.map((t) => [t, tokenUsage(this.q, v, t, since)]));
+      return usage;
     });
     const view: ReserveView = { items, velocity };
+    if (req.check) {
+      const k = this.q.keyState.get(req.check.keyId, req.check.version) as { state: string } | undefined;
+      view.keyState = k?.state ?? null;
+      if (req.check.policies) view.policyEpoch = (this.q.policyEpoch.get() as { n: number }).n;
+    }
     if (req.batch) {
       const b = this.q.batch.get(req.batch.client, req.batch.batchId) as { items_hash: Buffer } | undefined;
       if (b) view.batch = { itemsHash: b.items_hash };

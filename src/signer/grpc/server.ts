@@ -135,7 +135,7 @@ export async function startSigner(
   await checkpointer.seed(external);
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const admins = loadAdmins(config.admins);
-  const policies = new PolicyRegistry(store, log, admins);
+  const policies = new PolicyRegistry(store, log, admins, metrics);
   // Config policies that changed are stored as new versions, each with its audit entry.
   await policies.seed(config.policies, new Date());
   checkpointer.start();
@@ -160,6 +160,7 @@ export async function startSigner(
     signing,
     store,
     policies,
+    keys,
     log,
     leaseMs: config.replay.leaseMs,
     ...rollbackGate,

@@ -11,6 +11,7 @@ import {
   selectPolicy,
 } from '../../core/policy/schema.js';
 import type { Logger } from '../../infra/log.js';
+import type { Metrics } from '../../infra/metrics.js';
 import type { FreezeRecord, PolicyRecord, ProposalRecord, Store } from '../../infra/store/store.js';
 import { type PendingPolicy, pendingPolicies, QuorumClock, subjectOf } from './pending.js';
 
@@ -24,6 +25,8 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
  */
 export class PolicyRegistry {
   private compiled: CompiledPolicy[] = [];
+  /** Latest versions that do not compile: they still govern their patterns, by refusing. */
+  private broken: BrokenPolicy[] = [];
   private records = new Map<string, PolicyRecord>();
   private timer: NodeJS.Timeout | undefined;
   /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
@@ -39,6 +42,7 @@ export class PolicyRegistry {
     private readonly log?: Logger,
     /** With an admin quorum, only approved proposals change policies (README "Admin quorum"). */
     readonly admins?: AdminSet,
+    private readonly metrics?: Pick<Metrics, 'policiesInvalid'>,
   ) {}
 
   /**
@@ -87,14 +91,17 @@ export class PolicyRegistry {
   async refresh(): Promise<void> {
     const records = await this.store.listPolicies();
     const compiled: CompiledPolicy[] = [];
+    const broken: BrokenPolicy[] = [];
     for (const r of records) {
       try {
         compiled.push(compilePolicy(JSON.parse(r.document), r.name));
       } catch (e) {
-        // Keys it governed fall back to deny; the error is the operator's to fix.
+        // Fail closed: the policy keeps its key patterns and refuses them, rather than leaving
+        // its keys to a broader pattern (`*`). Logged at every reload until an operator fixes it.
+        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document) });
         this.log?.error(
           { policy: r.name, version: r.version, err: (e as Error).message },
-          'stored policy does not compile; not applied',
+          'stored policy does not compile; the keys it governs are refused (POLICY_UNAVAILABLE)',
         );
       }
     }
@@ -102,6 +109,7 @@ export class PolicyRegistry {
       ? await Promise.all([this.store.listProposals(), this.store.listFreezes()])
       : [[], await this.store.listFreezes()];
     this.compiled = compiled;
+    this.broken = broken;
     this.records = new Map(records.map((r) => [r.name, r]));
     this.pending = this.admins
       ? pendingPolicies(this.admins, pending, this.records, compiled, this.clock, this.log)
@@ -110,6 +118,7 @@ export class PolicyRegistry {
     if (this.admins) for (const p of pending) if (p.state === 'open' && p.kind !== 'policy') this.observe(p);
     this.clock.markStarted();
     this.setFrozen(freezes);
+    this.metrics?.policiesInvalid.set(broken.length);
   }
 
   private observe(p: ProposalRecord): void {
@@ -171,11 +180,46 @@ export class PolicyRegistry {
     return p;
   }
 
+  /**
+   * FAILED_PRECONDITION `POLICY_UNAVAILABLE` when the policy that governs the key is stored but
+   * does not compile (or one whose key patterns cannot even be read exists: it might govern any
+   * key): its keys are refused, never handed to a broader pattern.
+   */
   private governing(keyId: string, now: Date): CompiledPolicy {
-    const p = selectPolicy(this.active(now), keyId);
-    if (!p)
+    const active = this.active(now);
+    // A broken stored version that a due, approved one replaces no longer governs.
+    const names = new Set(active.map((p) => p.name));
+    const broken = this.broken.filter((b) => !names.has(b.name));
+    const unreadable = broken.find((b) => b.keys === null);
+    const candidates = [...active.map((p) => ({ keys: p.keys, p })), ...broken.map((b) => ({ keys: b.keys ?? [], b }))];
+    const chosen = unreadable ? { b: unreadable } : selectPolicy(candidates, keyId);
+    if (chosen && 'b' in chosen) {
+      const b = chosen.b;
+      throw new SignerError(
+        'POLICY_UNAVAILABLE',
+        `policy "${b.name}" (version ${b.version}) governs key "${keyId}" but does not compile; ` +
+          'nothing is signed under it until an operator fixes it',
+        { keyId, policy: b.name, version: String(b.version) },
+      );
+    }
+    if (!chosen)
       throw new SignerError('NO_POLICY', `no policy governs key "${keyId}"; nothing is signed without one`, { keyId });
-    return p;
+    return chosen.p;
+  }
+
+  /**
+   * How many policy versions the loaded set stands for (versions run 1..n per name and are
+   * never deleted): equal to the store's count exactly when nothing changed since the load.
+   */
+  epoch(): number {
+    let n = 0;
+    for (const r of this.records.values()) n += r.version;
+    return n;
+  }
+
+  /** Names of the stored policies that do not compile (what the gauge counts). */
+  invalid(): string[] {
+    return this.broken.map((b) => b.name);
   }
 
   /** The compiled stored (activated) versions, for proposals' checks. */
@@ -235,4 +279,23 @@ export class PolicyRegistry {
     ];
     return this.store.putPolicy(name, document, by, now, audit);
   }
+}
+
+interface BrokenPolicy {
+  name: string;
+  version: number;
+  /** Its `keys` patterns if they can be read; null: unknown, so it may govern any key. */
+  keys: string[] | null;
+}
+
+/** The key patterns of a policy document that fails to compile, if they are readable at all. */
+function patternsOf(document: string): string[] | null {
+  try {
+    const keys = (JSON.parse(document) as { keys?: unknown }).keys;
+    if (Array.isArray(keys) && keys.length > 0 && keys.every((k) => typeof k === 'string' && k.length > 0))
+      return keys as string[];
+  } catch {
+    // not JSON: the patterns are unknown
+  }
+  return null;
 }

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { AuditRequest } from '../../core/audit/chain.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
-import { faultDraft } from '../../core/audit/draft.js';
+import { faultDraft, refusalDraft } from '../../core/audit/draft.js';
 import { type Reason, SignerError } from '../../core/errors.js';
 import { checkFreshness, nativeValue, type SignIntent } from '../../core/policy/evaluate.js';
 import type { CompiledPolicy } from '../../core/policy/schema.js';
@@ -9,15 +9,18 @@ import {
   decideBatch,
   decideSign,
   type GuardOutcome,
+  IN_FLIGHT_RETRY_MS,
   type ItemOutcome,
   velocityQueries,
 } from '../../core/replay/guard.js';
-import type { Completion, NonceClaim, ReplayStore, ReserveItem, ReservePlan } from '../../core/replay/records.js';
+import type { Completion, ReplayStore, ReserveItem, ReservePlan } from '../../core/replay/records.js';
 import type { Lane } from '../../infra/hsm/pool.js';
 import type { Logger } from '../../infra/log.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import { type DraftBase, signDraft } from '../audit/drafts.js';
 import type { PolicyRegistry } from '../policy/registry.js';
+import { reserveItem, signIntent } from './items.js';
+import { checkInTransaction, type Expected, expectedCheck, STALE, type Stale } from './recheck.js';
 import { signResultToWire } from './response.js';
 import { decodeResult, encodeResult } from './result-codec.js';
 import type { Payload, Prepared, SigningService } from './service.js';
@@ -35,6 +38,8 @@ export interface SignFlowOptions {
   clock?: () => Date;
   /** How long a reservation stays owned by the signer that made it. */
   leaseMs?: number;
+  /** Reloaded with the policies when a reservation finds a key's state changed meanwhile. */
+  keys?: { load(): Promise<void> };
   /** Rollback detection (src/signer/audit/rollback-guard.ts); absent when the mark is off. */
   gate?: ReleaseGate;
 }
@@ -88,6 +93,9 @@ export interface CheckedSign {
   deadline?: number | undefined;
   /** A sweep the sweep rule refused: audited (with its sweep intent) by the reservation. */
   sweepRefusal?: SignerError;
+  /** Key state and policy version, checked again inside the reservation's transaction. */
+  expected: Expected;
+  call: SignCall;
 }
 
 /** A batch that passed every check made before its reservation. */
@@ -100,6 +108,7 @@ export interface CheckedBatch {
   batch: { batchId: string; itemsHash: Uint8Array };
   totalValue: bigint;
   now: Date;
+  expected: Expected;
 }
 
 /**
@@ -152,22 +161,36 @@ export class SignFlow {
       now,
       deadline: c.deadline,
       ...(swept?.refusal ? { sweepRefusal: swept.refusal } : {}),
+      expected: this.expected(prepared, policy),
+      call: c,
     };
   }
 
   /** Reserves, signs and stores a checked request; every outcome is audited on the way. */
-  async sign(s: CheckedSign): Promise<WireSignResponse> {
+  async sign(s: CheckedSign, retry = { refreshed: false, dropped: false }): Promise<WireSignResponse> {
     const { prepared, policy, intent, item, base, now, deadline, sweepRefusal } = s;
-    const outcome = await this.o.store.reserve(
-      { items: [item], velocity: velocityQueries(policy, item.keyId, item.client), leaseMs: this.leaseMs, now },
-      (view) =>
-        audited(
-          sweepRefusal
-            ? { outcome: { ok: false, error: sweepRefusal }, writes: [] }
-            : decideSign(policy, item, intent, view),
-          (o) => signDraft(base, prepared, o),
-        ),
+    const attempt = randomUUID();
+    const outcome = await this.o.store.reserve<GuardOutcome | Stale>(
+      {
+        items: [item],
+        velocity: velocityQueries(policy, item.keyId, item.client),
+        leaseMs: this.leaseMs,
+        now,
+        attempt,
+        check: expectedCheck(s.expected),
+      },
+      (view): ReservePlan<GuardOutcome | Stale> => {
+        const gate = checkInTransaction(view, s.expected, retry.refreshed);
+        if (gate === STALE) return { outcome: STALE, writes: [] };
+        // A sweep its rule refused is audited (with its sweep intent) like any refusal.
+        const decided = sweepRefusal
+          ? { outcome: { ok: false as const, error: sweepRefusal }, writes: [] }
+          : decideSign(policy, item, intent, view);
+        return audited(gate ?? decided, (o) => signDraft(base, prepared, o));
+      },
     );
+    // A key state or a policy changed on another replica: load them and check the request again.
+    if (outcome === STALE) return this.sign(await this.recheck(s), { ...retry, refreshed: true });
     // Decided, and audited, in the reservation's transaction.
     if (!outcome.ok) throw outcome.error;
     const [first] = outcome.items as [ItemOutcome];
@@ -176,9 +199,41 @@ export class SignFlow {
       await this.o.gate?.release();
       return decodeResult<WireSignResponse>(first.result);
     }
-    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', deadline)) as [Signed];
+    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', deadline, attempt)) as [Signed];
+    // Another attempt took the request over and finished it first: the client gets its signature.
+    if ('dropped' in result && !retry.dropped) return this.sign(s, { ...retry, dropped: true });
     if ('error' in result) throw result.cause;
     return result.wire;
+  }
+
+  private async reload(): Promise<void> {
+    await Promise.all([this.o.policies.refresh(), this.o.keys?.load()]);
+  }
+
+  /** The key state and policy epoch a request was checked against. */
+  private expected(prepared: Prepared, policy: CompiledPolicy): Expected {
+    return {
+      keyId: prepared.key.keyId,
+      version: prepared.key.version,
+      keyState: prepared.key.state,
+      policy: policy.name,
+      policyEpoch: this.o.policies.epoch(),
+    };
+  }
+
+  /**
+   * Reloads the policies and checks the request again. Its refusals are audited here: sign()'s
+   * callers expect what it throws to be on record.
+   */
+  private async recheck(s: CheckedSign): Promise<CheckedSign> {
+    await this.reload();
+    try {
+      return this.checkSign(s.call);
+    } catch (e) {
+      if (e instanceof SignerError)
+        await this.o.store.appendAudit([signDraft(s.base, s.prepared, { decision: 'refused', reason: e.reason })]);
+      throw e;
+    }
   }
 
   /** Batch id and size, every item's payload, policy and freshness; throws the refusal (not audited here). */
@@ -210,22 +265,28 @@ export class SignFlow {
     const itemsHash = createHash('sha256');
     for (const it of items) itemsHash.update(it.payloadHash);
     const batch = { batchId: c.batchId, itemsHash: itemsHash.digest() };
-    return { call: c, prepared, policy, intents, items, batch, totalValue, now };
+    const expected = this.expected(prepared[0]!, policy);
+    return { call: c, prepared, policy, intents, items, batch, totalValue, now, expected };
   }
 
   /** Reserves all items or none, signs them and stores the results; every outcome is audited on the way. */
-  async signBatch(b: CheckedBatch): Promise<BatchResult[]> {
+  async signBatch(b: CheckedBatch, refreshed = false): Promise<BatchResult[]> {
     const { call: c, prepared, policy, intents, items, batch, totalValue, now } = b;
-    const outcome = await this.o.store.reserve(
+    const attempt = randomUUID();
+    const outcome = await this.o.store.reserve<GuardOutcome | Stale>(
       {
         items,
         velocity: velocityQueries(policy, c.keyId, c.client),
         batch: { client: c.client, batchId: c.batchId },
         leaseMs: this.leaseMs,
         now,
+        attempt,
+        check: expectedCheck(b.expected),
       },
-      (view) => {
-        const plan = decideBatch(policy, items, intents, view, batch);
+      (view): ReservePlan<GuardOutcome | Stale> => {
+        const gate = checkInTransaction(view, b.expected, refreshed);
+        if (gate === STALE) return { outcome: STALE, writes: [] };
+        const plan = gate ?? decideBatch(policy, items, intents, view, batch);
         const draft: AuditDraft = {
           kind: 'batch',
           at: now,
@@ -243,6 +304,7 @@ export class SignFlow {
         return { ...plan, audit: [draft] };
       },
     );
+    if (outcome === STALE) return this.signBatch(await this.recheckBatch(b), true);
     // Decided, and audited, in the reservation's transaction.
     if (!outcome.ok) throw outcome.error;
     const toSign = outcome.items.flatMap((o, i) =>
@@ -263,7 +325,7 @@ export class SignFlow {
           ]
         : [],
     );
-    const signed = await this.signAll(toSign, 'batch', c.deadline);
+    const signed = await this.signAll(toSign, 'batch', c.deadline, attempt);
     // Replayed items leave too: the mark must cover them even when nothing new was signed.
     if (outcome.items.some((o) => o.kind === 'replay') && !signed.some((r) => !('error' in r)))
       await this.o.gate?.release();
@@ -277,15 +339,38 @@ export class SignFlow {
     return results;
   }
 
+  /** As recheck, for a batch: its refusal is audited here. */
+  private async recheckBatch(b: CheckedBatch): Promise<CheckedBatch> {
+    await this.reload();
+    try {
+      return await this.checkBatch(b.call);
+    } catch (e) {
+      if (e instanceof SignerError) {
+        const c = b.call;
+        const base = { at: b.now, client: c.client, keyId: c.keyId, keyVersion: b.prepared[0]!.key.version };
+        await this.o.store.appendAudit([refusalDraft('batch', { ...base, requestId: c.batchId }, e.reason)]);
+      }
+      throw e;
+    }
+  }
+
   /** Results with their entries (an item's cosigner faults, then its signature), a slice per store call. */
-  private async completeInSlices(signed: Array<{ done: Completion; drafts: AuditDraft[] }>): Promise<void> {
+  private async completeInSlices(signed: Array<{ done: Completion; drafts: AuditDraft[] }>): Promise<Set<string>> {
+    const dropped = new Set<string>();
     for (let i = 0; i < signed.length; i += COMPLETE_SLICE) {
       const slice = signed.slice(i, i + COMPLETE_SLICE);
-      await this.o.store.complete(
+      const r = await this.o.store.complete(
         slice.map((s) => s.done),
         slice.flatMap((s) => s.drafts),
       );
+      for (const d of r.dropped) dropped.add(`${d.client}\0${d.requestId}`);
     }
+    if (dropped.size > 0) {
+      // The signature exists and is audited, but the record keeps the result of the attempt
+      // that finished first (a lease takeover): this one never leaves.
+      this.o.log?.warn({ requests: dropped.size }, 'late completion dropped: another attempt finished the request');
+    }
+    return dropped;
   }
 
   /**
@@ -296,7 +381,8 @@ export class SignFlow {
   private async signAll(
     list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>,
     lane: Lane,
-    deadline?: number,
+    deadline: number | undefined,
+    attempt: string,
   ): Promise<Signed[]> {
     // Each item's result is built as soon as its signature arrives, so a large batch spreads
     // this work between hot requests instead of doing it in one block at the end.
@@ -328,10 +414,11 @@ export class SignFlow {
     // The entries of signed items commit with their results: no signature leaves without one.
     const signed = out.flatMap((r) => {
       if ('error' in r) return [];
-      return [{ done: { client: r.item.client, requestId: r.item.requestId, result: r.result }, drafts: r.drafts }];
+      const done = { client: r.item.client, requestId: r.item.requestId, result: r.result, attempt };
+      return [{ done, drafts: r.drafts }];
     });
-    const release = failed.map((r) => ({ client: r.item.client, requestId: r.item.requestId }));
-    await Promise.all([
+    const release = failed.map((r) => ({ client: r.item.client, requestId: r.item.requestId, attempt }));
+    const [dropped] = await Promise.all([
       this.completeInSlices(signed),
       failed.length
         ? this.o.store
@@ -345,12 +432,35 @@ export class SignFlow {
     // After the commit, before any signature leaves: the mark must cover these entries. If it
     // cannot be written, nothing is returned; a retry replays the committed results.
     if (signed.length > 0) await this.o.gate?.release();
-    return out;
+    if (dropped.size === 0) return out;
+    return out.map((r): Signed => {
+      if ('error' in r || !dropped.has(`${r.item.client}\0${r.item.requestId}`)) return r;
+      const cause = new SignerError(
+        'REQUEST_IN_FLIGHT',
+        `request "${r.item.requestId}" was finished by another attempt; retry to read its result`,
+        {},
+        IN_FLIGHT_RETRY_MS,
+      );
+      return {
+        error: { reason: cause.reason, message: cause.message },
+        cause,
+        item: r.item,
+        drafts: [],
+        dropped: true,
+      };
+    });
   }
 }
 
 type Signed =
-  | { error: { reason: Reason; message: string }; cause: SignerError; item: ReserveItem; drafts: AuditDraft[] }
+  | {
+      error: { reason: Reason; message: string };
+      cause: SignerError;
+      item: ReserveItem;
+      drafts: AuditDraft[];
+      /** Signed, but another attempt had finished the request: its stored result stands. */
+      dropped?: true;
+    }
   | { wire: WireSignResponse; result: Uint8Array; item: ReserveItem; drafts: AuditDraft[] };
 
 /** Adds the audit entry of a decision made in the reservation: a refusal or a replay. */
@@ -374,51 +484,4 @@ const COMPLETE_SLICE = 100;
 function requireFresh(policy: CompiledPolicy, clientTime: Date, now: Date): void {
   const fresh = checkFreshness(policy, clientTime, now);
   if (!fresh.allow) throw new SignerError(fresh.reason, fresh.message, fresh.metadata);
-}
-
-/** What the policy sees of a prepared payload. */
-function signIntent(client: string, traffic: SignIntent['traffic'], p: Prepared): SignIntent {
-  return { client, keyId: p.key.keyId, traffic, kind: p.kind, ...(p.evm ? { evm: p.evm.intent } : {}) };
-}
-
-function reserveItem(client: string, requestId: string, p: Prepared, intent: SignIntent): ReserveItem {
-  return {
-    client,
-    requestId,
-    keyId: p.key.keyId,
-    payloadHash: p.payloadHash,
-    // A sweep moves funds between two addresses of the same key: not counted as value spent.
-    value: p.sweep ? 0n : nativeValue(intent),
-    ...(p.evm ? { nonce: nonceClaim(p) } : p.scope ? { nonce: scopeClaim(p) } : {}),
-  };
-}
-
-/**
- * A declared (chain, nonce) of an undecoded payload: no fee bump exists for it (the service
- * cannot tell what the payload keeps), so only the identical payload replays.
- */
-function scopeClaim(p: Prepared): NonceClaim {
-  return {
-    account: `${p.key.keyId}@v${p.key.version}`,
-    chainId: p.scope!.chainId,
-    nonce: p.scope!.nonce,
-    intentHash: p.payloadHash,
-    maxFeePerGas: 0n,
-    maxPriorityFeePerGas: 0n,
-  };
-}
-
-/** What a fee bump must keep (recipient, value, data) and what it must raise (fees). */
-function nonceClaim(p: Prepared): NonceClaim {
-  const t = p.evm!.intent;
-  return {
-    account: `${p.key.keyId}@v${p.key.version}`,
-    chainId: t.chainId,
-    nonce: t.nonce,
-    intentHash: createHash('sha256')
-      .update(`${t.to ?? 'create'}\0${t.value}\0${t.data}`)
-      .digest(),
-    maxFeePerGas: t.maxFeePerGas,
-    maxPriorityFeePerGas: t.maxPriorityFeePerGas ?? t.maxFeePerGas,
-  };
 }

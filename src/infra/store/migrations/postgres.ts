@@ -199,6 +199,23 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       await c.query(ADMIN_QUORUM);
     },
   },
+  {
+    version: 6,
+    name: 'attempt ids and token velocity',
+    // As in sqlite.ts: the attempt that owns a pending request, and ERC-20 velocity per token.
+    async up(c) {
+      await c.query(`ALTER TABLE requests ADD COLUMN attempt TEXT COLLATE "C";
+CREATE TABLE token_velocity (
+  scope   TEXT COLLATE "C" NOT NULL,
+  subject TEXT COLLATE "C" NOT NULL,
+  token   TEXT COLLATE "C" NOT NULL,
+  bucket  BIGINT  NOT NULL,
+  count   BIGINT  NOT NULL,
+  amount  NUMERIC(78,0) NOT NULL,
+  PRIMARY KEY (scope, subject, token, bucket)
+);`);
+    },
+  },
 ];
 
 /** Table -> columns of the schema the connection works in. */

@@ -198,6 +198,25 @@ export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
       db.exec(ADMIN_QUORUM);
     },
   },
+  {
+    version: 6,
+    name: 'attempt ids and token velocity',
+    // requests.attempt: which reservation (first or a lease takeover) owns a pending record, so
+    // a late completion of an earlier attempt cannot overwrite it. token_velocity: ERC-20
+    // amounts per (scope, subject, token contract) in the velocity buckets.
+    up(db) {
+      db.exec(`ALTER TABLE requests ADD COLUMN attempt TEXT;
+CREATE TABLE token_velocity (
+  scope   TEXT    NOT NULL,
+  subject TEXT    NOT NULL,
+  token   TEXT    NOT NULL,
+  bucket  INTEGER NOT NULL,
+  count   INTEGER NOT NULL,
+  amount  TEXT    NOT NULL,
+  PRIMARY KEY (scope, subject, token, bucket)
+);`);
+    },
+  },
 ];
 
 const CEREMONIES = `

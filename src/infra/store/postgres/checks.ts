@@ -33,6 +33,10 @@ export function checkRequest(req: ReserveRequest): void {
     checkText('request id', it.requestId);
     checkText('key id', it.keyId);
     checkNumeric('value', it.value);
+    if (it.token) {
+      checkText('token', it.token.contract);
+      checkNumeric('token amount', it.token.amount);
+    }
     if (it.nonce) {
       checkText('nonce account', it.nonce.account);
       checkInt8('chain id', it.nonce.chainId);
@@ -43,7 +47,14 @@ export function checkRequest(req: ReserveRequest): void {
   }
   for (const v of req.velocity) {
     checkText('velocity subject', v.subject);
+    for (const token of v.tokens ?? []) checkText('velocity token', token);
     if (!Number.isFinite(v.windowSeconds)) throw new RangeError(`velocity window ${v.windowSeconds} s is not finite`);
+  }
+  if (req.attempt !== undefined) checkText('attempt', req.attempt);
+  if (req.check) {
+    checkText('key id', req.check.keyId);
+    if (!Number.isInteger(req.check.version) || Math.abs(req.check.version) > INT4_MAX)
+      throw new RangeError(`key version ${req.check.version} is not a 32-bit integer`);
   }
   if (req.batch) {
     checkText('client', req.batch.client);

@@ -54,7 +54,24 @@ export function viewQueries(req: ReserveRequest, now: number) {
       ]),
     );
   }
+  // (query index, token) pairs of the velocity queries that limit tokens.
+  const tokenPairs = req.velocity.flatMap((v, qi) => (v.tokens ?? []).map((token) => ({ qi, v, token })));
+  if (tokenPairs.length > 0) {
+    queries.push(
+      q('tokenVelocity', [
+        tokenPairs.map((p) => p.qi),
+        tokenPairs.map((p) => p.v.scope),
+        tokenPairs.map((p) => p.v.subject),
+        tokenPairs.map((p) => p.token),
+        tokenPairs.map((p) => velocityBucket(now - p.v.windowSeconds * 1000)),
+      ]),
+    );
+  }
   if (req.batch) queries.push(q('batch', [req.batch.client, req.batch.batchId]));
+  if (req.check) {
+    queries.push(q('keyState', [req.check.keyId, req.check.version]));
+    if (req.check.policies) queries.push(q('policyEpoch', []));
+  }
 
   const view = (results: QueryResult[]): ReserveView => {
     let next = 0;
@@ -70,16 +87,29 @@ export function viewQueries(req: ReserveRequest, now: number) {
       for (const r of nonceRows) itemViews[withNonce[Number(r.i) - 1]!.i]!.nonce = nonceRecord(r, now);
       for (const r of maxRows) if (r.n !== null) itemViews[withNonce[Number(r.i) - 1]!.i]!.nextNonce = BigInt(r.n) + 1n;
     }
-    const velocity = req.velocity.map(() => ({ count: 0, value: 0n }));
+    const velocity: ReserveView['velocity'] = req.velocity.map(() => ({ count: 0, value: 0n }));
     if (req.velocity.length > 0) {
       for (const r of take() as Array<{ i: string; count: string; value: string }>) {
         velocity[Number(r.i) - 1] = { count: Number(r.count), value: BigInt(r.value) };
       }
     }
+    if (tokenPairs.length > 0) {
+      const maps = req.velocity.map(() => new Map<string, { count: number; amount: bigint }>());
+      for (const r of take() as Array<{ qi: number; token: string; count: string; amount: string }>) {
+        maps[r.qi]!.set(r.token, { count: Number(r.count), amount: BigInt(r.amount) });
+      }
+      req.velocity.forEach((v, i) => {
+        if (v.tokens?.length) velocity[i]!.tokens = maps[i]!;
+      });
+    }
     const out: ReserveView = { items: itemViews, velocity };
     if (req.batch) {
       const b = take()[0] as { items_hash: Buffer } | undefined;
       if (b) out.batch = { itemsHash: b.items_hash };
+    }
+    if (req.check) {
+      out.keyState = (take()[0] as { state: string } | undefined)?.state ?? null;
+      if (req.check.policies) out.policyEpoch = Number((take()[0] as { n: number }).n);
     }
     return out;
   };
@@ -131,7 +161,8 @@ export function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: 
 
     if (resume.length > 0) {
       const v = [resume.map((it) => it.client), resume.map((it) => it.requestId), lease];
-      queries.push(q('renewRequests', v), q('renewNonces', v));
+      // A takeover: the records now belong to this attempt.
+      queries.push(q('renewRequests', [...v, req.attempt ?? null]), q('renewNonces', v));
     }
     if (fresh.length === 0) continue;
     const its = fresh.map((w) => w.it);
@@ -143,6 +174,7 @@ export function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: 
         its.map((it) => Buffer.from(it.payloadHash)),
         lease,
         now,
+        req.attempt ?? null,
       ]),
     );
     const replaced = claims('replaceNonce');
@@ -164,6 +196,36 @@ export function writeQueries<T>(req: ReserveRequest, plan: ReservePlan<T>, now: 
     for (const it of its) {
       add('key', it.keyId, it.value);
       add('client', it.client, it.value);
+    }
+    const tokenUsage = new Map<
+      string,
+      { scope: string; subject: string; token: string; count: number; amount: bigint }
+    >();
+    for (const it of its) {
+      if (!it.token) continue;
+      for (const [scope, subject] of [
+        ['key', it.keyId],
+        ['client', it.client],
+      ] as const) {
+        const k = JSON.stringify([scope, subject, it.token.contract]);
+        const u = tokenUsage.get(k) ?? { scope, subject, token: it.token.contract, count: 0, amount: 0n };
+        u.count += 1;
+        u.amount += it.token.amount;
+        tokenUsage.set(k, u);
+      }
+    }
+    if (tokenUsage.size > 0) {
+      const t = [...tokenUsage.values()];
+      queries.push(
+        q('addTokenVelocity', [
+          t.map((x) => x.scope),
+          t.map((x) => x.subject),
+          t.map((x) => x.token),
+          t.map((x) => x.count),
+          t.map((x) => x.amount.toString()),
+          velocityBucket(now),
+        ]),
+      );
     }
     const u = [...usage.values()];
     queries.push(

@@ -42,6 +42,16 @@ export const SQL = {
     LEFT JOIN velocity v ON v.scope = q.scope AND v.subject = q.subject AND v.bucket >= q.since
     GROUP BY q.i`,
   batch: 'SELECT items_hash FROM batches WHERE client = $1 AND batch_id = $2',
+  // ERC-20 usage per (query, token): one row per pair asked for, zero when nothing was reserved.
+  tokenVelocity: `SELECT q.qi, q.token, coalesce(sum(v.count), 0)::text AS count, coalesce(sum(v.amount), 0)::text AS amount
+    FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS q(qi, scope, subject, token, since)
+    LEFT JOIN token_velocity v
+      ON v.scope = q.scope AND v.subject = q.subject AND v.token = q.token AND v.bucket >= q.since
+    GROUP BY q.qi, q.token`,
+  // The key version's state, share-locked: a state change on any replica waits for this
+  // reservation to commit, or commits first and is seen here.
+  keyState: 'SELECT state FROM keys WHERE key_id = $1 AND version = $2 FOR SHARE',
+  policyEpoch: 'SELECT count(*)::int AS n FROM policies',
   // A group of reservations (see runGroup) locks all the existing rows its reservations will
   // read up front, in the order complete() uses, rather than reservation by reservation.
   prelockRequests: `SELECT 1 FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
@@ -53,14 +63,15 @@ export const SQL = {
     ORDER BY n.key_id, n.chain_id, n.nonce
     FOR NO KEY UPDATE OF n`,
   // The writes, in the order sqlite.ts makes them for one item.
-  renewRequests: `UPDATE requests r SET lease_until = $3::bigint
+  renewRequests: `UPDATE requests r SET lease_until = $3::bigint, attempt = $4::text
     FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
     WHERE r.client = q.client AND r.request_id = q.request_id AND r.state = 'pending'`,
   renewNonces: `UPDATE nonces n SET lease_until = $3::bigint
     FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
     WHERE n.client = q.client AND n.request_id = q.request_id AND n.state = 'pending'`,
-  insertRequests: `INSERT INTO requests (client, request_id, key_id, payload_hash, state, lease_until, created_at)
-    SELECT client, request_id, key_id, payload_hash, 'pending', $5::bigint, $6::bigint
+  insertRequests: `INSERT INTO requests (client, request_id, key_id, payload_hash, state, lease_until, created_at,
+      attempt)
+    SELECT client, request_id, key_id, payload_hash, 'pending', $5::bigint, $6::bigint, $7::text
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS q(client, request_id, key_id, payload_hash)`,
   archiveNonces: `INSERT INTO nonce_replacements (key_id, chain_id, nonce, payload_hash, result, replaced_at)
     SELECT n.key_id, n.chain_id, n.nonce, n.payload_hash, n.result, $4::bigint
@@ -85,28 +96,42 @@ export const SQL = {
       AS q(scope, subject, count, value)
     ON CONFLICT (scope, subject, bucket)
     DO UPDATE SET count = velocity.count + excluded.count, value = velocity.value + excluded.value`,
+  addTokenVelocity: `INSERT INTO token_velocity (scope, subject, token, bucket, count, amount)
+    SELECT scope, subject, token, $6::bigint, count, amount
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[]) AS q(scope, subject, token, count, amount)
+    ON CONFLICT (scope, subject, token, bucket)
+    DO UPDATE SET count = token_velocity.count + excluded.count, amount = token_velocity.amount + excluded.amount`,
   insertBatch: 'INSERT INTO batches (client, batch_id, items_hash, created_at) VALUES ($1, $2, $3, $4)',
   // complete/abandon: rows are locked in key order first (the MATERIALIZED CTE; an UPDATE only
   // touches rows the CTE has already returned, i.e. locked), the order a reservation uses too,
   // so the two can never deadlock.
+  // Only pending records owned by the completing attempt (any attempt when it is null): a late
+  // completion after a lease takeover is dropped. The locked rows' WHERE is re-checked on the
+  // newest row version, so a takeover that committed meanwhile is seen. RETURNING: what applied.
   completeRequests: `WITH d AS (
-      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS q(client, request_id, result)),
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS q(client, request_id, result, attempt)),
     l AS MATERIALIZED (SELECT r.client, r.request_id, d.result
       FROM requests r JOIN d ON r.client = d.client AND r.request_id = d.request_id
+      WHERE r.state = 'pending' AND (d.attempt IS NULL OR r.attempt = d.attempt)
       ORDER BY r.client, r.request_id FOR NO KEY UPDATE OF r)
     UPDATE requests r SET state = 'done', result = l.result
-    FROM l WHERE r.client = l.client AND r.request_id = l.request_id`,
+    FROM l WHERE r.client = l.client AND r.request_id = l.request_id
+    RETURNING r.client, r.request_id`,
+  // The nonce claims of the requests the statement above just finished with this very result.
   completeNonces: `WITH d AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS q(client, request_id, result)),
     l AS MATERIALIZED (SELECT n.key_id, n.chain_id, n.nonce, d.result
       FROM nonces n JOIN d ON n.client = d.client AND n.request_id = d.request_id
+      JOIN requests r ON r.client = d.client AND r.request_id = d.request_id AND r.state = 'done'
+        AND r.result = d.result
+      WHERE n.state = 'pending'
       ORDER BY n.key_id, n.chain_id, n.nonce FOR NO KEY UPDATE OF n)
     UPDATE nonces n SET state = 'done', result = l.result
     FROM l WHERE n.key_id = l.key_id AND n.chain_id = l.chain_id AND n.nonce = l.nonce`,
   abandonRequests: `WITH l AS MATERIALIZED (SELECT r.client, r.request_id FROM requests r
-      JOIN unnest($1::text[], $2::text[]) AS q(client, request_id)
+      JOIN unnest($1::text[], $2::text[], $3::text[]) AS q(client, request_id, attempt)
         ON r.client = q.client AND r.request_id = q.request_id
-      WHERE r.state = 'pending' ORDER BY r.client, r.request_id FOR NO KEY UPDATE OF r)
+      WHERE r.state = 'pending' AND (q.attempt IS NULL OR r.attempt = q.attempt) ORDER BY r.client, r.request_id FOR NO KEY UPDATE OF r)
     UPDATE requests r SET lease_until = 0
     FROM l WHERE r.client = l.client AND r.request_id = l.request_id AND r.state = 'pending'`,
   // Appending to the audit chain: the lock, then the head in a statement of its own (see audit.ts).
@@ -123,8 +148,10 @@ export const SQL = {
       signature_hash, prev_hash, hash, request
     FROM audit WHERE seq >= $1::bigint AND seq <= $2::bigint ORDER BY seq LIMIT $3`,
   abandonNonces: `WITH l AS MATERIALIZED (SELECT n.key_id, n.chain_id, n.nonce FROM nonces n
-      JOIN unnest($1::text[], $2::text[]) AS q(client, request_id)
+      JOIN unnest($1::text[], $2::text[], $3::text[]) AS q(client, request_id, attempt)
         ON n.client = q.client AND n.request_id = q.request_id
+      JOIN requests r ON r.client = q.client AND r.request_id = q.request_id
+        AND (q.attempt IS NULL OR r.attempt = q.attempt)
       WHERE n.state = 'pending' ORDER BY n.key_id, n.chain_id, n.nonce FOR NO KEY UPDATE OF n)
     UPDATE nonces n SET lease_until = 0 FROM l
     WHERE n.key_id = l.key_id AND n.chain_id = l.chain_id AND n.nonce = l.nonce AND n.state = 'pending'`,
@@ -169,6 +196,7 @@ export const SQL = {
     FROM ceremonies ORDER BY started_at, session_id`,
   dropCeremony: 'DELETE FROM ceremonies WHERE session_id = $1',
   pruneVelocity: 'DELETE FROM velocity WHERE bucket < $1',
+  pruneTokenVelocity: 'DELETE FROM token_velocity WHERE bucket < $1',
   pruneBatches: 'DELETE FROM batches WHERE created_at < $1',
   // Rows locked in the order reservations and complete() lock them: no lock cycle.
   pruneRequests: `DELETE FROM requests WHERE (client, request_id) IN (

@@ -14,8 +14,12 @@ export function prepareStatements(db: Database.Database) {
     velocity: p('SELECT count, value FROM velocity WHERE scope = ? AND subject = ? AND bucket >= ?'),
     batch: p('SELECT items_hash FROM batches WHERE client = ? AND batch_id = ?'),
     insertRequest: p(
-      `INSERT INTO requests (client, request_id, key_id, payload_hash, state, lease_until, created_at)
-       VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+      `INSERT INTO requests (client, request_id, key_id, payload_hash, state, lease_until, created_at, attempt)
+       VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)`,
+    ),
+    // A lease takeover: the record now belongs to the attempt that took it over.
+    resumeRequest: p(
+      "UPDATE requests SET lease_until = ?, attempt = ? WHERE client = ? AND request_id = ? AND state = 'pending'",
     ),
     insertNonce: p(
       `INSERT INTO nonces (key_id, chain_id, nonce, payload_hash, intent_hash, max_fee, max_priority_fee, client,
@@ -40,7 +44,29 @@ export function prepareStatements(db: Database.Database) {
     renewRequest: p("UPDATE requests SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
     renewNonce: p("UPDATE nonces SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
     insertBatch: p('INSERT INTO batches (client, batch_id, items_hash, created_at) VALUES (?, ?, ?, ?)'),
-    completeRequest: p("UPDATE requests SET state = 'done', result = ? WHERE client = ? AND request_id = ?"),
+    // Only a pending record, and only by the attempt that owns it (any attempt when none is given).
+    completeRequest: p(
+      `UPDATE requests SET state = 'done', result = ?
+       WHERE client = ? AND request_id = ? AND state = 'pending' AND (? IS NULL OR attempt IS ?)`,
+    ),
+    abandonRequest: p(
+      `UPDATE requests SET lease_until = 0
+       WHERE client = ? AND request_id = ? AND state = 'pending' AND (? IS NULL OR attempt IS ?)`,
+    ),
+    keyState: p('SELECT state FROM keys WHERE key_id = ? AND version = ?'),
+    policyEpoch: p('SELECT count(*) AS n FROM policies'),
+    tokenVelocity: p(
+      'SELECT count, amount FROM token_velocity WHERE scope = ? AND subject = ? AND token = ? AND bucket >= ?',
+    ),
+    tokenBucket: p('SELECT amount FROM token_velocity WHERE scope = ? AND subject = ? AND token = ? AND bucket = ?'),
+    countTokenBucket: p(
+      `INSERT INTO token_velocity (scope, subject, token, bucket, count, amount) VALUES (?, ?, ?, ?, 1, '0')
+       ON CONFLICT (scope, subject, token, bucket) DO UPDATE SET count = count + 1`,
+    ),
+    addTokenAmount: p(
+      'UPDATE token_velocity SET amount = ? WHERE scope = ? AND subject = ? AND token = ? AND bucket = ?',
+    ),
+    pruneTokenVelocity: p('DELETE FROM token_velocity WHERE bucket < ?'),
     completeNonce: p("UPDATE nonces SET state = 'done', result = ? WHERE client = ? AND request_id = ?"),
     pruneVelocity: p('DELETE FROM velocity WHERE bucket < ?'),
     pruneBatches: p('DELETE FROM batches WHERE created_at < ?'),
