@@ -1,9 +1,10 @@
 import type { AuditRequest } from '../../core/audit/chain.js';
 import { SignerError } from '../../core/errors.js';
 import { type CanonicalRequest, canonicalRequestBytes } from '../../core/request-signing/canonical.js';
-import { type RequestKeySource, verifyRequestSignature } from '../../core/request-signing/verify.js';
+import type { RequestKeySource } from '../../core/request-signing/verify.js';
 import type { Config } from '../../infra/config/schema.js';
 import type { Identity } from '../../infra/grpc/auth.js';
+import { verifyRequestSignatureNative } from './request-verify-native.js';
 
 /** What a request carries of its signature (proto fields 30 and 31). */
 export interface WireRequestSignature {
@@ -81,7 +82,7 @@ export class RequestSignatures {
     } catch (e) {
       throw refuse('unencodable', `the request has no canonical form: ${(e as Error).message}`);
     }
-    if (!verifyRequestSignature(key, message, signature))
+    if (!verifyRequestSignatureNative(key, message, signature))
       throw refuse(
         'mismatch',
         'request_signature does not verify over this request (another payload, key, version, id, time or client?)',
