@@ -243,6 +243,57 @@ t.test('a document edited in the database after approval never activates', async
   await ka('CancelProposal', { proposalId: p.id, reason: 'tampered' });
 });
 
+t.test('a policy version a database writer inserts is refused, not trusted', async (t) => {
+  const base = await getPolicy();
+  const activated = ((await ka('ListProposals', {})) as { proposals: Proposal[] }).proposals.find(
+    (p) => p.kind === 'policy' && p.state === 'activated',
+  );
+  t.ok(activated, 'an activated proposal exists to borrow the name of');
+  const evil = JSON.stringify({
+    ...JSON.parse(base.document),
+    keys: ['*'],
+    payloadKinds: ['evm', 'digest', 'message'],
+  });
+  const signedBefore = await signMessage('hot-ed').then(
+    () => true,
+    () => false,
+  );
+  for (const updatedBy of ['security-admin', `quorum:${activated!.id}`, 'config']) {
+    const db = new Database(`${ts.dir}/signer.db`);
+    db.prepare('INSERT INTO policies (name, version, document, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)').run(
+      'open',
+      base.version + 1,
+      evil,
+      Date.now(),
+      updatedBy,
+    );
+    db.close();
+    t.ok(
+      await eventually(async () => {
+        const e = await signMessage('hot-ed').then(
+          () => null,
+          (err: Error) => err,
+        );
+        return e !== null && /POLICY_UNAVAILABLE|does not compile|neither/.test(String(e.message));
+      }),
+      `updated_by "${updatedBy}": refused once the replica reloads`,
+    );
+    await refused(t, signMessage('hot-ed'), status.FAILED_PRECONDITION, 'POLICY_UNAVAILABLE');
+    const undo = new Database(`${ts.dir}/signer.db`);
+    undo.prepare('DELETE FROM policies WHERE name = ? AND version = ?').run('open', base.version + 1);
+    undo.close();
+    t.ok(
+      await eventually(async () =>
+        signMessage('hot-ed').then(
+          () => signedBefore,
+          (e: Error) => !signedBefore && !/POLICY_UNAVAILABLE/.test(e.message),
+        ),
+      ),
+      'the approved version governs again once the row is gone',
+    );
+  }
+});
+
 t.test('freeze is immediate by one admin; unfreeze needs the quorum', async (t) => {
   await signMessage('hot-ed');
   const f = await ka('FreezeKey', { keyId: 'hot-ed' }, ts.as('admin-c'));

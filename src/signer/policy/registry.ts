@@ -28,6 +28,8 @@ export class PolicyRegistry {
   /** Latest versions that do not compile: they still govern their patterns, by refusing. */
   private broken: BrokenPolicy[] = [];
   private records = new Map<string, PolicyRecord>();
+  /** The config file's policy texts (seed()): trusted under a quorum as the file is. */
+  private configTexts = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
   private pending: PendingPolicy[] = [];
@@ -67,6 +69,7 @@ export class PolicyRegistry {
         `policies: key pattern "${clash[0]!.pattern}" is claimed by ${clash[0]!.policies.join(' and ')}`,
       );
     const recorded: PolicyRecord[] = [];
+    this.configTexts = new Map(Object.entries(config).map(([name, doc]) => [name, JSON.stringify(doc)]));
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
       const history = await this.store.policyHistory(name);
@@ -90,9 +93,22 @@ export class PolicyRegistry {
   /** Reloads the latest versions from the store and swaps them in at once. */
   async refresh(): Promise<void> {
     const records = await this.store.listPolicies();
+    const proposals = this.admins ? await this.store.listProposals() : [];
     const compiled: CompiledPolicy[] = [];
     const broken: BrokenPolicy[] = [];
     for (const r of records) {
+      const unapproved = this.admins ? this.unapproved(this.admins, r, proposals) : null;
+      if (unapproved) {
+        // A row a database writer put there (or a version from before the quorum): refused like
+        // a policy that does not compile, never trusted for being in the store.
+        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document) });
+        this.log?.error(
+          { policy: r.name, version: r.version, why: unapproved },
+          "stored policy version is neither the config file's text nor approved by the admin quorum; " +
+            'the keys it governs are refused (POLICY_UNAVAILABLE) until a quorum-approved version replaces it',
+        );
+        continue;
+      }
       try {
         compiled.push(compilePolicy(JSON.parse(r.document), r.name));
       } catch (e) {
@@ -105,9 +121,7 @@ export class PolicyRegistry {
         );
       }
     }
-    const [pending, freezes] = this.admins
-      ? await Promise.all([this.store.listProposals(), this.store.listFreezes()])
-      : [[], await this.store.listFreezes()];
+    const [pending, freezes] = [proposals, await this.store.listFreezes()];
     this.compiled = compiled;
     this.broken = broken;
     this.records = new Map(records.map((r) => [r.name, r]));
@@ -119,6 +133,24 @@ export class PolicyRegistry {
     this.clock.markStarted();
     this.setFrozen(freezes);
     this.metrics?.policiesInvalid.set(broken.length);
+  }
+
+  /**
+   * Under an admin quorum a stored version is trusted only when it is the config file's own text
+   * for that policy (the root of trust, with the admins' keys) or the document of a policy
+   * proposal that replaced version n - 1 and whose approvals verify now, against the bytes as
+   * stored. Returns why not, or null.
+   */
+  private unapproved(admins: AdminSet, r: PolicyRecord, proposals: readonly ProposalRecord[]): string | null {
+    if (r.updatedBy === 'config' && this.configTexts.get(r.name) === r.document) return null;
+    const id = r.updatedBy.startsWith('quorum:') ? r.updatedBy.slice('quorum:'.length) : null;
+    const p = id ? proposals.find((x) => x.id === id) : undefined;
+    if (!p) return `updated by "${r.updatedBy}": no approved proposal and not the config's text`;
+    if (p.kind !== 'policy' || p.target !== r.name || p.baseVersion !== r.version - 1 || p.document !== r.document)
+      return `proposal ${p.id} is not this version's (policy, base version and document must match)`;
+    if (!checkQuorum(admins, subjectOf(p), p.approvals).reachedAt)
+      return `proposal ${p.id} lacks ${admins.quorum} valid approvals`;
+    return null;
   }
 
   private observe(p: ProposalRecord): void {
