@@ -80,7 +80,8 @@ export class PolicyRegistry {
       if (this.admins && history.length > 0) {
         this.log?.warn(
           { policy: name },
-          'config policy differs from the stored one; ignored (admin quorum: propose it)',
+          'config policy differs from the stored one; not applied (admin quorum: propose it). Until the ' +
+            'file is restored or a quorum-approved version replaces a config-set one, its keys are refused',
         );
         continue;
       }
