@@ -5,8 +5,10 @@
  * the audit entry's optional `request` field (old entries hash as before) and the offline
  * request check of verify-audit --requests.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { p256 } from '@noble/curves/nist.js';
 import t from 'tap';
 import { repoRoot } from '../harness/token.js';
 import { requestSigner, signRequest } from '../src/client/request-signing.js';
@@ -37,7 +39,7 @@ interface VectorRequest {
   }>;
 }
 const vectors = JSON.parse(readFileSync(`${repoRoot}/test/vectors/sign-request/vectors.json`, 'utf8')) as {
-  keys: Record<'p256' | 'ed25519', { privateKeyPem: string; publicKeyPem: string; fingerprint: string }>;
+  keys: Record<'p256' | 'ed25519', { seed: string; publicKeyPem: string; fingerprint: string }>;
   vectors: Array<{
     name: string;
     request: VectorRequest;
@@ -81,6 +83,24 @@ function wireOf(r: VectorRequest): object {
     clientTime: r.clientTime,
     ...item(r.payloads[0]!),
   };
+}
+
+/**
+ * The vectors' test keys, derived from their public seeds as generate.py derives them (the file
+ * stores no key material): P-256 scalar = SHA-256(seed) mod n, Ed25519 private key = SHA-256(seed).
+ */
+function privateKeyPem(alg: 'p256' | 'ed25519'): string {
+  const seed = createHash('sha256').update(vectors.keys[alg].seed).digest();
+  const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64url');
+  let jwk: Record<string, string>;
+  if (alg === 'ed25519') jwk = { kty: 'OKP', crv: 'Ed25519', d: b64(seed), x: b64(ed25519.getPublicKey(seed)) };
+  else {
+    const n = p256.Point.CURVE().n;
+    const d = Buffer.from((BigInt(`0x${seed.toString('hex')}`) % n).toString(16).padStart(64, '0'), 'hex');
+    const pub = p256.getPublicKey(d, false);
+    jwk = { kty: 'EC', crv: 'P-256', d: b64(d), x: b64(pub.subarray(1, 33)), y: b64(pub.subarray(33)) };
+  }
+  return createPrivateKey({ key: jwk, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' }) as string;
 }
 
 const keys = {
@@ -128,7 +148,7 @@ t.test('the client signs what the signer will decode: proto round trip, then the
     ['ed25519', 'ed25519'],
   ] as const) {
     for (const v of vectors.vectors) {
-      const signer = requestSigner(v.request.client, vectors.keys[alg].privateKeyPem);
+      const signer = requestSigner(v.request.client, privateKeyPem(alg));
       t.equal(signer.signingKey, vectors.keys[alg].fingerprint);
       const signed = signRequest(v.request.kind, wireOf(v.request), signer) as {
         requestSignature: Buffer;
@@ -144,7 +164,7 @@ t.test('the client signs what the signer will decode: proto round trip, then the
     }
   }
   const already = { keyId: 'k', requestSignature: Buffer.from('00', 'hex'), requestSigningKey: 'x' };
-  const signer = requestSigner('c', vectors.keys.p256.privateKeyPem);
+  const signer = requestSigner('c', privateKeyPem('p256'));
   t.equal(signRequest('sign', already, signer), already, 'a request that carries a signature is left alone');
   const noTime = { keyId: 'k', requestId: 'r', digest: Buffer.alloc(32) };
   t.equal(signRequest('sign', noTime, signer), noTime, 'a request with no canonical form is sent unsigned');

@@ -6,14 +6,15 @@ from cryptography.hazmat.primitives import serialization, hashes
 def spki_fp(pub):
     der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return 'spki-sha256:' + hashlib.sha256(der).hexdigest()
-def pem_priv(k):
-    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 def pem_pub(k):
     return k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551
-p256 = ec.derive_private_key(int.from_bytes(hashlib.sha256(b'hsm-signer sign-request vector p256').digest(),'big') % N, ec.SECP256R1())
-edk = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b'hsm-signer sign-request vector ed25519').digest())
+# The keys are derived from public seeds, so the file stores no key material (tests derive them too).
+P256_SEED = 'hsm-signer sign-request vector p256'
+ED25519_SEED = 'hsm-signer sign-request vector ed25519'
+p256 = ec.derive_private_key(int.from_bytes(hashlib.sha256(P256_SEED.encode()).digest(),'big') % N, ec.SECP256R1())
+edk = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(ED25519_SEED.encode()).digest())
 
 def text(r):
     ms = int(r['clientTime']['seconds'])*1000 + r['clientTime']['nanos']//1000000
@@ -37,9 +38,9 @@ reqs = [
  {'name':'non-ASCII client CN and spaces in values (UTF-8, rest of the line), empty message','request':{'kind':'sign','client':'Zahlungs-Maschine \u00dc 1','keyId':'hot key 1','keyVersion':0,'id':'id with spaces','clientTime':{'seconds':'0','nanos':0},'payloads':[{'kind':'message','hex':'','scope':None}]}},
 ]
 out = {'format':'hsm-signer/sign-request/v1',
- 'comment':'Written with Python hashlib and cryptography, independently of src/core/request-signing. Test keys only. p256 signatures: DER ECDSA/SHA-256 with random k (check by verifying); ed25519: RFC 8032, deterministic.',
- 'keys':{'p256':{'privateKeyPem':pem_priv(p256),'publicKeyPem':pem_pub(p256),'fingerprint':spki_fp(p256.public_key())},
-         'ed25519':{'privateKeyPem':pem_priv(edk),'publicKeyPem':pem_pub(edk),'fingerprint':spki_fp(edk.public_key())}},
+ 'comment':'Written with Python hashlib and cryptography, independently of src/core/request-signing. Test keys only, derived from their seed (no key material is stored): P-256 private scalar = SHA-256(seed) mod n; Ed25519 private key = SHA-256(seed). p256 signatures: DER ECDSA/SHA-256 with random k (check by verifying); ed25519: RFC 8032, deterministic.',
+ 'keys':{'p256':{'seed':P256_SEED,'publicKeyPem':pem_pub(p256),'fingerprint':spki_fp(p256.public_key())},
+         'ed25519':{'seed':ED25519_SEED,'publicKeyPem':pem_pub(edk),'fingerprint':spki_fp(edk.public_key())}},
  'vectors':[], 'invalid':[]}
 for r in reqs:
     t = text(r['request']).encode()
