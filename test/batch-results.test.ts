@@ -8,6 +8,7 @@ import { ALICE, transfer } from '../harness/evm.js';
 import { OPEN_POLICY, refusal, refused, startTestSigner, TEST_TOKEN } from '../harness/signer.js';
 import { call, nowTimestamp } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
+import { certificateSigner, signingInterceptor } from '../src/client/request-signing.js';
 import { DEFAULT_BATCH_RESPONSE_BYTES } from '../src/infra/config/schema.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 
@@ -158,6 +159,8 @@ t.test('a response lost after the commit: the results are read back in pages', a
     'grpc.ssl_target_name_override': 'localhost',
     'grpc.default_authority': 'localhost',
     'grpc.max_receive_message_length': 64 * 1024,
+    // It signs its requests as every payment-engine client does (requireSignedRequests).
+    interceptors: [signingInterceptor(certificateSigner({ cert: pair.cert, key: pair.key }))],
   });
   t.teardown(() => narrow.close());
   const id = randomUUID();
