@@ -74,7 +74,8 @@ const checkpointed = await eventually(async () => {
 if (!checkpointed) throw new Error(`the first run signed no checkpoint within 60 s: ${proc!.logs().slice(-2000)}`);
 auditor.close();
 await proc!.stop();
-const publicKey = Buffer.from(verifierKey.split('+')[2]!, 'base64').subarray(1).toString('base64');
+// A C2SP verifier key is <name>+<key hash>+<base64 of 0x01 || key>: the base64 may hold '+' too.
+const publicKey = Buffer.from(verifierKey.split('+').slice(2).join('+'), 'base64').subarray(1).toString('base64');
 witnesses.push(...(await startWitnesses(tmp.path, pki, [{ origin: ORIGIN, publicKey }], { n: 2 })));
 const withWitnesses = { witness: witnessConfig(witnesses, pki, 2) };
 
