@@ -182,11 +182,14 @@ export class SignFlow {
       (view): ReservePlan<GuardOutcome | Stale> => {
         const gate = checkInTransaction(view, s.expected, retry.refreshed);
         if (gate === STALE) return { outcome: STALE, writes: [] };
-        // A sweep its rule refused is audited (with its sweep intent) like any refusal.
-        const decided = sweepRefusal
-          ? { outcome: { ok: false as const, error: sweepRefusal }, writes: [] }
-          : decideSign(policy, item, intent, view);
-        return audited(gate ?? decided, (o) => signDraft(base, prepared, o));
+        // The guard decides only when the gate did not; a sweep its rule refused is audited (with
+        // its sweep intent) like any refusal.
+        const decided =
+          gate ??
+          (sweepRefusal
+            ? { outcome: { ok: false as const, error: sweepRefusal }, writes: [] }
+            : decideSign(policy, item, intent, view));
+        return audited(decided, (o) => signDraft(base, prepared, o));
       },
     );
     // A key state or a policy changed on another replica: load them and check the request again.
