@@ -112,6 +112,26 @@ export async function startCosigners(
   );
 }
 
+/** Test admins (client certificates of the test PKI) and the names they approve under. */
+export const ADMIN_CLIENTS = { alice: 'admin-a', bob: 'admin-b', carol: 'admin-c' } as const;
+
+/**
+ * The `admins` section for the test admins, k of n with their certificates' P-256 keys: the same
+ * on the signer and, pinned in their own configs, on the cosigners (README "Destroying threshold
+ * shares").
+ */
+export function adminsConfig(pki: Pki, quorum = 2, policyDelaySeconds = 1) {
+  const members = Object.fromEntries(
+    Object.entries(ADMIN_CLIENTS).map(([name, cn]) => [name, { certificateFile: pki.files.clients[cn]!.cert }]),
+  );
+  return { quorum, policyDelaySeconds, members };
+}
+
+/** Cosigners that pin these admins and overwrite ordered-destroyed shares `delaySeconds` later. */
+export function withAdmins(admins: ReturnType<typeof adminsConfig>, delaySeconds: number): CosignerConfigure {
+  return (c) => ({ ...c, admins, cosigner: { ...c.cosigner, shareDestroyDelaySeconds: delaySeconds } });
+}
+
 /** The signer's `threshold` config section for these cosigners. */
 export function thresholdConfig(nodes: CosignerNode[], pki: Pki, minSigners = 2, deadlineMs = 3000) {
   return {

@@ -1,11 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import t from 'tap';
 import { makePki } from '../harness/pki.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { proposalBytes } from '../src/core/admin/proposal.js';
 import { aggregate, decodePublic } from '../src/core/frost/participant.js';
 import { SUITES } from '../src/core/frost/suites.js';
 import type { Round1Entry } from '../src/core/frost/wire.js';
+import { canonicalJson } from '../src/core/policy/canonical.js';
 import { CosignerIdentity } from '../src/cosigner/identity.js';
 import { CosignerService } from '../src/cosigner/service.js';
 import { CosignerStore } from '../src/cosigner/store.js';
@@ -25,12 +28,34 @@ const hsm = await Hsm.open({ uri: token.uri, sessions: 2, recoveryIntervalMs: 10
 t.teardown(() => hsm.close());
 const sealKey = await ensureSealingKey(hsm, 'share-sealing');
 const log = createLogger('silent');
+/** Two of three Ed25519 admins order destructions; the destroy delay runs on a mocked clock. */
+const adminKeys = ['alice', 'bob', 'carol'].map((name) => ({ name, secret: ed25519.utils.randomSecretKey() }));
+const ADMINS = new Map(
+  adminKeys.map((a) => [a.name, { algorithm: 'ed25519' as const, bytes: ed25519.getPublicKey(a.secret) }]),
+);
+const DESTROY_DELAY_MS = 3600_000;
+let clock = new Date();
+/** The quorum's order to destroy `keyId` v`version`, signed by `by`, as the signer forwards it. */
+function orderOf(keyId: string, version: number, by: string[]) {
+  const proposalId = randomBytes(16).toString('hex');
+  const document = canonicalJson({ confirmKeyId: keyId, keyId, version });
+  const bytes = proposalBytes({ kind: 'destroy-key', id: proposalId, target: keyId, baseVersion: version, document });
+  const approvals = by.map((admin) => ({
+    admin,
+    signature: ed25519.sign(bytes, adminKeys.find((a) => a.name === admin)!.secret),
+  }));
+  return { proposalId, document, approvals };
+}
 const services = [1, 2, 3].map((id) => {
   const store = new CosignerStore(join(dir.path, `cosigner-${id}.db`));
   t.teardown(() => store.close());
   const files = pki.files.clients[`cosigner-${id}`]!;
   const identity = new CosignerIdentity({ certFile: files.cert, keyFile: files.key }, pki.files.caCert, id);
-  return new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log });
+  const admins = { quorum: 2, members: ADMINS, delaySeconds: 0 };
+  return new CosignerService({
+    ...{ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log },
+    ...{ admins, shareDestroyDelayMs: DESTROY_DELAY_MS, now: () => clock },
+  });
 });
 const [one, two] = services as [CosignerService, CosignerService, CosignerService];
 
@@ -91,9 +116,25 @@ t.test('two cosigners sign; a nonce signs once; a request id keeps its payload',
   await t.rejects(ask(one, 2), refusal('NONCE_UNKNOWN'), 'so did the mismatched one');
 });
 
-t.test('destroying a key version removes its shares and its pooled nonces', async (t) => {
+t.test("destroying a key version takes the quorum's order, then the delay; its pooled nonces go at once", async (t) => {
   const pooled = await one.commit({ keyId, keyVersion: 1, count: 1 });
-  t.same(one.destroyShares({ keyId, keyVersion: 1 }), { destroyed: 1 });
+  t.throws(() => one.destroyShares({ keyId, keyVersion: 1 }), refusal('DESTROY_ORDER_INVALID'), 'no order');
+  t.throws(
+    () => one.destroyShares({ keyId, keyVersion: 1, order: orderOf(keyId, 1, ['alice']) }),
+    refusal('DESTROY_ORDER_INVALID'),
+    'one approval of two',
+  );
+  t.throws(
+    () => one.destroyShares({ keyId, keyVersion: 2, order: orderOf(keyId, 1, ['alice', 'bob']) }),
+    refusal('DESTROY_ORDER_INVALID'),
+    'an order for another version',
+  );
+  const ordered = one.destroyShares({ keyId, keyVersion: 1, order: orderOf(keyId, 1, ['alice', 'bob']) });
+  t.same(ordered, { destroyed: 1, dueAt: new Date(clock.getTime() + DESTROY_DELAY_MS).toISOString() });
+  await t.rejects(one.commit({ keyId, keyVersion: 1, count: 1 }), refusal('SHARE_DESTROY_SCHEDULED'));
+  t.equal(one.sweepDestroyed(), 0, 'nothing is overwritten before the delay');
+  clock = new Date(clock.getTime() + DESTROY_DELAY_MS);
+  t.equal(one.sweepDestroyed(), 1, 'overwritten when due');
   await t.rejects(one.commit({ keyId, keyVersion: 1, count: 1 }), refusal('SHARE_NOT_FOUND'));
   const mine = pooled.commitments[0]!;
   const commitments = [{ cosignerId: 1, hiding: Buffer.from(mine.hiding), binding: Buffer.from(mine.binding) }];

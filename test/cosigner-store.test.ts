@@ -88,9 +88,23 @@ t.test(
     );
     t.equal(store.ceremonyState('session-three-cccccc'), 'discarded');
     t.same(store.finish('session-three-cccccc', true), { done: 'not-pending' }, 'a discarded session commits nothing');
-    t.equal(store.destroy('k', 1, 'session-one-aaaaaaaa'), 0, "another session's destroy leaves the share");
-    t.equal(store.destroy('k', 1, 'session-two-bbbbbbbb'), 1, 'the session that made it destroys it');
-    t.same(store.all(), []);
+    t.equal(store.discardSession('k', 1, 'session-one-aaaaaaaa'), 0, "another session's cleanup leaves the share");
+    t.equal(
+      store.discardSession('k', 1, 'session-two-bbbbbbbb'),
+      'committed',
+      'the session that made it cannot remove it once committed',
+    );
+    t.same(
+      store.all().map((r) => [r.epoch, r.state]),
+      [[2, 'active']],
+    );
+    pending('session-six-ffffffff', 3);
+    t.equal(store.discardSession('k', 1, 'session-six-ffffffff'), 1, "a pending share goes with its session's cleanup");
+    t.same(
+      store.all().map((r) => [r.epoch, r.state]),
+      [[2, 'active']],
+      'the committed share stays',
+    );
   },
 );
 

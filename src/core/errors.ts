@@ -65,6 +65,9 @@ export type Reason =
   | 'CEREMONY_NOT_PENDING'
   | 'SHARE_NOT_FOUND'
   | 'SHARE_EPOCH_MISMATCH'
+  // Share destruction on a cosigner (src/core/admin/share-destroy.ts): the quorum's order, the delay.
+  | 'DESTROY_ORDER_INVALID'
+  | 'SHARE_DESTROY_SCHEDULED'
   | 'NONCE_UNKNOWN'
   | 'COMMITMENT_MISMATCH'
   // Witnesses of the audit log (src/witness, proto/signer/v1/witness.proto).

@@ -28,6 +28,7 @@ export function cosignerGrpc(service: CosignerService, peers: PeerAuthorizer, lo
     Commit: rpc((r: In<'commit'>) => service.commit(r)),
     SignShare: rpc((r: In<'signShare'>) => service.signShare(r)),
     DestroyShares: rpc((r: In<'destroyShares'>) => service.destroyShares(r)),
+    CancelShareDestroy: rpc((r: In<'cancelShareDestroy'>) => service.cancelShareDestroy(r)),
     ShareStatus: rpc((r: In<'shareStatus'>) => service.shareStatus(r)),
   };
 }

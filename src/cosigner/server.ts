@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { loadAdmins } from '../infra/config/admins.js';
 import type { Config } from '../infra/config/schema.js';
 import { PeerAuthorizer } from '../infra/grpc/auth.js';
 import { signerV1 } from '../infra/grpc/proto.js';
@@ -52,7 +53,15 @@ export async function startCosigner(
   const server = new grpc.Server(connectionOptions(config));
   const faults = opts.faults ? { faults: opts.faults } : {};
   const { id, maxPooledNonces } = me;
-  const service = new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults });
+  // The admins pinned here, not the signer's: the coordinator cannot present a quorum of its own.
+  const admins = loadAdmins(config.admins);
+  if (!admins)
+    log.warn('no admins section: no committed share can be destroyed here (README "Destroying threshold shares")');
+  const shareDestroyDelayMs = me.shareDestroyDelaySeconds * 1000;
+  const service = new CosignerService({
+    ...{ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults },
+    ...{ admins, shareDestroyDelayMs },
+  });
   server.addService(signerV1.Cosigner.service, cosignerGrpc(service, peers, log));
   // Every cosigner is also a witness of the signer's audit log, with its own key and file.
   const w = config.witnessing;
@@ -73,6 +82,18 @@ export async function startCosigner(
     }
   }, 60_000);
   pruner.unref();
+  // Ordered destructions are overwritten when due, checked at start and then often enough that
+  // a share outlives its delay by at most a quarter of it (and at most a minute).
+  const sweep = () => {
+    try {
+      service.sweepDestroyed();
+    } catch (e) {
+      log.error({ err: e }, 'overwriting destroyed shares failed');
+    }
+  };
+  sweep();
+  const sweeper = setInterval(sweep, Math.min(60_000, Math.max(250, shareDestroyDelayMs / 4)));
+  sweeper.unref();
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
@@ -85,6 +106,7 @@ export async function startCosigner(
       reloader.close();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       clearInterval(pruner);
+      clearInterval(sweeper);
       await hsm.close();
       store.close();
       witness?.close();

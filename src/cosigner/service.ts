@@ -1,9 +1,11 @@
+import type { AdminSet } from '../core/admin/approvals.js';
 import { SignerError } from '../core/errors.js';
 import type { Round1Entry, Round1Output, SealedShare } from '../core/frost/wire.js';
 import type { Hsm } from '../infra/hsm/hsm.js';
 import type { Logger } from '../infra/log.js';
 import { CosignerCeremonies, type Round1Request } from './ceremonies.js';
 import type { CeremonyFaults } from './ceremony.js';
+import { type CancelShareDestroyRequest, type DestroySharesRequest, ShareDestruction } from './destroy.js';
 import type { CosignerIdentity } from './identity.js';
 import { ShareVault } from './shares.js';
 import { type CommitRequest, type CommitResponse, CosignerSigning, type SignShareRequest } from './signing.js';
@@ -23,6 +25,12 @@ export interface CosignerOptions {
   /** Signs this cosigner's round-1 outputs and checks the others'. */
   identity: CosignerIdentity;
   faults?: CosignerFaults;
+  /** The admins pinned in this cosigner's config: only their quorum's order destroys a committed share. */
+  admins: AdminSet | undefined;
+  /** How long an ordered destruction waits (the share does not sign meanwhile) before the overwrite. */
+  shareDestroyDelayMs: number;
+  /** Tests: a mocked clock for the destroy delay. */
+  now?: () => Date;
 }
 
 /**
@@ -33,6 +41,7 @@ export interface CosignerOptions {
 export class CosignerService {
   private readonly ceremonies: CosignerCeremonies;
   private readonly signing: CosignerSigning;
+  private readonly destruction: ShareDestruction;
 
   constructor(private readonly o: CosignerOptions) {
     const shares = new ShareVault(o);
@@ -40,6 +49,16 @@ export class CosignerService {
     this.ceremonies = new CosignerCeremonies({ id, store, shares, identity, ...(faults ? { faults } : {}) });
     const corrupt = faults?.corruptSignShare ? { corruptSignShare: true } : {};
     this.signing = new CosignerSigning({ id, store, shares, maxPooledNonces, log, ...corrupt });
+    this.destruction = new ShareDestruction({
+      id,
+      store,
+      admins: o.admins,
+      delayMs: o.shareDestroyDelayMs,
+      log,
+      forget: (k, v) => this.signing.forget(k, v),
+      endCeremony: (s) => this.ceremonies.end(s),
+      ...(o.now ? { now: o.now } : {}),
+    });
   }
 
   info(): { cosignerId: number } {
@@ -120,17 +139,21 @@ export class CosignerService {
   }
 
   /**
-   * Destroys the shares of a key version held here, and its pooled nonces: every share, or with
-   * `sessionId` only the shares that ceremony made (a coordinator removing what its own
-   * ceremony created cannot destroy another ceremony's shares).
+   * On the admin quorum's order (checked here): schedules the destruction of a key version's
+   * shares, which stop signing at once. With only a session id: removes that ceremony's share
+   * while it is still pending. Anything else is refused (destroy.ts).
    */
-  destroyShares(r: { keyId: string; keyVersion: number; sessionId?: string }): { destroyed: number } {
-    const { keyId, keyVersion } = r;
-    const sessionId = r.sessionId || undefined;
-    if (sessionId) this.ceremonies.end(sessionId);
-    const destroyed = this.o.store.destroy(keyId, keyVersion, sessionId);
-    if (destroyed) this.signing.forget(keyId, keyVersion);
-    this.o.log.info({ keyId, version: keyVersion, destroyed, sessionId }, 'threshold shares destroyed');
-    return { destroyed };
+  destroyShares(r: DestroySharesRequest): { destroyed: number; dueAt: string } {
+    return this.destruction.destroyShares(r);
+  }
+
+  /** One admin's signed cancel of a scheduled destruction. */
+  cancelShareDestroy(r: CancelShareDestroyRequest): { restored: number } {
+    return this.destruction.cancel(r);
+  }
+
+  /** Overwrites the shares whose destroy delay has passed (the cosigner's timer). */
+  sweepDestroyed(): number {
+    return this.destruction.sweep();
   }
 }

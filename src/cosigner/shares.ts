@@ -27,8 +27,25 @@ export class ShareVault {
 
   constructor(private readonly o: { id: number; hsm: Hsm; sealKey: Uint8Array; store: CosignerStore; log: Logger }) {}
 
-  /** The share row that signs for a key version (still sealed). */
+  /**
+   * The share row that signs for a key version (still sealed). A share the quorum ordered
+   * destroyed signs nothing from the order on (nor is it refreshed), until it is overwritten or
+   * an admin cancels: every use of a share comes through here.
+   */
   active(keyId: string, version: number): ShareRow {
+    const scheduled = this.o.store.orders.of(keyId, version);
+    if (scheduled) {
+      throw new SignerError(
+        'SHARE_DESTROY_SCHEDULED',
+        `the share of ${keyId} v${version} is ordered destroyed (proposal ${scheduled.proposalId}) and no longer signs`,
+        {
+          keyId,
+          cosigner: String(this.o.id),
+          proposal: scheduled.proposalId,
+          dueAt: scheduled.dueAt.toISOString(),
+        },
+      );
+    }
     const row = this.o.store.active(keyId, version);
     if (!row) {
       throw new SignerError('SHARE_NOT_FOUND', `this cosigner holds no share of ${keyId} v${version}`, {

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { ThresholdAlgorithm } from '../core/frost/suites.js';
+import { DestroyOrders } from './destroy-store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS shares (
@@ -87,6 +88,8 @@ const fromRow = (r: Row): ShareRow => ({
  */
 export class CosignerStore {
   private readonly db: Database.Database;
+  /** The admin quorum's orders to destroy shares (destroy-store.ts). */
+  readonly orders: DestroyOrders;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -94,6 +97,7 @@ export class CosignerStore {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
+    this.orders = new DestroyOrders(this.db, () => this.scrub());
     // A ceremony's rounds live in memory: those that were running when this process stopped
     // cannot go on (their pending shares, if any, stay until the coordinator commits or drops them).
     this.db
@@ -236,17 +240,20 @@ export class CosignerStore {
   }
 
   /**
-   * Destroys the shares of a key version: all of them, or with `sessionId` only those that
-   * ceremony made (a replica cleaning up after itself cannot touch another ceremony's shares).
+   * A ceremony's cleanup: removes that session's share of the key version only while it is
+   * pending (never committed). `committed` when the session's share signs here: removing that
+   * takes the quorum's order (`orders.schedule`), never a session id.
    */
-  destroy(keyId: string, version: number, sessionId?: string): number {
-    const n = sessionId
-      ? this.db
-          .prepare('DELETE FROM shares WHERE key_id = ? AND version = ? AND session_id = ?')
-          .run(keyId, version, sessionId).changes
-      : this.db.prepare('DELETE FROM shares WHERE key_id = ? AND version = ?').run(keyId, version).changes;
-    this.scrub();
-    return n;
+  discardSession(keyId: string, version: number, sessionId: string): number | 'committed' {
+    const out = this.db.transaction(() => {
+      const where = 'key_id = ? AND version = ? AND session_id = ?';
+      if (this.db.prepare(`SELECT 1 FROM shares WHERE ${where} AND state <> 'pending'`).get(keyId, version, sessionId))
+        return 'committed' as const;
+      return this.db.prepare(`DELETE FROM shares WHERE ${where} AND state = 'pending'`).run(keyId, version, sessionId)
+        .changes;
+    })();
+    if (out !== 'committed') this.scrub();
+    return out;
   }
 
   /**

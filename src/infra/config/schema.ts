@@ -410,6 +410,17 @@ export const configSchema = z
         identity: certPair,
         /** Pooled nonces per key are capped; the oldest are discarded first. */
         maxPooledNonces: z.number().int().min(1).max(100_000).default(10_000),
+        /**
+         * How long a share ordered destroyed by the admin quorum (checked against this node's
+         * own `admins` section) stops signing before it is overwritten; any one admin can
+         * cancel meanwhile (README "Destroying threshold shares").
+         */
+        shareDestroyDelaySeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(30 * 86400)
+          .default(86400),
       })
       .strict()
       .optional(),

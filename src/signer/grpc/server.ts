@@ -102,7 +102,12 @@ export async function startSigner(
   let onRollback = () => {};
   const rollback = await openRollbackGuard(hsm, store, config.rollback, metrics, () => onRollback(), log);
   const cosigners = config.threshold ? new CosignerClients(config.threshold, caFileFor(config.tls, 'peer')) : undefined;
-  const keys = new KeyRegistry(hsm, store, log, cosigners && new Ceremonies(cosigners, config.threshold!, store, log));
+  const keys = new KeyRegistry(
+    hsm,
+    store,
+    log,
+    cosigners && new Ceremonies(cosigners, config.threshold!, store, log, store),
+  );
   await keys.load();
   // A DKG or refresh a crash interrupted is finished or undone before anything signs.
   await keys.recoverCeremonies();

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { DestroyOrder } from '../../core/admin/share-destroy.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
@@ -219,6 +220,8 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     by: Actor,
     now = new Date(),
     confirmSwept = false,
+    /** The approved proposal, forwarded to the cosigners of a threshold key (they check it). */
+    order?: DestroyOrder,
   ): Promise<KeyRecord> {
     if (confirmKeyId !== keyId) {
       return Promise.reject(
@@ -245,9 +248,18 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
           { keyId, version: String(version), confirm: 'confirm_swept' },
         );
       }
-      if (k.threshold) await this.requireCeremonies().destroy(k);
-      else await destroyPrivateKey(this.hsm, k.ckaId);
-      return this.markState(k, ['disabled'], 'destroyed', by, now, evm ? { confirmedSwept: 'true' } : {});
+      const facts: Record<string, string> = evm ? { confirmedSwept: 'true' } : {};
+      if (k.threshold) {
+        // The cosigners destroy a share only on the admin quorum's order, which they check themselves.
+        if (!order)
+          throw new SignerError(
+            'QUORUM_REQUIRED',
+            `destroying threshold key "${keyId}" v${version} needs the admin quorum's order (config admins, ProposeDestroyKeyVersion)`,
+            { keyId },
+          );
+        facts.sharesDueAt = await this.requireCeremonies().destroy(k, order);
+      } else await destroyPrivateKey(this.hsm, k.ckaId);
+      return this.markState(k, ['disabled'], 'destroyed', by, now, facts);
     });
   }
 

@@ -255,8 +255,10 @@ export class Proposals {
       };
       const context = { proposal: p.id, approvals: approvalsSummary(a.check.valid) };
       const by = { client: 'quorum', context };
+      // A threshold key's cosigners check the quorum themselves: they get the proposal and its approvals.
+      const order = { proposalId: p.id, document: p.document, approvals: a.check.valid };
       await this.keys
-        .destroy(req.keyId, req.version, req.confirmKeyId, by, now, req.confirmSwept === true)
+        .destroy(req.keyId, req.version, req.confirmKeyId, by, now, req.confirmSwept === true, order)
         .catch((e) => {
           this.log.error({ proposal: p.id, err: (e as Error).message }, 'approved destroy failed; propose it again');
         });

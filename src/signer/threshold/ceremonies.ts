@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import type { DestroyOrder } from '../../core/admin/share-destroy.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
 import { decodePublic } from '../../core/frost/participant.js';
 import { SUITES, type ThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { Logger } from '../../infra/log.js';
+import type { AuditStore } from '../../infra/store/audit.js';
 import { type CeremonyRecord, KeyExistsError, type KeyRecord, type Store } from '../../infra/store/store.js';
 import { type CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
 import { testPause } from './pause.js';
@@ -44,6 +46,8 @@ export class Ceremonies {
     private readonly cfg: ThresholdConfig,
     private readonly store: CeremonyStore,
     private readonly log?: Logger,
+    /** Where the forwarded destroy orders and the cosigners' answers are audited. */
+    private readonly audit: Pick<AuditStore, 'appendAudit'> = { appendAudit: async () => undefined },
   ) {}
 
   /** Runs a DKG for a new key version (`create` or `rotate`) and activates it. */
@@ -119,19 +123,60 @@ export class Ceremonies {
     }
   }
 
-  /** Destroys the shares of a key version on every cosigner that answers. */
-  async destroy(key: Pick<KeyRecord, 'keyId' | 'version' | 'threshold'>, sessionId?: string): Promise<void> {
+  /**
+   * Forwards the admin quorum's order to destroy a key version's shares to every cosigner, which
+   * checks it against its own admins and schedules the overwrite after its own delay. The order
+   * and each cosigner's answer are audited. Resolves with each cosigner's "id:dueAt".
+   */
+  async destroy(key: Pick<KeyRecord, 'keyId' | 'version' | 'threshold'>, order: DestroyOrder): Promise<string> {
     const ids = key.threshold?.cosigners ?? this.cosigners.ids;
-    const request = { keyId: key.keyId, keyVersion: key.version, ...(sessionId ? { sessionId } : {}) };
-    const done = await Promise.allSettled(ids.map((id) => this.cosigners.call(id, 'DestroyShares', request)));
+    const { keyId, version } = key;
+    const approvals = order.approvals.map((a) => ({ admin: a.admin, signature: Buffer.from(a.signature) }));
+    const request = { keyId, keyVersion: version, order: { ...order, approvals } };
+    const about = { keyId, keyVersion: version };
+    const base = {
+      proposal: order.proposalId,
+      cosigners: ids.join(','),
+      approvers: approvals.map((a) => a.admin).join(','),
+    };
+    await this.audit.appendAudit([
+      eventDraft('shares.destroy-order', new Date(), 'quorum', { ...about, intent: base }),
+    ]);
+    const done = await Promise.allSettled(
+      ids.map((id) => this.cosigners.call<{ destroyed: number; dueAt: string }>(id, 'DestroyShares', request)),
+    );
+    const outcome = done.map((d, i) =>
+      d.status === 'fulfilled' ? `${ids[i]}:${d.value.dueAt}` : `${ids[i]}:${(d.reason as Error).message}`,
+    );
     const missed = ids.filter((_, i) => done[i]!.status === 'rejected');
+    const intent = { ...base, outcome: outcome.join(';') };
+    await this.audit.appendAudit([eventDraft('shares.destroy-result', new Date(), 'quorum', { ...about, intent })]);
     if (missed.length) {
+      const why = done.flatMap((d) => (d.status === 'rejected' ? [(d.reason as Error).message] : [])).join('; ');
+      this.log?.error(
+        { keyId, version, proposal: order.proposalId, outcome },
+        'cosigners refused or missed a destroy order',
+      );
       throw new SignerError(
         'THRESHOLD_UNAVAILABLE',
-        `cosigners ${missed.join(', ')} did not confirm destroying their shares; retry`,
+        `cosigners ${missed.join(', ')} did not accept the destroy order (${why}); the others stopped signing with it`,
         { cosigners: missed.join(',') },
       );
     }
+    this.log?.warn({ keyId, version, proposal: order.proposalId, outcome }, 'threshold shares ordered destroyed');
+    return outcome.join(',');
+  }
+
+  /**
+   * Removes what one ceremony left pending on every participant. A cosigner refuses it for a
+   * committed share (that takes the quorum's order); the caller says what is left.
+   */
+  private async discard(c: CeremonyRecord): Promise<string[]> {
+    const request = { keyId: c.keyId, keyVersion: c.version, sessionId: c.sessionId };
+    const done = await Promise.allSettled(
+      c.participants.map((id) => this.cosigners.call(id, 'DestroyShares', request)),
+    );
+    return c.participants.filter((_, i) => done[i]!.status === 'rejected').map(String);
   }
 
   private record(
@@ -206,9 +251,17 @@ export class Ceremonies {
       await activate(change, c.sessionId, plan.by, resumed);
     } catch (e) {
       if (!(e instanceof KeyExistsError) || change.op === 'refresh') throw e;
-      // Another version took this one's place: remove exactly the shares this ceremony made.
-      await this.destroy({ keyId: c.keyId, version: c.version, threshold: null }, c.sessionId);
-      await this.store.dropCeremony(c.sessionId, [this.event('ceremony.rollback', c, plan, { why: 'lost a race' })]);
+      // Another version took this one's place. Its shares are committed on the cosigners by now,
+      // which no session id can remove (only the quorum's order can): they sign nothing, since
+      // no key version names them; the audit entry and the log say where they are left.
+      const left = await this.discard(c);
+      if (left.length)
+        this.log?.error(
+          { keyId: c.keyId, version: c.version, sessionId: c.sessionId, cosigners: left },
+          "a lost ceremony's committed shares stay on these cosigners until the quorum orders them destroyed",
+        );
+      const facts = { why: 'lost a race', ...(left.length ? { sharesLeftOn: left.join(',') } : {}) };
+      await this.store.dropCeremony(c.sessionId, [this.event('ceremony.rollback', c, plan, facts)]);
       throw new SignerError('KEY_ROTATION_CONFLICT', `key "${c.keyId}" changed concurrently; retry`, {
         keyId: c.keyId,
       });
