@@ -78,6 +78,14 @@ module.exports = {
       to: { path: '^src/signer/' },
     },
     {
+      name: 'programs-not-each-other',
+      comment:
+        'The signer, the cosigner and the witness are separate programs; what two of them share (the witness role of every cosigner) lives in infra.',
+      severity: 'error',
+      from: { path: '^src/(signer|cosigner|witness)/' },
+      to: { path: '^src/(signer|cosigner|witness)/', pathNot: '^src/$1/' },
+    },
+    {
       name: 'src-not-fixtures',
       comment: 'Shipped code never imports tests, harness fixtures, benchmarks or operator scripts.',
       severity: 'error',

@@ -537,5 +537,10 @@ t.test("rotating a threshold key runs a new DKG; destroying a version takes the 
       `cosigner ${node.id} keeps both versions' shares`,
     );
   }
-  await refused(t, sign('shared-tss', { message }, { keyVersion: 1 }), status.FAILED_PRECONDITION, 'KEY_VERSION_RETIRED');
+  await refused(
+    t,
+    sign('shared-tss', { message }, { keyVersion: 1 }),
+    status.FAILED_PRECONDITION,
+    'KEY_VERSION_RETIRED',
+  );
 });

@@ -8,7 +8,7 @@ import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReload
 import { Hsm } from '../infra/hsm/hsm.js';
 import { ensureSealingKey } from '../infra/hsm/seal.js';
 import type { Logger } from '../infra/log.js';
-import { mountWitness, WITNESS_SERVICE } from '../witness/server.js';
+import { mountWitness, WITNESS_SERVICE } from '../infra/witness/mount.js';
 import { cosignerGrpc } from './grpc.js';
 import { CosignerIdentity } from './identity.js';
 import { type CosignerFaults, CosignerService } from './service.js';

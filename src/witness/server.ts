@@ -1,48 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { encodeVerifierKey, SIG_TYPE_COSIGNATURE_V1 } from '../core/audit/note.js';
 import type { Config } from '../infra/config/schema.js';
-import { signerV1 } from '../infra/grpc/proto.js';
 import { caFileFor, connectionOptions, peerTrust, serverCredentials, startReloader } from '../infra/grpc/server-tls.js';
 import { Hsm } from '../infra/hsm/hsm.js';
 import type { Logger } from '../infra/log.js';
-import { type WitnessCallers, witnessGrpc } from './grpc.js';
-import { ensureWitnessKey } from './key.js';
-import { WitnessService } from './service.js';
-import { WitnessStore } from './store.js';
-
-export const WITNESS_SERVICE = 'signer.v1.Witness';
-
-/**
- * Adds signer.v1.Witness to `server`, with this node's key (found or generated in `hsm`'s token)
- * and its own store at `dbPath`. Used by the witness role and by every cosigner; callers are
- * checked by the hosting server's `trust` (validity, CRL, pins) at every call, then by CN.
- */
-export async function mountWitness(
-  server: grpc.Server,
-  section: NonNullable<Config['witnessing']>,
-  dbPath: string,
-  hsm: Hsm,
-  log: Logger,
-  callers: WitnessCallers,
-): Promise<{ service: WitnessService; close(): void }> {
-  const key = await ensureWitnessKey(hsm);
-  const store = new WitnessStore(dbPath);
-  const logs = new Map(section.logs.map((l) => [l.origin, new Uint8Array(Buffer.from(l.publicKey, 'base64'))]));
-  const service = new WitnessService({ name: section.name, logs, key, store, log });
-  server.addService(signerV1.Witness.service, witnessGrpc(service, callers, log));
-  // What the signer's witness.endpoints[] needs, and the vkey auditors pass to verify-audit.
-  log.info(
-    {
-      witness: section.name,
-      publicKey: Buffer.from(key.publicKey).toString('base64'),
-      vkey: encodeVerifierKey(section.name, SIG_TYPE_COSIGNATURE_V1, key.publicKey),
-      origins: [...logs.keys()],
-    },
-    'witness key',
-  );
-  return { service, close: () => store.close() };
-}
+import { mountWitness, WITNESS_SERVICE } from '../infra/witness/mount.js';
 
 /**
  * The witness role: one token, one SQLite file of cosigned heads, signer.v1.Witness over mTLS.

@@ -1,8 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
-import { SignerError } from '../core/errors.js';
-import type { PeerTrust } from '../infra/grpc/peer-trust.js';
-import { unary } from '../infra/grpc/unary.js';
-import type { Logger } from '../infra/log.js';
+import { SignerError } from '../../core/errors.js';
+import type { PeerTrust } from '../grpc/peer-trust.js';
+import { unary } from '../grpc/unary.js';
+import type { Logger } from '../log.js';
 import type { AddCheckpointRequest, WitnessService } from './service.js';
 
 /** Who may call a witness: the certificate checks of its server, and the admitted CNs. */

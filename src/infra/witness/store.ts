@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import type { RecordedHead } from '../core/audit/witness-check.js';
+import type { RecordedHead } from '../../core/audit/witness-check.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS latest (

@@ -1,8 +1,8 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import pkcs11js from 'pkcs11js';
-import { CKM_EDDSA } from '../infra/hsm/algorithms.js';
-import type { Hsm } from '../infra/hsm/hsm.js';
-import { generateKeyPair, readPublicKey } from '../infra/hsm/keypair.js';
+import { CKM_EDDSA } from '../hsm/algorithms.js';
+import type { Hsm } from '../hsm/hsm.js';
+import { generateKeyPair, readPublicKey } from '../hsm/keypair.js';
 
 /** Label of the witness's Ed25519 key pair in its token. */
 export const WITNESS_KEY_LABEL = 'hsm-signer/witness-cosigning';

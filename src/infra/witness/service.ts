@@ -1,9 +1,9 @@
-import { type Checkpoint, openCheckpoint, parseCheckpoint } from '../core/audit/checkpoint.js';
-import { cosignatureSigner } from '../core/audit/cosignature.js';
-import { addSignatures, ed25519Verifier, formatNote, NoteError, parseNote, signText } from '../core/audit/note.js';
-import { checkAddCheckpoint } from '../core/audit/witness-check.js';
-import { SignerError } from '../core/errors.js';
-import type { Logger } from '../infra/log.js';
+import { type Checkpoint, openCheckpoint, parseCheckpoint } from '../../core/audit/checkpoint.js';
+import { cosignatureSigner } from '../../core/audit/cosignature.js';
+import { addSignatures, ed25519Verifier, formatNote, NoteError, parseNote, signText } from '../../core/audit/note.js';
+import { checkAddCheckpoint } from '../../core/audit/witness-check.js';
+import { SignerError } from '../../core/errors.js';
+import type { Logger } from '../log.js';
 import type { WitnessKey } from './key.js';
 import type { WitnessStore } from './store.js';
 
