@@ -4,20 +4,22 @@ import { call } from '../src/client/client.js';
 import { decodeError } from '../src/client/errors.js';
 import { cancelBytes } from '../src/core/admin/share-destroy.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
-import { command, toJson } from './lib/cli.js';
+import { command, runWithClients, toJson } from './lib/cli.js';
 import { signWithKeyFile } from './lib/proposals.js';
 
 /**
  * One admin cancels the scheduled destruction of a threshold key version's shares, during the
- * cosigners' delay (README "Destroying threshold shares"). The admin's signature over the
- * cancel's canonical bytes is what each cosigner checks against its own pinned admins; the TLS
- * certificate only carries the call (one each cosigner admits: `cosigner.peers`). One signature
- * serves every cosigner; `--print` only prints it, for another operator to deliver.
+ * cosigners' delay (README "Destroying threshold shares"). What counts is the admin's signature
+ * over the cancel's canonical bytes, which each cosigner checks against its own pinned admins.
+ * By default it goes through the signer (KeyAdmin.CancelShareDestroy, with your admin
+ * certificate: checked, audited and forwarded to every cosigner). With --cosigner it is sent
+ * straight to those cosigners, over a certificate they admit (`cosigner.peers`), for when the
+ * signer is down or not trusted. `--print` only prints the signed cancel, for another operator.
  */
 const program = command(
   'cancel-share-destroy',
-  "Cancel a scheduled share destruction on each cosigner with one admin's signature (Cosigner.CancelShareDestroy)",
-  'coordinator',
+  "Cancel a scheduled share destruction with one admin's signature (KeyAdmin or Cosigner.CancelShareDestroy)",
+  'security-admin',
 )
   .argument('<key-id>', 'the threshold key')
   .requiredOption('--version <n>', 'the key version ordered destroyed')
@@ -27,7 +29,7 @@ const program = command(
     '--admin-key <file>',
     'your private key (PEM: the key of your admin certificate, or your registered key)',
   )
-  .option('--cosigner <host:port...>', 'cosigner addresses (each one is asked)', [])
+  .option('--cosigner <host:port...>', 'send straight to these cosigners instead of through the signer', [])
   .option('--server-name <name>', "name the cosigners' certificates are checked against", 'localhost')
   .option('--print', 'print the signed cancel as JSON instead of sending it')
   .parse();
@@ -47,8 +49,12 @@ if (opts.print) {
 }
 const cosigners = opts.cosigner as string[];
 if (!cosigners.length) {
-  process.stderr.write('error: give --cosigner for each cosigner (or --print)\n');
-  process.exit(1);
+  await runWithClients(opts, async (clients) => {
+    const r = await call<{ restored: string[] }>(clients.keyAdmin, 'CancelShareDestroy', request, 30_000);
+    if (opts.json) console.log(toJson(r));
+    else console.log(`cancelled on every cosigner (cosigner:share rows that sign again): ${r.restored.join(', ')}`);
+  });
+  process.exit(0);
 }
 const creds = grpc.credentials.createSsl(
   readFileSync(String(opts.ca)),

@@ -229,7 +229,8 @@ t.test("a valid order stops signing at once; one admin's cancel (by script) rest
   // A thief cannot cancel: the cancel is one admin's signature over its own bytes.
   const run = promisify(execFile);
   const tsx = `${repoRoot}/node_modules/.bin/tsx`;
-  const script = (keyFile: string, adminName: string, proposal = o.proposalId) =>
+  /** The script straight to the cosigners (over the coordinator's certificate), or through the signer. */
+  const script = (keyFile: string, adminName: string, via: 'cosigners' | 'signer' = 'cosigners') =>
     run(
       tsx,
       [
@@ -238,18 +239,22 @@ t.test("a valid order stops signing at once; one admin's cancel (by script) rest
         '--version',
         '1',
         '--proposal',
-        proposal,
+        o.proposalId,
         '--admin',
         adminName,
         '--admin-key',
         keyFile,
-        ...nodes.flatMap((n) => ['--cosigner', n.address]),
         '--ca',
         ts.pki.files.caCert,
-        '--cert',
-        ts.pki.files.clients.coordinator!.cert,
-        '--key',
-        ts.pki.files.clients.coordinator!.key,
+        ...(via === 'cosigners'
+          ? [
+              ...nodes.flatMap((n) => ['--cosigner', n.address]),
+              ...['--cert', ts.pki.files.clients.coordinator!.cert, '--key', ts.pki.files.clients.coordinator!.key],
+            ]
+          : [
+              ...['--address', ts.address, '--cert', ts.pki.files.clients[ADMIN_CLIENTS.bob]!.cert],
+              ...['--key', ts.pki.files.clients[ADMIN_CLIENTS.bob]!.key],
+            ]),
         '--json',
       ],
       { cwd: repoRoot, timeout: 60_000 },
@@ -264,12 +269,24 @@ t.test("a valid order stops signing at once; one admin's cancel (by script) rest
     (forged.out as Out).map((r) => [r.refused?.code, r.refused?.reason]),
     nodes.map(() => [status.PERMISSION_DENIED, 'APPROVAL_INVALID']),
   );
-  const ok = await script(ts.pki.files.clients[ADMIN_CLIENTS.bob]!.key, 'bob');
-  t.equal(ok.code, 0, 'one admin (bob, who did not approve) cancels');
+  const viaSigner = await script(ts.pki.files.clients.coordinator!.key, 'bob', 'signer');
+  t.equal(viaSigner.code, 1, 'through the signer too: refused there before any cosigner is asked');
+  t.same(viaSigner.out.error?.reason, 'APPROVAL_INVALID');
+  const ok = await script(ts.pki.files.clients[ADMIN_CLIENTS.bob]!.key, 'bob', 'signer');
+  t.equal(ok.code, 0, 'one admin (bob, who did not approve) cancels, through the signer');
+  t.same(ok.out.restored, ['1:1', '2:1', '3:1'], 'every cosigner restores its share');
+  const db = new Database(`${ts.dir}/signer.db`, { readonly: true });
+  const audited = db
+    .prepare("SELECT kind, intent FROM audit WHERE key_id = 'tss-live' AND kind LIKE 'shares.%' ORDER BY seq")
+    .all() as Array<{ kind: string; intent: string }>;
+  db.close();
   t.same(
-    (ok.out as Out).map((r) => r.restored),
-    [1, 1, 1],
-    'every cosigner restores its share',
+    audited.map((a) => [a.kind, JSON.parse(a.intent).admin]),
+    [
+      ['shares.destroy-cancel', 'bob'],
+      ['shares.destroy-cancel-result', 'bob'],
+    ],
+    'the signer audits the cancel and the answers (the refused one never got that far)',
   );
   t.ok(Date.now() - before < DELAY_S * 1000, 'all of it within the delay');
   t.ok(

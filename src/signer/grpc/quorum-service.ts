@@ -133,6 +133,28 @@ export function quorumHandlers(deps: {
       return proposalToWire(await need().cancel(proposalId(call.request.proposalId), id.client, reason, new Date()));
     }),
 
+    CancelShareDestroy: unary(
+      log,
+      async (
+        call: grpc.ServerUnaryCall<
+          { keyId: string; keyVersion: number; proposalId: string; admin: string; signature: Buffer },
+          unknown
+        >,
+      ) => {
+        const id = auth.require(call, 'admin');
+        const r = call.request;
+        const keyId = requireId('key_id', 'key', r.keyId);
+        const c = {
+          keyId,
+          version: r.keyVersion,
+          proposalId: proposalId(r.proposalId),
+          admin: r.admin,
+          signature: r.signature,
+        };
+        return { restored: await need().cancelShareDestroy(c, id.client) };
+      },
+    ),
+
     ListProposals: unary(log, async (call: grpc.ServerUnaryCall<unknown, unknown>) => {
       const id = auth.identify(call);
       if (!id.roles.has('auditor')) auth.require(call, 'admin');

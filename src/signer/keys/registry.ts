@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { DestroyOrder } from '../../core/admin/share-destroy.js';
+import type { CancelSubject, DestroyOrder } from '../../core/admin/share-destroy.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
@@ -257,10 +257,18 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
             `destroying threshold key "${keyId}" v${version} needs the admin quorum's order (config admins, ProposeDestroyKeyVersion)`,
             { keyId },
           );
-        facts.sharesDueAt = await this.requireCeremonies().destroy(k, order);
+        facts.sharesDueAt = await this.requireCeremonies().destroys.destroy(k, order);
       } else await destroyPrivateKey(this.hsm, k.ckaId);
       return this.markState(k, ['disabled'], 'destroyed', by, now, facts);
     });
+  }
+
+  /** Forwards an admin's signed cancel of a threshold version's scheduled share destruction. */
+  cancelShareDestroy(c: CancelSubject & { admin: string; signature: Uint8Array }, by: string): Promise<string[]> {
+    const k = this.history(c.keyId).find((v) => v.version === c.version);
+    if (!k?.threshold)
+      throw new SignerError('KEY_VERSION_NOT_FOUND', `no threshold key "${c.keyId}" v${c.version}`, { keyId: c.keyId });
+    return this.requireCeremonies().destroys.cancel(k, c, by);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type AdminSet, approvalsSummary, checkApproval } from '../../core/admin/approvals.js';
 import { type ProposalKind, proposalBytes } from '../../core/admin/proposal.js';
+import { type CancelSubject, checkCancel } from '../../core/admin/share-destroy.js';
 import { type AuditDraft, eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
 import { canonicalJson } from '../../core/policy/canonical.js';
@@ -154,6 +155,17 @@ export class Proposals {
     this.log.info({ proposal: id, by }, 'proposal cancelled');
     await this.policies.refresh();
     return this.view(id);
+  }
+
+  /**
+   * One admin's signed cancel of the cosigners' scheduled destruction of a threshold version's
+   * shares: checked here against the signer's admins (the cosigners check it again against
+   * theirs), then forwarded and audited. Cancelling keeps a key usable: one admin suffices.
+   */
+  async cancelShareDestroy(c: CancelSubject & { admin: string; signature: Uint8Array }, by: string) {
+    const why = checkCancel(this.admins, c, c.admin, c.signature);
+    if (why) throw new SignerError('APPROVAL_INVALID', why, { proposal: c.proposalId, admin: c.admin });
+    return this.keys.cancelShareDestroy(c, by);
   }
 
   /** Emergency stop by one admin, effective at once on this replica (others at their next refresh). */

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { DestroyOrder } from '../../core/admin/share-destroy.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
 import { decodePublic } from '../../core/frost/participant.js';
@@ -11,6 +10,7 @@ import { type CosignerClients, CosignerFault, type ThresholdConfig } from './cos
 import { testPause } from './pause.js';
 import { type CeremonyPlan, type KeyChange, keyChangeOf, type PlanActor, planOf } from './plan.js';
 import { explain, relayRounds } from './rounds.js';
+import { ShareDestroys } from './share-destroy.js';
 
 /**
  * Makes a prepared ceremony's outcome the one that signs: the key change, its audit entries and
@@ -41,6 +41,8 @@ interface ShareStatus {
  * after it is resumed while every cosigner still holds its share of it (`recover`).
  */
 export class Ceremonies {
+  private shareDestroys: ShareDestroys | undefined;
+
   constructor(
     private readonly cosigners: CosignerClients,
     private readonly cfg: ThresholdConfig,
@@ -123,48 +125,10 @@ export class Ceremonies {
     }
   }
 
-  /**
-   * Forwards the admin quorum's order to destroy a key version's shares to every cosigner, which
-   * checks it against its own admins and schedules the overwrite after its own delay. The order
-   * and each cosigner's answer are audited. Resolves with each cosigner's "id:dueAt".
-   */
-  async destroy(key: Pick<KeyRecord, 'keyId' | 'version' | 'threshold'>, order: DestroyOrder): Promise<string> {
-    const ids = key.threshold?.cosigners ?? this.cosigners.ids;
-    const { keyId, version } = key;
-    const approvals = order.approvals.map((a) => ({ admin: a.admin, signature: Buffer.from(a.signature) }));
-    const request = { keyId, keyVersion: version, order: { ...order, approvals } };
-    const about = { keyId, keyVersion: version };
-    const base = {
-      proposal: order.proposalId,
-      cosigners: ids.join(','),
-      approvers: approvals.map((a) => a.admin).join(','),
-    };
-    await this.audit.appendAudit([
-      eventDraft('shares.destroy-order', new Date(), 'quorum', { ...about, intent: base }),
-    ]);
-    const done = await Promise.allSettled(
-      ids.map((id) => this.cosigners.call<{ destroyed: number; dueAt: string }>(id, 'DestroyShares', request)),
-    );
-    const outcome = done.map((d, i) =>
-      d.status === 'fulfilled' ? `${ids[i]}:${d.value.dueAt}` : `${ids[i]}:${(d.reason as Error).message}`,
-    );
-    const missed = ids.filter((_, i) => done[i]!.status === 'rejected');
-    const intent = { ...base, outcome: outcome.join(';') };
-    await this.audit.appendAudit([eventDraft('shares.destroy-result', new Date(), 'quorum', { ...about, intent })]);
-    if (missed.length) {
-      const why = done.flatMap((d) => (d.status === 'rejected' ? [(d.reason as Error).message] : [])).join('; ');
-      this.log?.error(
-        { keyId, version, proposal: order.proposalId, outcome },
-        'cosigners refused or missed a destroy order',
-      );
-      throw new SignerError(
-        'THRESHOLD_UNAVAILABLE',
-        `cosigners ${missed.join(', ')} did not accept the destroy order (${why}); the others stopped signing with it`,
-        { cosigners: missed.join(',') },
-      );
-    }
-    this.log?.warn({ keyId, version, proposal: order.proposalId, outcome }, 'threshold shares ordered destroyed');
-    return outcome.join(',');
+  /** Forwarding the admin quorum's destroy orders and admins' cancels to the cosigners. */
+  get destroys(): ShareDestroys {
+    this.shareDestroys ??= new ShareDestroys(this.cosigners, this.audit, this.log);
+    return this.shareDestroys;
   }
 
   /**
