@@ -215,9 +215,9 @@ export class Ceremonies {
       await activate(change, c.sessionId, plan.by, resumed);
     } catch (e) {
       if (!(e instanceof KeyExistsError) || change.op === 'refresh') throw e;
-      // Another version took this one's place. Its shares are committed on the cosigners by now,
-      // which no session id can remove (only the quorum's order can): they sign nothing, since
-      // no key version names them; the audit entry and the log say where they are left.
+      // Another version took this one's place. This ceremony's shares are committed on the
+      // cosigners by now, and a session id removes only pending ones: a committed share goes
+      // only on the quorum's order. The audit entry and the log say where they are left.
       const left = await this.discard(c);
       if (left.length)
         this.log?.error(
