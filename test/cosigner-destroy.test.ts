@@ -32,7 +32,7 @@ import { proposalBytes } from '../src/core/admin/proposal.js';
 import { canonicalJson } from '../src/core/policy/canonical.js';
 
 /** The cosigners' destroy delay: long enough for a cancel by script on a loaded machine. */
-const DELAY_S = 20;
+const DELAY_S = 30;
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({
   clients: [...COSIGNER_CLIENTS, ...Object.values(ADMIN_CLIENTS)],
@@ -377,7 +377,19 @@ t.test("the signer's quorum flow destroys the shares on every cosigner after the
       'SHARE_DESTROY_SCHEDULED',
     );
   }
-  t.ok(await signsAgain('tss-old', rotated.active.publicKey), 'v2 still signs');
+  // The order is durable: a cosigner killed during the delay still refuses after its restart.
+  await nodes[0]!.stop('SIGKILL');
+  await nodes[0]!.restart();
+  await refused(
+    t,
+    ask(nodes[0]!, 'Commit', { keyId: 'tss-old', keyVersion: 1, count: 1 }),
+    status.FAILED_PRECONDITION,
+    'SHARE_DESTROY_SCHEDULED',
+  );
+  t.ok(
+    await eventually(() => signsAgain('tss-old', rotated.active.publicKey).catch(() => false), 20_000),
+    'v2 still signs',
+  );
   const db = new Database(`${ts.dir}/signer.db`, { readonly: true });
   const audit = db
     .prepare("SELECT kind, intent FROM audit WHERE key_id = 'tss-old' AND kind LIKE '%destroy%' ORDER BY seq")
