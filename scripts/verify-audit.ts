@@ -36,7 +36,7 @@ import {
 } from '../src/core/audit/tlog-verify.js';
 import { formatReport, type VerifyReport, verifyExport } from '../src/core/audit/verify.js';
 import { RequestAuditor, type RequestReport } from '../src/core/request-signing/audit-check.js';
-import type { RequestKey } from '../src/core/request-signing/verify.js';
+import type { RequestKey } from '../src/core/request-signing/keys.js';
 import { requestKeyOf } from '../src/infra/config/request-keys.js';
 import { parseCertificates } from '../src/infra/grpc/peer-cert.js';
 import { readExport } from './lib/export-file.js';

@@ -44,9 +44,9 @@ t.test('a quorum counts distinct members with valid signatures over the stored s
     quorum: 2,
     delaySeconds: 60,
     members: new Map([
-      ['a', { algorithm: 'p256', bytes: raw(a) }],
-      ['b', { algorithm: 'p256', bytes: raw(b) }],
-      ['c', { algorithm: 'ed25519', bytes: ed25519.getPublicKey(edKey) }],
+      ['a', { algorithm: 'ecdsa-p256', publicKey: raw(a) }],
+      ['b', { algorithm: 'ecdsa-p256', publicKey: raw(b) }],
+      ['c', { algorithm: 'ed25519', publicKey: ed25519.getPublicKey(edKey) }],
     ]),
   };
   const subject = { kind: 'policy' as const, id: '0'.repeat(32), target: 'p', baseVersion: 1, document: '{"x":1}' };

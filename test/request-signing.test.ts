@@ -22,8 +22,12 @@ import {
   canonicalRequestText,
   parseCanonicalRequest,
 } from '../src/core/request-signing/canonical.js';
-import { verifyRequestSignature } from '../src/core/request-signing/verify.js';
+import { type PublicKey, REQUEST_RULES, verifySignature } from '../src/core/signatures.js';
 import { requestKeyOf } from '../src/infra/config/request-keys.js';
+
+/** A client's request signature: the one verifier, under the request rules. */
+const verifyRequest = (key: PublicKey, message: Uint8Array, signature: Uint8Array) =>
+  verifySignature(key, message, signature, REQUEST_RULES);
 
 interface VectorRequest {
   kind: 'sign' | 'batch';
@@ -119,13 +123,13 @@ t.test('the canonical bytes are the vectors, and their signatures verify (noble)
     t.equal(createHash('sha256').update(bytes).digest('hex'), v.sha256, `${v.name}: sha256`);
     for (const alg of ['p256', 'ed25519'] as const) {
       const sig = Buffer.from(v.signatures[alg], 'hex');
-      t.ok(verifyRequestSignature(keys[alg], bytes, sig), `${v.name}: ${alg} signature verifies`);
+      t.ok(verifyRequest(keys[alg], bytes, sig), `${v.name}: ${alg} signature verifies`);
       const other = Buffer.from(bytes);
       other[other.length - 2]! ^= 1;
-      t.notOk(verifyRequestSignature(keys[alg], other, sig), `${v.name}: ${alg}: one changed byte fails`);
+      t.notOk(verifyRequest(keys[alg], other, sig), `${v.name}: ${alg}: one changed byte fails`);
     }
     t.notOk(
-      verifyRequestSignature(keys.p256, bytes, Buffer.from(v.signatures.ed25519, 'hex')),
+      verifyRequest(keys.p256, bytes, Buffer.from(v.signatures.ed25519, 'hex')),
       'a signature of another key fails',
     );
     t.same(parseCanonicalRequest(text).payloads.length, v.request.payloads.length, `${v.name}: parses back`);
@@ -156,7 +160,7 @@ t.test('the client signs what the signer will decode: proto round trip, then the
       };
       t.equal(signed.requestSigningKey, vectors.keys[alg].fingerprint, `${v.name}: key named`);
       t.ok(
-        verifyRequestSignature(keys[alg], Buffer.from(v.text, 'utf8'), signed.requestSignature),
+        verifyRequest(keys[alg], Buffer.from(v.text, 'utf8'), signed.requestSignature),
         `${v.name}: ${algorithm} signature over the vector bytes`,
       );
       if (alg === 'ed25519')

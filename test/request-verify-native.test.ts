@@ -1,13 +1,14 @@
 // The signer checks P-256 request signatures with Node's OpenSSL (src/signer/grpc/
-// request-verify-native.ts) for speed; @noble/curves (src/core/request-signing/verify.ts) is the
-// reference, and what auditors run offline. This holds both to the same answer, case by case:
+// request-verify-native.ts) for speed; @noble/curves (src/core/signatures.ts, REQUEST_RULES) is
+// the reference, and what auditors run offline. This holds both to the same answer, case by case:
 // valid signatures from noble and from OpenSSL, their high-s twins (accepted by the scheme),
 // every single-byte change, truncations, trailing bytes, another message or key, out-of-range
 // r and s, and DER that is valid BER but not minimal (long-form lengths, extra leading zeros).
 import { sign as nodeSign, randomBytes } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import t from 'tap';
-import { type RequestKey, verifyRequestSignature } from '../src/core/request-signing/verify.js';
+import type { RequestKey } from '../src/core/request-signing/keys.js';
+import { REQUEST_RULES, verifySignature } from '../src/core/signatures.js';
 import { verifyRequestSignatureNative } from '../src/signer/grpc/request-verify-native.js';
 
 const N = p256.Point.CURVE().n;
@@ -16,7 +17,7 @@ let accepted = 0;
 const disagreements: string[] = [];
 
 function check(key: RequestKey, msg: Uint8Array, sig: Uint8Array, what: string): void {
-  const reference = verifyRequestSignature(key, msg, sig);
+  const reference = verifySignature(key, msg, sig, REQUEST_RULES);
   const native = verifyRequestSignatureNative(key, msg, sig);
   cases++;
   if (reference) accepted++;

@@ -1,6 +1,6 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { type PublicKey, verifySignature } from '../signatures.js';
+import { APPROVAL_RULES, type PublicKey, verifySignature } from '../signatures.js';
 import { type ProposalSubject, proposalBytes } from './proposal.js';
 
 /** The deployment's admins: k of n, each named, each with the key their approvals verify under. */
@@ -30,7 +30,7 @@ export interface QuorumCheck {
 export function checkApproval(admins: AdminSet, subject: ProposalSubject, admin: string, signature: Uint8Array) {
   const key = admins.members.get(admin);
   if (!key) return `"${admin}" is not an admin`;
-  if (!verifySignature(key, proposalBytes(subject), signature))
+  if (!verifySignature(key, proposalBytes(subject), signature, APPROVAL_RULES))
     return `the signature is not ${admin}'s over proposal ${subject.id} as stored`;
   return null;
 }

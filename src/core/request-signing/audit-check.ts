@@ -16,8 +16,9 @@
  */
 import { hexToBytes } from '@noble/hashes/utils.js';
 import type { AuditEntry } from '../audit/chain.js';
+import { REQUEST_RULES, verifySignature } from '../signatures.js';
 import { parseCanonicalRequest } from './canonical.js';
-import { type RequestKey, verifyRequestSignature } from './verify.js';
+import type { RequestKey } from './keys.js';
 
 export interface RequestFinding {
   seq: number;
@@ -72,7 +73,7 @@ export class RequestAuditor {
     if (e.client === null || parsed.client !== e.client) return fail('its request names another client');
     const key = (this.keys.get(e.client) ?? []).find((k) => k.fingerprint === r.signingKey);
     if (!key) return fail(`its request is signed by ${r.signingKey}, not a key you supplied for "${e.client}"`);
-    if (!verifyRequestSignature(key, hexToBytes(r.message), hexToBytes(r.signature)))
+    if (!verifySignature(key, hexToBytes(r.message), hexToBytes(r.signature), REQUEST_RULES))
       return fail("its request's signature does not verify");
     if (parsed.keyId !== e.keyId) return fail('its request names another key');
     if (parsed.id !== e.requestId) return fail('its request names another request id');

@@ -28,7 +28,10 @@ export function loadAdmins(config: Config['admins']): AdminSet | undefined {
 function rawKey(jwk: { kty?: string; crv?: string; x?: string; y?: string }): PublicKey {
   const b = (s: string | undefined) => Buffer.from(s ?? '', 'base64url');
   if (jwk.kty === 'EC' && jwk.crv === 'P-256')
-    return { algorithm: 'p256', bytes: new Uint8Array(Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)])) };
-  if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return { algorithm: 'ed25519', bytes: new Uint8Array(b(jwk.x)) };
+    return {
+      algorithm: 'ecdsa-p256',
+      publicKey: new Uint8Array(Buffer.concat([Buffer.from([4]), b(jwk.x), b(jwk.y)])),
+    };
+  if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return { algorithm: 'ed25519', publicKey: new Uint8Array(b(jwk.x)) };
   throw new Error(`expected a P-256 or Ed25519 key, got ${jwk.kty} ${jwk.crv ?? ''}`);
 }

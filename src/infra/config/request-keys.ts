@@ -1,5 +1,5 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import type { RequestKey, RequestKeySource } from '../../core/request-signing/verify.js';
+import type { RequestKey, RequestKeySource } from '../../core/request-signing/keys.js';
 import { pinOf } from './pins.js';
 
 /**

@@ -1,5 +1,5 @@
 import { SignerError } from '../../core/errors.js';
-import type { RequestKey } from '../../core/request-signing/verify.js';
+import type { RequestKey } from '../../core/request-signing/keys.js';
 import type { Config, Role } from '../config/schema.js';
 import type { Call, PeerTrust } from './peer-trust.js';
 

@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import type { RequestKey } from '../../core/request-signing/verify.js';
+import type { RequestKey } from '../../core/request-signing/keys.js';
 import { pinOf } from '../config/pins.js';
 import { requestKeyOf } from '../config/request-keys.js';
 

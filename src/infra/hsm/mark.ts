@@ -14,11 +14,14 @@
  *   one call, in place (no window in which the token holds no mark).
  * - `advance` writes with one C_SetAttributeValue and never lowers the mark (a smaller or equal
  *   size is refused); `reset` is the one way down and is for scripts/reconcile-rollback.ts only.
- * - Writes are serialised here; the caller batches (one write per commit group).
+ * - Writes are serialised here; the caller batches (one write per commit group). `advance` writes
+ *   from a worker thread on a session of its own (mark-writer.ts): off the event loop, and never
+ *   queued behind signatures for a hot session. `reset` and reads stay on the calling thread.
  */
 import pkcs11js from 'pkcs11js';
 import type { TreeHead } from '../../core/audit/rollback.js';
 import type { Hsm } from './hsm.js';
+import { MarkWriter } from './mark-writer.js';
 
 export const MARK_APPLICATION = 'hsm-signer-audit-mark';
 const ROOT_SIZE = 32;
@@ -54,29 +57,37 @@ export interface MarkReading {
 export class HsmMark {
   private current: TreeHead | undefined;
   private writing: Promise<unknown> = Promise.resolve();
+  /** Absent when the module's path is unknown (a wrapped module): `advance` then writes here. */
+  private readonly writer: MarkWriter | undefined;
 
   private constructor(
     private readonly hsm: Hsm,
     readonly replica: string,
     private handle: Buffer,
-  ) {}
+    slot: Buffer,
+  ) {
+    const lib = (hsm.p11 as { libPath?: string }).libPath;
+    this.writer = lib ? new MarkWriter({ lib, slot, handle, application: markLabel(replica) }) : undefined;
+  }
 
   /** Finds this replica's mark object, creating an empty one at first start. */
   static async open(hsm: Hsm, replica: string): Promise<HsmMark> {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(replica)) throw new Error('replica id: 1..64 of A-Z a-z 0-9 . _ -');
-    const handle = await hsm.manage((session) => {
+    const [handle, slot] = await hsm.manage((session): [Buffer, Buffer] => {
+      const slot = hsm.p11.C_GetSessionInfo(session).slotID;
       const found = hsm.find(session, template(replica));
       if (found.length > 1) throw new Error(`${found.length} mark objects labelled ${markLabel(replica)} on the token`);
-      if (found[0]) return found[0];
-      return hsm.p11.C_CreateObject(session, [
+      if (found[0]) return [found[0], slot];
+      const created = hsm.p11.C_CreateObject(session, [
         ...template(replica),
         { type: pkcs11js.CKA_LABEL, value: encodeMark(replica, undefined) },
         { type: pkcs11js.CKA_TOKEN, value: true },
         { type: pkcs11js.CKA_PRIVATE, value: true },
         { type: pkcs11js.CKA_MODIFIABLE, value: true },
       ]);
+      return [created, slot];
     });
-    const mark = new HsmMark(hsm, replica, handle);
+    const mark = new HsmMark(hsm, replica, handle, slot);
     mark.current = await mark.read();
     return mark;
   }
@@ -109,8 +120,14 @@ export class HsmMark {
       if (this.current && next.size <= this.current.size) {
         throw new Error(`the rollback mark is never lowered (${this.current.size} -> ${next.size})`);
       }
-      return this.write(next);
+      return this.writer ? this.writeOff(next, this.writer) : this.write(next);
     });
+  }
+
+  /** Waits for the writes in flight and ends the writer thread: before the module is finalised. */
+  async close(): Promise<void> {
+    await this.writing;
+    await this.writer?.close();
   }
 
   /** Sets the mark to `head` whatever it held: the reconcile tool's decision, audited by it. */
@@ -122,6 +139,11 @@ export class HsmMark {
     const run = this.writing.then(fn, fn);
     this.writing = run.catch(() => undefined);
     return run;
+  }
+
+  private async writeOff(head: TreeHead, writer: MarkWriter): Promise<void> {
+    await writer.write(encodeMark(this.replica, head));
+    this.current = head;
   }
 
   private async write(head: TreeHead): Promise<void> {

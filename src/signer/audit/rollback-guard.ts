@@ -25,6 +25,8 @@ export interface MarkKeeper {
   advance(next: TreeHead): Promise<void>;
   /** Every kept head to check at start: all replicas' marks, and (when available) witnesses'. */
   all(): Promise<Array<{ source: string; head: TreeHead | undefined }>>;
+  /** Ends what writes the mark (its thread), after the writes in flight. */
+  close?(): Promise<void>;
 }
 
 export interface RollbackGuardOptions {
@@ -37,14 +39,20 @@ export interface RollbackGuardOptions {
 
 /**
  * Holds signatures until the mark covers them. The sign flow calls `release()` after its
- * results and audit entries are committed and before it returns them; releases that arrive
- * while a mark write runs share the next one (one C_SetAttributeValue per group, serialised).
- * Each write first checks that the database still contains the current mark, so a rollback
- * while running (a standby promoted under the signer) is caught before the next release.
+ * results and audit entries are committed and before it returns them. Releases share writes like
+ * a group commit: those of one store commit group (they arrive in the same turn of the event
+ * loop) start one write together, and those that arrive while a write runs share the next one
+ * (one C_SetAttributeValue per group, serialised). Each write first checks that the database
+ * still contains the current mark, so a rollback while running (a standby promoted under the
+ * signer, a tail deleted in the live file) is caught before the next release.
  */
 export class RollbackGuard {
   private tripped: Extract<RollbackCheck, { ok: false }> | undefined;
   private running = false;
+  private scheduled = false;
+  /** Settles when no write is scheduled or running (for close). */
+  private idle: Promise<void> = Promise.resolve();
+  private settle: (() => void) | undefined;
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
 
   constructor(private readonly o: RollbackGuardOptions) {}
@@ -81,27 +89,44 @@ export class RollbackGuard {
     });
   }
 
+  /** Lets the writes in flight finish and ends the mark's writer: before the HSM is closed. */
+  async close(): Promise<void> {
+    await this.idle;
+    await this.o.mark.close?.();
+  }
+
+  /**
+   * Starts the next write once this turn's releases are in: the results of one commit group
+   * resume one after another within a turn, and the first must not start a write of its own that
+   * the rest then wait behind (the head it reads already holds their entries).
+   */
   private pump(): void {
-    if (this.running || this.waiters.length === 0) return;
-    this.running = true;
-    const group = this.waiters.splice(0);
-    this.advance()
-      .then(
-        () => group.forEach((w) => w.resolve()),
-        (e) => group.forEach((w) => w.reject(e)),
-      )
-      .finally(() => {
-        this.running = false;
-        this.pump();
-      });
+    if (this.running || this.scheduled || this.waiters.length === 0) return;
+    this.scheduled = true;
+    if (!this.settle) this.idle = new Promise((r) => (this.settle = r));
+    setImmediate(() => {
+      this.scheduled = false;
+      this.running = true;
+      const group = this.waiters.splice(0);
+      this.advance()
+        .then(
+          () => group.forEach((w) => w.resolve()),
+          (e) => group.forEach((w) => w.reject(e)),
+        )
+        .finally(() => {
+          this.running = false;
+          if (this.waiters.length > 0) return this.pump();
+          this.settle?.();
+          this.settle = undefined;
+        });
+    });
   }
 
   private async advance(): Promise<void> {
     this.assertServing();
     const mark = this.o.mark.head;
     const db = await this.o.heads.head();
-    const atMark = mark && mark.size <= db.size ? await this.o.heads.rootAt(mark.size, mark) : undefined;
-    const c = checkRollback(mark, 'hsm', db.size, atMark);
+    const c = checkRollback(mark, 'hsm', db.size, await this.rootAtMark(mark, db));
     if (!c.ok) {
       this.trip(c);
       throw rolledBackError(c);
@@ -120,6 +145,16 @@ export class RollbackGuard {
         'could not record the audit head in the HSM before releasing signatures; retry (a retry replays the result)',
       );
     }
+  }
+
+  /**
+   * The database's head at the marked size. At the same size it is the head just read (no second
+   * read); a chain-hash mark of the previous release is always read the way it was written.
+   */
+  private async rootAtMark(mark: TreeHead | undefined, db: TreeHead): Promise<Uint8Array | undefined> {
+    if (!mark || mark.size > db.size) return undefined;
+    if (mark.size === db.size && !mark.chainHash) return db.root;
+    return this.o.heads.rootAt(mark.size, mark);
   }
 
   private trip(c: Extract<RollbackCheck, { ok: false }>): void {

@@ -50,6 +50,7 @@ export async function openRollbackGuard(
           },
         ),
       all: async () => (await HsmMark.readAll(hsm)).map((m) => ({ source: `hsm:${m.replica}`, head: m.head })),
+      close: () => mark.close(),
     },
   });
   await guard.checkAtStart();

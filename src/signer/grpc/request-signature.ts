@@ -1,7 +1,7 @@
 import type { AuditRequest } from '../../core/audit/chain.js';
 import { SignerError } from '../../core/errors.js';
 import { type CanonicalRequest, canonicalRequestBytes } from '../../core/request-signing/canonical.js';
-import type { RequestKeySource } from '../../core/request-signing/verify.js';
+import type { RequestKeySource } from '../../core/request-signing/keys.js';
 import type { Config } from '../../infra/config/schema.js';
 import type { Identity } from '../../infra/grpc/auth.js';
 import { verifyRequestSignatureNative } from './request-verify-native.js';

@@ -9,7 +9,8 @@
  * DER signatures. Ed25519 and the auditor's offline check (core/request-signing) stay on noble.
  */
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
-import { type RequestKey, verifyRequestSignature } from '../../core/request-signing/verify.js';
+import type { RequestKey } from '../../core/request-signing/keys.js';
+import { REQUEST_RULES, verifySignature } from '../../core/signatures.js';
 
 /** DER SubjectPublicKeyInfo header of an uncompressed P-256 point (id-ecPublicKey, prime256v1). */
 const P256_SPKI_HEADER = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
@@ -27,10 +28,10 @@ function keyObjectOf(key: RequestKey): KeyObject {
   return k;
 }
 
-/** As verifyRequestSignature (core): whether `signature` is `key`'s over `message`; false if malformed. */
+/** As verifySignature (core) under REQUEST_RULES: whether `signature` is `key`'s over `message`; false if malformed. */
 export function verifyRequestSignatureNative(key: RequestKey, message: Uint8Array, signature: Uint8Array): boolean {
   if (key.algorithm !== 'ecdsa-p256' || key.publicKey.length !== 65)
-    return verifyRequestSignature(key, message, signature);
+    return verifySignature(key, message, signature, REQUEST_RULES);
   try {
     return verify('sha256', message, { key: keyObjectOf(key), dsaEncoding: 'der' }, signature);
   } catch {

@@ -308,7 +308,9 @@ export async function startSigner(
         .catch((e) => log.error({ err: e }, 'could not audit the stop'));
       await checkpointer.checkpointHead().catch((e) => log.error({ err: e }, 'final audit checkpoint failed'));
       await witnesses?.drain();
-      // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first.
+      // Finalising while calls run crashes SoftHSM: Hsm.close drains the pool first, and the
+      // rollback mark's writer thread (its own session) is ended before.
+      await rollback?.close();
       await hsm.close();
       cosigners?.close();
       await store.close();
