@@ -31,7 +31,7 @@ const log = createLogger('silent');
 /** Two of three Ed25519 admins order destructions; the destroy delay runs on a mocked clock. */
 const adminKeys = ['alice', 'bob', 'carol'].map((name) => ({ name, secret: ed25519.utils.randomSecretKey() }));
 const ADMINS = new Map(
-  adminKeys.map((a) => [a.name, { algorithm: 'ed25519' as const, bytes: ed25519.getPublicKey(a.secret) }]),
+  adminKeys.map((a) => [a.name, { algorithm: 'ed25519' as const, publicKey: ed25519.getPublicKey(a.secret) }]),
 );
 const DESTROY_DELAY_MS = 3600_000;
 let clock = new Date();

@@ -19,8 +19,8 @@ const admins: AdminSet = {
   quorum: 2,
   delaySeconds: 0,
   members: new Map([
-    ['alice', { algorithm: 'p256', bytes: new Uint8Array(point) }],
-    ['bob', { algorithm: 'ed25519', bytes: ed25519.getPublicKey(edSecret) }],
+    ['alice', { algorithm: 'ecdsa-p256', publicKey: new Uint8Array(point) }],
+    ['bob', { algorithm: 'ed25519', publicKey: ed25519.getPublicKey(edSecret) }],
   ]),
 };
 const signAs = (who: 'alice' | 'bob', bytes: Uint8Array) =>

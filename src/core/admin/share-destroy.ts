@@ -1,5 +1,5 @@
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { verifySignature } from '../signatures.js';
+import { APPROVAL_RULES, verifySignature } from '../signatures.js';
 import { type AdminSet, type Approval, checkQuorum } from './approvals.js';
 import type { ProposalSubject } from './proposal.js';
 
@@ -106,5 +106,7 @@ export function checkCancel(
   } catch (e) {
     return (e as Error).message;
   }
-  return verifySignature(key, bytes, signature) ? null : `the signature is not ${admin}'s over this cancel`;
+  return verifySignature(key, bytes, signature, APPROVAL_RULES)
+    ? null
+    : `the signature is not ${admin}'s over this cancel`;
 }
