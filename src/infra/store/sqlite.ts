@@ -94,6 +94,12 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   private readonly db: Database.Database;
   private readonly group: Batcher<() => unknown, unknown>;
   private readonly wal: WalSync;
+  /**
+   * A group's transaction and a write's savepoint, built once: `db.transaction()` builds four
+   * wrapper functions per call, which the group commit paid once per write.
+   */
+  private readonly groupTx: Database.Transaction<(ops: Array<() => unknown>, out: Array<Settled<unknown>>) => void>;
+  private readonly savepoint: Database.Transaction<(op: () => unknown) => unknown>;
   private readonly q: Statements;
   private readonly tree: SqliteAuditTree;
   private readonly proposals: SqliteProposals;
@@ -110,6 +116,17 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     this.db.pragma('busy_timeout = 5000');
     migrateSqlite(this.db);
     this.wal = new WalSync(`${path}-wal`);
+    // Called inside the group's transaction, a transaction function runs as a savepoint.
+    this.savepoint = this.db.transaction((op: () => unknown) => op());
+    this.groupTx = this.db.transaction((ops: Array<() => unknown>, out: Array<Settled<unknown>>) => {
+      for (const op of ops) {
+        try {
+          out.push({ value: this.savepoint(op) });
+        } catch (error) {
+          out.push({ error });
+        }
+      }
+    });
     this.q = prepareStatements(this.db);
     this.tree = new SqliteAuditTree(this.db);
     this.proposals = new SqliteProposals(this.db);
@@ -447,17 +464,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   private commitGroup(ops: Array<() => unknown>): Array<Settled<unknown>> {
     if (this.wal.error) throw this.wal.error;
     const results: Array<Settled<unknown>> = [];
-    this.db
-      .transaction(() => {
-        for (const op of ops) {
-          try {
-            results.push({ value: this.db.transaction(op)() });
-          } catch (error) {
-            results.push({ error });
-          }
-        }
-      })
-      .immediate();
+    this.groupTx.immediate(ops, results);
     this.wal.committed();
     const synced = this.wal.durable();
     return results.map((r) => {
