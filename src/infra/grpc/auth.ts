@@ -38,7 +38,7 @@ export class Authorizer {
   }
 
   identify(call: Call): Identity {
-    const cert = this.trust.verify(call);
+    const cert = this.trust.verify(perConnection(call));
     const roles = new Set(this.clients[cert.cn]?.roles ?? []);
     return { client: cert.cn, roles, notAfter: cert.notAfter, certKey: cert.requestKey };
   }
@@ -73,6 +73,46 @@ export class Authorizer {
   }
 }
 
+type AuthContext = ReturnType<Call['getAuthContext']>;
+
+/** Auth contexts by HTTP/2 session: one per connection, gone with it. */
+const contexts = new WeakMap<object, AuthContext>();
+
+/**
+ * The HTTP/2 session of a grpc-js server call: the handler's call wraps the interceptor chain
+ * (`call`, then `nextCall`...) down to the base call holding the HTTP/2 stream. grpc-js 1.x
+ * internals: when they are not found, the call is used as it is (uncached, as before);
+ * test/auth-peer-cache.test.ts fails if this version of grpc-js no longer matches.
+ */
+function sessionOf(call: Call): object | undefined {
+  type Link = { call?: Link; nextCall?: Link; stream?: { session?: object } };
+  let c = (call as Link).call;
+  for (let depth = 0; c && depth < 8; depth++) {
+    if (c.stream?.session) return c.stream.session;
+    c = c.nextCall;
+  }
+  return undefined;
+}
+
+/**
+ * The call with its TLS auth context read once per connection. grpc-js builds it at every call
+ * (TLSSocket.getPeerCertificate: the whole certificate as JS objects and its fingerprints, tens
+ * of microseconds a request), yet the peer certificate cannot change on a connection: TLS 1.3
+ * has no renegotiation, and Node forbids it on HTTP/2 sockets (RFC 9113 9.2.1). Only the
+ * reading is cached: validity, CRL and pins are still checked at every call (PeerTrust).
+ */
+function perConnection(call: Call): Call {
+  const session = sessionOf(call);
+  if (!session) return call;
+  let ctx = contexts.get(session);
+  if (ctx === undefined) {
+    ctx = call.getAuthContext();
+    if (ctx?.sslPeerCertificate) contexts.set(session, ctx);
+  }
+  const known = ctx;
+  return { getAuthContext: () => known };
+}
+
 /**
  * A cosigner's callers: coordinators named by certificate CN in `cosigner.peers`, checked like a
  * signer's clients (validity, CRL, `cosigner.peerPins`) at every call.
@@ -90,7 +130,7 @@ export class PeerAuthorizer {
 
   /** The caller's CN if it is a peer whose certificate may be used now; a SignerError otherwise. */
   require(call: Call): string {
-    const cn = this.trust.verify(call).cn;
+    const cn = this.trust.verify(perConnection(call)).cn;
     if (!this.peers.has(cn)) {
       throw new SignerError('NOT_AUTHORIZED', `client "${cn}" is not a peer of this cosigner`, { client: cn });
     }

@@ -51,6 +51,7 @@ import { protectDatabaseFiles, protectWalFiles } from './sqlite/files.js';
 import { SqliteProposals } from './sqlite/proposals.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
 import { addTokenVelocity, tokenUsage } from './sqlite/token-velocity.js';
+import { WalSync } from './sqlite/wal-sync.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
   type CeremonyRecord,
@@ -68,21 +69,37 @@ import {
 const isConstraint = (e: unknown) => (e as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT') === true;
 
 /**
- * The embedded store. WAL with synchronous=FULL: a transaction is on stable storage when
- * commit returns, which is what "durable before the signature leaves" requires. SQLite has one
- * writer at a time, so a reservation's read-decide-write cannot interleave with another's, nor
- * an audit append with another (the write lock makes each transaction the chain's only
- * appender).
+ * The embedded store. WAL, with every write on stable storage before its caller sees the
+ * outcome, which is what "durable before the signature leaves" requires: commits run with
+ * synchronous=NORMAL and the WAL is synced off the event loop (`WalSync`) before they settle.
+ * SQLite has one writer at a time, so a reservation's read-decide-write cannot interleave with
+ * another's, nor an audit append with another (the write lock makes each transaction the
+ * chain's only appender).
  *
  * Every write goes through the group commit: the writes submitted in one event-loop turn run in
- * one IMMEDIATE transaction, each in its own savepoint, and settle only after the commit. With
- * synchronous=FULL a commit is an fsync (~0.3 ms here); one per request would cap the service
- * far below the HSM, one per turn costs almost nothing per request. A failing write (its audit
- * entry included) rolls back only its savepoint.
+ * one IMMEDIATE transaction, each in its own savepoint, and settle only after the commit and its
+ * WAL sync. The next group's transaction may commit while the previous group's sync runs. A
+ * failing write (its audit entry included) rolls back only its savepoint.
+ *
+ * One exception settles at commit: a reservation that only claims (it writes records and no
+ * audit entry, i.e. the request goes on to the HSM). Nothing leaves on it: its signature leaves
+ * only after `complete` (or its failure after `abandon`), whose sync covers the claim too (the WAL
+ * is replayed in commit order). An OS crash before that sync loses the claim together with a
+ * signature that never left the process. This takes one sync off every request's latency.
+ *
+ * Reads return only durable state: what they read is handed over after the sync covering the
+ * commits it saw (a tree head, a batch result, a key must not leave before it is on disk).
  */
 export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeStore, BatchResultStore {
   private readonly db: Database.Database;
   private readonly group: Batcher<() => unknown, unknown>;
+  private readonly wal: WalSync;
+  /**
+   * A group's transaction and a write's savepoint, built once: `db.transaction()` builds four
+   * wrapper functions per call, which the group commit paid once per write.
+   */
+  private readonly groupTx: Database.Transaction<(ops: Array<() => unknown>, out: Array<Settled<unknown>>) => void>;
+  private readonly savepoint: Database.Transaction<(op: () => unknown) => unknown>;
   private readonly q: Statements;
   private readonly tree: SqliteAuditTree;
   private readonly proposals: SqliteProposals;
@@ -94,9 +111,22 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     protectWalFiles(path);
-    this.db.pragma('synchronous = FULL');
+    // Durability comes from WalSync before anything settles (see above), not from SQLite's fsync.
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     migrateSqlite(this.db);
+    this.wal = new WalSync(`${path}-wal`);
+    // Called inside the group's transaction, a transaction function runs as a savepoint.
+    this.savepoint = this.db.transaction((op: () => unknown) => op());
+    this.groupTx = this.db.transaction((ops: Array<() => unknown>, out: Array<Settled<unknown>>) => {
+      for (const op of ops) {
+        try {
+          out.push({ value: this.savepoint(op) });
+        } catch (error) {
+          out.push({ error });
+        }
+      }
+    });
     this.q = prepareStatements(this.db);
     this.tree = new SqliteAuditTree(this.db);
     this.proposals = new SqliteProposals(this.db);
@@ -155,8 +185,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  async listCeremonies(): Promise<CeremonyRecord[]> {
-    return (this.q.listCeremonies.all() as CeremonyRow[]).map(ceremonyRecord);
+  listCeremonies(): Promise<CeremonyRecord[]> {
+    return this.durable((this.q.listCeremonies.all() as CeremonyRow[]).map(ceremonyRecord));
   }
 
   dropCeremony(sessionId: string, audit: AuditDraft[]): Promise<boolean> {
@@ -195,8 +225,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  async listKeys(): Promise<KeyRecord[]> {
-    return (this.q.listKeys.all() as KeyRow[]).map(keyRecord);
+  listKeys(): Promise<KeyRecord[]> {
+    return this.durable((this.q.listKeys.all() as KeyRow[]).map(keyRecord));
   }
 
   putPolicy(
@@ -214,12 +244,12 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  async listPolicies(): Promise<PolicyRecord[]> {
-    return (this.q.listPolicies.all() as PolicyRow[]).map(policyRecord);
+  listPolicies(): Promise<PolicyRecord[]> {
+    return this.durable((this.q.listPolicies.all() as PolicyRow[]).map(policyRecord));
   }
 
-  async policyHistory(name: string): Promise<PolicyRecord[]> {
-    return (this.q.policyHistory.all(name) as PolicyRow[]).map(policyRecord);
+  policyHistory(name: string): Promise<PolicyRecord[]> {
+    return this.durable((this.q.policyHistory.all(name) as PolicyRow[]).map(policyRecord));
   }
 
   insertProposal(p: Parameters<Store['insertProposal']>[0], audit: AuditDraft[]): Promise<void> {
@@ -250,8 +280,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  async listProposals(): Promise<ProposalRecord[]> {
-    return this.proposals.list();
+  listProposals(): Promise<ProposalRecord[]> {
+    return this.durable(this.proposals.list());
   }
 
   freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {
@@ -262,8 +292,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  async listFreezes(): Promise<FreezeRecord[]> {
-    return this.proposals.freezes();
+  listFreezes(): Promise<FreezeRecord[]> {
+    return this.durable(this.proposals.freezes());
   }
 
   reserve<T>(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<T>): Promise<T> {
@@ -308,7 +338,9 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
       if (plan.batch && req.batch) {
         this.q.insertBatch.run(req.batch.client, req.batch.batchId, Buffer.from(plan.batch.itemsHash), now);
       }
-      return plan.outcome;
+      // Only claims: its caller asks the HSM next, and complete/abandon make it durable (above).
+      const claimOnly = plan.writes.length > 0 && !plan.audit?.length && !(plan.batch && req.batch);
+      return claimOnly ? new AtCommit(plan.outcome) : plan.outcome;
     });
   }
 
@@ -346,25 +378,26 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     return this.write(() => this.append(drafts));
   }
 
-  async auditHead(): Promise<AuditHead | undefined> {
-    return this.q.auditHead.get() as AuditHead | undefined;
+  auditHead(): Promise<AuditHead | undefined> {
+    return this.durable(this.q.auditHead.get() as AuditHead | undefined);
   }
 
   async *readAudit(fromSeq: number, toSeq: number): AsyncIterable<AuditEntry> {
     for (let next = fromSeq; next <= toSeq; ) {
       const rows = this.q.readAudit.all(next, toSeq, 1000) as Array<AuditRow & { seq: number }>;
       if (rows.length === 0) return;
+      await this.durable(undefined);
       for (const r of rows) yield auditEntry(r);
       next = rows[rows.length - 1]!.seq + 1;
     }
   }
 
-  async auditRange(from: Date | null, to: Date | null): Promise<{ first: number; last: number } | undefined> {
+  auditRange(from: Date | null, to: Date | null): Promise<{ first: number; last: number } | undefined> {
     const r = this.q.auditRange.get(from?.getTime() ?? 0, to?.getTime() ?? Number.MAX_SAFE_INTEGER) as {
       first: number | null;
       last: number | null;
     };
-    return r.first === null || r.last === null ? undefined : { first: r.first, last: r.last };
+    return this.durable(r.first === null || r.last === null ? undefined : { first: r.first, last: r.last });
   }
 
   putCheckpoint(c: StoredCheckpoint): Promise<void> {
@@ -373,8 +406,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     });
   }
 
-  async checkpoints(fromSeq: number, toSeq: number): Promise<StoredCheckpoint[]> {
-    return (this.q.checkpoints.all(fromSeq, toSeq) as CheckpointRow[]).map(checkpointRecord);
+  checkpoints(fromSeq: number, toSeq: number): Promise<StoredCheckpoint[]> {
+    return this.durable((this.q.checkpoints.all(fromSeq, toSeq) as CheckpointRow[]).map(checkpointRecord));
   }
 
   prune(before: { requests: Date; velocity: Date }): Promise<number> {
@@ -388,7 +421,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   }
 
   /** A read outside the write group: WAL readers see the last commit, and complete() commits before returning. */
-  async batchResults(
+  batchResults(
     client: string,
     batchId: string,
     from: number,
@@ -397,7 +430,9 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   ): Promise<BatchPage | undefined> {
     this.batchItems ??= this.db.prepare(BATCH_ITEMS_SQL.sqlite);
     const ids = JSON.stringify(batchItemIds(batchId, from, count));
-    return batchPage(this.batchItems.all(ids, client, batchId) as BatchItemRow[], batchId, from, count, now);
+    return this.durable(
+      batchPage(this.batchItems.all(ids, client, batchId) as BatchItemRow[], batchId, from, count, now),
+    );
   }
 
   private batchItems: Database.Statement | undefined;
@@ -408,28 +443,35 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   }
 
   async close(): Promise<void> {
+    await this.wal.close();
     this.db.close();
   }
 
-  private write<T>(run: () => T): Promise<T> {
+  private write<T>(run: () => T | AtCommit<T>): Promise<T> {
     return this.group.submit(run) as Promise<T>;
   }
 
-  /** One turn's writes: one IMMEDIATE transaction, a savepoint each (better-sqlite3 nests them so). */
+  /** `value`, once the commits made so far (those a read just saw included) are durable. */
+  private durable<T>(value: T): Promise<T> {
+    return this.wal.durable().then(() => value);
+  }
+
+  /**
+   * One turn's writes: one IMMEDIATE transaction, a savepoint each (better-sqlite3 nests them
+   * so). Each outcome, a failure too, settles after the WAL sync that covers the commit (a
+   * promise the batcher's caller adopts), except a write's `AtCommit` value.
+   */
   private commitGroup(ops: Array<() => unknown>): Array<Settled<unknown>> {
+    if (this.wal.error) throw this.wal.error;
     const results: Array<Settled<unknown>> = [];
-    this.db
-      .transaction(() => {
-        for (const op of ops) {
-          try {
-            results.push({ value: this.db.transaction(op)() });
-          } catch (error) {
-            results.push({ error });
-          }
-        }
-      })
-      .immediate();
-    return results;
+    this.groupTx.immediate(ops, results);
+    this.wal.committed();
+    const synced = this.wal.durable();
+    return results.map((r) => {
+      if ('error' in r) return { value: synced.then(() => Promise.reject(r.error)) };
+      if (r.value instanceof AtCommit) return { value: r.value.value };
+      return { value: synced.then(() => r.value) };
+    });
   }
 
   /**
@@ -445,34 +487,34 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   }
 
   readNodes(ids: readonly NodeId[]): Promise<readonly Uint8Array[]> {
-    return this.tree.readNodes(ids);
+    return this.tree.readNodes(ids).then((nodes) => this.durable(nodes));
   }
 
   async treeHead(size: number): Promise<Uint8Array> {
     this.tree.checkSize(size);
-    return this.tree.reads.treeHead(size);
+    return this.durable(await this.tree.reads.treeHead(size));
   }
 
   async inclusionProof(seq: number, size: number): Promise<Uint8Array[]> {
     this.tree.checkSize(size);
-    return this.tree.reads.inclusionProof(seq, size);
+    return this.durable(await this.tree.reads.inclusionProof(seq, size));
   }
 
   async consistencyProof(fromSize: number, toSize: number): Promise<Uint8Array[]> {
     this.tree.checkSize(toSize);
-    return this.tree.reads.consistencyProof(fromSize, toSize);
+    return this.durable(await this.tree.reads.consistencyProof(fromSize, toSize));
   }
 
   putCheckpointNote(c: StoredNote): Promise<void> {
     return this.write(() => this.tree.putNote(c));
   }
 
-  async latestCheckpointNote(): Promise<StoredNote | undefined> {
-    return this.tree.latestNote();
+  latestCheckpointNote(): Promise<StoredNote | undefined> {
+    return this.durable(this.tree.latestNote());
   }
 
-  async checkpointNote(size: number, atLeast = false): Promise<StoredNote | undefined> {
-    return this.tree.noteAt(size, atLeast);
+  checkpointNote(size: number, atLeast = false): Promise<StoredNote | undefined> {
+    return this.durable(this.tree.noteAt(size, atLeast));
   }
 
   replaceCheckpointNote(size: number, note: string): Promise<void> {
@@ -533,4 +575,9 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     const cur = this.q.bucket.get(scope, subject, bucket) as { value: string };
     this.q.addBucketValue.run((BigInt(cur.value) + value).toString(), scope, subject, bucket);
   }
+}
+
+/** A write's value its caller may have at commit, before the WAL sync (a claim-only reservation). */
+class AtCommit<T> {
+  constructor(readonly value: T) {}
 }

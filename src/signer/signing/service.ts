@@ -76,6 +76,8 @@ const ACCEPTS: Record<Algorithm, ReadonlySet<Payload['kind']>> = {
  */
 export class SigningService {
   private readonly checks = new Map<string, SignatureCheck>();
+  /** EVM addresses by public key: two keccaks and a checksum per signature otherwise. */
+  private readonly addresses = new WeakMap<Uint8Array, string>();
 
   constructor(
     private readonly hsm: Hsm,
@@ -180,8 +182,17 @@ export class SigningService {
     return {
       key: p.key,
       signature,
-      evm: { ...signed, chainId: p.evm.intent.chainId, nonce: p.evm.intent.nonce, from: evmAddress(p.key.publicKey) },
+      evm: { ...signed, chainId: p.evm.intent.chainId, nonce: p.evm.intent.nonce, from: this.address(p.key.publicKey) },
     };
+  }
+
+  private address(publicKey: Uint8Array): string {
+    let a = this.addresses.get(publicKey);
+    if (a === undefined) {
+      a = evmAddress(publicKey);
+      this.addresses.set(publicKey, a);
+    }
+    return a;
   }
 
   private check(key: KeyRecord, lane: Lane): SignatureCheck {
