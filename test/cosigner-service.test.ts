@@ -1,12 +1,17 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import t from 'tap';
 import { makePki } from '../harness/pki.js';
+import { OPEN_POLICY } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { requestSigner } from '../src/client/request-signing.js';
 import { aggregate, decodePublic } from '../src/core/frost/participant.js';
 import { SUITES } from '../src/core/frost/suites.js';
 import type { Round1Entry } from '../src/core/frost/wire.js';
+import { canonicalRequestBytes } from '../src/core/request-signing/canonical.js';
 import { CosignerIdentity } from '../src/cosigner/identity.js';
+import { PolicyCheck } from '../src/cosigner/policy-check.js';
+import { RequestCheck } from '../src/cosigner/request-check.js';
 import { CosignerService } from '../src/cosigner/service.js';
 import { CosignerStore } from '../src/cosigner/store.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
@@ -25,13 +30,43 @@ const hsm = await Hsm.open({ uri: token.uri, sessions: 2, recoveryIntervalMs: 10
 t.teardown(() => hsm.close());
 const sealKey = await ensureSealingKey(hsm, 'share-sealing');
 const log = createLogger('silent');
+// The client "engine" signs its requests with a registered Ed25519 key each cosigner pins, and
+// every cosigner pins the open test policy (as the signer's config text).
+const engineKey = generateKeyPairSync('ed25519');
+const engine = requestSigner('engine', engineKey.privateKey);
+const enginePem = engineKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
 const services = [1, 2, 3].map((id) => {
   const store = new CosignerStore(join(dir.path, `cosigner-${id}.db`));
   t.teardown(() => store.close());
   const files = pki.files.clients[`cosigner-${id}`]!;
   const identity = new CosignerIdentity({ certFile: files.cert, keyFile: files.key }, pki.files.caCert, id);
-  return new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log });
+  const checks = {
+    requests: new RequestCheck({ engine: { requestKeys: [enginePem] } }, [], id),
+    policies: new PolicyCheck(id, store.records, undefined, { open: OPEN_POLICY }),
+    records: store.records,
+  };
+  return new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log, checks });
 });
+const policy = { name: 'open', version: 1, document: JSON.stringify(OPEN_POLICY), proposalId: '', approvals: [] };
+/** What the coordinator forwards of engine's signed Sign request for `payload`. */
+function signedBy(requestId: string, payloadKind: 'message' | 'digest', payload: Buffer) {
+  const message = canonicalRequestBytes({
+    kind: 'sign',
+    client: 'engine',
+    keyId,
+    keyVersion: 0,
+    id: requestId,
+    clientTimeMs: Date.now(),
+    payloads: [{ kind: payloadKind, bytes: payload }],
+  });
+  return {
+    signedRequest: Buffer.from(message),
+    requestSignature: engine.sign(message),
+    requestSigningKey: engine.signingKey,
+    payloadIndex: 0,
+    policy,
+  };
+}
 const [one, two] = services as [CosignerService, CosignerService, CosignerService];
 
 const suite = SUITES['frost-ed25519'];
@@ -70,7 +105,14 @@ t.test('two cosigners sign; a nonce signs once; a request id keeps its payload',
   const message = randomBytes(48);
   const request = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId: randomUUID(), payloadKind: 'message' };
   const ask = (s: CosignerService, i: number, payload = message, commitments = wire(i)) =>
-    s.signShare({ ...request, payload, replayScope: null, nonceId: listOf(i)[s === one ? 0 : 1]!.id, commitments });
+    s.signShare({
+      ...request,
+      payload,
+      replayScope: null,
+      nonceId: listOf(i)[s === one ? 0 : 1]!.id,
+      commitments,
+      ...signedBy(request.requestId, 'message', payload),
+    });
 
   const [s1, s2] = await Promise.all([ask(one, 0), ask(two, 0)]);
   const pub = decodePublic(suite, JSON.parse(publicPackage));
@@ -98,6 +140,14 @@ t.test('destroying a key version removes its shares and its pooled nonces', asyn
   const mine = pooled.commitments[0]!;
   const commitments = [{ cosignerId: 1, hiding: Buffer.from(mine.hiding), binding: Buffer.from(mine.binding) }];
   const request = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId: randomUUID(), payloadKind: 'digest' };
-  const ask = { ...request, payload: randomBytes(32), replayScope: null, nonceId: mine.id, commitments };
+  const payload = randomBytes(32);
+  const ask = {
+    ...request,
+    payload,
+    replayScope: null,
+    nonceId: mine.id,
+    commitments,
+    ...signedBy(request.requestId, 'digest', payload),
+  };
   await t.rejects(one.signShare(ask), refusal('NONCE_UNKNOWN'), 'its nonces went with it');
 });

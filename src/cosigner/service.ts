@@ -6,7 +6,13 @@ import { CosignerCeremonies, type Round1Request } from './ceremonies.js';
 import type { CeremonyFaults } from './ceremony.js';
 import type { CosignerIdentity } from './identity.js';
 import { ShareVault } from './shares.js';
-import { type CommitRequest, type CommitResponse, CosignerSigning, type SignShareRequest } from './signing.js';
+import {
+  type CommitRequest,
+  type CommitResponse,
+  CosignerSigning,
+  type ShareChecks,
+  type SignShareRequest,
+} from './signing.js';
 import type { CosignerStore } from './store.js';
 
 /** Test-only misbehaviour (a cheating or faulty cosigner); never set by main.ts. */
@@ -22,6 +28,8 @@ export interface CosignerOptions {
   log: Logger;
   /** Signs this cosigner's round-1 outputs and checks the others'. */
   identity: CosignerIdentity;
+  /** The client's signature, the quorum's policy, and this cosigner's records and audit log. */
+  checks: ShareChecks;
   faults?: CosignerFaults;
 }
 
@@ -36,10 +44,10 @@ export class CosignerService {
 
   constructor(private readonly o: CosignerOptions) {
     const shares = new ShareVault(o);
-    const { id, store, identity, faults, maxPooledNonces, log } = o;
+    const { id, store, identity, faults, maxPooledNonces, log, checks } = o;
     this.ceremonies = new CosignerCeremonies({ id, store, shares, identity, ...(faults ? { faults } : {}) });
     const corrupt = faults?.corruptSignShare ? { corruptSignShare: true } : {};
-    this.signing = new CosignerSigning({ id, store, shares, maxPooledNonces, log, ...corrupt });
+    this.signing = new CosignerSigning({ id, store, shares, maxPooledNonces, log, checks, ...corrupt });
   }
 
   info(): { cosignerId: number } {
@@ -114,7 +122,10 @@ export class CosignerService {
     return this.signing.commit(r);
   }
 
-  /** Signing round two: one share, after this cosigner's own replay check. */
+  /**
+   * Signing round two: one share, after this cosigner's own checks of the client's signed
+   * request, the quorum's policy and its replay records; granted and refused shares are audited.
+   */
   signShare(r: SignShareRequest): Promise<{ share: Uint8Array }> {
     return this.signing.signShare(r);
   }

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { ThresholdAlgorithm } from '../core/frost/suites.js';
+import { CosignerRecords } from './records.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS shares (
@@ -87,6 +88,8 @@ const fromRow = (r: Row): ShareRow => ({
  */
 export class CosignerStore {
   private readonly db: Database.Database;
+  /** Grants, policy floors and the audit log, on this connection (one transaction with claims). */
+  readonly records: CosignerRecords;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -94,6 +97,7 @@ export class CosignerStore {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
+    this.records = new CosignerRecords(this.db);
     // A ceremony's rounds live in memory: those that were running when this process stopped
     // cannot go on (their pending shares, if any, stay until the coordinator commits or drops them).
     this.db
