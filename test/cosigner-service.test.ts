@@ -11,8 +11,10 @@ import type { Round1Entry } from '../src/core/frost/wire.js';
 import { canonicalRequestBytes } from '../src/core/request-signing/canonical.js';
 import { CosignerIdentity } from '../src/cosigner/identity.js';
 import { PolicyCheck } from '../src/cosigner/policy-check.js';
+import { verifyCosignerAudit } from '../src/cosigner/records.js';
 import { RequestCheck } from '../src/cosigner/request-check.js';
 import { CosignerService } from '../src/cosigner/service.js';
+import type { WirePolicy } from '../src/cosigner/share-request.js';
 import { CosignerStore } from '../src/cosigner/store.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 import { ensureSealingKey } from '../src/infra/hsm/seal.js';
@@ -35,36 +37,61 @@ const log = createLogger('silent');
 const engineKey = generateKeyPairSync('ed25519');
 const engine = requestSigner('engine', engineKey.privateKey);
 const enginePem = engineKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+/** A key's own policy, pinned too: hot traffic, client engine only, three shares a minute per key. */
+const TIGHT = {
+  keys: ['svc-ed'],
+  traffic: 'hot',
+  clients: ['engine'],
+  payloadKinds: ['message'],
+  freshness: { maxSkewSeconds: 60 },
+  velocity: [{ scope: 'key', windowSeconds: 60, maxCount: 3 }],
+};
+const allChecks: Array<{ records: CosignerStore['records'] }> = [];
 const services = [1, 2, 3].map((id) => {
   const store = new CosignerStore(join(dir.path, `cosigner-${id}.db`));
   t.teardown(() => store.close());
   const files = pki.files.clients[`cosigner-${id}`]!;
   const identity = new CosignerIdentity({ certFile: files.cert, keyFile: files.key }, pki.files.caCert, id);
   const checks = {
-    requests: new RequestCheck({ engine: { requestKeys: [enginePem] } }, [], id),
-    policies: new PolicyCheck(id, store.records, undefined, { open: OPEN_POLICY }),
+    requests: new RequestCheck({ engine: { requestKeys: [enginePem] }, other: {} }, [], id),
+    policies: new PolicyCheck(id, store.records, undefined, { open: OPEN_POLICY, tight: TIGHT }),
     records: store.records,
   };
+  allChecks.push(checks);
   return new CosignerService({ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log, checks });
 });
-const policy = { name: 'open', version: 1, document: JSON.stringify(OPEN_POLICY), proposalId: '', approvals: [] };
+const policy: WirePolicy = {
+  name: 'open',
+  version: 1,
+  document: JSON.stringify(OPEN_POLICY),
+  proposalId: '',
+  approvals: [],
+};
 /** What the coordinator forwards of engine's signed Sign request for `payload`. */
-function signedBy(requestId: string, payloadKind: 'message' | 'digest', payload: Buffer) {
+function signedBy(
+  requestId: string,
+  payloadKind: 'message' | 'digest',
+  payload: Buffer,
+  o: { policy?: WirePolicy; clientTimeMs?: number; batch?: number } = {},
+) {
   const message = canonicalRequestBytes({
-    kind: 'sign',
+    kind: o.batch === undefined ? 'sign' : 'batch',
     client: 'engine',
     keyId,
     keyVersion: 0,
-    id: requestId,
-    clientTimeMs: Date.now(),
-    payloads: [{ kind: payloadKind, bytes: payload }],
+    id: o.batch === undefined ? requestId : requestId.split('#')[0]!,
+    clientTimeMs: o.clientTimeMs ?? Date.now(),
+    payloads: Array.from({ length: o.batch ?? 1 }, (_, i) => ({
+      kind: payloadKind,
+      bytes: i === Number(requestId.split('#')[1] ?? 0) ? payload : randomBytes(8),
+    })),
   });
   return {
     signedRequest: Buffer.from(message),
     requestSignature: engine.sign(message),
     requestSigningKey: engine.signingKey,
-    payloadIndex: 0,
-    policy,
+    payloadIndex: Number(requestId.split('#')[1] ?? 0),
+    policy: o.policy ?? policy,
   };
 }
 const [one, two] = services as [CosignerService, CosignerService, CosignerService];
@@ -131,6 +158,43 @@ t.test('two cosigners sign; a nonce signs once; a request id keeps its payload',
   await t.rejects(ask(one, 1), refusal('NONCE_UNKNOWN'), 'the refused request used up its nonce');
   await t.rejects(ask(one, 2, message, wire(1)), refusal('COMMITMENT_MISMATCH'), 'not the listed commitment');
   await t.rejects(ask(one, 2), refusal('NONCE_UNKNOWN'), 'so did the mismatched one');
+});
+
+t.test("a cosigner applies the policy's rules with its own clock and its own records", async (t) => {
+  const tight = { name: 'tight', version: 1, document: JSON.stringify(TIGHT), proposalId: '', approvals: [] };
+  const ask = async (o: { requestId?: string; clientTimeMs?: number; batch?: number } = {}) => {
+    const [mine, theirs] = await Promise.all(
+      [one, two].map(async (s) => (await s.commit({ keyId, keyVersion: 1, count: 1 })).commitments[0]!),
+    );
+    const list = [mine!, theirs!].map((c) => ({
+      ...c,
+      hiding: Buffer.from(c.hiding),
+      binding: Buffer.from(c.binding),
+    }));
+    const requestId = o.requestId ?? randomUUID();
+    const payload = Buffer.from(`pay ${requestId}`);
+    const base = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId, payloadKind: 'message' };
+    const signed = signedBy(requestId, 'message', payload, { policy: tight, ...o });
+    return one.signShare({ ...base, payload, replayScope: null, nonceId: mine!.id, commitments: list, ...signed });
+  };
+  await t.rejects(ask({ clientTimeMs: Date.now() + 120_000 }), refusal('FUTURE_REQUEST'), 'its own clock');
+  await t.rejects(ask({ requestId: `${randomUUID()}#1`, batch: 3 }), refusal('TRAFFIC_CLASS_NOT_ALLOWED'));
+  // The window already holds the one share cosigner 1 gave in the signing test above.
+  const since = new Date(Date.now() - 60_000);
+  const none = { client: '', requestId: '' };
+  t.equal(allChecks[0]!.records.grantsSince('key', keyId, since, none), 1, 'one share of this key in the window');
+  const first = randomUUID();
+  t.equal((await ask({ requestId: first })).share.length, 32, 'second share of the minute');
+  t.equal((await ask({ requestId: first })).share.length, 32, 'its retry is not a second signature');
+  t.equal((await ask()).share.length, 32, 'third share of the minute');
+  await t.rejects(ask(), { name: 'SignerError', reason: 'VELOCITY_LIMIT', message: /velocity\[0\]/ });
+  const refusedRows = allChecks[0]!.records.auditRows().filter((r) => r.kind === 'share.refused');
+  t.same(
+    refusedRows.slice(-3).map((r) => JSON.parse(r.details).reason),
+    ['FUTURE_REQUEST', 'TRAFFIC_CLASS_NOT_ALLOWED', 'VELOCITY_LIMIT'],
+    'each refusal audited with its reason',
+  );
+  t.ok(verifyCosignerAudit(allChecks[0]!.records.auditRows()).ok, 'the chain verifies');
 });
 
 t.test('destroying a key version removes its shares and its pooled nonces', async (t) => {
