@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type AdminSet, checkQuorum } from '../core/admin/approvals.js';
 import { SignerError } from '../core/errors.js';
 import { canonicalJson } from '../core/policy/canonical.js';
@@ -22,6 +23,20 @@ const rankOf = (patterns: readonly string[], keyId: string): number =>
       .map((k) => (k.endsWith('*') ? k.length - 1 : Number.MAX_SAFE_INTEGER)),
   );
 
+/** Everything a policy version's trust rests on: name, version, document, proposal, approvals. */
+const evidenceId = (w: WirePolicy): string =>
+  createHash('sha256')
+    .update(
+      JSON.stringify([
+        w.name,
+        w.version,
+        w.document,
+        w.proposalId,
+        w.approvals.map((a) => [a.admin, Buffer.from(a.signature).toString('hex'), a.atMs]),
+      ]),
+    )
+    .digest('hex');
+
 /**
  * The cosigner's own policy check (README "What a cosigner checks"). The coordinator forwards
  * the stored policy version that governs the key; this cosigner trusts it only when k of the
@@ -36,6 +51,8 @@ const rankOf = (patterns: readonly string[], keyId: string): number =>
  */
 export class PolicyCheck {
   private pinned = new Map<string, string>();
+  /** Verified and compiled versions by their evidence (evidenceId). */
+  private readonly cache = new Map<string, CompiledPolicy>();
 
   constructor(
     private readonly cosignerId: number,
@@ -49,6 +66,7 @@ export class PolicyCheck {
   /** Applies reloaded admins and pinned policy texts from the next call on. */
   update(admins: AdminSet | undefined, policies: Record<string, unknown>): void {
     this.admins = admins;
+    this.cache.clear();
     this.pinned = new Map(Object.entries(policies).map(([name, doc]) => [name, canonicalJson(doc)]));
   }
 
@@ -87,8 +105,25 @@ export class PolicyCheck {
     return { policy, use };
   }
 
-  /** The forwarded version compiled, if this cosigner trusts it for the key. */
+  /**
+   * The forwarded version compiled, if this cosigner trusts it for the key. Its approvals and
+   * compilation are cached by the exact evidence (a version is immutable on the signer, so the
+   * same evidence comes with every share); what depends on the key and the floors is not.
+   */
   private trusted(keyId: string, wire: WirePolicy | null | undefined): CompiledPolicy {
+    if (!wire?.name) return this.verified(keyId, wire);
+    const id = evidenceId(wire);
+    let policy = this.cache.get(id);
+    if (!policy) {
+      policy = this.verified(keyId, wire);
+      if (this.cache.size >= 256) this.cache.clear();
+      this.cache.set(id, policy);
+    }
+    return this.governs(keyId, wire, policy);
+  }
+
+  /** Approvals (or the pinned text) checked and the document compiled; the signer's refusal otherwise. */
+  private verified(keyId: string, wire: WirePolicy | null | undefined): CompiledPolicy {
     const cosigner = String(this.cosignerId);
     if (!wire?.name)
       throw new SignerError('NO_POLICY', `cosigner ${cosigner}: no policy came with the request for key "${keyId}"`, {
@@ -143,12 +178,23 @@ export class PolicyCheck {
       }
       if (!reached) throw unavailable('unapproved', `lacks ${this.admins.quorum} valid admin approvals`);
     }
-    let policy: CompiledPolicy;
     try {
-      policy = compilePolicy(doc, wire.name);
+      return compilePolicy(doc, wire.name);
     } catch {
       throw unavailable('invalid', 'does not compile');
     }
+  }
+
+  /** Whether a trusted version may govern the key here: it covers it, and is no downgrade. */
+  private governs(keyId: string, wire: WirePolicy, policy: CompiledPolicy): CompiledPolicy {
+    const cosigner = String(this.cosignerId);
+    const meta = { keyId, policy: wire.name, version: String(wire.version), cosigner };
+    const unavailable = (why: string, message: string) =>
+      new SignerError(
+        'POLICY_UNAVAILABLE',
+        `cosigner ${cosigner}: policy "${wire.name}" version ${wire.version} ${message}`,
+        { ...meta, why },
+      );
     const rank = rankOf(policy.keys, keyId);
     if (rank < 0)
       throw new SignerError('NO_POLICY', `cosigner ${cosigner}: policy "${wire.name}" does not govern key "${keyId}"`, {

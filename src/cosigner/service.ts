@@ -47,7 +47,7 @@ export class CosignerService {
     const { id, store, identity, faults, maxPooledNonces, log, checks } = o;
     this.ceremonies = new CosignerCeremonies({ id, store, shares, identity, ...(faults ? { faults } : {}) });
     const corrupt = faults?.corruptSignShare ? { corruptSignShare: true } : {};
-    this.signing = new CosignerSigning({ id, store, shares, maxPooledNonces, log, checks, ...corrupt });
+    this.signing = new CosignerSigning({ id, shares, maxPooledNonces, log, checks, ...corrupt });
   }
 
   info(): { cosignerId: number } {

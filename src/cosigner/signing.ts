@@ -12,7 +12,6 @@ import type { RequestCheck } from './request-check.js';
 import { grantedDraft, refusedDraft } from './share-audit.js';
 import type { SignShareRequest } from './share-request.js';
 import type { ShareVault } from './shares.js';
-import type { CosignerStore } from './store.js';
 
 export type { SignShareRequest } from './share-request.js';
 
@@ -53,7 +52,6 @@ export class CosignerSigning {
   constructor(
     private readonly o: {
       id: number;
-      store: CosignerStore;
       shares: ShareVault;
       maxPooledNonces: number;
       log: Logger;

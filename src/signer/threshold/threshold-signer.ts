@@ -248,7 +248,10 @@ export class ThresholdSigner {
     const withPool = candidates.filter((id) => (pools.get(id)?.length ?? 0) > 0);
     for (const id of withPool.slice(0, t)) picked.push(pools.get(id)!.shift()!);
     const missing = candidates.filter((id) => !withPool.includes(id));
-    while (picked.length < t && missing.length) {
+    // A fetch shared by many concurrent signatures (a batch's first items) may be drained by the
+    // others before this one takes its commitment: fetch again, a few times, rather than fail.
+    let rounds = 0;
+    while (picked.length < t && missing.length && rounds++ < 4) {
       const batch = missing.splice(0, t - picked.length);
       const got = await Promise.allSettled(batch.map((id) => this.fetch(key, id)));
       got.forEach((g, i) => {
@@ -263,7 +266,9 @@ export class ThresholdSigner {
           return this.fault(key, excluded, id, why, req);
         }
         const one = pools.get(id)?.shift();
-        if (one && picked.length < t) picked.push(one);
+        if (!one) missing.push(id);
+        else if (picked.length < t) picked.push(one);
+        else pools.get(id)?.unshift(one);
       });
     }
     for (const id of candidates) if ((pools.get(id)?.length ?? 0) < this.cfg.poolSize / 2) this.refill(key, id);
