@@ -1,9 +1,13 @@
+import { X509Certificate } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { certificateSigner } from '../src/client/request-signing.js';
+import { canonicalRequestBytes } from '../src/core/request-signing/canonical.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import type { Pki } from './pki.js';
 import { freePort, type SignerProcess, startSignerProcess } from './process.js';
+import { OPEN_POLICY } from './signer.js';
 import { makeToken, type TestToken } from './token.js';
 
 /** Client certificates a test PKI needs for a signer with three cosigners. */
@@ -66,6 +70,10 @@ export async function startCosigners(
               certFile: pki.files.clients[`cosigner-${id}`]!.cert,
               keyFile: pki.files.clients[`cosigner-${id}`]!.key,
             },
+            // What it checks itself before a share: the test signer's signing clients (they sign
+            // with their certificates' keys, from the test CA) and its config policy, pinned.
+            clients: { 'payment-engine': {}, 'other-engine': {} },
+            policies: { open: OPEN_POLICY },
           },
           log: { level: 'info' },
           ...(witnessLogs
@@ -152,4 +160,55 @@ export function cosignerClient(pki: Pki, address: string, cn = 'coordinator'): g
     'grpc.ssl_target_name_override': 'localhost',
     'grpc.default_authority': 'localhost',
   });
+}
+
+/** The open test policy as a signer forwards its config-set version 1 (SignShareRequest.policy). */
+export const OPEN_POLICY_V1 = {
+  name: 'open',
+  version: 1,
+  document: JSON.stringify(OPEN_POLICY),
+  proposalId: '',
+  approvals: [],
+};
+
+/**
+ * SignShareRequest fields 40-45 for a Sign request that `client` (a test PKI certificate) signed
+ * with its certificate's key, as the coordinator forwards it: what a legitimate request carries,
+ * or what an attacker holding the coordinator's certificate replays after capturing one.
+ */
+export function clientSignedFields(
+  pki: Pki,
+  r: {
+    client?: string;
+    keyId: string;
+    requestId: string;
+    kind: 'message' | 'digest';
+    payload: Uint8Array;
+    scope?: { chainId: bigint; nonce: bigint };
+    clientTimeMs?: number;
+    keyVersion?: number;
+    policy?: object;
+  },
+) {
+  const cn = r.client ?? 'payment-engine';
+  const tls = pki.clients[cn];
+  if (!tls) throw new Error(`no test certificate for ${cn}`);
+  const signer = certificateSigner(tls);
+  const message = canonicalRequestBytes({
+    kind: 'sign',
+    client: cn,
+    keyId: r.keyId,
+    keyVersion: r.keyVersion ?? 0,
+    id: r.requestId,
+    clientTimeMs: r.clientTimeMs ?? Date.now(),
+    payloads: [{ kind: r.kind, bytes: r.payload, scope: r.scope }],
+  });
+  return {
+    signedRequest: Buffer.from(message),
+    requestSignature: signer.sign(message),
+    requestSigningKey: signer.signingKey,
+    clientCertificate: new X509Certificate(tls.cert).raw,
+    payloadIndex: 0,
+    policy: r.policy ?? OPEN_POLICY_V1,
+  };
 }

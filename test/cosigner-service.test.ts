@@ -1,16 +1,23 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import t from 'tap';
 import { makePki } from '../harness/pki.js';
+import { OPEN_POLICY } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
+import { requestSigner } from '../src/client/request-signing.js';
 import { proposalBytes } from '../src/core/admin/proposal.js';
 import { aggregate, decodePublic } from '../src/core/frost/participant.js';
 import { SUITES } from '../src/core/frost/suites.js';
 import type { Round1Entry } from '../src/core/frost/wire.js';
 import { canonicalJson } from '../src/core/policy/canonical.js';
+import { canonicalRequestBytes } from '../src/core/request-signing/canonical.js';
 import { CosignerIdentity } from '../src/cosigner/identity.js';
+import { PolicyCheck } from '../src/cosigner/policy-check.js';
+import { verifyCosignerAudit } from '../src/cosigner/records.js';
+import { RequestCheck } from '../src/cosigner/request-check.js';
 import { CosignerService } from '../src/cosigner/service.js';
+import type { WirePolicy } from '../src/cosigner/share-request.js';
 import { CosignerStore } from '../src/cosigner/store.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 import { ensureSealingKey } from '../src/infra/hsm/seal.js';
@@ -46,17 +53,72 @@ function orderOf(keyId: string, version: number, by: string[]) {
   }));
   return { proposalId, document, approvals };
 }
+// The client "engine" signs its requests with a registered Ed25519 key each cosigner pins, and
+// every cosigner pins the open test policy (as the signer's config text).
+const engineKey = generateKeyPairSync('ed25519');
+const engine = requestSigner('engine', engineKey.privateKey);
+const enginePem = engineKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+/** A key's own policy, pinned too: hot traffic, client engine only, three shares a minute per key. */
+const TIGHT = {
+  keys: ['svc-ed'],
+  traffic: 'hot',
+  clients: ['engine'],
+  payloadKinds: ['message'],
+  freshness: { maxSkewSeconds: 60 },
+  velocity: [{ scope: 'key', windowSeconds: 60, maxCount: 3 }],
+};
+const allChecks: Array<{ records: CosignerStore['records'] }> = [];
 const services = [1, 2, 3].map((id) => {
   const store = new CosignerStore(join(dir.path, `cosigner-${id}.db`));
   t.teardown(() => store.close());
   const files = pki.files.clients[`cosigner-${id}`]!;
   const identity = new CosignerIdentity({ certFile: files.cert, keyFile: files.key }, pki.files.caCert, id);
+  const checks = {
+    requests: new RequestCheck({ engine: { requestKeys: [enginePem] }, other: {} }, [], id),
+    policies: new PolicyCheck(id, store.records, undefined, { open: OPEN_POLICY, tight: TIGHT }),
+    records: store.records,
+  };
+  allChecks.push(checks);
   const admins = { quorum: 2, members: ADMINS, delaySeconds: 0 };
   return new CosignerService({
-    ...{ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log },
+    ...{ id, hsm, sealKey, store, identity, maxPooledNonces: 100, log, checks },
     ...{ admins, shareDestroyDelayMs: DESTROY_DELAY_MS, now: () => clock },
   });
 });
+const policy: WirePolicy = {
+  name: 'open',
+  version: 1,
+  document: JSON.stringify(OPEN_POLICY),
+  proposalId: '',
+  approvals: [],
+};
+/** What the coordinator forwards of engine's signed Sign request for `payload`. */
+function signedBy(
+  requestId: string,
+  payloadKind: 'message' | 'digest',
+  payload: Buffer,
+  o: { policy?: WirePolicy; clientTimeMs?: number; batch?: number } = {},
+) {
+  const message = canonicalRequestBytes({
+    kind: o.batch === undefined ? 'sign' : 'batch',
+    client: 'engine',
+    keyId,
+    keyVersion: 0,
+    id: o.batch === undefined ? requestId : requestId.split('#')[0]!,
+    clientTimeMs: o.clientTimeMs ?? Date.now(),
+    payloads: Array.from({ length: o.batch ?? 1 }, (_, i) => ({
+      kind: payloadKind,
+      bytes: i === Number(requestId.split('#')[1] ?? 0) ? payload : randomBytes(8),
+    })),
+  });
+  return {
+    signedRequest: Buffer.from(message),
+    requestSignature: engine.sign(message),
+    requestSigningKey: engine.signingKey,
+    payloadIndex: Number(requestId.split('#')[1] ?? 0),
+    policy: o.policy ?? policy,
+  };
+}
 const [one, two] = services as [CosignerService, CosignerService, CosignerService];
 
 const suite = SUITES['frost-ed25519'];
@@ -95,7 +157,14 @@ t.test('two cosigners sign; a nonce signs once; a request id keeps its payload',
   const message = randomBytes(48);
   const request = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId: randomUUID(), payloadKind: 'message' };
   const ask = (s: CosignerService, i: number, payload = message, commitments = wire(i)) =>
-    s.signShare({ ...request, payload, replayScope: null, nonceId: listOf(i)[s === one ? 0 : 1]!.id, commitments });
+    s.signShare({
+      ...request,
+      payload,
+      replayScope: null,
+      nonceId: listOf(i)[s === one ? 0 : 1]!.id,
+      commitments,
+      ...signedBy(request.requestId, 'message', payload),
+    });
 
   const [s1, s2] = await Promise.all([ask(one, 0), ask(two, 0)]);
   const pub = decodePublic(suite, JSON.parse(publicPackage));
@@ -114,6 +183,43 @@ t.test('two cosigners sign; a nonce signs once; a request id keeps its payload',
   await t.rejects(ask(one, 1), refusal('NONCE_UNKNOWN'), 'the refused request used up its nonce');
   await t.rejects(ask(one, 2, message, wire(1)), refusal('COMMITMENT_MISMATCH'), 'not the listed commitment');
   await t.rejects(ask(one, 2), refusal('NONCE_UNKNOWN'), 'so did the mismatched one');
+});
+
+t.test("a cosigner applies the policy's rules with its own clock and its own records", async (t) => {
+  const tight = { name: 'tight', version: 1, document: JSON.stringify(TIGHT), proposalId: '', approvals: [] };
+  const ask = async (o: { requestId?: string; clientTimeMs?: number; batch?: number } = {}) => {
+    const [mine, theirs] = await Promise.all(
+      [one, two].map(async (s) => (await s.commit({ keyId, keyVersion: 1, count: 1 })).commitments[0]!),
+    );
+    const list = [mine!, theirs!].map((c) => ({
+      ...c,
+      hiding: Buffer.from(c.hiding),
+      binding: Buffer.from(c.binding),
+    }));
+    const requestId = o.requestId ?? randomUUID();
+    const payload = Buffer.from(`pay ${requestId}`);
+    const base = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId, payloadKind: 'message' };
+    const signed = signedBy(requestId, 'message', payload, { policy: tight, ...o });
+    return one.signShare({ ...base, payload, replayScope: null, nonceId: mine!.id, commitments: list, ...signed });
+  };
+  await t.rejects(ask({ clientTimeMs: Date.now() + 120_000 }), refusal('FUTURE_REQUEST'), 'its own clock');
+  await t.rejects(ask({ requestId: `${randomUUID()}#1`, batch: 3 }), refusal('TRAFFIC_CLASS_NOT_ALLOWED'));
+  // The window already holds the one share cosigner 1 gave in the signing test above.
+  const since = new Date(Date.now() - 60_000);
+  const none = { client: '', requestId: '' };
+  t.equal(allChecks[0]!.records.grantsSince('key', keyId, since, none), 1, 'one share of this key in the window');
+  const first = randomUUID();
+  t.equal((await ask({ requestId: first })).share.length, 32, 'second share of the minute');
+  t.equal((await ask({ requestId: first })).share.length, 32, 'its retry is not a second signature');
+  t.equal((await ask()).share.length, 32, 'third share of the minute');
+  await t.rejects(ask(), { name: 'SignerError', reason: 'VELOCITY_LIMIT', message: /velocity\[0\]/ });
+  const refusedRows = allChecks[0]!.records.auditRows().filter((r) => r.kind === 'share.refused');
+  t.same(
+    refusedRows.slice(-3).map((r) => JSON.parse(r.details).reason),
+    ['FUTURE_REQUEST', 'TRAFFIC_CLASS_NOT_ALLOWED', 'VELOCITY_LIMIT'],
+    'each refusal audited with its reason',
+  );
+  t.ok(verifyCosignerAudit(allChecks[0]!.records.auditRows()).ok, 'the chain verifies');
 });
 
 t.test("destroying a key version takes the quorum's order, then the delay; its pooled nonces go at once", async (t) => {
@@ -139,6 +245,14 @@ t.test("destroying a key version takes the quorum's order, then the delay; its p
   const mine = pooled.commitments[0]!;
   const commitments = [{ cosignerId: 1, hiding: Buffer.from(mine.hiding), binding: Buffer.from(mine.binding) }];
   const request = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId: randomUUID(), payloadKind: 'digest' };
-  const ask = { ...request, payload: randomBytes(32), replayScope: null, nonceId: mine.id, commitments };
+  const payload = randomBytes(32);
+  const ask = {
+    ...request,
+    payload,
+    replayScope: null,
+    nonceId: mine.id,
+    commitments,
+    ...signedBy(request.requestId, 'digest', payload),
+  };
   await t.rejects(one.signShare(ask), refusal('NONCE_UNKNOWN'), 'its nonces went with it');
 });

@@ -9,7 +9,7 @@ import { p256 } from '@noble/curves/nist.js';
 import t from 'tap';
 import type { RequestKey } from '../src/core/request-signing/keys.js';
 import { REQUEST_RULES, verifySignature } from '../src/core/signatures.js';
-import { verifyRequestSignatureNative } from '../src/signer/grpc/request-verify-native.js';
+import { verifyRequestSignatureNative } from '../src/infra/request-verify-native.js';
 
 const N = p256.Point.CURVE().n;
 let cases = 0;

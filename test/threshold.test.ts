@@ -10,6 +10,7 @@ import t, { type Test } from 'tap';
 import {
   COSIGNER_CLIENTS,
   type CosignerNode,
+  clientSignedFields,
   cosignerClient,
   startCosigners,
   thresholdConfig,
@@ -339,17 +340,26 @@ t.test('a compromised coordinator cannot get a share for a second payload on a n
     ),
   );
   const list = (j: number) => commits.map((c) => c.commitments[j]!);
+  // Each payload comes with a request payment-engine really signed (captured by the attacker).
   const ask = (j: number, payload: Buffer, requestId: string) =>
     call<{ share: Buffer }>(clients[0]!, 'SignShare', {
       keyId: 'tss-ed',
       keyVersion: 1,
       epoch: commits[0]!.epoch,
+      client: 'payment-engine',
       requestId,
       payloadKind: 'message',
       payload,
       replayScope: { chainId: '5', accountNonce: '42' },
       nonceId: list(j)[0]!.id,
       commitments: list(j),
+      ...clientSignedFields(ts.pki, {
+        keyId: 'tss-ed',
+        requestId,
+        kind: 'message',
+        payload,
+        scope: { chainId: 5n, nonce: 42n },
+      }),
     });
   const first = await ask(0, Buffer.from('pay alice 1'), 'r-1');
   t.equal(first.share.length, 32, 'a share for the first payload');

@@ -9,6 +9,7 @@ import { Hsm } from '../infra/hsm/hsm.js';
 import { ensureSealingKey } from '../infra/hsm/seal.js';
 import type { Logger } from '../infra/log.js';
 import { mountWitness, WITNESS_SERVICE } from '../infra/witness/mount.js';
+import { type CosignerChecks, cosignerChecks } from './checks.js';
 import { cosignerGrpc } from './grpc.js';
 import { CosignerIdentity } from './identity.js';
 import { type CosignerFaults, CosignerService } from './service.js';
@@ -43,13 +44,20 @@ export async function startCosigner(
   const creds = serverCredentials(config.tls, caFileFor(config.tls, 'peer'));
   const trust = peerTrust(config, caFileFor(config.tls, 'peer'), { pins: {}, requirePins: false }, log);
   const peers = new PeerAuthorizer(trust, new Set());
-  const apply = (c: Config) => peers.update(c.cosigner?.peers ?? [], c.cosigner?.peerPins ?? {}, c.tls.requirePins);
+  // The share checks exist once the store is open; a reload before that has nothing to update.
+  let checks: CosignerChecks | undefined;
+  const apply = (c: Config) => {
+    peers.update(c.cosigner?.peers ?? [], c.cosigner?.peerPins ?? {}, c.tls.requirePins);
+    checks?.apply(c);
+  };
   apply(config);
-  const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, log });
+  const onApplied = () => void checks?.reloadCrl();
+  const reloader = await startReloader({ config, trust, configFile: opts.configFile, apply, onApplied, log });
   const hsm = await Hsm.open({ ...config.hsm, log });
   const sealKey = await ensureSealingKey(hsm, SEALING_KEY_LABEL);
   const identity = new CosignerIdentity(me.identity, caFileFor(config.tls, 'identity'), me.id);
   const store = new CosignerStore(config.store.sqlite.path);
+  checks = await cosignerChecks(config, store, log);
   const server = new grpc.Server(connectionOptions(config));
   const faults = opts.faults ? { faults: opts.faults } : {};
   const { id, maxPooledNonces } = me;
@@ -59,7 +67,7 @@ export async function startCosigner(
     log.warn('no admins section: no committed share can be destroyed here (README "Destroying threshold shares")');
   const shareDestroyDelayMs = me.shareDestroyDelaySeconds * 1000;
   const service = new CosignerService({
-    ...{ id, hsm, sealKey, store, identity, maxPooledNonces, log, ...faults },
+    ...{ id, hsm, sealKey, store, identity, maxPooledNonces, log, checks, ...faults },
     ...{ admins, shareDestroyDelayMs },
   });
   server.addService(signerV1.Cosigner.service, cosignerGrpc(service, peers, log));
@@ -77,6 +85,7 @@ export async function startCosigner(
   const pruner = setInterval(() => {
     try {
       store.pruneRequests(new Date(Date.now() - REQUEST_RETENTION_MS));
+      store.records.pruneGrants(new Date());
     } catch (e) {
       log.error({ err: e }, 'pruning cosigner request records failed');
     }

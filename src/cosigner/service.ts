@@ -8,7 +8,13 @@ import type { CeremonyFaults } from './ceremony.js';
 import { type CancelShareDestroyRequest, type DestroySharesRequest, ShareDestruction } from './destroy.js';
 import type { CosignerIdentity } from './identity.js';
 import { ShareVault } from './shares.js';
-import { type CommitRequest, type CommitResponse, CosignerSigning, type SignShareRequest } from './signing.js';
+import {
+  type CommitRequest,
+  type CommitResponse,
+  CosignerSigning,
+  type ShareChecks,
+  type SignShareRequest,
+} from './signing.js';
 import type { CosignerStore } from './store.js';
 
 /** Test-only misbehaviour (a cheating or faulty cosigner); never set by main.ts. */
@@ -24,6 +30,8 @@ export interface CosignerOptions {
   log: Logger;
   /** Signs this cosigner's round-1 outputs and checks the others'. */
   identity: CosignerIdentity;
+  /** The client's signature, the quorum's policy, and this cosigner's records and audit log. */
+  checks: ShareChecks;
   faults?: CosignerFaults;
   /** The admins pinned in this cosigner's config: only their quorum's order destroys a committed share. */
   admins: AdminSet | undefined;
@@ -45,10 +53,10 @@ export class CosignerService {
 
   constructor(private readonly o: CosignerOptions) {
     const shares = new ShareVault(o);
-    const { id, store, identity, faults, maxPooledNonces, log } = o;
+    const { id, store, identity, faults, maxPooledNonces, log, checks } = o;
     this.ceremonies = new CosignerCeremonies({ id, store, shares, identity, ...(faults ? { faults } : {}) });
     const corrupt = faults?.corruptSignShare ? { corruptSignShare: true } : {};
-    this.signing = new CosignerSigning({ id, store, shares, maxPooledNonces, log, ...corrupt });
+    this.signing = new CosignerSigning({ id, shares, maxPooledNonces, log, checks, ...corrupt });
     this.destruction = new ShareDestruction({
       id,
       store,
@@ -133,7 +141,10 @@ export class CosignerService {
     return this.signing.commit(r);
   }
 
-  /** Signing round two: one share, after this cosigner's own replay check. */
+  /**
+   * Signing round two: one share, after this cosigner's own checks of the client's signed
+   * request, the quorum's policy and its replay records; granted and refused shares are audited.
+   */
   signShare(r: SignShareRequest): Promise<{ share: Uint8Array }> {
     return this.signing.signShare(r);
   }

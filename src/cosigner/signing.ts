@@ -6,21 +6,20 @@ import { commit, signShare } from '../core/frost/participant.js';
 import { SUITES } from '../core/frost/suites.js';
 import type { Logger } from '../infra/log.js';
 import { NoncePool } from './nonce-pool.js';
+import type { PolicyCheck } from './policy-check.js';
+import type { CosignerRecords } from './records.js';
+import type { RequestCheck } from './request-check.js';
+import { grantedDraft, refusedDraft } from './share-audit.js';
+import type { SignShareRequest } from './share-request.js';
 import type { ShareVault } from './shares.js';
-import type { CosignerStore } from './store.js';
 
-/** SignShareRequest as proto-loader decodes it. */
-export interface SignShareRequest {
-  keyId: string;
-  keyVersion: number;
-  epoch: number;
-  client: string;
-  requestId: string;
-  payloadKind: string;
-  payload: Buffer;
-  replayScope: { chainId: string; accountNonce: string } | null;
-  nonceId: string;
-  commitments: Array<{ cosignerId: number; hiding: Buffer; binding: Buffer }>;
+export type { SignShareRequest } from './share-request.js';
+
+/** What this cosigner checks before it releases a share, and where it records what it did. */
+export interface ShareChecks {
+  requests: RequestCheck;
+  policies: PolicyCheck;
+  records: CosignerRecords;
 }
 
 /** CommitRequest as proto-loader decodes it. */
@@ -53,10 +52,10 @@ export class CosignerSigning {
   constructor(
     private readonly o: {
       id: number;
-      store: CosignerStore;
       shares: ShareVault;
       maxPooledNonces: number;
       log: Logger;
+      checks: ShareChecks;
       /** Test-only: flips a bit of every share this cosigner returns. */
       corruptSignShare?: boolean;
     },
@@ -87,9 +86,19 @@ export class CosignerSigning {
 
   /**
    * One signature share with the pooled nonce `r.nonceId`, over the message this cosigner derives
-   * from the payload itself. The nonce is gone whatever the outcome.
+   * from the payload itself, for a request its client signed and the quorum's policy allows. The
+   * nonce is gone whatever the outcome; every refusal is in this cosigner's audit log.
    */
   async signShare(r: SignShareRequest): Promise<{ share: Uint8Array }> {
+    try {
+      return await this.checkedShare(r);
+    } catch (e) {
+      if (e instanceof SignerError) this.auditRefusal(r, e);
+      throw e;
+    }
+  }
+
+  private async checkedShare(r: SignShareRequest): Promise<{ share: Uint8Array }> {
     const { id } = this.o;
     // The nonce is consumed first: whatever happens below, it never signs anything else.
     const pooled = this.pool.take(keyRef(r.keyId, r.keyVersion), r.nonceId);
@@ -116,7 +125,14 @@ export class CosignerSigning {
       throw new SignerError('COMMITMENT_MISMATCH', why);
     }
     const message = deriveMessage(r.payloadKind, r.payload);
-    this.claim(r);
+    // The client's signature and the quorum's policy, checked here against this cosigner's own
+    // config, clock and records; then the grant commits (replay claim, velocity record, policy
+    // floor, audit entry) in one transaction. No await between the policy's velocity count and
+    // the grant: nothing else runs on this node in between.
+    const now = new Date();
+    const verified = this.o.checks.requests.check(r);
+    const decided = this.o.checks.policies.decide(r, verified, now);
+    this.claim(r, verified.client, now, grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now), decided.use);
     const key = await this.o.shares.unseal(row);
     try {
       const share = signShare(suite, key, pooled.nonce.nonces, list, message);
@@ -127,18 +143,47 @@ export class CosignerSigning {
     }
   }
 
+  /** A refusal in this cosigner's audit log; a failure to write it is logged, the refusal stands. */
+  private auditRefusal(r: SignShareRequest, e: SignerError): void {
+    try {
+      this.o.checks.records.audit(refusedDraft(this.o.id, r, payloadHashOf(r), e, new Date()));
+    } catch (err) {
+      this.o.log.error({ err, reason: e.reason }, 'could not audit a refused share');
+    }
+  }
+
   /** Drops every pooled nonce of a key version (its shares were refreshed or destroyed). */
   forget(keyId: string, version: number): void {
     this.pool.clear(keyRef(keyId, version));
   }
 
-  /** Records the payload under its request id and (chain, account nonce), or refuses a second one. */
-  private claim(r: SignShareRequest): void {
-    const payloadHash = createHash('sha256').update(`${r.keyId}\0${r.payloadKind}\0`).update(r.payload).digest();
+  /**
+   * Records the payload under its request id and (chain, account nonce) with the grant and its
+   * audit entry, or refuses a second payload for a claimed scope.
+   */
+  private claim(
+    r: SignShareRequest,
+    client: string,
+    at: Date,
+    audit: Parameters<CosignerRecords['grant']>[0]['audit'],
+    policy: Parameters<CosignerRecords['grant']>[0]['policy'],
+  ): void {
     // Request ids are the client's: the same id from two clients is two requests.
-    const scopes = [`req:${r.client}\0${r.requestId}`];
+    const scopes = [`req:${client}\0${r.requestId}`];
     if (r.replayScope) scopes.push(`nonce:${r.replayScope.chainId}:${r.replayScope.accountNonce}`);
-    const conflict = this.o.store.claim(r.keyId, r.keyVersion, scopes, payloadHash, new Date());
+    const { keyId, keyVersion: version, requestId } = r;
+    const payloadHash = payloadHashOf(r);
+    const conflict = this.o.checks.records.grant({
+      keyId,
+      version,
+      client,
+      requestId,
+      scopes,
+      payloadHash,
+      at,
+      policy,
+      audit,
+    });
     if (!conflict) return;
     const reuse = conflict.startsWith('req:');
     const refused = { keyId: r.keyId, requestId: r.requestId, scope: conflict };
@@ -152,6 +197,11 @@ export class CosignerSigning {
       { cosigner: String(this.o.id) },
     );
   }
+}
+
+/** "The same payload" for replay claims: key id, kind and payload bytes. */
+function payloadHashOf(r: SignShareRequest): Buffer {
+  return createHash('sha256').update(`${r.keyId}\0${r.payloadKind}\0`).update(r.payload).digest();
 }
 
 /** The cosigner signs what it derives from the payload itself, never a hash handed to it. */

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import type { ThresholdAlgorithm } from '../core/frost/suites.js';
 import { DestroyOrders } from './destroy-store.js';
+import { CosignerRecords } from './records.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS shares (
@@ -90,6 +91,8 @@ export class CosignerStore {
   private readonly db: Database.Database;
   /** The admin quorum's orders to destroy shares (destroy-store.ts). */
   readonly orders: DestroyOrders;
+  /** Grants, policy floors and the audit log, on this connection (one transaction with claims). */
+  readonly records: CosignerRecords;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -98,6 +101,7 @@ export class CosignerStore {
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
     this.orders = new DestroyOrders(this.db, () => this.scrub());
+    this.records = new CosignerRecords(this.db);
     // A ceremony's rounds live in memory: those that were running when this process stopped
     // cannot go on (their pending shares, if any, stay until the coordinator commits or drops them).
     this.db

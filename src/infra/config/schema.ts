@@ -41,6 +41,35 @@ const pins = z.array(
 );
 
 /**
+ * An admin quorum: k of the named members, each a client certificate (its P-256 key,
+ * `certificateFile`) or a registered key (`publicKey`: PEM SPKI, P-256 or Ed25519).
+ */
+const adminsSchema = z
+  .object({
+    quorum: z.number().int().min(1).max(64),
+    policyDelaySeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86400)
+      .default(86400),
+    members: z.record(
+      z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an admin name is 1..64 of [A-Za-z0-9._-]'),
+      z
+        .object({ certificateFile: z.string().min(1).optional(), publicKey: z.string().min(1).optional() })
+        .strict()
+        .refine((m) => (m.certificateFile === undefined) !== (m.publicKey === undefined), {
+          message: 'expected exactly one of certificateFile or publicKey',
+        }),
+    ),
+  })
+  .strict()
+  .refine((a) => a.quorum <= Object.keys(a.members).length, {
+    message: 'quorum is larger than the number of members',
+    path: ['quorum'],
+  });
+
+/**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
  * misspelt option never silently falls back to a default.
  */
@@ -336,31 +365,7 @@ export const configSchema = z
      * `policyDelaySeconds` after approval. Each member is a client certificate (its P-256 key,
      * `certificateFile`) or a registered key (`publicKey`: PEM SPKI, P-256 or Ed25519).
      */
-    admins: z
-      .object({
-        quorum: z.number().int().min(1).max(64),
-        policyDelaySeconds: z
-          .number()
-          .int()
-          .min(0)
-          .max(30 * 86400)
-          .default(86400),
-        members: z.record(
-          z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an admin name is 1..64 of [A-Za-z0-9._-]'),
-          z
-            .object({ certificateFile: z.string().min(1).optional(), publicKey: z.string().min(1).optional() })
-            .strict()
-            .refine((m) => (m.certificateFile === undefined) !== (m.publicKey === undefined), {
-              message: 'expected exactly one of certificateFile or publicKey',
-            }),
-        ),
-      })
-      .strict()
-      .refine((a) => a.quorum <= Object.keys(a.members).length, {
-        message: 'quorum is larger than the number of members',
-        path: ['quorum'],
-      })
-      .optional(),
+    admins: adminsSchema.optional(),
     /** Signer role: the cosigners that hold threshold keys' shares (FROST, src/threshold). */
     threshold: z
       .object({
@@ -421,6 +426,22 @@ export const configSchema = z
           .min(0)
           .max(30 * 86400)
           .default(86400),
+        /**
+         * The clients whose signed requests this cosigner releases shares for (README "What a
+         * cosigner checks"): a request signed with the client certificate's key (from
+         * `clientCaFile`, CN = the client, not on `tls.crlFile`) or with one of `requestKeys`
+         * (PEM SPKI, P-256 or Ed25519). A client not listed gets no share.
+         */
+        clients: z
+          .record(z.string().min(1), z.object({ requestKeys: z.array(requestKeyPem).optional() }).strict())
+          .default({}),
+        /** CA of client certificates. Default `tls.clientCaFile`, then `tls.caFile`. */
+        clientCaFile: z.string().min(1).optional(),
+        /**
+         * Policy texts this cosigner trusts without approvals: the signer's config policies (the
+         * versions the signer's config file set). Compared as canonical JSON.
+         */
+        policies: z.record(z.string(), z.unknown()).default({}),
       })
       .strict()
       .optional(),

@@ -11,6 +11,8 @@ export interface Identity {
   notAfter: number;
   /** The certificate's key, when it can sign requests (P-256 or Ed25519). */
   certKey?: RequestKey | undefined;
+  /** The certificate (DER), for cosigners that check a request signed with its key. */
+  certificate?: Uint8Array | undefined;
 }
 
 /**
@@ -40,7 +42,7 @@ export class Authorizer {
   identify(call: Call): Identity {
     const cert = this.trust.verify(perConnection(call));
     const roles = new Set(this.clients[cert.cn]?.roles ?? []);
-    return { client: cert.cn, roles, notAfter: cert.notAfter, certKey: cert.requestKey };
+    return { client: cert.cn, roles, notAfter: cert.notAfter, certKey: cert.requestKey, certificate: cert.raw };
   }
 
   /** The caller's identity if it holds `role`; PERMISSION_DENIED otherwise. */

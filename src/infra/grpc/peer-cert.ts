@@ -19,6 +19,8 @@ export interface PeerCert {
   issuer: string | undefined;
   /** The certificate's key as a request-signing key (P-256 or Ed25519), undefined for others. */
   requestKey: RequestKey | undefined;
+  /** DER: forwarded to cosigners, which check a request signed with its key themselves. */
+  raw: Buffer;
 }
 
 /** A serial number (hex, any case, leading zeros or not) in the form CRL entries are compared in. */
@@ -66,6 +68,7 @@ export class PeerCertCache {
       notAfter: Date.parse(x.validTo),
       issuer: issuer && caId(issuer),
       requestKey: certRequestKey(x),
+      raw: peer.raw,
     };
   }
 }

@@ -4,7 +4,7 @@ import { type CanonicalRequest, canonicalRequestBytes } from '../../core/request
 import type { RequestKeySource } from '../../core/request-signing/keys.js';
 import type { Config } from '../../infra/config/schema.js';
 import type { Identity } from '../../infra/grpc/auth.js';
-import { verifyRequestSignatureNative } from './request-verify-native.js';
+import { verifyRequestSignatureNative } from '../../infra/request-verify-native.js';
 
 /** What a request carries of its signature (proto fields 30 and 31). */
 export interface WireRequestSignature {

@@ -35,6 +35,7 @@ import { SignFlow } from '../signing/flow.js';
 import { SigningService } from '../signing/service.js';
 import { Ceremonies } from '../threshold/ceremonies.js';
 import { CosignerClients } from '../threshold/cosigner-client.js';
+import { PolicyEvidence } from '../threshold/policy-evidence.js';
 import { ThresholdSigner } from '../threshold/threshold-signer.js';
 import { auditHandlers } from './audit-service.js';
 import { keyAdminHandlers } from './keyadmin-service.js';
@@ -158,6 +159,14 @@ export async function startSigner(
       (f) => metrics.cosignerFaults.inc({ cosigner: String(f.cosigner), why: f.why }),
       log,
       (k) => keys.history(k.keyId).find((v) => v.version === k.version) ?? k,
+      // Each cosigner checks the governing policy version and its approvals itself.
+      (() => {
+        const evidence = new PolicyEvidence({
+          recordForKey: (keyId) => policies.recordForKey(keyId),
+          listProposals: () => store.listProposals(),
+        });
+        return (keyId: string) => evidence.forKey(keyId);
+      })(),
     );
   const signing = new SigningService(hsm, keys, thresholdSigner);
   const rollbackGate = rollback ? { gate: rollback } : {};

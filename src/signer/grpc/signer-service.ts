@@ -146,6 +146,7 @@ export function signerHandlers(deps: {
           payload,
           deadline,
           request,
+          clientCert: id.certificate,
         });
       };
       return observed(id, req, { kind: 'sign' }, check, (checked) => flow.sign(checked));
@@ -182,7 +183,17 @@ export function signerHandlers(deps: {
           req,
         );
         const deadline = deadlineOf(call);
-        return flow.checkBatch({ client: id.client, keyId, batchId, clientTime, payloads, deadline, request });
+        const clientCert = id.certificate;
+        return flow.checkBatch({
+          client: id.client,
+          keyId,
+          batchId,
+          clientTime,
+          payloads,
+          deadline,
+          request,
+          clientCert,
+        });
       };
       const run = async (checked: CheckedBatch, _keyId: string, batchId: string) => {
         const results = await flow.signBatch(checked);

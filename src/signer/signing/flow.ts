@@ -19,6 +19,7 @@ import type { Logger } from '../../infra/log.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import { type DraftBase, signDraft } from '../audit/drafts.js';
 import type { PolicyRegistry } from '../policy/registry.js';
+import type { ClientSigned } from '../threshold/threshold-signer.js';
 import { reserveItem, signIntent } from './items.js';
 import { checkInTransaction, type Expected, expectedCheck, STALE, type Stale } from './recheck.js';
 import { signResultToWire } from './response.js';
@@ -64,6 +65,8 @@ export interface SignCall {
   deadline?: number | undefined;
   /** The client's verified request signature, kept with the request's audit entries. */
   request?: AuditRequest | undefined;
+  /** The client's certificate (DER): threshold cosigners check a signature by its key themselves. */
+  clientCert?: Uint8Array | undefined;
 }
 
 export interface BatchCall {
@@ -76,6 +79,8 @@ export interface BatchCall {
   deadline?: number | undefined;
   /** The client's verified request signature, kept with the batch's audit entry. */
   request?: AuditRequest | undefined;
+  /** The client's certificate (DER): threshold cosigners check a signature by its key themselves. */
+  clientCert?: Uint8Array | undefined;
 }
 
 /** Hard cap on batch size, whatever a policy says: bounds one store transaction and one response. */
@@ -202,7 +207,8 @@ export class SignFlow {
       await this.o.gate?.release();
       return decodeResult<WireSignResponse>(first.result);
     }
-    const [result] = (await this.signAll([{ prepared, item, base }], 'hot', deadline, attempt)) as [Signed];
+    const signed = forwarded(s.call, 0);
+    const [result] = (await this.signAll([{ prepared, item, base, signed }], 'hot', deadline, attempt)) as [Signed];
     // Another attempt took the request over and finished it first: the client gets its signature.
     if ('dropped' in result && !retry.dropped) return this.sign(s, { ...retry, dropped: true });
     if ('error' in result) throw result.cause;
@@ -317,6 +323,7 @@ export class SignFlow {
               prepared: prepared[i]!,
               item: items[i]!,
               index: i,
+              signed: forwarded(c, i),
               base: {
                 at: now,
                 client: c.client,
@@ -382,7 +389,7 @@ export class SignFlow {
    * cosigner faults met while signing an item are audited with its outcome.
    */
   private async signAll(
-    list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase }>,
+    list: Array<{ prepared: Prepared; item: ReserveItem; base: DraftBase; signed?: ClientSigned | undefined }>,
     lane: Lane,
     deadline: number | undefined,
     attempt: string,
@@ -390,11 +397,17 @@ export class SignFlow {
     // Each item's result is built as soon as its signature arrives, so a large batch spreads
     // this work between hot requests instead of doing it in one block at the end.
     const out = await Promise.all(
-      list.map(({ prepared, item, base }) => {
+      list.map(({ prepared, item, base, signed: forward }) => {
         const faults: AuditDraft[] = [];
         const onFault = (f: Parameters<typeof faultDraft>[1]) => faults.push(faultDraft(this.clock(), f));
         return this.o.signing
-          .sign(prepared, lane, { client: item.client, requestId: item.requestId, onFault, deadline })
+          .sign(prepared, lane, {
+            client: item.client,
+            requestId: item.requestId,
+            onFault,
+            deadline,
+            signed: forward,
+          })
           .then(
             (signed): Signed => {
               const wire = signResultToWire(signed, item.requestId);
@@ -487,4 +500,9 @@ const COMPLETE_SLICE = 100;
 function requireFresh(policy: CompiledPolicy, clientTime: Date, now: Date): void {
   const fresh = checkFreshness(policy, clientTime, now);
   if (!fresh.allow) throw new SignerError(fresh.reason, fresh.message, fresh.metadata);
+}
+
+/** What threshold cosigners need of a signed request to check it themselves (payload `index`). */
+function forwarded(c: SignCall | BatchCall, index: number): ClientSigned | undefined {
+  return c.request ? { request: c.request, clientCert: c.clientCert, index } : undefined;
 }

@@ -17,7 +17,7 @@ import type { Lane } from '../../infra/hsm/pool.js';
 import type { KeyRecord } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import { sweepVersions } from '../keys/sweep.js';
-import type { FaultListener, ThresholdSigner } from '../threshold/threshold-signer.js';
+import type { ClientSigned, FaultListener, ThresholdSigner } from '../threshold/threshold-signer.js';
 import { type Signature, type SignatureCheck, signatureCheck } from './selfcheck.js';
 
 /**
@@ -145,7 +145,14 @@ export class SigningService {
   async sign(
     p: Prepared,
     lane: Lane = 'hot',
-    request: { client: string; requestId: string; onFault?: FaultListener; deadline?: number | undefined } = {
+    request: {
+      client: string;
+      requestId: string;
+      onFault?: FaultListener;
+      deadline?: number | undefined;
+      /** The client's signed request, which each cosigner of a threshold key checks itself. */
+      signed?: ClientSigned | undefined;
+    } = {
       client: '',
       requestId: '',
     },
@@ -158,13 +165,13 @@ export class SigningService {
         );
       // The aggregate is checked with an independent verifier before it is returned.
       // The request's onFault hears of each cosigner left out (for the request's audit entries).
-      const { client, requestId, onFault } = request;
+      const { client, requestId, onFault, signed } = request;
       const kind = p.kind as 'message' | 'digest';
       const scope = p.scope ? { scope: p.scope } : {};
       const faults = onFault ? { onFault } : {};
       const bytes = await this.threshold.sign(
         p.key,
-        { client, requestId, kind, payload: p.data, ...scope, ...faults },
+        { client, requestId, kind, payload: p.data, ...scope, ...faults, signed },
         lane,
       );
       return { key: p.key, signature: { bytes } };

@@ -1,10 +1,12 @@
 import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
+import type { AuditRequest } from '../../core/audit/chain.js';
 import { type Reason, SignerError } from '../../core/errors.js';
 import { aggregate, decodePublic, ParticipantFault, verifyShare } from '../../core/frost/participant.js';
 import { SUITES, type Suite, type ThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { Logger } from '../../infra/log.js';
 import type { KeyRecord } from '../../infra/store/store.js';
 import { type CosignerClients, CosignerFault, type ThresholdConfig } from './cosigner-client.js';
+import type { WirePolicy } from './policy-evidence.js';
 import { type Lane, Slots } from './slots.js';
 
 export interface ThresholdRequest {
@@ -14,8 +16,21 @@ export interface ThresholdRequest {
   /** What is signed: the message, or the 32-byte digest (BIP340 message). */
   payload: Uint8Array;
   scope?: { chainId: bigint; nonce: bigint };
+  /**
+   * The client's signed request, forwarded so each cosigner verifies it itself: the signature as
+   * the signer verified it, the client's certificate (DER) and this payload's index in it.
+   */
+  signed?: ClientSigned | undefined;
   /** Hears of each cosigner left out of this signature, besides the signer-wide listener. */
   onFault?: FaultListener;
+}
+
+/** A client's request signature as a cosigner needs it (SignShareRequest fields 40-44). */
+export interface ClientSigned {
+  request: AuditRequest;
+  clientCert?: Uint8Array | undefined;
+  /** This payload's position among the signed request's payloads (0 for a Sign). */
+  index: number;
 }
 
 interface Pooled {
@@ -65,6 +80,8 @@ export class ThresholdSigner {
     private readonly log?: Logger,
     /** The key version as the registry has it now: a refresh changes its epoch and package. */
     private readonly current: (k: KeyRecord) => KeyRecord = (k) => k,
+    /** The governing policy version with its approvals, which each cosigner verifies itself. */
+    private readonly policyOf: (keyId: string) => Promise<WirePolicy | undefined> = async () => undefined,
   ) {
     this.slots = new Slots(cfg.maxInFlight);
   }
@@ -89,6 +106,7 @@ export class ThresholdSigner {
     const suite = SUITES[key.algorithm as ThresholdAlgorithm];
     const excluded = new Map<number, string>();
     let refreshing = 0;
+    const checked = { ...clientSigned(req.signed), policy: (await this.policyOf(key.keyId)) ?? null };
     // Each attempt either signs or leaves out at least one cosigner; a stale pool may cost one
     // more, a refresh running meanwhile a few more.
     for (let attempt = 0; attempt <= info.cosigners.length + 1 + refreshing; attempt++) {
@@ -129,6 +147,7 @@ export class ThresholdSigner {
               : null,
             nonceId: p.id,
             commitments: wireList,
+            ...checked,
           }),
         ),
       );
@@ -229,7 +248,10 @@ export class ThresholdSigner {
     const withPool = candidates.filter((id) => (pools.get(id)?.length ?? 0) > 0);
     for (const id of withPool.slice(0, t)) picked.push(pools.get(id)!.shift()!);
     const missing = candidates.filter((id) => !withPool.includes(id));
-    while (picked.length < t && missing.length) {
+    // A fetch shared by many concurrent signatures (a batch's first items) may be drained by the
+    // others before this one takes its commitment: fetch again, a few times, rather than fail.
+    let rounds = 0;
+    while (picked.length < t && missing.length && rounds++ < 4) {
       const batch = missing.splice(0, t - picked.length);
       const got = await Promise.allSettled(batch.map((id) => this.fetch(key, id)));
       got.forEach((g, i) => {
@@ -244,7 +266,9 @@ export class ThresholdSigner {
           return this.fault(key, excluded, id, why, req);
         }
         const one = pools.get(id)?.shift();
-        if (one && picked.length < t) picked.push(one);
+        if (!one) missing.push(id);
+        else if (picked.length < t) picked.push(one);
+        else pools.get(id)?.unshift(one);
       });
     }
     for (const id of candidates) if ((pools.get(id)?.length ?? 0) < this.cfg.poolSize / 2) this.refill(key, id);
@@ -308,4 +332,16 @@ export class ThresholdSigner {
     }
     return pub;
   }
+}
+
+/** SignShareRequest fields 40-44: empty when the request was not signed (every cosigner refuses it). */
+function clientSigned(s: ClientSigned | undefined) {
+  if (!s) return {};
+  return {
+    signedRequest: Buffer.from(s.request.message, 'hex'),
+    requestSignature: Buffer.from(s.request.signature, 'hex'),
+    requestSigningKey: s.request.signingKey,
+    clientCertificate: s.clientCert ? Buffer.from(s.clientCert) : Buffer.alloc(0),
+    payloadIndex: s.index,
+  };
 }

@@ -1,5 +1,6 @@
 /**
- * The signer's request-signature check, with P-256 on Node's OpenSSL instead of @noble/curves.
+ * Request-signature checks (the signer's edge, each cosigner's share check), with P-256 on
+ * Node's OpenSSL instead of @noble/curves.
  *
  * Why: every signed Sign and SignBatch is verified on the event loop before anything else runs,
  * and noble's P-256 verify costs about 4 ms of that thread against OpenSSL's 0.13 ms (measured
@@ -9,8 +10,8 @@
  * DER signatures. Ed25519 and the auditor's offline check (core/request-signing) stay on noble.
  */
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
-import type { RequestKey } from '../../core/request-signing/keys.js';
-import { REQUEST_RULES, verifySignature } from '../../core/signatures.js';
+import type { RequestKey } from '../core/request-signing/keys.js';
+import { REQUEST_RULES, verifySignature } from '../core/signatures.js';
 
 /** DER SubjectPublicKeyInfo header of an uncompressed P-256 point (id-ecPublicKey, prime256v1). */
 const P256_SPKI_HEADER = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
