@@ -6,10 +6,12 @@ import { runDifferential } from '../harness/frost-differential.js';
  * BIP340 Taproot suite the service signs with on SIGNINGS random signings (group keys and group
  * commitments of both y parities), and plain RFC 9591 FROST(secp256k1, SHA-256) on fewer (its
  * RFC vectors run in threshold-vectors.test.ts). Byte for byte, as harness/frost-differential.ts
- * describes; minutes, hence the timeout.
+ * describes; about 20 ms of CPU a signing (40 on a loaded machine), 4 to 8 minutes, hence the
+ * timeout.
  */
-const SIGNINGS = 10_000;
-const PLAIN_SIGNINGS = 1_000;
+// FROST_DIFFERENTIAL_SIGNINGS overrides the counts for a quick local run; npm test runs these.
+const SIGNINGS = Number(process.env.FROST_DIFFERENTIAL_SIGNINGS ?? 10_000);
+const PLAIN_SIGNINGS = Math.ceil(SIGNINGS / 10);
 
 t.setTimeout(30 * 60_000);
 
@@ -22,7 +24,7 @@ for (const [name, count] of [
     t.same(r.mismatches, [], 'no difference');
     t.equal(r.signings, count);
     t.ok(r.shares >= 2 * count, `${r.shares} shares compared`);
-    t.ok(r.refused >= count / 30, `${r.refused} corrupted shares refused alike`);
+    t.equal(r.refused, Math.floor(count / 25), `${r.refused} corrupted shares refused alike`);
     t.ok(r.aggregates + r.refused === count, `${r.aggregates} aggregates compared`);
     if (name === 'frost-secp256k1-tr') {
       // Both branches of the Taproot negation: stored group keys of odd and of even y.

@@ -32,16 +32,20 @@ export class AggregateFault extends Error {
   }
 }
 
-/** A public package as signing uses it, validated once (cache.ts keys it by its bytes). */
+/** A public package as signing uses it, validated once: cached by its bytes and by object. */
 interface Prepared {
+  name: SuiteName;
   signers: { min: number; max: number };
+  /** The group key as stored. */
+  stored: Uint8Array;
   /** The group key as signing sees it: BIP340 suites lift it to even y. */
   groupKey: Uint8Array;
   /** Taproot: the stored group key has an odd y, so shares and verifying shares are negated. */
   negate: boolean;
-  /** Verifying shares, parsed (and negated with the key) on first use. */
+  /** Verifying shares as stored (copies) ... */
+  verifyingShares: Map<Identifier, Uint8Array>;
+  /** ... and as verification uses them: parsed (and negated with the key) on first use. */
   shares: Map<Identifier, Uint8Array>;
-  raw: FrostPublic;
 }
 
 const MAX_CACHED = 1024;
@@ -72,36 +76,56 @@ function packageKey(name: SuiteName, pub: FrostPublic): string {
   return `${name}/${pub.signers.min}/${pub.signers.max}/${pub.commitments.map(bytesToHex).join(',')}/${shares.join(',')}`;
 }
 
+/**
+ * The same package object again skips even the encoding above: the coordinator and the cosigner
+ * keep one decoded package per key version. Packages are never changed in place in this code;
+ * the group key and threshold are still compared, so an object reused for another key is not
+ * mistaken for the one prepared.
+ */
+const preparedByObject = new WeakMap<FrostPublic, Prepared>();
+
 function prepare(name: SuiteName, pub: FrostPublic): Prepared {
+  const known = preparedByObject.get(pub);
+  if (known && known.name === name && unchanged(known, pub)) return known;
   const key = packageKey(name, pub);
   let p = prepared.get(key);
-  if (p) return p;
-  const s = NATIVE_SUITES[name];
-  const { min, max } = pub.signers;
-  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 2 || min > max)
-    throw new Error('invalid signers');
-  const stored = pub.commitments[0];
-  if (!stored) throw new Error('public package has no group key');
-  parse(s, name, stored);
-  const negate = s.taproot && !hasEvenY(stored);
-  p = {
-    signers: { min, max },
-    groupKey: negate ? s.group.bytes(s.group.neg(stored)) : stored,
-    negate,
-    shares: new Map(),
-    raw: pub,
-  };
-  remember(prepared, key, p);
+  if (!p) {
+    const s = NATIVE_SUITES[name];
+    const { min, max } = pub.signers;
+    if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 2 || min > max)
+      throw new Error('invalid signers');
+    const stored = pub.commitments[0];
+    if (!stored) throw new Error('public package has no group key');
+    parse(s, name, stored);
+    const negate = s.taproot && !hasEvenY(stored);
+    p = {
+      name,
+      signers: { min, max },
+      stored: stored.slice(),
+      groupKey: negate ? s.group.bytes(s.group.neg(stored)) : stored.slice(),
+      negate,
+      verifyingShares: new Map(Object.entries(pub.verifyingShares).map(([id, v]) => [id, v.slice()])),
+      shares: new Map(),
+    };
+    remember(prepared, key, p);
+  }
+  preparedByObject.set(pub, p);
   return p;
 }
 
-function verifyingShare(name: SuiteName, p: Prepared, id: Identifier): Uint8Array {
+const unchanged = (p: Prepared, pub: FrostPublic) =>
+  pub.signers.min === p.signers.min &&
+  pub.signers.max === p.signers.max &&
+  pub.commitments[0] !== undefined &&
+  equalBytes(pub.commitments[0], p.stored);
+
+function verifyingShare(p: Prepared, id: Identifier): Uint8Array {
   let share = p.shares.get(id);
   if (share) return share;
-  const bytes = p.raw.verifyingShares[id];
+  const bytes = p.verifyingShares.get(id);
   if (!bytes) throw new Error(`no verifying share for ${id}`);
-  const s = NATIVE_SUITES[name];
-  parse(s, name, bytes);
+  const s = NATIVE_SUITES[p.name];
+  parse(s, p.name, bytes);
   share = p.negate ? s.group.bytes(s.group.neg(bytes)) : bytes;
   p.shares.set(id, share);
   return share;
@@ -247,7 +271,7 @@ function shareValid(
   const { Fn, group } = s;
   const mine = gc.byId.get(id);
   if (!mine) throw new Error('cannot find identifier commitment');
-  const Y = verifyingShare(name, p, id);
+  const Y = verifyingShare(p, id);
   const lambda = lagrange(s, gc.ids, identifier(s, id));
   const c = s.challenge(group.bytes(gc.R), p.groupKey, msg);
   let commitment = group.add(mine[0], group.mul(mine[1], Fn.toBytes(gc.rho.get(id)!)));

@@ -98,8 +98,10 @@ export function aggregate(
   try {
     // The native path checks the sum with the independent verifier only (noble checks it with
     // its own FROST verify first, then again below): one verification instead of two.
-    if (frostBackend() === 'native')
-      return native.aggregate(suite.name, pub, commitmentList, message, shares, independent);
+    if (frostBackend() === 'native') {
+      const check = (sig: Uint8Array) => suite.hotVerify(sig, message, chainKey);
+      return native.aggregate(suite.name, pub, commitmentList, message, shares, check);
+    }
     signature = suite.frost.aggregate(pub, commitmentList, message, shares);
   } catch (err) {
     // noble's (unexported) aggregation error and native's AggregateFault list the signers whose
