@@ -5,9 +5,9 @@ import { runDifferential } from '../harness/frost-differential.js';
  * Native FROST(Ed25519) (libsodium group operations) against @noble/curves FROST on
  * SIGNINGS random signings: nonces, commitments, shares and aggregates byte for byte, and
  * corrupted shares refused naming the same signer (harness/frost-differential.ts). noble is the
- * slow side: about 40 ms of CPU a signing, so some 7 minutes on an idle 2-core machine; on the
- * shared machine under a load average of 20-30, 0.8 s of wall time a signing (600 in 8 min), so
- * 10,000 would outlast the timeout there.
+ * slow side: 80 ms of CPU a signing measured on the shared test machine, some 13 minutes of CPU
+ * for 10,000; under a load average of 20-30 it got 0.8 s of wall time a signing (600 in 8 min),
+ * at which 10,000 would outlast the timeout.
  */
 // FROST_DIFFERENTIAL_SIGNINGS overrides the count for a quick local run; npm test runs 10,000.
 const SIGNINGS = Number(process.env.FROST_DIFFERENTIAL_SIGNINGS ?? 10_000);

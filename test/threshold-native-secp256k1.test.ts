@@ -6,8 +6,8 @@ import { runDifferential } from '../harness/frost-differential.js';
  * BIP340 Taproot suite the service signs with on SIGNINGS random signings (group keys and group
  * commitments of both y parities), and plain RFC 9591 FROST(secp256k1, SHA-256) on fewer (its
  * RFC vectors run in threshold-vectors.test.ts). Byte for byte, as harness/frost-differential.ts
- * describes. About 20 ms of CPU a signing, some 4 minutes idle; under a load average of 20-30,
- * 0.28 s of wall time a signing (2,000 in 9 min).
+ * describes. 43 ms of CPU a signing measured on the shared test machine, some 7 minutes of CPU
+ * for 10,000; under a load average of 20-30, 0.28 s of wall time a signing (2,000 in 9 min).
  */
 // FROST_DIFFERENTIAL_SIGNINGS overrides the counts for a quick local run; npm test runs these.
 const SIGNINGS = Number(process.env.FROST_DIFFERENTIAL_SIGNINGS ?? 10_000);
