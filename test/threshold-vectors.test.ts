@@ -4,6 +4,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { bytesToHex, hexToBytes } from '@noble/curves/utils.js';
 import t from 'tap';
+import { type FrostBackend, frostBackend, setFrostBackend } from '../src/core/frost/backend.js';
 import {
   aggregate,
   commit,
@@ -61,78 +62,86 @@ const RFC: [SuiteName, string][] = [
   ['frost-secp256k1', 'rfc9591/frost-secp256k1-sha256.json'],
 ];
 
-for (const [name, file] of RFC) {
-  t.test(`RFC 9591 ${name}`, (t) => {
-    const suite: Suite = SUITES[name];
-    const v = JSON.parse(readFileSync(vectorFile(file), 'utf8')) as RfcVector;
-    const { frost } = suite;
-    const { Fn } = frost.utils;
-    const signers = { min: Number(v.config.MIN_PARTICIPANTS), max: Number(v.config.MAX_PARTICIPANTS) };
-    const id = (n: number) => frost.Identifier.fromNumber(n);
-    const message = hexToBytes(v.inputs.message);
+// Through both backends: the native group operations (libsodium, libsecp256k1; the default)
+// and noble's FROST, each reproducing every nonce, commitment, share and signature.
+const BACKENDS: FrostBackend[] = ['native', 'noble'];
 
-    // The dealer's polynomial, published the way a stored key package is: JSON, then decodePublic
-    // (which checks each verifying share against the commitments).
-    const dealt = frost.utils.generateSecretPolynomial(
-      signers,
-      hexToBytes(v.inputs.group_secret_key),
-      v.inputs.share_polynomial_coefficients.map((c) => Fn.fromBytes(hexToBytes(c))),
-    );
-    t.equal(bytesToHex(dealt.commitment[0]!), v.inputs.group_public_key, 'group public key');
-    const pub = decodePublic(suite, {
-      signers,
-      commitments: dealt.commitment.map((c) => bytesToHex(c)),
-      verifyingShares: Object.fromEntries(
-        v.inputs.participant_shares.map((s) => [
-          id(s.identifier),
-          bytesToHex(suite.Point.BASE.multiply(Fn.fromBytes(hexToBytes(s.participant_share))).toBytes()),
-        ]),
-      ),
-    });
-    const keys = new Map<number, Key>();
-    for (const s of v.inputs.participant_shares) {
-      const sealed = encodeSecret(suite, {
-        identifier: id(s.identifier),
-        signingShare: hexToBytes(s.participant_share),
+for (const [name, file] of RFC)
+  for (const backend of BACKENDS) {
+    t.test(`RFC 9591 ${name} (${backend})`, (t) => {
+      setFrostBackend(backend);
+      t.teardown(() => setFrostBackend('native'));
+      t.equal(frostBackend(), backend, `signing runs on ${backend}`);
+      const suite: Suite = SUITES[name];
+      const v = JSON.parse(readFileSync(vectorFile(file), 'utf8')) as RfcVector;
+      const { frost } = suite;
+      const { Fn } = frost.utils;
+      const signers = { min: Number(v.config.MIN_PARTICIPANTS), max: Number(v.config.MAX_PARTICIPANTS) };
+      const id = (n: number) => frost.Identifier.fromNumber(n);
+      const message = hexToBytes(v.inputs.message);
+
+      // The dealer's polynomial, published the way a stored key package is: JSON, then decodePublic
+      // (which checks each verifying share against the commitments).
+      const dealt = frost.utils.generateSecretPolynomial(
+        signers,
+        hexToBytes(v.inputs.group_secret_key),
+        v.inputs.share_polynomial_coefficients.map((c) => Fn.fromBytes(hexToBytes(c))),
+      );
+      t.equal(bytesToHex(dealt.commitment[0]!), v.inputs.group_public_key, 'group public key');
+      const pub = decodePublic(suite, {
+        signers,
+        commitments: dealt.commitment.map((c) => bytesToHex(c)),
+        verifyingShares: Object.fromEntries(
+          v.inputs.participant_shares.map((s) => [
+            id(s.identifier),
+            bytesToHex(suite.Point.BASE.multiply(Fn.fromBytes(hexToBytes(s.participant_share))).toBytes()),
+          ]),
+        ),
       });
-      keys.set(s.identifier, { public: pub, secret: decodeSecret(suite, sealed, pub) });
-    }
+      const keys = new Map<number, Key>();
+      for (const s of v.inputs.participant_shares) {
+        const sealed = encodeSecret(suite, {
+          identifier: id(s.identifier),
+          signingShare: hexToBytes(s.participant_share),
+        });
+        keys.set(s.identifier, { public: pub, secret: decodeSecret(suite, sealed, pub) });
+      }
 
-    const rounds = v.round_one_outputs.outputs.map((o) => {
-      const key = keys.get(o.identifier)!;
-      const r = commit(suite, key.secret, fixedRandomness(o.hiding_nonce_randomness, o.binding_nonce_randomness));
-      t.equal(bytesToHex(r.nonces.hiding), o.hiding_nonce, `hiding nonce ${o.identifier}`);
-      t.equal(bytesToHex(r.nonces.binding), o.binding_nonce, `binding nonce ${o.identifier}`);
-      t.equal(bytesToHex(r.commitments.hiding), o.hiding_nonce_commitment, `hiding commitment ${o.identifier}`);
-      t.equal(bytesToHex(r.commitments.binding), o.binding_nonce_commitment, `binding commitment ${o.identifier}`);
-      return { n: o.identifier, key, nonces: r.nonces, commitments: r.commitments };
+      const rounds = v.round_one_outputs.outputs.map((o) => {
+        const key = keys.get(o.identifier)!;
+        const r = commit(suite, key.secret, fixedRandomness(o.hiding_nonce_randomness, o.binding_nonce_randomness));
+        t.equal(bytesToHex(r.nonces.hiding), o.hiding_nonce, `hiding nonce ${o.identifier}`);
+        t.equal(bytesToHex(r.nonces.binding), o.binding_nonce, `binding nonce ${o.identifier}`);
+        t.equal(bytesToHex(r.commitments.hiding), o.hiding_nonce_commitment, `hiding commitment ${o.identifier}`);
+        t.equal(bytesToHex(r.commitments.binding), o.binding_nonce_commitment, `binding commitment ${o.identifier}`);
+        return { n: o.identifier, key, nonces: r.nonces, commitments: r.commitments };
+      });
+      t.same(
+        rounds.map((r) => r.n),
+        v.inputs.participant_list,
+        'signers are the participant list',
+      );
+      const commitmentList = rounds.map((r) => r.commitments);
+
+      const shares: Record<string, Uint8Array> = {};
+      for (const r of rounds) {
+        const share = signShare(suite, r.key, r.nonces, commitmentList, message);
+        const expected = v.round_two_outputs.outputs.find((o) => o.identifier === r.n)!;
+        t.equal(bytesToHex(share), expected.sig_share, `signature share ${r.n}`);
+        t.ok(verifyShare(suite, pub, commitmentList, message, id(r.n), share), `share ${r.n} verifies`);
+        shares[id(r.n)] = share;
+      }
+
+      const signature = aggregate(suite, pub, commitmentList, message, shares);
+      t.equal(bytesToHex(signature), v.final_output.sig, 'final signature');
+      t.ok(suite.verify(signature, message, suite.chainPublicKey(pub)), 'suite verifier accepts it');
+      if (name === 'frost-ed25519') {
+        const key = hexToBytes(v.inputs.group_public_key);
+        t.ok(ed25519.verify(signature, message, key, { zip215: false }), 'RFC 8032 verifier accepts it');
+      }
+      t.end();
     });
-    t.same(
-      rounds.map((r) => r.n),
-      v.inputs.participant_list,
-      'signers are the participant list',
-    );
-    const commitmentList = rounds.map((r) => r.commitments);
-
-    const shares: Record<string, Uint8Array> = {};
-    for (const r of rounds) {
-      const share = signShare(suite, r.key, r.nonces, commitmentList, message);
-      const expected = v.round_two_outputs.outputs.find((o) => o.identifier === r.n)!;
-      t.equal(bytesToHex(share), expected.sig_share, `signature share ${r.n}`);
-      t.ok(verifyShare(suite, pub, commitmentList, message, id(r.n), share), `share ${r.n} verifies`);
-      shares[id(r.n)] = share;
-    }
-
-    const signature = aggregate(suite, pub, commitmentList, message, shares);
-    t.equal(bytesToHex(signature), v.final_output.sig, 'final signature');
-    t.ok(suite.verify(signature, message, suite.chainPublicKey(pub)), 'suite verifier accepts it');
-    if (name === 'frost-ed25519') {
-      const key = hexToBytes(v.inputs.group_public_key);
-      t.ok(ed25519.verify(signature, message, key, { zip215: false }), 'RFC 8032 verifier accepts it');
-    }
-    t.end();
-  });
-}
+  }
 
 // Final BIP340 (bitcoin/bips bip-0340/test-vectors.csv): challenge tag "BIP0340/challenge", R
 // with an even y, indices 0-18 (15-18 sign messages of 0, 1, 17 and 100 bytes). Every row goes
