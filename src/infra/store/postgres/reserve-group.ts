@@ -5,6 +5,8 @@ import type { ReservePlan, ReserveRequest, ReserveView } from '../../../core/rep
 import type { Settled } from '../batcher.js';
 import { auditInsert, auditLockAndHead, headOf } from './audit.js';
 import { checkDrafts } from './checks.js';
+import { groupReads } from './group-reads.js';
+import { GroupOverlay } from './overlay.js';
 import { lockSubjects, viewQueries, writeQueries } from './reservation.js';
 import { q } from './sql.js';
 import { backoff, isRetryable, MAX_ATTEMPTS } from './transaction.js';
@@ -32,18 +34,20 @@ export function reserveOp(req: ReserveRequest, decide: (view: ReserveView) => Re
 }
 
 /**
- * Runs reservations in one transaction, one after the other, like SQLite's group commit:
+ * Runs reservations in one transaction, like SQLite's group commit, in two round trips:
  *
- *   [BEGIN, lock(all subjects), reads 1] -> decide 1 -> [writes 1, reads 2] -> decide 2 -> ...
- *   -> [writes n, COMMIT]
+ *   [BEGIN, lock(all subjects), prelocks, reads of 1..n together] -> decide 1..n in turn, each on its view
+ *   brought up to date with the writes of the plans before it (overlay.ts) -> [writes 1..n, COMMIT]
  *
  * or, when plans carry audit drafts, with the audit lock last and held for one round trip:
  *
- *   -> [writes n, audit lock, audit head] -> chain the drafts of plans 1..n -> [insert, COMMIT]
+ *   -> [writes 1..n, audit lock, audit head] -> chain the drafts of plans 1..n -> [insert, COMMIT]
  *
- * n reservations cost n + 1 round trips and one commit, instead of 2n round trips and n
- * commits, each holding the locks (a hot client's reservations all share its lock). Each
- * reservation reads what the previous ones wrote, as with one transaction each. Outcomes are
+ * n reservations cost two (or three) round trips and one commit, instead of 2n round trips and
+ * n commits, each holding the locks (a hot client's reservations all share its lock), or n + 1
+ * round trips one after the other (each one an event-loop turn of a busy signer, all of them with
+ * the locks held). Each reservation decides on what the previous ones wrote, as with one
+ * transaction each. Outcomes are
  * delivered only after COMMIT. A statement that fails aborts the transaction: the
  * reservation it belongs to is rejected, or retried if the error is a resolved race, and the
  * group starts over (every `decide` runs again; the contract allows that), its audit drafts
@@ -115,24 +119,31 @@ async function groupOnce(
     }
     return { results: settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value) };
   };
-  for (const op of live) {
-    const sent = await send([...pending, ...op.reads.queries.map((query) => ({ query, op }))]);
-    if ('error' in sent) return sent;
-    const { results } = sent;
-    pending = [];
+  // Every view in one round trip, read under all the group's locks by one set of statements
+  // (group-reads.ts); each is then brought up to date with what the plans before it in the group
+  // write (overlay.ts) and decided in turn.
+  const reads = groupReads(live);
+  const read = await send([...pending, ...reads.queries.map((query) => ({ query }))]);
+  if ('error' in read) return read;
+  const views = reads.views(read.results.slice(pending.length));
+  pending = [];
+  const overlay = new GroupOverlay();
+  for (const [o, op] of live.entries()) {
     let plan: ReservePlan<unknown>;
+    let writes: Pending[];
     try {
-      plan = op.decide(op.reads.view(results.slice(results.length - op.reads.queries.length)));
+      plan = op.decide(overlay.apply(op.req, views[o]!));
       const lease = op.now + op.req.leaseMs;
-      pending = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
+      writes = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
       if (plan.audit) checkDrafts(plan.audit);
     } catch (error) {
       // decide (or a plan naming items that do not exist, or an audit draft the columns
       // cannot hold) failed: nothing of it is written.
-      pending = [];
       decided.push({ op, result: { error } });
       continue;
     }
+    pending.push(...writes);
+    overlay.record(op.req, plan);
     if (plan.audit) audit.push(...plan.audit);
     decided.push({ op, result: { value: plan.outcome } });
   }
