@@ -6,6 +6,7 @@ import type { Settled } from '../batcher.js';
 import { auditInsert, auditLockAndHead, headOf } from './audit.js';
 import { checkDrafts } from './checks.js';
 import { groupReads } from './group-reads.js';
+import { type Decided, groupWrites } from './group-writes.js';
 import { GroupOverlay } from './overlay.js';
 import { lockSubjects, viewQueries, writeQueries } from './reservation.js';
 import { q } from './sql.js';
@@ -38,6 +39,7 @@ export function reserveOp(req: ReserveRequest, decide: (view: ReserveView) => Re
  *
  *   [BEGIN, lock(all subjects), prelocks, reads of 1..n together] -> decide 1..n in turn, each on its view
  *   brought up to date with the writes of the plans before it (overlay.ts) -> [writes 1..n, COMMIT]
+ *   (runs of insert-only plans share their statements: group-writes.ts)
  *
  * or, when plans carry audit drafts, with the audit lock last and held for one round trip:
  *
@@ -62,14 +64,15 @@ export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<S
   }
   let broken: Error | undefined;
   let groupAttempts = 0;
+  let merge = true;
   const fail = (list: ReserveOp[], error: unknown) => list.forEach((o) => (o.result ??= { error }));
   try {
     for (;;) {
       const live = ops.filter((op) => !op.result);
       if (live.length === 0) break;
-      const failure = await groupOnce(client, live);
+      const failure = await groupOnce(client, live, merge);
       if (!failure) break;
-      const { error, op } = failure;
+      const { error, op, merged } = failure;
       try {
         await client.query('ROLLBACK');
       } catch (rollbackError) {
@@ -77,7 +80,11 @@ export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<S
         fail(live, error);
         break;
       }
-      if (op) {
+      if (merged) {
+        // A statement shared by several reservations failed: run again with each one's own
+        // statements, which name the reservation that fails.
+        merge = false;
+      } else if (op) {
         op.attempts++;
         if (!isRetryable(error) || op.attempts >= MAX_ATTEMPTS) fail([op], error);
         else await backoff(op.attempts);
@@ -96,13 +103,12 @@ export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<S
   return ops.map((op) => op.result ?? { error: new Error('reservation was not run') });
 }
 
-type Pending = { query: QueryConfig | string; op?: ReserveOp };
+type Pending = { query: QueryConfig | string; op?: ReserveOp; merged?: true };
+/** Why a try of a group failed: the error, whose statement it was (none: the group's), a merged one. */
+type Failure = { error: unknown; op?: ReserveOp; merged?: true };
 
 /** One try of a group; undefined when committed, else the error and whose statement failed. */
-async function groupOnce(
-  client: PoolClient,
-  live: ReserveOp[],
-): Promise<{ error: unknown; op?: ReserveOp } | undefined> {
+async function groupOnce(client: PoolClient, live: ReserveOp[], merge: boolean): Promise<Failure | undefined> {
   const locks = [...new Set(live.flatMap((op) => op.locks))];
   let pending: Pending[] = [{ query: 'BEGIN' }, { query: q('lock', [locks]) }];
   if (live.length > 1) pending.push(...prelocks(live));
@@ -110,12 +116,13 @@ async function groupOnce(
   // The audit drafts of the plans decided so far, in group order: appended after the last
   // reservation's writes, under the audit lock, in this transaction (and tried again with it).
   const audit: AuditDraft[] = [];
-  const send = async (batch: Pending[]): Promise<{ error: unknown; op?: ReserveOp } | { results: QueryResult[] }> => {
+  const send = async (batch: Pending[]): Promise<Failure | { results: QueryResult[] }> => {
     const settled = await Promise.allSettled(batch.map((b) => client.query(b.query)));
     const failed = settled.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
-      const { op } = batch[failed]!;
-      return { error: (settled[failed] as PromiseRejectedResult).reason, ...(op ? { op } : {}) };
+      const { op, merged } = batch[failed]!;
+      const error = (settled[failed] as PromiseRejectedResult).reason;
+      return { error, ...(op ? { op } : {}), ...(merged ? { merged } : {}) };
     }
     return { results: settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value) };
   };
@@ -128,13 +135,13 @@ async function groupOnce(
   const views = reads.views(read.results.slice(pending.length));
   pending = [];
   const overlay = new GroupOverlay();
+  const plans: Decided[] = [];
   for (const [o, op] of live.entries()) {
     let plan: ReservePlan<unknown>;
-    let writes: Pending[];
     try {
       plan = op.decide(overlay.apply(op.req, views[o]!));
-      const lease = op.now + op.req.leaseMs;
-      writes = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
+      // Refuses a plan naming items that do not exist, before anything of the group is sent.
+      writeQueries(op.req, plan, op.now, op.now + op.req.leaseMs);
       if (plan.audit) checkDrafts(plan.audit);
     } catch (error) {
       // decide (or a plan naming items that do not exist, or an audit draft the columns
@@ -142,12 +149,13 @@ async function groupOnce(
       decided.push({ op, result: { error } });
       continue;
     }
-    pending.push(...writes);
+    plans.push({ op, plan });
     overlay.record(op.req, plan);
     if (plan.audit) audit.push(...plan.audit);
     decided.push({ op, result: { value: plan.outcome } });
   }
-  // [writes n, (audit lock, head) | COMMIT] -> [insert audit, COMMIT]
+  pending = groupWrites(plans, merge);
+  // [writes 1..n, (audit lock, head) | COMMIT] -> [insert audit, COMMIT]
   const tail = audit.length > 0 ? auditLockAndHead() : ['COMMIT'];
   const sent = await send([...pending, ...tail.map((query) => ({ query }))]);
   if ('error' in sent) return sent;
