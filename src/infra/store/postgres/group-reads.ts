@@ -10,7 +10,7 @@
 import type { QueryConfig, QueryResult } from 'pg';
 import type { ReserveView } from '../../../core/replay/records.js';
 import { velocityBucket } from '../../../core/replay/velocity.js';
-import type { ReserveOp } from './reserve-group.js';
+import type { ReserveOp } from './reserve-op.js';
 import { q } from './sql.js';
 
 type Row = Record<string, unknown>;

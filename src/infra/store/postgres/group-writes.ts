@@ -14,7 +14,7 @@ import type { QueryConfig } from 'pg';
 import type { ReserveItem, ReservePlan } from '../../../core/replay/records.js';
 import { velocityBucket } from '../../../core/replay/velocity.js';
 import { writeQueries } from './reservation.js';
-import type { ReserveOp } from './reserve-group.js';
+import type { ReserveOp } from './reserve-op.js';
 import { q } from './sql.js';
 
 export const MERGED_SQL = {

@@ -1,38 +1,22 @@
 import type pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { AuditDraft } from '../../../core/audit/draft.js';
-import type { ReservePlan, ReserveRequest, ReserveView } from '../../../core/replay/records.js';
+import type { ReservePlan } from '../../../core/replay/records.js';
 import type { Settled } from '../batcher.js';
 import { auditInsert, auditLockAndHead, headOf } from './audit.js';
 import { checkDrafts } from './checks.js';
 import { groupReads } from './group-reads.js';
 import { type Decided, groupWrites } from './group-writes.js';
 import { GroupOverlay } from './overlay.js';
-import { lockSubjects, viewQueries, writeQueries } from './reservation.js';
+import { writeQueries } from './reservation.js';
+import type { ReserveOp } from './reserve-op.js';
 import { q } from './sql.js';
 import { backoff, isRetryable, MAX_ATTEMPTS } from './transaction.js';
 
 /** Reservations per group transaction: bounds how long one group holds its locks. */
 export const MAX_GROUP_SIZE = 64;
 
-/** A reservation waiting for, or running in, a group transaction. */
-export interface ReserveOp {
-  req: ReserveRequest;
-  decide: (view: ReserveView) => ReservePlan<unknown>;
-  now: number;
-  locks: string[];
-  reads: ReturnType<typeof viewQueries>;
-  /** Tries that failed on a resolved race (unique violation, deadlock, serialisation). */
-  attempts: number;
-  /** Set once final: committed (its outcome) or failed for good. */
-  result?: Settled<unknown>;
-}
-
-/** A reservation of a group, with its statements prepared up front (checked by the caller). */
-export function reserveOp(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<unknown>): ReserveOp {
-  const now = req.now.getTime();
-  return { req, decide, now, locks: lockSubjects(req), reads: viewQueries(req, now), attempts: 0 };
-}
+export { type ReserveOp, reserveOp } from './reserve-op.js';
 
 /**
  * Runs reservations in one transaction, like SQLite's group commit, in two round trips:
