@@ -7,7 +7,7 @@ import { configSchema } from '../src/infra/config/schema.js';
 import type { Algorithm } from './raw.js';
 
 /** Parts of a run, in the order they run; --only and --skip pick among them. */
-export const SECTIONS = ['one-core', 'sign', 'evm', 'batch', 'priority', 'threshold'] as const;
+export const SECTIONS = ['one-core', 'sign', 'evm', 'batch', 'priority', 'rss', 'threshold'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface Options {
@@ -27,6 +27,7 @@ export interface Options {
   batchRuns: number;
   priorityConcurrency: number;
   prioritySeconds: number;
+  rssSeconds: number;
   thresholdSeconds: number;
   thresholdConcurrency: number[];
   poolSize: number;
@@ -46,6 +47,7 @@ const QUICK: Partial<Options> = {
   extraSeconds: 1,
   batchRuns: 1,
   prioritySeconds: 1,
+  rssSeconds: 3,
   thresholdSeconds: 1,
   retries: 0,
   noiseBudget: 5,
@@ -130,6 +132,7 @@ export function parseOptions(argv = process.argv): Options {
     .option('--batch-runs <n>', 'large batches measured (raw and service alternating); median', between(1, 100), 5)
     .option('--priority-concurrency <n>', 'hot Sign concurrency for p99 idle vs during batches', between(1, 1024), 8)
     .option('--priority-seconds <s>', 'measured seconds of each priority window', positive, 5)
+    .option('--rss-seconds <s>', "the signer's RSS under full load (hot EVM Sign) for this long", positive, 600)
     .option('--threshold-seconds <s>', 'measured seconds per threshold point', positive, 5)
     .option('--threshold-concurrency <list>', 'threshold concurrencies for throughput (latency: c=1)', list, [8, 16])
     .option('--pool-size <n>', 'threshold.poolSize of the threshold signer', between(1, 256), d.poolSize)

@@ -7,6 +7,7 @@ import { isNoisy, NOISY_CORES } from './noise.js';
 import type { Options } from './options.js';
 import { beyondHsm, type CpuUse, noisyRow, type Row, ratios, type Side } from './point.js';
 import type { PriorityPoint } from './priority.js';
+import { FLAT_GROWTH, type RssPoint } from './rss.js';
 import type { Target } from './targets.js';
 
 /** Everything a run measured (also its JSON file). */
@@ -19,6 +20,7 @@ export interface RunResult {
   rows: Row[];
   batches: BatchPoint[];
   priority: PriorityPoint[];
+  rss: RssPoint[];
   targets: Target[];
   notes: string[];
 }
@@ -176,7 +178,49 @@ export function priorityTable(points: PriorityPoint[]): string[] {
   return table(head, lines, points.some(noisy));
 }
 
-/** The whole stdout report: setup, the headline, every point, batches, priority, targets, CPU. */
+/** The signer's RSS under full load: start, peak, end, and the growth that decides "flat". */
+export function rssTable(points: RssPoint[]): string[] {
+  const head = 'RSS (MB)        c  seconds | signs/s | start  peak   end | quarter growth | samples every';
+  const lines = points.map((p) =>
+    [
+      `${'hot EVM Sign'.padEnd(14)} ${String(p.concurrency).padStart(2)} ${f(p.seconds, 0, 8)} |`,
+      `${f(p.unitsPerSec, 0, 7)} |`,
+      `${f(p.startMb, 0, 5)} ${f(p.peakMb, 0, 5)} ${f(p.endMb, 0, 5)} |`,
+      `${f(p.quarterMb, 0, 7)} ${`${(p.growth * 100).toFixed(1)}%`.padStart(6)} |`,
+      `${p.intervalSeconds} s${flag(isNoisy(p.machine))}`,
+    ].join(' '),
+  );
+  return table(
+    head,
+    lines,
+    points.some((p) => isNoisy(p.machine)),
+  );
+}
+
+/**
+ * The run's verdict, one line per target of issue 14: measured, met or not, and for a miss the
+ * figures of the same run that say where the time goes, and what was tried.
+ */
+export function targetsTable(targets: Target[]): string[] {
+  const verdict = (t: Target) => (t.met === undefined ? 'not measured' : t.met ? 'met' : 'NOT met') + flag(!!t.noisy);
+  const cols = targets.map((t) => [t.point, t.goal, t.measured, verdict(t)]);
+  const width = [0, 1, 2, 3].map((i) =>
+    Math.max(...cols.map((c) => c[i]!.length), ['point', 'target', 'measured', 'verdict'][i]!.length),
+  );
+  const cells = (c: string[]) => c.map((x, i) => x.padEnd(width[i]!)).join(' | ');
+  const head = `${cells(['point', 'target', 'measured', 'verdict'])} | why (a miss: where the time goes) / what was tried`;
+  const lines = targets.map((t, i) => {
+    const notes = [t.met === false ? t.why : undefined, t.tried && `tried: ${t.tried}`].filter(Boolean);
+    return `${cells(cols[i]!)} | ${notes.join('; ')}`.trimEnd();
+  });
+  return table(
+    head,
+    lines,
+    targets.some((t) => t.noisy),
+  );
+}
+
+/** The whole stdout report: setup, the headline, every point, batches, priority, RSS, CPU, then the targets. */
 export function report(r: RunResult): string {
   const { options: o, machine: m, pinning: p } = r;
   const headline = r.rows.filter((x) => x.cpus === 'one');
@@ -210,9 +254,13 @@ export function report(r: RunResult): string {
         " (loop: the signer's event-loop delay; in-flight: share of the window with a batch running):",
       priorityTable(r.priority),
     ),
-    '',
-    ...r.targets.map((t) => t.text),
-    ...r.notes,
+    ...section(
+      `The signer's RSS under full load (flat: end <= quarter + ${FLAT_GROWTH * 100}%), sampled from /proc:`,
+      rssTable(r.rss),
+    ),
     ...section('CPU by process ("client" is this process; "raw" and "in-process" are baselines):', cpuTable(r.rows)),
+    '',
+    ...r.notes,
+    ...section('Targets of issue 14 (the same run):', targetsTable(r.targets)),
   ].join('\n');
 }

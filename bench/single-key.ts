@@ -12,6 +12,7 @@ import type { Options, Section } from './options.js';
 import { measurePoint, type PointOptions, type Row, type Side } from './point.js';
 import { measurePriority, type PriorityPoint, startBatchDriver } from './priority.js';
 import { type Algorithm, type RawKey, RawToken } from './raw.js';
+import { measureRss, type RssPoint } from './rss.js';
 import type { BenchContext, BenchPostgres, BenchSigner } from './signers.js';
 import { NO_MARK, signerChannels, startBenchSigner } from './signers.js';
 import { POINTS } from './targets.js';
@@ -38,6 +39,7 @@ export interface SingleKeyResult {
   rows: Row[];
   batches: BatchPoint[];
   priority: PriorityPoint[];
+  rss: RssPoint[];
   notes: string[];
 }
 
@@ -58,7 +60,7 @@ export async function singleKeyRows(
   pinning: Pinning,
   pg: BenchPostgres | undefined,
 ): Promise<SingleKeyResult> {
-  const out: SingleKeyResult = { rows: [], batches: [], priority: [], notes: [] };
+  const out: SingleKeyResult = { rows: [], batches: [], priority: [], rss: [], notes: [] };
   const run = (s: Section) => opts.sections.includes(s);
   const top = Math.max(...opts.concurrency);
   const { noise, log } = ctx;
@@ -161,6 +163,13 @@ export async function singleKeyRows(
         } finally {
           await driver.close();
         }
+      }
+      if (run('rss')) {
+        const seconds = opts.rssSeconds;
+        log(`rss: hot EVM Sign at c=${opts.evmConcurrency} for ${seconds}s, the signer's RSS sampled`);
+        const op = signEvmOp(primary.signers, EVM.hot, nonces);
+        const o = { pid: sqlite.pid, op, seconds, concurrency: opts.evmConcurrency, warmup: opts.warmup };
+        out.rss.push(await measureRss(noise, o));
       }
 
       /**

@@ -91,15 +91,40 @@ t.test('every point the README reports has figures', async (t) => {
   const prio = tableAfter('Hot Sign, signer idle vs');
   t.equal(prio.length, 1, 'one priority row');
   t.match(prio[0] ?? '', /\|\s+-?\d+\.\d+x \|/, 'priority: p99 busy/idle is a number');
-  t.ok(
-    lines.some((l) => l.startsWith('target (')),
-    'the targets are checked',
-  );
+  const rss = tableAfter("The signer's RSS under full load");
+  t.equal(rss.length, 1, 'one RSS row');
+  for (const x of cells(rss[0] ?? '').slice(0, -2)) t.match(x, numeric, `RSS: ${x} is a number`);
+});
+
+t.test('the run ends with the targets of issue 14, each met, not met or not measured', async (t) => {
+  const start = lines.findIndex((l) => l.startsWith('Targets of issue 14'));
+  t.ok(start >= 0, 'the targets table is printed');
+  const rows = tableAfter('Targets of issue 14');
+  for (const point of [
+    'PostgreSQL CPU a sign',
+    'SignBatch of 1000 EVM',
+    'hot p99 during back-to-back',
+    'RSS of the signer',
+  ]) {
+    const row = rows.find((l) => l.startsWith(point));
+    t.match(row ?? '', /\| (met|NOT met)( !)? +\|/, `${point}: measured and judged`);
+  }
+  t.equal(lines.indexOf('', start), lines.length - 1, 'the table ends the report');
 });
 
 t.test('the JSON results hold every row', async (t) => {
-  const json = JSON.parse(await readFile(out, 'utf8')) as { rows: unknown[]; batches: unknown[]; priority: unknown[] };
+  const json = JSON.parse(await readFile(out, 'utf8')) as {
+    rows: unknown[];
+    batches: unknown[];
+    priority: unknown[];
+    rss: Array<{ samples: unknown[] }>;
+    targets: Array<{ point: string; goal: string; measured: string }>;
+  };
   t.equal(json.rows.length, 3 + 8 + 6, 'one-core, shared (with rollback mark on vs off) and threshold rows');
   t.equal(json.batches.length, 1);
   t.equal(json.priority.length, 1);
+  t.equal(json.rss.length, 1);
+  t.ok((json.rss[0]?.samples.length ?? 0) >= 2, 'RSS samples from the start to the end of the window');
+  t.ok(json.targets.length >= 10, 'the targets, each with its point, goal and measured figure');
+  for (const x of json.targets) t.ok(x.point && x.goal && x.measured, `target ${x.point}`);
 });

@@ -1,49 +1,39 @@
 import type pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { AuditDraft } from '../../../core/audit/draft.js';
-import type { ReservePlan, ReserveRequest, ReserveView } from '../../../core/replay/records.js';
+import type { ReservePlan } from '../../../core/replay/records.js';
 import type { Settled } from '../batcher.js';
 import { auditInsert, auditLockAndHead, headOf } from './audit.js';
 import { checkDrafts } from './checks.js';
-import { lockSubjects, viewQueries, writeQueries } from './reservation.js';
+import { groupReads } from './group-reads.js';
+import { type Decided, groupWrites } from './group-writes.js';
+import { GroupOverlay } from './overlay.js';
+import { writeQueries } from './reservation.js';
+import type { ReserveOp } from './reserve-op.js';
 import { q } from './sql.js';
 import { backoff, isRetryable, MAX_ATTEMPTS } from './transaction.js';
 
 /** Reservations per group transaction: bounds how long one group holds its locks. */
 export const MAX_GROUP_SIZE = 64;
 
-/** A reservation waiting for, or running in, a group transaction. */
-export interface ReserveOp {
-  req: ReserveRequest;
-  decide: (view: ReserveView) => ReservePlan<unknown>;
-  now: number;
-  locks: string[];
-  reads: ReturnType<typeof viewQueries>;
-  /** Tries that failed on a resolved race (unique violation, deadlock, serialisation). */
-  attempts: number;
-  /** Set once final: committed (its outcome) or failed for good. */
-  result?: Settled<unknown>;
-}
-
-/** A reservation of a group, with its statements prepared up front (checked by the caller). */
-export function reserveOp(req: ReserveRequest, decide: (view: ReserveView) => ReservePlan<unknown>): ReserveOp {
-  const now = req.now.getTime();
-  return { req, decide, now, locks: lockSubjects(req), reads: viewQueries(req, now), attempts: 0 };
-}
+export { type ReserveOp, reserveOp } from './reserve-op.js';
 
 /**
- * Runs reservations in one transaction, one after the other, like SQLite's group commit:
+ * Runs reservations in one transaction, like SQLite's group commit, in two round trips:
  *
- *   [BEGIN, lock(all subjects), reads 1] -> decide 1 -> [writes 1, reads 2] -> decide 2 -> ...
- *   -> [writes n, COMMIT]
+ *   [BEGIN, lock(all subjects), prelocks, reads of 1..n together] -> decide 1..n in turn, each on its view
+ *   brought up to date with the writes of the plans before it (overlay.ts) -> [writes 1..n, COMMIT]
+ *   (runs of insert-only plans share their statements: group-writes.ts)
  *
  * or, when plans carry audit drafts, with the audit lock last and held for one round trip:
  *
- *   -> [writes n, audit lock, audit head] -> chain the drafts of plans 1..n -> [insert, COMMIT]
+ *   -> [writes 1..n, audit lock, audit head] -> chain the drafts of plans 1..n -> [insert, COMMIT]
  *
- * n reservations cost n + 1 round trips and one commit, instead of 2n round trips and n
- * commits, each holding the locks (a hot client's reservations all share its lock). Each
- * reservation reads what the previous ones wrote, as with one transaction each. Outcomes are
+ * n reservations cost two (or three) round trips and one commit, instead of 2n round trips and
+ * n commits, each holding the locks (a hot client's reservations all share its lock), or n + 1
+ * round trips one after the other (each one an event-loop turn of a busy signer, all of them with
+ * the locks held). Each reservation decides on what the previous ones wrote, as with one
+ * transaction each. Outcomes are
  * delivered only after COMMIT. A statement that fails aborts the transaction: the
  * reservation it belongs to is rejected, or retried if the error is a resolved race, and the
  * group starts over (every `decide` runs again; the contract allows that), its audit drafts
@@ -58,14 +48,15 @@ export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<S
   }
   let broken: Error | undefined;
   let groupAttempts = 0;
+  let merge = true;
   const fail = (list: ReserveOp[], error: unknown) => list.forEach((o) => (o.result ??= { error }));
   try {
     for (;;) {
       const live = ops.filter((op) => !op.result);
       if (live.length === 0) break;
-      const failure = await groupOnce(client, live);
+      const failure = await groupOnce(client, live, merge);
       if (!failure) break;
-      const { error, op } = failure;
+      const { error, op, merged } = failure;
       try {
         await client.query('ROLLBACK');
       } catch (rollbackError) {
@@ -73,7 +64,11 @@ export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<S
         fail(live, error);
         break;
       }
-      if (op) {
+      if (merged) {
+        // A statement shared by several reservations failed: run again with each one's own
+        // statements, which name the reservation that fails.
+        merge = false;
+      } else if (op) {
         op.attempts++;
         if (!isRetryable(error) || op.attempts >= MAX_ATTEMPTS) fail([op], error);
         else await backoff(op.attempts);
@@ -92,13 +87,12 @@ export async function runGroup(pool: pg.Pool, ops: ReserveOp[]): Promise<Array<S
   return ops.map((op) => op.result ?? { error: new Error('reservation was not run') });
 }
 
-type Pending = { query: QueryConfig | string; op?: ReserveOp };
+type Pending = { query: QueryConfig | string; op?: ReserveOp; merged?: true };
+/** Why a try of a group failed: the error, whose statement it was (none: the group's), a merged one. */
+type Failure = { error: unknown; op?: ReserveOp; merged?: true };
 
 /** One try of a group; undefined when committed, else the error and whose statement failed. */
-async function groupOnce(
-  client: PoolClient,
-  live: ReserveOp[],
-): Promise<{ error: unknown; op?: ReserveOp } | undefined> {
+async function groupOnce(client: PoolClient, live: ReserveOp[], merge: boolean): Promise<Failure | undefined> {
   const locks = [...new Set(live.flatMap((op) => op.locks))];
   let pending: Pending[] = [{ query: 'BEGIN' }, { query: q('lock', [locks]) }];
   if (live.length > 1) pending.push(...prelocks(live));
@@ -106,37 +100,46 @@ async function groupOnce(
   // The audit drafts of the plans decided so far, in group order: appended after the last
   // reservation's writes, under the audit lock, in this transaction (and tried again with it).
   const audit: AuditDraft[] = [];
-  const send = async (batch: Pending[]): Promise<{ error: unknown; op?: ReserveOp } | { results: QueryResult[] }> => {
+  const send = async (batch: Pending[]): Promise<Failure | { results: QueryResult[] }> => {
     const settled = await Promise.allSettled(batch.map((b) => client.query(b.query)));
     const failed = settled.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
-      const { op } = batch[failed]!;
-      return { error: (settled[failed] as PromiseRejectedResult).reason, ...(op ? { op } : {}) };
+      const { op, merged } = batch[failed]!;
+      const error = (settled[failed] as PromiseRejectedResult).reason;
+      return { error, ...(op ? { op } : {}), ...(merged ? { merged } : {}) };
     }
     return { results: settled.map((r) => (r as PromiseFulfilledResult<QueryResult>).value) };
   };
-  for (const op of live) {
-    const sent = await send([...pending, ...op.reads.queries.map((query) => ({ query, op }))]);
-    if ('error' in sent) return sent;
-    const { results } = sent;
-    pending = [];
+  // Every view in one round trip, read under all the group's locks by one set of statements
+  // (group-reads.ts); each is then brought up to date with what the plans before it in the group
+  // write (overlay.ts) and decided in turn.
+  const reads = groupReads(live);
+  const read = await send([...pending, ...reads.queries.map((query) => ({ query }))]);
+  if ('error' in read) return read;
+  const views = reads.views(read.results.slice(pending.length));
+  pending = [];
+  const overlay = new GroupOverlay();
+  const plans: Decided[] = [];
+  for (const [o, op] of live.entries()) {
     let plan: ReservePlan<unknown>;
     try {
-      plan = op.decide(op.reads.view(results.slice(results.length - op.reads.queries.length)));
-      const lease = op.now + op.req.leaseMs;
-      pending = writeQueries(op.req, plan, op.now, lease).map((query) => ({ query, op }));
+      plan = op.decide(overlay.apply(op.req, views[o]!));
+      // Refuses a plan naming items that do not exist, before anything of the group is sent.
+      writeQueries(op.req, plan, op.now, op.now + op.req.leaseMs);
       if (plan.audit) checkDrafts(plan.audit);
     } catch (error) {
       // decide (or a plan naming items that do not exist, or an audit draft the columns
       // cannot hold) failed: nothing of it is written.
-      pending = [];
       decided.push({ op, result: { error } });
       continue;
     }
+    plans.push({ op, plan });
+    overlay.record(op.req, plan);
     if (plan.audit) audit.push(...plan.audit);
     decided.push({ op, result: { value: plan.outcome } });
   }
-  // [writes n, (audit lock, head) | COMMIT] -> [insert audit, COMMIT]
+  pending = groupWrites(plans, merge);
+  // [writes 1..n, (audit lock, head) | COMMIT] -> [insert audit, COMMIT]
   const tail = audit.length > 0 ? auditLockAndHead() : ['COMMIT'];
   const sent = await send([...pending, ...tail.map((query) => ({ query }))]);
   if ('error' in sent) return sent;
