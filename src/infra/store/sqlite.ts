@@ -53,6 +53,7 @@ import { prepareStatements, type Statements } from './sqlite/statements.js';
 import { addTokenVelocity, tokenUsage } from './sqlite/token-velocity.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
+  type AccessRecord,
   type CeremonyRecord,
   type FreezeRecord,
   KeyExistsError,
@@ -252,6 +253,23 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
 
   async listProposals(): Promise<ProposalRecord[]> {
     return this.proposals.list();
+  }
+
+  putAccess(
+    document: string,
+    updatedBy: string,
+    at: Date,
+    audit: (version: number) => AuditDraft[],
+  ): Promise<AccessRecord> {
+    return this.write(() => {
+      const r = this.proposals.putAccess(document, updatedBy, at);
+      this.append(audit(r.version));
+      return r;
+    });
+  }
+
+  async accessHistory(): Promise<AccessRecord[]> {
+    return this.proposals.accessHistory();
   }
 
   freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {
