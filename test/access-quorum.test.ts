@@ -383,3 +383,25 @@ t.test('scripts: propose-access shows the diff, approve-policy reviews and signs
   t.ok(await eventually(async () => (await getAccess()).version === before.version + 1, (DELAY_S + 5) * 1000));
   t.same(JSON.parse((await getAccess()).document).clients.auditor.roles, ['admin', 'auditor']);
 });
+
+// Last: it leaves the log broken for good.
+t.test('a freeze entry edited out of the audit log stops signing, it does not unfreeze', async (t) => {
+  await ka('FreezeKey', { keyId: 'hot-1' }, ts.as('admin-a'));
+  await refused(t, signWith(engine, 'hot-1'), status.FAILED_PRECONDITION, 'KEY_FROZEN');
+  // The checkpointer signs a head that covers the freeze entry.
+  t.ok(await ts.signer.checkpointer.checkpointHead());
+  await ts.restart(() => {
+    const d = db();
+    d.prepare("DELETE FROM freezes WHERE kind = 'key' AND target = 'hot-1'").run();
+    const last = d
+      .prepare("SELECT max(seq) AS seq FROM audit WHERE kind = 'key.freeze' AND key_id = 'hot-1'")
+      .get() as {
+      seq: number;
+    };
+    // The entry becomes an innocent one; its stored hash and the chain links stay as they were.
+    t.equal(d.prepare("UPDATE audit SET kind = 'service.start' WHERE seq = ?").run(last.seq).changes, 1);
+    d.close();
+  });
+  const e = await refused(t, signWith(engine, 'hot-1'), status.FAILED_PRECONDITION, 'AUDIT_LOG_INCONSISTENT');
+  t.notOk(/KEY_FROZEN/.test(e.reason ?? ''), 'not signed, and not mistaken for unfrozen');
+});

@@ -1,5 +1,5 @@
 import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
-import { type AuditEntry, entryHash, GENESIS } from '../../core/audit/chain.js';
+import { type AuditEntry, GENESIS } from '../../core/audit/chain.js';
 import { parseCheckpoint } from '../../core/audit/checkpoint.js';
 import { entryLeafHash } from '../../core/audit/leaf.js';
 import { appendLeaves, EMPTY_FRONTIER, type Frontier, frontierRoot } from '../../core/audit/merkle.js';
@@ -23,8 +23,8 @@ interface Event {
  * two), (b) was never cancelled (no `proposal.cancel` entry), and (c) carries, in the store now,
  * the approvals of `quorum` admins over its stored bytes. A database writer can append entries
  * but cannot produce admins' signatures, and cannot delete or edit an entry without breaking
- * the hash chain, nor rewrite the chain without changing the tree head the checkpointer signed
- * (checked here when the scan passes its size). A broken log is reported (`broken`) and the
+ * the chain links (seq, prevHash), nor edit an entry's content without changing the tree head
+ * the checkpointer signed (checked here when the scan passes its size). A broken log is reported (`broken`) and the
  * registry refuses to sign (AUDIT_LOG_INCONSISTENT): it can no longer tell what is frozen.
  *
  * The log is read once from the start (at start-up), then only its new entries.
@@ -47,31 +47,46 @@ export class FreezeLedger {
     private readonly trustedNote: () => StoredNote | undefined = () => undefined,
   ) {}
 
-  /** Reads the entries appended since the last call, checking each link of the chain. */
+  /**
+   * Reads the entries appended since the last call: each must follow the one before (seq and
+   * prevHash); their leaves are folded into the tree, whose head must be the signed one when the
+   * scan passes the signed size (that covers every entry's content up to it; later entries are
+   * checked by the checkpointer before it signs them). One leaf hash per entry.
+   */
   async catchUp(): Promise<void> {
     if (this.broken) return;
+    // The note before the head: a checkpoint signed meanwhile must not look beyond the log.
+    const signed = this.signedHead();
     const head = await this.audit.auditHead();
     if (!head || head.seq < this.nextSeq) return;
-    const signed = this.signedHead();
     if (signed && signed.size > head.seq) {
       this.broken = `the audit log ends at entry ${head.seq}, before the signed checkpoint's size ${signed.size}`;
       return;
     }
+    let leaves: Uint8Array[] = [];
+    const fold = () => {
+      this.frontier = appendLeaves(this.frontier, leaves).frontier;
+      leaves = [];
+    };
     for await (const e of this.audit.readAudit(this.nextSeq, head.seq)) {
-      const { hash: _h, ...body } = e;
-      if (e.seq !== this.nextSeq || e.prevHash !== this.prevHash || entryHash(body) !== e.hash) {
+      if (e.seq !== this.nextSeq || e.prevHash !== this.prevHash) {
         this.broken = `audit entry ${this.nextSeq} is missing or does not chain to the one before`;
         return;
       }
-      this.frontier = appendLeaves(this.frontier, [entryLeafHash(e)]).frontier;
-      if (signed && signed.size === e.seq && !sameBytes(frontierRoot(this.frontier), signed.root)) {
-        this.broken = `the audit log up to entry ${e.seq} is not the one the signed checkpoint covers`;
-        return;
+      leaves.push(entryLeafHash(e));
+      if (leaves.length >= 1024) fold();
+      if (signed && signed.size === e.seq) {
+        fold();
+        if (!sameBytes(frontierRoot(this.frontier), signed.root)) {
+          this.broken = `the audit log up to entry ${e.seq} is not the one the signed checkpoint covers`;
+          return;
+        }
       }
       this.record(e);
       this.nextSeq++;
       this.prevHash = e.hash;
     }
+    fold();
     if (this.nextSeq <= head.seq) this.broken = `audit entries ${this.nextSeq}..${head.seq} are missing`;
   }
 
