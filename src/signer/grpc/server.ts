@@ -160,7 +160,7 @@ export async function startSigner(
       applyAccess(d);
       onTrustChange();
     };
-    access = new AccessRegistry(store, admins, onAccess, log, (id) => ledger?.isCancelled(id) === true);
+    access = new AccessRegistry(store, admins, onAccess, log, ledger);
     await access.seed(accessFromConfig(config), new Date());
   }
   checkpointer.start();

@@ -35,8 +35,14 @@ export class AccessRegistry {
     private readonly admins: AdminSet,
     private readonly apply: (doc: AccessDocument) => void,
     private readonly log?: Logger,
-    /** Cancellations as the audit log records them: a cancelled proposal's document is never trusted. */
-    private readonly cancelled: (proposalId: string) => boolean = () => false,
+    /**
+     * What the audit log records: cancellations (a cancelled proposal's document is never
+     * trusted) and the highest access version set (rows deleted to roll access back are noticed).
+     */
+    private readonly auditLog: { isCancelled(id: string): boolean; accessVersion: number } = {
+      isCancelled: () => false,
+      accessVersion: 0,
+    },
   ) {}
 
   /**
@@ -81,6 +87,14 @@ export class AccessRegistry {
         "stored access version is neither the config file's text nor approved by the admin quorum; ignored",
       );
     }
+    if (chosen && chosen.version < this.auditLog.accessVersion) {
+      // Newer versions were set (the audit log says so) and are gone: fail closed, not back.
+      this.log?.error(
+        { version: chosen.version, logged: this.auditLog.accessVersion },
+        'access versions the audit log records are missing from the store; no client has access',
+      );
+      chosen = undefined;
+    }
     let document: AccessDocument | null = null;
     if (chosen) {
       try {
@@ -101,7 +115,9 @@ export class AccessRegistry {
   }
 
   private untrusted(r: AccessRecord, proposals: readonly ProposalRecord[]): string | null {
-    if (r.updatedBy === 'config') return r.document === this.configText ? null : "not the config file's text";
+    // The file seeds version 1 only: its text written in later would roll quorum changes back.
+    if (r.updatedBy === 'config')
+      return r.version === 1 && r.document === this.configText ? null : "not the config file's seed (version 1)";
     const id = r.updatedBy.startsWith('quorum:') ? r.updatedBy.slice('quorum:'.length) : null;
     const p = id ? proposals.find((x) => x.id === id) : undefined;
     if (!p) return `updated by "${r.updatedBy}": no approved proposal`;
@@ -109,7 +125,7 @@ export class AccessRegistry {
       return `proposal ${p.id} is not this version's (kind, base version and document must match)`;
     if (!checkQuorum(this.admins, subjectOf(p), p.approvals).reachedAt)
       return `proposal ${p.id} lacks ${this.admins.quorum} valid approvals`;
-    if (this.cancelled(p.id)) return `proposal ${p.id} was cancelled (audit log)`;
+    if (this.auditLog.isCancelled(p.id)) return `proposal ${p.id} was cancelled (audit log)`;
     return null;
   }
 }

@@ -37,6 +37,10 @@ export class FreezeLedger {
   private readonly unfreezes: Array<Event & { proposal: string }> = [];
   private readonly proposed = new Map<string, number>();
   private readonly cancelled = new Set<string>();
+  private maxAccessVersion = 0;
+  private scanning: Promise<void> = Promise.resolve();
+  /** Unfreeze proposals' quorum checks, by id, with the rows they were made on. */
+  private readonly verified = new Map<string, { rows: string; ok: boolean }>();
   /** Why the log cannot be trusted to say what is frozen; null while it can. */
   broken: string | null = null;
 
@@ -53,7 +57,15 @@ export class FreezeLedger {
    * scan passes the signed size (that covers every entry's content up to it; later entries are
    * checked by the checkpointer before it signs them). One leaf hash per entry.
    */
-  async catchUp(): Promise<void> {
+  catchUp(): Promise<void> {
+    // One scan at a time: refreshes overlap (timer, proposals' ticks), and two scans from the
+    // same position would each see the other's progress as a gap.
+    const run = this.scanning.then(() => this.scan());
+    this.scanning = run.catch(() => {});
+    return run;
+  }
+
+  private async scan(): Promise<void> {
     if (this.broken) return;
     // The note before the head: a checkpoint signed meanwhile must not look beyond the log.
     const signed = this.signedHead();
@@ -90,6 +102,11 @@ export class FreezeLedger {
     if (this.nextSeq <= head.seq) this.broken = `audit entries ${this.nextSeq}..${head.seq} are missing`;
   }
 
+  /** The highest access version the log records as set (`access.set`); 0 for none. */
+  get accessVersion(): number {
+    return this.maxAccessVersion;
+  }
+
   /** Whether the log records the proposal's cancellation (a cancelled proposal never applies). */
   isCancelled(id: string): boolean {
     return this.cancelled.has(id);
@@ -106,9 +123,22 @@ export class FreezeLedger {
         if (this.cancelled.has(u.proposal)) return false;
         const p = byId.get(u.proposal);
         if (!p || p.kind !== `unfreeze-${f.kind}` || p.target !== f.target) return false;
-        return checkQuorum(this.admins, subjectOf(p), p.approvals).reachedAt !== null;
+        return this.approved(p);
       });
     return new Set(this.freezes.filter((f) => !lifts(f)).map((f) => `${f.kind}:${f.target}`));
+  }
+
+  /** Whether the stored proposal carries a quorum now; verified again only when its rows change. */
+  private approved(p: ProposalRecord): boolean {
+    const rows = JSON.stringify([
+      subjectOf(p),
+      p.approvals.map((a) => [a.admin, Buffer.from(a.signature).toString('hex'), a.at.getTime()]),
+    ]);
+    const seen = this.verified.get(p.id);
+    if (seen?.rows === rows) return seen.ok;
+    const ok = checkQuorum(this.admins, subjectOf(p), p.approvals).reachedAt !== null;
+    this.verified.set(p.id, { rows, ok });
+    return ok;
   }
 
   private record(e: AuditEntry): void {
@@ -134,6 +164,11 @@ export class FreezeLedger {
       case 'proposal.cancel':
         if (intent.proposal) this.cancelled.add(intent.proposal);
         break;
+      case 'access.set': {
+        const v = Number(intent.version);
+        if (Number.isSafeInteger(v) && v > this.maxAccessVersion) this.maxAccessVersion = v;
+        break;
+      }
     }
   }
 

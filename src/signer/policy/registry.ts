@@ -227,7 +227,7 @@ export class PolicyRegistry {
       throw new SignerError(
         'AUDIT_LOG_INCONSISTENT',
         'the audit log cannot be read back to tell which keys are frozen; nothing is signed',
-        { keyId },
+        { keyId, why: this.ledgerBroken },
       );
     if (this.frozen.key.has(keyId))
       throw new SignerError('KEY_FROZEN', `key "${keyId}" is frozen by an admin; unfreezing needs the admin quorum`, {
