@@ -261,6 +261,28 @@ t.test('an access version a database writer inserts grants nothing', async (t) =
   u.close();
 });
 
+t.test('deleting the newest access versions does not roll access back', async (t) => {
+  const before = await getAccess();
+  t.ok(before.version > 1);
+  const d = db();
+  const rows = d.prepare('SELECT * FROM access_versions WHERE version > 1 ORDER BY version').all() as Array<
+    Record<string, unknown>
+  >;
+  d.prepare('DELETE FROM access_versions WHERE version > 1').run();
+  d.close();
+  // Version 1 (the seed) is trusted, but the audit log records later ones: nobody gets access.
+  t.ok(await eventually(() => signs(engine, 'hot-1').then((ok) => !ok), 5000), 'refused once the replica reloads');
+  await refused(t, signWith(engine, 'hot-1'), status.PERMISSION_DENIED, 'NOT_AUTHORIZED');
+  const u = db();
+  const put = u.prepare(
+    'INSERT INTO access_versions (version, document, updated_at, updated_by) VALUES (@version, @document, @updated_at, @updated_by)',
+  );
+  for (const r of rows) put.run(r);
+  u.close();
+  t.ok(await eventually(() => signs(engine, 'hot-1'), 5000), 'the rows back: access back');
+  t.equal((await getAccess()).version, before.version);
+});
+
 t.test('a loosening the quorum approved, then cancelled, cannot be written in as a version', async (t) => {
   const before = await getAccess();
   const cancelled = ((await ka('ListProposals', {})) as { proposals: Proposal[] }).proposals.find(
