@@ -1,14 +1,16 @@
 import { createInterface } from 'node:readline/promises';
 import { call } from '../src/client/client.js';
+import { accessDiff, accessLoosenings } from '../src/core/admin/access.js';
 import { proposalBytes } from '../src/core/admin/proposal.js';
 import { loosenings } from '../src/core/policy/loosening.js';
 import { compilePolicy } from '../src/core/policy/schema.js';
+import { parseAccessDocument } from '../src/infra/config/access.js';
 import { command, runWithClients, toJson } from './lib/cli.js';
 import { describe, lineDiff, pretty, signWithKeyFile, type WireProposal } from './lib/proposals.js';
 
 const program = command(
   'approve-policy',
-  'Review a proposal (policy diff and loosenings, destroy or unfreeze) and approve it with your admin key (KeyAdmin.ApproveProposal)',
+  'Review a proposal (policy or access diff and loosenings, destroy or unfreeze) and approve it with your admin key (KeyAdmin.ApproveProposal)',
   'security-admin',
 )
   .argument('<proposal-id>', 'the proposal (scripts/list-proposals.ts)')
@@ -42,6 +44,16 @@ await runWithClients(opts, async (clients) => {
     // Worked out here too, from the documents: the server's list is not taken on trust.
     const before = p.activeDocument ? compilePolicy(JSON.parse(p.activeDocument), p.target) : null;
     const mine = loosenings(before, compilePolicy(JSON.parse(p.document), p.target));
+    out(
+      `\nloosens (${mine.length ? 'waits the delay after approval; any admin can cancel' : 'nothing: applies once approved'}):`,
+    );
+    for (const l of mine) out(`  - ${l}`);
+  } else if (p.kind === 'access') {
+    out(`\ndiff of the access document (- in force, + proposed as version ${p.baseVersion + 1}):`);
+    const before = p.activeDocument ? parseAccessDocument(p.activeDocument) : null;
+    const next = parseAccessDocument(p.document);
+    for (const line of accessDiff(before, next)) out(line);
+    const mine = accessLoosenings(before, next);
     out(
       `\nloosens (${mine.length ? 'waits the delay after approval; any admin can cancel' : 'nothing: applies once approved'}):`,
     );

@@ -3,15 +3,19 @@
  * cluster): every change commits with its audit entries or not at all; a proposal closes once,
  * even when two stores (replicas) race to close it.
  */
+import { ed25519 } from '@noble/curves/ed25519.js';
 import pg from 'pg';
 import t from 'tap';
 import { startPostgres } from '../harness/postgres.js';
 import { tempDir } from '../harness/token.js';
+import type { AdminSet } from '../src/core/admin/approvals.js';
+import { proposalBytes } from '../src/core/admin/proposal.js';
 import { eventDraft } from '../src/core/audit/draft.js';
 import type { AuditStore } from '../src/infra/store/audit.js';
 import { PostgresStore } from '../src/infra/store/postgres.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { ApprovalExistsError, type Store } from '../src/infra/store/store.js';
+import { FreezeLedger } from '../src/signer/policy/freeze-ledger.js';
 
 type S = Store & AuditStore;
 const at = new Date('2026-01-01T00:00:00Z');
@@ -100,6 +104,65 @@ function suite(name: string, open: () => Promise<S>) {
       'proposal.propose',
       'key.unfreeze',
     ]);
+
+    // Access versions: the config's seed, then a proposal's activation; two replicas race to it.
+    t.equal((await s.putAccess('{"a":1}', 'config', at, (v) => draft(`access.set.v${v}`))).version, 1);
+    const acc = { ...base, kind: 'access' as const, target: 'access', baseVersion: 1, id: 'c'.repeat(32) };
+    await s.insertProposal({ ...acc, document: '{"a":2}' }, draft('proposal.propose'));
+    const closeAccess = (st: S) =>
+      st.closeProposal(
+        acc.id,
+        { state: 'activated', at, by: 'quorum', note: '' },
+        { access: { document: '{"a":2}', updatedBy: `quorum:${acc.id}` } },
+        (v) => draft(`access.set.v${v}`),
+      );
+    const raced = await Promise.all([closeAccess(s), closeAccess(b)]);
+    t.equal(raced.filter((r) => r !== null).length, 1, 'exactly one activation');
+    t.same(
+      (await b.accessHistory()).map((r) => [r.version, r.updatedBy, r.document]),
+      [
+        [1, 'config', '{"a":1}'],
+        [2, `quorum:${acc.id}`, '{"a":2}'],
+      ],
+    );
+    t.same((await kinds(s)).slice(-3), ['access.set.v1', 'proposal.propose', 'access.set.v2']);
+
+    // Freezes read back from the audit log: k2's unfreeze, approved by the (1 of 1) admin, lifts
+    // it; k3's, whose approval is no admin's signature, lifts nothing though its row is gone.
+    const secret = ed25519.utils.randomSecretKey();
+    const admins: AdminSet = {
+      quorum: 1,
+      delaySeconds: 0,
+      members: new Map([['alice', { algorithm: 'ed25519', publicKey: ed25519.getPublicKey(secret) }]]),
+    };
+    const ev = (kind: string, fields: Parameters<typeof eventDraft>[3]) => [eventDraft(kind, at, 'adm', fields)];
+    const k2 = { kind: 'key' as const, target: 'k2', frozenAt: at, frozenBy: 'adm' };
+    await s.freeze(k2, ev('key.freeze', { keyId: 'k2' }));
+    const un = { ...base, kind: 'unfreeze-key' as const, target: 'k2', id: 'd'.repeat(32), document: '' };
+    await s.insertProposal(un, ev('proposal.propose', { intent: { proposal: un.id } }));
+    const signature = ed25519.sign(proposalBytes(un), secret);
+    await s.addApproval(un.id, { admin: 'alice', signature, at }, draft('proposal.approve'));
+    await b.closeProposal(
+      un.id,
+      { state: 'activated', at, by: 'quorum', note: '' },
+      { unfreeze: { kind: 'key', target: 'k2' } },
+      () => ev('key.unfreeze', { keyId: 'k2', intent: { target: 'k2', proposal: un.id } }),
+    );
+    await s.freeze({ ...k2, target: 'k3' }, ev('key.freeze', { keyId: 'k3' }));
+    const forged = { ...un, target: 'k3', id: 'e'.repeat(32) };
+    await s.insertProposal(forged, ev('proposal.propose', { intent: { proposal: forged.id } }));
+    await s.addApproval(forged.id, { admin: 'alice', signature: new Uint8Array(64), at }, draft('proposal.approve'));
+    await s.closeProposal(
+      forged.id,
+      { state: 'activated', at, by: 'quorum', note: '' },
+      { unfreeze: { kind: 'key', target: 'k3' } },
+      () => ev('key.unfreeze', { keyId: 'k3', intent: { target: 'k3', proposal: forged.id } }),
+    );
+    t.same(await b.listFreezes(), [], 'no freeze rows left');
+    const ledger = new FreezeLedger(b, admins);
+    await ledger.catchUp();
+    t.equal(ledger.broken, null, 'the chain reads back whole');
+    t.same([...ledger.frozen(await b.listProposals())], ['key:k3'], 'k3 stays frozen, k2 is lifted');
   });
 }
 

@@ -16,18 +16,18 @@ import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
  */
 export const PROPOSAL_DOMAIN = 'hsm-signer/admin-proposal/v1\n';
 
-export const proposalKinds = ['policy', 'destroy-key', 'unfreeze-key', 'unfreeze-policy'] as const;
+export const proposalKinds = ['policy', 'destroy-key', 'unfreeze-key', 'unfreeze-policy', 'access'] as const;
 export type ProposalKind = (typeof proposalKinds)[number];
 
 export interface ProposalSubject {
   kind: ProposalKind;
   /** Random, 32 lowercase hex characters. */
   id: string;
-  /** The policy name, or the key id (destroy-key, unfreeze-key), or the policy name (unfreeze-policy). */
+  /** The policy name, or the key id (destroy-key, unfreeze-key), or the policy name (unfreeze-policy), or "access". */
   target: string;
-  /** policy: the version it replaces (0: a new policy); destroy-key: the key version; unfreeze: 0. */
+  /** policy, access: the version it replaces (0: none yet); destroy-key: the key version; unfreeze: 0. */
   baseVersion: number;
-  /** policy: canonical policy JSON; destroy-key: canonical JSON of the request; unfreeze: "". */
+  /** policy: canonical policy JSON; access: canonical access JSON (core/admin/access.ts); destroy-key: canonical JSON of the request; unfreeze: "". */
   document: string;
 }
 

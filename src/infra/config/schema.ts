@@ -70,6 +70,28 @@ const adminsSchema = z
   });
 
 /**
+ * An access document as admins propose it (core/admin/access.ts; README "Admin quorum"): the
+ * config's `clients` and `keyAccess` in one object. `requireSignedRequests` absent means true
+ * (a proposal must turn it off explicitly, and that is a loosening).
+ */
+export const accessDocumentSchema = z
+  .object({
+    clients: z.record(
+      z.string().min(1),
+      z
+        .object({
+          roles: z.array(role).min(1),
+          pins: pins.default([]),
+          requestKeys: z.array(requestKeyPem).default([]),
+          requireSignedRequests: z.boolean().default(true),
+        })
+        .strict(),
+    ),
+    keyAccess: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+  })
+  .strict();
+
+/**
  * The whole configuration, validated at start. Unknown fields are errors (deny by default), so a
  * misspelt option never silently falls back to a default.
  */

@@ -47,6 +47,7 @@ import { MAX_GROUP_SIZE, type ReserveOp, reserveOp, runGroup } from './postgres/
 import { q } from './postgres/sql.js';
 import { type AuditOf, inTransaction, isUniqueViolation, withRetries } from './postgres/transaction.js';
 import {
+  type AccessRecord,
   type CeremonyRecord,
   type FreezeRecord,
   KeyExistsError,
@@ -278,6 +279,19 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
 
   listProposals(): Promise<ProposalRecord[]> {
     return this.proposals.list();
+  }
+
+  putAccess(
+    document: string,
+    updatedBy: string,
+    at: Date,
+    audit: (version: number) => AuditDraft[],
+  ): Promise<AccessRecord> {
+    return this.proposals.putAccess(document, updatedBy, at, audit);
+  }
+
+  accessHistory(): Promise<AccessRecord[]> {
+    return this.proposals.accessHistory();
   }
 
   freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {

@@ -1,5 +1,5 @@
 import type { ProposalKind } from '../../core/admin/proposal.js';
-import type { FreezeRecord, ProposalRecord, ProposalState } from './store.js';
+import type { AccessRecord, FreezeRecord, ProposalRecord, ProposalState } from './store.js';
 
 /** Rows of the admin quorum's tables (migration "admin quorum"); times are epoch ms. */
 type Int = number | string | bigint;
@@ -62,5 +62,21 @@ export function freezeRecord(r: FreezeRow): FreezeRecord {
     target: r.target,
     frozenAt: new Date(int(r.frozen_at)),
     frozenBy: r.frozen_by,
+  };
+}
+
+export interface AccessRow {
+  version: number;
+  document: string;
+  updated_at: Int;
+  updated_by: string;
+}
+
+export function accessRecord(r: AccessRow): AccessRecord {
+  return {
+    version: Number(r.version),
+    document: r.document,
+    updatedAt: new Date(int(r.updated_at)),
+    updatedBy: r.updated_by,
   };
 }

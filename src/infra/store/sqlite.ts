@@ -54,6 +54,7 @@ import { addTokenVelocity, tokenUsage } from './sqlite/token-velocity.js';
 import { WalSync } from './sqlite/wal-sync.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
+  type AccessRecord,
   type CeremonyRecord,
   type FreezeRecord,
   KeyExistsError,
@@ -282,6 +283,23 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
 
   listProposals(): Promise<ProposalRecord[]> {
     return this.durable(this.proposals.list());
+  }
+
+  putAccess(
+    document: string,
+    updatedBy: string,
+    at: Date,
+    audit: (version: number) => AuditDraft[],
+  ): Promise<AccessRecord> {
+    return this.write(() => {
+      const r = this.proposals.putAccess(document, updatedBy, at);
+      this.append(audit(r.version));
+      return r;
+    });
+  }
+
+  async accessHistory(): Promise<AccessRecord[]> {
+    return this.proposals.accessHistory();
   }
 
   freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {

@@ -98,10 +98,25 @@ export interface FreezeRecord {
   frozenBy: string;
 }
 
+/**
+ * One version of the access document (clients, roles, pins, request keys, key access; see
+ * core/admin/access.ts), kept like policy versions: trusted only as the config's seed text or a
+ * quorum-approved proposal's document (signer/policy/access-registry.ts), never for being here.
+ */
+export interface AccessRecord {
+  version: number;
+  document: string;
+  updatedAt: Date;
+  /** "config" (the seed) or "quorum:<proposal id>". */
+  updatedBy: string;
+}
+
 /** What closing a proposal does in the same transaction. */
 export interface ProposalEffects {
   /** Appends this document as the policy's next version (its activation). */
   policy?: { name: string; document: string; updatedBy: string };
+  /** Appends this document as the access document's next version (its activation). */
+  access?: { document: string; updatedBy: string };
   /** Lifts a freeze. */
   unfreeze?: { kind: FreezeRecord['kind']; target: string };
 }
@@ -187,8 +202,8 @@ export interface Store {
   addApproval(proposalId: string, approval: Approval, audit: AuditDraft[]): Promise<boolean>;
   /**
    * Closes an open proposal (cancelled, activated or failed) with its effects, in one
-   * transaction; `audit` gets the policy version the effects appended (or null). Null, and
-   * nothing written, when the proposal was no longer open (another replica closed it).
+   * transaction; `audit` gets the policy (or access) version the effects appended (or null).
+   * Null, and nothing written, when the proposal was no longer open (another replica closed it).
    */
   closeProposal(
     id: string,
@@ -196,6 +211,15 @@ export interface Store {
     effects: ProposalEffects,
     audit: (policyVersion: number | null) => AuditDraft[],
   ): Promise<{ policy: PolicyRecord | null } | null>;
+  /** Appends the next access version (latest + 1, decided in the database) with its entries. */
+  putAccess(
+    document: string,
+    updatedBy: string,
+    at: Date,
+    audit: (version: number) => AuditDraft[],
+  ): Promise<AccessRecord>;
+  /** Every access version, oldest first. */
+  accessHistory(): Promise<AccessRecord[]>;
   /** Every proposal with its approvals, oldest first. */
   listProposals(): Promise<ProposalRecord[]>;
   /** Records a freeze; false (and no entry) when that key or policy is frozen already. */

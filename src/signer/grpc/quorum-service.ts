@@ -77,6 +77,17 @@ export function quorumHandlers(deps: {
       return proposalToWire(await need().proposePolicy(name, call.request.document, id.client, new Date()));
     }),
 
+    ProposeAccess: unary(log, async (call: grpc.ServerUnaryCall<{ document: string }, unknown>) => {
+      const id = auth.require(call, 'admin');
+      return proposalToWire(await need().proposeAccess(String(call.request.document ?? ''), id.client, new Date()));
+    }),
+
+    GetAccess: unary(log, async (call: grpc.ServerUnaryCall<unknown, unknown>) => {
+      const id = auth.identify(call);
+      if (!id.roles.has('auditor')) auth.require(call, 'admin');
+      return need().accessInForce();
+    }),
+
     ProposeDestroyKeyVersion: unary(
       log,
       async (

@@ -3,8 +3,10 @@ import { hostname } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import type { AccessDocument } from '../../core/admin/access.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { MAX_VELOCITY_WINDOW_SECONDS } from '../../core/policy/schema.js';
+import { accessFromConfig } from '../../infra/config/access.js';
 import { loadAdmins } from '../../infra/config/admins.js';
 import { ConfigRequestKeys } from '../../infra/config/request-keys.js';
 import type { Config } from '../../infra/config/schema.js';
@@ -28,6 +30,8 @@ import { openRollbackGuard } from '../audit/rollback-setup.js';
 import { trustedHeads } from '../audit/trusted-heads.js';
 import { attachWitnesses } from '../audit/witnesses.js';
 import { KeyRegistry } from '../keys/registry.js';
+import { AccessRegistry } from '../policy/access-registry.js';
+import { FreezeLedger } from '../policy/freeze-ledger.js';
 import { Proposals } from '../policy/proposals.js';
 import { PolicyRegistry } from '../policy/registry.js';
 import { RotationScheduler } from '../rotation/scheduler.js';
@@ -89,7 +93,17 @@ export async function startSigner(
   const unsigned = signatures.unsignedClients(config.clients);
   if (unsigned.length > 0)
     log.warn({ clients: unsigned }, 'these signer clients may send unsigned requests (requireSignedRequests is off)');
+  // Under an admin quorum, clients and key access come from the store (AccessRegistry, set
+  // below); a reload then only changes what the file alone decides (pins required or not).
+  let access: AccessRegistry | undefined;
+  let fileTrust = { requirePins: config.tls.requirePins, requireSignedRequests: config.requireSignedRequests };
+  const applyAccess = (d: AccessDocument) => {
+    auth.update(d.clients, d.keyAccess, fileTrust.requirePins);
+    signatures.update({ clients: d.clients, requireSignedRequests: fileTrust.requireSignedRequests });
+  };
   const apply = (c: Config) => {
+    fileTrust = { requirePins: c.tls.requirePins, requireSignedRequests: c.requireSignedRequests };
+    if (access) return applyAccess(access.current().document ?? { clients: {}, keyAccess: {} });
     auth.update(c.clients, c.keyAccess, c.tls.requirePins);
     signatures.update(c);
   };
@@ -141,13 +155,24 @@ export async function startSigner(
   await checkpointer.seed(external);
   await store.appendAudit([eventDraft('service.start', new Date(), null, { intent: { listen: config.listen } })]);
   const admins = loadAdmins(config.admins);
-  const policies = new PolicyRegistry(store, log, admins, metrics);
+  // Under a quorum, freezes are also read from the audit log, checked against the signed head.
+  const ledger = admins && new FreezeLedger(store, admins, () => checkpointer.latest());
+  const policies = new PolicyRegistry(store, log, admins, metrics, ledger);
   // Config policies that changed are stored as new versions, each with its audit entry.
   await policies.seed(config.policies, new Date());
+  if (admins) {
+    // The config's clients seed the access document's first version; later versions need the quorum.
+    const onAccess = (d: AccessDocument) => {
+      applyAccess(d);
+      onTrustChange();
+    };
+    access = new AccessRegistry(store, admins, onAccess, log, ledger);
+    await access.seed(accessFromConfig(config), new Date());
+  }
   checkpointer.start();
   policies.startRefresh(config.refreshMs);
   // Approved proposals apply when due: checked at every refresh and whenever a read finds one due.
-  const proposals = admins && new Proposals(store, policies, keys, admins, log);
+  const proposals = admins && new Proposals(store, policies, keys, admins, log, access);
   proposals?.start(config.refreshMs);
   // A cosigner left out of a signature is named in the metrics here, and in the audit log by
   // the sign flow, with the outcome of the request it failed (flow.ts).

@@ -1,7 +1,9 @@
+import { type AccessDocument, accessLoosenings } from '../../core/admin/access.js';
 import { type AdminSet, checkQuorum, type QuorumCheck } from '../../core/admin/approvals.js';
 import type { ProposalSubject } from '../../core/admin/proposal.js';
 import { loosenings } from '../../core/policy/loosening.js';
 import { type CompiledPolicy, compilePolicy, findAmbiguities } from '../../core/policy/schema.js';
+import { parseAccessDocument } from '../../infra/config/access.js';
 import type { Logger } from '../../infra/log.js';
 import type { PolicyRecord, ProposalRecord } from '../../infra/store/store.js';
 
@@ -40,11 +42,13 @@ export function assess(
   records: ReadonlyMap<string, PolicyRecord>,
   compiled: readonly CompiledPolicy[],
   clock?: QuorumClock,
+  access?: { document: AccessDocument | null; latestStored: number },
 ): Assessment {
   const check = checkQuorum(admins, subjectOf(p), p.approvals);
   const from = check.reachedAt && (clock ? clock.reached(p.id, check.reachedAt) : check.reachedAt);
   const delayed = (loose: string[]) =>
     from && new Date(from.getTime() + (loose.length ? admins.delaySeconds * 1000 : 0));
+  if (p.kind === 'access') return assessAccess(p, check, from, delayed, access);
   if (p.kind !== 'policy') {
     const loose = [
       p.kind === 'destroy-key' ? 'destroys a key version (irreversible)' : `lifts a freeze of ${p.target}`,
@@ -82,6 +86,33 @@ export function assess(
     blocked,
     compiled: next,
   };
+}
+
+/**
+ * An access proposal: what it loosens against the access document in force, blocked when the
+ * stored versions moved on since it was proposed or its document is invalid.
+ */
+function assessAccess(
+  p: ProposalRecord,
+  check: QuorumCheck,
+  from: Date | null,
+  delayed: (loose: string[]) => Date | null,
+  access: { document: AccessDocument | null; latestStored: number } | undefined,
+): Assessment {
+  const none = { check, approvedAt: from, compiled: null };
+  if (!access) return { ...none, loosenings: [], dueAt: null, blocked: 'access is not managed by this signer' };
+  let next: AccessDocument;
+  try {
+    next = parseAccessDocument(p.document);
+  } catch (e) {
+    return { ...none, loosenings: [], dueAt: null, blocked: `the document is invalid: ${(e as Error).message}` };
+  }
+  const loose = accessLoosenings(access.document, next);
+  const blocked =
+    access.latestStored !== p.baseVersion
+      ? `access is at version ${access.latestStored}, not the base version ${p.baseVersion} it was proposed against`
+      : null;
+  return { ...none, loosenings: loose, dueAt: blocked ? null : delayed(loose), blocked };
 }
 
 /**

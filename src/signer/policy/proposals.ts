@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { ACCESS_TARGET, accessText } from '../../core/admin/access.js';
 import { type AdminSet, approvalsSummary, checkApproval } from '../../core/admin/approvals.js';
 import { type ProposalKind, proposalBytes } from '../../core/admin/proposal.js';
 import { type CancelSubject, checkCancel } from '../../core/admin/share-destroy.js';
@@ -6,6 +7,7 @@ import { type AuditDraft, eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
 import { canonicalJson } from '../../core/policy/canonical.js';
 import { compilePolicy, findAmbiguities, PolicyError } from '../../core/policy/schema.js';
+import { parseAccessDocument } from '../../infra/config/access.js';
 import type { Logger } from '../../infra/log.js';
 import {
   ApprovalExistsError,
@@ -15,6 +17,7 @@ import {
   type Store,
 } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
+import type { AccessRegistry } from './access-registry.js';
 import { type Assessment, assess, subjectOf } from './pending.js';
 import type { PolicyRegistry } from './registry.js';
 
@@ -22,7 +25,7 @@ import type { PolicyRegistry } from './registry.js';
 export interface ProposalView extends ProposalRecord {
   assessment: Assessment;
   quorum: number;
-  /** policy: the active version's document it replaces ("" for a new policy), for the diff. */
+  /** policy, access: the document in force it replaces ("" for a new policy), for the diff. */
   activeDocument: string;
   signingBytes: Uint8Array;
 }
@@ -47,6 +50,8 @@ export class Proposals {
     private readonly keys: KeyRegistry,
     private readonly admins: AdminSet,
     private readonly log: Logger,
+    /** Clients and key access in the store (README "Admin quorum"); absent: proposals of them are refused. */
+    private readonly access?: AccessRegistry,
   ) {
     // A read that finds an approved version due gets the store to catch up.
     policies.onDue = () => this.kick();
@@ -75,6 +80,26 @@ export class Proposals {
     }
     const base = (await this.store.policyHistory(name)).at(-1)?.version ?? 0;
     return this.propose('policy', name, base, canonical, by, now);
+  }
+
+  /** A new access document (clients, roles, pins, request keys, key access), stored canonically. */
+  async proposeAccess(document: string, by: string, now: Date): Promise<ProposalView> {
+    if (!this.access) throw new SignerError('QUORUM_REQUIRED', 'access is not managed in the store on this signer');
+    let canonical: string;
+    try {
+      canonical = accessText(parseAccessDocument(document));
+    } catch (e) {
+      throw new SignerError('REQUEST_INVALID', `access document: ${(e as Error).message}`, { field: 'document' });
+    }
+    await this.access.refresh();
+    return this.propose('access', ACCESS_TARGET, this.access.current().latestStored, canonical, by, now);
+  }
+
+  /** The access document in force (canonical JSON) and its version. */
+  accessInForce(): { version: number; document: string } {
+    if (!this.access) throw new SignerError('QUORUM_REQUIRED', 'access is not managed in the store on this signer');
+    const a = this.access.current();
+    return { version: a.version, document: a.document ? accessText(a.document) : '' };
   }
 
   /** The approvers sign the whole request, `confirmSwept` (the operator's word that an EVM version is empty) included. */
@@ -153,7 +178,7 @@ export class Proposals {
     if (!(await this.store.closeProposal(id, { state: 'cancelled', at: now, by, note }, {}, audit)))
       throw new SignerError('PROPOSAL_CLOSED', `proposal ${id} is ${(await this.find(id)).state}`, { proposal: id });
     this.log.info({ proposal: id, by }, 'proposal cancelled');
-    await this.policies.refresh();
+    await this.refreshAll();
     return this.view(id);
   }
 
@@ -197,13 +222,26 @@ export class Proposals {
     return p;
   }
 
+  private async refreshAll(): Promise<void> {
+    await this.policies.refresh();
+    await this.access?.refresh();
+  }
+
+  private accessState() {
+    const a = this.access?.current();
+    return a && { document: a.document, latestStored: a.latestStored };
+  }
+
   private async toView(p: ProposalRecord): Promise<ProposalView> {
     const records = new Map((await this.store.listPolicies()).map((r) => [r.name, r]));
+    const access = this.accessState();
+    const clock = this.policies.clock;
+    const activeAccess = p.kind === 'access' && access?.document ? accessText(access.document) : '';
     return {
       ...p,
-      assessment: assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock),
+      assessment: assess(this.admins, p, records, this.policies.storedPolicies(), clock, access),
       quorum: this.admins.quorum,
-      activeDocument: p.kind === 'policy' ? (records.get(p.target)?.document ?? '') : '',
+      activeDocument: p.kind === 'policy' ? (records.get(p.target)?.document ?? '') : activeAccess,
       signingBytes: proposalBytes(subjectOf(p)),
     };
   }
@@ -232,18 +270,19 @@ export class Proposals {
   }
 
   private async applyDue(asked: Date): Promise<void> {
-    await this.policies.refresh();
+    await this.refreshAll();
     // The refresh may have just seen a quorum reached (QuorumClock): judge by the time after it.
     const now = new Date(Math.max(asked.getTime(), Date.now()));
     let changed = false;
     for (const p of await this.store.listProposals()) {
       if (p.state !== 'open') continue;
       const records = new Map((await this.store.listPolicies()).map((r) => [r.name, r]));
-      const a = assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock);
+      const access = this.accessState();
+      const a = assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock, access);
       if (a.blocked && a.check.reachedAt) changed = (await this.close(p, 'failed', a, now, {})) || changed;
       else if (a.dueAt && a.dueAt <= now) changed = (await this.activate(p, a, now)) || changed;
     }
-    if (changed) await this.policies.refresh();
+    if (changed) await this.refreshAll();
   }
 
   private async activate(p: ProposalRecord, a: Assessment, now: Date): Promise<boolean> {
@@ -251,6 +290,9 @@ export class Proposals {
       return this.close(p, 'activated', a, now, {
         policy: { name: p.target, document: p.document, updatedBy: `quorum:${p.id}` },
       });
+    }
+    if (p.kind === 'access') {
+      return this.close(p, 'activated', a, now, { access: { document: p.document, updatedBy: `quorum:${p.id}` } });
     }
     if (p.kind !== 'destroy-key') {
       const kind = p.kind === 'unfreeze-key' ? 'key' : 'policy';
@@ -291,7 +333,10 @@ export class Proposals {
     const audit = (version: number | null): AuditDraft[] => {
       const intent = { proposal: p.id, kind: p.kind, target: p.target, approvals, note };
       const entries = [eventDraft(`proposal.${state === 'failed' ? 'fail' : 'activate'}`, now, 'quorum', { intent })];
-      if (version !== null) {
+      if (version !== null && p.kind === 'access') {
+        const set = { version: String(version), proposal: p.id, approvals };
+        entries.push(eventDraft('access.set', now, 'quorum', { payloadHash: sha256(p.document), intent: set }));
+      } else if (version !== null) {
         const set = { policy: p.target, version: String(version), proposal: p.id, approvals };
         entries.push(eventDraft('policy.set', now, 'quorum', { payloadHash: sha256(p.document), intent: set }));
       }

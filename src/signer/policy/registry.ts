@@ -13,6 +13,7 @@ import {
 import type { Logger } from '../../infra/log.js';
 import type { Metrics } from '../../infra/metrics.js';
 import type { FreezeRecord, PolicyRecord, ProposalRecord, Store } from '../../infra/store/store.js';
+import type { FreezeLedger } from './freeze-ledger.js';
 import { type PendingPolicy, pendingPolicies, QuorumClock, subjectOf } from './pending.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -34,6 +35,10 @@ export class PolicyRegistry {
   /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
   private pending: PendingPolicy[] = [];
   private frozen: { key: Set<string>; policy: Set<string> } = { key: new Set(), policy: new Set() };
+  /** Freezes the audit log proves (`kind:target`), kept whatever happens to the freezes table. */
+  private logFrozen = new Set<string>();
+  /** Why the audit log cannot say what is frozen (then nothing is signed); null while it can. */
+  private ledgerBroken: string | null = null;
   /** When this process saw each quorum reached (the delay's start; see QuorumClock). */
   readonly clock = new QuorumClock();
   /** Called when a read finds an approved version due, so the store catches up (proposals.ts). */
@@ -45,6 +50,8 @@ export class PolicyRegistry {
     /** With an admin quorum, only approved proposals change policies (README "Admin quorum"). */
     readonly admins?: AdminSet,
     private readonly metrics?: Pick<Metrics, 'policiesInvalid'>,
+    /** Under a quorum: freezes read from the audit log (a deleted row does not unfreeze). */
+    private readonly ledger?: FreezeLedger,
   ) {}
 
   /**
@@ -93,6 +100,8 @@ export class PolicyRegistry {
 
   /** Reloads the latest versions from the store and swaps them in at once. */
   async refresh(): Promise<void> {
+    // The log first: it says which proposals were cancelled (a state column can be rewritten).
+    await this.ledger?.catchUp();
     const records = await this.store.listPolicies();
     const proposals = this.admins ? await this.store.listProposals() : [];
     const compiled: CompiledPolicy[] = [];
@@ -132,6 +141,12 @@ export class PolicyRegistry {
     // Non-policy proposals are timed too, so their delays start when first seen as well.
     if (this.admins) for (const p of pending) if (p.state === 'open' && p.kind !== 'policy') this.observe(p);
     this.clock.markStarted();
+    if (this.ledger) {
+      this.logFrozen = this.ledger.frozen(proposals);
+      if (this.ledger.broken && !this.ledgerBroken)
+        this.log?.error({ why: this.ledger.broken }, 'freezes cannot be read from the audit log; nothing is signed');
+      this.ledgerBroken = this.ledger.broken;
+    }
     this.setFrozen(freezes);
     this.metrics?.policiesInvalid.set(broken.length);
   }
@@ -151,6 +166,7 @@ export class PolicyRegistry {
       return `proposal ${p.id} is not this version's (policy, base version and document must match)`;
     if (!checkQuorum(admins, subjectOf(p), p.approvals).reachedAt)
       return `proposal ${p.id} lacks ${admins.quorum} valid approvals`;
+    if (this.ledger?.isCancelled(p.id)) return `proposal ${p.id} was cancelled (audit log)`;
     return null;
   }
 
@@ -161,7 +177,15 @@ export class PolicyRegistry {
 
   /** Applies freezes at once on this replica (the store has them for the others' next refresh). */
   setFrozen(freezes: readonly FreezeRecord[]): void {
-    const of = (kind: FreezeRecord['kind']) => new Set(freezes.filter((f) => f.kind === kind).map((f) => f.target));
+    const fromLog = [...this.logFrozen].map((k): [string, string] => [
+      k.slice(0, k.indexOf(':')),
+      k.slice(k.indexOf(':') + 1),
+    ]);
+    const of = (kind: FreezeRecord['kind']) =>
+      new Set([
+        ...freezes.filter((f) => f.kind === kind).map((f) => f.target),
+        ...fromLog.filter(([k]) => k === kind).map(([, target]) => target),
+      ]);
     this.frozen = { key: of('key'), policy: of('policy') };
   }
 
@@ -199,6 +223,12 @@ export class PolicyRegistry {
    * by default), FAILED_PRECONDITION `KEY_FROZEN` / `POLICY_FROZEN` while an admin froze either.
    */
   forKey(keyId: string, now = new Date()): CompiledPolicy {
+    if (this.ledgerBroken)
+      throw new SignerError(
+        'AUDIT_LOG_INCONSISTENT',
+        'the audit log cannot be read back to tell which keys are frozen; nothing is signed',
+        { keyId, why: this.ledgerBroken },
+      );
     if (this.frozen.key.has(keyId))
       throw new SignerError('KEY_FROZEN', `key "${keyId}" is frozen by an admin; unfreezing needs the admin quorum`, {
         keyId,

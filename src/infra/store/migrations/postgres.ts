@@ -216,6 +216,19 @@ CREATE TABLE token_velocity (
 );`);
     },
   },
+  {
+    version: 7,
+    name: 'access versions',
+    // As in sqlite.ts: the access document's versions, changed only by the admin quorum.
+    async up(c) {
+      await c.query(`CREATE TABLE access_versions (
+  version    INTEGER PRIMARY KEY,
+  document   TEXT    NOT NULL,
+  updated_at BIGINT  NOT NULL,
+  updated_by TEXT    NOT NULL
+)`);
+    },
+  },
 ];
 
 /** Table -> columns of the schema the connection works in. */

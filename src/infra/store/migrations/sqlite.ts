@@ -217,6 +217,20 @@ CREATE TABLE token_velocity (
 );`);
     },
   },
+  {
+    version: 7,
+    name: 'access versions',
+    // Clients, roles, pins, request keys and key access as versioned documents the admin quorum
+    // changes (core/admin/access.ts); the config file seeds version 1.
+    up(db) {
+      db.exec(`CREATE TABLE access_versions (
+  version    INTEGER PRIMARY KEY,
+  document   TEXT    NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT    NOT NULL
+)`);
+    },
+  },
 ];
 
 const CEREMONIES = `

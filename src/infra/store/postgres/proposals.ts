@@ -3,13 +3,16 @@ import type { QueryConfig } from 'pg';
 import type { Approval } from '../../../core/admin/approvals.js';
 import type { AuditDraft } from '../../../core/audit/draft.js';
 import {
+  type AccessRow,
   type ApprovalRow,
+  accessRecord,
   type FreezeRow,
   freezeRecord,
   type ProposalRow,
   proposalRecords,
 } from '../proposal-codec.js';
 import {
+  type AccessRecord,
   ApprovalExistsError,
   type FreezeRecord,
   type PolicyRecord,
@@ -28,6 +31,10 @@ const SQL = {
   approve: `INSERT INTO proposal_approvals (proposal_id, admin, signature, approved_at)
     SELECT id, $2, $3, $4 FROM proposals WHERE id = $1 AND state = 'open' FOR UPDATE`,
   close: `UPDATE proposals SET state = $2, closed_at = $3, closed_by = $4, note = $5 WHERE id = $1 AND state = 'open'`,
+  // The primary key refuses a version raced by another replica (the transaction is retried).
+  putAccess: `INSERT INTO access_versions (version, document, updated_at, updated_by)
+    SELECT coalesce(max(version), 0) + 1, $1, $2, $3 FROM access_versions RETURNING version`,
+  accessHistory: 'SELECT * FROM access_versions ORDER BY version',
   unfreeze: 'DELETE FROM freezes WHERE kind = $1 AND target = $2',
   freeze: `INSERT INTO freezes (kind, target, frozen_at, frozen_by) VALUES ($1, $2, $3, $4)
     ON CONFLICT (kind, target) DO NOTHING`,
@@ -79,6 +86,8 @@ export class PostgresProposals {
     const statements = [s('close', [id, c.state, c.at.getTime(), c.by, c.note])];
     const p = effects.policy;
     if (p) statements.push(q('putPolicy', [p.name, p.document, c.at.getTime(), p.updatedBy]));
+    const acc = effects.access;
+    if (acc) statements.push(s('putAccess', [acc.document, c.at.getTime(), acc.updatedBy]));
     if (effects.unfreeze) statements.push(s('unfreeze', [effects.unfreeze.kind, effects.unfreeze.target]));
     const got: { version: number | null } = { version: null };
     try {
@@ -86,7 +95,7 @@ export class PostgresProposals {
       await withRetries(this.pool, (conn) =>
         inTransaction(conn, statements, (results) => {
           if (results[0]!.rowCount !== 1) throw new NotOpen();
-          got.version = p ? (results[1]!.rows[0] as { version: number }).version : null;
+          got.version = p || acc ? (results[1]!.rows[0] as { version: number }).version : null;
           return audit(got.version);
         }),
       );
@@ -95,8 +104,27 @@ export class PostgresProposals {
       throw e;
     }
     const version = got.version;
-    if (!p || version === null) return { policy: null };
-    return { policy: { name: p.name, version, document: p.document, updatedAt: c.at, updatedBy: p.updatedBy } };
+    const put = p ?? (acc && { name: 'access', ...acc });
+    if (!put || version === null) return { policy: null };
+    return { policy: { name: put.name, version, document: put.document, updatedAt: c.at, updatedBy: put.updatedBy } };
+  }
+
+  async putAccess(
+    document: string,
+    updatedBy: string,
+    at: Date,
+    audit: (version: number) => AuditDraft[],
+  ): Promise<AccessRecord> {
+    const [r] = await withRetries(this.pool, (c) =>
+      inTransaction(c, [s('putAccess', [document, at.getTime(), updatedBy])], ([put]) =>
+        audit((put!.rows[0] as { version: number }).version),
+      ),
+    );
+    return { version: (r!.rows[0] as { version: number }).version, document, updatedAt: at, updatedBy };
+  }
+
+  async accessHistory(): Promise<AccessRecord[]> {
+    return (await this.pool.query<AccessRow>(s('accessHistory', []))).rows.map(accessRecord);
   }
 
   async freeze(f: FreezeRecord, audit: AuditDraft[]): Promise<boolean> {

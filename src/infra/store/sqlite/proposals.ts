@@ -1,13 +1,16 @@
 import type Database from 'better-sqlite3';
 import type { Approval } from '../../../core/admin/approvals.js';
 import {
+  type AccessRow,
   type ApprovalRow,
+  accessRecord,
   type FreezeRow,
   freezeRecord,
   type ProposalRow,
   proposalRecords,
 } from '../proposal-codec.js';
 import {
+  type AccessRecord,
   ApprovalExistsError,
   type FreezeRecord,
   type PolicyRecord,
@@ -41,6 +44,9 @@ export class SqliteProposals {
       ),
       nextPolicyVersion: p('SELECT coalesce(max(version), 0) + 1 AS v FROM policies WHERE name = ?'),
       insertPolicy: p('INSERT INTO policies (name, version, document, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)'),
+      nextAccessVersion: p('SELECT coalesce(max(version), 0) + 1 AS v FROM access_versions'),
+      insertAccess: p('INSERT INTO access_versions (version, document, updated_at, updated_by) VALUES (?, ?, ?, ?)'),
+      accessHistory: p('SELECT * FROM access_versions ORDER BY version'),
       unfreeze: p('DELETE FROM freezes WHERE kind = ? AND target = ?'),
       freeze: p(
         `INSERT INTO freezes (kind, target, frozen_at, frozen_by) VALUES (?, ?, ?, ?)
@@ -79,8 +85,26 @@ export class SqliteProposals {
       this.q.insertPolicy.run(name, v, document, c.at.getTime(), updatedBy);
       policy = { name, version: v, document, updatedAt: c.at, updatedBy };
     }
+    if (effects.access) policy = this.putAccessRow(effects.access.document, effects.access.updatedBy, c.at);
     if (effects.unfreeze) this.q.unfreeze.run(effects.unfreeze.kind, effects.unfreeze.target);
     return { policy };
+  }
+
+  /** Appends the next access version (inside the caller's transaction). */
+  putAccess(document: string, updatedBy: string, at: Date): AccessRecord {
+    const { v } = this.q.nextAccessVersion.get() as { v: number };
+    this.q.insertAccess.run(v, document, at.getTime(), updatedBy);
+    return { version: v, document, updatedAt: at, updatedBy };
+  }
+
+  /** The access version appended, in the shape closeProposal reports a version in. */
+  private putAccessRow(document: string, updatedBy: string, at: Date): PolicyRecord {
+    const r = this.putAccess(document, updatedBy, at);
+    return { name: 'access', version: r.version, document, updatedAt: at, updatedBy };
+  }
+
+  accessHistory(): AccessRecord[] {
+    return (this.q.accessHistory.all() as AccessRow[]).map(accessRecord);
   }
 
   freeze(f: FreezeRecord): boolean {
