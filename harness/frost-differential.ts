@@ -2,15 +2,24 @@
  * The differential check of the native FROST path (src/core/frost/native-frost.ts) against
  * @noble/curves FROST: random keys (trusted dealer of several shapes, and the DKG the service
  * runs), random signer subsets in random list order, random messages; every nonce, commitment,
- * signature share and aggregate compared byte for byte, and corrupted shares refused by both
- * with the same signers named. Randomness is a seeded stream, so a failure replays from its seed.
+ * signature share and aggregate, and who a corrupted share names, compared byte for byte.
+ *
+ * Each signing is a pure function of its seed, so one side can run alone: a side's transcript
+ * of a chunk of signings hashes to one digest. noble costs some 80 ms of CPU a signing, native
+ * a few: test/vectors/frost-differential.json keeps noble's digests of 10,000 signings a suite
+ * (written by `tsx harness/frost-differential.ts --generate`, which runs noble), the tests hold
+ * native's transcript of all of them to those digests and re-run noble live on random chunks,
+ * comparing field by field, which also proves the stored digests are noble's.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { FrostPublic, FrostSecret, Identifier, NonceCommitments, RNG } from '@noble/curves/abstract/frost.js';
 import { bytesToHex, concatBytes } from '@noble/curves/utils.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
 import * as native from '../src/core/frost/native-frost.js';
 import { SUITES, type SuiteName } from '../src/core/frost/suites.js';
+
+export const VECTORS_FILE = new URL('../test/vectors/frost-differential.json', import.meta.url);
 
 /** A deterministic byte stream: SHA-256(seed || counter) blocks. */
 export function seededRng(seed: string): RNG & { int(below: number): number } {
@@ -27,19 +36,10 @@ export function seededRng(seed: string): RNG & { int(below: number): number } {
   return rng;
 }
 
-export interface DifferentialResult {
-  signings: number;
-  shares: number;
-  aggregates: number;
-  /** Signings with one corrupted share, refused by both sides naming the same signer. */
-  refused: number;
-  keys: number;
-  /** Keys whose stored group key has an odd y (the Taproot suite's negation path). */
-  oddKeys: number;
-  /** The first few differences (empty when native and noble agree everywhere). */
-  mismatches: string[];
-  ms: number;
-}
+export type Side = 'native' | 'noble';
+
+/** One signing's observable outputs on one side, in order: [what, value]. */
+type Transcript = Array<[string, string]>;
 
 interface TestKey {
   pub: FrostPublic;
@@ -52,6 +52,8 @@ const SHAPES = [
   { min: 3, max: 5 },
   { min: 2, max: 2 },
 ];
+/** A new key every PER_KEY signings. */
+const PER_KEY = 50;
 
 function makeKey(name: SuiteName, rng: ReturnType<typeof seededRng>, n: number): TestKey {
   const s = SUITES[name];
@@ -76,104 +78,196 @@ function makeKey(name: SuiteName, rng: ReturnType<typeof seededRng>, n: number):
   return { pub: dealt.public, secrets: Object.values(dealt.secretShares) };
 }
 
-/** `count` signings of `name`, native against noble; a new key every `perKey` signings. */
-export function runDifferential(name: SuiteName, count: number, seed: string, perKey = 50): DifferentialResult {
+/** Keys are made with noble on both sides (DKG stays on noble): one per PER_KEY signings. */
+class Keys {
+  private readonly made = new Map<number, TestKey>();
+  constructor(
+    private readonly name: SuiteName,
+    private readonly seed: string,
+  ) {}
+  for(i: number): TestKey {
+    const n = Math.floor(i / PER_KEY);
+    let key = this.made.get(n);
+    if (!key) {
+      key = makeKey(this.name, seededRng(`${this.name}/${this.seed}/key/${n}`), n);
+      this.made.clear();
+      this.made.set(n, key);
+    }
+    return key;
+  }
+}
+
+const hex = (v: Uint8Array) => bytesToHex(v);
+
+/** Signing `i` on `side`: every nonce, commitment, share, share check and the aggregate or refusal. */
+function signing(name: SuiteName, side: Side, key: TestKey, seed: string, i: number): Transcript {
   const s = SUITES[name];
   const { Fn } = s.frost.utils;
-  const rng = seededRng(`${name}/${seed}`);
-  const out: DifferentialResult = {
-    signings: 0,
-    shares: 0,
-    aggregates: 0,
-    refused: 0,
-    keys: 0,
-    oddKeys: 0,
-    mismatches: [],
-    ms: 0,
-  };
-  const started = performance.now();
-  const differ = (i: number, what: string, a: Uint8Array | string, b: Uint8Array | string) => {
-    const [x, y] = [a, b].map((v) => (typeof v === 'string' ? v : bytesToHex(v)));
-    if (x !== y && out.mismatches.length < 10) out.mismatches.push(`${seed} #${i} ${what}: native ${x}, noble ${y}`);
-  };
-  const verify = (pub: FrostPublic, msg: Uint8Array) => (sig: Uint8Array) => s.verify(sig, msg, s.chainPublicKey(pub));
-  let key: TestKey | undefined;
-  for (let i = 0; i < count; i++) {
-    if (i % perKey === 0) {
-      key = makeKey(name, rng, out.keys++);
-      if (key.pub.commitments[0]![0] === 3) out.oddKeys++;
-    }
-    const { pub, secrets } = key!;
-    // A random subset of min..max signers (min three times in four, as the service signs),
-    // listed in random order.
-    const extra = rng.int(4) === 0 ? rng.int(secrets.length - pub.signers.min + 1) : 0;
-    const size = pub.signers.min + extra;
-    const signers = [...secrets];
-    for (let j = signers.length - 1; j > 0; j--) {
-      const k = rng.int(j + 1);
-      [signers[j], signers[k]] = [signers[k]!, signers[j]!];
-    }
-    signers.length = size;
-    const msg = rng([0, 1, 32, 32, 64, 100][rng.int(6)]!);
-    const rounds = signers.map((secret) => {
-      const randomness = [rng(32), rng(32)];
-      const replay = () => {
-        const queue = randomness.map((r) => r.slice());
-        return () => queue.shift()!;
-      };
-      const ours = native.commit(name, secret, replay());
-      const theirs = s.frost.commit(secret, replay());
-      differ(i, 'hiding nonce', ours.nonces.hiding, theirs.nonces.hiding);
-      differ(i, 'binding nonce', ours.nonces.binding, theirs.nonces.binding);
-      differ(i, 'hiding commitment', ours.commitments.hiding, theirs.commitments.hiding);
-      differ(i, 'binding commitment', ours.commitments.binding, theirs.commitments.binding);
-      return { secret, ours, theirs };
-    });
-    const list: NonceCommitments[] = rounds.map((r) => r.ours.commitments);
-    const shares: Record<Identifier, Uint8Array> = {};
-    for (const r of rounds) {
-      const id = r.secret.identifier;
-      const ours = native.signShare(name, r.secret, pub, r.ours.nonces, list, msg);
-      const theirs = s.frost.signShare(r.secret, pub, r.theirs.nonces, list, msg);
-      differ(i, `share of ${id}`, ours, theirs);
-      if (!native.verifyShare(name, pub, list, msg, id, ours)) differ(i, `verifyShare ${id}`, 'false', 'true');
-      shares[id] = ours;
-      out.shares++;
-    }
-    if (i % 25 === 24) {
-      // One share off by one: both refuse the aggregate, both name that signer and only it.
-      const bad = signers[rng.int(signers.length)]!.identifier;
-      shares[bad] = Fn.toBytes(Fn.add(Fn.fromBytes(shares[bad]!), Fn.ONE));
-      const named = (f: () => unknown) => {
-        try {
-          f();
-          return 'accepted';
-        } catch (e) {
-          return JSON.stringify((e as { cheaters?: unknown }).cheaters ?? (e as Error).message);
-        }
-      };
-      differ(
-        i,
-        'refusal',
-        named(() => native.aggregate(name, pub, list, msg, shares, verify(pub, msg))),
-        named(() => s.frost.aggregate(pub, list, msg, shares)),
-      );
-      differ(
-        i,
-        'verifyShare of the bad share',
-        String(native.verifyShare(name, pub, list, msg, bad, shares[bad]!)),
-        String(s.frost.verifyShare(pub, list, msg, bad, shares[bad]!)),
-      );
-      out.refused++;
-    } else {
-      // native.aggregate returns only what the suite's independent verifier accepted.
-      const ours = native.aggregate(name, pub, list, msg, shares, verify(pub, msg));
-      const theirs = s.frost.aggregate(pub, list, msg, shares);
-      differ(i, 'aggregate', ours, theirs);
-      out.aggregates++;
-    }
-    out.signings++;
+  const rng = seededRng(`${name}/${seed}/signing/${i}`);
+  const out: Transcript = [];
+  const { pub, secrets } = key;
+  // A random subset of min..max signers (min three times in four, as the service signs),
+  // listed in random order.
+  const extra = rng.int(4) === 0 ? rng.int(secrets.length - pub.signers.min + 1) : 0;
+  const signers = [...secrets];
+  for (let j = signers.length - 1; j > 0; j--) {
+    const k = rng.int(j + 1);
+    [signers[j], signers[k]] = [signers[k]!, signers[j]!];
   }
-  out.ms = performance.now() - started;
+  signers.length = pub.signers.min + extra;
+  const msg = rng([0, 1, 32, 32, 64, 100][rng.int(6)]!);
+  const rounds = signers.map((secret) => {
+    const g = side === 'native' ? native.commit(name, secret, rng) : s.frost.commit(secret, rng);
+    const id = secret.identifier;
+    out.push([`hiding nonce ${id}`, hex(g.nonces.hiding)], [`binding nonce ${id}`, hex(g.nonces.binding)]);
+    out.push([`hiding commitment ${id}`, hex(g.commitments.hiding)]);
+    out.push([`binding commitment ${id}`, hex(g.commitments.binding)]);
+    return { secret, g };
+  });
+  const list: NonceCommitments[] = rounds.map((r) => r.g.commitments);
+  const verifyShare = (id: Identifier, share: Uint8Array) =>
+    side === 'native'
+      ? native.verifyShare(name, pub, list, msg, id, share)
+      : s.frost.verifyShare(pub, list, msg, id, share);
+  const shares: Record<Identifier, Uint8Array> = {};
+  for (const { secret, g } of rounds) {
+    const id = secret.identifier;
+    shares[id] =
+      side === 'native'
+        ? native.signShare(name, secret, pub, g.nonces, list, msg)
+        : s.frost.signShare(secret, pub, g.nonces, list, msg);
+    out.push([`share ${id}`, hex(shares[id])], [`verifyShare ${id}`, String(verifyShare(id, shares[id]))]);
+  }
+  if (i % 25 === 24) {
+    // One share off by one: the aggregate is refused, naming that signer and only it.
+    const bad = signers[rng.int(signers.length)]!.identifier;
+    shares[bad] = Fn.toBytes(Fn.add(Fn.fromBytes(shares[bad]!), Fn.ONE));
+    out.push([`verifyShare of the bad share ${bad}`, String(verifyShare(bad, shares[bad]))]);
+  }
+  const check = (sig: Uint8Array) => s.verify(sig, msg, s.chainPublicKey(pub));
+  try {
+    const sig =
+      side === 'native'
+        ? native.aggregate(name, pub, list, msg, shares, check)
+        : s.frost.aggregate(pub, list, msg, shares);
+    out.push(['aggregate', hex(sig)]);
+  } catch (e) {
+    out.push(['refusal', JSON.stringify((e as { cheaters?: unknown }).cheaters ?? (e as Error).message)]);
+  }
   return out;
+}
+
+export interface TranscriptResult {
+  /** SHA-256 of each `chunk` signings' transcript lines (`<i> <what> <value>`). */
+  digests: string[];
+  signings: number;
+  aggregates: number;
+  /** Signings with one corrupted share (the aggregate refused). */
+  refused: number;
+  keys: number;
+  /** Keys whose group key has an odd y (the Taproot suite's negation path). */
+  oddKeys: number;
+}
+
+/** Signings [from, from + count) on `side`, one SHA-256 digest per `chunk` signings. */
+export function transcriptDigests(
+  name: SuiteName,
+  side: Side,
+  o: { seed: string; from: number; count: number; chunk: number },
+): TranscriptResult {
+  return run(name, [side], o).get(side)!;
+}
+
+/**
+ * Signings [from, from + count), native against noble live, field by field: the first few
+ * differences (none when they agree), and each side's transcript result over the range.
+ */
+export function runDifferential(
+  name: SuiteName,
+  o: { seed: string; from: number; count: number },
+): { mismatches: string[]; native: TranscriptResult; noble: TranscriptResult } {
+  const mismatches: string[] = [];
+  const results = run(name, ['native', 'noble'], { ...o, chunk: o.count }, (i, [ours, theirs]) => {
+    for (let j = 0; j < Math.max(ours!.length, theirs!.length); j++) {
+      const [a, b] = [ours![j], theirs![j]];
+      if ((a?.[0] !== b?.[0] || a?.[1] !== b?.[1]) && mismatches.length < 10)
+        mismatches.push(`${o.seed} #${i}: native ${a?.join(' ')}, noble ${b?.join(' ')}`);
+    }
+  });
+  return { mismatches, native: results.get('native')!, noble: results.get('noble')! };
+}
+
+function run(
+  name: SuiteName,
+  sides: Side[],
+  o: { seed: string; from: number; count: number; chunk: number },
+  compare?: (i: number, transcripts: Transcript[]) => void,
+): Map<Side, TranscriptResult> {
+  const keys = new Keys(name, o.seed);
+  const results = new Map(
+    sides.map((side) => [side, { digests: [], signings: 0, aggregates: 0, refused: 0, keys: 0, oddKeys: 0 }]),
+  ) as Map<Side, TranscriptResult>;
+  const hashes = new Map(sides.map((side) => [side, sha256.create()]));
+  let lastKey: TestKey | undefined;
+  for (let i = o.from; i < o.from + o.count; i++) {
+    const key = keys.for(i);
+    const newKey = key !== lastKey;
+    lastKey = key;
+    const transcripts = sides.map((side) => {
+      const lines = signing(name, side, key, o.seed, i);
+      const r = results.get(side)!;
+      const h = hashes.get(side)!;
+      for (const [what, value] of lines) h.update(new TextEncoder().encode(`${i} ${what} ${value}\n`));
+      r.signings++;
+      if (lines[lines.length - 1]![0] === 'aggregate') r.aggregates++;
+      else r.refused++;
+      if (newKey) {
+        r.keys++;
+        if (key.pub.commitments[0]![0] === 3) r.oddKeys++;
+      }
+      if ((i - o.from + 1) % o.chunk === 0 || i === o.from + o.count - 1) {
+        r.digests.push(bytesToHex(h.digest()));
+        hashes.set(side, sha256.create());
+      }
+      return lines;
+    });
+    compare?.(i, transcripts);
+  }
+  return results;
+}
+
+/** The suites and counts the stored digests cover (the tests read the same list). */
+export const DIFFERENTIAL_SUITES = [
+  { name: 'frost-ed25519', seed: 'ed25519-v1', count: 10_000 },
+  { name: 'frost-secp256k1-tr', seed: 'frost-secp256k1-tr-v1', count: 10_000 },
+  { name: 'frost-secp256k1', seed: 'frost-secp256k1-v1', count: 1_000 },
+] as const satisfies ReadonlyArray<{ name: SuiteName; seed: string; count: number }>;
+export const CHUNK = 100;
+
+if (
+  process.argv[1] &&
+  import.meta.url.endsWith(process.argv[1].split('/').pop()!) &&
+  process.argv[2] === '--generate'
+) {
+  // noble's side only: what the tests hold native to. Slow (noble), run once per change of the
+  // transcript's shape; `--only <suite>` for one suite (the others are kept from the file).
+  const only = process.argv[3] === '--only' ? process.argv[4] : undefined;
+  let previous: Record<string, unknown> = {};
+  try {
+    previous = JSON.parse(readFileSync(VECTORS_FILE, 'utf8')).suites ?? {};
+  } catch {}
+  const suites: Record<string, unknown> = { ...previous };
+  for (const { name, seed, count } of DIFFERENTIAL_SUITES) {
+    if (only && only !== name) continue;
+    const started = Date.now();
+    const { digests } = transcriptDigests(name, 'noble', { seed, from: 0, count, chunk: CHUNK });
+    suites[name] = { seed, count, chunk: CHUNK, digests };
+    console.log(`${name}: ${count} signings on noble in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  }
+  const file = {
+    about:
+      "@noble/curves FROST's transcripts (nonces, commitments, shares, share checks, aggregates, refusals) of seeded random signings, SHA-256 per chunk; written by harness/frost-differential.ts --generate",
+    suites,
+  };
+  writeFileSync(VECTORS_FILE, `${JSON.stringify(file, null, 1)}\n`);
 }

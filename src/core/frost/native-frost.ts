@@ -2,7 +2,7 @@
  * RFC 9591 signing (commit, signShare, verifyShare, aggregate) with native group operations
  * (native-group.ts), computing exactly what @noble/curves' `createFROST` computes for the same
  * suite, byte for byte: the RFC 9591 vectors and a differential test against noble on 10,000
- * random signings run through this file (test/threshold-native.test.ts). DKG and refresh stay on
+ * random signings a suite run through this file (test/threshold-native-*.test.ts). DKG and refresh stay on
  * noble. Why it is faster than noble beyond the native arithmetic: a public package is decoded
  * and validated once per package (not on every call), a commitment once per process, and a
  * signer's own commitments are remembered from `commit` instead of recomputed.
