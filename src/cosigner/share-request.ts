@@ -3,14 +3,9 @@
  * checks it, so the checks and the signing import it without importing each other.
  */
 
-/** CosignerPolicy as proto-loader decodes it (cosigner.proto). */
-export interface WirePolicy {
-  name: string;
-  version: number;
-  document: string;
-  proposalId: string;
-  approvals: Array<{ admin: string; signature: Buffer; atMs: string }>;
-}
+import type { WirePolicy } from '../core/admin/wire-policy.js';
+
+export type { WirePolicy };
 
 /** SignShareRequest as proto-loader decodes it. */
 export interface SignShareRequest {

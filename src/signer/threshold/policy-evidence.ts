@@ -1,13 +1,7 @@
+import type { WirePolicy } from '../../core/admin/wire-policy.js';
 import type { PolicyRecord, ProposalRecord } from '../../infra/store/store.js';
 
-/** CosignerPolicy (cosigner.proto) as proto-loader encodes it. */
-export interface WirePolicy {
-  name: string;
-  version: number;
-  document: string;
-  proposalId: string;
-  approvals: Array<{ admin: string; signature: Buffer; atMs: string }>;
-}
+export type { WirePolicy };
 
 /**
  * What the coordinator forwards to each cosigner about the policy governing a key: the stored
