@@ -89,7 +89,7 @@ function nobleSteps(suite: ThresholdAlgorithm, keys: Key[], messages: Uint8Array
  * Waits (at most `maxMs`) until these processes used under 3% of a core for 300 ms: background
  * refills of the nonce-commitment pools are done, the pools are full.
  */
-async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
+export async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
   const used = () => pids.reduce((s, pid) => s + (sampleCpu(pid).total ?? 0), 0);
   for (const until = performance.now() + maxMs; performance.now() < until; ) {
     const a = used();

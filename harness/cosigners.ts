@@ -48,6 +48,8 @@ export async function startCosigners(
   configure: CosignerConfigure = (c) => c,
   /** Logs each cosigner also witnesses (section `witnessing`, name `cosigner-<id>.witness`). */
   witnessLogs?: Array<{ origin: string; publicKey: string }>,
+  /** Node flags for cosigner `id`'s process (the bench's profiled pass: --cpu-prof). */
+  nodeArgs: (id: number) => string[] = () => [],
 ): Promise<CosignerNode[]> {
   return Promise.all(
     Array.from({ length: n }, async (_, i) => {
@@ -98,7 +100,7 @@ export async function startCosigners(
               ready: 'cosigner started',
               args: ['--fault', fault],
             })
-          : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started' });
+          : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started', nodeArgs: nodeArgs(id) });
       const node: CosignerNode = {
         id,
         dir: home,
