@@ -6,7 +6,8 @@ import { repoRoot, tempDir } from '../harness/token.js';
 // `npm run bench` in its quick mode, end to end: every section runs (real signers, raw pkcs11js,
 // PostgreSQL, cosigners) and prints its rows with figures, then the profiled pass. Speed is never
 // asserted: the figures of a quick run on a shared machine mean nothing, only that they are there.
-// Not part of `npm test` (package.json's tap exclude: CI does not run the bench): `npm run bench:smoke`.
+// Part of `npm test` on purpose: the bench's code (the profiled pass too) must keep working, and
+// nothing here reads its figures as a verdict.
 t.setTimeout(30 * 60_000);
 const tmp = await tempDir('bench-smoke-');
 t.teardown(() => tmp.cleanup());
