@@ -108,7 +108,11 @@ export async function profiledSingleKey(
           driver.go();
           const key = { point: POINTS.priorityBusy, cpus: 'all' as const, concurrency: opts.priorityConcurrency };
           const hot = signEvmOp(ch.signers, KEYS.prioHot, new Nonces());
-          const extra = async (win: { start: number; end: number }) => batchItemsIn(await driver.stop(), win);
+          const extra = async (win: { start: number; end: number }) =>
+            batchItemsIn(
+              (await driver.stop()).filter((b) => !b.error),
+              win,
+            );
           await session.measure(key, [name], hot, { ...t, extra });
         } finally {
           await driver.close();

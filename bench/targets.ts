@@ -240,7 +240,8 @@ export function checkTargets(r: {
         why:
           `event-loop delay p99 ${p.busy.server?.eventLoop.p99Ms?.toFixed(0) ?? '-'} ms busy vs ` +
           `${p.idle.server?.eventLoop.p99Ms?.toFixed(0) ?? '-'} ms idle; a batch in flight ${share(p.batches.coverage)}` +
-          ` of the window; signer ${us(p.busy.cpu.signer?.usPerSign)} a hot sign busy vs ${us(p.idle.cpu.signer?.usPerSign)} idle`,
+          ` of the window; signer ${us(p.busy.cpu.signer?.usPerSign)} a hot sign busy vs ${us(p.idle.cpu.signer?.usPerSign)} idle` +
+          (p.batches.refused ? `; ${p.batches.refused} batches refused (${p.batches.firstRefusal})` : ''),
       }),
     ),
   ];
