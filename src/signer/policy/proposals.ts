@@ -12,13 +12,14 @@ import type { Logger } from '../../infra/log.js';
 import {
   ApprovalExistsError,
   type FreezeRecord,
+  type PolicyRecord,
   type ProposalEffects,
   type ProposalRecord,
   type Store,
 } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { AccessRegistry } from './access-registry.js';
-import { type Assessment, assess, subjectOf } from './pending.js';
+import { type Assessment, assess, storedAsItself, subjectOf } from './pending.js';
 import type { PolicyRegistry } from './registry.js';
 
 /** A proposal as admins review it: the stored record, what it amounts to now, and the bytes to sign. */
@@ -229,7 +230,7 @@ export class Proposals {
 
   private accessState() {
     const a = this.access?.current();
-    return a && { document: a.document, latestStored: a.latestStored };
+    return a && { document: a.document, latestStored: a.latestStored, ...(a.latest ? { latest: a.latest } : {}) };
   }
 
   private async toView(p: ProposalRecord): Promise<ProposalView> {
@@ -280,12 +281,28 @@ export class Proposals {
       const access = this.accessState();
       const a = assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock, access);
       if (a.blocked && a.check.reachedAt) changed = (await this.close(p, 'failed', a, now, {})) || changed;
-      else if (a.dueAt && a.dueAt <= now) changed = (await this.activate(p, a, now)) || changed;
+      else if (a.dueAt && a.dueAt <= now) changed = (await this.activate(p, a, now, records, access)) || changed;
     }
     if (changed) await this.refreshAll();
   }
 
-  private async activate(p: ProposalRecord, a: Assessment, now: Date): Promise<boolean> {
+  private async activate(
+    p: ProposalRecord,
+    a: Assessment,
+    now: Date,
+    records: ReadonlyMap<string, PolicyRecord>,
+    access: ReturnType<Proposals['accessState']>,
+  ): Promise<boolean> {
+    // Its version is in the store already (another writer copied it in; trusted from now on,
+    // registry.ts): closed without storing it twice.
+    const copied =
+      p.kind === 'policy'
+        ? storedAsItself(records.get(p.target), p)
+        : p.kind === 'access' &&
+          access?.latestStored === p.baseVersion + 1 &&
+          access.latest?.updatedBy === `quorum:${p.id}` &&
+          access.latest.document === p.document;
+    if (copied) return this.close(p, 'activated', { ...a, loosenings: [...a.loosenings, 'stored by another writer'] }, now, {});
     if (p.kind === 'policy') {
       return this.close(p, 'activated', a, now, {
         policy: { name: p.target, document: p.document, updatedBy: `quorum:${p.id}` },

@@ -3,6 +3,7 @@ import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
+import { loosenings } from '../../core/policy/loosening.js';
 import {
   type CompiledPolicy,
   compilePolicy,
@@ -39,8 +40,8 @@ export class PolicyRegistry {
   private logFrozen = new Set<string>();
   /** Why the audit log cannot say what is frozen (then nothing is signed); null while it can. */
   private ledgerBroken: string | null = null;
-  /** When this process saw each quorum reached (the delay's start; see QuorumClock). */
-  readonly clock = new QuorumClock();
+  /** When this process (or, later, the audit log) saw each quorum reached: the delay's start. */
+  readonly clock: QuorumClock;
   /** Called when a read finds an approved version due, so the store catches up (proposals.ts). */
   onDue: () => void = () => {};
 
@@ -52,7 +53,9 @@ export class PolicyRegistry {
     private readonly metrics?: Pick<Metrics, 'policiesInvalid'>,
     /** Under a quorum: freezes read from the audit log (a deleted row does not unfreeze). */
     private readonly ledger?: FreezeLedger,
-  ) {}
+  ) {
+    this.clock = new QuorumClock(Date.now, ledger && ((p) => ledger.quorumTime(p)));
+  }
 
   /**
    * Records config policies that changed since config last set them (a policy an admin changed
@@ -106,12 +109,14 @@ export class PolicyRegistry {
     const proposals = this.admins ? await this.store.listProposals() : [];
     const compiled: CompiledPolicy[] = [];
     const broken: BrokenPolicy[] = [];
+    const now = Date.now();
     for (const r of records) {
-      const unapproved = this.admins ? this.unapproved(this.admins, r, proposals) : null;
+      const unapproved = this.admins ? await this.untrusted(this.admins, r, proposals, now) : null;
       if (unapproved) {
-        // A row a database writer put there (or a version from before the quorum): refused like
-        // a policy that does not compile, never trusted for being in the store.
-        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document) });
+        // A row a database writer put there (or a version from before the quorum, or an approved
+        // loosening copied in before its delay): refused like a policy that does not compile,
+        // never trusted for being in the store.
+        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document), why: unapproved });
         this.log?.error(
           { policy: r.name, version: r.version, why: unapproved },
           "stored policy version is neither the config file's text nor approved by the admin quorum; " +
@@ -168,6 +173,55 @@ export class PolicyRegistry {
       return `proposal ${p.id} lacks ${admins.quorum} valid approvals`;
     if (this.ledger?.isCancelled(p.id)) return `proposal ${p.id} was cancelled (audit log)`;
     return null;
+  }
+
+  /**
+   * `unapproved`, and then when: a quorum-approved version that loosens its base (the version
+   * before it, itself trusted) is trusted only once the delay has passed since the quorum the
+   * audit log records, so a database writer who copies an approved loosening in as a version
+   * gains nothing before the admins' time to cancel it is over. The base's history is read only
+   * while such a version is within its delay.
+   */
+  private async untrusted(
+    admins: AdminSet,
+    r: PolicyRecord,
+    proposals: readonly ProposalRecord[],
+    now: number,
+  ): Promise<string | null> {
+    const why = this.unapproved(admins, r, proposals);
+    if (why || !this.ledger || !r.updatedBy.startsWith('quorum:')) return why;
+    const p = proposals.find((x) => x.id === r.updatedBy.slice('quorum:'.length))!;
+    const reached = this.ledger.quorumTime(p);
+    const due = reached && reached.getTime() + admins.delaySeconds * 1000;
+    if (due !== null && due <= now) return null;
+    const loose = await this.looseningsOf(admins, r, proposals, now);
+    if (loose.length === 0) return null;
+    return due === null
+      ? `proposal ${p.id} loosens the policy (${loose[0]}) and the audit log does not show its quorum`
+      : `proposal ${p.id} loosens the policy (${loose[0]}); its delay runs until ${new Date(due).toISOString()} (audit log)`;
+  }
+
+  /** What version r loosens against the version before it (anything, when that one is not trusted). */
+  private async looseningsOf(
+    admins: AdminSet,
+    r: PolicyRecord,
+    proposals: readonly ProposalRecord[],
+    now: number,
+  ): Promise<string[]> {
+    let next: CompiledPolicy;
+    try {
+      next = compilePolicy(JSON.parse(r.document), r.name);
+    } catch {
+      return ['the document does not compile'];
+    }
+    const base = (await this.store.policyHistory(r.name)).find((v) => v.version === r.version - 1);
+    if (!base) return loosenings(null, next);
+    if (await this.untrusted(admins, base, proposals, now)) return ['the version before it is not trusted'];
+    try {
+      return loosenings(compilePolicy(JSON.parse(base.document), base.name), next);
+    } catch {
+      return ['the version before it does not compile'];
+    }
   }
 
   private observe(p: ProposalRecord): void {
@@ -258,9 +312,10 @@ export class PolicyRegistry {
     const chosen = unreadable ? { b: unreadable } : selectPolicy(candidates, keyId);
     if (chosen && 'b' in chosen) {
       const b = chosen.b;
+      const what = b.why ? `is not trusted (${b.why})` : 'does not compile';
       throw new SignerError(
         'POLICY_UNAVAILABLE',
-        `policy "${b.name}" (version ${b.version}) governs key "${keyId}" but does not compile; ` +
+        `policy "${b.name}" (version ${b.version}) governs key "${keyId}" but ${what}; ` +
           'nothing is signed under it until an operator fixes it',
         { keyId, policy: b.name, version: String(b.version) },
       );
@@ -349,6 +404,8 @@ interface BrokenPolicy {
   version: number;
   /** Its `keys` patterns if they can be read; null: unknown, so it may govern any key. */
   keys: string[] | null;
+  /** Under a quorum: why the stored version is not trusted (absent: it does not compile). */
+  why?: string;
 }
 
 /** The key patterns of a policy document that fails to compile, if they are readable at all. */
