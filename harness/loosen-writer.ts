@@ -259,6 +259,54 @@ export async function loosenWriterTests(
     t.ok(await eventually(async () => (await proposal(p.id)).state === 'activated', 5000), 'activated');
   });
 
+  await t.test('a destroy and an unfreeze keep their delay: approvals backdated, an unfreeze entry appended', async (t) => {
+    const old = await ka('CreateKey', { keyId: 'hot-old', algorithm: 'ED25519' });
+    await ka('DisableKeyVersion', { keyId: 'hot-old', version: old.version });
+    const d = await ka('ProposeDestroyKeyVersion', {
+      destroy: { keyId: 'hot-old', version: old.version, confirmKeyId: 'hot-old' },
+    });
+    await approve(d, 'alice');
+    t.equal((await approve(d, 'bob')).state, 'approved');
+    await ka('CreateKey', { keyId: 'hot-fz', algorithm: 'ED25519' });
+    await sign(engine, 'hot-fz', { message });
+    await ka('FreezeKey', { keyId: 'hot-fz' }, ts.as('admin-c'));
+    const u = await ka('ProposeUnfreeze', { keyId: 'hot-fz' });
+    await approve(u, 'alice');
+    t.equal((await approve(u, 'carol')).state, 'approved');
+    const due = await loggedDue(u);
+    t.equal(await backdateApprovals(d), 2);
+    t.equal(await backdateApprovals(u), 2);
+    await ts.restart(async () => {
+      // As the writer: the freeze row goes and the unfreeze's entry is appended, chain intact.
+      t.equal(await writer.run('DELETE FROM freezes WHERE kind = ? AND target = ?', ['key', 'hot-fz']), 1);
+      const store = await writer.openStore();
+      const intent = { target: 'hot-fz', proposal: u.id, approvals: '' };
+      await store.appendAudit([eventDraft('key.unfreeze', new Date(), 'quorum', { keyId: 'hot-fz', intent })]);
+      await store.close();
+    });
+    t.ok(Date.now() < due, 'still within the delay after the restart');
+    await refused(t, sign(engine, 'hot-fz', { message }), status.FAILED_PRECONDITION, 'KEY_FROZEN');
+    const keyState = async () =>
+      (
+        await call<{ keys: Array<{ keyId: string; state: string }> }>(admin.signer, 'ListKeys', {
+          includeInactive: true,
+        })
+      ).keys.find((k) => k.keyId === 'hot-old')?.state;
+    t.equal(await keyState(), 'DISABLED', 'the approved destroy waits');
+    t.equal((await proposal(d.id)).state, 'approved');
+    t.equal((await proposal(u.id)).state, 'approved');
+    t.equal((await ka('CancelProposal', { proposalId: d.id, reason: 'test' })).state, 'cancelled');
+    t.ok(
+      await eventually(
+        () => sign(engine, 'hot-fz', { message }).then(() => true, () => false),
+        due - Date.now() + 10_000,
+      ),
+      'the unfreeze lifts the freeze at its time',
+    );
+    t.ok(Date.now() >= due, 'not before');
+    t.equal(await keyState(), 'DISABLED', 'the cancelled destroy never ran');
+  });
+
   await t.test('an approved tightening copied in by the writer is trusted at once', async (t) => {
     // What the quorum approved applies at once anyway: the copy only does the signer's work.
     // Bob's approval is recorded by another replica that stops before activating it (the

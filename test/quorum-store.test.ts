@@ -178,6 +178,16 @@ function suite(name: string, open: () => Promise<S>) {
     // The quorum's time is the approval entry's, not the (backdated) approval row's.
     t.same(ledger.quorumTime(all.find((p) => p.id === un.id)!), at, "the log's time, not the row's");
     t.equal(ledger.quorumTime(all.find((p) => p.id === forged.id)!), null, 'no quorum, no time');
+    // An approval whose own entry lacks its hash, and a matching entry appended later, dated
+    // 1970: the entry counts at the log's time so far, never before an earlier entry's.
+    const late = { ...un, kind: 'unfreeze-key' as const, target: 'k4', id: 'f'.repeat(32) };
+    await s.insertProposal(late, ev('proposal.propose', { intent: { proposal: late.id } }));
+    const lateSig = ed25519.sign(proposalBytes(late), secret);
+    await s.addApproval(late.id, { admin: 'alice', signature: lateSig, at }, draft('proposal.approve'));
+    await s.appendAudit(approveEntry(late.id, lateSig, new Date(0)));
+    await ledger.catchUp();
+    const lateRecord = (await b.listProposals()).find((p) => p.id === late.id)!;
+    t.same(ledger.quorumTime(lateRecord), at, 'a back-dated entry does not move time back');
     // With a day's delay, the unfreeze entry (appended as the signer would, or as a writer
     // could) lifts nothing until a day after the logged quorum.
     const slow = new FreezeLedger(b, { ...admins, delaySeconds: 86_400 });
