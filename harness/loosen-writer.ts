@@ -307,6 +307,38 @@ export async function loosenWriterTests(
     t.equal(await keyState(), 'DISABLED', 'the cancelled destroy never ran');
   });
 
+  await t.test('a writer who marks the proposal activated does not take the admins\' cancel away', async (t) => {
+    const base = await getPolicy();
+    const looser = { ...JSON.parse(base.document), freshness: { maxSkewSeconds: 900 } };
+    const p = await ka('ProposePolicy', { name: 'open', document: JSON.stringify(looser) });
+    await approve(p, 'alice');
+    t.equal((await approve(p, 'bob')).state, 'approved');
+    t.equal(await insertPolicy(base.version + 1, p.document, `quorum:${p.id}`), 1);
+    t.equal(await writer.run("UPDATE proposals SET state = 'activated' WHERE id = ?", [p.id]), 1);
+    const c = await ka('CancelProposal', { proposalId: p.id, reason: 'not ours' }, ts.as('admin-c'));
+    t.equal(c.state, 'cancelled', 'one admin still cancels it within the delay');
+    const cancels = await writer.rows('SELECT intent FROM audit WHERE kind = ?', ['proposal.cancel']);
+    t.ok(
+      cancels.some((r) => (typeof r.intent === 'string' ? JSON.parse(r.intent) : r.intent)?.proposal === p.id),
+      'the cancellation is in the audit log',
+    );
+    const e = await refused(t, sign(engine, 'hot-k1', { digest }), status.FAILED_PRECONDITION, 'POLICY_UNAVAILABLE');
+    t.match(e.message, new RegExp(`proposal ${p.id} was cancelled \\(audit log\\)`), 'never trusted now');
+    // A proposal the signer activated itself, after its delay, is closed: nothing to cancel.
+    const done = ((await ka('ListProposals', {})) as { proposals: Proposal[] }).proposals.find(
+      (x) => x.kind === 'policy' && x.state === 'activated' && x.id !== p.id,
+    )!;
+    await refused(
+      t,
+      ka('CancelProposal', { proposalId: done.id, reason: 'late' }),
+      status.FAILED_PRECONDITION,
+      'PROPOSAL_CLOSED',
+    );
+    // The writer's row goes: the trusted version governs again.
+    t.equal(await writer.run('DELETE FROM policies WHERE name = ? AND version = ?', ['open', base.version + 1]), 1);
+    t.ok(await eventually(() => signsDigest().catch(() => false), 5000), 'the version before it governs again');
+  });
+
   await t.test('an approved tightening copied in by the writer is trusted at once', async (t) => {
     // What the quorum approved applies at once anyway: the copy only does the signer's work.
     // Bob's approval is recorded by another replica that stops before activating it (the

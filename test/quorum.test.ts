@@ -266,7 +266,7 @@ t.test('a policy version a database writer inserts is refused, not trusted', asy
           () => null,
           (err: Error) => err,
         );
-        return e !== null && /POLICY_UNAVAILABLE|does not compile|neither/.test(String(e.message));
+        return e !== null && /POLICY_UNAVAILABLE|does not compile|neither|not trusted/.test(String(e.message));
       }),
       `updated_by "${updatedBy}": refused once the replica reloads`,
     );

@@ -9,6 +9,7 @@ import { canonicalJson } from '../../core/policy/canonical.js';
 import { compilePolicy, findAmbiguities, PolicyError } from '../../core/policy/schema.js';
 import { parseAccessDocument } from '../../infra/config/access.js';
 import type { Logger } from '../../infra/log.js';
+import type { AuditStore } from '../../infra/store/audit.js';
 import {
   ApprovalExistsError,
   type FreezeRecord,
@@ -46,7 +47,7 @@ export class Proposals {
   private lastKick = 0;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Store & Pick<AuditStore, 'appendAudit'>,
     private readonly policies: PolicyRegistry,
     private readonly keys: KeyRegistry,
     private readonly admins: AdminSet,
@@ -170,14 +171,36 @@ export class Proposals {
     return this.view(id);
   }
 
+  /**
+   * Whether a proposal the store says is activated cannot have been activated by a signer: it
+   * still loosens what is in force, and its delay has not passed since the quorum the audit log
+   * records (the signer activates no loosening, destroy or unfreeze before then).
+   */
+  private closedEarly(v: ProposalView, now: Date): boolean {
+    if (v.state !== 'activated' || v.assessment.loosenings.length === 0) return false;
+    if (this.policies.isCancelledInLog(v.id)) return false;
+    const logged = this.policies.clock.logged(v);
+    return !logged || logged.getTime() + this.admins.delaySeconds * 1000 > now.getTime();
+  }
+
   /** Any single admin may cancel an open proposal (stopping a change only tightens). */
   async cancel(id: string, by: string, reason: string, now: Date): Promise<ProposalView> {
     const p = await this.find(id);
     const intent = { proposal: id, kind: p.kind, target: p.target, reason };
     const audit = () => [eventDraft('proposal.cancel', now, by, { payloadHash: sha256(p.document), intent })];
     const note = reason || 'cancelled';
-    if (!(await this.store.closeProposal(id, { state: 'cancelled', at: now, by, note }, {}, audit)))
-      throw new SignerError('PROPOSAL_CLOSED', `proposal ${id} is ${(await this.find(id)).state}`, { proposal: id });
+    if (!(await this.store.closeProposal(id, { state: 'cancelled', at: now, by, note }, {}, audit))) {
+      const v = await this.view(id);
+      if (!this.closedEarly(v, now))
+        throw new SignerError('PROPOSAL_CLOSED', `proposal ${id} is ${v.state}`, { proposal: id });
+      // The row says activated, but its delay has not passed by the audit log: a database writer
+      // closed it (and may have copied its version in) to take the admins' cancel away. The
+      // cancellation is recorded where it is read from, the log: the version is never trusted.
+      await this.store.appendAudit(audit());
+      this.log.warn({ proposal: id, by }, 'proposal closed in the store before its delay; cancelled in the audit log');
+      await this.refreshAll();
+      return { ...(await this.view(id)), state: 'cancelled', note: `${note} (the stored row said activated)` };
+    }
     this.log.info({ proposal: id, by }, 'proposal cancelled');
     await this.refreshAll();
     return this.view(id);

@@ -224,6 +224,11 @@ export class PolicyRegistry {
     }
   }
 
+  /** Whether the audit log records the proposal's cancellation. */
+  isCancelledInLog(id: string): boolean {
+    return this.ledger?.isCancelled(id) ?? false;
+  }
+
   private observe(p: ProposalRecord): void {
     const r = checkQuorum(this.admins!, subjectOf(p), p.approvals).reachedAt;
     if (r) this.clock.reached(p.id, r);
