@@ -83,7 +83,11 @@ export async function loosenWriterTests(
   const proposal = async (id: string) =>
     ((await ka('ListProposals', {})) as { proposals: Proposal[] }).proposals.find((p) => p.id === id)!;
   const approve = (p: Proposal, who: Admin) =>
-    ka('ApproveProposal', adminApproval(p, who, ts.pki.clients[ADMINS[who]]!.key), ts.as(ADMINS[who])) as Promise<Proposal>;
+    ka(
+      'ApproveProposal',
+      adminApproval(p, who, ts.pki.clients[ADMINS[who]]!.key),
+      ts.as(ADMINS[who]),
+    ) as Promise<Proposal>;
   const sign = (as: SignerClients, keyId: string, payload: object) =>
     call<{ signature: Buffer }>(as.signer, 'Sign', {
       keyId,
@@ -172,7 +176,14 @@ export async function loosenWriterTests(
     // The writer copies the approved document in as the next version, as the signer would at its time.
     t.equal(await insertPolicy(base.version + 1, p.document, `quorum:${p.id}`), 1);
     t.ok(
-      await eventually(() => sign(engine, 'hot-k1', { digest }).then(() => false, () => true), 5000),
+      await eventually(
+        () =>
+          sign(engine, 'hot-k1', { digest }).then(
+            () => false,
+            () => true,
+          ),
+        5000,
+      ),
       'refused once the replica reloads',
     );
     const e = await refused(t, sign(engine, 'hot-k1', { digest }), status.FAILED_PRECONDITION, 'POLICY_UNAVAILABLE');
@@ -249,7 +260,11 @@ export async function loosenWriterTests(
     t.equal(ms((await proposal(p.id)).activatesAt!), due, "due at the audit log's time of the quorum");
     t.ok(
       await eventually(
-        () => sign(other, 'hot-ed', { message }).then(() => true, () => false),
+        () =>
+          sign(other, 'hot-ed', { message }).then(
+            () => true,
+            () => false,
+          ),
         due - Date.now() + 10_000,
       ),
       'the added client signs once the delay has passed',
@@ -259,55 +274,62 @@ export async function loosenWriterTests(
     t.ok(await eventually(async () => (await proposal(p.id)).state === 'activated', 5000), 'activated');
   });
 
-  await t.test('a destroy and an unfreeze keep their delay: approvals backdated, an unfreeze entry appended', async (t) => {
-    const old = await ka('CreateKey', { keyId: 'hot-old', algorithm: 'ED25519' });
-    await ka('DisableKeyVersion', { keyId: 'hot-old', version: old.version });
-    const d = await ka('ProposeDestroyKeyVersion', {
-      destroy: { keyId: 'hot-old', version: old.version, confirmKeyId: 'hot-old' },
-    });
-    await approve(d, 'alice');
-    t.equal((await approve(d, 'bob')).state, 'approved');
-    await ka('CreateKey', { keyId: 'hot-fz', algorithm: 'ED25519' });
-    await sign(engine, 'hot-fz', { message });
-    await ka('FreezeKey', { keyId: 'hot-fz' }, ts.as('admin-c'));
-    const u = await ka('ProposeUnfreeze', { keyId: 'hot-fz' });
-    await approve(u, 'alice');
-    t.equal((await approve(u, 'carol')).state, 'approved');
-    const due = await loggedDue(u);
-    t.equal(await backdateApprovals(d), 2);
-    t.equal(await backdateApprovals(u), 2);
-    await ts.restart(async () => {
-      // As the writer: the freeze row goes and the unfreeze's entry is appended, chain intact.
-      t.equal(await writer.run('DELETE FROM freezes WHERE kind = ? AND target = ?', ['key', 'hot-fz']), 1);
-      const store = await writer.openStore();
-      const intent = { target: 'hot-fz', proposal: u.id, approvals: '' };
-      await store.appendAudit([eventDraft('key.unfreeze', new Date(), 'quorum', { keyId: 'hot-fz', intent })]);
-      await store.close();
-    });
-    t.ok(Date.now() < due, 'still within the delay after the restart');
-    await refused(t, sign(engine, 'hot-fz', { message }), status.FAILED_PRECONDITION, 'KEY_FROZEN');
-    const keyState = async () =>
-      (
-        await call<{ keys: Array<{ keyId: string; state: string }> }>(admin.signer, 'ListKeys', {
-          includeInactive: true,
-        })
-      ).keys.find((k) => k.keyId === 'hot-old')?.state;
-    t.equal(await keyState(), 'DISABLED', 'the approved destroy waits');
-    t.equal((await proposal(d.id)).state, 'approved');
-    t.equal((await proposal(u.id)).state, 'approved');
-    t.equal((await ka('CancelProposal', { proposalId: d.id, reason: 'test' })).state, 'cancelled');
-    t.ok(
-      await eventually(
-        () => sign(engine, 'hot-fz', { message }).then(() => true, () => false),
-        due - Date.now() + 10_000,
-      ),
-      'the unfreeze lifts the freeze at its time',
-    );
-    t.ok(Date.now() >= due, 'not before');
-    t.equal(await keyState(), 'DISABLED', 'the cancelled destroy never ran');
-  });
+  await t.test(
+    'a destroy and an unfreeze keep their delay: approvals backdated, an unfreeze entry appended',
+    async (t) => {
+      const old = await ka('CreateKey', { keyId: 'hot-old', algorithm: 'ED25519' });
+      await ka('DisableKeyVersion', { keyId: 'hot-old', version: old.version });
+      const d = await ka('ProposeDestroyKeyVersion', {
+        destroy: { keyId: 'hot-old', version: old.version, confirmKeyId: 'hot-old' },
+      });
+      await approve(d, 'alice');
+      t.equal((await approve(d, 'bob')).state, 'approved');
+      await ka('CreateKey', { keyId: 'hot-fz', algorithm: 'ED25519' });
+      await sign(engine, 'hot-fz', { message });
+      await ka('FreezeKey', { keyId: 'hot-fz' }, ts.as('admin-c'));
+      const u = await ka('ProposeUnfreeze', { keyId: 'hot-fz' });
+      await approve(u, 'alice');
+      t.equal((await approve(u, 'carol')).state, 'approved');
+      const due = await loggedDue(u);
+      t.equal(await backdateApprovals(d), 2);
+      t.equal(await backdateApprovals(u), 2);
+      await ts.restart(async () => {
+        // As the writer: the freeze row goes and the unfreeze's entry is appended, chain intact.
+        t.equal(await writer.run('DELETE FROM freezes WHERE kind = ? AND target = ?', ['key', 'hot-fz']), 1);
+        const store = await writer.openStore();
+        const intent = { target: 'hot-fz', proposal: u.id, approvals: '' };
+        await store.appendAudit([eventDraft('key.unfreeze', new Date(), 'quorum', { keyId: 'hot-fz', intent })]);
+        await store.close();
+      });
+      t.ok(Date.now() < due, 'still within the delay after the restart');
+      await refused(t, sign(engine, 'hot-fz', { message }), status.FAILED_PRECONDITION, 'KEY_FROZEN');
+      const keyState = async () =>
+        (
+          await call<{ keys: Array<{ keyId: string; state: string }> }>(admin.signer, 'ListKeys', {
+            includeInactive: true,
+          })
+        ).keys.find((k) => k.keyId === 'hot-old')?.state;
+      t.equal(await keyState(), 'DISABLED', 'the approved destroy waits');
+      t.equal((await proposal(d.id)).state, 'approved');
+      t.equal((await proposal(u.id)).state, 'approved');
+      t.equal((await ka('CancelProposal', { proposalId: d.id, reason: 'test' })).state, 'cancelled');
+      t.ok(
+        await eventually(
+          () =>
+            sign(engine, 'hot-fz', { message }).then(
+              () => true,
+              () => false,
+            ),
+          due - Date.now() + 10_000,
+        ),
+        'the unfreeze lifts the freeze at its time',
+      );
+      t.ok(Date.now() >= due, 'not before');
+      t.equal(await keyState(), 'DISABLED', 'the cancelled destroy never ran');
+    },
+  );
 
-  await t.test('a writer who marks the proposal activated does not take the admins\' cancel away', async (t) => {
+  await t.test("a writer who marks the proposal activated does not take the admins' cancel away", async (t) => {
     const base = await getPolicy();
     const looser = { ...JSON.parse(base.document), freshness: { maxSkewSeconds: 900 } };
     const p = await ka('ProposePolicy', { name: 'open', document: JSON.stringify(looser) });

@@ -37,7 +37,12 @@ await loosenWriterTests(
     },
     async rows(sql, params) {
       let n = 0;
-      return (await db.query(sql.replace(/\?/g, () => `$${++n}`), params)).rows;
+      return (
+        await db.query(
+          sql.replace(/\?/g, () => `$${++n}`),
+          params,
+        )
+      ).rows;
     },
     openStore: () => PostgresStore.open(server.url, { poolSize: 2 }),
   },

@@ -160,9 +160,7 @@ export class FreezeLedger {
   quorumTime(p: ProposalRecord): Date | null {
     const check = this.quorumOf(p);
     if (!check.reachedAt) return null;
-    const hashes = new Map(
-      check.valid.map((a) => [a.admin, createHash('sha256').update(a.signature).digest('hex')]),
-    );
+    const hashes = new Map(check.valid.map((a) => [a.admin, createHash('sha256').update(a.signature).digest('hex')]));
     const admins = new Set<string>();
     for (const e of this.approves.get(p.id) ?? []) {
       if (hashes.get(e.admin) !== e.signatureHash) continue;

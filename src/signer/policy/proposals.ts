@@ -325,7 +325,8 @@ export class Proposals {
           access?.latestStored === p.baseVersion + 1 &&
           access.latest?.updatedBy === `quorum:${p.id}` &&
           access.latest.document === p.document;
-    if (copied) return this.close(p, 'activated', { ...a, loosenings: [...a.loosenings, 'stored by another writer'] }, now, {});
+    if (copied)
+      return this.close(p, 'activated', { ...a, loosenings: [...a.loosenings, 'stored by another writer'] }, now, {});
     if (p.kind === 'policy') {
       return this.close(p, 'activated', a, now, {
         policy: { name: p.target, document: p.document, updatedBy: `quorum:${p.id}` },
