@@ -3,7 +3,6 @@ import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
 import type { AuditDraft } from '../../core/audit/draft.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
-import { loosenings } from '../../core/policy/loosening.js';
 import {
   type CompiledPolicy,
   compilePolicy,
@@ -16,6 +15,7 @@ import type { Metrics } from '../../infra/metrics.js';
 import type { FreezeRecord, PolicyRecord, ProposalRecord, Store } from '../../infra/store/store.js';
 import type { FreezeLedger } from './freeze-ledger.js';
 import { type PendingPolicy, pendingPolicies, QuorumClock, subjectOf } from './pending.js';
+import { PolicyVersionTrust } from './version-trust.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
@@ -30,8 +30,8 @@ export class PolicyRegistry {
   /** Latest versions that do not compile: they still govern their patterns, by refusing. */
   private broken: BrokenPolicy[] = [];
   private records = new Map<string, PolicyRecord>();
-  /** The config file's policy texts (seed()): trusted under a quorum as the file is. */
-  private configTexts = new Map<string, string>();
+  /** Under a quorum: which stored versions are trusted (the config's texts are set by seed()). */
+  private readonly trust: PolicyVersionTrust | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
   private pending: PendingPolicy[] = [];
@@ -55,6 +55,7 @@ export class PolicyRegistry {
     private readonly ledger?: FreezeLedger,
   ) {
     this.clock = new QuorumClock(Date.now, ledger && ((p) => ledger.quorumTime(p)));
+    this.trust = admins && new PolicyVersionTrust(store, admins, ledger);
   }
 
   /**
@@ -79,7 +80,7 @@ export class PolicyRegistry {
         `policies: key pattern "${clash[0]!.pattern}" is claimed by ${clash[0]!.policies.join(' and ')}`,
       );
     const recorded: PolicyRecord[] = [];
-    this.configTexts = new Map(Object.entries(config).map(([name, doc]) => [name, JSON.stringify(doc)]));
+    this.trust?.setConfigTexts(new Map(Object.entries(config).map(([name, doc]) => [name, JSON.stringify(doc)])));
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
       const history = await this.store.policyHistory(name);
@@ -111,7 +112,7 @@ export class PolicyRegistry {
     const broken: BrokenPolicy[] = [];
     const now = Date.now();
     for (const r of records) {
-      const unapproved = this.admins ? await this.untrusted(this.admins, r, proposals, now) : null;
+      const unapproved = this.trust ? await this.trust.untrusted(r, proposals, now) : null;
       if (unapproved) {
         // A row a database writer put there (or a version from before the quorum, or an approved
         // loosening copied in before its delay): refused like a policy that does not compile,
@@ -154,74 +155,6 @@ export class PolicyRegistry {
     }
     this.setFrozen(freezes);
     this.metrics?.policiesInvalid.set(broken.length);
-  }
-
-  /**
-   * Under an admin quorum a stored version is trusted only when it is the config file's own text
-   * for that policy (the root of trust, with the admins' keys) or the document of a policy
-   * proposal that replaced version n - 1 and whose approvals verify now, against the bytes as
-   * stored. Returns why not, or null.
-   */
-  private unapproved(admins: AdminSet, r: PolicyRecord, proposals: readonly ProposalRecord[]): string | null {
-    if (r.updatedBy === 'config' && this.configTexts.get(r.name) === r.document) return null;
-    const id = r.updatedBy.startsWith('quorum:') ? r.updatedBy.slice('quorum:'.length) : null;
-    const p = id ? proposals.find((x) => x.id === id) : undefined;
-    if (!p) return `updated by "${r.updatedBy}": no approved proposal and not the config's text`;
-    if (p.kind !== 'policy' || p.target !== r.name || p.baseVersion !== r.version - 1 || p.document !== r.document)
-      return `proposal ${p.id} is not this version's (policy, base version and document must match)`;
-    if (!checkQuorum(admins, subjectOf(p), p.approvals).reachedAt)
-      return `proposal ${p.id} lacks ${admins.quorum} valid approvals`;
-    if (this.ledger?.isCancelled(p.id)) return `proposal ${p.id} was cancelled (audit log)`;
-    return null;
-  }
-
-  /**
-   * `unapproved`, and then when: a quorum-approved version that loosens its base (the version
-   * before it, itself trusted) is trusted only once the delay has passed since the quorum the
-   * audit log records, so a database writer who copies an approved loosening in as a version
-   * gains nothing before the admins' time to cancel it is over. The base's history is read only
-   * while such a version is within its delay.
-   */
-  private async untrusted(
-    admins: AdminSet,
-    r: PolicyRecord,
-    proposals: readonly ProposalRecord[],
-    now: number,
-  ): Promise<string | null> {
-    const why = this.unapproved(admins, r, proposals);
-    if (why || !this.ledger || !r.updatedBy.startsWith('quorum:')) return why;
-    const p = proposals.find((x) => x.id === r.updatedBy.slice('quorum:'.length))!;
-    const reached = this.ledger.quorumTime(p);
-    const due = reached && reached.getTime() + admins.delaySeconds * 1000;
-    if (due !== null && due <= now) return null;
-    const loose = await this.looseningsOf(admins, r, proposals, now);
-    if (loose.length === 0) return null;
-    return due === null
-      ? `proposal ${p.id} loosens the policy (${loose[0]}) and the audit log does not show its quorum`
-      : `proposal ${p.id} loosens the policy (${loose[0]}); its delay runs until ${new Date(due).toISOString()} (audit log)`;
-  }
-
-  /** What version r loosens against the version before it (anything, when that one is not trusted). */
-  private async looseningsOf(
-    admins: AdminSet,
-    r: PolicyRecord,
-    proposals: readonly ProposalRecord[],
-    now: number,
-  ): Promise<string[]> {
-    let next: CompiledPolicy;
-    try {
-      next = compilePolicy(JSON.parse(r.document), r.name);
-    } catch {
-      return ['the document does not compile'];
-    }
-    const base = (await this.store.policyHistory(r.name)).find((v) => v.version === r.version - 1);
-    if (!base) return loosenings(null, next);
-    if (await this.untrusted(admins, base, proposals, now)) return ['the version before it is not trusted'];
-    try {
-      return loosenings(compilePolicy(JSON.parse(base.document), base.name), next);
-    } catch {
-      return ['the version before it does not compile'];
-    }
   }
 
   /** Whether the audit log records the proposal's cancellation. */
