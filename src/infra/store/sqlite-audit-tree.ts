@@ -69,12 +69,12 @@ export class SqliteAuditTree {
     tree.q.setTree.run(frontier.size, encodeFrontier(frontier));
   }
 
-  /** Adds `entries` (just inserted, seq size+1...) to the tree; inside the append transaction. */
-  append(entries: readonly AuditEntry[]): void {
+  /** Adds `entries` (just inserted, seq size+1...; `leaves`: their leaf hashes) to the tree; inside the append transaction. */
+  append(entries: readonly AuditEntry[], leaves?: readonly Uint8Array[]): void {
     if (entries.length === 0) return;
     const row = this.q.tree.get() as { size: number; frontier: Buffer } | undefined;
     if (!row) throw new Error('audit tree: no tree row (the migration did not run)');
-    const { nodes, frontier } = treeAppend(decodeFrontier(row.size, row.frontier), entries);
+    const { nodes, frontier } = treeAppend(decodeFrontier(row.size, row.frontier), entries, leaves);
     for (const n of nodes) this.q.putNode.run(n.level, n.index, Buffer.from(n.hash));
     this.q.setTree.run(frontier.size, encodeFrontier(frontier));
   }

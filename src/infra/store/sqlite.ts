@@ -505,10 +505,10 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
    */
   private append(drafts: AuditDraft[]): void {
     if (drafts.length === 0) return;
-    const { rows, entries } = chainDrafts(drafts, this.q.auditHead.get() as AuditHead | undefined);
+    const { rows, entries, leaves } = chainDrafts(drafts, this.q.auditHead.get() as AuditHead | undefined);
     for (const row of rows) this.q.insertAudit.run(...row);
     // The entries' Merkle nodes, in the same transaction: no entry without its leaf.
-    this.tree.append(entries);
+    this.tree.append(entries, leaves);
   }
 
   readNodes(ids: readonly NodeId[]): Promise<readonly Uint8Array[]> {
