@@ -50,7 +50,7 @@ import { migrateSqlite } from './migrations/sqlite.js';
 import { protectDatabaseFiles, protectWalFiles } from './sqlite/files.js';
 import { SqliteProposals } from './sqlite/proposals.js';
 import { prepareStatements, type Statements } from './sqlite/statements.js';
-import { addTokenVelocity, tokenUsage } from './sqlite/token-velocity.js';
+import { addTokenVelocity, BucketSums, tokenUsage } from './sqlite/token-velocity.js';
 import { WalSync } from './sqlite/wal-sync.js';
 import { SqliteAuditTree } from './sqlite-audit-tree.js';
 import {
@@ -320,6 +320,7 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
       const now = req.now.getTime();
       const plan = decide(this.view(req, now));
       const lease = now + req.leaseMs;
+      const usage = new BucketSums();
       for (const w of plan.writes) {
         const it = req.items[w.index]!;
         if (w.action === 'resume') {
@@ -346,12 +347,13 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
             this.q.insertNonce.run(n.account, n.chainId, n.nonce, ...claim, it.client, it.requestId, lease);
           }
         }
-        this.addVelocity('key', it.keyId, now, it.value);
-        this.addVelocity('client', it.client, now, it.value);
-        if (it.token) {
-          addTokenVelocity(this.q, 'key', it.keyId, it.token.contract, now, it.token.amount);
-          addTokenVelocity(this.q, 'client', it.client, it.token.contract, now, it.token.amount);
-        }
+        usage.add('key', it.keyId, it.value, it.token);
+        usage.add('client', it.client, it.value, it.token);
+      }
+      // A batch's items share their buckets: each bucket is written once, with their sums.
+      for (const u of usage.buckets()) {
+        if (u.token === undefined) this.addVelocity(u.scope, u.subject, now, u.amount, u.count);
+        else addTokenVelocity(this.q, u.scope, u.subject, u.token, now, u.amount, u.count);
       }
       if (plan.audit) this.append(plan.audit);
       if (plan.batch && req.batch) {
@@ -555,6 +557,8 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
   }
 
   private view(req: ReserveRequest, now: number): ReserveView {
+    // The next nonce of an account as committed: the same for every item of a batch.
+    const next = new Map<string, bigint | null>();
     const items: ItemView[] = req.items.map((it) => {
       const view: ItemView = {};
       const r = this.q.request.get(it.client, it.requestId) as RequestRow | undefined;
@@ -562,7 +566,12 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
       if (it.nonce) {
         const n = this.q.nonce.get(it.nonce.account, it.nonce.chainId, it.nonce.nonce) as NonceRow | undefined;
         if (n) view.nonce = nonceRecord(n, now);
-        const max = (this.q.maxNonce.get(it.nonce.account, it.nonce.chainId) as { n: bigint | null }).n;
+        const account = `${it.nonce.account}\0${it.nonce.chainId}`;
+        let max = next.get(account);
+        if (max === undefined) {
+          max = (this.q.maxNonce.get(it.nonce.account, it.nonce.chainId) as { n: bigint | null }).n;
+          next.set(account, max);
+        }
         if (max !== null) view.nextNonce = max + 1n;
       }
       return view;
@@ -591,9 +600,9 @@ export class SqliteStore implements Store, ReplayStore, AuditStore, AuditTreeSto
     return view;
   }
 
-  private addVelocity(scope: 'key' | 'client', subject: string, now: number, value: bigint): void {
+  private addVelocity(scope: 'key' | 'client', subject: string, now: number, value: bigint, count = 1): void {
     const bucket = velocityBucket(now);
-    this.q.countBucket.run(scope, subject, bucket);
+    this.q.countBucket.run(scope, subject, bucket, count);
     // Values exceed SQLite's 64-bit integers (wei), so they are summed as decimal text here.
     if (value === 0n) return;
     const cur = this.q.bucket.get(scope, subject, bucket) as { value: string };
