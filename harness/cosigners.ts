@@ -48,6 +48,8 @@ export async function startCosigners(
   configure: CosignerConfigure = (c) => c,
   /** Logs each cosigner also witnesses (section `witnessing`, name `cosigner-<id>.witness`). */
   witnessLogs?: Array<{ origin: string; publicKey: string }>,
+  /** Node flags for the cosigner processes (the benchmark's --cpu-prof). */
+  nodeArgs: string[] = [],
 ): Promise<CosignerNode[]> {
   return Promise.all(
     Array.from({ length: n }, async (_, i) => {
@@ -94,11 +96,12 @@ export async function startCosigners(
       const spawn = (fault?: Fault) =>
         fault
           ? startSignerProcess(configFile, START_TIMEOUT_MS, {
+              nodeArgs,
               entry: 'harness/evil-cosigner.ts',
               ready: 'cosigner started',
               args: ['--fault', fault],
             })
-          : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started' });
+          : startSignerProcess(configFile, START_TIMEOUT_MS, { nodeArgs, ready: 'cosigner started' });
       const node: CosignerNode = {
         id,
         dir: home,
