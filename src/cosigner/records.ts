@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { type AuditEntry, entryHash, GENESIS } from '../core/audit/chain.js';
 import { type AuditDraft, draftToEntry } from '../core/audit/draft.js';
+import type { Settled } from '../infra/store/batcher.js';
 
 /**
  * The cosigner's own records of what it released, next to its shares (same SQLite file, same
@@ -115,6 +116,23 @@ export class CosignerRecords {
       this.append(g.audit);
       return undefined;
     })();
+  }
+
+  /**
+   * Runs `calls` one after the other in one transaction (one commit, one fsync), each in its own
+   * savepoint: a call that throws undoes only its own writes and fails alone. Every call sees the
+   * writes of the calls before it. If the commit fails, every call fails.
+   */
+  together<T>(calls: Array<() => T>): Array<Settled<T>> {
+    return this.db.transaction(() =>
+      calls.map((call): Settled<T> => {
+        try {
+          return { value: this.db.transaction(call)() };
+        } catch (error) {
+          return { error };
+        }
+      }),
+    )();
   }
 
   /** Appends one entry (a refusal) in its own transaction. */

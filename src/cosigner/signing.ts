@@ -5,6 +5,7 @@ import { SignerError } from '../core/errors.js';
 import { commit, signShare } from '../core/frost/participant.js';
 import { SUITES } from '../core/frost/suites.js';
 import type { Logger } from '../infra/log.js';
+import { Batcher } from '../infra/store/batcher.js';
 import { NoncePool } from './nonce-pool.js';
 import type { PolicyCheck } from './policy-check.js';
 import type { CosignerRecords } from './records.js';
@@ -48,6 +49,13 @@ const keyRef = (keyId: string, version: number) => `${keyId}@v${version}`;
  */
 export class CosignerSigning {
   private readonly pool: NoncePool;
+  /**
+   * Group commit of grants: the shares that reach their grant in one event-loop turn decide and
+   * write one after the other in one transaction (each in its own savepoint, so a refusal undoes
+   * only its own writes) and share its one fsync. Each still sees every grant before it, as if
+   * alone; no share is released before the transaction holding its grant committed.
+   */
+  private readonly grants: Batcher<() => void, void>;
 
   constructor(
     private readonly o: {
@@ -61,6 +69,7 @@ export class CosignerSigning {
     },
   ) {
     this.pool = new NoncePool(o.maxPooledNonces);
+    this.grants = new Batcher((calls) => o.checks.records.together(calls));
   }
 
   /** `count` fresh nonces for a key version's active share; the commitments go to the caller. */
@@ -125,14 +134,17 @@ export class CosignerSigning {
       throw new SignerError('COMMITMENT_MISMATCH', why);
     }
     const message = deriveMessage(r.payloadKind, r.payload);
-    // The client's signature and the quorum's policy, checked here against this cosigner's own
-    // config, clock and records; then the grant commits (replay claim, velocity record, policy
-    // floor, audit entry) in one transaction. No await between the policy's velocity count and
-    // the grant: nothing else runs on this node in between.
-    const now = new Date();
+    // The client's signature, checked against this cosigner's own config and clock; then, in the
+    // grants' group commit, the quorum's policy against its records and the grant (replay claim,
+    // velocity record, policy floor, audit entry). No await between the policy's velocity count
+    // and the grant: nothing else writes on this node in between.
     const verified = this.o.checks.requests.check(r);
-    const decided = this.o.checks.policies.decide(r, verified, now);
-    this.claim(r, verified.client, now, grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now), decided.use);
+    await this.grants.submit(() => {
+      const now = new Date();
+      const decided = this.o.checks.policies.decide(r, verified, now);
+      const audit = grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now);
+      this.claim(r, verified.client, now, audit, decided.use);
+    });
     const key = await this.o.shares.unseal(row);
     try {
       const share = signShare(suite, key, pooled.nonce.nonces, list, message);
