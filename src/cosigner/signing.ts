@@ -79,18 +79,15 @@ export class CosignerSigning {
       throw new SignerError('REQUEST_INVALID', `count must be 1..${MAX_COMMIT_COUNT}`);
     }
     const row = this.o.shares.active(keyId, keyVersion);
-    const key = await this.o.shares.unseal(row);
-    try {
-      const suite = SUITES[row.algorithm];
-      const commitments = Array.from({ length: count }, () => {
+    const suite = SUITES[row.algorithm];
+    const commitments = await this.o.shares.use(row, (key) =>
+      Array.from({ length: count }, () => {
         const n = commit(suite, key.secret);
         const id = this.pool.add(keyRef(keyId, keyVersion), row.epoch, n);
         return { id, cosignerId: this.o.id, hiding: n.commitments.hiding, binding: n.commitments.binding };
-      });
-      return { commitments, epoch: row.epoch };
-    } finally {
-      key.secret.signingShare.fill(0);
-    }
+      }),
+    );
+    return { commitments, epoch: row.epoch };
   }
 
   /**
@@ -145,14 +142,11 @@ export class CosignerSigning {
       const audit = grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now);
       this.claim(r, verified.client, now, audit, decided.use);
     });
-    const key = await this.o.shares.unseal(row);
-    try {
+    return this.o.shares.use(row, (key) => {
       const share = signShare(suite, key, pooled.nonce.nonces, list, message);
       if (this.o.corruptSignShare) share[3]! ^= 0x40;
       return { share };
-    } finally {
-      key.secret.signingShare.fill(0);
-    }
+    });
   }
 
   /** A refusal in this cosigner's audit log; a failure to write it is logged, the refusal stands. */
@@ -167,6 +161,7 @@ export class CosignerSigning {
   /** Drops every pooled nonce of a key version (its shares were refreshed or destroyed). */
   forget(keyId: string, version: number): void {
     this.pool.clear(keyRef(keyId, version));
+    this.o.shares.close(keyId, version);
   }
 
   /**
