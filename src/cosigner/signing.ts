@@ -55,7 +55,7 @@ export class CosignerSigning {
    * only its own writes) and share its one fsync. Each still sees every grant before it, as if
    * alone; no share is released before the transaction holding its grant committed.
    */
-  private readonly grants: Batcher<() => void, void>;
+  private readonly grants: Batcher<() => void, { durable: Promise<void> }>;
 
   constructor(
     private readonly o: {
@@ -69,7 +69,10 @@ export class CosignerSigning {
     },
   ) {
     this.pool = new NoncePool(o.maxPooledNonces);
-    this.grants = new Batcher((calls) => o.checks.records.together(calls));
+    this.grants = new Batcher((calls) => {
+      const { outcomes, durable } = o.checks.records.together(calls);
+      return outcomes.map((x) => ('error' in x ? x : { value: { durable } }));
+    });
   }
 
   /** `count` fresh nonces for a key version's active share; the commitments go to the caller. */
@@ -136,17 +139,26 @@ export class CosignerSigning {
     // velocity record, policy floor, audit entry). No await between the policy's velocity count
     // and the grant: nothing else writes on this node in between.
     const verified = this.o.checks.requests.check(r);
-    await this.grants.submit(() => {
+    const { durable } = await this.grants.submit(() => {
       const now = new Date();
       const decided = this.o.checks.policies.decide(r, verified, now);
       const audit = grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now);
       this.claim(r, verified.client, now, audit, decided.use);
     });
-    return this.o.shares.use(row, (key) => {
+    // The grant is committed; the share is computed while its WAL sync runs, and leaves only
+    // once the grant is on disk (a sync that fails erases it: the request fails INTERNAL).
+    const out = await this.o.shares.use(row, (key) => {
       const share = signShare(suite, key, pooled.nonce.nonces, list, message);
       if (this.o.corruptSignShare) share[3]! ^= 0x40;
       return { share };
     });
+    try {
+      await durable;
+    } catch (e) {
+      out.share.fill(0);
+      throw e;
+    }
+    return out;
   }
 
   /** A refusal in this cosigner's audit log; a failure to write it is logged, the refusal stands. */

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { ThresholdAlgorithm } from '../core/frost/suites.js';
+import { WalSync } from '../infra/store/sqlite/wal-sync.js';
 import { DestroyOrders } from './destroy-store.js';
 import { CosignerRecords } from './records.js';
 
@@ -121,7 +122,9 @@ export class CosignerStore {
     preparedOnce(this.db);
     this.db.exec(SCHEMA);
     this.orders = new DestroyOrders(this.db, () => this.scrub());
-    this.records = new CosignerRecords(this.db);
+    // Grants commit without SQLite's fsync and are synced off the event loop before their shares
+    // leave (records.ts `together`); every other write here keeps synchronous=FULL.
+    this.records = new CosignerRecords(this.db, new WalSync(`${path}-wal`));
     // A ceremony's rounds live in memory: those that were running when this process stopped
     // cannot go on (their pending shares, if any, stay until the coordinator commits or drops them).
     this.db
@@ -309,6 +312,7 @@ export class CosignerStore {
   }
 
   close(): void {
+    void this.records.close();
     this.db.close();
   }
 }
