@@ -3,8 +3,8 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { equalBytes } from '@noble/curves/utils.js';
 import t, { type Test } from 'tap';
-import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
 import { frostBackend, setFrostBackend } from '../src/core/frost/backend.js';
+import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
 import {
   aggregate,
   checkCommitment,

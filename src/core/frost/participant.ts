@@ -47,7 +47,10 @@ export function commit(suite: Suite, secret: FrostSecret, rng?: RNG): GenNonce {
  * encodings, so signing with them later does not check them again.
  */
 export function checkCommitment(suite: Suite, c: { hiding: Uint8Array; binding: Uint8Array }): void {
-  if (frostBackend() === 'native') return native.validateElements(suite.name, [c.hiding, c.binding]);
+  if (frostBackend() === 'native') {
+    native.validateElements(suite.name, [c.hiding, c.binding]);
+    return;
+  }
   parseElement(suite, c.hiding);
   parseElement(suite, c.binding);
 }
