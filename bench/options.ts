@@ -139,7 +139,7 @@ export function parseOptions(argv = process.argv): Options {
     .option('--suites <list>', 'threshold suites', names(SUITES), [...SUITES])
     .option('--retries <n>', 'measure a point again (at most this often) while other processes disturb it', count, 2)
     .option('--noise-budget <s>', 'seconds per run that waiting for quiet and re-measuring may add', positive, 60)
-    .option('--cpu-prof <dir>', 'run the signer children with --cpu-prof, writing the profiles into <dir>')
+    .option('--cpu-prof <dir>', 'run the signer and cosigner children with --cpu-prof, writing the profiles into <dir>')
     .option('--child-node-arg <flag>', 'node flag for signers (repeatable), e.g. --perf-basic-prof', repeatable, [])
     .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
     .option('--keep', 'keep the temp dir (token, PKI, configs, stores) for inspection')
