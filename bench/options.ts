@@ -145,7 +145,7 @@ export function parseOptions(argv = process.argv): Options {
     .option('--noise-budget <s>', 'seconds per run that waiting for quiet and re-measuring may add', positive, 60)
     .option('--no-profile', 'skip the profiled pass (the profile behind each missed target)')
     .option('--profile-seconds <s>', 'seconds of load per point of the profiled pass', positive, 4)
-    .option('--cpu-prof <dir>', 'run the signer children with --cpu-prof, writing the profiles into <dir>')
+    .option('--cpu-prof <dir>', 'run the signer and cosigner children with --cpu-prof, writing the profiles into <dir>')
     .option('--child-node-arg <flag>', 'node flag for signers (repeatable), e.g. --perf-basic-prof', repeatable, [])
     .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
     .option('--keep', 'keep the temp dir (token, PKI, configs, stores) for inspection')

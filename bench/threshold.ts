@@ -103,7 +103,7 @@ export async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
 export async function thresholdRows(ctx: BenchContext, o: ThresholdOptions): Promise<{ rows: Row[]; notes: string[] }> {
   const rows: Row[] = [];
   const notes: string[] = [];
-  const cosigners = await startCosigners(ctx.dir, ctx.pki, 3);
+  const cosigners = await startCosigners(ctx.dir, ctx.pki, 3, {}, undefined, undefined, () => ctx.nodeArgs);
   const cosignerPids = cosigners.map((c) => c.proc.child.pid!);
   cosignerPids.forEach((pid, i) => ctx.noise.watch(`cosigner-${i + 1}`, () => sampleCpu(pid).total));
   ctx.log(`cosigners: pids ${cosignerPids.join(', ')}`);

@@ -96,6 +96,7 @@ export async function startCosigners(
       const spawn = (fault?: Fault) =>
         fault
           ? startSignerProcess(configFile, START_TIMEOUT_MS, {
+              nodeArgs: nodeArgs(id),
               entry: 'harness/evil-cosigner.ts',
               ready: 'cosigner started',
               args: ['--fault', fault],
