@@ -40,13 +40,18 @@ const store = await PostgresStore.open(server.url);
 const stats = new pg.Client({ connectionString: server.url });
 await stats.connect();
 const counters = async () => {
-  const db = await stats.query<{ x: string }>(
-    'SELECT xact_commit::text AS x FROM pg_stat_database WHERE datname = current_database()',
+  const db = await stats.query<{ x: string; r: string }>(
+    'SELECT xact_commit::text AS x, xact_rollback::text AS r FROM pg_stat_database WHERE datname = current_database()',
   );
   const wal = await stats.query<{ b: string; s: string }>(
     'SELECT wal_bytes::text AS b, wal_sync::text AS s FROM pg_stat_wal',
   );
-  return { commits: Number(db.rows[0]!.x), walBytes: Number(wal.rows[0]!.b), walSyncs: Number(wal.rows[0]!.s) };
+  return {
+    commits: Number(db.rows[0]!.x),
+    rollbacks: Number(db.rows[0]!.r),
+    walBytes: Number(wal.rows[0]!.b),
+    walSyncs: Number(wal.rows[0]!.s),
+  };
 };
 
 const h = (s: string) => createHash('sha256').update(s).digest();
@@ -111,6 +116,7 @@ async function measure(label: string, count: number): Promise<void> {
     `${label}: ${count} signs at c=${c}: ${(count / seconds).toFixed(0)}/s; per sign: PostgreSQL CPU ` +
       `${(((cpu1 - cpu0) / count) * 1e6).toFixed(0)} µs, store client CPU ${((own.user + own.system) / count).toFixed(0)} µs,` +
       ` statements ${per(statements - s0)}, commits ${per(c1.commits - c0.commits)},` +
+      ` rollbacks ${per(c1.rollbacks - c0.rollbacks)},` +
       ` WAL ${per(c1.walBytes - c0.walBytes)} bytes, WAL syncs ${per(c1.walSyncs - c0.walSyncs)}`,
   );
 }

@@ -38,7 +38,13 @@ export const HEAD_AND_TREE = `SELECT h.seq, h.hash, t.size AS tree_size, t.front
 
 const cols = AUDIT_COLUMNS.map((_, i) => `$${i + 1}`);
 const n = AUDIT_COLUMNS.length;
-/** Entries, their nodes and the new frontier: one statement, so one pipeline slot. */
+/**
+ * Entries, their nodes and the new frontier: one statement, so one pipeline slot. It fails
+ * (division by zero, 22012) unless the tree is still exactly where the append was computed from
+ * (size and frontier, which commits to every entry and so to the head's hash): an append built
+ * on a remembered point rather than on the head read under the lock (appendAfter) is then
+ * refused by the database, in its transaction, instead of forking the chain or leaving a gap.
+ */
 export const INSERT_WITH_TREE = `WITH e AS (
     INSERT INTO audit (${AUDIT_COLUMNS.join(', ')})
     SELECT * FROM unnest(${cols[0]}::bigint[], ${cols[1]}::text[], ${cols[2]}::bigint[], ${cols[3]}::text[],
@@ -46,8 +52,13 @@ export const INSERT_WITH_TREE = `WITH e AS (
       ${cols[10]}::text[], ${cols[11]}::text[], ${cols[12]}::text[], ${cols[13]}::text[], ${cols[14]}::text[],
       ${cols[15]}::text[])),
   nodes AS (INSERT INTO audit_nodes (level, idx, hash)
-    SELECT * FROM unnest($${n + 1}::int4[], $${n + 2}::bigint[], $${n + 3}::bytea[]))
-  UPDATE audit_tree SET size = $${n + 4}::bigint, frontier = $${n + 5}::bytea WHERE id = 1 AND size = $${n + 6}::bigint`;
+    SELECT * FROM unnest($${n + 1}::int4[], $${n + 2}::bigint[], $${n + 3}::bytea[])),
+  t AS (UPDATE audit_tree SET size = $${n + 4}::bigint, frontier = $${n + 5}::bytea
+    WHERE id = 1 AND size = $${n + 6}::bigint AND frontier = $${n + 7}::bytea RETURNING 1)
+  SELECT 1 / count(*)::int AS tree_moved_check FROM t`;
+
+/** SQLSTATE of INSERT_WITH_TREE's refusal: the tree is not where the append was computed from. */
+export const TREE_MOVED = '22012';
 
 /** Where an append starts: the chain head and the tree's frontier (they MUST agree). */
 export interface AppendPoint {
@@ -73,11 +84,16 @@ export function appendPointOf(result: QueryResult): AppendPoint {
 
 /** `drafts` numbered, chained and added to the tree after `at`, as one statement. */
 export function insertWithTree(drafts: AuditDraft[], at: AppendPoint): QueryConfig {
+  return appendAfter(drafts, at).query;
+}
+
+/** insertWithTree's statement, and the append point it leaves once committed. */
+export function appendAfter(drafts: AuditDraft[], at: AppendPoint): { query: QueryConfig; after: AppendPoint } {
   const chained = chainDrafts(drafts, at.head);
   const values: unknown[][] = AUDIT_COLUMNS.map(() => []);
   for (const row of chained.rows) row.forEach((v, i) => values[i]!.push(v));
   const { nodes, frontier } = treeAppend(at.tree, chained.entries);
-  return {
+  const query = {
     name: 'signer_insertAuditWithTree',
     text: INSERT_WITH_TREE,
     values: [
@@ -88,8 +104,10 @@ export function insertWithTree(drafts: AuditDraft[], at: AppendPoint): QueryConf
       frontier.size,
       encodeFrontier(frontier),
       at.tree.size,
+      encodeFrontier(at.tree),
     ],
   };
+  return { query, after: { head: chained.head, tree: frontier } };
 }
 
 /**

@@ -21,7 +21,7 @@ export { type ReserveOp, reserveOp } from './reserve-op.js';
 /**
  * Runs reservations in one transaction, like SQLite's group commit, in two round trips:
  *
- *   [BEGIN, lock(all subjects), prelocks, reads of 1..n together] -> decide 1..n in turn, each on its view
+ *   [BEGIN, lock(all subjects), reads of 1..n together (row-locking)] -> decide 1..n in turn, each on its view
  *   brought up to date with the writes of the plans before it (overlay.ts) -> [writes 1..n, COMMIT]
  *   (runs of insert-only plans share their statements: group-writes.ts)
  *
@@ -94,8 +94,10 @@ type Failure = { error: unknown; op?: ReserveOp; merged?: true };
 /** One try of a group; undefined when committed, else the error and whose statement failed. */
 async function groupOnce(client: PoolClient, live: ReserveOp[], merge: boolean): Promise<Failure | undefined> {
   const locks = [...new Set(live.flatMap((op) => op.locks))];
+  // No separate row locks: the group's reads below are one statement per table over all its
+  // items, and each locks the rows it finds in key order (requests, then nonces), the global
+  // order complete() uses too, so two groups, or a group and complete(), never wait in a cycle.
   let pending: Pending[] = [{ query: 'BEGIN' }, { query: q('lock', [locks]) }];
-  if (live.length > 1) pending.push(...prelocks(live));
   const decided: Array<{ op: ReserveOp; result: Settled<unknown> }> = [];
   // The audit drafts of the plans decided so far, in group order: appended after the last
   // reservation's writes, under the audit lock, in this transaction (and tried again with it).
@@ -160,26 +162,4 @@ async function groupOnce(client: PoolClient, live: ReserveOp[], merge: boolean):
   if (last.command !== 'COMMIT') return { error: new Error('reservation transaction was rolled back') };
   for (const d of decided) d.op.result = d.result;
   return undefined;
-}
-
-/**
- * Row locks in one global order (requests, then nonces, each sorted), not reservation by
- * reservation: two groups, or a group and complete(), can then never wait for each other in a
- * cycle (which PostgreSQL would break only after deadlock_timeout, 1 s by default).
- */
-function prelocks(live: ReserveOp[]): Pending[] {
-  const items = live.flatMap((op) => op.req.items);
-  const claims = items.flatMap((it) => (it.nonce ? [it.nonce] : []));
-  const out: Pending[] = [
-    { query: q('prelockRequests', [items.map((it) => it.client), items.map((it) => it.requestId)]) },
-  ];
-  if (claims.length > 0) {
-    const values = [
-      claims.map((n) => n.account),
-      claims.map((n) => n.chainId.toString()),
-      claims.map((n) => n.nonce.toString()),
-    ];
-    out.push({ query: q('prelockNonces', values) });
-  }
-  return out;
 }

@@ -52,16 +52,6 @@ export const SQL = {
   // reservation to commit, or commits first and is seen here.
   keyState: 'SELECT state FROM keys WHERE key_id = $1 AND version = $2 FOR SHARE',
   policyEpoch: 'SELECT count(*)::int AS n FROM policies',
-  // A group of reservations (see runGroup) locks all the existing rows its reservations will
-  // read up front, in the order complete() uses, rather than reservation by reservation.
-  prelockRequests: `SELECT 1 FROM unnest($1::text[], $2::text[]) AS q(client, request_id)
-    JOIN requests r ON r.client = q.client AND r.request_id = q.request_id
-    ORDER BY r.client, r.request_id
-    FOR NO KEY UPDATE OF r`,
-  prelockNonces: `SELECT 1 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(key_id, chain_id, nonce)
-    JOIN nonces n ON n.key_id = q.key_id AND n.chain_id = q.chain_id AND n.nonce = q.nonce
-    ORDER BY n.key_id, n.chain_id, n.nonce
-    FOR NO KEY UPDATE OF n`,
   // The writes, in the order sqlite.ts makes them for one item.
   renewRequests: `UPDATE requests r SET lease_until = $3::bigint, attempt = $4::text
     FROM unnest($1::text[], $2::text[]) AS q(client, request_id)

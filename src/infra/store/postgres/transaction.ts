@@ -1,7 +1,9 @@
 import pg, { type PoolClient, type QueryConfig, type QueryResult } from 'pg';
 import type { AuditDraft } from '../../../core/audit/draft.js';
-import { auditInsert, auditLockAndHead, headOf } from './audit.js';
+import { auditLockAndHead, headOf } from './audit.js';
+import { type AppendPoint, appendAfter, TREE_MOVED } from './audit-tree.js';
 import { checkDrafts } from './checks.js';
+import { AUDIT_LOCK, q } from './sql.js';
 
 const { DatabaseError } = pg;
 
@@ -86,6 +88,7 @@ export async function inTransaction(
   client: PoolClient,
   queries: QueryConfig[],
   audit: AuditOf = [],
+  appended?: (after: AppendPoint) => void,
 ): Promise<QueryResult[]> {
   if (Array.isArray(audit) && audit.length === 0) {
     const results = await pipeline(client, ['BEGIN', ...queries, 'COMMIT']);
@@ -101,8 +104,37 @@ export async function inTransaction(
     drafts = audit(own);
     checkDrafts(drafts);
   }
-  const insert = drafts.length > 0 ? [auditInsert(drafts, headOf(results.at(-1)!))] : [];
-  const tail = await pipeline(client, [...insert, 'COMMIT']);
+  const append = drafts.length > 0 ? appendAfter(drafts, headOf(results.at(-1)!)) : undefined;
+  const tail = await pipeline(client, [...(append ? [append.query] : []), 'COMMIT']);
   if (tail.at(-1)!.command !== 'COMMIT') throw new Error('transaction was rolled back');
+  if (append) appended?.(append.after);
   return own;
 }
+
+/**
+ * inTransaction with an append built (appendAfter) on a point remembered rather than read: ONE
+ * round trip, [BEGIN, queries, audit lock, insert, COMMIT]. The insert itself checks, under the
+ * lock, that the tree is still where the append was built (INSERT_WITH_TREE); when it is not (another replica or
+ * another transaction of this process appended meanwhile, or the database went back) the
+ * transaction fails with TREE_MOVED, or a unique violation on the entries' seq, and nothing of
+ * it is committed: see headMoved.
+ */
+export async function inTransactionAt(
+  client: PoolClient,
+  queries: QueryConfig[],
+  append: { query: QueryConfig; after: AppendPoint },
+): Promise<QueryResult[]> {
+  const results = await pipeline(client, [
+    'BEGIN',
+    ...queries,
+    q('auditLock', [...AUDIT_LOCK]),
+    append.query,
+    'COMMIT',
+  ]);
+  if (results.at(-1)!.command !== 'COMMIT') throw new Error('transaction was rolled back');
+  return results.slice(1, 1 + queries.length);
+}
+
+/** The append of inTransactionAt was refused because the log is no longer where it was built. */
+export const headMoved = (e: unknown) =>
+  e instanceof DatabaseError && (e.code === TREE_MOVED || e.code === UNIQUE_VIOLATION);
