@@ -92,7 +92,7 @@ export function appendAfter(drafts: AuditDraft[], at: AppendPoint): { query: Que
   const chained = chainDrafts(drafts, at.head);
   const values: unknown[][] = AUDIT_COLUMNS.map(() => []);
   for (const row of chained.rows) row.forEach((v, i) => values[i]!.push(v));
-  const { nodes, frontier } = treeAppend(at.tree, chained.entries);
+  const { nodes, frontier } = treeAppend(at.tree, chained.entries, chained.leaves);
   const query = {
     name: 'signer_insertAuditWithTree',
     text: INSERT_WITH_TREE,
