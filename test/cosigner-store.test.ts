@@ -1,8 +1,14 @@
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, sign as nodeSign, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import t from 'tap';
 import { tempDir } from '../harness/token.js';
+import type { AdminSet } from '../src/core/admin/approvals.js';
+import { proposalBytes } from '../src/core/admin/proposal.js';
+import type { SignerError } from '../src/core/errors.js';
+import { canonicalJson } from '../src/core/policy/canonical.js';
+import { ShareDestruction } from '../src/cosigner/destroy.js';
 import { CosignerStore } from '../src/cosigner/store.js';
+import { createLogger } from '../src/infra/log.js';
 
 const tmp = await tempDir('cosigner-store-');
 t.teardown(() => tmp.cleanup());
@@ -152,4 +158,91 @@ t.test('claims: one payload per scope; request records expire, nonce records nev
   t.equal(store.pruneRequests(new Date(Date.now() - 3600_000)), 1, 'the old request record goes');
   t.equal(store.claim('k', 1, ['req:c\0r1'], b, new Date()), undefined, 'its id is free again');
   t.equal(store.claim('k', 1, ['nonce:1:5'], b, new Date()), 'nonce:1:5', 'the nonce stays taken');
+});
+
+t.test('a cancel after the delay is refused even before the timer overwrote the share', async (t) => {
+  // Two pinned admins (P-256, Node's crypto) and a clock the test moves: the cosigner's timer never runs here.
+  const keys = {
+    alice: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+    bob: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+  };
+  const point = (k: KeyObject) => {
+    const j = k.export({ format: 'jwk' });
+    return new Uint8Array(
+      Buffer.concat([Buffer.from([4]), Buffer.from(j.x!, 'base64url'), Buffer.from(j.y!, 'base64url')]),
+    );
+  };
+  const admins: AdminSet = {
+    quorum: 2,
+    delaySeconds: 0,
+    members: new Map(
+      (['alice', 'bob'] as const).map((n) => [
+        n,
+        { algorithm: 'ecdsa-p256' as const, publicKey: point(keys[n].publicKey) },
+      ]),
+    ),
+  };
+  const signAs = (who: 'alice' | 'bob', bytes: Uint8Array) =>
+    nodeSign('sha256', bytes, { key: keys[who].privateKey, dsaEncoding: 'ieee-p1363' });
+  let now = new Date('2026-01-01T00:00:00Z');
+  const destruction = new ShareDestruction({
+    id: 1,
+    store,
+    admins,
+    delayMs: 60_000,
+    log: createLogger('silent'),
+    forget: () => undefined,
+    endCeremony: () => undefined,
+    now: () => now,
+  });
+  pending('session-destroy-gggggggg', 1, 7);
+  store.finish('session-destroy-gggggggg', true);
+  const order = (id: string) => {
+    const document = canonicalJson({ confirmKeyId: 'k', keyId: 'k', version: 7 });
+    const bytes = proposalBytes({ kind: 'destroy-key', id, target: 'k', baseVersion: 7, document });
+    return {
+      proposalId: id,
+      document,
+      approvals: (['alice', 'bob'] as const).map((a) => ({ admin: a, signature: signAs(a, bytes) })),
+    };
+  };
+  const cancel = (proposalId: string) => ({
+    keyId: 'k',
+    keyVersion: 7,
+    proposalId,
+    admin: 'bob',
+    signature: signAs('bob', Buffer.from(`hsm-signer/share-destroy-cancel/v1\nk\n7\n${proposalId}\n`)),
+  });
+  const first = 'a'.repeat(32);
+  t.equal(destruction.destroyShares({ keyId: 'k', keyVersion: 7, order: order(first) }).destroyed, 1);
+  now = new Date(now.getTime() + 59_999);
+  t.same(destruction.cancel(cancel(first)), { restored: 1 }, 'a millisecond before it is due: cancelled');
+
+  const second = 'b'.repeat(32);
+  destruction.destroyShares({ keyId: 'k', keyVersion: 7, order: order(second) });
+  now = new Date(now.getTime() + 60_000);
+  t.ok(store.active('k', 7), 'due, and the timer has not run: the sealed share is still stored');
+  const e = ((): SignerError | undefined => {
+    try {
+      destruction.cancel(cancel(second));
+      return undefined;
+    } catch (err) {
+      return err as SignerError;
+    }
+  })();
+  t.equal(e?.reason, 'PROPOSAL_CLOSED', 'refused: the delay passed');
+  t.equal(e?.metadata?.state, 'done');
+  t.match(e?.message, /delay passed/);
+  t.equal(store.active('k', 7), undefined, 'and the share is overwritten now, not at the next tick');
+  t.same(
+    store.orders.all().map((o) => [o.proposalId, o.state, o.closedBy]),
+    [
+      [first, 'cancelled', 'bob'],
+      [second, 'done', 'delay'],
+    ],
+  );
+  t.notOk(
+    store.orders.cancel({ keyId: 'k', version: 7, proposalId: second }, 'bob', now),
+    'nothing to cancel in the store',
+  );
 });

@@ -96,15 +96,18 @@ export class DestroyOrders {
     return r && { proposalId: r.proposal_id, dueAt: new Date(r.due_at) };
   }
 
-  /** Closes a scheduled destruction as cancelled by `admin`; false when it is not scheduled. */
+  /**
+   * Closes a scheduled destruction as cancelled by `admin`; false when it is not scheduled, or
+   * when it is due at `at` (then only the overwrite may close it).
+   */
   cancel(c: { proposalId: string; keyId: string; version: number }, admin: string, at: Date): boolean {
     return (
       this.db
         .prepare(
           `UPDATE share_destroys SET state = 'cancelled', closed_at = ?, closed_by = ?
-           WHERE proposal_id = ? AND key_id = ? AND version = ? AND state = 'scheduled'`,
+           WHERE proposal_id = ? AND key_id = ? AND version = ? AND state = 'scheduled' AND due_at > ?`,
         )
-        .run(at.getTime(), admin, c.proposalId, c.keyId, c.version).changes === 1
+        .run(at.getTime(), admin, c.proposalId, c.keyId, c.version, at.getTime()).changes === 1
     );
   }
 
