@@ -6,15 +6,12 @@ import { certificateSigner } from '../src/client/request-signing.js';
 import { canonicalRequestBytes } from '../src/core/request-signing/canonical.js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import type { Pki } from './pki.js';
-import { freePort, type SignerProcess, startSignerProcess } from './process.js';
+import { freePort, type SignerProcess, START_TIMEOUT_MS, startSignerProcess } from './process.js';
 import { OPEN_POLICY } from './signer.js';
 import { makeToken, type TestToken } from './token.js';
 
 /** Client certificates a test PKI needs for a signer with three cosigners. */
 export const COSIGNER_CLIENTS = ['coordinator', 'cosigner-1', 'cosigner-2', 'cosigner-3'];
-
-/** A loaded 2-core machine starting several cosigners and a signer at once can take over 30 s. */
-const START_TIMEOUT_MS = 90_000;
 
 /** Misbehaviour a test cosigner is started with (harness/evil-cosigner.ts). */
 export type Fault = 'corrupt-sign-share' | 'bad-proof' | 'bad-share';
