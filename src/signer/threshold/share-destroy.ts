@@ -102,10 +102,16 @@ export class ShareDestroys {
     const restoredNow = answers.some((a) => a.ok && a.closed === undefined);
     const back = missed.length === 0 && restoredNow;
     const at = new Date();
-    const intent = { ...base, outcome: outcome.join(';'), ...(back && restore ? { keyState: 'disabled' } : {}) };
-    const result = [eventDraft('shares.destroy-cancel-result', at, by, { ...about, intent })];
-    // The signer's version and the entry that says why it changed commit together, or neither.
-    if (!(back && restore && (await restore(result, at)))) await this.audit.appendAudit(result);
+    const result = (extra: Record<string, string> = {}) => [
+      eventDraft('shares.destroy-cancel-result', at, by, {
+        ...about,
+        intent: { ...base, outcome: outcome.join(';'), ...extra },
+      }),
+    ];
+    // The signer's version and the entry that says why it changed commit together, or neither
+    // (the version may have moved meanwhile on another replica: then the entry alone).
+    const restored = back && restore ? await restore(result({ keyState: 'disabled' }), at) : false;
+    if (!restored) await this.audit.appendAudit(result());
     const closed = answers.filter((a) => a.closed !== undefined);
     if (late.length || (!restoredNow && closed.length === answers.length)) {
       const state = late.length ? 'done' : [...new Set(closed.map((a) => a.closed))].sort().join(',');
