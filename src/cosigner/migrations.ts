@@ -1,16 +1,12 @@
 import type Database from 'better-sqlite3';
-import { type Migration, pendingMigrations } from '../infra/store/migrations/migrations.js';
+import { applySqliteMigrations, type SqliteMigration } from '../infra/store/migrations/sqlite.js';
 
 /**
- * The cosigner store's numbered, forward-only migrations (the signer's are in
- * src/infra/store/migrations/, same rules): version N is the N-th entry, each applied version is
- * a `schema_version` row written in the migration's own transaction, a store newer than this
+ * The cosigner store's numbered, forward-only migrations, run by the signer's SQLite runner
+ * (src/infra/store/migrations/, same rules): version N is the N-th entry, each applied version
+ * is a `schema_version` row written in the migration's own transaction, a store newer than this
  * build is refused, and a released migration is never edited (changes are new entries at the end).
  */
-export interface CosignerMigration extends Migration {
-  /** Runs inside the migration transaction. */
-  up(db: Database.Database): void;
-}
 
 /**
  * Schema version 1: the tables of the releases before versioning, as they created them (each
@@ -139,7 +135,7 @@ function requireV1(db: Database.Database, before: boolean): void {
   }
 }
 
-export const COSIGNER_MIGRATIONS: readonly CosignerMigration[] = [
+export const COSIGNER_MIGRATIONS: readonly SqliteMigration[] = [
   {
     version: 1,
     name: 'initial',
@@ -157,17 +153,5 @@ export const COSIGNER_MIGRATIONS: readonly CosignerMigration[] = [
  * then finds nothing pending). Throws, changing nothing, for a store newer than this build.
  */
 export function migrateCosigner(db: Database.Database, now = Date.now()): void {
-  db.transaction(() => {
-    db.exec(`CREATE TABLE IF NOT EXISTS schema_version (
-      version    INTEGER PRIMARY KEY,
-      name       TEXT    NOT NULL,
-      applied_at INTEGER NOT NULL
-    )`);
-    const { v } = db.prepare('SELECT coalesce(max(version), 0) AS v FROM schema_version').get() as { v: number };
-    const record = db.prepare('INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)');
-    for (const m of pendingMigrations(COSIGNER_MIGRATIONS, v)) {
-      m.up(db);
-      record.run(m.version, m.name, now);
-    }
-  }).immediate();
+  applySqliteMigrations(db, COSIGNER_MIGRATIONS, now);
 }
