@@ -24,6 +24,8 @@ export interface DriverBatch {
   start: number;
   end: number;
   items: number;
+  /** The service refused it (e.g. HSM_UNAVAILABLE on an overloaded machine): counted, not fatal. */
+  error?: string;
 }
 export type FromDriver = { type: 'ready' } | { type: 'done'; batches: DriverBatch[]; error?: string };
 
@@ -45,11 +47,16 @@ async function cycle(): Promise<void> {
     while (!stopping) {
       const items = next ?? evmTransfers(nonces.take(init!.items), init!.items);
       const start = now();
-      const sent = signBatch(client!.signer, init!.keyId, `prio-${RUN}-${seq++}`, items);
+      const sent = signBatch(client!.signer, init!.keyId, `prio-${RUN}-${seq++}`, items).then(
+        () => undefined,
+        (e: Error) => String(e.message ?? e),
+      );
       // The next batch is built while this one is signed.
       next = evmTransfers(nonces.take(init!.items), init!.items);
-      await sent;
-      batches.push({ start, end: now(), items: items.length });
+      const refused = await sent;
+      batches.push({ start, end: now(), items: items.length, ...(refused ? { error: refused } : {}) });
+      // A refused batch's nonces may be claimed or not: start the next from fresh ones.
+      if (refused) next = undefined;
     }
   } catch (e) {
     error = String((e as Error).message ?? e);

@@ -1,6 +1,7 @@
 /**
- * Summarises a V8 .cpuprofile (from `--cpu-prof`, e.g. `bench/sign.ts --cpu-prof <dir>`): where
- * the JavaScript thread spent its busy time, by module and by function, self and inclusive.
+ * Summarises a V8 .cpuprofile (from `--cpu-prof`, e.g. `bench/bench.ts --cpu-prof <dir>`): where
+ * the JavaScript thread spent its busy time, by phase (bench/phases.ts, as the bench's profiled
+ * pass attributes it), by module and by function, self and inclusive.
  *
  *   npx tsx bench/cpuprofile.ts <file.cpuprofile> [--top 25] [--from <s>] [--to <s>]
  *
@@ -9,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { attribute } from './phases.js';
 
 interface CallFrame {
   functionName: string;
@@ -97,6 +99,8 @@ const span = (prof.endTime - prof.startTime) / 1e6;
 console.log(
   `profile ${span.toFixed(1)} s; JS thread busy ${(busy / 1e6).toFixed(2)} s, idle ${(idle / 1e6).toFixed(2)} s (shares below are of busy time)`,
 );
+const phases = attribute(prof, prof.startTime + o.from * 1e6, prof.startTime + o.to * 1e6).phases;
+table('busy time by phase (bench/phases.ts)', new Map(phases.map((x) => [x.phase, x.us])));
 table('self time by module', selfModule);
 table('self time by function', self);
 table('inclusive time by function', inclusive);

@@ -35,6 +35,9 @@ export interface Options {
   retries: number;
   noiseBudget: number;
   cpuProf?: string;
+  /** The profiled pass (bench/profiled.ts); --no-profile turns it off. */
+  profile: boolean;
+  profileSeconds: number;
   childNodeArg: string[];
   out: string;
   keep?: boolean;
@@ -49,6 +52,7 @@ const QUICK: Partial<Options> = {
   prioritySeconds: 1,
   rssSeconds: 3,
   thresholdSeconds: 1,
+  profileSeconds: 1.5,
   retries: 0,
   noiseBudget: 5,
 };
@@ -139,7 +143,9 @@ export function parseOptions(argv = process.argv): Options {
     .option('--suites <list>', 'threshold suites', names(SUITES), [...SUITES])
     .option('--retries <n>', 'measure a point again (at most this often) while other processes disturb it', count, 2)
     .option('--noise-budget <s>', 'seconds per run that waiting for quiet and re-measuring may add', positive, 60)
-    .option('--cpu-prof <dir>', 'run the signer children with --cpu-prof, writing the profiles into <dir>')
+    .option('--no-profile', 'skip the profiled pass (the profile behind each missed target)')
+    .option('--profile-seconds <s>', 'seconds of load per point of the profiled pass', positive, 4)
+    .option('--cpu-prof <dir>', 'run the signer and cosigner children with --cpu-prof, writing the profiles into <dir>')
     .option('--child-node-arg <flag>', 'node flag for signers (repeatable), e.g. --perf-basic-prof', repeatable, [])
     .option('--out <file>', 'JSON results', join(repoRoot, '.test', 'bench-results.json'))
     .option('--keep', 'keep the temp dir (token, PKI, configs, stores) for inspection')

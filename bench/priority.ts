@@ -30,6 +30,9 @@ export interface PriorityPoint {
     /** Share of the busy window during which a batch was in flight. */
     coverage: number;
     medianWallMs: number;
+    /** Batches the service refused during the window (not counted above), and the first reason. */
+    refused: number;
+    firstRefusal?: string;
   };
   /** busy p99 / idle p99 */
   ratio: number;
@@ -125,7 +128,9 @@ export async function measurePriority(
 
 /** The batches that overlapped the hot window `win`. */
 function batchStats(all: DriverBatch[], win: { start: number; end: number }): PriorityPoint['batches'] {
-  const batches = all.filter((x) => x.end > win.start && x.start < win.end);
+  const overlapping = all.filter((x) => x.end > win.start && x.start < win.end);
+  const failed = overlapping.filter((x) => x.error);
+  const batches = overlapping.filter((x) => !x.error);
   const overlap = batches.reduce((s, x) => s + Math.min(x.end, win.end) - Math.max(x.start, win.start), 0);
   const span = batches.length ? batches[batches.length - 1]!.end - batches[0]!.start : NaN;
   const walls = batches.map((x) => x.end - x.start).sort((x, y) => x - y);
@@ -134,5 +139,7 @@ function batchStats(all: DriverBatch[], win: { start: number; end: number }): Pr
     itemsPerSec: (batches.reduce((s, x) => s + x.items, 0) / span) * 1000,
     coverage: overlap / (win.end - win.start),
     medianWallMs: walls.length ? walls[Math.floor((walls.length - 1) / 2)]! : NaN,
+    refused: failed.length,
+    ...(failed[0]?.error ? { firstRefusal: failed[0].error } : {}),
   };
 }

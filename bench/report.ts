@@ -7,6 +7,7 @@ import { isNoisy, NOISY_CORES } from './noise.js';
 import type { Options } from './options.js';
 import { beyondHsm, type CpuUse, noisyRow, type Row, ratios, type Side } from './point.js';
 import type { PriorityPoint } from './priority.js';
+import type { ProfiledPoint } from './profiled.js';
 import { FLAT_GROWTH, type RssPoint } from './rss.js';
 import type { Target } from './targets.js';
 
@@ -22,6 +23,8 @@ export interface RunResult {
   priority: PriorityPoint[];
   rss: RssPoint[];
   targets: Target[];
+  /** The profiled pass (bench/profiled.ts): one entry per point and process. */
+  profiles: ProfiledPoint[];
   notes: string[];
 }
 
@@ -198,8 +201,42 @@ export function rssTable(points: RssPoint[]): string[] {
 }
 
 /**
- * The run's verdict, one line per target of issue 14: measured, met or not, and for a miss the
- * figures of the same run that say where the time goes, and what was tried.
+ * The profiled pass, one row per point and process: the JS thread's busy time per signature and
+ * its largest phases, what the other threads used. Rows are numbered: a target's why names its row.
+ */
+export function profileTable(points: ProfiledPoint[], top = 6): string[] {
+  const head =
+    ' #  point                                 cpus   c  process     signs | JS µs/sign busy |' +
+    ' largest phases, µs a sign | other threads µs/sign';
+  const lines = points.map((p, i) =>
+    [
+      `${String(i + 1).padStart(2)}  ${p.point.padEnd(37).slice(0, 37)} ${p.cpus.padEnd(4)} ${String(p.concurrency).padStart(3)}`,
+      ` ${p.process.padEnd(10)} ${f(p.signs, 0, 6)} |`,
+      `${f(p.js.usPerSign, 0, 10)} ${pct(p.js.busy, 4)} |`,
+      `${p.js.phases
+        .slice(0, top)
+        .map((x) => `${x.phase} ${x.usPerSign.toFixed(0)}`)
+        .join(', ')} |`,
+      `${f(p.otherThreadsUsPerSign, 0, 0)}${p.note ? ` (${p.note})` : ''}`,
+    ].join(' '),
+  );
+  return table(head, lines, false);
+}
+
+/** What was done about each target (bench/tried.ts): kept, and tried and dropped. */
+export function triedLines(targets: Target[]): string[] {
+  const seen = new Set<string>();
+  return targets.flatMap((t) => {
+    const k = `${t.key}:${t.tried ?? ''}`;
+    if (!t.tried || seen.has(k)) return [];
+    seen.add(k);
+    return [`- ${t.point} (${t.goal}): ${t.tried}`];
+  });
+}
+
+/**
+ * The run's verdict, one line per target of issue 14: measured, met or not, and for a miss where
+ * the time goes (the profiled pass's figures, or the measured run's CPU figures without it).
  */
 export function targetsTable(targets: Target[]): string[] {
   const verdict = (t: Target) => (t.met === undefined ? 'not measured' : t.met ? 'met' : 'NOT met') + flag(!!t.noisy);
@@ -208,11 +245,8 @@ export function targetsTable(targets: Target[]): string[] {
     Math.max(...cols.map((c) => c[i]!.length), ['point', 'target', 'measured', 'verdict'][i]!.length),
   );
   const cells = (c: string[]) => c.map((x, i) => x.padEnd(width[i]!)).join(' | ');
-  const head = `${cells(['point', 'target', 'measured', 'verdict'])} | why (a miss: where the time goes) / what was tried`;
-  const lines = targets.map((t, i) => {
-    const notes = [t.met === false ? t.why : undefined, t.tried && `tried: ${t.tried}`].filter(Boolean);
-    return `${cells(cols[i]!)} | ${notes.join('; ')}`.trimEnd();
-  });
+  const head = `${cells(['point', 'target', 'measured', 'verdict'])} | why (a miss: where the time goes)`;
+  const lines = targets.map((t, i) => `${cells(cols[i]!)} | ${t.met === false ? (t.why ?? '') : ''}`.trimEnd());
   return table(
     head,
     lines,
@@ -220,7 +254,10 @@ export function targetsTable(targets: Target[]): string[] {
   );
 }
 
-/** The whole stdout report: setup, the headline, every point, batches, priority, RSS, CPU, then the targets. */
+/**
+ * The whole stdout report: setup, the headline, every point, batches, priority, RSS, CPU, then the
+ * targets, where the time goes (the profiled pass) and what was tried.
+ */
 export function report(r: RunResult): string {
   const { options: o, machine: m, pinning: p } = r;
   const headline = r.rows.filter((x) => x.cpus === 'one');
@@ -262,5 +299,14 @@ export function report(r: RunResult): string {
     '',
     ...r.notes,
     ...section('Targets of issue 14 (the same run):', targetsTable(r.targets)),
+    ...section(
+      'Where the time goes (profiled pass: the same loads on separate, warmed-up processes started with' +
+        ' --cpu-prof, start-up and warm-up cut out by time; JS thread busy time by phase, bench/phases.ts):',
+      profileTable(r.profiles),
+    ),
+    ...(r.options.profile ? [] : ['', 'Where the time goes: not profiled (--no-profile)']),
+    ...(r.targets.some((t) => t.tried)
+      ? ['', 'What was tried, per target (bench/tried.ts):', ...triedLines(r.targets)]
+      : []),
   ].join('\n');
 }

@@ -8,9 +8,13 @@ import type { BatchPoint } from './batch.js';
 import { isNoisy } from './noise.js';
 import { beyondHsm, noisyRow, type Row, ratios } from './point.js';
 import type { PriorityPoint } from './priority.js';
+import { type PointKey, type ProfiledPoint, profilesOf, profileWhy } from './profiled.js';
 import { FLAT_GROWTH, RSS_LIMIT_MB, type RssPoint } from './rss.js';
+import { type TargetKey, triedText } from './tried.js';
 
 export interface Target {
+  /** Which target (bench/tried.ts keys what was tried by it). */
+  key: TargetKey;
   /** The point, e.g. "hot EVM Sign, PostgreSQL vs SQLite, c=64". */
   point: string;
   /** The target, e.g. ">= 80%". */
@@ -21,9 +25,11 @@ export interface Target {
   noisy?: boolean;
   /** The measured figure as printed ("-" when not measured). */
   measured: string;
-  /** Profile figures of the same run: where the time goes. */
+  /** For a miss: the profiled pass's figures (else the measured run's CPU figures): where the time goes. */
   why?: string;
-  /** What was done about it (changes kept in the code, and tried ones). */
+  /** The profiled pass's points this target rests on (JS thread phases per process). */
+  profile?: ProfiledPoint[];
+  /** What was done about it (changes kept in the code, and tried and dropped): bench/tried.ts. */
   tried?: string;
   /** One line: "target (<point> <goal>): met (...)". */
   text: string;
@@ -33,6 +39,7 @@ type Check = (v: number) => boolean;
 type Show = (v: number) => string;
 
 interface Spec {
+  key: TargetKey;
   point: string;
   goal: string;
   value: number | undefined;
@@ -40,25 +47,45 @@ interface Spec {
   show: Show;
   noisy: boolean | undefined;
   why?: string | undefined;
+  /** The profiled pass's word on it (profiledWhy), preferred to `why`. */
+  profiled?: Profiled;
   tried?: string;
+}
+
+type Profiled = { why?: string; profile?: ProfiledPoint[] };
+
+/**
+ * The profile sentence of a row: the signer's JS thread (each cosigner's too, threshold), with
+ * the row number of the "Where the time goes" table (1-based: `profiles` in the report's order).
+ */
+function profiledWhy(profiles: ProfiledPoint[], k: PointKey | undefined): Profiled {
+  const mine = profilesOf(profiles, k);
+  if (!mine.length) return {};
+  const rows = mine.map((p) => `#${profiles.indexOf(p) + 1}`).join(', ');
+  const text = mine.map((p) => profileWhy(p, p.process === 'signer' ? 5 : 3)).join('. ');
+  return { why: `${text} [Where the time goes ${rows}]`, profile: mine };
 }
 
 function target(s: Spec): Target {
   const what = `${s.point} ${s.goal}`;
-  const base = { point: s.point, goal: s.goal, ...(s.tried ? { tried: s.tried } : {}) };
+  const tried = s.tried ?? triedText(s.key);
+  const base = { key: s.key, point: s.point, goal: s.goal, ...(tried ? { tried } : {}) };
   if (s.value === undefined || !Number.isFinite(s.value)) {
     return { ...base, measured: '-', text: `target (${what}): not measured` };
   }
   const measured = s.show(s.value);
   const note = s.noisy ? ', disturbed by other processes' : '';
   const met = s.met(s.value);
+  const p = s.profiled ?? {};
+  const why = p.why ?? s.why;
   return {
     ...base,
     value: s.value,
     met,
     noisy: !!s.noisy,
     measured,
-    ...(s.why ? { why: s.why } : {}),
+    ...(why ? { why } : {}),
+    ...(p.profile ? { profile: p.profile } : {}),
     text: `target (${what}): ${met ? 'met' : 'NOT met'} (${measured}${note})`,
   };
 }
@@ -75,6 +102,9 @@ export const POINTS = {
   evmPostgres: 'hot EVM Sign, PostgreSQL',
   /** Base: a signer with rollback.mark off; service: the SQLite signer, mark on (issue 10, point 6). */
   evmMark: 'hot EVM Sign, SQLite, rollback mark on vs off',
+  /** Profiled pass only (bench/profiled-single.ts): SignBatch back to back, hot Sign during batches. */
+  batch: 'SignBatch (EVM)',
+  priorityBusy: 'hot EVM Sign during batches',
 };
 
 /** Where a service row's CPU goes, per signature, from the same run. */
@@ -94,18 +124,17 @@ function cpuWhy(r: Row | undefined): string | undefined {
   return parts.filter(Boolean).join('; ');
 }
 
-const TRIED = {
-  postgres:
-    'a reservation group reads every view in one round trip and one set of statements (each view brought up to date with the plans before it) and insert-only plans share their writes: 8.2 -> 0.3 statements a sign (bench/pg-store.ts)',
-};
-
 export function checkTargets(r: {
   rows: Row[];
   batches: BatchPoint[];
   priority: PriorityPoint[];
   rss: RssPoint[];
+  profiles?: ProfiledPoint[];
 }): Target[] {
   const { rows, batches, priority, rss } = r;
+  const profiled = (k: PointKey | undefined) => profiledWhy(r.profiles ?? [], k);
+  const key = (x: Row | undefined): PointKey | undefined =>
+    x && { point: x.point, cpus: x.cpus, concurrency: x.concurrency };
   const find = (point: string, cpus: Row['cpus'], c?: number) =>
     rows.find((x) => x.point === point && x.cpus === cpus && (c === undefined || x.concurrency === c));
   const efficiency = (x: Row | undefined) => x && ratios(x).throughput;
@@ -119,6 +148,8 @@ export function checkTargets(r: {
   const mark = find(POINTS.evmMark, 'all');
   const out = [
     target({
+      key: 'digest-c64',
+      profiled: profiled(key(digest)),
       point: `one-core efficiency, secp256k1 digest Sign, c=${digest?.concurrency ?? 64}`,
       goal: '>= 75%',
       value: efficiency(digest),
@@ -128,6 +159,8 @@ export function checkTargets(r: {
       why: cpuWhy(digest),
     }),
     target({
+      key: 'evm-sqlite',
+      profiled: profiled(key(evm)),
       point: 'one-core efficiency, hot EVM Sign, SQLite',
       goal: '>= 60%',
       value: efficiency(evm),
@@ -137,6 +170,8 @@ export function checkTargets(r: {
       why: cpuWhy(evm),
     }),
     target({
+      key: 'c1-p50',
+      profiled: profiled(key(c1)),
       point: 'c=1 p50, digest Sign',
       goal: '<= raw p50 + 1 ms',
       value: c1?.base && c1.service.p50Ms - c1.base.p50Ms,
@@ -146,6 +181,8 @@ export function checkTargets(r: {
       why: cpuWhy(c1),
     }),
     target({
+      key: 'pg-vs-sqlite',
+      profiled: profiled(key(pg)),
       point: `hot EVM Sign, PostgreSQL vs SQLite, c=${pg?.concurrency ?? 64}`,
       goal: '>= 80%',
       value: pgVsSqlite,
@@ -153,9 +190,10 @@ export function checkTargets(r: {
       show: (v) => `${pct(v)} (${pg!.service.unitsPerSec.toFixed(0)} vs ${sqlite!.service.unitsPerSec.toFixed(0)}/s)`,
       noisy: noisy(pg) || noisy(sqlite),
       why: pg && sqlite && `PostgreSQL: ${cpuWhy(pg)}. SQLite: ${cpuWhy(sqlite)}`,
-      tried: TRIED.postgres,
     }),
     target({
+      key: 'pg-cpu',
+      // PostgreSQL's own CPU: the signer's JS profile does not explain it; the run's figures do.
       point: 'PostgreSQL CPU a sign',
       goal: '<= 600 µs',
       value: pgUs,
@@ -163,9 +201,11 @@ export function checkTargets(r: {
       show: (v) => `${v.toFixed(0)} µs`,
       noisy: noisy(pg),
       why: cpuWhy(pg),
-      tried: TRIED.postgres,
     }),
     target({
+      key: 'mark',
+      // The profiled SQLite signer runs with the mark on: its phase "rollback mark" is the cost.
+      profiled: profiled(key(evm) ?? (mark && { point: POINTS.evmSqlite, cpus: 'one', concurrency: mark.concurrency })),
       point: 'hot EVM Sign with the rollback mark vs without',
       goal: '>= 95%',
       value: efficiency(mark),
@@ -176,6 +216,8 @@ export function checkTargets(r: {
     }),
     ...batches.map((b) =>
       target({
+        key: 'batch',
+        profiled: profiled({ point: POINTS.batch, cpus: 'all', concurrency: 1 }),
         point: `SignBatch of ${b.items} EVM vs raw on both cores`,
         goal: '>= 70%',
         value: b.ratio,
@@ -187,6 +229,8 @@ export function checkTargets(r: {
     ),
     ...priority.map((p) =>
       target({
+        key: 'priority',
+        profiled: profiled({ point: POINTS.priorityBusy, cpus: 'all', concurrency: p.concurrency }),
         point: 'hot p99 during back-to-back batches',
         goal: '<= 2x idle',
         value: p.ratio,
@@ -196,7 +240,8 @@ export function checkTargets(r: {
         why:
           `event-loop delay p99 ${p.busy.server?.eventLoop.p99Ms?.toFixed(0) ?? '-'} ms busy vs ` +
           `${p.idle.server?.eventLoop.p99Ms?.toFixed(0) ?? '-'} ms idle; a batch in flight ${share(p.batches.coverage)}` +
-          ` of the window; signer ${us(p.busy.cpu.signer?.usPerSign)} a hot sign busy vs ${us(p.idle.cpu.signer?.usPerSign)} idle`,
+          ` of the window; signer ${us(p.busy.cpu.signer?.usPerSign)} a hot sign busy vs ${us(p.idle.cpu.signer?.usPerSign)} idle` +
+          (p.batches.refused ? `; ${p.batches.refused} batches refused (${p.batches.firstRefusal})` : ''),
       }),
     ),
   ];
@@ -212,6 +257,8 @@ export function checkTargets(r: {
     };
     out.push(
       target({
+        key: 'frost-p50',
+        profiled: profiled(key(at1)),
         point: `${point}, c=1 p50`,
         goal: '<= 5 ms',
         value: at1?.service.p50Ms,
@@ -221,6 +268,9 @@ export function checkTargets(r: {
         why: frostWhy(at1),
       }),
       target({
+        key: 'frost-throughput',
+        // The profiled pass runs c=1: where a signature's time goes, whatever the concurrency.
+        profiled: profiled(key(at1)),
         point: `${point} throughput`,
         goal: '>= 200 signatures/s',
         value: best?.service.unitsPerSec,
@@ -234,13 +284,14 @@ export function checkTargets(r: {
   if (!rows.some((x) => x.base?.name === 'in-process')) {
     const none = { value: undefined, met: () => false, show: ms, noisy: undefined };
     out.push(
-      target({ point: 'FROST 2-of-3, Ed25519 and BIP340, c=1 p50', goal: '<= 5 ms', ...none }),
-      target({ point: 'FROST 2-of-3 throughput', goal: '>= 200 signatures/s', ...none }),
+      target({ key: 'frost-p50', point: 'FROST 2-of-3, Ed25519 and BIP340, c=1 p50', goal: '<= 5 ms', ...none }),
+      target({ key: 'frost-throughput', point: 'FROST 2-of-3 throughput', goal: '>= 200 signatures/s', ...none }),
     );
   }
   const m = rss[0];
   out.push(
     target({
+      key: 'rss',
       point: `RSS of the signer during ${m ? `${(m.seconds / 60).toFixed(m.seconds < 600 ? 1 : 0)} minutes` : '10 minutes'} at full load`,
       goal: `flat, <= ${RSS_LIMIT_MB} MB`,
       value: m?.peakMb,
@@ -253,7 +304,9 @@ export function checkTargets(r: {
         m &&
         `hot EVM Sign at c=${m.concurrency}, ${m.unitsPerSec.toFixed(0)} signs/s, ${m.signs} signs` +
           `${m.errors ? `, ${m.errors} errors` : ''}; sampled every ${m.intervalSeconds} s`,
-      ...(m && m.seconds < 590 ? { tried: 'a shorter run than the target defines (--rss-seconds)' } : {}),
+      ...(m && m.seconds < 590
+        ? { tried: `${triedText('rss')}; this run: shorter than the target defines (--rss-seconds)` }
+        : {}),
     }),
   );
   return out;

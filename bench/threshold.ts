@@ -89,7 +89,7 @@ function nobleSteps(suite: ThresholdAlgorithm, keys: Key[], messages: Uint8Array
  * Waits (at most `maxMs`) until these processes used under 3% of a core for 300 ms: background
  * refills of the nonce-commitment pools are done, the pools are full.
  */
-async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
+export async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
   const used = () => pids.reduce((s, pid) => s + (sampleCpu(pid).total ?? 0), 0);
   for (const until = performance.now() + maxMs; performance.now() < until; ) {
     const a = used();
@@ -103,7 +103,7 @@ async function settled(pids: number[], maxMs = 5000): Promise<boolean> {
 export async function thresholdRows(ctx: BenchContext, o: ThresholdOptions): Promise<{ rows: Row[]; notes: string[] }> {
   const rows: Row[] = [];
   const notes: string[] = [];
-  const cosigners = await startCosigners(ctx.dir, ctx.pki, 3);
+  const cosigners = await startCosigners(ctx.dir, ctx.pki, 3, {}, undefined, undefined, () => ctx.nodeArgs);
   const cosignerPids = cosigners.map((c) => c.proc.child.pid!);
   cosignerPids.forEach((pid, i) => ctx.noise.watch(`cosigner-${i + 1}`, () => sampleCpu(pid).total));
   ctx.log(`cosigners: pids ${cosignerPids.join(', ')}`);

@@ -45,6 +45,8 @@ export async function startCosigners(
   configure: CosignerConfigure = (c) => c,
   /** Logs each cosigner also witnesses (section `witnessing`, name `cosigner-<id>.witness`). */
   witnessLogs?: Array<{ origin: string; publicKey: string }>,
+  /** Node flags for cosigner `id`'s process (the bench's profiled pass: --cpu-prof). */
+  nodeArgs: (id: number) => string[] = () => [],
 ): Promise<CosignerNode[]> {
   return Promise.all(
     Array.from({ length: n }, async (_, i) => {
@@ -91,11 +93,12 @@ export async function startCosigners(
       const spawn = (fault?: Fault) =>
         fault
           ? startSignerProcess(configFile, START_TIMEOUT_MS, {
+              nodeArgs: nodeArgs(id),
               entry: 'harness/evil-cosigner.ts',
               ready: 'cosigner started',
               args: ['--fault', fault],
             })
-          : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started' });
+          : startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'cosigner started', nodeArgs: nodeArgs(id) });
       const node: CosignerNode = {
         id,
         dir: home,

@@ -133,7 +133,8 @@ export async function startTestSigner(
     async restart(between) {
       await signer.close();
       await between?.();
-      signer = await startSigner({ ...config, listen: address }, createLogger('fatal'), {
+      // The same logger: a test reading the signer's log reads it across restarts.
+      signer = await startSigner({ ...config, listen: address }, opts.log ?? createLogger('fatal'), {
         wrapModule: opts.wrapModule,
       });
       ts.signer = signer;

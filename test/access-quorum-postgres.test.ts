@@ -3,16 +3,16 @@
  * SoftHSM): the config seeds a fresh store, an approved tightening binds at once, and what a
  * writer holding the database URL inserts or deletes changes nothing.
  */
-import { sign as nodeSign, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import pg from 'pg';
 import t from 'tap';
+import { adminApproval, type ProposalFields } from '../harness/admins.js';
 import { startPostgres } from '../harness/postgres.js';
 import { refused, startTestSigner } from '../harness/signer.js';
 import { call, nowTimestamp, type SignerClients } from '../src/client/client.js';
 import { accessText } from '../src/core/admin/access.js';
-import { proposalBytes } from '../src/core/admin/proposal.js';
 import { accessFromConfig } from '../src/infra/config/access.js';
 
 const ADMINS = { alice: 'admin-a', bob: 'admin-b' } as const;
@@ -48,21 +48,8 @@ t.teardown(() => db.end());
 const admin = ts.as('security-admin');
 const ka = (name: string, req: object, as = admin) => call<any>(as.keyAdmin, name, req);
 const getAccess = () => ka('GetAccess', {}) as Promise<{ version: number; document: string }>;
-const approve = (
-  p: { id: string; target: string; baseVersion: number; document: string; kind: string },
-  who: Admin,
-) => {
-  const bytes = proposalBytes({
-    kind: p.kind as 'access',
-    id: p.id,
-    target: p.target,
-    baseVersion: p.baseVersion,
-    document: p.document,
-  });
-  const key = ts.pki.clients[ADMINS[who]]!.key;
-  const signature = nodeSign('sha256', bytes, { key, dsaEncoding: 'ieee-p1363' });
-  return ka('ApproveProposal', { proposalId: p.id, admin: who, signature }, ts.as(ADMINS[who]));
-};
+const approve = (p: ProposalFields, who: Admin) =>
+  ka('ApproveProposal', adminApproval(p, who, ts.pki.clients[ADMINS[who]]!.key), ts.as(ADMINS[who]));
 const signWith = (as: SignerClients, keyId: string) =>
   call<{ signature: Buffer }>(as.signer, 'Sign', {
     keyId,

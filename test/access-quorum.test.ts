@@ -4,18 +4,18 @@
  * of their own certificates. The attacker writes the SQLite file directly, as any DB writer could.
  */
 import { execFile } from 'node:child_process';
-import { sign as nodeSign, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
+import { adminApproval } from '../harness/admins.js';
 import { eventually, refused, startTestSigner } from '../harness/signer.js';
 import { repoRoot } from '../harness/token.js';
 import { call, nowTimestamp, type SignerClients } from '../src/client/client.js';
 import { accessText } from '../src/core/admin/access.js';
-import { proposalBytes } from '../src/core/admin/proposal.js';
 import { eventDraft } from '../src/core/audit/draft.js';
 import { accessFromConfig } from '../src/infra/config/access.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
@@ -65,17 +65,7 @@ const ka = (name: string, req: object, as = admin) => call<any>(as.keyAdmin, nam
 const getAccess = () => ka('GetAccess', {}) as Promise<{ version: number; document: string }>;
 const proposal = async (id: string) =>
   ((await ka('ListProposals', {})) as { proposals: Proposal[] }).proposals.find((p) => p.id === id)!;
-function approvalOf(p: Proposal, who: Admin) {
-  const bytes = proposalBytes({
-    kind: p.kind as 'access',
-    id: p.id,
-    target: p.target,
-    baseVersion: p.baseVersion,
-    document: p.document,
-  });
-  const key = ts.pki.clients[ADMINS[who]]!.key;
-  return { proposalId: p.id, admin: who, signature: nodeSign('sha256', bytes, { key, dsaEncoding: 'ieee-p1363' }) };
-}
+const approvalOf = (p: Proposal, who: Admin) => adminApproval(p, who, ts.pki.clients[ADMINS[who]]!.key);
 const approve = (p: Proposal, who: Admin) =>
   ka('ApproveProposal', approvalOf(p, who), ts.as(ADMINS[who])) as Promise<Proposal>;
 const current = async () => JSON.parse((await getAccess()).document);

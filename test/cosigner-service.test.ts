@@ -18,6 +18,7 @@ import { verifyCosignerAudit } from '../src/cosigner/records.js';
 import { RequestCheck } from '../src/cosigner/request-check.js';
 import { CosignerService } from '../src/cosigner/service.js';
 import type { WirePolicy } from '../src/cosigner/share-request.js';
+import { ShareVault } from '../src/cosigner/shares.js';
 import { CosignerStore } from '../src/cosigner/store.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 import { ensureSealingKey } from '../src/infra/hsm/seal.js';
@@ -220,6 +221,98 @@ t.test("a cosigner applies the policy's rules with its own clock and its own rec
     'each refusal audited with its reason',
   );
   t.ok(verifyCosignerAudit(allChecks[0]!.records.auditRows()).ok, 'the chain verifies');
+});
+
+t.test('shares granted in one group commit: each sees the grants before it', async (t) => {
+  const tight = { name: 'tight', version: 1, document: JSON.stringify(TIGHT), proposalId: '', approvals: [] };
+  const since = () => new Date(Date.now() - 60_000);
+  const none = { client: '', requestId: '' };
+  /** Cosigner 2's share for `payload`, its commitment (and cosigner 1's) fetched first. */
+  const prepare = async (
+    payload: Buffer,
+    o: { scope?: { chainId: string; accountNonce: string }; policy?: WirePolicy },
+  ) => {
+    const [mine, theirs] = await Promise.all(
+      [two, one].map(async (s) => (await s.commit({ keyId, keyVersion: 1, count: 1 })).commitments[0]!),
+    );
+    const list = [mine!, theirs!].map((c) => ({
+      ...c,
+      hiding: Buffer.from(c.hiding),
+      binding: Buffer.from(c.binding),
+    }));
+    const requestId = randomUUID();
+    const base = { keyId, keyVersion: 1, epoch: 1, client: 'engine', requestId, payloadKind: 'message' };
+    const scope = o.scope ? { chainId: BigInt(o.scope.chainId), nonce: BigInt(o.scope.accountNonce) } : undefined;
+    const message = canonicalRequestBytes({
+      kind: 'sign',
+      client: 'engine',
+      keyId,
+      keyVersion: 0,
+      id: requestId,
+      clientTimeMs: Date.now(),
+      payloads: [{ kind: 'message', bytes: payload, scope }],
+    });
+    return () =>
+      two.signShare({
+        ...base,
+        payload,
+        replayScope: o.scope ?? null,
+        nonceId: mine!.id,
+        commitments: list,
+        signedRequest: Buffer.from(message),
+        requestSignature: engine.sign(message),
+        requestSigningKey: engine.signingKey,
+        payloadIndex: 0,
+        policy: o.policy ?? policy,
+      });
+  };
+  // Two payloads for one account nonce, asked in the same turn (one transaction): one signs.
+  const scope = { chainId: '1', accountNonce: String(Date.now()) };
+  const pair = await Promise.all([randomBytes(40), randomBytes(40)].map((p) => prepare(p, { scope })));
+  const outcomes = await Promise.allSettled(pair.map((ask) => ask()));
+  t.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1, 'one payload for the nonce');
+  const lost = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  t.match(lost?.reason, refusal('NONCE_ALREADY_SIGNED'), 'the other is refused');
+  // Three shares a minute per key: cosigner 2 holds 2 of this key (the signing test, the pair).
+  t.equal(allChecks[1]!.records.grantsSince('key', keyId, since(), none), 2, 'two shares in the window');
+  const four = await Promise.all([1, 2, 3, 4].map(() => prepare(randomBytes(40), { policy: tight })));
+  const results = await Promise.allSettled(four.map((ask) => ask()));
+  t.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'one more share fits the velocity rule');
+  for (const r of results.filter((x): x is PromiseRejectedResult => x.status === 'rejected'))
+    t.match(r.reason, refusal('VELOCITY_LIMIT'), 'the others are refused');
+  t.equal(allChecks[1]!.records.grantsSince('key', keyId, since(), none), 3, "the refusals' writes were undone");
+  const rows = allChecks[1]!.records.auditRows();
+  t.equal(rows.filter((r) => r.kind === 'share.refused').length, 4, 'every refusal audited');
+  t.ok(verifyCosignerAudit(rows).ok, 'the chain verifies');
+});
+
+t.test('a share unsealed for signing is kept while in use and erased when it stops signing', async (t) => {
+  const store = new CosignerStore(join(dir.path, 'cosigner-3.db'));
+  t.teardown(() => store.close());
+  const vault = new ShareVault({ id: 3, hsm, sealKey, store, log });
+  const row = store.active(keyId, 1)!;
+  const first = await vault.use(row, (k) => k);
+  const share = Uint8Array.from(first.secret.signingShare);
+  t.equal(await vault.use(row, (k) => k), first, 'unsealed once for the next signatures');
+  vault.close(keyId, 1);
+  t.ok(
+    first.secret.signingShare.every((b) => b === 0),
+    'erased when the key version stops signing',
+  );
+  const again = await vault.use(row, (k) => k);
+  t.not(again, first, 'unsealed again on the next use');
+  t.same(again.secret.signingShare, share, 'the same share');
+  const other = { ...row, sealed: Uint8Array.from(row.sealed) };
+  other.sealed[other.sealed.length - 1]! ^= 1;
+  await t.rejects(
+    vault.use(other, (k) => k),
+    'another ciphertext is unsealed (and authenticated) anew',
+  );
+  vault.closeAll();
+  t.ok(
+    again.secret.signingShare.every((b) => b === 0),
+    'erased at shutdown',
+  );
 });
 
 t.test("destroying a key version takes the quorum's order, then the delay; its pooled nonces go at once", async (t) => {

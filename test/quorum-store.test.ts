@@ -3,6 +3,7 @@
  * cluster): every change commits with its audit entries or not at all; a proposal closes once,
  * even when two stores (replicas) race to close it.
  */
+import { createHash } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import pg from 'pg';
 import t from 'tap';
@@ -141,7 +142,13 @@ function suite(name: string, open: () => Promise<S>) {
     const un = { ...base, kind: 'unfreeze-key' as const, target: 'k2', id: 'd'.repeat(32), document: '' };
     await s.insertProposal(un, ev('proposal.propose', { intent: { proposal: un.id } }));
     const signature = ed25519.sign(proposalBytes(un), secret);
-    await s.addApproval(un.id, { admin: 'alice', signature, at }, draft('proposal.approve'));
+    // As the signer writes it: the approval's entry names the admin and the hash of the signature.
+    const approveEntry = (proposal: string, sig: Uint8Array, when = at) => [
+      eventDraft('proposal.approve', when, 'adm', {
+        intent: { proposal, admin: 'alice', signatureHash: createHash('sha256').update(sig).digest('hex') },
+      }),
+    ];
+    await s.addApproval(un.id, { admin: 'alice', signature, at: new Date(0) }, approveEntry(un.id, signature));
     await b.closeProposal(
       un.id,
       { state: 'activated', at, by: 'quorum', note: '' },
@@ -151,7 +158,11 @@ function suite(name: string, open: () => Promise<S>) {
     await s.freeze({ ...k2, target: 'k3' }, ev('key.freeze', { keyId: 'k3' }));
     const forged = { ...un, target: 'k3', id: 'e'.repeat(32) };
     await s.insertProposal(forged, ev('proposal.propose', { intent: { proposal: forged.id } }));
-    await s.addApproval(forged.id, { admin: 'alice', signature: new Uint8Array(64), at }, draft('proposal.approve'));
+    await s.addApproval(
+      forged.id,
+      { admin: 'alice', signature: new Uint8Array(64), at },
+      approveEntry(forged.id, new Uint8Array(64)),
+    );
     await s.closeProposal(
       forged.id,
       { state: 'activated', at, by: 'quorum', note: '' },
@@ -162,7 +173,27 @@ function suite(name: string, open: () => Promise<S>) {
     const ledger = new FreezeLedger(b, admins);
     await ledger.catchUp();
     t.equal(ledger.broken, null, 'the chain reads back whole');
-    t.same([...ledger.frozen(await b.listProposals())], ['key:k3'], 'k3 stays frozen, k2 is lifted');
+    const all = await b.listProposals();
+    t.same([...ledger.frozen(all)], ['key:k3'], 'k3 stays frozen, k2 is lifted');
+    // The quorum's time is the approval entry's, not the (backdated) approval row's.
+    t.same(ledger.quorumTime(all.find((p) => p.id === un.id)!), at, "the log's time, not the row's");
+    t.equal(ledger.quorumTime(all.find((p) => p.id === forged.id)!), null, 'no quorum, no time');
+    // An approval whose own entry lacks its hash, and a matching entry appended later, dated
+    // 1970: the entry counts at the log's time so far, never before an earlier entry's.
+    const late = { ...un, kind: 'unfreeze-key' as const, target: 'k4', id: 'f'.repeat(32) };
+    await s.insertProposal(late, ev('proposal.propose', { intent: { proposal: late.id } }));
+    const lateSig = ed25519.sign(proposalBytes(late), secret);
+    await s.addApproval(late.id, { admin: 'alice', signature: lateSig, at }, draft('proposal.approve'));
+    await s.appendAudit(approveEntry(late.id, lateSig, new Date(0)));
+    await ledger.catchUp();
+    const lateRecord = (await b.listProposals()).find((p) => p.id === late.id)!;
+    t.same(ledger.quorumTime(lateRecord), at, 'a back-dated entry does not move time back');
+    // With a day's delay, the unfreeze entry (appended as the signer would, or as a writer
+    // could) lifts nothing until a day after the logged quorum.
+    const slow = new FreezeLedger(b, { ...admins, delaySeconds: 86_400 });
+    await slow.catchUp();
+    t.same([...slow.frozen(all, at.getTime() + 86_399_000)].sort(), ['key:k2', 'key:k3'], 'within the delay');
+    t.same([...slow.frozen(all, at.getTime() + 86_400_000)], ['key:k3'], 'once it has passed');
   });
 }
 

@@ -114,11 +114,14 @@ t.test('a reservation that only claims settles at commit; its completion waits f
   hold = true;
   const now = new Date();
   const req = { items: [item('r1')], velocity: [], leaseMs: 30_000, now, attempt: 'x' };
+  const before = calls;
   const outcome = await s.reserve(req, () => ({
     outcome: 'claimed',
     writes: [{ index: 0, action: 'insert' as const }],
   }));
   t.equal(outcome, 'claimed', 'the claim settled while the sync was held');
+  await turns();
+  t.equal(calls, before, 'a group of claims only starts no sync of its own');
   const complete = s.complete(
     [{ client: 'engine', requestId: 'r1', result: Buffer.from('sig'), attempt: 'x' }],
     [draft('r1')],

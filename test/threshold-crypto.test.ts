@@ -3,9 +3,11 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { equalBytes } from '@noble/curves/utils.js';
 import t, { type Test } from 'tap';
+import { frostBackend, setFrostBackend } from '../src/core/frost/backend.js';
 import { dkgRound1, dkgRound2, dkgRound3 } from '../src/core/frost/dkg.js';
 import {
   aggregate,
+  checkCommitment,
   commit,
   decodePublic,
   decodeSecret,
@@ -125,6 +127,27 @@ for (const alg of ['frost-ed25519', 'frost-secp256k1-tr'] as const) {
       t.notOk(independent(sig, new TextEncoder().encode('pay 2 units'), chainKey), 'not for another message');
     }
     t.ok(independent(sign(suite, keys), message, chainKey), 'all three sign too');
+  });
+
+  t.test(`${alg}: a commitment is checked on arrival, on both backends`, async (t) => {
+    const { keys } = dkgKeys(suite);
+    const was = frostBackend();
+    t.teardown(() => setFrostBackend(was));
+    // Elements a dishonest cosigner might send: off the curve (or not canonical), the identity,
+    // a point of small order (Ed25519) or a 33-byte prefix no point has (secp256k1).
+    const bad =
+      alg === 'frost-ed25519'
+        ? [new Uint8Array(32).fill(0xff), Uint8Array.of(1, ...new Uint8Array(31)), new Uint8Array(32)]
+        : [Uint8Array.of(2, ...new Uint8Array(32).fill(0xff)), Uint8Array.of(5, ...new Uint8Array(32).fill(1))];
+    for (const backend of ['native', 'noble'] as const) {
+      setFrostBackend(backend);
+      const { commitments } = commit(suite, keys[0]!.secret);
+      t.doesNotThrow(() => checkCommitment(suite, commitments), `${backend}: a real commitment passes`);
+      for (const b of bad) {
+        t.throws(() => checkCommitment(suite, { ...commitments, binding: b }), `${backend}: bad binding refused`);
+        t.throws(() => checkCommitment(suite, { ...commitments, hiding: b }), `${backend}: bad hiding refused`);
+      }
+    }
   });
 
   t.test(`${alg}: key encodings round-trip and fail closed`, async (t) => {

@@ -1,6 +1,8 @@
 import type Database from 'better-sqlite3';
 import { type AuditEntry, entryHash, GENESIS } from '../core/audit/chain.js';
 import { type AuditDraft, draftToEntry } from '../core/audit/draft.js';
+import type { Settled } from '../infra/store/batcher.js';
+import type { WalSync } from '../infra/store/sqlite/wal-sync.js';
 
 /** A policy version used for a key: stored with the grant, the floor for later requests. */
 export interface PolicyUse {
@@ -46,7 +48,16 @@ const GRANT_RETENTION_MS = 8 * 86400_000;
  * The tables are made by migrations.ts.
  */
 export class CosignerRecords {
-  constructor(private readonly db: Database.Database) {}
+  constructor(
+    private readonly db: Database.Database,
+    /** Syncs the WAL off the event loop after a group of grants (`together`). */
+    private readonly wal: WalSync,
+  ) {}
+
+  /** Waits for the WAL syncs in flight and closes the file (before the database closes). */
+  close(): Promise<void> {
+    return this.wal.close();
+  }
 
   /**
    * Claims the payload's scopes (as CosignerStore.claim), records the grant and the policy
@@ -85,6 +96,38 @@ export class CosignerRecords {
       this.append(g.audit);
       return undefined;
     })();
+  }
+
+  /**
+   * Runs `calls` one after the other in one transaction, each in its own savepoint: a call that
+   * throws undoes only its own writes and fails alone; every call sees the writes of the calls
+   * before it. If the commit fails, every call fails. The commit skips SQLite's fsync
+   * (synchronous=NORMAL for this transaction only): `durable` resolves once it is on stable
+   * storage (WalSync: fdatasync of the WAL on the libuv pool, one for every group committed
+   * before it starts), and nothing granted here may leave this process before it does. A failed
+   * sync fails every later grant too (WalSync), until the cosigner restarts.
+   */
+  together<T>(calls: Array<() => T>): { outcomes: Array<Settled<T>>; durable: Promise<void> } {
+    this.db.pragma('synchronous = NORMAL');
+    let outcomes: Array<Settled<T>>;
+    try {
+      outcomes = this.db.transaction(() =>
+        calls.map((call): Settled<T> => {
+          try {
+            return { value: this.db.transaction(call)() };
+          } catch (error) {
+            return { error };
+          }
+        }),
+      )();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+    this.wal.committed();
+    const durable = this.wal.durable();
+    // Observed here so that a group with no grant (every call refused) has no unhandled rejection.
+    durable.catch(() => undefined);
+    return { outcomes, durable };
   }
 
   /** Appends one entry (a refusal) in its own transaction. */

@@ -116,6 +116,7 @@ export async function startCosigner(
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       clearInterval(pruner);
       clearInterval(sweeper);
+      service.close();
       await hsm.close();
       store.close();
       witness?.close();

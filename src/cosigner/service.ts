@@ -43,16 +43,19 @@ export interface CosignerOptions {
 
 /**
  * signer.v1.Cosigner as a domain object, one method per RPC: this node's side of DKG, refresh
- * and signing for every threshold key it holds a share of. A share is unsealed by the HSM for
- * one call and erased when it returns. Callers are authenticated before they get here (grpc.ts).
+ * and signing for every threshold key it holds a share of. A share is unsealed by the HSM for a
+ * ceremony's call, or for signing while it is in use (shares.ts `use`), and erased after.
+ * Callers are authenticated before they get here (grpc.ts).
  */
 export class CosignerService {
   private readonly ceremonies: CosignerCeremonies;
   private readonly signing: CosignerSigning;
   private readonly destruction: ShareDestruction;
+  private readonly shares: ShareVault;
 
   constructor(private readonly o: CosignerOptions) {
     const shares = new ShareVault(o);
+    this.shares = shares;
     const { id, store, identity, faults, maxPooledNonces, log, checks } = o;
     this.ceremonies = new CosignerCeremonies({ id, store, shares, identity, ...(faults ? { faults } : {}) });
     const corrupt = faults?.corruptSignShare ? { corruptSignShare: true } : {};
@@ -67,6 +70,11 @@ export class CosignerService {
       endCeremony: (s) => this.ceremonies.end(s),
       ...(o.now ? { now: o.now } : {}),
     });
+  }
+
+  /** Erases the shares unsealed for signing (shutdown). */
+  close(): void {
+    this.shares.closeAll();
   }
 
   info(): { cosignerId: number } {

@@ -5,6 +5,7 @@ import { SignerError } from '../core/errors.js';
 import { commit, signShare } from '../core/frost/participant.js';
 import { SUITES } from '../core/frost/suites.js';
 import type { Logger } from '../infra/log.js';
+import { Batcher } from '../infra/store/batcher.js';
 import { NoncePool } from './nonce-pool.js';
 import type { PolicyCheck } from './policy-check.js';
 import type { CosignerRecords } from './records.js';
@@ -48,6 +49,13 @@ const keyRef = (keyId: string, version: number) => `${keyId}@v${version}`;
  */
 export class CosignerSigning {
   private readonly pool: NoncePool;
+  /**
+   * Group commit of grants: the shares that reach their grant in one event-loop turn decide and
+   * write one after the other in one transaction (each in its own savepoint, so a refusal undoes
+   * only its own writes) and share its one fsync. Each still sees every grant before it, as if
+   * alone; no share is released before the transaction holding its grant committed.
+   */
+  private readonly grants: Batcher<() => void, { durable: Promise<void> }>;
 
   constructor(
     private readonly o: {
@@ -61,6 +69,10 @@ export class CosignerSigning {
     },
   ) {
     this.pool = new NoncePool(o.maxPooledNonces);
+    this.grants = new Batcher((calls) => {
+      const { outcomes, durable } = o.checks.records.together(calls);
+      return outcomes.map((x) => ('error' in x ? x : { value: { durable } }));
+    });
   }
 
   /** `count` fresh nonces for a key version's active share; the commitments go to the caller. */
@@ -70,18 +82,15 @@ export class CosignerSigning {
       throw new SignerError('REQUEST_INVALID', `count must be 1..${MAX_COMMIT_COUNT}`);
     }
     const row = this.o.shares.active(keyId, keyVersion);
-    const key = await this.o.shares.unseal(row);
-    try {
-      const suite = SUITES[row.algorithm];
-      const commitments = Array.from({ length: count }, () => {
+    const suite = SUITES[row.algorithm];
+    const commitments = await this.o.shares.use(row, (key) =>
+      Array.from({ length: count }, () => {
         const n = commit(suite, key.secret);
         const id = this.pool.add(keyRef(keyId, keyVersion), row.epoch, n);
         return { id, cosignerId: this.o.id, hiding: n.commitments.hiding, binding: n.commitments.binding };
-      });
-      return { commitments, epoch: row.epoch };
-    } finally {
-      key.secret.signingShare.fill(0);
-    }
+      }),
+    );
+    return { commitments, epoch: row.epoch };
   }
 
   /**
@@ -125,22 +134,31 @@ export class CosignerSigning {
       throw new SignerError('COMMITMENT_MISMATCH', why);
     }
     const message = deriveMessage(r.payloadKind, r.payload);
-    // The client's signature and the quorum's policy, checked here against this cosigner's own
-    // config, clock and records; then the grant commits (replay claim, velocity record, policy
-    // floor, audit entry) in one transaction. No await between the policy's velocity count and
-    // the grant: nothing else runs on this node in between.
-    const now = new Date();
+    // The client's signature, checked against this cosigner's own config and clock; then, in the
+    // grants' group commit, the quorum's policy against its records and the grant (replay claim,
+    // velocity record, policy floor, audit entry). No await between the policy's velocity count
+    // and the grant: nothing else writes on this node in between.
     const verified = this.o.checks.requests.check(r);
-    const decided = this.o.checks.policies.decide(r, verified, now);
-    this.claim(r, verified.client, now, grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now), decided.use);
-    const key = await this.o.shares.unseal(row);
-    try {
+    const { durable } = await this.grants.submit(() => {
+      const now = new Date();
+      const decided = this.o.checks.policies.decide(r, verified, now);
+      const audit = grantedDraft(id, r, payloadHashOf(r), verified, decided.use, now);
+      this.claim(r, verified.client, now, audit, decided.use);
+    });
+    // The grant is committed; the share is computed while its WAL sync runs, and leaves only
+    // once the grant is on disk (a sync that fails erases it: the request fails INTERNAL).
+    const out = await this.o.shares.use(row, (key) => {
       const share = signShare(suite, key, pooled.nonce.nonces, list, message);
       if (this.o.corruptSignShare) share[3]! ^= 0x40;
       return { share };
-    } finally {
-      key.secret.signingShare.fill(0);
+    });
+    try {
+      await durable;
+    } catch (e) {
+      out.share.fill(0);
+      throw e;
     }
+    return out;
   }
 
   /** A refusal in this cosigner's audit log; a failure to write it is logged, the refusal stands. */
@@ -155,6 +173,7 @@ export class CosignerSigning {
   /** Drops every pooled nonce of a key version (its shares were refreshed or destroyed). */
   forget(keyId: string, version: number): void {
     this.pool.clear(keyRef(keyId, version));
+    this.o.shares.close(keyId, version);
   }
 
   /**

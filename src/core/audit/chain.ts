@@ -4,8 +4,9 @@
  * offline verifier (which recomputes). Changing anything here changes every hash: it needs a
  * new export format version.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { leafHash } from './merkle.js';
+import { sha256 } from './sha256.js';
 
 /** The prevHash of entry seq 1: 32 zero bytes, hex. */
 export const GENESIS = '00'.repeat(32);
@@ -139,6 +140,20 @@ export function canonicalJson(v: unknown): string {
  * field throws rather than going unhashed, and so does a missing one.
  */
 export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
+  return entryDigests(e, false).hash;
+}
+
+/**
+ * An entry's chain hash ({@link entryHash}) and its Merkle leaf hash (leaf.ts entryLeafHash),
+ * from one canonical serialisation of its fields: the two bodies differ only by `prevHash`,
+ * which the leaf includes, so each field value is serialised once and both bodies are joined
+ * from the same pieces (canonicalJson of an object is its sorted `"key":value` pairs). Byte for
+ * byte what entryHash and entryLeafHash give (test/audit-sha256.test.ts); the store's append
+ * path calls this instead of both.
+ */
+export function entryDigests(e: Omit<AuditEntry, 'hash'>): { hash: string; leaf: Uint8Array };
+export function entryDigests(e: Omit<AuditEntry, 'hash'>, withLeaf: false): { hash: string; leaf?: undefined };
+export function entryDigests(e: Omit<AuditEntry, 'hash'>, withLeaf = true): { hash: string; leaf?: Uint8Array } {
   const o = e as unknown as Record<string, unknown>;
   for (const k of Object.keys(o)) {
     if (
@@ -152,10 +167,22 @@ export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
   }
   if (typeof e.prevHash !== 'string' || !HEX32.test(e.prevHash))
     throw new TypeError('entryHash: prevHash must be 64 lowercase hex digits');
-  const body: Record<string, unknown> = {};
-  for (const k of HASHED_FIELDS) body[k] = o[k];
-  for (const k of OPTIONAL_FIELDS) if (o[k] !== undefined) body[k] = o[k];
-  return bytesToHex(sha256(concatBytes(hexToBytes(e.prevHash), utf8ToBytes(canonicalJson(body)))));
+  const pairs: Array<[string, string]> = [];
+  for (const k of HASHED_FIELDS) {
+    if (o[k] === undefined) throw new TypeError(`canonicalJson: field ${JSON.stringify(k)} is undefined`);
+    pairs.push([k, `${JSON.stringify(k)}:${canonicalJson(o[k])}`]);
+  }
+  for (const k of OPTIONAL_FIELDS)
+    if (o[k] !== undefined) pairs.push([k, `${JSON.stringify(k)}:${canonicalJson(o[k])}`]);
+  const bodyOf = (list: Array<[string, string]>) =>
+    `{${list
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, v]) => v)
+      .join(',')}}`;
+  const hash = Buffer.from(sha256(Buffer.from(e.prevHash, 'hex'), utf8ToBytes(bodyOf(pairs)))).toString('hex');
+  if (!withLeaf) return { hash };
+  pairs.push(['prevHash', `"prevHash":${JSON.stringify(e.prevHash)}`]);
+  return { hash, leaf: leafHash(utf8ToBytes(bodyOf(pairs))) };
 }
 
 /**

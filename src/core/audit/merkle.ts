@@ -24,9 +24,8 @@
  * - Sizes are JavaScript numbers: up to 2^53 - 1 leaves. No bitwise operators are used on them
  *   (those truncate to 32 bits), only arithmetic.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
-import { concatBytes } from '@noble/hashes/utils.js';
 import { SignerError } from '../errors.js';
+import { sha256 } from './sha256.js';
 
 export const HASH_SIZE = 32;
 
@@ -38,12 +37,12 @@ const NODE_PREFIX = Uint8Array.of(0x01);
 
 /** The leaf hash of one entry's canonical bytes: SHA-256(0x00 || entry). */
 export function leafHash(entry: Uint8Array): Uint8Array {
-  return sha256(concatBytes(LEAF_PREFIX, entry));
+  return sha256(LEAF_PREFIX, entry);
 }
 
 /** The hash of an interior node: SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return sha256(concatBytes(NODE_PREFIX, left, right));
+  return sha256(NODE_PREFIX, left, right);
 }
 
 /** A perfect subtree: the 2^level leaves from index * 2^level on. Level 0 is a leaf. */

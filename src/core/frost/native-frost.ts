@@ -71,6 +71,15 @@ function parse(s: NativeSuite, name: SuiteName, bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
+/**
+ * Validates group elements received ahead of their use (a coordinator's pooled commitments), so
+ * that the signing that uses them later finds them already checked.
+ */
+export function validateElements(name: SuiteName, points: Uint8Array[]): void {
+  const s = NATIVE_SUITES[name];
+  for (const p of points) parse(s, name, p);
+}
+
 function packageKey(name: SuiteName, pub: FrostPublic): string {
   const shares = Object.entries(pub.verifyingShares).map(([id, v]) => `${id}=${bytesToHex(v)}`);
   return `${name}/${pub.signers.min}/${pub.signers.max}/${pub.commitments.map(bytesToHex).join(',')}/${shares.join(',')}`;

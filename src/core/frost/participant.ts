@@ -42,6 +42,20 @@ export function commit(suite: Suite, secret: FrostSecret, rng?: RNG): GenNonce {
 }
 
 /**
+ * Checks a participant's commitment (hiding and binding points) when it arrives, before it is
+ * pooled: throws for an element that is not valid. The native path remembers the checked
+ * encodings, so signing with them later does not check them again.
+ */
+export function checkCommitment(suite: Suite, c: { hiding: Uint8Array; binding: Uint8Array }): void {
+  if (frostBackend() === 'native') {
+    native.validateElements(suite.name, [c.hiding, c.binding]);
+    return;
+  }
+  parseElement(suite, c.hiding);
+  parseElement(suite, c.binding);
+}
+
+/**
  * Round two of signing (RFC 9591 `sign`). `nonces` MUST be the ones behind this signer's entry in
  * `commitmentList`; they are consumed (zeroed in place) on success, so a second call with the same
  * package throws instead of leaking the share through nonce reuse.

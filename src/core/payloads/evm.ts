@@ -1,4 +1,5 @@
 import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { keccak_256 } from '@noble/hashes/sha3.js';
 import {
   BaseError,
   bytesToHex,
@@ -56,7 +57,16 @@ type UnsignedTx = TransactionSerializableEIP1559 | TransactionSerializableLegacy
  * What assembly needs, kept out of the caller's reach: a DecodedEvmTx is handed around by
  * other layers, and a mutated copy must not be able to change what gets serialized.
  */
-const internal = new WeakMap<DecodedEvmTx, { tx: UnsignedTx; unsignedHex: Hex }>();
+const internal = new WeakMap<DecodedEvmTx, Internal>();
+
+interface Internal {
+  tx: UnsignedTx;
+  unsignedHex: Hex;
+  /** keccak256 of the unsigned bytes, as computed at decode: what `signingHash` must still hold. */
+  hashHex: Hex;
+  /** The unsigned RLP fields as decoded (JSON), which the signed serialization must keep. */
+  fieldsJson: string;
+}
 
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
@@ -148,8 +158,9 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
     );
   } else refuse('EVM transaction is neither a typed envelope nor an RLP list');
 
+  let fields: unknown[];
   if (type === 'eip1559') {
-    const fields = decodeRlpList(`0x${hex.slice(4)}`, 'EIP-1559 transaction');
+    fields = decodeRlpList(`0x${hex.slice(4)}`, 'EIP-1559 transaction');
     if (fields.length === 12) {
       refuse('EIP-1559 transaction is already signed; send the unsigned form');
     }
@@ -166,7 +177,7 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
       refuse('EIP-1559 transactions with an access list are not supported');
     }
   } else {
-    const fields = decodeRlpList(hex, 'legacy transaction');
+    fields = decodeRlpList(hex, 'legacy transaction');
     if (fields.length === 6) {
       refuse('legacy transaction has no chain id (pre-EIP-155); ' + 'its signature would be replayable on every chain');
     }
@@ -226,16 +237,13 @@ export function decodeEvmTransaction(rlp: Uint8Array): DecodedEvmTx {
         };
   if (intent.chainId === 0n) refuse('EVM transaction has no chain id');
 
-  const decoded: DecodedEvmTx = Object.freeze({
-    intent: Object.freeze(intent),
-    signingHash: hexToBytes(keccak256(hex)),
-  });
-  internal.set(decoded, { tx: Object.freeze(tx), unsignedHex: hex });
+  const signingHash = keccak_256(rlp);
+  const decoded: DecodedEvmTx = Object.freeze({ intent: Object.freeze(intent), signingHash });
+  // The fields kept for assembly are those of the unsigned list (9 or 6 before the signature).
+  const keep = type === 'eip1559' ? 9 : 6;
+  const fieldsJson = JSON.stringify(fields.slice(0, keep));
+  internal.set(decoded, { tx: Object.freeze(tx), unsignedHex: hex, hashHex: bytesToHex(signingHash), fieldsJson });
   return decoded;
-}
-
-function sameFields(a: unknown[], b: unknown[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /**
@@ -252,7 +260,8 @@ function sameFields(a: unknown[], b: unknown[]): boolean {
 export function assembleSignedEvm(tx: DecodedEvmTx, r: Uint8Array, s: Uint8Array, yParity: 0 | 1): SignedEvmTx {
   const state = internal.get(tx);
   if (!state) throw new Error('assembleSignedEvm: tx was not produced by decodeEvmTransaction');
-  if (bytesToHex(tx.signingHash) !== keccak256(state.unsignedHex)) {
+  // Compared with the hash computed at decode (kept out of reach): the caller's copy may have been altered.
+  if (bytesToHex(tx.signingHash) !== state.hashHex) {
     throw new Error('assembleSignedEvm: signingHash does not match the decoded transaction');
   }
   if (r.length !== 32 || s.length !== 32) {
@@ -269,11 +278,10 @@ export function assembleSignedEvm(tx: DecodedEvmTx, r: Uint8Array, s: Uint8Array
   // High-s signatures are rejected by Ethereum nodes (EIP-2).
   if (sN === 0n || sN > SECP256K1_N / 2n) throw new Error('assembleSignedEvm: s is not low-s');
 
-  const { tx: unsigned, unsignedHex } = state;
+  const { tx: unsigned, unsignedHex, fieldsJson } = state;
   const v = unsigned.type === 'eip1559' ? BigInt(yParity) : BigInt(unsigned.chainId!) * 2n + 35n + BigInt(yParity);
   const prefix = unsigned.type === 'eip1559' ? 4 : 2; // hex chars of '0x' + type byte
   let signedHex: Hex;
-  let before: unknown[];
   let after: Hex[];
   try {
     signedHex =
@@ -281,7 +289,6 @@ export function assembleSignedEvm(tx: DecodedEvmTx, r: Uint8Array, s: Uint8Array
         ? serializeTransaction(unsigned, { r: rHex, s: sHex, yParity })
         : // v >= 35 makes viem take it verbatim rather than recompute it from a JS number.
           serializeTransaction(unsigned, { r: rHex, s: sHex, v });
-    before = fromRlp(`0x${unsignedHex.slice(prefix)}`, 'hex') as unknown[];
     after = fromRlp(`0x${signedHex.slice(prefix)}`, 'hex') as Hex[];
   } catch (e) {
     throw new Error(`assembleSignedEvm: serialization failed: ${viemDetail(e)}`);
@@ -292,7 +299,7 @@ export function assembleSignedEvm(tx: DecodedEvmTx, r: Uint8Array, s: Uint8Array
   if (
     signedHex.slice(0, prefix) !== unsignedHex.slice(0, prefix) ||
     after.length !== keep + 3 ||
-    !sameFields(after.slice(0, keep), before.slice(0, keep)) ||
+    JSON.stringify(after.slice(0, keep)) !== fieldsJson ||
     rlpInt(after[keep]!) !== v ||
     rlpInt(after[keep + 1]!) !== rN ||
     rlpInt(after[keep + 2]!) !== sN
@@ -300,14 +307,8 @@ export function assembleSignedEvm(tx: DecodedEvmTx, r: Uint8Array, s: Uint8Array
     throw new Error('assembleSignedEvm: signed serialization differs from the decoded transaction');
   }
 
-  return {
-    r: new Uint8Array(r),
-    s: new Uint8Array(s),
-    yParity,
-    v,
-    signedRlp: hexToBytes(signedHex),
-    txHash: hexToBytes(keccak256(signedHex)),
-  };
+  const signedRlp = hexToBytes(signedHex);
+  return { r: new Uint8Array(r), s: new Uint8Array(s), yParity, v, signedRlp, txHash: keccak_256(signedRlp) };
 }
 
 /**

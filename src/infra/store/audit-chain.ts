@@ -1,4 +1,4 @@
-import { type AuditEntry, entryHash, GENESIS } from '../../core/audit/chain.js';
+import { type AuditEntry, entryDigests, GENESIS } from '../../core/audit/chain.js';
 import { type AuditDraft, draftToEntry } from '../../core/audit/draft.js';
 
 /** The audit table's columns, in the order of the values chainDrafts gives each row. */
@@ -31,8 +31,9 @@ export interface AuditHead {
  * Numbers and chains `drafts` after `head` (undefined for an empty log), for every store: seq
  * head+1, head+2..., each entry linked to the previous one's hash (GENESIS before the first) and
  * hashed with entryHash over draftToEntry, so all dialects hash the same bytes. Returns each
- * entry's row values in AUDIT_COLUMNS order, the entries themselves (for the Merkle tree's
- * leaves, audit-tree-codec.ts treeAppend, written in the same transaction), and the new head.
+ * entry's row values in AUDIT_COLUMNS order, the entries themselves and their leaf hashes (for
+ * the Merkle tree, audit-tree-codec.ts treeAppend, written in the same transaction; both hashes
+ * come from one serialisation of the entry, chain.ts entryDigests), and the new head.
  *
  * The caller MUST run this inside the transaction that inserts the rows, after making itself
  * the log's only appender (SQLite: the write lock; PostgreSQL: the audit lock) and reading the
@@ -43,16 +44,18 @@ export interface AuditHead {
 export function chainDrafts(
   drafts: AuditDraft[],
   head: AuditHead | undefined,
-): { rows: unknown[][]; entries: AuditEntry[]; head: AuditHead | undefined } {
+): { rows: unknown[][]; entries: AuditEntry[]; leaves: Uint8Array[]; head: AuditHead | undefined } {
   let seq = head?.seq ?? 0;
   let prevHash = head?.hash ?? GENESIS;
   const rows: unknown[][] = [];
   const entries: AuditEntry[] = [];
+  const leaves: Uint8Array[] = [];
   for (const d of drafts) {
     seq++;
     const entry = draftToEntry(d, seq, prevHash);
-    const hash = entryHash(entry);
+    const { hash, leaf } = entryDigests(entry);
     entries.push({ ...entry, hash });
+    leaves.push(leaf);
     rows.push([
       seq,
       entry.at,
@@ -73,5 +76,5 @@ export function chainDrafts(
     ]);
     prevHash = hash;
   }
-  return { rows, entries, head: rows.length > 0 ? { seq, hash: prevHash } : head };
+  return { rows, entries, leaves, head: rows.length > 0 ? { seq, hash: prevHash } : head };
 }

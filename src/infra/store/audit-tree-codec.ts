@@ -39,17 +39,21 @@ export function decodeFrontier(size: number, bytes: Uint8Array): Frontier {
 /**
  * The tree rows of appending `entries` (already chained, seq frontier.size+1...) to a tree: the
  * nodes to insert and the new frontier. The caller MUST write them in the entries' transaction,
- * with plain INSERTs (a node that exists is a conflict: the tree and the log disagree).
+ * with plain INSERTs (a node that exists is a conflict: the tree and the log disagree). `leaves`:
+ * the entries' leaf hashes when the caller has them already (chainDrafts computes them with the
+ * chain hash); otherwise they are computed here.
  */
 export function treeAppend(
   frontier: Frontier,
   entries: readonly AuditEntry[],
+  leaves?: readonly Uint8Array[],
 ): { nodes: MerkleNode[]; frontier: Frontier } {
   const first = entries[0];
   if (first && first.seq !== frontier.size + 1) {
     throw new Error(`audit tree: the tree has ${frontier.size} leaves but the next entry is ${first.seq}`);
   }
-  return appendLeaves(frontier, entries.map(entryLeafHash));
+  if (leaves && leaves.length !== entries.length) throw new Error('audit tree: one leaf hash per entry');
+  return appendLeaves(frontier, leaves ?? entries.map(entryLeafHash));
 }
 
 export { EMPTY_FRONTIER };

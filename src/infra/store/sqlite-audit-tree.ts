@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { AuditEntry } from '../../core/audit/chain.js';
-import type { NodeId } from '../../core/audit/merkle.js';
+import { frontierRoot, type NodeId } from '../../core/audit/merkle.js';
 import type { StoredNote } from './audit-tree.js';
 import { decodeFrontier, EMPTY_FRONTIER, encodeFrontier, treeAppend, treeReads } from './audit-tree-codec.js';
 
@@ -69,12 +69,12 @@ export class SqliteAuditTree {
     tree.q.setTree.run(frontier.size, encodeFrontier(frontier));
   }
 
-  /** Adds `entries` (just inserted, seq size+1...) to the tree; inside the append transaction. */
-  append(entries: readonly AuditEntry[]): void {
+  /** Adds `entries` (just inserted, seq size+1...; `leaves`: their leaf hashes) to the tree; inside the append transaction. */
+  append(entries: readonly AuditEntry[], leaves?: readonly Uint8Array[]): void {
     if (entries.length === 0) return;
     const row = this.q.tree.get() as { size: number; frontier: Buffer } | undefined;
     if (!row) throw new Error('audit tree: no tree row (the migration did not run)');
-    const { nodes, frontier } = treeAppend(decodeFrontier(row.size, row.frontier), entries);
+    const { nodes, frontier } = treeAppend(decodeFrontier(row.size, row.frontier), entries, leaves);
     for (const n of nodes) this.q.putNode.run(n.level, n.index, Buffer.from(n.hash));
     this.q.setTree.run(frontier.size, encodeFrontier(frontier));
   }
@@ -92,6 +92,20 @@ export class SqliteAuditTree {
     const row = this.q.tree.get() as { size: number } | undefined;
     if (size > (row?.size ?? 0))
       throw new Error(`audit tree: size ${size} is beyond the tree's ${row?.size ?? 0} entries`);
+  }
+
+  /**
+   * The head at `size`. The head of the whole tree (what the rollback mark records at every
+   * release) folds the stored frontier, which holds exactly the nodes a head of that size reads,
+   * so it costs one row instead of a read per node; an older size reads its nodes.
+   */
+  treeHead(size: number): Promise<Uint8Array> {
+    const row = this.q.tree.get() as { size: number; frontier: Buffer } | undefined;
+    if (size > (row?.size ?? 0))
+      throw new Error(`audit tree: size ${size} is beyond the tree's ${row?.size ?? 0} entries`);
+    if (row && size === row.size && size > 0)
+      return Promise.resolve(frontierRoot(decodeFrontier(row.size, row.frontier)));
+    return this.reads.treeHead(size);
   }
 
   putNote(c: StoredNote): void {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { type AccessDocument, accessText } from '../../core/admin/access.js';
+import { type AccessDocument, accessLoosenings, accessText } from '../../core/admin/access.js';
 import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
 import { eventDraft } from '../../core/audit/draft.js';
 import { parseAccessDocument } from '../../infra/config/access.js';
@@ -15,6 +15,8 @@ export interface AccessState {
   version: number;
   /** The newest stored version, trusted or not: what a new proposal replaces. */
   latestStored: number;
+  /** That version's writer and text (a proposal's own document copied in by another writer is not a moved base). */
+  latest?: { updatedBy: string; document: string };
 }
 
 /**
@@ -37,9 +39,14 @@ export class AccessRegistry {
     private readonly log?: Logger,
     /**
      * What the audit log records: cancellations (a cancelled proposal's document is never
-     * trusted) and the highest access version set (rows deleted to roll access back are noticed).
+     * trusted), the highest access version set (rows deleted to roll access back are noticed)
+     * and when each proposal's quorum was reached (a loosening is trusted only after its delay).
      */
-    private readonly auditLog: { isCancelled(id: string): boolean; accessVersion: number } = {
+    private readonly auditLog: {
+      isCancelled(id: string): boolean;
+      accessVersion: number;
+      quorumTime?(p: ProposalRecord): Date | null;
+    } = {
       isCancelled: () => false,
       accessVersion: 0,
     },
@@ -76,8 +83,9 @@ export class AccessRegistry {
     const history = await this.store.accessHistory();
     const all = proposals ?? (await this.store.listProposals());
     let chosen: AccessRecord | undefined;
+    const now = Date.now();
     for (const r of [...history].reverse()) {
-      const why = this.untrusted(r, all);
+      const why = this.untrusted(r, all, history, now);
       if (!why) {
         chosen = r;
         break;
@@ -103,7 +111,13 @@ export class AccessRegistry {
         this.log?.error({ version: chosen.version, err: (e as Error).message }, 'stored access version is invalid');
       }
     }
-    this.state = { document, version: chosen?.version ?? 0, latestStored: history.at(-1)?.version ?? 0 };
+    const latest = history.at(-1);
+    this.state = {
+      document,
+      version: chosen?.version ?? 0,
+      latestStored: latest?.version ?? 0,
+      ...(latest ? { latest: { updatedBy: latest.updatedBy, document: latest.document } } : {}),
+    };
     // Fail closed: no trusted version means no client has any role or key.
     const effective = document ?? { clients: {}, keyAccess: {} };
     const text = accessText(effective);
@@ -114,7 +128,54 @@ export class AccessRegistry {
     }
   }
 
-  private untrusted(r: AccessRecord, proposals: readonly ProposalRecord[]): string | null {
+  /**
+   * Why a stored version is not trusted, or null. A quorum-approved version that loosens the
+   * version before it (itself trusted) is trusted only once the delay has passed since the
+   * quorum the audit log records: a database writer copying an approved loosening in early
+   * gains nothing before the admins' time to cancel it is over.
+   */
+  private untrusted(
+    r: AccessRecord,
+    proposals: readonly ProposalRecord[],
+    history: readonly AccessRecord[],
+    now: number,
+  ): string | null {
+    const why = this.unapproved(r, proposals);
+    if (why || r.updatedBy === 'config' || !this.auditLog.quorumTime) return why;
+    const p = proposals.find((x) => x.id === r.updatedBy.slice('quorum:'.length))!;
+    const reached = this.auditLog.quorumTime(p);
+    const due = reached && reached.getTime() + this.admins.delaySeconds * 1000;
+    if (due !== null && due <= now) return null;
+    const loose = this.looseningsOf(r, proposals, history, now);
+    if (loose.length === 0) return null;
+    return due === null
+      ? `proposal ${p.id} loosens access (${loose[0]}) and the audit log does not show its quorum`
+      : `proposal ${p.id} loosens access (${loose[0]}); its delay runs until ${new Date(due).toISOString()} (audit log)`;
+  }
+
+  private looseningsOf(
+    r: AccessRecord,
+    proposals: readonly ProposalRecord[],
+    history: readonly AccessRecord[],
+    now: number,
+  ): string[] {
+    let next: AccessDocument;
+    try {
+      next = parseAccessDocument(r.document);
+    } catch {
+      return ['the document is invalid'];
+    }
+    const base = history.find((v) => v.version === r.version - 1);
+    if (!base) return accessLoosenings(null, next);
+    if (this.untrusted(base, proposals, history, now)) return ['the version before it is not trusted'];
+    try {
+      return accessLoosenings(parseAccessDocument(base.document), next);
+    } catch {
+      return ['the version before it is invalid'];
+    }
+  }
+
+  private unapproved(r: AccessRecord, proposals: readonly ProposalRecord[]): string | null {
     // The file seeds version 1 only: its text written in later would roll quorum changes back.
     if (r.updatedBy === 'config')
       return r.version === 1 && r.document === this.configText ? null : "not the config file's seed (version 1)";

@@ -1,4 +1,5 @@
-import { type AdminSet, checkQuorum } from '../../core/admin/approvals.js';
+import { createHash } from 'node:crypto';
+import { type AdminSet, checkQuorum, type QuorumCheck } from '../../core/admin/approvals.js';
 import { type AuditEntry, GENESIS } from '../../core/audit/chain.js';
 import { parseCheckpoint } from '../../core/audit/checkpoint.js';
 import { entryLeafHash } from '../../core/audit/leaf.js';
@@ -15,6 +16,13 @@ interface Event {
   target: string;
   seq: number;
 }
+/** A `proposal.approve` entry: who, the hash of the signature, and the log's time at that entry. */
+interface ApproveEntry {
+  seq: number;
+  admin: string;
+  signatureHash: string;
+  at: number;
+}
 
 /**
  * Freezes as the audit log records them, so that deleting a `freezes` row (or forging an
@@ -27,6 +35,10 @@ interface Event {
  * the checkpointer signed (checked here when the scan passes its size). A broken log is reported (`broken`) and the
  * registry refuses to sign (AUDIT_LOG_INCONSISTENT): it can no longer tell what is frozen.
  *
+ * It also keeps each proposal's `proposal.approve` entries, so that when a quorum was reached is
+ * read from the log, not from approval rows a writer can backdate (`quorumTime`): a loosening's
+ * delay, an unfreeze's and a destroy's count from it.
+ *
  * The log is read once from the start (at start-up), then only its new entries.
  */
 export class FreezeLedger {
@@ -37,10 +49,13 @@ export class FreezeLedger {
   private readonly unfreezes: Array<Event & { proposal: string }> = [];
   private readonly proposed = new Map<string, number>();
   private readonly cancelled = new Set<string>();
+  private readonly approves = new Map<string, ApproveEntry[]>();
+  /** The latest entry time seen so far: an entry's time is never before an earlier entry's. */
+  private logTime = 0;
   private maxAccessVersion = 0;
   private scanning: Promise<void> = Promise.resolve();
-  /** Unfreeze proposals' quorum checks, by id, with the rows they were made on. */
-  private readonly verified = new Map<string, { rows: string; ok: boolean }>();
+  /** Proposals' quorum checks, by id, with the rows they were made on (signatures verified once). */
+  private readonly verified = new Map<string, { rows: string; check: QuorumCheck }>();
   /** Why the log cannot be trusted to say what is frozen; null while it can. */
   broken: string | null = null;
 
@@ -112,8 +127,12 @@ export class FreezeLedger {
     return this.cancelled.has(id);
   }
 
-  /** The frozen targets the log proves, as "key:<id>" / "policy:<name>". */
-  frozen(proposals: readonly ProposalRecord[]): Set<string> {
+  /**
+   * The frozen targets the log proves, as "key:<id>" / "policy:<name>". An unfreeze lifts only
+   * once its delay has passed since the quorum the log records (`quorumTime`): a writer who
+   * appends the `key.unfreeze` entry of an approved unfreeze early lifts nothing before then.
+   */
+  frozen(proposals: readonly ProposalRecord[], now = Date.now()): Set<string> {
     const byId = new Map(proposals.map((p) => [p.id, p]));
     const lifts = (f: Event) =>
       this.unfreezes.some((u) => {
@@ -123,27 +142,59 @@ export class FreezeLedger {
         if (this.cancelled.has(u.proposal)) return false;
         const p = byId.get(u.proposal);
         if (!p || p.kind !== `unfreeze-${f.kind}` || p.target !== f.target) return false;
-        return this.approved(p);
+        const reached = this.quorumTime(p);
+        return reached !== null && reached.getTime() + this.admins.delaySeconds * 1000 <= now;
       });
     return new Set(this.freezes.filter((f) => !lifts(f)).map((f) => `${f.kind}:${f.target}`));
   }
 
-  /** Whether the stored proposal carries a quorum now; verified again only when its rows change. */
-  private approved(p: ProposalRecord): boolean {
+  /**
+   * When the audit log says the proposal's quorum was reached, or null (short of it, or its
+   * approvals are not in the log): the time of the first `proposal.approve` entry at which
+   * `quorum` distinct admins have entries whose signatureHash is the SHA-256 of that admin's
+   * stored approval, which verifies now. A writer can append entries (later, and their times are
+   * taken as at least every earlier entry's) but cannot hash a signature before the admin made
+   * it, nor insert before existing entries (chain links, signed checkpoints): the signer's own
+   * entry, written when the approval arrived, comes first.
+   */
+  quorumTime(p: ProposalRecord): Date | null {
+    const check = this.quorumOf(p);
+    if (!check.reachedAt) return null;
+    const hashes = new Map(check.valid.map((a) => [a.admin, createHash('sha256').update(a.signature).digest('hex')]));
+    const admins = new Set<string>();
+    for (const e of this.approves.get(p.id) ?? []) {
+      if (hashes.get(e.admin) !== e.signatureHash) continue;
+      admins.add(e.admin);
+      if (admins.size >= this.admins.quorum) return new Date(e.at);
+    }
+    return null;
+  }
+
+  /** The stored proposal's quorum check; verified again only when its rows change. */
+  private quorumOf(p: ProposalRecord): QuorumCheck {
     const rows = JSON.stringify([
       subjectOf(p),
       p.approvals.map((a) => [a.admin, Buffer.from(a.signature).toString('hex'), a.at.getTime()]),
     ]);
     const seen = this.verified.get(p.id);
-    if (seen?.rows === rows) return seen.ok;
-    const ok = checkQuorum(this.admins, subjectOf(p), p.approvals).reachedAt !== null;
-    this.verified.set(p.id, { rows, ok });
-    return ok;
+    if (seen?.rows === rows) return seen.check;
+    const check = checkQuorum(this.admins, subjectOf(p), p.approvals);
+    this.verified.set(p.id, { rows, check });
+    return check;
   }
 
   private record(e: AuditEntry): void {
     const intent = e.intent ?? {};
+    const at = Date.parse(e.at);
+    if (at > this.logTime) this.logTime = at;
     switch (e.kind) {
+      case 'proposal.approve':
+        if (intent.proposal && intent.admin && intent.signatureHash) {
+          const list = this.approves.get(intent.proposal) ?? [];
+          list.push({ seq: e.seq, admin: intent.admin, signatureHash: intent.signatureHash, at: this.logTime });
+          this.approves.set(intent.proposal, list);
+        }
+        break;
       case 'key.freeze':
         if (e.keyId) this.freezes.push({ kind: 'key', target: e.keyId, seq: e.seq });
         break;

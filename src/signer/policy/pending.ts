@@ -12,7 +12,7 @@ export interface Assessment {
   check: QuorumCheck;
   /** Why it waits for the delay (empty: it only tightens and applies once approved). */
   loosenings: string[];
-  /** When the quorum was reached (as this process counts it: QuorumClock); null while short of it. */
+  /** When the quorum was reached (the later of QuorumClock's and the audit log's time); null while short of it. */
   approvedAt: Date | null;
   /** When it applies: the quorum's approval plus the delay if it loosens; null while short of the quorum. */
   dueAt: Date | null;
@@ -20,6 +20,14 @@ export interface Assessment {
   blocked: string | null;
   /** policy proposals: the document compiled. */
   compiled: CompiledPolicy | null;
+}
+
+/** The access document in force, the newest stored version and who stored it (proposals' base). */
+export interface AccessInForce {
+  document: AccessDocument | null;
+  latestStored: number;
+  /** The newest stored version's writer and text (to tell a version copied in by another writer). */
+  latest?: { updatedBy: string; document: string };
 }
 
 export const subjectOf = (p: ProposalRecord): ProposalSubject => ({
@@ -42,12 +50,19 @@ export function assess(
   records: ReadonlyMap<string, PolicyRecord>,
   compiled: readonly CompiledPolicy[],
   clock?: QuorumClock,
-  access?: { document: AccessDocument | null; latestStored: number },
+  access?: AccessInForce,
 ): Assessment {
   const check = checkQuorum(admins, subjectOf(p), p.approvals);
-  const from = check.reachedAt && (clock ? clock.reached(p.id, check.reachedAt) : check.reachedAt);
-  const delayed = (loose: string[]) =>
-    from && new Date(from.getTime() + (loose.length ? admins.delaySeconds * 1000 : 0));
+  const seen = check.reachedAt && (clock ? clock.reached(p.id, check.reachedAt) : check.reachedAt);
+  // The audit log's time of the quorum (undefined: no log consulted; null: not in the log).
+  const logged = check.reachedAt ? clock?.logged(p) : undefined;
+  const from = seen && logged ? new Date(Math.max(seen.getTime(), logged.getTime())) : seen;
+  const delayed = (loose: string[]) => {
+    if (!from || loose.length === 0) return from;
+    // A delay whose start the log cannot show is not counted at all (it waits for the log).
+    if (logged === null) return null;
+    return new Date(from.getTime() + admins.delaySeconds * 1000);
+  };
   if (p.kind === 'access') return assessAccess(p, check, from, delayed, access);
   if (p.kind !== 'policy') {
     const loose = [
@@ -73,7 +88,7 @@ export function assess(
   const loose = loosenings(current, next);
   const clash = findAmbiguities([...compiled.filter((c) => c.name !== p.target), next]);
   const blocked =
-    base !== p.baseVersion
+    base !== p.baseVersion && !storedAsItself(records.get(p.target), p)
       ? `policy "${p.target}" is at version ${base}, not the base version ${p.baseVersion} it was proposed against`
       : clash.length
         ? `key pattern "${clash[0]!.pattern}" is already governed by another policy`
@@ -97,7 +112,7 @@ function assessAccess(
   check: QuorumCheck,
   from: Date | null,
   delayed: (loose: string[]) => Date | null,
-  access: { document: AccessDocument | null; latestStored: number } | undefined,
+  access: AccessInForce | undefined,
 ): Assessment {
   const none = { check, approvedAt: from, compiled: null };
   if (!access) return { ...none, loosenings: [], dueAt: null, blocked: 'access is not managed by this signer' };
@@ -108,11 +123,30 @@ function assessAccess(
     return { ...none, loosenings: [], dueAt: null, blocked: `the document is invalid: ${(e as Error).message}` };
   }
   const loose = accessLoosenings(access.document, next);
+  const stored =
+    access.latestStored === p.baseVersion + 1 &&
+    access.latest?.updatedBy === `quorum:${p.id}` &&
+    access.latest.document === p.document;
   const blocked =
-    access.latestStored !== p.baseVersion
+    access.latestStored !== p.baseVersion && !stored
       ? `access is at version ${access.latestStored}, not the base version ${p.baseVersion} it was proposed against`
       : null;
   return { ...none, loosenings: loose, dueAt: blocked ? null : delayed(loose), blocked };
+}
+
+/**
+ * Whether the policy's newest stored version is this proposal's own document over its base,
+ * written by another writer (a database writer copying it in early): not a reason to fail the
+ * proposal. That version is trusted only at the proposal's time (registry.ts), and the signer
+ * closes the proposal then without storing it a second time.
+ */
+export function storedAsItself(latest: PolicyRecord | undefined, p: ProposalRecord): boolean {
+  return (
+    latest !== undefined &&
+    latest.version === p.baseVersion + 1 &&
+    latest.updatedBy === `quorum:${p.id}` &&
+    latest.document === p.document
+  );
 }
 
 /**
@@ -120,13 +154,24 @@ function assessAccess(
  * database writer can backdate to skip the delay; the delay is therefore counted from the later
  * of the stored time and the moment this process saw the quorum (the approving replica sees it
  * at once, the others within refreshMs). Only what was already approved when the process
- * started is taken at its stored time, so a restart does not restart every delay.
+ * started is taken at its stored time, so a restart does not restart every delay; with the
+ * audit log's time (`logged`) the later of the two counts, so a backdated row moves nothing
+ * after a restart either.
  */
 export class QuorumClock {
   private readonly seen = new Map<string, number>();
   private started = false;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    /** When the audit log says the quorum was reached (FreezeLedger.quorumTime); absent: no log. */
+    private readonly log?: (p: ProposalRecord) => Date | null,
+  ) {}
+
+  /** The audit log's time of the proposal's quorum: null when the log does not show it; undefined without a log. */
+  logged(p: ProposalRecord): Date | null | undefined {
+    return this.log?.(p);
+  }
 
   /** Call after the first load: from then on, newly reached quorums are timed by this process. */
   markStarted(): void {

@@ -9,16 +9,18 @@ import { canonicalJson } from '../../core/policy/canonical.js';
 import { compilePolicy, findAmbiguities, PolicyError } from '../../core/policy/schema.js';
 import { parseAccessDocument } from '../../infra/config/access.js';
 import type { Logger } from '../../infra/log.js';
+import type { AuditStore } from '../../infra/store/audit.js';
 import {
   ApprovalExistsError,
   type FreezeRecord,
+  type PolicyRecord,
   type ProposalEffects,
   type ProposalRecord,
   type Store,
 } from '../../infra/store/store.js';
 import type { KeyRegistry } from '../keys/registry.js';
 import type { AccessRegistry } from './access-registry.js';
-import { type Assessment, assess, subjectOf } from './pending.js';
+import { type Assessment, assess, storedAsItself, subjectOf } from './pending.js';
 import type { PolicyRegistry } from './registry.js';
 
 /** A proposal as admins review it: the stored record, what it amounts to now, and the bytes to sign. */
@@ -45,7 +47,7 @@ export class Proposals {
   private lastKick = 0;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Store & Pick<AuditStore, 'appendAudit'>,
     private readonly policies: PolicyRegistry,
     private readonly keys: KeyRegistry,
     private readonly admins: AdminSet,
@@ -169,14 +171,36 @@ export class Proposals {
     return this.view(id);
   }
 
+  /**
+   * Whether a proposal the store says is activated cannot have been activated by a signer: it
+   * still loosens what is in force, and its delay has not passed since the quorum the audit log
+   * records (the signer activates no loosening, destroy or unfreeze before then).
+   */
+  private closedEarly(v: ProposalView, now: Date): boolean {
+    if (v.state !== 'activated' || v.assessment.loosenings.length === 0) return false;
+    if (this.policies.isCancelledInLog(v.id)) return false;
+    const logged = this.policies.clock.logged(v);
+    return !logged || logged.getTime() + this.admins.delaySeconds * 1000 > now.getTime();
+  }
+
   /** Any single admin may cancel an open proposal (stopping a change only tightens). */
   async cancel(id: string, by: string, reason: string, now: Date): Promise<ProposalView> {
     const p = await this.find(id);
     const intent = { proposal: id, kind: p.kind, target: p.target, reason };
     const audit = () => [eventDraft('proposal.cancel', now, by, { payloadHash: sha256(p.document), intent })];
     const note = reason || 'cancelled';
-    if (!(await this.store.closeProposal(id, { state: 'cancelled', at: now, by, note }, {}, audit)))
-      throw new SignerError('PROPOSAL_CLOSED', `proposal ${id} is ${(await this.find(id)).state}`, { proposal: id });
+    if (!(await this.store.closeProposal(id, { state: 'cancelled', at: now, by, note }, {}, audit))) {
+      const v = await this.view(id);
+      if (!this.closedEarly(v, now))
+        throw new SignerError('PROPOSAL_CLOSED', `proposal ${id} is ${v.state}`, { proposal: id });
+      // The row says activated, but its delay has not passed by the audit log: a database writer
+      // closed it (and may have copied its version in) to take the admins' cancel away. The
+      // cancellation is recorded where it is read from, the log: the version is never trusted.
+      await this.store.appendAudit(audit());
+      this.log.warn({ proposal: id, by }, 'proposal closed in the store before its delay; cancelled in the audit log');
+      await this.refreshAll();
+      return { ...(await this.view(id)), state: 'cancelled', note: `${note} (the stored row said activated)` };
+    }
     this.log.info({ proposal: id, by }, 'proposal cancelled');
     await this.refreshAll();
     return this.view(id);
@@ -229,7 +253,7 @@ export class Proposals {
 
   private accessState() {
     const a = this.access?.current();
-    return a && { document: a.document, latestStored: a.latestStored };
+    return a && { document: a.document, latestStored: a.latestStored, ...(a.latest ? { latest: a.latest } : {}) };
   }
 
   private async toView(p: ProposalRecord): Promise<ProposalView> {
@@ -280,12 +304,29 @@ export class Proposals {
       const access = this.accessState();
       const a = assess(this.admins, p, records, this.policies.storedPolicies(), this.policies.clock, access);
       if (a.blocked && a.check.reachedAt) changed = (await this.close(p, 'failed', a, now, {})) || changed;
-      else if (a.dueAt && a.dueAt <= now) changed = (await this.activate(p, a, now)) || changed;
+      else if (a.dueAt && a.dueAt <= now) changed = (await this.activate(p, a, now, records, access)) || changed;
     }
     if (changed) await this.refreshAll();
   }
 
-  private async activate(p: ProposalRecord, a: Assessment, now: Date): Promise<boolean> {
+  private async activate(
+    p: ProposalRecord,
+    a: Assessment,
+    now: Date,
+    records: ReadonlyMap<string, PolicyRecord>,
+    access: ReturnType<Proposals['accessState']>,
+  ): Promise<boolean> {
+    // Its version is in the store already (another writer copied it in; trusted from now on,
+    // registry.ts): closed without storing it twice.
+    const copied =
+      p.kind === 'policy'
+        ? storedAsItself(records.get(p.target), p)
+        : p.kind === 'access' &&
+          access?.latestStored === p.baseVersion + 1 &&
+          access.latest?.updatedBy === `quorum:${p.id}` &&
+          access.latest.document === p.document;
+    if (copied)
+      return this.close(p, 'activated', { ...a, loosenings: [...a.loosenings, 'stored by another writer'] }, now, {});
     if (p.kind === 'policy') {
       return this.close(p, 'activated', a, now, {
         policy: { name: p.target, document: p.document, updatedBy: `quorum:${p.id}` },

@@ -15,6 +15,7 @@ import type { Metrics } from '../../infra/metrics.js';
 import type { FreezeRecord, PolicyRecord, ProposalRecord, Store } from '../../infra/store/store.js';
 import type { FreezeLedger } from './freeze-ledger.js';
 import { type PendingPolicy, pendingPolicies, QuorumClock, subjectOf } from './pending.js';
+import { PolicyVersionTrust } from './version-trust.js';
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
@@ -29,8 +30,8 @@ export class PolicyRegistry {
   /** Latest versions that do not compile: they still govern their patterns, by refusing. */
   private broken: BrokenPolicy[] = [];
   private records = new Map<string, PolicyRecord>();
-  /** The config file's policy texts (seed()): trusted under a quorum as the file is. */
-  private configTexts = new Map<string, string>();
+  /** Under a quorum: which stored versions are trusted (the config's texts are set by seed()). */
+  private readonly trust: PolicyVersionTrust | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** Quorum-approved policy versions waiting for their time (verified at the last refresh). */
   private pending: PendingPolicy[] = [];
@@ -39,8 +40,8 @@ export class PolicyRegistry {
   private logFrozen = new Set<string>();
   /** Why the audit log cannot say what is frozen (then nothing is signed); null while it can. */
   private ledgerBroken: string | null = null;
-  /** When this process saw each quorum reached (the delay's start; see QuorumClock). */
-  readonly clock = new QuorumClock();
+  /** When this process (or, later, the audit log) saw each quorum reached: the delay's start. */
+  readonly clock: QuorumClock;
   /** Called when a read finds an approved version due, so the store catches up (proposals.ts). */
   onDue: () => void = () => {};
 
@@ -52,7 +53,10 @@ export class PolicyRegistry {
     private readonly metrics?: Pick<Metrics, 'policiesInvalid'>,
     /** Under a quorum: freezes read from the audit log (a deleted row does not unfreeze). */
     private readonly ledger?: FreezeLedger,
-  ) {}
+  ) {
+    this.clock = new QuorumClock(Date.now, ledger && ((p) => ledger.quorumTime(p)));
+    this.trust = admins && new PolicyVersionTrust(store, admins, ledger);
+  }
 
   /**
    * Records config policies that changed since config last set them (a policy an admin changed
@@ -76,7 +80,7 @@ export class PolicyRegistry {
         `policies: key pattern "${clash[0]!.pattern}" is claimed by ${clash[0]!.policies.join(' and ')}`,
       );
     const recorded: PolicyRecord[] = [];
-    this.configTexts = new Map(Object.entries(config).map(([name, doc]) => [name, JSON.stringify(doc)]));
+    this.trust?.setConfigTexts(new Map(Object.entries(config).map(([name, doc]) => [name, JSON.stringify(doc)])));
     for (const [name, doc] of Object.entries(config)) {
       const text = JSON.stringify(doc);
       const history = await this.store.policyHistory(name);
@@ -106,12 +110,14 @@ export class PolicyRegistry {
     const proposals = this.admins ? await this.store.listProposals() : [];
     const compiled: CompiledPolicy[] = [];
     const broken: BrokenPolicy[] = [];
+    const now = Date.now();
     for (const r of records) {
-      const unapproved = this.admins ? this.unapproved(this.admins, r, proposals) : null;
+      const unapproved = this.trust ? await this.trust.untrusted(r, proposals, now) : null;
       if (unapproved) {
-        // A row a database writer put there (or a version from before the quorum): refused like
-        // a policy that does not compile, never trusted for being in the store.
-        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document) });
+        // A row a database writer put there (or a version from before the quorum, or an approved
+        // loosening copied in before its delay): refused like a policy that does not compile,
+        // never trusted for being in the store.
+        broken.push({ name: r.name, version: r.version, keys: patternsOf(r.document), why: unapproved });
         this.log?.error(
           { policy: r.name, version: r.version, why: unapproved },
           "stored policy version is neither the config file's text nor approved by the admin quorum; " +
@@ -151,23 +157,9 @@ export class PolicyRegistry {
     this.metrics?.policiesInvalid.set(broken.length);
   }
 
-  /**
-   * Under an admin quorum a stored version is trusted only when it is the config file's own text
-   * for that policy (the root of trust, with the admins' keys) or the document of a policy
-   * proposal that replaced version n - 1 and whose approvals verify now, against the bytes as
-   * stored. Returns why not, or null.
-   */
-  private unapproved(admins: AdminSet, r: PolicyRecord, proposals: readonly ProposalRecord[]): string | null {
-    if (r.updatedBy === 'config' && this.configTexts.get(r.name) === r.document) return null;
-    const id = r.updatedBy.startsWith('quorum:') ? r.updatedBy.slice('quorum:'.length) : null;
-    const p = id ? proposals.find((x) => x.id === id) : undefined;
-    if (!p) return `updated by "${r.updatedBy}": no approved proposal and not the config's text`;
-    if (p.kind !== 'policy' || p.target !== r.name || p.baseVersion !== r.version - 1 || p.document !== r.document)
-      return `proposal ${p.id} is not this version's (policy, base version and document must match)`;
-    if (!checkQuorum(admins, subjectOf(p), p.approvals).reachedAt)
-      return `proposal ${p.id} lacks ${admins.quorum} valid approvals`;
-    if (this.ledger?.isCancelled(p.id)) return `proposal ${p.id} was cancelled (audit log)`;
-    return null;
+  /** Whether the audit log records the proposal's cancellation. */
+  isCancelledInLog(id: string): boolean {
+    return this.ledger?.isCancelled(id) ?? false;
   }
 
   private observe(p: ProposalRecord): void {
@@ -258,9 +250,10 @@ export class PolicyRegistry {
     const chosen = unreadable ? { b: unreadable } : selectPolicy(candidates, keyId);
     if (chosen && 'b' in chosen) {
       const b = chosen.b;
+      const what = b.why ? `is not trusted (${b.why})` : 'does not compile';
       throw new SignerError(
         'POLICY_UNAVAILABLE',
-        `policy "${b.name}" (version ${b.version}) governs key "${keyId}" but does not compile; ` +
+        `policy "${b.name}" (version ${b.version}) governs key "${keyId}" but ${what}; ` +
           'nothing is signed under it until an operator fixes it',
         { keyId, policy: b.name, version: String(b.version) },
       );
@@ -349,6 +342,8 @@ interface BrokenPolicy {
   version: number;
   /** Its `keys` patterns if they can be read; null: unknown, so it may govern any key. */
   keys: string[] | null;
+  /** Under a quorum: why the stored version is not trusted (absent: it does not compile). */
+  why?: string;
 }
 
 /** The key patterns of a policy document that fails to compile, if they are readable at all. */

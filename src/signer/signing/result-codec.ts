@@ -4,12 +4,21 @@
  * migrate when the response grows a field.
  */
 export function encodeResult(wire: object): Uint8Array {
-  return Buffer.from(
-    JSON.stringify(wire, function (k, v) {
-      const raw = (this as Record<string, unknown>)[k];
-      return raw instanceof Uint8Array ? { $b: Buffer.from(raw).toString('hex') } : v;
-    }),
-  );
+  // Bytes are swapped for their {"$b"} form first and JSON.stringify then runs without a
+  // replacer: the same text as a replacer gives, at about half the CPU (once per signature).
+  return Buffer.from(JSON.stringify(jsonable(wire)));
+}
+
+/** `v` with every Uint8Array (at any depth of plain objects and arrays) as {"$b": hex}. */
+function jsonable(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (v instanceof Uint8Array) return { $b: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex') };
+  if (Array.isArray(v)) return v.map(jsonable);
+  // Anything else with its own JSON form (a Date) is left to JSON.stringify, as before.
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return v;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) out[k] = jsonable((v as Record<string, unknown>)[k]);
+  return out;
 }
 
 export function decodeResult<T = Record<string, unknown>>(bytes: Uint8Array): T {

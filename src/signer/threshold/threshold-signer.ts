@@ -1,7 +1,13 @@
 import type { FrostPublic, NonceCommitments } from '@noble/curves/abstract/frost.js';
 import type { AuditRequest } from '../../core/audit/chain.js';
 import { type Reason, SignerError } from '../../core/errors.js';
-import { aggregate, decodePublic, ParticipantFault, verifyShare } from '../../core/frost/participant.js';
+import {
+  aggregate,
+  checkCommitment,
+  decodePublic,
+  ParticipantFault,
+  verifyShare,
+} from '../../core/frost/participant.js';
 import { SUITES, type Suite, type ThresholdAlgorithm } from '../../core/frost/suites.js';
 import type { Logger } from '../../infra/log.js';
 import type { KeyRecord } from '../../infra/store/store.js';
@@ -291,6 +297,14 @@ export class ThresholdSigner {
         })
         .then((out) => {
           if (out.epoch !== key.threshold!.epoch) throw new CosignerFault(id, 'SHARE_EPOCH_MISMATCH');
+          // Checked here, off the signing path, and so that a bad element is blamed on its
+          // sender (and never reaches an honest cosigner's signShare).
+          const suite = SUITES[key.algorithm as ThresholdAlgorithm];
+          try {
+            for (const c of out.commitments) checkCommitment(suite, c);
+          } catch {
+            throw new CosignerFault(id, 'invalid commitment');
+          }
           const pools = this.poolsOf(key);
           pools.set(id, [...(pools.get(id) ?? []), ...out.commitments.map((c) => ({ ...c, cosignerId: id }))]);
         })

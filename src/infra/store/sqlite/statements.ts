@@ -37,8 +37,8 @@ export function prepareStatements(db: Database.Database) {
     ),
     bucket: p('SELECT value FROM velocity WHERE scope = ? AND subject = ? AND bucket = ?'),
     countBucket: p(
-      `INSERT INTO velocity (scope, subject, bucket, count, value) VALUES (?, ?, ?, 1, '0')
-       ON CONFLICT (scope, subject, bucket) DO UPDATE SET count = count + 1`,
+      `INSERT INTO velocity (scope, subject, bucket, count, value) VALUES (?, ?, ?, ?, '0')
+       ON CONFLICT (scope, subject, bucket) DO UPDATE SET count = count + excluded.count`,
     ),
     addBucketValue: p('UPDATE velocity SET value = ? WHERE scope = ? AND subject = ? AND bucket = ?'),
     renewRequest: p("UPDATE requests SET lease_until = ? WHERE client = ? AND request_id = ? AND state = 'pending'"),
@@ -60,8 +60,8 @@ export function prepareStatements(db: Database.Database) {
     ),
     tokenBucket: p('SELECT amount FROM token_velocity WHERE scope = ? AND subject = ? AND token = ? AND bucket = ?'),
     countTokenBucket: p(
-      `INSERT INTO token_velocity (scope, subject, token, bucket, count, amount) VALUES (?, ?, ?, ?, 1, '0')
-       ON CONFLICT (scope, subject, token, bucket) DO UPDATE SET count = count + 1`,
+      `INSERT INTO token_velocity (scope, subject, token, bucket, count, amount) VALUES (?, ?, ?, ?, ?, '0')
+       ON CONFLICT (scope, subject, token, bucket) DO UPDATE SET count = count + excluded.count`,
     ),
     addTokenAmount: p(
       'UPDATE token_velocity SET amount = ? WHERE scope = ? AND subject = ? AND token = ? AND bucket = ?',
