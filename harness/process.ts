@@ -21,12 +21,20 @@ export interface SignerProcess {
 }
 
 /**
+ * How long a child process may take to log that it started. Measured on a 2-core machine at load
+ * 19: 21-29 s for one signer, nearly all of it before the first log line (loading and
+ * transpiling the modules), longer when several start at once; quiet, about 2 s. Still a bound:
+ * a process that hangs at start fails the test.
+ */
+export const START_TIMEOUT_MS = 90_000;
+
+/**
  * Starts `src/main.ts` (or `entry`: a .ts file runs through tsx, a .js file on plain node) as a
  * real child process and waits for its "signer started" (or `ready`) log line.
  */
 export async function startSignerProcess(
   configFile: string,
-  timeoutMs = 30_000,
+  timeoutMs = START_TIMEOUT_MS,
   opts: {
     entry?: string;
     ready?: string;
@@ -62,7 +70,8 @@ export async function startSignerProcess(
   while (!out.includes(ready)) {
     if (child.exitCode !== null || Date.now() > until) {
       child.kill('SIGKILL');
-      throw new Error(`signer did not start: ${err || out}`);
+      const why = child.exitCode !== null ? `exited with ${child.exitCode}` : `not started in ${timeoutMs} ms`;
+      throw new Error(`signer did not start (${why}): ${err || out}`);
     }
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { signerV1 } from '../src/infra/grpc/proto.js';
 import type { Pki } from './pki.js';
-import { freePort, type SignerProcess, startSignerProcess } from './process.js';
+import { freePort, type SignerProcess, START_TIMEOUT_MS, startSignerProcess } from './process.js';
 import { makeToken, type TestToken } from './token.js';
 
 export interface WitnessNode {
@@ -66,7 +66,7 @@ export async function startWitnesses(
       };
       const configFile = join(home, 'witness.json');
       await writeFile(configFile, JSON.stringify(config, null, 2));
-      const spawn = () => startSignerProcess(configFile, 30_000, { ready: 'witness started' });
+      const spawn = () => startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'witness started' });
       const proc = await spawn();
       const node: WitnessNode = {
         name,

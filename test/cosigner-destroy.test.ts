@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   ADMIN_CLIENTS,
   adminsConfig,
@@ -31,8 +31,11 @@ import { call, nowTimestamp } from '../src/client/client.js';
 import { proposalBytes } from '../src/core/admin/proposal.js';
 import { canonicalJson } from '../src/core/policy/canonical.js';
 
-/** The cosigners' destroy delay: long enough for a cancel by script on a loaded machine. */
-const DELAY_S = 30;
+/**
+ * The cosigners' destroy delay: long enough for three cancels by script on a loaded machine (at
+ * load 12 on two cores they took 40 s: a cancel after the delay is refused, as it must be).
+ */
+const DELAY_S = 60;
 let nodes: CosignerNode[] = [];
 const ts = await startTestSigner({
   clients: [...COSIGNER_CLIENTS, ...Object.values(ADMIN_CLIENTS)],
@@ -114,6 +117,75 @@ const signsAgain = async (keyId: string, publicKey: Buffer) => {
   const m = randomBytes(32);
   return ed25519.verify((await sign(keyId, m)).signature, m, publicKey);
 };
+
+/** The cancel's bytes as the README spells them (not the code under test's cancelBytes). */
+const cancelOf = (keyId: string, version: number, proposalId: string) =>
+  Buffer.from(`hsm-signer/share-destroy-cancel/v1\n${keyId}\n${version}\n${proposalId}\n`, 'utf8');
+/** One admin's cancel sent through the signer (KeyAdmin.CancelShareDestroy) with their own certificate. */
+const cancelViaSigner = (who: Admin, keyId: string, version: number, proposalId: string) =>
+  call<{ restored: string[] }>(
+    ts.as(ADMIN_CLIENTS[who]).keyAdmin,
+    'CancelShareDestroy',
+    {
+      keyId,
+      keyVersion: version,
+      proposalId,
+      admin: who,
+      signature: adminSign(who, cancelOf(keyId, version, proposalId)),
+    },
+    60_000,
+  );
+const stateOf = async (keyId: string, version: number) =>
+  (await call<{ keys: Key[] }>(admin.signer, 'ListKeys', { includeInactive: true })).keys.find(
+    (k) => k.keyId === keyId && k.version === version,
+  )?.state;
+/** The signer's audit entries of a key whose kind matches `like`, oldest first. */
+function signerAudit(keyId: string, like: string) {
+  const db = new Database(`${ts.dir}/signer.db`, { readonly: true });
+  try {
+    return db
+      .prepare('SELECT kind, intent, at_ms FROM audit WHERE key_id = ? AND kind LIKE ? ORDER BY seq')
+      .all(keyId, like) as Array<{ kind: string; intent: string; at_ms: number }>;
+  } finally {
+    db.close();
+  }
+}
+/**
+ * A key whose v1 the admin quorum destroyed through the signer (disabled after a rotation, the
+ * destroy proposed and approved by alice and bob); resolves once the signer marks it destroyed.
+ */
+async function destroyedByQuorum(t: Test, keyId: string) {
+  const old = await create(keyId);
+  const rotated = await call<{ active: Key }>(admin.keyAdmin, 'RotateKey', { keyId, overlapSeconds: 60 }, 60_000);
+  await call(admin.keyAdmin, 'DisableKeyVersion', { keyId, version: old.version });
+  const sealed = new Map(nodes.map((n) => [n.id, sharesOf(n, keyId).find((r) => r.version === 1)!.sealed]));
+  // Without a quorum configured on the signer this was one call: now it is refused there too.
+  await refused(
+    t,
+    call(admin.keyAdmin, 'DestroyKeyVersion', { keyId, version: 1, confirmKeyId: keyId }),
+    status.FAILED_PRECONDITION,
+    'QUORUM_REQUIRED',
+  );
+  const p = await call<{ id: string; kind: string; target: string; baseVersion: number; document: string }>(
+    admin.keyAdmin,
+    'ProposeDestroyKeyVersion',
+    { destroy: { keyId, version: 1, confirmKeyId: keyId } },
+  );
+  const bytes = proposalBytes({ ...p, kind: 'destroy-key' });
+  for (const who of ['alice', 'bob'] as const) {
+    await call(
+      ts.as(ADMIN_CLIENTS[who]).keyAdmin,
+      'ApproveProposal',
+      { proposalId: p.id, admin: who, signature: adminSign(who, bytes) },
+      30_000,
+    );
+  }
+  t.ok(
+    await eventually(async () => (await stateOf(keyId, 1)) === 'DESTROYED', 30_000),
+    'the signer marks v1 destroyed',
+  );
+  return { proposalId: p.id, rotated, sealed };
+}
 
 const live = await create('tss-live');
 
@@ -263,13 +335,16 @@ t.test("a valid order stops signing at once; one admin's cancel (by script) rest
       (e: { code: number; stdout: string }) => ({ code: e.code, out: JSON.parse(e.stdout) }),
     );
   type Out = Array<{ restored?: number; refused?: { code: number; reason: string } }>;
-  const forged = await script(ts.pki.files.clients.coordinator!.key, 'bob');
+  // The two forged cancels run side by side: each script's start costs seconds on a loaded machine.
+  const [forged, viaSigner] = await Promise.all([
+    script(ts.pki.files.clients.coordinator!.key, 'bob'),
+    script(ts.pki.files.clients.coordinator!.key, 'bob', 'signer'),
+  ]);
   t.equal(forged.code, 1, 'a cancel signed with the coordinator key fails');
   t.same(
     (forged.out as Out).map((r) => [r.refused?.code, r.refused?.reason]),
     nodes.map(() => [status.PERMISSION_DENIED, 'APPROVAL_INVALID']),
   );
-  const viaSigner = await script(ts.pki.files.clients.coordinator!.key, 'bob', 'signer');
   t.equal(viaSigner.code, 1, 'through the signer too: refused there before any cosigner is asked');
   t.same(viaSigner.out.error?.reason, 'APPROVAL_INVALID');
   const ok = await script(ts.pki.files.clients[ADMIN_CLIENTS.bob]!.key, 'bob', 'signer');
@@ -314,16 +389,73 @@ t.test("a valid order stops signing at once; one admin's cancel (by script) rest
   );
 });
 
-t.test("the signer's quorum flow destroys the shares on every cosigner after the delay", async (t) => {
-  const old = await create('tss-old');
-  const rotated = await call<{ active: Key }>(
-    admin.keyAdmin,
-    'RotateKey',
-    { keyId: 'tss-old', overlapSeconds: 60 },
-    60_000,
+t.test("a cancel of the quorum's destroy gives the signer's version back as disabled", async (t) => {
+  const { proposalId, rotated } = await destroyedByQuorum(t, 'tss-back');
+  for (const node of nodes) {
+    t.same(
+      destroysOf(node, 'tss-back').map((r) => r.state),
+      ['scheduled'],
+    );
+  }
+  // Another proposal id (the admin's signature is good, the order is not theirs): nothing changes.
+  const other = randomBytes(16).toString('hex');
+  const wrong = await refused(
+    t,
+    cancelViaSigner('carol', 'tss-back', 1, other),
+    status.FAILED_PRECONDITION,
+    'PROPOSAL_CLOSED',
   );
-  await call(admin.keyAdmin, 'DisableKeyVersion', { keyId: 'tss-old', version: old.version });
-  const sealed = new Map(nodes.map((n) => [n.id, sharesOf(n, 'tss-old').find((r) => r.version === 1)!.sealed]));
+  t.equal(wrong.metadata.state, 'unknown', 'no cosigner had that order');
+  t.equal(await stateOf('tss-back', 1), 'DESTROYED', 'a cancel of no order restores nothing');
+
+  const ok = await cancelViaSigner('carol', 'tss-back', 1, proposalId);
+  t.same(ok.restored, ['1:1', '2:1', '3:1'], 'every cosigner restores its share');
+  t.equal(await stateOf('tss-back', 1), 'DISABLED', 'the signer has v1 disabled again, as before the destroy');
+  const db = new Database(`${ts.dir}/signer.db`, { readonly: true });
+  const row = db
+    .prepare("SELECT state, state_changed_at FROM keys WHERE key_id = 'tss-back' AND version = 1")
+    .get() as { state: string; state_changed_at: number };
+  db.close();
+  const entries = signerAudit('tss-back', 'shares.destroy-cancel%');
+  const last = entries.at(-1)!;
+  t.same(
+    [last.kind, JSON.parse(last.intent).keyState, JSON.parse(last.intent).proposal],
+    ['shares.destroy-cancel-result', 'disabled', proposalId],
+    'the result entry records the state change',
+  );
+  t.same(
+    [row.state, row.state_changed_at],
+    ['disabled', last.at_ms],
+    'state and entry written together (one transaction, one time)',
+  );
+  for (const node of nodes) {
+    t.same(
+      destroysOf(node, 'tss-back').map((r) => [r.state, r.closed_by]),
+      [['cancelled', 'carol']],
+    );
+    // The share is the cosigner's signing share again (it commits nonces for v1).
+    const c = await ask<{ commitments: unknown[] }>(node, 'Commit', { keyId: 'tss-back', keyVersion: 1, count: 1 });
+    t.equal(c.commitments.length, 1, `cosigner ${node.id}: v1's share takes part again`);
+  }
+  // A replay of the same cancel finds nothing to cancel and changes nothing.
+  const again = await refused(
+    t,
+    cancelViaSigner('alice', 'tss-back', 1, proposalId),
+    status.FAILED_PRECONDITION,
+    'PROPOSAL_CLOSED',
+  );
+  t.equal(again.metadata.state, 'cancelled');
+  // Disabled again means what it meant: a new destroy proposal for v1 is accepted.
+  const p2 = await call<{ id: string; state: string }>(admin.keyAdmin, 'ProposeDestroyKeyVersion', {
+    destroy: { keyId: 'tss-back', version: 1, confirmKeyId: 'tss-back' },
+  });
+  t.ok(p2.id, 'v1 can be proposed for destruction again');
+  await call(admin.keyAdmin, 'CancelProposal', { proposalId: p2.id, reason: 'test' });
+  t.ok(await signsAgain('tss-back', rotated.active.publicKey), 'v2 signs throughout');
+});
+
+t.test("the signer's quorum flow destroys the shares on every cosigner after the delay", async (t) => {
+  const { proposalId, rotated, sealed } = await destroyedByQuorum(t, 'tss-old');
   // The raw database file and its WAL, as a thief with the disk reads them; any 16 bytes of the
   // ciphertext's body (past the format byte and IV) identify the sealed share.
   const onDisk = async (node: CosignerNode) => {
@@ -333,37 +465,11 @@ t.test("the signer's quorum flow destroys the shares on every cosigner after the
     return files.some((f) => f.includes(sealed.get(node.id)!.subarray(13, 29)));
   };
   for (const node of nodes) t.ok(await onDisk(node), `cosigner ${node.id}: the search finds the live share on disk`);
-  // Without a quorum configured on the signer this was one call: now it is refused there too.
-  await refused(
-    t,
-    call(admin.keyAdmin, 'DestroyKeyVersion', { keyId: 'tss-old', version: 1, confirmKeyId: 'tss-old' }),
-    status.FAILED_PRECONDITION,
-    'QUORUM_REQUIRED',
-  );
-  const p = await call<{ id: string; kind: string; target: string; baseVersion: number; document: string }>(
-    admin.keyAdmin,
-    'ProposeDestroyKeyVersion',
-    { destroy: { keyId: 'tss-old', version: 1, confirmKeyId: 'tss-old' } },
-  );
-  const bytes = proposalBytes({ ...p, kind: 'destroy-key' });
-  for (const who of ['alice', 'bob'] as const) {
-    await call(
-      ts.as(ADMIN_CLIENTS[who]).keyAdmin,
-      'ApproveProposal',
-      { proposalId: p.id, admin: who, signature: adminSign(who, bytes) },
-      30_000,
-    );
-  }
-  const state = async () =>
-    (await call<{ keys: Key[] }>(admin.signer, 'ListKeys', { includeInactive: true })).keys.find(
-      (k) => k.keyId === 'tss-old' && k.version === 1,
-    )?.state;
-  t.ok(await eventually(async () => (await state()) === 'DESTROYED', 30_000), 'the signer marks v1 destroyed');
   const ordered = Date.now();
   for (const node of nodes) {
     t.same(
       destroysOf(node, 'tss-old').map((r) => [r.proposal_id, r.version, r.state]),
-      [[p.id, 1, 'scheduled']],
+      [[proposalId, 1, 'scheduled']],
       `cosigner ${node.id} scheduled the quorum's order`,
     );
     t.ok(
@@ -390,17 +496,13 @@ t.test("the signer's quorum flow destroys the shares on every cosigner after the
     await eventually(() => signsAgain('tss-old', rotated.active.publicKey).catch(() => false), 20_000),
     'v2 still signs',
   );
-  const db = new Database(`${ts.dir}/signer.db`, { readonly: true });
-  const audit = db
-    .prepare("SELECT kind, intent FROM audit WHERE key_id = 'tss-old' AND kind LIKE '%destroy%' ORDER BY seq")
-    .all() as Array<{ kind: string; intent: string }>;
-  db.close();
+  const audit = signerAudit('tss-old', '%destroy%');
   t.same(
     audit.map((a) => a.kind),
     ['shares.destroy-order', 'shares.destroy-result', 'key.destroy'],
     'the order, the answers and the destroy are audited',
   );
-  t.equal(JSON.parse(audit[0]!.intent).proposal, p.id);
+  t.equal(JSON.parse(audit[0]!.intent).proposal, proposalId);
   t.match(JSON.parse(audit[2]!.intent).sharesDueAt, /^1:\d{4}-.*,2:.*,3:/, 'each cosigner with its due time');
 
   t.ok(
@@ -419,4 +521,24 @@ t.test("the signer's quorum flow destroys the shares on every cosigner after the
     t.notOk(await onDisk(node), `cosigner ${node.id}: no copy of the sealed share in the database file or its WAL`);
   }
   t.ok(await signsAgain('tss-old', rotated.active.publicKey), 'v2 still signs');
+
+  // Too late: one admin's cancel after the delay finds nothing to restore, and says so.
+  const late = await refused(
+    t,
+    cancelViaSigner('carol', 'tss-old', 1, proposalId),
+    status.FAILED_PRECONDITION,
+    'PROPOSAL_CLOSED',
+  );
+  t.same([late.metadata.state, late.metadata.cosigners], ['done', '1,2,3'], 'every cosigner overwrote its share');
+  t.match(late.message, /delay passed/);
+  t.equal(await stateOf('tss-old', 1), 'DESTROYED', 'the signer keeps v1 destroyed');
+  const result = signerAudit('tss-old', 'shares.destroy-cancel%').map((a) => [a.kind, JSON.parse(a.intent)]);
+  t.same(
+    result.map(([kind, intent]) => [kind, intent.admin, intent.keyState]),
+    [
+      ['shares.destroy-cancel', 'carol', undefined],
+      ['shares.destroy-cancel-result', 'carol', undefined],
+    ],
+    'the late cancel is audited, with no state change',
+  );
 });

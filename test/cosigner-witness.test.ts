@@ -9,67 +9,40 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { COSIGNER_CLIENTS, type CosignerNode, startCosigners, thresholdConfig } from '../harness/cosigners.js';
-import { makePki } from '../harness/pki.js';
-import { freePort, type SignerProcess, startSignerProcess } from '../harness/process.js';
-import { eventually, refused, testConfig } from '../harness/signer.js';
-import { makeToken, repoRoot, tempDir } from '../harness/token.js';
+import { eventually, refused } from '../harness/signer.js';
+import { repoRoot } from '../harness/token.js';
+import { WitnessedSigner } from '../harness/witnessed-signer.js';
 import { loggedWitnessKey, witnessClient, witnessConfig } from '../harness/witnesses.js';
-import { call, connect, nowTimestamp } from '../src/client/client.js';
+import { call, nowTimestamp } from '../src/client/client.js';
 import { parseCheckpoint, signCheckpoint } from '../src/core/audit/checkpoint.js';
 import { ed25519Signer, parseNote } from '../src/core/audit/note.js';
 import { CKM_EDDSA } from '../src/infra/hsm/algorithms.js';
 import { Hsm } from '../src/infra/hsm/hsm.js';
 
 const ORIGIN = 'audit.test/hsm-signer/cosigner-witnesses';
-const tmp = await tempDir('cosigner-witness-');
-const [pki, token] = await Promise.all([
-  makePki(tmp.path, ['payment-engine', 'security-admin', 'auditor', ...COSIGNER_CLIENTS]),
-  makeToken(tmp.path),
-]);
-const address = `127.0.0.1:${await freePort()}`;
-const configFile = `${tmp.path}/signer.json`;
-const signerDb = `${tmp.path}/signer.db`;
-let proc: SignerProcess | undefined;
+const signer = await WitnessedSigner.create({
+  prefix: 'cosigner-witness-',
+  origin: ORIGIN,
+  clients: ['payment-engine', 'security-admin', 'auditor', ...COSIGNER_CLIENTS],
+});
+const { tmp, pki, token, address, dbPath: signerDb } = signer;
 let nodes: CosignerNode[] = [];
 t.teardown(async () => {
-  await proc?.stop();
+  await signer.proc?.stop();
   await Promise.all(nodes.map((n) => n.stop()));
   await tmp.cleanup();
 });
-async function start(over: Record<string, unknown> = {}): Promise<void> {
-  const raw = {
-    ...testConfig(tmp.path, pki, token),
-    listen: address,
-    log: { level: 'info' },
-    audit: { origin: ORIGIN, checkpointEveryMs: 200 },
-    ...over,
-  };
-  await writeFile(configFile, JSON.stringify(raw));
-  proc = await startSignerProcess(configFile, 90_000);
-}
-const as = (cn: string) => connect(address, { ca: pki.caCert, cert: pki.clients[cn]!.cert, key: pki.clients[cn]!.key });
+const as = (cn: string) => signer.as(cn);
 
 // First run: the audit key is generated in the signer's token; its public key configures the
 // cosigners' `witnessing.logs`.
-await start();
-const first = as('auditor');
-let verifierKey = '';
-await eventually(async () => {
-  const r = await call<{ verifierKey: string }>(first.audit, 'GetCheckpoint', { treeSize: '0' }).catch(() => null);
-  verifierKey = r?.verifierKey ?? '';
-  return verifierKey !== '';
-}, 60_000);
-first.close();
-await proc!.stop();
-if (!verifierKey) throw new Error('the first run signed no checkpoint');
-const auditPublicKey = Buffer.from(verifierKey.split('+').slice(2).join('+'), 'base64').subarray(1);
+const auditPublicKey = await signer.auditPublicKey();
 nodes = await startCosigners(tmp.path, pki, 3, {}, (c) => c, [
   { origin: ORIGIN, publicKey: auditPublicKey.toString('base64') },
 ]);
@@ -79,16 +52,9 @@ const witnesses = nodes.map((n) => ({
   publicKey: loggedWitnessKey(n.proc.logs()),
 }));
 // The same processes: shares for the threshold keys, cosignatures for the audit log.
-await start({ threshold: thresholdConfig(nodes, pki), witness: witnessConfig(witnesses, pki, 2) });
+await signer.start({ threshold: thresholdConfig(nodes, pki), witness: witnessConfig(witnesses, pki, 2) });
 
-const latest = async (address: string) => {
-  const c = witnessClient(pki, address);
-  try {
-    return await call<{ size: string; checkpoint: string }>(c, 'GetLatest', { origin: ORIGIN });
-  } finally {
-    c.close();
-  }
-};
+const latest = (address: string) => signer.latest(address);
 const auditSize = () => {
   const db = new Database(signerDb, { readonly: true });
   try {
@@ -156,8 +122,8 @@ t.test('the cosigners cosign the checkpoints; verify-audit --witnesses 2 passes 
 });
 
 t.test('a fork signed with the real audit key is refused by every cosigner-witness', async (t) => {
-  await proc!.stop();
-  proc = undefined;
+  await signer.proc!.stop();
+  signer.proc = undefined;
   // The attacker on the signer host: the token and its PIN file, the database.
   const row = (() => {
     const db = new Database(signerDb, { readonly: true });

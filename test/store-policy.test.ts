@@ -6,9 +6,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, stat } from 'node:fs/promises';
-import pg from 'pg';
 import t, { type Test } from 'tap';
-import { startPostgres } from '../harness/postgres.js';
+import { startSchemaServer } from '../harness/postgres.js';
 import { tempDir } from '../harness/token.js';
 import type { ReplayStore, ReserveItem, ReserveRequest, ReserveView } from '../src/core/replay/records.js';
 import { VELOCITY_BUCKET_MS } from '../src/core/replay/velocity.js';
@@ -203,13 +202,7 @@ const done = (it: ReserveItem, result: string) => ({
 });
 const withA = (d: ReturnType<typeof done> & { attempt?: string }) => ({ ...d, attempt: 'A' });
 
-const server = await startPostgres();
-const admin = new pg.Client({ connectionString: server.url });
-await admin.connect();
-t.teardown(async () => {
-  await admin.end();
-  await server.stop();
-});
+const { freshSchema } = await startSchemaServer(t, 'policy');
 const tmp = await tempDir('store-policy-');
 t.teardown(() => tmp.cleanup());
 let n = 0;
@@ -259,13 +252,7 @@ t.test('sqlite: a world-writable directory is refused before anything is created
   t.throws(() => new SqliteStore(`${dir}/signer.db`), /world-writable/);
 });
 
-async function freshUrl(): Promise<string> {
-  const schema = `policy_${n++}`;
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const url = new URL(server.url);
-  url.searchParams.set('options', `-c search_path=${schema}`);
-  return url.toString();
-}
+const freshUrl = async () => (await freshSchema()).url;
 suite(
   'postgres',
   async () => PostgresStore.open(await freshUrl()),

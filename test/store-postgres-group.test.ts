@@ -6,9 +6,8 @@
  * reservation must see the same view and leave the same records, whichever way it ran.
  */
 import { createHash } from 'node:crypto';
-import pg from 'pg';
 import t, { type Test } from 'tap';
-import { startPostgres } from '../harness/postgres.js';
+import { startSchemaServer } from '../harness/postgres.js';
 import { tempDir } from '../harness/token.js';
 import type {
   NonceClaim,
@@ -164,23 +163,12 @@ async function run(s: ReplayStore, together: boolean): Promise<unknown[]> {
   return [...views, after];
 }
 
-const server = await startPostgres();
+const { freshSchema } = await startSchemaServer(t, 'group');
 const tmp = await tempDir('store-group-');
-t.teardown(async () => {
-  await server.stop();
-  await tmp.cleanup();
-});
-let n = 0;
+t.teardown(() => tmp.cleanup());
 /** A fresh store in a schema of its own. */
 async function postgres(t: Test): Promise<PostgresStore> {
-  const url = new URL(server.url);
-  const schema = `group_${n++}`;
-  const c = new pg.Client({ connectionString: server.url });
-  await c.connect();
-  await c.query(`CREATE SCHEMA ${schema}`);
-  await c.end();
-  url.searchParams.set('options', `-c search_path=${schema}`);
-  const s = await PostgresStore.open(url.toString());
+  const s = await PostgresStore.open((await freshSchema()).url);
   t.teardown(() => s.close());
   return s;
 }

@@ -1,28 +1,12 @@
-import pg from 'pg';
 import t from 'tap';
-import { startPostgres } from '../harness/postgres.js';
+import { startSchemaServer } from '../harness/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/infra/store/migrations/postgres.js';
 import { PostgresStore } from '../src/infra/store/postgres.js';
 import { checkAuditRace, checkRace, raceProcesses, readChain, storeSuite, type TestStore } from './store.suite.js';
 
-const server = await startPostgres();
 // Each fresh store gets a schema of its own in the test database (cheaper than a database).
-// Pipelined: the suite asks several questions at once, and pg 9 refuses to queue them otherwise.
-const admin = new pg.Client({ connectionString: server.url, pipeline: true });
-await admin.connect();
-t.teardown(async () => {
-  await admin.end();
-  await server.stop();
-});
-let n = 0;
+const { admin, freshSchema: freshUrl } = await startSchemaServer(t);
 const schemas = new WeakMap<TestStore, string>();
-async function freshUrl(): Promise<{ url: string; schema: string }> {
-  const schema = `store_${n++}`;
-  await admin.query(`CREATE SCHEMA ${schema}`);
-  const url = new URL(server.url);
-  url.searchParams.set('options', `-c search_path=${schema}`);
-  return { url: url.toString(), schema };
-}
 async function open(url: string, schema: string, poolSize?: number) {
   const s = await PostgresStore.open(url, poolSize ? { poolSize } : {});
   schemas.set(s, schema);

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import t from 'tap';
 import { issueClient, type KeyPair, makePki, pinsOf, writeCrl } from '../harness/pki.js';
-import { freePort, startSignerProcess } from '../harness/process.js';
+import { freePort, START_TIMEOUT_MS, startSignerProcess } from '../harness/process.js';
 import { eventually, refused } from '../harness/signer.js';
 import { makeToken, tempDir } from '../harness/token.js';
 import { call } from '../src/client/client.js';
@@ -56,7 +56,7 @@ async function writeConfig(clientPins: Record<string, string[]> = {}) {
   await rename(`${configFile}.new`, configFile);
 }
 await writeConfig();
-const proc = await startSignerProcess(configFile, 60_000, { ready: 'witness started' });
+const proc = await startSignerProcess(configFile, START_TIMEOUT_MS, { ready: 'witness started' });
 t.teardown(() => proc.stop('SIGKILL'));
 
 const reloads = () =>

@@ -1,25 +1,5 @@
 import type Database from 'better-sqlite3';
 
-/**
- * The cosigner's record of the admin quorum's orders to destroy shares (README "Destroying
- * threshold shares"): one row per order, by its proposal id, scheduled until it is due (then
- * done, the shares overwritten) or cancelled by an admin (then never accepted again). A table
- * of its own in the cosigner's SQLite file, next to `shares`.
- */
-export const DESTROY_SCHEMA = `
-CREATE TABLE IF NOT EXISTS share_destroys (
-  proposal_id TEXT    PRIMARY KEY,
-  key_id      TEXT    NOT NULL,
-  version     INTEGER NOT NULL,
-  state       TEXT    NOT NULL CHECK (state IN ('scheduled', 'cancelled', 'done')),
-  approvals   TEXT    NOT NULL,
-  ordered_at  INTEGER NOT NULL,
-  due_at      INTEGER NOT NULL,
-  closed_at   INTEGER,
-  closed_by   TEXT
-);
-CREATE INDEX IF NOT EXISTS share_destroys_key ON share_destroys (key_id, version, state);`;
-
 /** Where the quorum's order to destroy a key version's shares stands on this cosigner. */
 export type DestroyState = 'scheduled' | 'cancelled' | 'done';
 
@@ -36,14 +16,18 @@ export interface DestroyRow {
   closedBy: string | null;
 }
 
-/** The orders in the cosigner's database; `scrub` checkpoints and truncates its WAL. */
+/**
+ * The cosigner's record of the admin quorum's orders to destroy shares (README "Destroying
+ * threshold shares"): one row per order, by its proposal id, scheduled until it is due (then
+ * done, the shares overwritten) or cancelled by an admin (then never accepted again). A table
+ * of its own in the cosigner's SQLite file, next to `shares` (made by migrations.ts).
+ * `scrub` checkpoints and truncates its WAL.
+ */
 export class DestroyOrders {
   constructor(
     private readonly db: Database.Database,
     private readonly scrub: () => void,
-  ) {
-    db.exec(DESTROY_SCHEMA);
-  }
+  ) {}
 
   /**
    * Records the quorum's order to destroy a key version's shares, due at `dueAt`; from now on
@@ -96,15 +80,18 @@ export class DestroyOrders {
     return r && { proposalId: r.proposal_id, dueAt: new Date(r.due_at) };
   }
 
-  /** Closes a scheduled destruction as cancelled by `admin`; false when it is not scheduled. */
+  /**
+   * Closes a scheduled destruction as cancelled by `admin`; false when it is not scheduled, or
+   * when it is due at `at` (then only the overwrite may close it).
+   */
   cancel(c: { proposalId: string; keyId: string; version: number }, admin: string, at: Date): boolean {
     return (
       this.db
         .prepare(
           `UPDATE share_destroys SET state = 'cancelled', closed_at = ?, closed_by = ?
-           WHERE proposal_id = ? AND key_id = ? AND version = ? AND state = 'scheduled'`,
+           WHERE proposal_id = ? AND key_id = ? AND version = ? AND state = 'scheduled' AND due_at > ?`,
         )
-        .run(at.getTime(), admin, c.proposalId, c.keyId, c.version).changes === 1
+        .run(at.getTime(), admin, c.proposalId, c.keyId, c.version, at.getTime()).changes === 1
     );
   }
 

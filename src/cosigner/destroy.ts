@@ -101,12 +101,21 @@ export class ShareDestruction {
       this.o.log.warn({ ...meta, why }, 'share destroy cancel refused');
       throw new SignerError('APPROVAL_INVALID', `cosigner ${this.o.id} refuses the cancel: ${why}`, meta);
     }
+    // Past the delay a cancel is too late even if the timer has not run yet: the shares are
+    // overwritten now, so the answer does not depend on when the timer last ran.
+    this.sweep();
     if (!this.o.store.orders.cancel(subject, r.admin, this.now())) {
-      const state = this.o.store.orders.all().find((d) => d.proposalId === r.proposalId)?.state ?? 'unknown';
+      const mine = this.o.store.orders
+        .all()
+        .find((d) => d.proposalId === r.proposalId && d.keyId === r.keyId && d.version === r.keyVersion);
+      const state = mine?.state ?? 'unknown';
+      // Another order open for the version: this cancel restores nothing (the signer reads it).
+      const open = this.o.store.orders.of(r.keyId, r.keyVersion)?.proposalId;
+      const late = state === 'done' ? ': the delay passed and the shares were overwritten' : '';
       throw new SignerError(
         'PROPOSAL_CLOSED',
-        `cosigner ${this.o.id} has no scheduled destruction of ${r.keyId} v${r.keyVersion} by proposal ${r.proposalId} (${state})`,
-        { ...meta, state },
+        `cosigner ${this.o.id} has no scheduled destruction of ${r.keyId} v${r.keyVersion} by proposal ${r.proposalId} (${state}${late})`,
+        { ...meta, state, ...(open ? { open } : {}) },
       );
     }
     const restored = this.o.store.all().filter((s) => s.keyId === r.keyId && s.version === r.keyVersion).length;

@@ -4,41 +4,6 @@ import { type AuditDraft, draftToEntry } from '../core/audit/draft.js';
 import type { Settled } from '../infra/store/batcher.js';
 import type { WalSync } from '../infra/store/sqlite/wal-sync.js';
 
-/**
- * The cosigner's own records of what it released, next to its shares (same SQLite file, same
- * connection, so one transaction covers them): the shares it granted (for velocity), the newest
- * policy version it used per policy and the policy it used per key (no downgrade), and its own
- * hash-chained audit log. Tables only ever gain rows here, except grants past every window.
- */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS share_grants (
-  key_id     TEXT    NOT NULL,
-  client     TEXT    NOT NULL,
-  request_id TEXT    NOT NULL,
-  at         INTEGER NOT NULL,
-  PRIMARY KEY (key_id, client, request_id)
-);
-CREATE INDEX IF NOT EXISTS share_grants_at ON share_grants (at);
-CREATE TABLE IF NOT EXISTS policy_floors (
-  name    TEXT    PRIMARY KEY,
-  version INTEGER NOT NULL,
-  at      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS key_policies (
-  key_id  TEXT    PRIMARY KEY,
-  policy  TEXT    NOT NULL,
-  rank    INTEGER NOT NULL,
-  at      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cosigner_audit (
-  seq       INTEGER PRIMARY KEY,
-  at        TEXT    NOT NULL,
-  kind      TEXT    NOT NULL,
-  details   TEXT    NOT NULL,
-  prev_hash TEXT    NOT NULL,
-  hash      TEXT    NOT NULL
-);`;
-
 /** A policy version used for a key: stored with the grant, the floor for later requests. */
 export interface PolicyUse {
   name: string;
@@ -75,14 +40,19 @@ export interface AuditRow {
 /** Velocity windows are at most 7 days (core/policy/schema.ts); grants are kept a day longer. */
 const GRANT_RETENTION_MS = 8 * 86400_000;
 
+/**
+ * The cosigner's own records of what it released, next to its shares (same SQLite file, same
+ * connection, so one transaction covers them): the shares it granted (for velocity), the newest
+ * policy version it used per policy and the policy it used per key (no downgrade), and its own
+ * hash-chained audit log. Tables only ever gain rows here, except grants past every window.
+ * The tables are made by migrations.ts.
+ */
 export class CosignerRecords {
   constructor(
     private readonly db: Database.Database,
     /** Syncs the WAL off the event loop after a group of grants (`together`). */
     private readonly wal: WalSync,
-  ) {
-    db.exec(SCHEMA);
-  }
+  ) {}
 
   /** Waits for the WAL syncs in flight and closes the file (before the database closes). */
   close(): Promise<void> {

@@ -2,41 +2,8 @@ import Database from 'better-sqlite3';
 import type { ThresholdAlgorithm } from '../core/frost/suites.js';
 import { WalSync } from '../infra/store/sqlite/wal-sync.js';
 import { DestroyOrders } from './destroy-store.js';
+import { migrateCosigner } from './migrations.js';
 import { CosignerRecords } from './records.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS shares (
-  key_id         TEXT    NOT NULL,
-  version        INTEGER NOT NULL,
-  epoch          INTEGER NOT NULL,
-  state          TEXT    NOT NULL CHECK (state IN ('pending', 'active')),
-  session_id     TEXT    NOT NULL UNIQUE,
-  algorithm      TEXT    NOT NULL,
-  group_id       BLOB    NOT NULL,
-  public_package TEXT    NOT NULL,
-  sealed         BLOB    NOT NULL,
-  created_at     INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version, epoch)
-);
-CREATE TABLE IF NOT EXISTS ceremonies (
-  session_id TEXT    PRIMARY KEY,
-  key_id     TEXT    NOT NULL,
-  version    INTEGER NOT NULL,
-  kind       TEXT    NOT NULL,
-  epoch      INTEGER NOT NULL,
-  state      TEXT    NOT NULL CHECK (state IN ('running', 'pending', 'committed', 'discarded')),
-  started_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ceremonies_key ON ceremonies (key_id, version, state);
-CREATE TABLE IF NOT EXISTS claims (
-  key_id       TEXT    NOT NULL,
-  version      INTEGER NOT NULL,
-  scope        TEXT    NOT NULL,
-  payload_hash BLOB    NOT NULL,
-  at           INTEGER NOT NULL,
-  PRIMARY KEY (key_id, version, scope)
-);`;
 
 /**
  * Makes `db.prepare` return one statement per SQL text for the connection's life: every share
@@ -106,6 +73,7 @@ const fromRow = (r: Row): ShareRow => ({
 /**
  * A cosigner's durable state: its sealed shares and its own replay records. secure_delete makes
  * SQLite overwrite deleted rows, so a refreshed-away share leaves no ciphertext in free pages.
+ * Its tables (these, the orders' and the records') are made by migrations.ts.
  */
 export class CosignerStore {
   private readonly db: Database.Database;
@@ -119,8 +87,15 @@ export class CosignerStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('secure_delete = ON');
+    // Tables come from the numbered migrations (migrations.ts); a store newer than this build
+    // is refused before anything reads or writes it.
+    try {
+      migrateCosigner(this.db);
+    } catch (e) {
+      this.db.close();
+      throw new Error(`cosigner store ${path}: ${(e as Error).message}`);
+    }
     preparedOnce(this.db);
-    this.db.exec(SCHEMA);
     this.orders = new DestroyOrders(this.db, () => this.scrub());
     // Grants commit without SQLite's fsync and are synced off the event loop before their shares
     // leave (records.ts `together`); every other write here keeps synchronous=FULL.

@@ -92,8 +92,8 @@ const AUDIT_PAGE = 1000;
  *   reservation subjects (advisory, hash order) -> request rows -> nonce rows (key order)
  *   -> [writes] -> audit lock -> COMMIT
  *
- * complete() and abandon() take request then nonce rows, then the audit lock; key and policy
- * changes their one row, then the audit lock. The holder of the audit lock waits for nothing,
+ * complete() and abandon() take request then nonce rows, then the audit lock; key changes their
+ * one row, policy and access versions their version lock (advisory), then the audit lock. The holder of the audit lock waits for nothing,
  * so it is never part of a cycle; appends of all replicas commit one after the other, each
  * after the head the previous one committed: seq 1..N without gaps (a rolled-back transaction
  * numbered nothing that anyone saw) or forks.
@@ -255,9 +255,10 @@ export class PostgresStore implements Store, ReplayStore, AuditStore, AuditTreeS
     at: Date,
     audit: (version: number) => AuditDraft[],
   ): Promise<PolicyRecord> {
-    // A version raced by another replica is refused by the primary key: tried again, it gets the next one.
-    const [r] = await withRetries(this.pool, (c) =>
-      inTransaction(c, [q('putPolicy', [name, document, at.getTime(), updatedBy])], ([put]) =>
+    // Writers of one policy queue on its version lock; the primary key (and a retry) stays the backstop.
+    const lock = q('versionLock', [`policy:${name}`]);
+    const [, r] = await withRetries(this.pool, (c) =>
+      inTransaction(c, [lock, q('putPolicy', [name, document, at.getTime(), updatedBy])], ([, put]) =>
         audit((put!.rows[0] as { version: number }).version),
       ),
     );

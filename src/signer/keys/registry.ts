@@ -263,12 +263,32 @@ export class KeyRegistry extends EventEmitter<{ change: [keyId: string] }> {
     });
   }
 
-  /** Forwards an admin's signed cancel of a threshold version's scheduled share destruction. */
+  /**
+   * Forwards an admin's signed cancel of a threshold version's scheduled share destruction. When
+   * every cosigner restored its share, a version this signer marked `destroyed` goes back to the
+   * state it was destroyed from (`disabled`), committed with the cancel's result entry. Serial
+   * with `destroy`, so a cancel never lands between the cosigners' acceptance and the marking.
+   */
   cancelShareDestroy(c: CancelSubject & { admin: string; signature: Uint8Array }, by: string): Promise<string[]> {
-    const k = this.history(c.keyId).find((v) => v.version === c.version);
-    if (!k?.threshold)
-      throw new SignerError('KEY_VERSION_NOT_FOUND', `no threshold key "${c.keyId}" v${c.version}`, { keyId: c.keyId });
-    return this.requireCeremonies().destroys.cancel(k, c, by);
+    return this.exclusive(async () => {
+      await this.reload();
+      const k = this.history(c.keyId).find((v) => v.version === c.version);
+      if (!k?.threshold)
+        throw new SignerError('KEY_VERSION_NOT_FOUND', `no threshold key "${c.keyId}" v${c.version}`, {
+          keyId: c.keyId,
+        });
+      // `destroy` moves only a disabled version, so that is the state a cancel gives back.
+      const restore =
+        k.state === 'destroyed'
+          ? (audit: AuditDraft[], at: Date) =>
+              this.store.setKeyState(k.keyId, k.version, ['destroyed'], 'disabled', at, audit)
+          : undefined;
+      try {
+        return await this.requireCeremonies().destroys.cancel(k, c, by, restore);
+      } finally {
+        await this.reload();
+      }
+    });
   }
 
   /**

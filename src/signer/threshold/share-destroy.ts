@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { CancelSubject, DestroyOrder } from '../../core/admin/share-destroy.js';
-import { eventDraft } from '../../core/audit/draft.js';
+import { type AuditDraft, eventDraft } from '../../core/audit/draft.js';
 import { SignerError } from '../../core/errors.js';
 import type { Logger } from '../../infra/log.js';
 import type { AuditStore } from '../../infra/store/audit.js';
 import type { KeyRecord } from '../../infra/store/store.js';
-import type { CosignerClients } from './cosigner-client.js';
+import { type CosignerClients, CosignerFault } from './cosigner-client.js';
 
 /**
  * The signer's part in destroying a threshold key's shares (README "Destroying threshold
@@ -67,12 +67,18 @@ export class ShareDestroys {
   /**
    * Forwards one admin's signed cancel (already checked by the caller against the signer's
    * admins) to every cosigner of the version; audited before and after. Resolves with each
-   * cosigner's "id:restored".
+   * cosigner's "id:restored" ("id:cancelled" for one that had already restored it under this
+   * order, the retry after a cosigner was missed). Only when every share is back does
+   * `restore` run: it commits the signer's own state change together with the result entry.
+   * Refused with PROPOSAL_CLOSED (metadata `state`) when there is nothing to cancel: `done`
+   * when the cosigners' delay passed and a share was overwritten (too late, whatever the
+   * others say), `cancelled` for a replay, `unknown` for an order they never had.
    */
   async cancel(
     key: Pick<KeyRecord, 'keyId' | 'version' | 'threshold'>,
     c: CancelSubject & { admin: string; signature: Uint8Array },
     by: string,
+    restore?: (audit: AuditDraft[], at: Date) => Promise<boolean>,
   ): Promise<string[]> {
     const ids = key.threshold?.cosigners ?? this.cosigners.ids;
     const about = { keyId: key.keyId, keyVersion: key.version };
@@ -89,12 +95,35 @@ export class ShareDestroys {
     const done = await Promise.allSettled(
       ids.map((id) => this.cosigners.call<{ restored: number }>(id, 'CancelShareDestroy', request)),
     );
-    const outcome = done.map((d, i) =>
-      d.status === 'fulfilled' ? `${ids[i]}:${d.value.restored}` : `${ids[i]}:${(d.reason as Error).message}`,
-    );
-    const intent = { ...base, outcome: outcome.join(';') };
-    await this.audit.appendAudit([eventDraft('shares.destroy-cancel-result', new Date(), by, { ...about, intent })]);
-    const missed = ids.filter((_, i) => done[i]!.status === 'rejected');
+    const answers = done.map((d, i) => answerOf(ids[i]!, d));
+    const outcome = answers.map((a) => `${a.id}:${a.text}`);
+    const late = answers.filter((a) => a.closed === 'done').map((a) => a.id);
+    const missed = answers.filter((a) => !a.ok).map((a) => a.id);
+    const restoredNow = answers.some((a) => a.ok && a.closed === undefined);
+    const back = missed.length === 0 && restoredNow;
+    const at = new Date();
+    const result = (extra: Record<string, string> = {}) => [
+      eventDraft('shares.destroy-cancel-result', at, by, {
+        ...about,
+        intent: { ...base, outcome: outcome.join(';'), ...extra },
+      }),
+    ];
+    // The signer's version and the entry that says why it changed commit together, or neither
+    // (the version may have moved meanwhile on another replica: then the entry alone).
+    const restored = back && restore ? await restore(result({ keyState: 'disabled' }), at) : false;
+    if (!restored) await this.audit.appendAudit(result());
+    const closed = answers.filter((a) => a.closed !== undefined);
+    if (late.length || (!restoredNow && closed.length === answers.length)) {
+      const state = late.length ? 'done' : [...new Set(closed.map((a) => a.closed))].sort().join(',');
+      const why = late.length
+        ? `the cosigners' delay passed: cosigners ${late.join(', ')} overwrote their shares of "${key.keyId}" v${key.version}; nothing to cancel`
+        : `no cosigner has a scheduled destruction of "${key.keyId}" v${key.version} by proposal ${c.proposalId} (${state})`;
+      throw new SignerError('PROPOSAL_CLOSED', why, {
+        proposal: c.proposalId,
+        state,
+        cosigners: (late.length ? late : closed.map((a) => a.id)).join(','),
+      });
+    }
     if (missed.length) {
       throw new SignerError(
         'THRESHOLD_UNAVAILABLE',
@@ -108,4 +137,21 @@ export class ShareDestroys {
     );
     return outcome;
   }
+}
+
+/**
+ * One cosigner's answer to a cancel. `ok`: its share signs again, now or (PROPOSAL_CLOSED,
+ * `cancelled`, no other order open for the version) by an earlier cancel of this order.
+ * `closed`: the cosigner's PROPOSAL_CLOSED state.
+ */
+function answerOf(
+  id: number,
+  d: PromiseSettledResult<{ restored: number }>,
+): { id: number; ok: boolean; text: string; closed?: string } {
+  if (d.status === 'fulfilled') return { id, ok: true, text: String(d.value.restored) };
+  const refusal = d.reason instanceof CosignerFault ? d.reason.refusal : undefined;
+  if (refusal?.reason !== 'PROPOSAL_CLOSED') return { id, ok: false, text: (d.reason as Error).message };
+  const closed = refusal.metadata.state ?? 'unknown';
+  const ok = closed === 'cancelled' && !refusal.metadata.open;
+  return { id, ok, closed, text: ok ? 'cancelled' : (d.reason as Error).message };
 }

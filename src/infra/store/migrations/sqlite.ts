@@ -262,6 +262,11 @@ function columnsOf(db: Database.Database, table: string): Set<string> {
  * migrate it once (the second waits for the write lock, then finds nothing pending).
  */
 export function migrateSqlite(db: Database.Database, now = Date.now()): void {
+  applySqliteMigrations(db, SQLITE_MIGRATIONS, now);
+}
+
+/** Applies `list`'s pending migrations as migrateSqlite does (the cosigner's store has a list too). */
+export function applySqliteMigrations(db: Database.Database, list: readonly SqliteMigration[], now: number): void {
   db.transaction(() => {
     db.exec(`CREATE TABLE IF NOT EXISTS schema_version (
       version    INTEGER PRIMARY KEY,
@@ -270,7 +275,7 @@ export function migrateSqlite(db: Database.Database, now = Date.now()): void {
     )`);
     const { v } = db.prepare('SELECT coalesce(max(version), 0) AS v FROM schema_version').get() as { v: number };
     const record = db.prepare('INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)');
-    for (const m of pendingMigrations(SQLITE_MIGRATIONS, v)) {
+    for (const m of pendingMigrations(list, v)) {
       m.up(db);
       record.run(m.version, m.name, now);
     }

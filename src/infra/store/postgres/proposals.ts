@@ -31,7 +31,7 @@ const SQL = {
   approve: `INSERT INTO proposal_approvals (proposal_id, admin, signature, approved_at)
     SELECT id, $2, $3, $4 FROM proposals WHERE id = $1 AND state = 'open' FOR UPDATE`,
   close: `UPDATE proposals SET state = $2, closed_at = $3, closed_by = $4, note = $5 WHERE id = $1 AND state = 'open'`,
-  // The primary key refuses a version raced by another replica (the transaction is retried).
+  // Numbered under the version lock (sql.ts); the primary key still refuses a raced version.
   putAccess: `INSERT INTO access_versions (version, document, updated_at, updated_by)
     SELECT coalesce(max(version), 0) + 1, $1, $2, $3 FROM access_versions RETURNING version`,
   accessHistory: 'SELECT * FROM access_versions ORDER BY version',
@@ -83,17 +83,20 @@ export class PostgresProposals {
     effects: ProposalEffects,
     audit: (policyVersion: number | null) => AuditDraft[],
   ): Promise<{ policy: PolicyRecord | null } | null> {
-    const statements = [s('close', [id, c.state, c.at.getTime(), c.by, c.note])];
     const p = effects.policy;
-    if (p) statements.push(q('putPolicy', [p.name, p.document, c.at.getTime(), p.updatedBy]));
     const acc = effects.access;
+    // The version lock first (sql.ts versionLock), then the proposal row, then the audit lock.
+    const lock = p ? [q('versionLock', [`policy:${p.name}`])] : acc ? [q('versionLock', ['access'])] : [];
+    const statements = [...lock, s('close', [id, c.state, c.at.getTime(), c.by, c.note])];
+    if (p) statements.push(q('putPolicy', [p.name, p.document, c.at.getTime(), p.updatedBy]));
     if (acc) statements.push(s('putAccess', [acc.document, c.at.getTime(), acc.updatedBy]));
     if (effects.unfreeze) statements.push(s('unfreeze', [effects.unfreeze.kind, effects.unfreeze.target]));
     const got: { version: number | null } = { version: null };
     try {
       // A policy version raced by another writer is refused by the primary key and retried.
       await withRetries(this.pool, (conn) =>
-        inTransaction(conn, statements, (results) => {
+        inTransaction(conn, statements, (all) => {
+          const results = all.slice(lock.length);
           if (results[0]!.rowCount !== 1) throw new NotOpen();
           got.version = p || acc ? (results[1]!.rows[0] as { version: number }).version : null;
           return audit(got.version);
@@ -115,8 +118,9 @@ export class PostgresProposals {
     at: Date,
     audit: (version: number) => AuditDraft[],
   ): Promise<AccessRecord> {
-    const [r] = await withRetries(this.pool, (c) =>
-      inTransaction(c, [s('putAccess', [document, at.getTime(), updatedBy])], ([put]) =>
+    const lock = q('versionLock', ['access']);
+    const [, r] = await withRetries(this.pool, (c) =>
+      inTransaction(c, [lock, s('putAccess', [document, at.getTime(), updatedBy])], ([, put]) =>
         audit((put!.rows[0] as { version: number }).version),
       ),
     );

@@ -165,6 +165,13 @@ export const SQL = {
     FROM keys ORDER BY key_id, version`,
   // Two replicas setting the same policy at once compute the same version: the primary key
   // refuses the second, which retries and gets the next one.
+  /**
+   * Taken before a new policy or access version is numbered ($1: "policy:<name>" or "access"):
+   * writers of one name queue here instead of racing for max + 1 and retrying on the primary
+   * key, which under load let one writer lose every one of its attempts. The insert is a later
+   * statement, so its snapshot sees the version the previous holder committed.
+   */
+  versionLock: "SELECT pg_advisory_xact_lock(hashtextextended('versions:' || $1, 0))",
   putPolicy: `INSERT INTO policies (name, version, document, updated_at, updated_by)
     SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM policies WHERE name = $1
     RETURNING version`,
