@@ -1,15 +1,13 @@
-import { createHash } from 'node:crypto';
 import t from 'tap';
+import { hashOf, reserveItem } from '../harness/reserve-items.js';
 import { tempDir } from '../harness/token.js';
 import type { AuditDraft } from '../src/core/audit/draft.js';
-import type { ReserveItem } from '../src/core/replay/records.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
 import { SliceCommitter } from '../src/signer/signing/complete-slices.js';
 
 // A batch's results commit slice by slice as the slices are signed (src/signer/signing/flow.ts):
 // here against a real SQLite store, with the items' signatures arriving out of order.
 
-const h = (s: string) => createHash('sha256').update(s).digest();
 const T0 = Date.parse('2026-11-30T12:00:00Z');
 const turns = async (n: number) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
@@ -19,19 +17,18 @@ async function reserved(batchId: string, n: number) {
   const dir = await tempDir('slices-');
   const s = new SqliteStore(`${dir.path}/signer.db`);
   const ids = Array.from({ length: n }, (_, i) => `${batchId}#${i}`);
-  const item = (requestId: string): ReserveItem => ({
-    client: 'engine',
-    requestId,
-    keyId: 'k1',
-    payloadHash: h(requestId),
-    value: 1n,
-  });
   await s.reserve(
-    { items: ids.map(item), velocity: [], batch: { client: 'engine', batchId }, leaseMs: 60_000, now: new Date(T0) },
+    {
+      items: ids.map(reserveItem),
+      velocity: [],
+      batch: { client: 'engine', batchId },
+      leaseMs: 60_000,
+      now: new Date(T0),
+    },
     () => ({
       outcome: undefined,
       writes: ids.map((_, index) => ({ index, action: 'insert' as const })),
-      batch: { itemsHash: h(batchId) },
+      batch: { itemsHash: hashOf(batchId) },
     }),
   );
   const completion = (i: number) => {
@@ -42,11 +39,11 @@ async function reserved(batchId: string, n: number) {
       keyId: 'k1',
       keyVersion: 1,
       requestId: ids[i]!,
-      payloadHash: h(ids[i]!),
+      payloadHash: hashOf(ids[i]!),
       intent: { kind: 'digest' },
       decision: 'allowed',
       reason: null,
-      signatureHash: h(`signature ${i}`),
+      signatureHash: hashOf(`signature ${i}`),
     };
     return { done: { client: 'engine', requestId: ids[i]!, result: Buffer.from(`result ${i}`) }, drafts: [draft] };
   };

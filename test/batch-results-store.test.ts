@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { startPostgres } from '../harness/postgres.js';
+import { hashOf, reserveItem } from '../harness/reserve-items.js';
 import { tempDir } from '../harness/token.js';
-import type { ReplayStore, ReserveItem } from '../src/core/replay/records.js';
+import type { ReplayStore } from '../src/core/replay/records.js';
 import type { BatchResultStore } from '../src/infra/store/batch-results.js';
 import { PostgresStore } from '../src/infra/store/postgres.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
@@ -12,21 +12,13 @@ import { SqliteStore } from '../src/infra/store/sqlite.js';
 // complete and abandon.
 
 type S = ReplayStore & BatchResultStore & { close(): Promise<void> };
-const h = (s: string) => createHash('sha256').update(s).digest();
 const T0 = Date.parse('2026-11-30T12:00:00Z');
-const item = (requestId: string): ReserveItem => ({
-  client: 'engine',
-  requestId,
-  keyId: 'k1',
-  payloadHash: h(requestId),
-  value: 1n,
-});
 
 async function scenario(t: Test, s: S) {
   const ids = Array.from({ length: 5 }, (_, i) => `bx#${i}`);
   await s.reserve(
     {
-      items: ids.map(item),
+      items: ids.map(reserveItem),
       velocity: [],
       batch: { client: 'engine', batchId: 'bx' },
       leaseMs: 60_000,
@@ -35,7 +27,7 @@ async function scenario(t: Test, s: S) {
     () => ({
       outcome: undefined,
       writes: ids.map((_, index) => ({ index, action: 'insert' as const })),
-      batch: { itemsHash: h('bx') },
+      batch: { itemsHash: hashOf('bx') },
     }),
   );
   // Items 0..2 signed, 3 failed (abandoned), 4 still being signed.

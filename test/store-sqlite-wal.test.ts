@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import t from 'tap';
+import { hashOf, reserveItem } from '../harness/reserve-items.js';
 import { tempDir } from '../harness/token.js';
 import type { AuditDraft } from '../src/core/audit/draft.js';
-import type { ReserveItem } from '../src/core/replay/records.js';
 import { SqliteStore } from '../src/infra/store/sqlite.js';
 
 // The SQLite store commits with synchronous=NORMAL and syncs the WAL off the event loop
@@ -51,14 +50,6 @@ const open = () => {
   t.teardown(() => s.close().catch(() => undefined));
   return s;
 };
-const h = (s: string) => createHash('sha256').update(s).digest();
-const item = (requestId: string): ReserveItem => ({
-  client: 'engine',
-  requestId,
-  keyId: 'k1',
-  payloadHash: h(requestId),
-  value: 1n,
-});
 const draft = (requestId: string): AuditDraft => ({
   kind: 'sign',
   at: new Date(),
@@ -66,11 +57,11 @@ const draft = (requestId: string): AuditDraft => ({
   keyId: 'k1',
   keyVersion: 1,
   requestId,
-  payloadHash: h(requestId),
+  payloadHash: hashOf(requestId),
   intent: { kind: 'digest' },
   decision: 'allowed',
   reason: null,
-  signatureHash: h(`sig ${requestId}`),
+  signatureHash: hashOf(`sig ${requestId}`),
 });
 
 t.test('SQLite itself does not fsync commits: synchronous=NORMAL', async (t) => {
@@ -113,7 +104,7 @@ t.test('a reservation that only claims settles at commit; its completion waits f
   const s = open();
   hold = true;
   const now = new Date();
-  const req = { items: [item('r1')], velocity: [], leaseMs: 30_000, now, attempt: 'x' };
+  const req = { items: [reserveItem('r1')], velocity: [], leaseMs: 30_000, now, attempt: 'x' };
   const before = calls;
   const outcome = await s.reserve(req, () => ({
     outcome: 'claimed',
@@ -126,7 +117,7 @@ t.test('a reservation that only claims settles at commit; its completion waits f
     [{ client: 'engine', requestId: 'r1', result: Buffer.from('sig'), attempt: 'x' }],
     [draft('r1')],
   );
-  const refused = s.reserve({ ...req, items: [item('r2')] }, () => ({
+  const refused = s.reserve({ ...req, items: [reserveItem('r2')] }, () => ({
     outcome: 'refused',
     writes: [],
     audit: [{ ...draft('r2'), decision: 'refused' as const, reason: 'VALUE_LIMIT', signatureHash: null }],
