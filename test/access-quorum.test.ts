@@ -3,15 +3,13 @@
  * lift, against a real signer (mTLS, SoftHSM, SQLite): 2 of 3 admins approve with the P-256 keys
  * of their own certificates. The attacker writes the SQLite file directly, as any DB writer could.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { adminApproval } from '../harness/admins.js';
+import { adminApproval, adminScripts } from '../harness/admins.js';
 import { eventually, refused, startTestSigner } from '../harness/signer.js';
 import { repoRoot } from '../harness/token.js';
 import { call, nowTimestamp, type SignerClients } from '../src/client/client.js';
@@ -345,18 +343,7 @@ t.test('a freeze survives a database writer: row deleted, unfreeze forged', asyn
 });
 
 t.test('scripts: propose-access shows the diff, approve-policy reviews and signs', async (t) => {
-  const run = promisify(execFile);
-  const tsx = `${repoRoot}/node_modules/.bin/tsx`;
-  const as = (cn: string) => [
-    '--address',
-    ts.address,
-    '--ca',
-    ts.pki.files.caCert,
-    '--cert',
-    ts.pki.files.clients[cn]!.cert,
-    '--key',
-    ts.pki.files.clients[cn]!.key,
-  ];
+  const { run, tsx, as, approve } = adminScripts(ts.address, ts.pki);
   const before = await getAccess();
   const file = `${ts.dir}/access.json`;
   await run(tsx, ['scripts/propose-access.ts', '--current', file, ...as('admin-a')], { cwd: repoRoot });
@@ -370,22 +357,7 @@ t.test('scripts: propose-access shows the diff, approve-policy reviews and signs
   t.match(proposed.stderr, /^- client auditor roles: auditor$/m);
   t.match(proposed.stderr, /^\+ client auditor roles: admin, auditor$/m);
   const id = (JSON.parse(proposed.stdout) as { id: string }).id;
-  const approveAs = (who: Admin) =>
-    run(
-      tsx,
-      [
-        'scripts/approve-policy.ts',
-        id,
-        '--admin',
-        who,
-        '--admin-key',
-        ts.pki.files.clients[ADMINS[who]]!.key,
-        '--yes',
-        '--json',
-        ...as(ADMINS[who]),
-      ],
-      { cwd: repoRoot },
-    );
+  const approveAs = (who: Admin) => approve(id, who, ADMINS[who]);
   const first = await approveAs('alice');
   t.match(first.stderr, /client "auditor" gets the admin role/, 'the loosening, worked out locally');
   // Approved, then applied once the delay passed (the scripts take seconds each to start).

@@ -3,15 +3,13 @@
  * with the P-256 key of their own client certificate (signed here with Node's crypto, verified
  * by the signer with @noble/curves). The attacker edits the database as any DB writer could.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { adminApproval } from '../harness/admins.js';
+import { adminApproval, adminScripts } from '../harness/admins.js';
 import { eventually, OPEN_POLICY, refused, startTestSigner } from '../harness/signer.js';
 import { repoRoot } from '../harness/token.js';
 import { call, nowTimestamp } from '../src/client/client.js';
@@ -357,18 +355,7 @@ t.test('destroying a key version needs the quorum', async (t) => {
 });
 
 t.test('scripts: propose, review the diff and loosenings, approve with the key file', async (t) => {
-  const run = promisify(execFile);
-  const tsx = `${repoRoot}/node_modules/.bin/tsx`;
-  const as = (cn: string) => [
-    '--address',
-    ts.address,
-    '--ca',
-    ts.pki.files.caCert,
-    '--cert',
-    ts.pki.files.clients[cn]!.cert,
-    '--key',
-    ts.pki.files.clients[cn]!.key,
-  ];
+  const { run, tsx, as, approve } = adminScripts(ts.address, ts.pki);
   const base = await getPolicy();
   const file = `${ts.dir}/next.json`;
   const next = { ...JSON.parse(base.document), evm: { ...JSON.parse(base.document).evm, maxGas: '1000' } };
@@ -377,22 +364,7 @@ t.test('scripts: propose, review the diff and loosenings, approve with the key f
     cwd: repoRoot,
   });
   const id = (JSON.parse(proposed.stdout) as { id: string }).id;
-  const approveAs = (who: Admin) =>
-    run(
-      tsx,
-      [
-        'scripts/approve-policy.ts',
-        id,
-        '--admin',
-        who,
-        '--admin-key',
-        ts.pki.files.clients[ADMINS[who]]!.key,
-        '--yes',
-        '--json',
-        ...as(ADMINS[who]),
-      ],
-      { cwd: repoRoot },
-    );
+  const approveAs = (who: Admin) => approve(id, who, ADMINS[who]);
   const first = await approveAs('alice');
   t.match(first.stderr, /^- {5}"maxGas": "30000000"/m, 'the diff shows the old line');
   t.match(first.stderr, /^\+ {5}"maxGas": "1000"/m, 'and the new one');
