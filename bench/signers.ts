@@ -76,8 +76,28 @@ export async function startBenchSigner(
   keys: Array<[string, string]>,
   over: Record<string, unknown> = {},
 ): Promise<BenchSigner & { keys: Record<string, Buffer> }> {
-  const [port, metricsPort] = [await freePort(), await freePort()];
   const base = testConfig(ctx.dir, ctx.pki, ctx.token);
+  // freePort() only finds a port free now: another process (a test running beside the bench)
+  // can take it before the signer listens. Then the signer exits with EADDRINUSE; new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startBenchSignerOn(ctx, name, keys, over, base, await freePort(), await freePort());
+    } catch (e) {
+      if (attempt >= 3 || !String((e as Error).message).includes('EADDRINUSE')) throw e;
+      ctx.log(`${name}: its port was taken before it listened; again on new ports`);
+    }
+  }
+}
+
+async function startBenchSignerOn(
+  ctx: BenchContext,
+  name: string,
+  keys: Array<[string, string]>,
+  over: Record<string, unknown>,
+  base: ReturnType<typeof testConfig>,
+  port: number,
+  metricsPort: number,
+): Promise<BenchSigner & { keys: Record<string, Buffer> }> {
   const config = testConfig(ctx.dir, ctx.pki, ctx.token, {
     hsm: { ...base.hsm, sessions: ctx.sessions },
     store: { sqlite: { path: `${ctx.dir}/${name}.db` } },
