@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import t from 'tap';
+import { adminScripts } from '../harness/admins.js';
 import { makePki } from '../harness/pki.js';
 import { freePort, startSignerProcess, tsx } from '../harness/process.js';
 import { testConfig } from '../harness/signer.js';
@@ -79,16 +80,7 @@ t.test('the signer runs as a process and the security-team scripts drive it', as
   t.teardown(() => void proc.stop('SIGKILL'));
   t.match(proc.logs(), /"msg":"signer started"/, 'logs a structured start line');
 
-  const tls = (cn: string) => [
-    '--address',
-    `127.0.0.1:${port}`,
-    '--ca',
-    pki.files.caCert,
-    '--cert',
-    pki.files.clients[cn]!.cert,
-    '--key',
-    pki.files.clients[cn]!.key,
-  ];
+  const tls = adminScripts(`127.0.0.1:${port}`, pki).as;
   const script = (name: string, args: string[]) =>
     run(tsx, [`scripts/${name}.ts`, ...args], { cwd: repoRoot, timeout: 30_000 });
 
